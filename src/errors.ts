@@ -1,0 +1,48 @@
+/**
+ * Troupe's error type. Every error Troupe throws on purpose is a `TroupeError` with a stable
+ * `code`, so callers (and the actor runtime, when an error crosses a thread) can branch on it
+ * without parsing messages. `details` is plain data: safe to log, serialise and send.
+ */
+export type ErrorCode =
+  | 'BACKEND_UNAVAILABLE'
+  | 'BAD_DEVICE'
+  | 'BAD_ARGUMENT'
+  | 'SHAPE_MISMATCH'
+  | 'UNKNOWN_NAME';
+
+export class TroupeError extends Error {
+  override readonly name = 'TroupeError';
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+}
+
+/** True when `e` is a TroupeError with the given code. */
+export function hasCode(e: unknown, code: ErrorCode): e is TroupeError {
+  return e instanceof TroupeError && e.code === code;
+}
+
+/**
+ * Lookup in a name → value registry that fails with the list of valid names
+ * (`Unknown kl estimator 'k4'. Known: k1, k2, k3.`).
+ */
+export function lookup<T>(registry: ReadonlyMap<string, T>, name: string, what: string): T {
+  const found = registry.get(name);
+  if (found === undefined) {
+    throw new TroupeError(
+      'UNKNOWN_NAME',
+      `Unknown ${what} '${name}'. Known: ${[...registry.keys()].join(', ')}.`,
+      { details: { what, name, known: [...registry.keys()] } },
+    );
+  }
+  return found;
+}

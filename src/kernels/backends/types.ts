@@ -1,0 +1,27 @@
+import type { Device } from '../device.js';
+
+/** The backends Troupe knows, in Troupe's names (not tfjs' registry names). */
+export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'webgpu' | 'cpu';
+
+export interface ProbeResult {
+  readonly available: boolean;
+  /** Why it is or is not available, written for a person. */
+  readonly reason: string;
+}
+
+/**
+ * One adapter per backend. `probe` says whether this thread could run it (it may load the
+ * package); `activate` makes it the thread's tfjs backend on `device` and returns a short note
+ * on what it set up. Algorithm code never sees an adapter: `startRuntime` does.
+ */
+export interface BackendAdapter {
+  readonly name: BackendName;
+  /** Name of the backend in tfjs' registry (`tf.setBackend(tfName)`). */
+  readonly tfName: string;
+  /** Device kinds this backend can place tensors on. */
+  readonly deviceKinds: readonly Device['kind'][];
+  /** What a user installs to make it available. */
+  readonly install: string;
+  probe(): Promise<ProbeResult>;
+  activate(device: Device): Promise<string>;
+}

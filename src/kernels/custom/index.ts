@@ -1,0 +1,38 @@
+import { getKernel, registerGradient, registerKernel, unregisterKernel } from '../tf.js';
+import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
+import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
+import { missingZeroGradients } from './zero-gradients.js';
+
+const installedFor = new Set<string>();
+
+/**
+ * Register the kernels and gradients Troupe adds to tfjs, for the backend now active in this
+ * thread (named as in tfjs' registry). Idempotent. Must run after the backend is initialised:
+ * the fast wasm BatchMatMul wraps the stock kernel, whose setup runs at backend start.
+ * Returns what it added, for the runtime report.
+ */
+export function installCustomKernels(tfBackend: string): string[] {
+  const added: string[] = [];
+  for (const g of missingZeroGradients()) {
+    registerGradient(g);
+    added.push(`grad:${g.kernelName}`);
+  }
+  if (installedFor.has(tfBackend)) return added;
+  installedFor.add(tfBackend);
+  if (tfBackend === 'wasm') {
+    if (!getKernel('UnsortedSegmentSum', 'wasm')) {
+      registerKernel(wasmUnsortedSegmentSum);
+      added.push('wasm:UnsortedSegmentSum');
+    }
+    setFastWasmBatchMatMul(true);
+    added.push('wasm:BatchMatMul(fast)');
+  }
+  return added;
+}
+
+/** Switch between the fast and the stock wasm BatchMatMul (benchmarks compare the two). */
+export function setFastWasmBatchMatMul(fast: boolean): void {
+  const stock = stockWasmBatchMatMul();
+  unregisterKernel('BatchMatMul', 'wasm');
+  registerKernel(fast ? fastWasmBatchMatMul() : stock);
+}

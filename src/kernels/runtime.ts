@@ -1,0 +1,152 @@
+import { TroupeError } from '../errors.js';
+import {
+  AUTO_ORDER,
+  BACKENDS,
+  type BackendAdapter,
+  type BackendName,
+  backendAdapter,
+} from './backends/index.js';
+import { installCustomKernels } from './custom/index.js';
+import { type Device, formatDevice, parseDevice } from './device.js';
+import * as tf from './tf.js';
+
+/** What an actor asks for: a backend (or `auto`) and, optionally, a device. */
+export interface RuntimeSpec {
+  readonly backend?: BackendName | 'auto';
+  /** `cpu`, `gpu` or `gpu:N`. Unset: the chosen backend's own device. */
+  readonly device?: string;
+}
+
+export interface BackendAttempt {
+  readonly backend: BackendName;
+  readonly available: boolean;
+  readonly reason: string;
+}
+
+/** What a thread's runtime is running on, and why. */
+export interface RuntimeInfo {
+  readonly backend: BackendName;
+  readonly device: string;
+  /** What the backend set up (e.g. `XNNPACK, SIMD, 1 thread`). */
+  readonly note: string;
+  /** Why this backend: the explicit choice, or what `auto` tried before it. */
+  readonly reason: string;
+  readonly attempts: readonly BackendAttempt[];
+  /** Kernels and gradients Troupe registered on top of tfjs. */
+  readonly customKernels: readonly string[];
+}
+
+let current: RuntimeInfo | undefined;
+
+/** The runtime this thread started, if any. */
+export function currentRuntime(): RuntimeInfo | undefined {
+  return current;
+}
+
+function defaultDevice(adapter: BackendAdapter): Device {
+  return { kind: adapter.deviceKinds[0], index: 0 };
+}
+
+function candidates(device: Device | undefined): BackendAdapter[] {
+  if (device?.kind === 'gpu') return [backendAdapter('tensorflow-gpu'), backendAdapter('webgpu')];
+  const order = AUTO_ORDER.map((n) => backendAdapter(n));
+  return device?.kind === 'cpu' ? order.filter((a) => a.deviceKinds.includes('cpu')) : order;
+}
+
+async function activate(
+  adapter: BackendAdapter,
+  device: Device,
+  reason: string,
+  attempts: BackendAttempt[],
+): Promise<RuntimeInfo> {
+  const note = await adapter.activate(device);
+  const customKernels = installCustomKernels(adapter.tfName);
+  current = {
+    backend: adapter.name,
+    device: formatDevice(device),
+    note,
+    reason,
+    attempts,
+    customKernels,
+  };
+  return current;
+}
+
+async function startExplicit(adapter: BackendAdapter, device: Device | undefined) {
+  const dev = device ?? defaultDevice(adapter);
+  if (!adapter.deviceKinds.includes(dev.kind)) {
+    const alternatives = [...BACKENDS.values()]
+      .filter((b) => b.deviceKinds.includes(dev.kind))
+      .map((b) => b.name);
+    throw new TroupeError(
+      'BAD_DEVICE',
+      `Backend '${adapter.name}' cannot place tensors on '${formatDevice(dev)}': it runs on ` +
+        `${adapter.deviceKinds.join('/')}. For ${dev.kind}, use one of: ${alternatives.join(', ')}.`,
+      { details: { backend: adapter.name, device: formatDevice(dev) } },
+    );
+  }
+  const probe = await adapter.probe();
+  const attempts = [{ backend: adapter.name, ...probe }];
+  if (!probe.available) {
+    throw new TroupeError(
+      'BACKEND_UNAVAILABLE',
+      `Backend '${adapter.name}' is not available: ${probe.reason}. To use it: ${adapter.install}. ` +
+        `Or choose backend 'auto'.`,
+      { details: { backend: adapter.name, reason: probe.reason, install: adapter.install } },
+    );
+  }
+  return activate(adapter, dev, `chosen by name (${probe.reason})`, attempts);
+}
+
+async function startAuto(device: Device | undefined): Promise<RuntimeInfo> {
+  const attempts: BackendAttempt[] = [];
+  const skipped: string[] = [];
+  for (const adapter of candidates(device)) {
+    const probe = await adapter.probe();
+    attempts.push({ backend: adapter.name, ...probe });
+    if (!probe.available) {
+      skipped.push(`${adapter.name}: ${probe.reason}`);
+      continue;
+    }
+    try {
+      const why = skipped.length ? `; skipped ${skipped.join('; ')}` : '';
+      return await activate(
+        adapter,
+        device ?? defaultDevice(adapter),
+        `auto: first available${why}`,
+        attempts,
+      );
+    } catch (e) {
+      const reason = `failed to start: ${(e as Error).message}`;
+      attempts[attempts.length - 1] = { backend: adapter.name, available: false, reason };
+      skipped.push(`${adapter.name}: ${reason}`);
+    }
+  }
+  throw new TroupeError(
+    'BACKEND_UNAVAILABLE',
+    `No backend could start${device ? ` on ${formatDevice(device)}` : ''}: ${skipped.join('; ')}.`,
+    { details: { attempts } },
+  );
+}
+
+/**
+ * Start (or switch) this thread's tensor runtime: choose the backend, place it on the device,
+ * register Troupe's kernels and gradients. `auto` tries tensorflow-gpu → tensorflow → wasm → cpu
+ * (only GPU backends for a `gpu` device, only CPU ones for `cpu`) and reports why it picked one;
+ * an explicit backend that cannot run fails with the reason and what to install.
+ */
+export async function startRuntime(spec: RuntimeSpec = {}): Promise<RuntimeInfo> {
+  // tfjs prints "install our node backend" banners to the console; Troupe reports instead.
+  tf.env().set('PROD', true);
+  const device = spec.device === undefined ? undefined : parseDevice(spec.device);
+  const name = spec.backend ?? 'auto';
+  return name === 'auto' ? startAuto(device) : startExplicit(backendAdapter(name), device);
+}
+
+/** Probe every backend without switching to it (for `troupe doctor`). */
+export async function probeBackends(): Promise<BackendAttempt[]> {
+  const out: BackendAttempt[] = [];
+  for (const adapter of BACKENDS.values())
+    out.push({ backend: adapter.name, ...(await adapter.probe()) });
+  return out;
+}
