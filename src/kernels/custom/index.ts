@@ -1,9 +1,11 @@
 import { getKernel, registerGradient, registerKernel, unregisterKernel } from '../tf.js';
+import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
 
 const installedFor = new Set<string>();
+let gradientsFixed = false;
 
 /**
  * Register the kernels and gradients Troupe adds to tfjs, for the backend now active in this
@@ -13,6 +15,11 @@ const installedFor = new Set<string>();
  */
 export function installCustomKernels(tfBackend: string): string[] {
   const added: string[] = [];
+  if (!gradientsFixed) {
+    gradientsFixed = true;
+    registerGradient(batchMatMulGrad);
+    added.push('grad:BatchMatMul(broadcast-safe)');
+  }
   for (const g of missingZeroGradients()) {
     registerGradient(g);
     added.push(`grad:${g.kernelName}`);

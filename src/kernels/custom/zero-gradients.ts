@@ -1,4 +1,4 @@
-import { type GradConfig, getGradient, type Tensor, zerosLike } from '../tf.js';
+import { type GradConfig, getGradient, type Tensor, zeros } from '../tf.js';
 
 /**
  * Ops whose output is piecewise constant in their inputs (comparisons, logic, predicates).
@@ -23,12 +23,13 @@ export const ZERO_GRADIENT_OPS: Readonly<Record<string, readonly string[]>> = {
   ArgMin: ['x'],
 };
 
+// The tape wants float32 gradients even for bool inputs (it rejects `zerosLike(bool)`).
 function zeroGradient(kernelName: string, inputs: readonly string[]): GradConfig {
   return {
     kernelName,
     inputsToSave: [...inputs],
     gradFunc: (_dy: Tensor | Tensor[], saved: Tensor[]) =>
-      Object.fromEntries(inputs.map((name, i) => [name, () => zerosLike(saved[i])])),
+      Object.fromEntries(inputs.map((name, i) => [name, () => zeros(saved[i].shape, 'float32')])),
   };
 }
 

@@ -1,0 +1,156 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { setFastWasmBatchMatMul } from '../../src/kernels/custom/index.js';
+import { RandomStream } from '../../src/kernels/random.js';
+import * as tf from '../../src/kernels/tf.js';
+import { BACKEND_CASES, expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';
+import { fdGradient, refMatMul } from '../helpers/reference.js';
+
+const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/** Every form the models and their gradients produce, including broadcasting. */
+const MATMUL_FORMS: Array<[number[], number[], boolean, boolean]> = [
+  [[7, 5], [5, 3], false, false],
+  [[7, 5], [3, 5], false, true],
+  [[5, 7], [5, 3], true, false],
+  [[5, 7], [3, 5], true, true],
+  [[2, 7, 5], [2, 5, 3], false, false],
+  [[2, 7, 5], [2, 3, 5], false, true],
+  [[2, 5, 7], [2, 5, 3], true, false],
+  [[2, 5, 7], [2, 3, 5], true, true],
+  [[2, 7, 5], [5, 3], false, false],
+  [[2, 7, 5], [3, 5], false, true],
+  [[2, 5, 7], [5, 3], true, false],
+  [[7, 5], [2, 5, 3], false, false],
+  [[2, 3, 7, 5], [2, 3, 5, 4], false, false],
+  [[2, 3, 7, 5], [2, 3, 4, 5], false, true],
+  [[2, 3, 7, 5], [3, 5, 4], false, false],
+];
+
+function inputs(seed: number, ...shapes: number[][]): Float64Array[] {
+  const s = RandomStream.of({ seed, step: 0, actor: 'test' });
+  return shapes.map((sh) => Float64Array.from(s.normal(size(sh))));
+}
+
+for (const [backend, skip] of BACKEND_CASES) {
+  describe.skipIf(skip !== null)(`custom kernels on ${backend}${skip ? ` (${skip})` : ''}`, () => {
+    beforeAll(async () => {
+      await useBackend(backend);
+    });
+
+    it.each(MATMUL_FORMS)(
+      'matMul %j · %j (tA=%s, tB=%s) forward and gradient',
+      async (sa, sb, ta, tb) => {
+        const [a, b] = inputs(sa.length * 100 + sb.length, sa, sb);
+        const ref = refMatMul(a, sa, b, sb, ta, tb);
+        const [w] = inputs(7, ref.shape);
+        await expectNoLeak(async () => {
+          const at = tf.tensor(Float32Array.from(a), sa, 'float32');
+          const bt = tf.tensor(Float32Array.from(b), sb, 'float32');
+          const wt = tf.tensor(Float32Array.from(w), ref.shape, 'float32');
+          const y = tf.matMul(at, bt, ta, tb);
+          expect(y.shape).toEqual(ref.shape);
+          expectClose(await read(y), ref.data, { atol: 1e-4, rtol: 1e-4, what: 'forward' });
+          const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) =>
+            tf.sum(tf.mul(tf.matMul(x, z, ta, tb), wt)),
+          )([at, bt]);
+          expect(ga.shape).toEqual(sa);
+          expect(gb.shape).toEqual(sb);
+          const f = (x: Float64Array, z: Float64Array) => refMatMul(x, sa, z, sb, ta, tb).data;
+          expectClose(await read(ga), fdGradient(f, [a, b], w, 0), {
+            atol: 1e-3,
+            rtol: 1e-3,
+            what: 'da',
+          });
+          expectClose(await read(gb), fdGradient(f, [a, b], w, 1), {
+            atol: 1e-3,
+            rtol: 1e-3,
+            what: 'db',
+          });
+          tf.dispose([at, bt, wt, y, ga, gb]);
+        });
+      },
+    );
+
+    it('UnsortedSegmentSum (the embedding gradient) matches a plain loop', async () => {
+      const V = 11;
+      const d = 6;
+      const ids = [3, 0, 3, 10, 7, 3, 0, -1];
+      const [x] = inputs(3, [ids.length, d]);
+      const want = new Float64Array(V * d);
+      ids.forEach((s, i) => {
+        if (s < 0) return;
+        for (let j = 0; j < d; j++) want[s * d + j] += x[i * d + j];
+      });
+      await expectNoLeak(async () => {
+        const xt = tf.tensor(Float32Array.from(x), [ids.length, d], 'float32');
+        const it = tf.tensor1d(ids, 'int32');
+        const y = tf.unsortedSegmentSum(xt, it, V);
+        expectClose(await read(y), want, { what: 'unsortedSegmentSum' });
+        tf.dispose([xt, it, y]);
+      });
+    });
+
+    it('embedding lookup (gather) has a gradient equal to the scatter-add of dy', async () => {
+      const table = inputs(4, [9, 4])[0];
+      const ids = [
+        [1, 8, 1],
+        [0, 1, 5],
+      ];
+      const [w] = inputs(5, [2, 3, 4]);
+      await expectNoLeak(async () => {
+        const tt = tf.tensor(Float32Array.from(table), [9, 4], 'float32');
+        const idt = tf.tensor2d(ids, [2, 3], 'int32');
+        const wt = tf.tensor(Float32Array.from(w), [2, 3, 4], 'float32');
+        const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.gather(t, idt), wt)))(tt);
+        const want = new Float64Array(9 * 4);
+        ids.flat().forEach((row, i) => {
+          for (let j = 0; j < 4; j++) want[row * 4 + j] += w[i * 4 + j];
+        });
+        expectClose(await read(g), want, { what: 'd table' });
+        tf.dispose([tt, idt, wt, g]);
+      });
+    });
+
+    it('comparison ops have zero gradients, so where() can be differentiated', async () => {
+      await expectNoLeak(async () => {
+        const x = tf.tensor1d([-2, -0.5, 0.5, 2]);
+        const g = tf.grad((v: tf.Tensor) =>
+          tf.sum(tf.where(tf.greater(v, tf.scalar(0)), tf.square(v), tf.neg(v))),
+        )(x);
+        expectClose(await read(g), [-1, -1, 1, 4], { what: 'd where' });
+        const g2 = tf.grad((v: tf.Tensor) =>
+          tf.sum(
+            tf.mul(tf.cast(tf.logicalAnd(tf.less(v, 1), tf.greaterEqual(v, -1)), 'float32'), v),
+          ),
+        )(x);
+        expectClose(await read(g2), [0, 1, 1, 0], { what: 'd mask·x' });
+        tf.dispose([x, g, g2]);
+      });
+    });
+  });
+}
+
+describe('fast wasm BatchMatMul equals the stock kernel', () => {
+  const wasmSkip = BACKEND_CASES.find(([b]) => b === 'wasm')![1];
+  it.skipIf(wasmSkip !== null).each(MATMUL_FORMS)(
+    '%j · %j (tA=%s, tB=%s)',
+    async (sa, sb, ta, tb) => {
+      await useBackend('wasm');
+      const [a, b] = inputs(11, sa, sb);
+      const at = tf.tensor(Float32Array.from(a), sa, 'float32');
+      const bt = tf.tensor(Float32Array.from(b), sb, 'float32');
+      try {
+        setFastWasmBatchMatMul(false);
+        const stock = tf.matMul(at, bt, ta, tb);
+        setFastWasmBatchMatMul(true);
+        const fast = tf.matMul(at, bt, ta, tb);
+        expect(fast.shape).toEqual(stock.shape);
+        expectClose(await read(fast), await read(stock), { atol: 1e-5, rtol: 1e-5 });
+        tf.dispose([stock, fast]);
+      } finally {
+        setFastWasmBatchMatMul(true);
+        tf.dispose([at, bt]);
+      }
+    },
+  );
+});
