@@ -71,6 +71,64 @@ for (const [backend, skip] of BACKEND_CASES) {
       },
     );
 
+    it.each([
+      ['maximum', tf.maximum, (p: number, q: number) => Math.max(p, q)],
+      ['minimum', tf.minimum, (p: number, q: number) => Math.min(p, q)],
+      ['squaredDifference', tf.squaredDifference, (p: number, q: number) => (p - q) ** 2],
+    ] as const)(
+      '%s broadcast [3,5]⊙[5] has gradients of the input shapes, equal to finite differences',
+      async (_n, op, scalar) => {
+        const [a, b, w] = inputs(21, [3, 5], [5], [3, 5]);
+        // Plain loop: y[i,j] = op(a[i,j], b[j]).
+        const f = (x: Float64Array, z: Float64Array) =>
+          Float64Array.from(x, (v, k) => scalar(v, z[k % 5]));
+        await expectNoLeak(async () => {
+          const at = tf.tensor(Float32Array.from(a), [3, 5]);
+          const bt = tf.tensor(Float32Array.from(b), [5]);
+          const wt = tf.tensor(Float32Array.from(w), [3, 5]);
+          const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.sum(tf.mul(op(x, z), wt)))([
+            at,
+            bt,
+          ]);
+          expect(gb.shape).toEqual([5]);
+          expectClose(await read(ga), fdGradient(f, [a, b], w, 0), {
+            atol: 1e-3,
+            rtol: 1e-3,
+            what: 'da',
+          });
+          expectClose(await read(gb), fdGradient(f, [a, b], w, 1), {
+            atol: 1e-3,
+            rtol: 1e-3,
+            what: 'db',
+          });
+          tf.dispose([at, bt, wt, ga, gb]);
+        });
+      },
+    );
+
+    it('gather with batchDims picks one element per row, forward and backward', async () => {
+      const [x, w] = inputs(22, [4, 7], [4, 1]);
+      const ids = [3, 0, 6, 3];
+      await expectNoLeak(async () => {
+        const xt = tf.tensor(Float32Array.from(x), [4, 7]);
+        const it = tf.tensor2d(ids, [4, 1], 'int32');
+        const wt = tf.tensor(Float32Array.from(w), [4, 1]);
+        const y = tf.gather(xt, it, 1, 1);
+        expectClose(
+          await read(y),
+          ids.map((k, r) => x[r * 7 + k]),
+          { what: 'gather' },
+        );
+        const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.gather(v, it, 1, 1), wt)))(xt);
+        const want = new Float64Array(28);
+        ids.forEach((k, r) => {
+          want[r * 7 + k] = w[r];
+        });
+        expectClose(await read(g), want, { what: 'd gather' });
+        tf.dispose([xt, it, wt, y, g]);
+      });
+    });
+
     it('UnsortedSegmentSum (the embedding gradient) matches a plain loop', async () => {
       const V = 11;
       const d = 6;

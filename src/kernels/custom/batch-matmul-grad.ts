@@ -1,19 +1,5 @@
-import { broadcast_util, type GradConfig, matMul, reshape, sum, type Tensor } from '../tf.js';
-
-/**
- * Sum a gradient computed at the broadcast batch shape back to the input's own shape.
- * g: [...outBatch, r, c] → [...inBatch, r, c]
- */
-function unbroadcast(g: Tensor, inShape: number[]): Tensor {
-  if (g.shape.length === inShape.length && g.shape.every((d, i) => d === inShape[i])) return g;
-  const outBatch = g.shape.slice(0, -2);
-  const inBatch = inShape.slice(0, -2);
-  // Align the input's batch dims to the right of the output's, as broadcasting does.
-  const padded = [...new Array(outBatch.length - inBatch.length).fill(1), ...inBatch];
-  const axes = broadcast_util.getReductionAxes(padded, outBatch);
-  const summed = axes.length > 0 ? sum(g, axes, true) : g;
-  return reshape(summed, inShape);
-}
+import { type GradConfig, matMul, reshape, type Tensor } from '../tf.js';
+import { sumToShape } from './broadcast-grads.js';
 
 /**
  * Gradient of `BatchMatMul` that is correct under batch broadcasting. tfjs' own returns the
@@ -41,7 +27,7 @@ export const batchMatMulGrad: GradConfig = {
           : transposeB
             ? matMul(b, dy, true, true)
             : matMul(b, dy, false, true);
-        return unbroadcast(g, a.shape);
+        return sumToShape(g, a.shape);
       },
       b: () => {
         if (foldB) {
@@ -56,7 +42,7 @@ export const batchMatMulGrad: GradConfig = {
           : transposeA
             ? matMul(dy, a, true, true)
             : matMul(dy, a, true, false);
-        return unbroadcast(g, b.shape);
+        return sumToShape(g, b.shape);
       },
     };
   },

@@ -1,6 +1,8 @@
 import { getKernel, registerGradient, registerKernel, unregisterKernel } from '../tf.js';
 import { batchMatMulGrad } from './batch-matmul-grad.js';
+import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
+import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
 
@@ -17,8 +19,10 @@ export function installCustomKernels(tfBackend: string): string[] {
   const added: string[] = [];
   if (!gradientsFixed) {
     gradientsFixed = true;
-    registerGradient(batchMatMulGrad);
-    added.push('grad:BatchMatMul(broadcast-safe)');
+    for (const g of [batchMatMulGrad, ...BROADCAST_SAFE_GRADS]) {
+      registerGradient(g);
+      added.push(`grad:${g.kernelName}(broadcast-safe)`);
+    }
   }
   for (const g of missingZeroGradients()) {
     registerGradient(g);
@@ -31,6 +35,10 @@ export function installCustomKernels(tfBackend: string): string[] {
       registerKernel(wasmUnsortedSegmentSum);
       added.push('wasm:UnsortedSegmentSum');
     }
+    const gather = wasmGatherV2(); // captures the stock kernel before it is replaced
+    unregisterKernel('GatherV2', 'wasm');
+    registerKernel(gather);
+    added.push('wasm:GatherV2(batchDims)');
     setFastWasmBatchMatMul(true);
     added.push('wasm:BatchMatMul(fast)');
   }

@@ -1,0 +1,79 @@
+import {
+  backend_util,
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  type TensorInfo,
+  util,
+} from '../tf.js';
+import { f32View, i32View, type WasmBackendLike } from './wasm-heap.js';
+
+interface GatherArgs {
+  inputs: { x: TensorInfo; indices: TensorInfo };
+  backend: unknown;
+  attrs: { axis: number; batchDims: number };
+}
+type GatherFunc = (args: GatherArgs) => TensorInfo;
+
+/**
+ * wasm `GatherV2` returns wrong values when `batchDims > 0` (found by the coverage test: a
+ * per-row label pick, `gather(x [B,V], ids [B,1], axis 1, batchDims 1)`). With batch dims this
+ * kernel does the gather in JS over the heap; without them the stock kernel runs.
+ *
+ *   x viewed as [batch, outer, dim, slice], indices as [batch, n]
+ *   out[b, o, i, s] = x[b, o, indices[b, i], s]
+ */
+export function makeWasmGather(stock: GatherFunc): GatherFunc {
+  return function gather(args: GatherArgs): TensorInfo {
+    const { x, indices } = args.inputs;
+    const { batchDims } = args.attrs;
+    if (batchDims === 0 || (x.dtype !== 'float32' && x.dtype !== 'int32')) return stock(args);
+    const backend = args.backend as WasmBackendLike;
+    const axis = util.parseAxisParam(args.attrs.axis, x.shape)[0];
+    const info = backend_util.segment_util.collectGatherOpShapeInfo(
+      x as never,
+      indices as never,
+      axis,
+      batchDims,
+    );
+    const { batchSize, outerSize, dimSize, sliceSize } = info;
+    const n = util.sizeFromShape(indices.shape) / batchSize;
+    const out = backend.makeOutput(info.outputShape, x.dtype);
+    const view = x.dtype === 'float32' ? f32View : i32View;
+    const o = view(backend, out);
+    const xs = view(backend, x);
+    const idx = i32View(backend, indices);
+    for (let b = 0; b < batchSize; b++) {
+      for (let i = 0; i < n; i++) {
+        const k = idx[b * n + i];
+        if (k < 0 || k >= dimSize) {
+          backend.disposeData(out.dataId);
+          throw new Error(`GatherV2: the index value ${k} is not in [0, ${dimSize - 1}]`);
+        }
+      }
+      for (let q = 0; q < outerSize; q++) {
+        const src = (b * outerSize + q) * dimSize;
+        const dst = (b * outerSize + q) * n;
+        for (let i = 0; i < n; i++) {
+          const from = (src + idx[b * n + i]) * sliceSize;
+          o.set(xs.subarray(from, from + sliceSize), (dst + i) * sliceSize);
+        }
+      }
+    }
+    return out;
+  };
+}
+
+let stockGather: KernelConfig | undefined;
+
+export function wasmGatherV2(): KernelConfig {
+  stockGather ??= getKernel('GatherV2', 'wasm');
+  if (!stockGather) throw new Error('wasm GatherV2 kernel is not registered');
+  return {
+    kernelName: 'GatherV2',
+    backendName: 'wasm',
+    kernelFunc: makeWasmGather(
+      stockGather.kernelFunc as unknown as GatherFunc,
+    ) as unknown as KernelFunc,
+  };
+}
