@@ -170,7 +170,7 @@ export const OP_CASES: readonly OpCase[] = [
     kernel: 'UnsortedSegmentSum',
     label: 'UnsortedSegmentSum',
     inputs: [f(6, 3), int(4, 6)],
-    fn: (x, ids) => tf.unsortedSegmentSum(x, ids, 4),
+    fn: (x, ids) => tf.unsortedSegmentSum(x, ids as tf.Tensor1D, 4),
     grad: true,
   },
   // Matrix products: every transpose and batch form a model or its gradient produces.
