@@ -26,7 +26,7 @@ let navigatorReady: Promise<ProbeResult> | undefined;
 function setUpNavigator(): Promise<ProbeResult> {
   navigatorReady ??= (async (): Promise<ProbeResult> => {
     if (process.platform === 'linux' && !VULKAN_LIBS.some((p) => existsSync(p))) {
-      return { available: false, reason: `no Vulkan loader (libvulkan.so.1): ${INSTALL_VULKAN}` };
+      return { available: false, reason: 'no Vulkan loader (libvulkan.so.1 not found)' };
     }
     const dawn = await loadOptional<DawnModule>('webgpu');
     if (!dawn.ok) return { available: false, reason: dawn.reason };
@@ -36,7 +36,7 @@ function setUpNavigator(): Promise<ProbeResult> {
     const gpu = dawn.module.create([]);
     const adapter = await gpu.requestAdapter();
     if (adapter === null) {
-      return { available: false, reason: `Dawn found no WebGPU adapter: ${INSTALL_VULKAN}` };
+      return { available: false, reason: 'Dawn found no WebGPU adapter (no Vulkan driver for a GPU)' };
     }
     Object.defineProperty(globalThis, 'navigator', {
       value: { ...(globalThis as { navigator?: object }).navigator, gpu },

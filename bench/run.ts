@@ -1,0 +1,47 @@
+/**
+ * `npm run bench [-- --suite NAME] [--quick]`: runs the benchmark suites and writes each one's
+ * results to bench/results/NAME.json (and prints a markdown table). Later issues add suites.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { matmulSuite } from './suites/matmul.js';
+import type { Suite } from './suites/types.js';
+
+const SUITES: ReadonlyMap<string, Suite> = new Map([[matmulSuite.name, matmulSuite]]);
+
+const { values } = parseArgs({
+  options: {
+    suite: { type: 'string', multiple: true },
+    quick: { type: 'boolean', default: false },
+  },
+});
+const names = values.suite ?? [...SUITES.keys()];
+const outDir = new URL('./results/', import.meta.url);
+mkdirSync(outDir, { recursive: true });
+
+for (const name of names) {
+  const suite = SUITES.get(name);
+  if (!suite) {
+    process.stderr.write(`Unknown suite '${name}'. Known: ${[...SUITES.keys()].join(', ')}.\n`);
+    process.exit(2);
+  }
+  process.stdout.write(`# ${suite.name}: ${suite.description}\n\n`);
+  const result = await suite.run({
+    quick: values.quick,
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  const file = new URL(`${suite.name}.json`, outDir);
+  const machine = {
+    cpu: os.cpus()[0]?.model.trim(),
+    logicalCpus: os.availableParallelism(),
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+  };
+  writeFileSync(
+    file,
+    `${JSON.stringify({ suite: suite.name, date: new Date().toISOString(), machine, ...result }, null, 2)}\n`,
+  );
+  process.stdout.write(`\n${result.markdown}\n\nwrote ${file.pathname}\n`);
+}

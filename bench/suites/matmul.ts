@@ -1,0 +1,95 @@
+import { setFastWasmBatchMatMul } from '../../src/kernels/custom/index.js';
+import { type MatMulShape, timeMatMul } from '../../src/kernels/measure.js';
+import { probeBackends, startRuntime } from '../../src/kernels/runtime.js';
+import type { Suite } from './types.js';
+
+/**
+ * The matrix products of one GPT-2-small-shaped layer (d 768, 12 heads of 64, 512 tokens as
+ * batch 4 × seq 128), forward and the transposed forms of its gradients.
+ */
+const SHAPES: ReadonlyArray<{ name: string; shape: MatMulShape }> = [
+  { name: 'linear X·W', shape: { a: [512, 768], b: [768, 768] } },
+  { name: 'linear grad dX = dY·Wᵀ', shape: { a: [512, 768], b: [768, 768], transposeB: true } },
+  { name: 'linear grad dW = Xᵀ·dY', shape: { a: [512, 768], b: [512, 768], transposeA: true } },
+  { name: 'batched linear [4,128,768]·W', shape: { a: [4, 128, 768], b: [768, 768] } },
+  {
+    name: 'attention Q·Kᵀ (and dP = dO·Vᵀ)',
+    shape: { a: [48, 128, 64], b: [48, 128, 64], transposeB: true },
+  },
+  { name: 'attention P·V (and dQ = dS·K)', shape: { a: [48, 128, 128], b: [48, 128, 64] } },
+  {
+    name: 'attention grad dV = Pᵀ·dO (and dK)',
+    shape: { a: [48, 128, 128], b: [48, 128, 64], transposeA: true },
+  },
+];
+
+const QUICK = new Set(['linear X·W', 'linear grad dX = dY·Wᵀ', 'attention Q·Kᵀ (and dP = dO·Vᵀ)']);
+
+type Row = {
+  backend: string;
+  kernel: string;
+  shape: string;
+  gflops: number;
+  msPerCall: number;
+};
+
+function describe(s: MatMulShape): string {
+  return `[${s.a}]${s.transposeA ? 'ᵀ' : ''}·[${s.b}]${s.transposeB ? 'ᵀ' : ''}`;
+}
+
+export const matmulSuite: Suite = {
+  name: 'matmul',
+  description: 'fp32 matMul GFLOP/s per backend and shape; on wasm, the fast BatchMatMul vs stock',
+  async run({ quick, log }) {
+    const rows: Row[] = [];
+    const shapes = SHAPES.filter((s) => !quick || QUICK.has(s.name));
+    const available = (await probeBackends()).filter((p) => p.available).map((p) => p.backend);
+    for (const backend of available) {
+      await startRuntime({ backend });
+      const variants = backend === 'wasm' ? (['fast', 'stock'] as const) : (['stock'] as const);
+      for (const variant of variants) {
+        if (backend === 'wasm') setFastWasmBatchMatMul(variant === 'fast');
+        for (const { name, shape } of shapes) {
+          const t = await timeMatMul(shape, {
+            minMs: quick ? 100 : 400,
+            minCalls: backend === 'cpu' ? 1 : 3,
+          });
+          const kernel = backend === 'wasm' ? `wasm ${variant}` : backend;
+          rows.push({
+            backend,
+            kernel,
+            shape: `${name} ${describe(shape)}`,
+            gflops: t.gflops,
+            msPerCall: t.msPerCall,
+          });
+          log(`${kernel.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name}`);
+        }
+      }
+      if (backend === 'wasm') setFastWasmBatchMatMul(true);
+    }
+    return { rows, markdown: table(rows) };
+  },
+};
+
+function table(rows: Row[]): string {
+  const kernels = [...new Set(rows.map((r) => r.kernel))];
+  const shapes = [...new Set(rows.map((r) => r.shape))];
+  const cell = (k: string, s: string) => {
+    const r = rows.find((x) => x.kernel === k && x.shape === s);
+    return r ? r.gflops.toFixed(1) : '—';
+  };
+  const speedup = (s: string) => {
+    const f = rows.find((x) => x.kernel === 'wasm fast' && x.shape === s);
+    const st = rows.find((x) => x.kernel === 'wasm stock' && x.shape === s);
+    return f && st ? `${(f.gflops / st.gflops).toFixed(1)}×` : '—';
+  };
+  const hasWasm = kernels.includes('wasm fast');
+  return [
+    `| shape (GFLOP/s) | ${kernels.join(' | ')}${hasWasm ? ' | fast / stock' : ''} |`,
+    `|---|${kernels.map(() => '---:').join('|')}${hasWasm ? '|---:' : ''}|`,
+    ...shapes.map(
+      (s) =>
+        `| ${s} | ${kernels.map((k) => cell(k, s)).join(' | ')}${hasWasm ? ` | ${speedup(s)}` : ''} |`,
+    ),
+  ].join('\n');
+}
