@@ -36,7 +36,10 @@ function setUpNavigator(): Promise<ProbeResult> {
     const gpu = dawn.module.create([]);
     const adapter = await gpu.requestAdapter();
     if (adapter === null) {
-      return { available: false, reason: 'Dawn found no WebGPU adapter (no Vulkan driver for a GPU)' };
+      return {
+        available: false,
+        reason: 'Dawn found no WebGPU adapter (no Vulkan driver for a GPU)',
+      };
     }
     Object.defineProperty(globalThis, 'navigator', {
       value: { ...(globalThis as { navigator?: object }).navigator, gpu },
