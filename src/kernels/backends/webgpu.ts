@@ -30,8 +30,6 @@ function setUpNavigator(): Promise<ProbeResult> {
     }
     const dawn = await loadOptional<DawnModule>('webgpu');
     if (!dawn.ok) return { available: false, reason: dawn.reason };
-    const backendPkg = await loadOptional('@tensorflow/tfjs-backend-webgpu');
-    if (!backendPkg.ok) return { available: false, reason: backendPkg.reason };
     Object.assign(globalThis, dawn.module.globals);
     const gpu = dawn.module.create([]);
     const adapter = await gpu.requestAdapter();
@@ -46,7 +44,13 @@ function setUpNavigator(): Promise<ProbeResult> {
       configurable: true,
       writable: true,
     });
-    return { available: true, reason: 'Dawn WebGPU adapter found' };
+    // The tfjs backend registers itself only if `navigator.gpu` exists when it is imported.
+    const backendPkg = await loadOptional('@tensorflow/tfjs-backend-webgpu');
+    if (!backendPkg.ok) return { available: false, reason: backendPkg.reason };
+    const info = (adapter as { info?: { vendor?: string; device?: string; description?: string } })
+      .info;
+    const name = [info?.vendor, info?.device || info?.description].filter(Boolean).join(' ');
+    return { available: true, reason: `Dawn WebGPU adapter${name ? `: ${name}` : ''}` };
   })();
   return navigatorReady;
 }
