@@ -43,7 +43,9 @@ export function makeFastBatchMatMul(stock: MatMulFunc): MatMulFunc {
       K === Kb &&
       M * N * K > 0 &&
       (sameBatch || batchB === 1);
-    if (!reducible) return stock(args);
+    // Batch 1 without transposes is the stock kernel's own fast path.
+    const alreadyFast = !transposeA && !transposeB && batchA === 1 && batchB === 1;
+    if (!reducible || alreadyFast) return stock(args);
 
     const temps: TensorInfo[] = [];
     // Contiguous row-major operands: A3 [batchA, M, K], B3 [batchB, K, N].
