@@ -60,7 +60,8 @@ export const matmulSuite: Suite = {
               minMs: quick ? 100 : 300,
               minCalls: backend === 'cpu' ? 1 : 3,
             });
-            if (process.env['BENCH_VERBOSE']) log(`  round ${round} ${variant} ${t.gflops.toFixed(1)}`);
+            if (process.env['BENCH_VERBOSE'])
+              log(`  round ${round} ${variant} ${t.gflops.toFixed(1)}`);
             if (t.gflops > (best.get(variant)?.gflops ?? 0)) best.set(variant, t);
           }
         }
