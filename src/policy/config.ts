@@ -31,10 +31,12 @@ export interface ModelConfig {
   readonly positions: 'learned' | 'rope';
   /** RoPE base θ. */
   readonly ropeTheta: number;
-  /** Biases on q, k, v projections (GPT-2 and Qwen2: yes; Llama: no). */
+  /** Biases on q, k, v projections (GPT-2 and Qwen2: yes; Llama: `attention_bias`). */
   readonly qkvBias: boolean;
-  /** Biases on the attention output and MLP projections (GPT-2: yes; Llama/Qwen2: no). */
-  readonly projBias: boolean;
+  /** Bias on the attention output projection (GPT-2: yes; Qwen2: no; Llama: `attention_bias`). */
+  readonly oBias: boolean;
+  /** Biases on the MLP projections (GPT-2: yes; Qwen2: no; Llama: `mlp_bias`). */
+  readonly mlpBias: boolean;
   /** LM head shares the token embedding matrix. */
   readonly tieEmbeddings: boolean;
   readonly bosTokenId?: number;
@@ -59,7 +61,8 @@ export function gpt2Config(o: Overrides): ModelConfig {
     positions: 'learned',
     ropeTheta: 10000,
     qkvBias: true,
-    projBias: true,
+    oBias: true,
+    mlpBias: true,
     tieEmbeddings: true,
     ...o,
   });
@@ -78,7 +81,8 @@ export function llamaConfig(o: Overrides & { intermediate: number }): ModelConfi
     positions: 'rope',
     ropeTheta: 10000,
     qkvBias: false,
-    projBias: false,
+    oBias: false,
+    mlpBias: false,
     tieEmbeddings: false,
     ...o,
   });

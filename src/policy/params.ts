@@ -11,11 +11,11 @@ import type { ModelConfig } from './config.js';
  *   layers.{i}.attn.q.weight        [d, H·hd]       (+ .bias when qkvBias)
  *   layers.{i}.attn.k.weight        [d, KV·hd]      (+ .bias when qkvBias)
  *   layers.{i}.attn.v.weight        [d, KV·hd]      (+ .bias when qkvBias)
- *   layers.{i}.attn.o.weight        [H·hd, d]       (+ .bias when projBias)
+ *   layers.{i}.attn.o.weight        [H·hd, d]       (+ .bias when oBias)
  *   layers.{i}.mlp_norm.weight      [d]             (+ .bias for layernorm)
  *   layers.{i}.mlp.gate.weight      [d, I]          mlp: swiglu
- *   layers.{i}.mlp.up.weight        [d, I]          (+ .bias when projBias)
- *   layers.{i}.mlp.down.weight      [I, d]          (+ .bias when projBias)
+ *   layers.{i}.mlp.up.weight        [d, I]          (+ .bias when mlpBias)
+ *   layers.{i}.mlp.down.weight      [I, d]          (+ .bias when mlpBias)
  *   final_norm.weight               [d]             (+ .bias for layernorm)
  *   lm_head.weight                  [d, V]          absent when tieEmbeddings
  *
@@ -55,11 +55,11 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
     linear(`${p}.attn.q`, d, qDim, c.qkvBias);
     linear(`${p}.attn.k`, d, kvDim, c.qkvBias);
     linear(`${p}.attn.v`, d, kvDim, c.qkvBias);
-    linear(`${p}.attn.o`, qDim, d, c.projBias);
+    linear(`${p}.attn.o`, qDim, d, c.oBias);
     norm(`${p}.mlp_norm`);
     if (c.mlp === 'swiglu') linear(`${p}.mlp.gate`, d, c.intermediate, false);
-    linear(`${p}.mlp.up`, d, c.intermediate, c.projBias);
-    linear(`${p}.mlp.down`, c.intermediate, d, c.projBias);
+    linear(`${p}.mlp.up`, d, c.intermediate, c.mlpBias);
+    linear(`${p}.mlp.down`, c.intermediate, d, c.mlpBias);
   }
   norm('final_norm');
   if (!c.tieEmbeddings)
