@@ -1,0 +1,79 @@
+import * as tf from '../../kernels/tf.js';
+import type { ModelConfig } from '../config.js';
+import { applyRope, attention, geluTanh, layerNorm, linear, rmsNorm, silu } from './layers.js';
+
+/** Looks a parameter up by its full name (`layers.3.attn.q.weight`); undefined if absent. */
+export type ParamLookup = (name: string) => tf.Tensor | undefined;
+
+/**
+ * A projection by prefix (`layers.3.attn.q`): x·W + b, plus whatever the model adds to it
+ * (LoRA adapters). The default is the plain linear layer.
+ */
+export type Projection = (x: tf.Tensor, prefix: string, get: ParamLookup) => tf.Tensor;
+
+export const plainProjection: Projection = (x, prefix, get) =>
+  linear(x, need(get, `${prefix}.weight`), get(`${prefix}.bias`));
+
+/** What every block of one forward pass shares. */
+export interface BlockContext {
+  readonly config: ModelConfig;
+  /** Additive attention bias [B, 1, 1, T, S]. */
+  readonly bias: tf.Tensor;
+  /** RoPE tables [B, T, 1, hd] (rope models only). */
+  readonly rope?: { readonly cos: tf.Tensor; readonly sin: tf.Tensor };
+  readonly project: Projection;
+}
+
+export function need(get: ParamLookup, name: string): tf.Tensor {
+  const t = get(name);
+  if (!t) throw new Error(`missing parameter '${name}'`);
+  return t;
+}
+
+export function norm(x: tf.Tensor, prefix: string, get: ParamLookup, c: ModelConfig): tf.Tensor {
+  const gamma = need(get, `${prefix}.weight`);
+  return c.norm === 'layernorm'
+    ? layerNorm(x, gamma, need(get, `${prefix}.bias`), c.normEps)
+    : rmsNorm(x, gamma, c.normEps);
+}
+
+/**
+ * One pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(·)).
+ *
+ *   x: [B, T, d]   past: cached keys/values [B, KV, P, hd]
+ *   → h: [B, T, d], k, v: [B, KV, P + T, hd] (the keys/values to cache)
+ */
+export function block(
+  x: tf.Tensor,
+  layer: number,
+  get: ParamLookup,
+  ctx: BlockContext,
+  past?: { k: tf.Tensor; v: tf.Tensor },
+): { h: tf.Tensor; k: tf.Tensor; v: tf.Tensor } {
+  const c = ctx.config;
+  const [B, T] = x.shape;
+  const p = `layers.${layer}`;
+  const a = norm(x, `${p}.attn_norm`, get, c);
+  let q = tf.reshape(ctx.project(a, `${p}.attn.q`, get), [B, T, c.heads, c.headDim]);
+  let k = tf.reshape(ctx.project(a, `${p}.attn.k`, get), [B, T, c.kvHeads, c.headDim]);
+  const vNew = tf.reshape(ctx.project(a, `${p}.attn.v`, get), [B, T, c.kvHeads, c.headDim]);
+  if (ctx.rope) {
+    q = applyRope(q, ctx.rope.cos, ctx.rope.sin);
+    k = applyRope(k, ctx.rope.cos, ctx.rope.sin);
+  }
+  let kAll = tf.transpose(k, [0, 2, 1, 3]); // (B, KV, T, hd)
+  let vAll = tf.transpose(vNew, [0, 2, 1, 3]); // (B, KV, T, hd)
+  if (past) {
+    kAll = tf.concat([past.k, kAll], 2); // (B, KV, P+T, hd)
+    vAll = tf.concat([past.v, vAll], 2);
+  }
+  const att = attention(q, kAll, vAll, ctx.bias); // (B, T, H·hd)
+  const h1 = tf.add(x, ctx.project(att, `${p}.attn.o`, get)); // (B, T, d)
+  const m = norm(h1, `${p}.mlp_norm`, get, c);
+  const inner =
+    c.mlp === 'swiglu'
+      ? tf.mul(silu(ctx.project(m, `${p}.mlp.gate`, get)), ctx.project(m, `${p}.mlp.up`, get))
+      : geluTanh(ctx.project(m, `${p}.mlp.up`, get)); // (B, T, I)
+  const h = tf.add(h1, ctx.project(inner, `${p}.mlp.down`, get)); // (B, T, d)
+  return { h, k: kAll, v: vAll };
+}

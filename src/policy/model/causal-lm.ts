@@ -1,0 +1,249 @@
+import { TroupeError } from '../../errors.js';
+import { RandomStream } from '../../kernels/random.js';
+import * as tf from '../../kernels/tf.js';
+import type { ModelConfig } from '../config.js';
+import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
+import { attentionBias, lastTokenIndex, positionIds, type TokenBatch } from './batch.js';
+import { type BlockContext, block, norm, type Projection, plainProjection } from './block.js';
+import { checkpointedBlock } from './checkpointing.js';
+import type { KVCache } from './kv-cache.js';
+import { ropeTables } from './layers.js';
+
+/** Plain parameter data: what checkpoints read and write. */
+export interface Tensor32 {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface ForwardOptions {
+  /** Attend to these cached keys/values and append the new ones to it. */
+  readonly cache?: KVCache;
+  /** Recompute each block in backward instead of keeping its activations. */
+  readonly checkpoint?: boolean;
+}
+
+let nextModelId = 0;
+
+/**
+ * A decoder-only transformer (GPT-2 or Llama/Qwen2 family, per its config) with its parameters
+ * as tfjs variables, an LM head, and optional value and score heads.
+ */
+export class CausalLM {
+  readonly config: ModelConfig;
+  /** Every parameter by Troupe name (see params.ts), LM and heads. */
+  readonly params: Map<string, tf.Variable>;
+  readonly specs: Map<string, ParamSpec>;
+  /** How projections are computed; LoRA replaces it. */
+  project: Projection = plainProjection;
+  private readonly id = nextModelId++;
+
+  private constructor(config: ModelConfig, values: Map<string, tf.Tensor>, specs: ParamSpec[]) {
+    this.config = config;
+    this.specs = new Map(specs.map((s) => [s.name, s]));
+    this.params = new Map();
+    for (const s of specs) {
+      // tfjs variable names are global to the thread: prefix them so models can coexist.
+      this.params.set(s.name, tf.variable(values.get(s.name)!, true, `m${this.id}/${s.name}`));
+    }
+  }
+
+  /**
+   * Random initialisation, deterministic in `seed`: weights ~ N(0, 0.02²) (residual output
+   * projections scaled by 1/√(2L), as GPT-2), norm gains 1, biases 0; heads ~ N(0, 1/(d+1)).
+   */
+  static init(config: ModelConfig, opts: { seed: number; heads?: readonly HeadName[] }): CausalLM {
+    const specs = [
+      ...paramSpecs(config),
+      ...(opts.heads ?? []).flatMap((h) => headSpecs(config, h)),
+    ];
+    const values = new Map(specs.map((s) => [s.name, initValue(config, s, opts.seed)]));
+    try {
+      return new CausalLM(config, values, specs);
+    } finally {
+      tf.dispose([...values.values()]);
+    }
+  }
+
+  /** A model from plain parameter data (a loaded checkpoint); every tensor must be present. */
+  static fromState(
+    config: ModelConfig,
+    state: Map<string, Tensor32>,
+    heads: readonly HeadName[] = [],
+  ): CausalLM {
+    const specs = [...paramSpecs(config), ...heads.flatMap((h) => headSpecs(config, h))];
+    const values = new Map<string, tf.Tensor>();
+    try {
+      for (const s of specs) {
+        const t = state.get(s.name);
+        if (!t)
+          throw new TroupeError(
+            'BAD_ARGUMENT',
+            `Model state has no tensor '${s.name}' (shape [${s.shape}])`,
+          );
+        if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
+          throw new TroupeError(
+            'SHAPE_MISMATCH',
+            `Model state tensor '${s.name}' has shape [${t.shape}], the config needs [${s.shape}]`,
+          );
+        }
+        values.set(s.name, tf.tensor(t.data, [...s.shape], 'float32'));
+      }
+      return new CausalLM(config, values, specs);
+    } finally {
+      tf.dispose([...values.values()]);
+    }
+  }
+
+  /** Every parameter's data (read with `await data()`, so it works on every backend). */
+  async stateDict(): Promise<Map<string, Tensor32>> {
+    const out = new Map<string, Tensor32>();
+    for (const [name, v] of this.params) {
+      out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
+    }
+    return out;
+  }
+
+  /** Look a parameter up by Troupe name. */
+  param(name: string): tf.Variable | undefined {
+    return this.params.get(name);
+  }
+
+  /**
+   * Hidden states after the final norm.  batch: B rows of T tokens  →  [B, T, d]
+   * With a cache, the rows continue the cached ones and the new keys/values are appended.
+   */
+  forward(batch: TokenBatch, opts: ForwardOptions = {}): tf.Tensor {
+    const c = this.config;
+    const { batch: B, length: T } = batch;
+    const cache = opts.cache;
+    if (cache && cache.batch !== B) {
+      throw new TroupeError(
+        'SHAPE_MISMATCH',
+        `forward: batch of ${B} rows, but the cache holds ${cache.batch}`,
+      );
+    }
+    const P = cache?.length ?? 0;
+    const S = P + T;
+    const positions = positionIds(batch, cache?.seen);
+    const maxPos = positions.reduce((m, p) => Math.max(m, p), 0);
+    if (maxPos >= c.maxPositions) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `forward: position ${maxPos} is beyond the model's maxPositions (${c.maxPositions}); shorten the sequence`,
+      );
+    }
+    const keyMask = cache ? cache.keyMaskWith(batch.mask, T) : batch.mask;
+    const get = (n: string) => this.params.get(n);
+    const newKeys: tf.Tensor[] = [];
+    const newValues: tf.Tensor[] = [];
+    const hidden = tf.tidy(() => {
+      const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
+      let x: tf.Tensor = tf.gather(need(this, 'embed.weight'), ids); // (B, T, d)
+      if (c.positions === 'learned') {
+        const pos = tf.tensor2d(positions, [B, T], 'int32');
+        x = tf.add(x, tf.gather(need(this, 'pos_embed.weight'), pos));
+      }
+      const ctx: BlockContext = {
+        config: c,
+        bias: tf.tensor(attentionBias(keyMask, B, T, S), [B, 1, 1, T, S]),
+        rope:
+          c.positions === 'rope' ? ropeTables(positions, B, T, c.headDim, c.ropeTheta) : undefined,
+        project: this.project,
+      };
+      for (let l = 0; l < c.layers; l++) {
+        if (opts.checkpoint && !cache) {
+          x = checkpointedBlock(x, l, this.blockParamNames(l), get, ctx);
+        } else {
+          const out = block(x, l, get, ctx, cache?.layer(l));
+          x = out.h;
+          if (cache) {
+            newKeys.push(tf.keep(out.k));
+            newValues.push(tf.keep(out.v));
+          }
+        }
+      }
+      return norm(x, 'final_norm', get, c);
+    });
+    cache?.commit(newKeys, newValues, batch.mask, T);
+    return hidden;
+  }
+
+  /** Next-token logits.  hidden: [B, T, d]  →  [B, T, V] */
+  logits(hidden: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const [B, T, d] = hidden.shape;
+      const h = tf.reshape(hidden, [B * T, d]);
+      const out = this.config.tieEmbeddings
+        ? tf.matMul(h, need(this, 'embed.weight'), false, true) // (B·T, V) = h·Eᵀ
+        : tf.matMul(h, need(this, 'lm_head.weight'));
+      return tf.reshape(out, [B, T, this.config.vocabSize]);
+    });
+  }
+
+  /** Critic values, one per token.  hidden: [B, T, d]  →  [B, T] */
+  values(hidden: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const [B, T, d] = hidden.shape;
+      const v = tf.matMul(tf.reshape(hidden, [B * T, d]), needHead(this, 'value_head'));
+      return tf.reshape(v, [B, T]);
+    });
+  }
+
+  /** Reward-model scores, read at each row's last real token.  hidden: [B, T, d]  →  [B] */
+  scores(hidden: tf.Tensor, batch: TokenBatch): tf.Tensor {
+    return tf.tidy(() => {
+      const idx = tf.tensor2d(lastTokenIndex(batch), [batch.batch, 1], 'int32');
+      const last = tf.gather(hidden, idx, 1, 1); // (B, 1, d)
+      const s = tf.matMul(
+        tf.reshape(last, [batch.batch, this.config.hidden]),
+        needHead(this, 'score'),
+      );
+      return tf.reshape(s, [batch.batch]);
+    });
+  }
+
+  /** The names of block l's parameters (what a checkpointed block takes as inputs). */
+  blockParamNames(l: number): string[] {
+    const prefix = `layers.${l}.`;
+    return [...this.params.keys()].filter((n) => n.startsWith(prefix));
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+}
+
+function need(m: CausalLM, name: string): tf.Variable {
+  const v = m.params.get(name);
+  if (!v) throw new TroupeError('BAD_ARGUMENT', `Model has no parameter '${name}'`);
+  return v;
+}
+
+function needHead(m: CausalLM, head: HeadName): tf.Variable {
+  const v = m.params.get(`${head}.weight`);
+  if (!v) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `Model has no '${head}' head: create it with CausalLM.init(config, { heads: ['${head}'] }) ` +
+        `or load a checkpoint that has one`,
+    );
+  }
+  return v;
+}
+
+function initValue(c: ModelConfig, s: ParamSpec, seed: number): tf.Tensor {
+  const shape = [...s.shape];
+  if (s.kind === 'norm') return s.name.endsWith('.bias') ? tf.zeros(shape) : tf.ones(shape);
+  if (s.kind === 'bias') return tf.zeros(shape);
+  const head = s.name.startsWith('value_head.') || s.name.startsWith('score.');
+  const residual = /\.(attn\.o|mlp\.down)\.weight$/.test(s.name);
+  const std = head ? 1 / Math.sqrt(c.hidden + 1) : residual ? 0.02 / Math.sqrt(2 * c.layers) : 0.02;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const draws = RandomStream.of({ seed, step: 0, actor: 'init', purpose: s.name }).normal(
+    n,
+    0,
+    std,
+  );
+  return tf.tensor(draws, shape, 'float32');
+}

@@ -1,0 +1,57 @@
+import * as tf from '../../kernels/tf.js';
+import { type BlockContext, block, type ParamLookup } from './block.js';
+
+/**
+ * Gradient checkpointing for one block: the forward keeps only the block's inputs; the backward
+ * recomputes the block under a fresh tape and differentiates it. Same gradients, activation
+ * memory of one block instead of all of them.
+ *
+ * Everything the recomputation reads goes in as an input of the custom op (x, the block's
+ * parameters, the attention bias and RoPE tables), so the engine keeps it alive until backward
+ * even when the forward ran inside a `tidy` that has since ended. The constant inputs get zero
+ * gradients.
+ *
+ *   x: [B, T, d]  →  [B, T, d]
+ */
+export function checkpointedBlock(
+  x: tf.Tensor,
+  layer: number,
+  names: readonly string[],
+  get: ParamLookup,
+  ctx: BlockContext,
+): tf.Tensor {
+  const params = names.map((n) => {
+    const t = get(n);
+    if (!t) throw new Error(`missing parameter '${n}'`);
+    return t;
+  });
+  const constants = ctx.rope ? [ctx.bias, ctx.rope.cos, ctx.rope.sin] : [ctx.bias];
+  const nP = params.length;
+
+  const rebuild = (tensors: tf.Tensor[]) => {
+    const [xIn, ...rest] = tensors;
+    const ps = rest.slice(0, nP);
+    const [bias, cos, sin] = rest.slice(nP);
+    const local = new Map(names.map((n, i) => [n, ps[i]]));
+    const c: BlockContext = { ...ctx, bias, rope: ctx.rope ? { cos, sin } : undefined };
+    return block(xIn, layer, (n) => local.get(n), c).h;
+  };
+
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const inputs = args as tf.Tensor[];
+    save(inputs);
+    return {
+      value: rebuild(inputs),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const varying = saved.slice(0, 1 + nP); // x and the parameters
+        const fixed = saved.slice(1 + nP);
+        const grads = tf.grads((...v: tf.Tensor[]) =>
+          tf.sum(tf.mul(rebuild([...v, ...fixed]), dy as tf.Tensor)),
+        )(varying);
+        return [...grads, ...fixed.map((t) => tf.zerosLike(t))];
+      },
+    };
+  });
+  return f(x, ...params, ...constants) as tf.Tensor;
+}

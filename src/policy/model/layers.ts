@@ -1,0 +1,110 @@
+import * as tf from '../../kernels/tf.js';
+
+/**
+ * The transformer's building blocks as pure functions over tensors. Shapes: B batch, T new tokens,
+ * S keys (cached + new), d width, H query heads, KV key/value heads, hd head width.
+ */
+
+/** y = x·W (+ b).  x: [..., in]  W: [in, out]  b: [out]  →  [..., out] */
+export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+  const [inDim, outDim] = w.shape as [number, number];
+  const lead = x.shape.slice(0, -1);
+  const y = tf.matMul(tf.reshape(x, [-1, inDim]), w); // (N, out): 2-D, the fast form
+  const out = b ? tf.add(y, b) : y;
+  return tf.reshape(out, [...lead, outDim]);
+}
+
+/** LayerNorm over the last axis: (x − μ)/√(σ² + ε)·γ + β.  x: [..., d] */
+export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  const axis = x.rank - 1;
+  const mean = tf.mean(x, axis, true);
+  const centered = tf.sub(x, mean);
+  const variance = tf.mean(tf.square(centered), axis, true);
+  return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, eps))), gamma), beta);
+}
+
+/** RMSNorm (Llama): x/√(mean(x²) + ε)·γ.  x: [..., d] */
+export function rmsNorm(x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor {
+  const ms = tf.mean(tf.square(x), x.rank - 1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), gamma);
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/** GELU, tanh approximation (GPT-2's `gelu_new`): ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), GELU_C);
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+/** SiLU (swish): x·σ(x). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/**
+ * cos and sin tables for rotary embeddings in the Hugging Face layout: for position p and
+ * i < hd/2, angle = p·θ^(−2i/hd), and the table repeats the hd/2 angles twice
+ * (`emb = cat(freqs, freqs)`).  positions: [B·T] → cos, sin: [B, T, 1, hd]
+ */
+export function ropeTables(
+  positions: Int32Array,
+  B: number,
+  T: number,
+  hd: number,
+  theta: number,
+): { cos: tf.Tensor; sin: tf.Tensor } {
+  const half = hd / 2;
+  const cos = new Float32Array(B * T * hd);
+  const sin = new Float32Array(B * T * hd);
+  for (let n = 0; n < B * T; n++) {
+    for (let i = 0; i < half; i++) {
+      const angle = positions[n] * theta ** (-(2 * i) / hd);
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      cos[n * hd + i] = c;
+      cos[n * hd + i + half] = c;
+      sin[n * hd + i] = s;
+      sin[n * hd + i + half] = s;
+    }
+  }
+  return { cos: tf.tensor(cos, [B, T, 1, hd]), sin: tf.tensor(sin, [B, T, 1, hd]) };
+}
+
+/** x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁].  x: [B, T, heads, hd] */
+export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  const hd = x.shape[3] as number;
+  const half = hd / 2;
+  const [x1, x2] = tf.split(x, [half, half], 3); // (B, T, heads, hd/2) each
+  const rotated = tf.concat([tf.neg(x2), x1], 3); // (B, T, heads, hd)
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
+}
+
+/**
+ * Scaled dot-product attention with grouped-query heads, without repeating K/V: the `rep = H/KV`
+ * query heads that share a key/value head are stacked along the query axis.
+ *
+ *   q: [B, T, H, hd]   k, v: [B, KV, S, hd]   bias: [B, 1, 1, T, S] (0 or −1e9)
+ *   → [B, T, H·hd]
+ */
+export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  const [B, T, H, hd] = q.shape as [number, number, number, number];
+  const [, KV, S] = k.shape as [number, number, number, number];
+  const rep = H / KV;
+  // Head h = g·rep + r uses key/value head g (the order of HF's repeat_kv).
+  const qg = tf.reshape(tf.transpose(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
+    B,
+    KV,
+    rep * T,
+    hd,
+  ]);
+  const scores = tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd)); // (B, KV, rep·T, S)
+  const masked = tf.add(tf.reshape(scores, [B, KV, rep, T, S]), bias); // (B, KV, rep, T, S)
+  const probs = tf.reshape(tf.softmax(masked), [B, KV, rep * T, S]);
+  const out = tf.matMul(probs, v); // (B, KV, rep·T, hd)
+  return tf.reshape(tf.transpose(tf.reshape(out, [B, KV, rep, T, hd]), [0, 3, 1, 2, 4]), [
+    B,
+    T,
+    H * hd,
+  ]);
+}
