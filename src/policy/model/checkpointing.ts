@@ -46,12 +46,29 @@ export function checkpointedBlock(
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const varying = saved.slice(0, 1 + nP); // x and the parameters
         const fixed = saved.slice(1 + nP);
-        const grads = tf.grads((...v: tf.Tensor[]) =>
-          tf.sum(tf.mul(rebuild([...v, ...fixed]), dy as tf.Tensor)),
-        )(varying);
+        const grads = withOuterTapeKept(() =>
+          tf.grads((...v: tf.Tensor[]) =>
+            tf.sum(tf.mul(rebuild([...v, ...fixed]), dy as tf.Tensor)),
+          )(varying),
+        );
         return [...grads, ...fixed.map((t) => tf.zerosLike(t))];
       },
     };
   });
   return f(x, ...params, ...constants) as tf.Tensor;
+}
+
+/**
+ * Run a nested `tf.grads` during another gradient's backward pass. tfjs' engine has one
+ * `activeTape`: the nested call replaces it and sets it to null when done, so the outer call
+ * could no longer free what its tape saved. Restore it afterwards.
+ */
+function withOuterTapeKept<T>(fn: () => T): T {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const outer = state.activeTape;
+  try {
+    return fn();
+  } finally {
+    state.activeTape = outer;
+  }
 }
