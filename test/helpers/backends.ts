@@ -32,7 +32,8 @@ export function closeness(a: ArrayLike<number>, b: ArrayLike<number>, atol: numb
   let worst = 0;
   let at = -1;
   for (let i = 0; i < a.length; i++) {
-    const r = Math.abs(a[i] - b[i]) / (atol + rtol * Math.abs(b[i]));
+    const diff = Math.abs(a[i] - b[i]);
+    const r = diff === 0 ? 0 : diff / (atol + rtol * Math.abs(b[i]));
     if (!(r <= worst)) {
       worst = r;
       at = i;

@@ -1,0 +1,324 @@
+import { z } from 'zod';
+import { TroupeError } from '../../errors.js';
+import * as tf from '../../kernels/tf.js';
+import type { ParamSpec } from '../params.js';
+import { parseOptions, refuseUnknownKeys } from './options.js';
+import {
+  type AdamWStateDict,
+  checkAdamWState,
+  MOMENTS,
+  readStateTensors,
+  stateTensorName,
+} from './state.js';
+
+/*
+ * AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+ * Regularization", ICLR 2019, Algorithm 2), with PyTorch `torch.optim.AdamW` semantics
+ * (amsgrad=False, maximize=False). For each trainable parameter p with gradient g, at its own
+ * update count t:
+ *
+ *   p ← p − lr·λ·p                    decoupled decay (only where the decay rule says so)
+ *   m ← β1·m + (1 − β1)·g
+ *   v ← β2·v + (1 − β2)·g²
+ *   p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)
+ *
+ * which is p − lr·m̂/(√v̂ + ε) with m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t), in PyTorch's order of
+ * operations. As in PyTorch, a parameter with no gradient in a step is skipped entirely (no
+ * decay, no moment update, t unchanged): tfjs `variableGrads` omits unconnected variables.
+ */
+
+export type ParamKind = ParamSpec['kind'];
+
+/** Where each parameter's kind comes from: the model's specs (a map or list) or a lookup. */
+export type KindSource =
+  | ReadonlyMap<string, ParamSpec>
+  | readonly ParamSpec[]
+  | ((name: string) => ParamKind | undefined);
+
+const beta = z
+  .number()
+  .min(0, 'must be in [0, 1)')
+  .lt(1, 'must be in [0, 1): β = 1 would never forget a gradient');
+const predicate = z.custom<(name: string) => boolean>(
+  (v) => typeof v === 'function',
+  'must be a function (name: string) => boolean',
+);
+
+const KEYS = [
+  'lr',
+  'betas',
+  'eps',
+  'weightDecay',
+  'decayEmbeddings',
+  'decayNormsAndBiases',
+  'noDecay',
+  'trainable',
+] as const;
+
+export const adamwOptionsSchema = z
+  .strictObject(
+    {
+      /** Learning rate used when `step` is not given one (PyTorch default 1e-3). */
+      lr: z.number().min(0, 'must be a finite number ≥ 0').default(1e-3),
+      /** (β1, β2): decay rates of the first and second moment estimates. */
+      betas: z.tuple([beta, beta]).default([0.9, 0.999]),
+      /** ε, added to √v̂ for numerical stability. */
+      eps: z.number().min(0, 'must be ≥ 0').default(1e-8),
+      /** λ, the decoupled weight decay (PyTorch AdamW default 0.01). */
+      weightDecay: z.number().min(0, 'must be ≥ 0').default(0.01),
+      /** Decay `embedding` parameters too (default no, as minGPT; nanoGPT and HF Trainer do). */
+      decayEmbeddings: z.boolean().optional(),
+      /** Decay `norm` and `bias` parameters too (default: no). */
+      decayNormsAndBiases: z.boolean().optional(),
+      /** Replaces the kind rule: a parameter is decayed unless `noDecay(name)`. */
+      noDecay: predicate.optional(),
+      /** Which parameters of the map are trained (default: all). LoRA: only the adapters. */
+      trainable: predicate.optional(),
+    },
+    { error: refuseUnknownKeys(KEYS) },
+  )
+  .superRefine((o, ctx) => {
+    if (o.noDecay && (o.decayEmbeddings !== undefined || o.decayNormsAndBiases !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['noDecay'],
+        message:
+          'replaces the kind rule, so it cannot be combined with decayEmbeddings or ' +
+          'decayNormsAndBiases. Pass either the predicate or the flags.',
+      });
+    }
+  });
+
+export type AdamWOptions = z.input<typeof adamwOptionsSchema>;
+export type ResolvedAdamWOptions = Readonly<z.output<typeof adamwOptionsSchema>>;
+
+/** One trainable parameter and its optimizer state. */
+interface Slot {
+  readonly param: tf.Variable;
+  readonly decay: boolean;
+  readonly m: tf.Variable; // exp_avg, p's shape
+  readonly v: tf.Variable; // exp_avg_sq, p's shape
+  t: number;
+}
+
+function kindLookup(specs: KindSource): (name: string) => ParamSpec | ParamKind | undefined {
+  if (typeof specs === 'function') return specs;
+  const map =
+    specs instanceof Map ? specs : new Map((specs as ParamSpec[]).map((s) => [s.name, s]));
+  return (name) => map.get(name);
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Zeros of `shape` as a non-trainable variable (so `variableGrads()` never differentiates it). */
+function zerosVariable(shape: number[]): tf.Variable {
+  const z = tf.zeros(shape);
+  const v = tf.variable(z, false);
+  z.dispose();
+  return v;
+}
+
+export class AdamW {
+  readonly options: ResolvedAdamWOptions;
+  private readonly slots = new Map<string, Slot>();
+  private readonly frozen = new Set<string>();
+  private steps = 0;
+  private disposed = false;
+
+  /**
+   * @param params the model's parameters by name; updated in place with `assign`.
+   * @param specs  their kinds, for the decay rule (a `ParamSpec` whose shape disagrees with the
+   *               variable is an error). Only needed for trainable parameters, and not at all
+   *               with a `noDecay` predicate.
+   */
+  constructor(
+    params: ReadonlyMap<string, tf.Variable>,
+    specs: KindSource,
+    options: AdamWOptions = {},
+  ) {
+    this.options = parseOptions(adamwOptionsSchema, options, 'AdamW');
+    const o = this.options;
+    const specOf = kindLookup(specs);
+    for (const [name, param] of params) {
+      if (o.trainable && !o.trainable(name)) {
+        this.frozen.add(name);
+        continue;
+      }
+      const found = specOf(name);
+      const spec = typeof found === 'object' ? found : undefined;
+      const kind = typeof found === 'object' ? found.kind : found;
+      if (spec && !sameShape(spec.shape, param.shape)) {
+        throw new TroupeError(
+          'SHAPE_MISMATCH',
+          `AdamW: parameter '${name}' has shape [${param.shape}] but its ParamSpec says [${spec.shape}]`,
+          { details: { param: name, shape: param.shape, spec: [...spec.shape] } },
+        );
+      }
+      if (kind === undefined && !o.noDecay) {
+        throw new TroupeError(
+          'UNKNOWN_NAME',
+          `AdamW: no ParamSpec kind for trainable parameter '${name}', so the weight-decay rule ` +
+            `cannot place it. Pass its spec, or a noDecay predicate.`,
+          { details: { param: name } },
+        );
+      }
+      const decay = o.noDecay
+        ? !o.noDecay(name)
+        : kind === 'matrix' ||
+          (kind === 'embedding' && o.decayEmbeddings === true) ||
+          ((kind === 'norm' || kind === 'bias') && o.decayNormsAndBiases === true);
+      this.slots.set(name, {
+        param,
+        decay,
+        m: zerosVariable(param.shape),
+        v: zerosVariable(param.shape),
+        t: 0,
+      });
+    }
+  }
+
+  /** Number of `step()` calls so far. */
+  get stepCount(): number {
+    return this.steps;
+  }
+
+  /** Names of the parameters this optimizer updates, in the params map's order. */
+  get trainableNames(): string[] {
+    return [...this.slots.keys()];
+  }
+
+  /** Whether trainable parameter `name` gets weight decay. */
+  decays(name: string): boolean {
+    return this.slot(name, 'decays').decay;
+  }
+
+  /**
+   * One update of every trainable parameter that has a gradient in `grads` (each of its
+   * parameter's shape). The grads are only read; the caller disposes them. All grads are
+   * checked before anything is written, so an error leaves parameters and state untouched.
+   * Synchronous: no tensor is read back.
+   */
+  step(grads: ReadonlyMap<string, tf.Tensor>, lr: number = this.options.lr): void {
+    this.live('step');
+    if (!Number.isFinite(lr) || lr < 0) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `AdamW.step: lr must be a finite number ≥ 0, got ${lr}`,
+        {
+          details: { lr },
+        },
+      );
+    }
+    const work: Array<[Slot, tf.Tensor]> = [];
+    for (const [name, g] of grads) {
+      const s = this.slot(name, 'step');
+      if (!sameShape(g.shape, s.param.shape)) {
+        throw new TroupeError(
+          'SHAPE_MISMATCH',
+          `AdamW.step: gradient for '${name}' has shape [${g.shape}] but parameter '${name}' ` +
+            `has shape [${s.param.shape}]`,
+          { details: { param: name, grad: g.shape, shape: s.param.shape } },
+        );
+      }
+      work.push([s, g]);
+    }
+    const [b1, b2] = this.options.betas;
+    const { eps, weightDecay } = this.options;
+    this.steps++;
+    tf.tidy(() => {
+      for (const [s, g] of work) {
+        s.t++;
+        const bc1 = 1 - b1 ** s.t;
+        const bc2 = 1 - b2 ** s.t;
+        let p: tf.Tensor = s.param;
+        if (s.decay && weightDecay !== 0) p = tf.mul(p, 1 - lr * weightDecay); // p ← p(1 − lr·λ)
+        const m = tf.add(tf.mul(s.m, b1), tf.mul(g, 1 - b1)); // m ← β1·m + (1 − β1)·g
+        const v = tf.add(tf.mul(s.v, b2), tf.mul(tf.square(g), 1 - b2)); // v ← β2·v + (1 − β2)·g²
+        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), eps); // √v̂ + ε
+        s.param.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / bc1))); // p ← p − lr·m̂/(√v̂ + ε)
+        s.m.assign(m);
+        s.v.assign(v);
+      }
+    });
+  }
+
+  /** The optimizer's state as plain data (see state.ts); reads tensors, so async. */
+  async stateDict(): Promise<AdamWStateDict> {
+    this.live('stateDict');
+    const { betas, eps, weightDecay, lr } = this.options;
+    const paramSteps: Record<string, number> = {};
+    const entries: Array<[string, tf.Tensor]> = [];
+    for (const [name, s] of this.slots) {
+      paramSteps[name] = s.t;
+      entries.push([stateTensorName('exp_avg', name), s.m]);
+      entries.push([stateTensorName('exp_avg_sq', name), s.v]);
+    }
+    const meta = {
+      optimizer: 'adamw' as const,
+      step: this.steps,
+      paramSteps,
+      betas: [betas[0], betas[1]] as [number, number],
+      eps,
+      weightDecay,
+      lr,
+    };
+    return { tensors: await readStateTensors(entries), meta };
+  }
+
+  /**
+   * Restore state saved by `stateDict()`: moments and step counts, for exactly the trainable
+   * parameters of this optimizer, under the same betas, eps and weight decay. Everything is
+   * checked before anything is written. Continuing from it gives bit-identical parameters to a
+   * run that never stopped (on the same backend).
+   */
+  loadStateDict(dict: AdamWStateDict): void {
+    this.live('loadStateDict');
+    const shapes = new Map([...this.slots].map(([n, s]) => [n, s.param.shape]));
+    checkAdamWState(dict, shapes, this.options);
+    tf.tidy(() => {
+      for (const [name, s] of this.slots) {
+        for (const moment of MOMENTS) {
+          const { shape, data } = dict.tensors.get(stateTensorName(moment, name))!;
+          (moment === 'exp_avg' ? s.m : s.v).assign(tf.tensor(data, shape, 'float32'));
+        }
+        s.t = dict.meta.paramSteps[name];
+      }
+    });
+    this.steps = dict.meta.step;
+  }
+
+  /** Free the moment variables. The parameters belong to the model and are left alone. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const s of this.slots.values()) tf.dispose([s.m, s.v]);
+  }
+
+  private live(method: string): void {
+    if (this.disposed) {
+      throw new TroupeError('BAD_ARGUMENT', `AdamW.${method}: the optimizer has been disposed`);
+    }
+  }
+
+  private slot(name: string, method: string): Slot {
+    this.live(method);
+    const s = this.slots.get(name);
+    if (s) return s;
+    if (this.frozen.has(name)) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `AdamW.${method}: parameter '${name}' is frozen (options.trainable excludes it); ` +
+          `compute gradients for trainable parameters only`,
+        { details: { param: name } },
+      );
+    }
+    const known = this.trainableNames;
+    const shown = known.slice(0, 8).join(', ') + (known.length > 8 ? `, … (${known.length})` : '');
+    throw new TroupeError(
+      'UNKNOWN_NAME',
+      `AdamW.${method}: '${name}' is not a parameter of this optimizer. Trainable: ${shown}.`,
+      { details: { param: name } },
+    );
+  }
+}
