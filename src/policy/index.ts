@@ -1,5 +1,16 @@
 export { gpt2Config, llamaConfig, type ModelConfig, validateConfig } from './config.js';
+export { type GenerateOptions, type Generation, generate } from './generate.js';
 export { leftPad, rightPad, type TokenBatch } from './model/batch.js';
 export { CausalLM, type ForwardOptions, type Tensor32 } from './model/causal-lm.js';
 export { KVCache } from './model/kv-cache.js';
+export {
+  AdamW,
+  type AdamWOptions,
+  clipGradNorm,
+  GradAccumulator,
+  makeSchedule,
+  SCHEDULES,
+  type Schedule,
+} from './optim/index.js';
 export { type HeadName, headSpecs, type ParamSpec, paramSpecs } from './params.js';
+export { type SamplingOptions, sampleToken } from './sampling.js';
