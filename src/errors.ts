@@ -7,8 +7,12 @@ export type ErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'BAD_DEVICE'
   | 'BAD_ARGUMENT'
+  /** A checkpoint file or directory is malformed (the message names the file and the tensor/field). */
+  | 'BAD_CHECKPOINT'
   | 'SHAPE_MISMATCH'
-  | 'UNKNOWN_NAME';
+  | 'UNKNOWN_NAME'
+  /** Well-formed input that asks for something Troupe does not implement (yet). */
+  | 'UNSUPPORTED';
 
 export class TroupeError extends Error {
   override readonly name = 'TroupeError';

@@ -1,6 +1,7 @@
 import { TroupeError } from '../../errors.js';
 import { RandomStream } from '../../kernels/random.js';
 import * as tf from '../../kernels/tf.js';
+import type { Tensor32 } from '../checkpoint/index.js';
 import type { ModelConfig } from '../config.js';
 import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
 import { attentionBias, lastTokenIndex, positionIds, type TokenBatch } from './batch.js';
@@ -9,11 +10,7 @@ import { checkpointedBlock } from './checkpointing.js';
 import type { KVCache } from './kv-cache.js';
 import { ropeTables } from './layers.js';
 
-/** Plain parameter data: what checkpoints read and write. */
-export interface Tensor32 {
-  shape: number[];
-  data: Float32Array;
-}
+export type { Tensor32 };
 
 export interface ForwardOptions {
   /** Attend to these cached keys/values and append the new ones to it. */
@@ -101,6 +98,17 @@ export class CausalLM {
       out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
     }
     return out;
+  }
+
+  /** Add a parameter (an adapter or a head) with its initial value (copied). */
+  addParam(spec: ParamSpec, value: tf.Tensor): tf.Variable {
+    if (this.params.has(spec.name)) {
+      throw new TroupeError('BAD_ARGUMENT', `Model already has a parameter '${spec.name}'`);
+    }
+    const v = tf.variable(value, true, `m${this.id}/${spec.name}`);
+    this.params.set(spec.name, v);
+    this.specs.set(spec.name, spec);
+    return v;
   }
 
   /** Look a parameter up by Troupe name. */

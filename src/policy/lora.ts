@@ -1,0 +1,262 @@
+import { TroupeError } from '../errors.js';
+import { RandomStream, type StreamKey } from '../kernels/random.js';
+import * as tf from '../kernels/tf.js';
+import { need, type ParamLookup, type Projection } from './model/block.js';
+import type { CausalLM } from './model/causal-lm.js';
+import { linear } from './model/layers.js';
+
+/** LoRA (Hu et al. 2021): W' = W + (α/r)·A·B on chosen projections, only A and B trained. */
+export interface LoraConfig {
+  /** Rank r of the update. */
+  readonly rank: number;
+  /** Scale numerator α; the update is scaled by α/r. */
+  readonly alpha: number;
+  /** Dropout on the adapter's input during training. */
+  readonly dropout: number;
+  /**
+   * Projections to adapt, by Troupe name (`q`, `k`, `v`, `o`, `gate`, `up`, `down`) or Hugging
+   * Face name (`q_proj`, …, `c_attn`, `c_proj`, `c_fc`). GPT-2's `c_attn` is one adapter over
+   * the fused q, k, v projection (A shared, B split by columns), as PEFT builds it.
+   */
+  readonly targetModules: readonly string[];
+}
+
+/**
+ * One adapter: A [in, r], B [r, out], applied to one projection or, for GPT-2's fused c_attn,
+ * to q, k and v with B's columns split between them.
+ */
+export interface LoraSite {
+  /** Where A and B live: `layers.{i}.attn.q` → `layers.{i}.attn.q.lora_A.weight`. */
+  readonly prefix: string;
+  /** Projections it feeds, with the columns of B each one takes. */
+  readonly parts: readonly {
+    readonly prefix: string;
+    readonly begin: number;
+    readonly size: number;
+  }[];
+  readonly inDim: number;
+  readonly outDim: number;
+}
+
+const ALIASES: Record<string, string> = {
+  q_proj: 'q',
+  k_proj: 'k',
+  v_proj: 'v',
+  o_proj: 'o',
+  gate_proj: 'gate',
+  up_proj: 'up',
+  down_proj: 'down',
+  c_fc: 'up',
+};
+const KNOWN = [
+  'q',
+  'k',
+  'v',
+  'o',
+  'gate',
+  'up',
+  'down',
+  'c_attn',
+  'c_proj',
+  ...Object.keys(ALIASES),
+];
+
+/** Resolve target module names to Troupe projection names for a model's family. */
+function targets(model: CausalLM, names: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const n of names) {
+    if (!KNOWN.includes(n)) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `LoRA target module '${n}' is unknown. Known: ${KNOWN.join(', ')}.`,
+      );
+    }
+    if (n === 'c_attn') {
+      if (model.config.family !== 'gpt2') {
+        throw new TroupeError(
+          'BAD_ARGUMENT',
+          `LoRA target 'c_attn' is GPT-2's fused projection; use q, k, v for ${model.config.family}`,
+        );
+      }
+      out.add('c_attn');
+    } else if (n === 'c_proj') {
+      out.add('o');
+      out.add('down');
+    } else {
+      out.add(ALIASES[n] ?? n);
+    }
+  }
+  if (model.config.mlp !== 'swiglu' && out.has('gate')) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `LoRA target 'gate' needs a SwiGLU MLP; this ${model.config.family} model has none`,
+    );
+  }
+  return out;
+}
+
+function checkConfig(c: LoraConfig): void {
+  if (!Number.isInteger(c.rank) || c.rank < 1)
+    throw new TroupeError('BAD_ARGUMENT', `LoRA 'rank' must be an integer ≥ 1, got ${c.rank}`);
+  if (!(c.alpha > 0))
+    throw new TroupeError('BAD_ARGUMENT', `LoRA 'alpha' must be > 0, got ${c.alpha}`);
+  if (!(c.dropout >= 0 && c.dropout < 1))
+    throw new TroupeError('BAD_ARGUMENT', `LoRA 'dropout' must be in [0, 1), got ${c.dropout}`);
+  if (c.targetModules.length === 0)
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `LoRA 'targetModules' is empty: name at least one projection`,
+    );
+}
+
+/** Every adapter site the config asks for, in layer order. */
+export function loraSites(model: CausalLM, cfg: LoraConfig): LoraSite[] {
+  const want = targets(model, cfg.targetModules);
+  const sites: LoraSite[] = [];
+  const shape = (prefix: string) => model.params.get(`${prefix}.weight`)!.shape as [number, number];
+  for (let l = 0; l < model.config.layers; l++) {
+    const p = `layers.${l}`;
+    if (want.has('c_attn')) {
+      const parts = ['q', 'k', 'v'].map((n) => `${p}.attn.${n}`);
+      let begin = 0;
+      const ps = parts.map((prefix) => {
+        const size = shape(prefix)[1];
+        const part = { prefix, begin, size };
+        begin += size;
+        return part;
+      });
+      sites.push({ prefix: `${p}.attn.qkv`, parts: ps, inDim: model.config.hidden, outDim: begin });
+    }
+    for (const [short, prefix] of [
+      ['q', `${p}.attn.q`],
+      ['k', `${p}.attn.k`],
+      ['v', `${p}.attn.v`],
+      ['o', `${p}.attn.o`],
+      ['gate', `${p}.mlp.gate`],
+      ['up', `${p}.mlp.up`],
+      ['down', `${p}.mlp.down`],
+    ]) {
+      if (!want.has(short)) continue;
+      const [inDim, outDim] = shape(prefix);
+      sites.push({ prefix, parts: [{ prefix, begin: 0, size: outDim }], inDim, outDim });
+    }
+  }
+  return sites;
+}
+
+/**
+ * Adapters attached to a model. While attached (and not merged), every adapted projection
+ * computes x·W + b + (α/r)·dropout(x)·A·B. A is initialised like PEFT (Kaiming-uniform,
+ * a = √5: U(±1/√in)), B to zero, so the adapted model starts equal to the base one.
+ */
+export class Lora {
+  readonly config: LoraConfig;
+  readonly sites: readonly LoraSite[];
+  readonly scale: number;
+  private merged = false;
+  /** Key of the current training step's dropout draws; undefined = no dropout (eval). */
+  dropoutKey: StreamKey | undefined;
+  private readonly byPart = new Map<string, { site: LoraSite; begin: number; size: number }>();
+
+  constructor(
+    readonly model: CausalLM,
+    config: LoraConfig,
+    opts: { seed: number },
+  ) {
+    checkConfig(config);
+    this.config = Object.freeze({ ...config, targetModules: [...config.targetModules] });
+    this.sites = loraSites(model, config);
+    this.scale = config.alpha / config.rank;
+    const r = config.rank;
+    for (const s of this.sites) {
+      const bound = 1 / Math.sqrt(s.inDim);
+      const u = RandomStream.of({
+        seed: opts.seed,
+        step: 0,
+        actor: 'lora-init',
+        purpose: s.prefix,
+      }).uniform(s.inDim * r);
+      const a = tf.tensor(
+        u.map((x) => (2 * x - 1) * bound),
+        [s.inDim, r],
+      );
+      const b = tf.zeros([r, s.outDim]);
+      model.addParam({ name: `${s.prefix}.lora_A.weight`, shape: [s.inDim, r], kind: 'matrix' }, a);
+      model.addParam(
+        { name: `${s.prefix}.lora_B.weight`, shape: [r, s.outDim], kind: 'matrix' },
+        b,
+      );
+      tf.dispose([a, b]);
+      for (const part of s.parts)
+        this.byPart.set(part.prefix, { site: s, begin: part.begin, size: part.size });
+    }
+    model.project = this.projection();
+  }
+
+  /** Names of the adapter parameters: the only ones to train. */
+  get trainableNames(): string[] {
+    return this.sites.flatMap((s) => [`${s.prefix}.lora_A.weight`, `${s.prefix}.lora_B.weight`]);
+  }
+
+  get isMerged(): boolean {
+    return this.merged;
+  }
+
+  private projection(): Projection {
+    return (x, prefix, get) => {
+      const base = linear(x, need(get, `${prefix}.weight`), get(`${prefix}.bias`));
+      const hit = this.byPart.get(prefix);
+      if (!hit || this.merged) return base;
+      return tf.add(base, this.update(x, hit.site, hit.begin, hit.size, get));
+    };
+  }
+
+  /** (α/r)·dropout(x)·A·B[:, begin:begin+size].  x: [..., in] → [..., size] */
+  private update(
+    x: tf.Tensor,
+    s: LoraSite,
+    begin: number,
+    size: number,
+    get: ParamLookup,
+  ): tf.Tensor {
+    let input = x;
+    if (this.dropoutKey && this.config.dropout > 0) {
+      // Keyed by site, so a checkpointed block's recomputation draws the same mask.
+      const rng = RandomStream.of({ ...this.dropoutKey, purpose: `lora-dropout/${s.prefix}` });
+      input = tf.mul(x, rng.dropoutMask(x.shape, this.config.dropout));
+    }
+    const A = need(get, `${s.prefix}.lora_A.weight`);
+    let B = need(get, `${s.prefix}.lora_B.weight`);
+    if (size !== s.outDim) B = tf.slice(B, [0, begin], [this.config.rank, size]);
+    return tf.mul(linear(linear(input, A), B), this.scale);
+  }
+
+  /** Fold the adapters into the base weights (W += (α/r)·A·B); the projection then skips them. */
+  merge(): void {
+    if (this.merged) throw new TroupeError('BAD_ARGUMENT', 'LoRA adapters are already merged');
+    this.fold(+1);
+    this.merged = true;
+  }
+
+  /** Undo `merge` (W −= (α/r)·A·B). */
+  unmerge(): void {
+    if (!this.merged) throw new TroupeError('BAD_ARGUMENT', 'LoRA adapters are not merged');
+    this.fold(-1);
+    this.merged = false;
+  }
+
+  private fold(sign: 1 | -1): void {
+    for (const s of this.sites) {
+      for (const part of s.parts) {
+        const w = this.model.params.get(`${part.prefix}.weight`)!;
+        tf.tidy(() => {
+          let B: tf.Tensor = this.model.params.get(`${s.prefix}.lora_B.weight`)!;
+          if (part.size !== s.outDim)
+            B = tf.slice(B, [0, part.begin], [this.config.rank, part.size]);
+          const delta = tf.matMul(this.model.params.get(`${s.prefix}.lora_A.weight`)!, B);
+          w.assign(tf.add(w, tf.mul(delta, sign * this.scale)));
+        });
+      }
+    }
+  }
+}
