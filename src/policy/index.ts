@@ -1,5 +1,7 @@
 export { gpt2Config, llamaConfig, type ModelConfig, validateConfig } from './config.js';
 export { type GenerateOptions, type Generation, generate } from './generate.js';
+export { lmLoss } from './lm-loss.js';
+export { Lora, type LoraConfig, type LoraSite, loraSites } from './lora.js';
 export { leftPad, rightPad, type TokenBatch } from './model/batch.js';
 export { CausalLM, type ForwardOptions, type Tensor32 } from './model/causal-lm.js';
 export { KVCache } from './model/kv-cache.js';
