@@ -1,5 +1,7 @@
+export * as checkpoint from './checkpoint/index.js';
 export { gpt2Config, llamaConfig, type ModelConfig, validateConfig } from './config.js';
 export { type GenerateOptions, type Generation, generate } from './generate.js';
+export { loadModel, loadOptimizer, saveModel, saveOptimizer } from './io.js';
 export { lmLoss } from './lm-loss.js';
 export { Lora, type LoraConfig, type LoraSite, loraSites } from './lora.js';
 export { leftPad, rightPad, type TokenBatch } from './model/batch.js';
@@ -15,4 +17,5 @@ export {
   type Schedule,
 } from './optim/index.js';
 export { type HeadName, headSpecs, type ParamSpec, paramSpecs } from './params.js';
+export { loadLoraAdapter, saveLoraAdapter } from './peft.js';
 export { type SamplingOptions, sampleToken } from './sampling.js';

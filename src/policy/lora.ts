@@ -47,6 +47,10 @@ const ALIASES: Record<string, string> = {
   up_proj: 'up',
   down_proj: 'down',
   c_fc: 'up',
+  'mlp.c_fc': 'up',
+  'attn.c_proj': 'o',
+  'mlp.c_proj': 'down',
+  'attn.c_attn': 'c_attn',
 };
 const KNOWN = [
   'q',
@@ -71,7 +75,7 @@ function targets(model: CausalLM, names: readonly string[]): Set<string> {
         `LoRA target module '${n}' is unknown. Known: ${KNOWN.join(', ')}.`,
       );
     }
-    if (n === 'c_attn') {
+    if (n === 'c_attn' || n === 'attn.c_attn') {
       if (model.config.family !== 'gpt2') {
         throw new TroupeError(
           'BAD_ARGUMENT',
