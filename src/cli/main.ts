@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { LOGPROBS_USAGE, runLogprobs } from './logprobs.js';
 
 /** A `troupe` sub-command: typed data, looked up by name. */
 interface Command {
@@ -30,6 +31,15 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
         );
         return 0;
       },
+    },
+  ],
+  [
+    'logprobs',
+    {
+      summary:
+        'per-token log-probs and totals of JSONL token rows under a model (scoring, perplexity)',
+      usage: LOGPROBS_USAGE,
+      run: (args) => runLogprobs(args, (line) => process.stderr.write(`${line}\n`)),
     },
   ],
 ]);

@@ -19,3 +19,4 @@ export {
 export { type HeadName, headSpecs, type ParamSpec, paramSpecs } from './params.js';
 export { loadLoraAdapter, saveLoraAdapter } from './peft.js';
 export { type SamplingOptions, sampleToken } from './sampling.js';
+export { tokenLogprobs } from './score.js';

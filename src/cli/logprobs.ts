@@ -1,0 +1,156 @@
+import { createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { TroupeError } from '../errors.js';
+import { startRuntime } from '../kernels/runtime.js';
+import { loadModel } from '../policy/io.js';
+import type { CausalLM } from '../policy/model/causal-lm.js';
+import { tokenLogprobs } from '../policy/score.js';
+
+export const LOGPROBS_USAGE =
+  'troupe logprobs --model DIR --input FILE.jsonl --output OUT.jsonl [--batch-size N] [--backend NAME]';
+
+interface Line {
+  readonly lineNo: number;
+  readonly ids: number[];
+}
+
+/** Parse one input line: `{"input_ids": [...]}`; errors name the file and line. */
+export function parseLine(text: string, lineNo: number, file: string, model: CausalLM): Line {
+  const where = `${file}:${lineNo}`;
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (e) {
+    throw new TroupeError('BAD_ARGUMENT', `${where}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `${where}: expected an object like {"input_ids": [1, 2, 3]}`,
+    );
+  }
+  const rec = obj as Record<string, unknown>;
+  if (!('input_ids' in rec)) {
+    const hint =
+      'text' in rec
+        ? "'text' needs a tokenizer, which Troupe cannot load yet; give 'input_ids'"
+        : "expected an 'input_ids' array";
+    throw new TroupeError('BAD_ARGUMENT', `${where}: ${hint}`);
+  }
+  const ids = rec['input_ids'];
+  const V = model.config.vocabSize;
+  if (!Array.isArray(ids) || ids.length === 0) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `${where}: 'input_ids' must be a non-empty array of token ids`,
+    );
+  }
+  ids.forEach((t, i) => {
+    if (!Number.isInteger(t) || t < 0 || t >= V) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `${where}: input_ids[${i}] = ${JSON.stringify(t)} is not a token id in [0, ${V})`,
+      );
+    }
+  });
+  if (ids.length > model.config.maxPositions) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `${where}: ${ids.length} tokens is more than the model's ${model.config.maxPositions} positions`,
+    );
+  }
+  return { lineNo, ids };
+}
+
+/** The output record of one line. */
+export function record(ids: number[], lps: number[]) {
+  const total = lps.reduce((s, v) => s + v, 0);
+  return {
+    input_ids: ids,
+    token_logprobs: lps,
+    total,
+    num_scored: lps.length,
+    perplexity: lps.length > 0 ? Math.exp(-total / lps.length) : null,
+  };
+}
+
+/**
+ * `troupe logprobs`: per-token log-probs and their total for every line of a JSONL file,
+ * streamed in batches. Output goes to OUT.partial and is renamed to OUT only when every line
+ * succeeded, so a failure never leaves a truncated file under the requested name.
+ */
+export async function runLogprobs(args: string[], log: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      input: { type: 'string' },
+      output: { type: 'string' },
+      'batch-size': { type: 'string', default: '8' },
+      backend: { type: 'string', default: 'auto' },
+    },
+    strict: true,
+  });
+  for (const k of ['model', 'input', 'output'] as const) {
+    if (!values[k])
+      throw new TroupeError('BAD_ARGUMENT', `--${k} is required. Usage: ${LOGPROBS_USAGE}`);
+  }
+  const batchSize = Number(values['batch-size']);
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `--batch-size must be an integer ≥ 1, got '${values['batch-size']}'`,
+    );
+  }
+  const rt = await startRuntime({ backend: values.backend as never });
+  const model = await loadModel(values.model!);
+  log(
+    `model ${values.model} (${model.config.family}, ${model.config.layers} layers) on ${rt.backend}`,
+  );
+  const partial = `${values.output}.partial`;
+  const out = await open(partial, 'w');
+  const t0 = performance.now();
+  let lines = 0;
+  let tokens = 0;
+  try {
+    const flush = async (pending: Line[]) => {
+      const lps = await tokenLogprobs(
+        model,
+        pending.map((l) => l.ids),
+      );
+      await out.write(pending.map((l, i) => `${JSON.stringify(record(l.ids, lps[i]))}\n`).join(''));
+      lines += pending.length;
+      tokens += pending.reduce((s, l) => s + l.ids.length, 0);
+      const secs = (performance.now() - t0) / 1000;
+      log(`${lines} lines, ${tokens} tokens, ${(tokens / secs).toFixed(0)} tokens/s`);
+    };
+    const reader = createInterface({
+      input: createReadStream(values.input!),
+      crlfDelay: Number.POSITIVE_INFINITY,
+    });
+    let pending: Line[] = [];
+    let lineNo = 0;
+    for await (const text of reader) {
+      lineNo++;
+      if (text.trim() === '') continue;
+      pending.push(parseLine(text, lineNo, values.input!, model));
+      if (pending.length === batchSize) {
+        await flush(pending);
+        pending = [];
+      }
+    }
+    if (pending.length > 0) await flush(pending);
+    await out.close();
+    await rename(partial, values.output!);
+  } catch (e) {
+    await out.close().catch(() => undefined);
+    await rm(partial, { force: true });
+    throw e;
+  } finally {
+    model.dispose();
+  }
+  log(`wrote ${lines} lines to ${values.output}`);
+  return 0;
+}

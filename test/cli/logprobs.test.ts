@@ -1,0 +1,93 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { saveModel } from '../../src/policy/io.js';
+import { CausalLM } from '../../src/policy/model/causal-lm.js';
+import { expectClose, useBackend } from '../helpers/backends.js';
+import { randomState, TINY } from '../policy/fixtures.js';
+import { referenceForward } from '../policy/reference-model.js';
+
+const run = promisify(execFile);
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const troupe = (...args: string[]) =>
+  run(process.execPath, ['--import', 'tsx', MAIN, ...args], { timeout: 60_000 });
+
+describe('troupe logprobs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'troupe-lp-'));
+  const c = TINY.qwen2;
+  const state = randomState(c, 80);
+
+  beforeAll(async () => {
+    await useBackend('cpu');
+    const model = CausalLM.fromState(c, state);
+    await saveModel(join(dir, 'model'), model);
+    model.dispose();
+  });
+
+  it('writes per-token log-probs and totals equal to the float64 reference, one line per input line', async () => {
+    const rows = [[1, 2, 3, 4, 5], [7], [3, 9, 11]];
+    const input = join(dir, 'in.jsonl');
+    writeFileSync(input, `${rows.map((r) => JSON.stringify({ input_ids: r })).join('\n')}\n\n`);
+    const output = join(dir, 'out.jsonl');
+    const { stderr } = await troupe(
+      'logprobs',
+      '--model',
+      join(dir, 'model'),
+      '--input',
+      input,
+      '--output',
+      output,
+      '--batch-size',
+      '2',
+      '--backend',
+      'wasm',
+    );
+    expect(stderr).toContain('wrote 3 lines');
+    const lines = readFileSync(output, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    rows.forEach((r, i) => {
+      const { logits } = referenceForward(c, state, [r], [r.map(() => 1)]);
+      const want = r.slice(1).map((tok, t) => {
+        const z = logits.subarray(t * c.vocabSize, (t + 1) * c.vocabSize);
+        const m = Math.max(...z);
+        return z[tok] - m - Math.log(z.reduce((s, v) => s + Math.exp(v - m), 0));
+      });
+      expect(lines[i].input_ids).toEqual(r);
+      expectClose(lines[i].token_logprobs, want, { atol: 1e-4, rtol: 1e-4, what: `line ${i + 1}` });
+      expect(lines[i].total).toBeCloseTo(
+        want.reduce((s, v) => s + v, 0),
+        3,
+      );
+      expect(lines[i].num_scored).toBe(r.length - 1);
+    });
+    expect(lines[1].perplexity).toBeNull();
+  });
+
+  it('names the file and line of bad input and leaves no output file', async () => {
+    const input = join(dir, 'bad.jsonl');
+    writeFileSync(input, '{"input_ids": [1, 2]}\n{"input_ids": [1, 999]}\n');
+    const output = join(dir, 'bad-out.jsonl');
+    await expect(
+      troupe('logprobs', '--model', join(dir, 'model'), '--input', input, '--output', output),
+    ).rejects.toMatchObject({
+      stderr: expect.stringContaining(
+        `${input}:2: input_ids[1] = 999 is not a token id in [0, ${c.vocabSize})`,
+      ),
+    });
+    expect(existsSync(output)).toBe(false);
+    expect(existsSync(`${output}.partial`)).toBe(false);
+    writeFileSync(input, '{"text": "hello"}\n');
+    await expect(
+      troupe('logprobs', '--model', join(dir, 'model'), '--input', input, '--output', output),
+    ).rejects.toMatchObject({
+      stderr: expect.stringContaining(`${input}:1: 'text' needs a tokenizer`),
+    });
+  });
+});
