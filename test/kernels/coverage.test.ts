@@ -4,7 +4,9 @@ import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { BACKEND_CASES, closeness, expectNoLeak, read, useBackend } from '../helpers/backends.js';
 import { type InputSpec, OP_CASES, type OpCase } from './op-cases.js';
-import { WORKLOADS } from './workloads.js';
+import { MODEL_WORKLOADS, WORKLOADS as NUMERIC_WORKLOADS } from './workloads.js';
+
+const WORKLOADS = [...NUMERIC_WORKLOADS, ...MODEL_WORKLOADS];
 
 /**
  * Kernel coverage: every op case runs forward and backward on every backend available here and

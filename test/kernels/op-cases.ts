@@ -79,6 +79,13 @@ export const OP_CASES: readonly OpCase[] = [
   unary('Identity', (x) => tf.clone(x)),
   unary('ClipByValue', (x) => tf.clipByValue(x, -0.5, 0.7)),
   unary('Softmax', (x) => tf.softmax(x)),
+  {
+    kernel: 'Softmax',
+    label: 'Softmax 5-D (grouped attention scores)',
+    inputs: [f(2, 1, 2, 3, 4)],
+    fn: (x) => tf.softmax(x),
+    grad: true,
+  },
   unary('Cast', (x) => tf.cast(tf.cast(x, 'int32'), 'float32')),
   // Element-wise, binary (with broadcasting).
   binary('Add', tf.add),
@@ -124,6 +131,20 @@ export const OP_CASES: readonly OpCase[] = [
     label: 'Transpose 4-D [B,T,H,D]→[B,H,T,D]',
     inputs: [f(2, 3, 2, 4)],
     fn: (x) => tf.transpose(x, [0, 2, 1, 3]),
+    grad: true,
+  },
+  {
+    kernel: 'Transpose',
+    label: 'Transpose 5-D [B,T,KV,rep,hd]→[B,KV,rep,T,hd]',
+    inputs: [f(2, 3, 2, 2, 4)],
+    fn: (x) => tf.transpose(x, [0, 2, 3, 1, 4]),
+    grad: true,
+  },
+  {
+    kernel: 'SplitV',
+    label: 'split 4-D on the last axis (RoPE halves)',
+    inputs: [f(2, 3, 2, 4)],
+    fn: (x) => tf.split(x, [2, 2], 3)[1],
     grad: true,
   },
   {
