@@ -9,10 +9,28 @@ export type ErrorCode =
   | 'BAD_ARGUMENT'
   /** A checkpoint file or directory is malformed (the message names the file and the tensor/field). */
   | 'BAD_CHECKPOINT'
+  /** A data file or one of its rows is malformed (the message names the file, the line or row, and the column). */
+  | 'BAD_DATA'
+  /** Bytes that are not a message frame, or a frame of a version or kind the reader does not know. */
+  | 'BAD_FRAME'
   | 'SHAPE_MISMATCH'
   | 'UNKNOWN_NAME'
   /** Well-formed input that asks for something Troupe does not implement (yet). */
-  | 'UNSUPPORTED';
+  | 'UNSUPPORTED'
+  /** An actor's thread did not start, or not within its start timeout. */
+  | 'ACTOR_START_FAILED'
+  /** An actor's thread died (error or exit) while calls were pending. */
+  | 'ACTOR_CRASHED'
+  /** An actor call did not answer within its timeout. */
+  | 'ACTOR_TIMEOUT'
+  /** A call to an actor that was shut down, or that used up its restarts. */
+  | 'ACTOR_STOPPED'
+  /** A stateless pool task failed, timed out or was aborted (the message names the task). */
+  | 'TASK_FAILED'
+  | 'TASK_TIMEOUT'
+  | 'TASK_ABORTED'
+  /** A topology spec is invalid (the message names the field). */
+  | 'BAD_TOPOLOGY';
 
 export class TroupeError extends Error {
   override readonly name = 'TroupeError';
