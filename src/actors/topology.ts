@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import { TroupeError } from '../errors.js';
+import type { BackendName } from '../kernels/backends/index.js';
+import { parseDevice } from '../kernels/device.js';
+import type { RuntimeSpec } from '../kernels/runtime.js';
+
+const NAME = /^[a-z][a-z0-9_-]*$/;
+const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'webgpu', 'cpu'] as const;
+
+/** One actor of a topology. */
+export const actorSchema = z
+  .object({
+    /** The actor's name: `policy`, `reference`, `reward`, `critic`, … */
+    name: z.string().regex(NAME, 'lower-case letters, digits, - and _, starting with a letter'),
+    /** Which role it plays (a key of the roles the algorithm provides). */
+    role: z.string().min(1),
+    /** Data-parallel replicas (trainable roles); each gets its own thread. */
+    replicas: z.number().int().min(1).default(1),
+    /** Device for the actor's runtime: `cpu`, `gpu`, `gpu:N`. Unset: the backend's own. */
+    device: z.string().optional(),
+    /** Backend for the actor's runtime; `auto` picks the best available. */
+    backend: z.enum(BACKENDS).default('auto'),
+    /** Share the thread (and runtime, and device) of this other actor. */
+    colocateWith: z.string().optional(),
+  })
+  .strict();
+
+export const topologySchema = z
+  .object({ actors: z.array(actorSchema).min(1, 'a topology needs at least one actor') })
+  .strict()
+  .superRefine((t, ctx) => {
+    const names = new Map(t.actors.map((a, i) => [a.name, i]));
+    if (names.size !== t.actors.length) {
+      ctx.addIssue({ code: 'custom', path: ['actors'], message: 'actor names must be unique' });
+    }
+    t.actors.forEach((a, i) => {
+      const at = (field: string, message: string) =>
+        ctx.addIssue({ code: 'custom', path: ['actors', i, field], message });
+      if (a.device !== undefined) {
+        try {
+          parseDevice(a.device);
+        } catch (e) {
+          at('device', (e as Error).message);
+        }
+      }
+      if (a.colocateWith === undefined) return;
+      const host = t.actors[names.get(a.colocateWith) ?? -1];
+      if (!host) return at('colocateWith', `'${a.colocateWith}' is not an actor of this topology`);
+      if (host.name === a.name) return at('colocateWith', 'an actor cannot colocate with itself');
+      if (host.colocateWith !== undefined) {
+        at(
+          'colocateWith',
+          `'${host.name}' is itself colocated with '${host.colocateWith}': colocate with that one`,
+        );
+      }
+      if (a.replicas > 1 || host.replicas > 1) {
+        at(
+          'colocateWith',
+          'data-parallel actors (replicas > 1) run one per thread and cannot be colocated',
+        );
+      }
+      if (a.device !== undefined && a.device !== host.device) {
+        at(
+          'device',
+          `a colocated actor shares '${host.name}''s device (${host.device ?? 'default'}); remove 'device' here`,
+        );
+      }
+      if (a.backend !== 'auto' && a.backend !== host.backend) {
+        at(
+          'backend',
+          `a colocated actor shares '${host.name}''s backend (${host.backend}); remove 'backend' here`,
+        );
+      }
+    });
+  });
+
+export type Topology = z.infer<typeof topologySchema>;
+export type TopologyInput = z.input<typeof topologySchema>;
+
+/** Validate a topology spec once, at the boundary; errors name the field and say how to fix it. */
+export function parseTopology(input: unknown): Topology {
+  const r = topologySchema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new TroupeError('BAD_TOPOLOGY', `Invalid topology:\n  ${lines.join('\n  ')}`, {
+      details: { issues: r.error.issues.map((i) => ({ path: i.path, message: i.message })) },
+    });
+  }
+  return Object.freeze(r.data);
+}
+
+/** One thread the topology needs: its runtime and the actors (replica instances) it hosts. */
+export interface ThreadPlan {
+  readonly thread: string;
+  readonly runtime: RuntimeSpec;
+  readonly actors: ReadonlyArray<{
+    readonly name: string;
+    readonly role: string;
+    readonly replica: number;
+    readonly replicas: number;
+  }>;
+}
+
+/**
+ * Where everything runs: one thread per replica of each actor, with colocated actors folded
+ * into their host's thread. Replica r of actor `policy` is named `policy/r` when replicas > 1.
+ */
+export function planThreads(t: Topology): ThreadPlan[] {
+  const plans = new Map<
+    string,
+    { thread: string; runtime: RuntimeSpec; actors: ThreadPlan['actors'][number][] }
+  >();
+  for (const a of t.actors.filter((x) => x.colocateWith === undefined)) {
+    for (let r = 0; r < a.replicas; r++) {
+      const name = a.replicas > 1 ? `${a.name}/${r}` : a.name;
+      plans.set(name, {
+        thread: name,
+        runtime: { backend: a.backend as BackendName | 'auto', device: a.device },
+        actors: [{ name, role: a.role, replica: r, replicas: a.replicas }],
+      });
+    }
+  }
+  for (const a of t.actors.filter((x) => x.colocateWith !== undefined)) {
+    const host = plans.get(a.colocateWith!)!;
+    host.actors.push({ name: a.name, role: a.role, replica: 0, replicas: 1 });
+    host.thread = host.actors.map((x) => x.name).join('+');
+  }
+  return [...plans.values()];
+}
