@@ -1,6 +1,34 @@
 /**
  * Troupe's public library API. Short and explicit: everything a user imports is listed here.
  */
+
+export { AllReduce, type AllReduceShared, createAllReduce } from './actors/allreduce.js';
+export { deserializeError, type SerializedError, serializeError } from './actors/errors.js';
+export { TaskPool, type TaskPoolOptions } from './actors/pool.js';
+export type { LogLevel, LogRecord, MetricRecord } from './actors/protocol.js';
+export { type ActorContext, type RoleFactory, type RoleRef, roleRef } from './actors/role.js';
+export {
+  POLICY,
+  type PolicyArgs,
+  type PolicyRole,
+  type StepResult,
+  type TrainBatch,
+} from './actors/roles/policy.js';
+export {
+  type Actor,
+  type ActorSpec,
+  type RestartPolicy,
+  Supervisor,
+  type SupervisorOptions,
+  type ThreadOptions,
+} from './actors/supervisor.js';
+export {
+  parseTopology,
+  planThreads,
+  type Topology,
+  type TopologyInput,
+} from './actors/topology.js';
+export { type Placement, type RoleTable, Troupe } from './actors/troupe.js';
 export { type ErrorCode, hasCode, TroupeError } from './errors.js';
 export type { BackendName } from './kernels/backends/index.js';
 export { type Device, formatDevice, parseDevice } from './kernels/device.js';
