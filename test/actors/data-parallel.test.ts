@@ -16,7 +16,14 @@ describe('data parallelism', () => {
   it('a step on 2 replicas equals a step on one worker with the same global batch (within 1e-6)', async () => {
     // Llama-shaped: no key bias, whose true gradient is exactly zero (softmax ignores a constant
     // shift) so that Adam would turn its rounding noise into ±lr steps in either run.
-    const config = llamaConfig({ vocabSize: 32, hidden: 16, layers: 2, heads: 4, kvHeads: 2, intermediate: 24 });
+    const config = llamaConfig({
+      vocabSize: 32,
+      hidden: 16,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      intermediate: 24,
+    });
     const n = paramSpecs(config).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
     const shared = createAllReduce(2, policyReduceLength(n));
     const runtime = { backend: 'cpu' as const };

@@ -1,0 +1,22 @@
+export {
+  type CollateOptions,
+  collateBlocks,
+  collatePreferences,
+  collatePrompts,
+  collateSft,
+  type PreferenceBatch,
+  type PromptBatch,
+  type TrainBatch,
+} from './collate.js';
+export {
+  type PreferenceItem,
+  type PromptItem,
+  type SftItem,
+  type TokenizeOptions,
+  tokenizePreference,
+  tokenizePrompt,
+  tokenizeSft,
+} from './examples.js';
+export { type LengthOptions, truncatePrompt } from './length.js';
+export { DataLoader, type DataLoaderOptions, type LoaderPosition } from './loader.js';
+export { type PackedBlock, Packer, type PackOptions, packDocuments } from './pack.js';

@@ -1,0 +1,126 @@
+import { TroupeError } from '../../errors.js';
+
+export interface PackOptions {
+  /** Targets per block: each block holds `blockSize + 1` tokens (inputs are the first
+   *  `blockSize`, targets the last `blockSize`). */
+  readonly blockSize: number;
+  /** Appended after every document, so the model learns where documents end. */
+  readonly eosId: number;
+  /**
+   * The tokens left at the end: 'drop' (default; every block is full) or 'pad' (one last block,
+   * filled with `padId` and masked out).
+   */
+  readonly remainder?: 'drop' | 'pad';
+  /** Padding id for `remainder: 'pad'`; default `eosId`. Padding is never attended to or scored. */
+  readonly padId?: number;
+  /**
+   * Do not score the first token of a document as a target of the previous one (its loss mask is
+   * 0). Attention still crosses the boundary: a block has no per-document attention. Default false.
+   */
+  readonly maskBoundaries?: boolean;
+}
+
+/** One training row of packed text. */
+export interface PackedBlock {
+  /** [blockSize + 1] token ids. */
+  readonly ids: number[];
+  /** [blockSize + 1] 1 = real token, 0 = padding (only in a padded last block). */
+  readonly mask: Uint8Array;
+  /** [blockSize + 1] 1 = this token counts as a target (see `lmLoss`; position 0 never does). */
+  readonly lossMask: Uint8Array;
+}
+
+/**
+ * Packing for pretraining: documents are joined into one token stream, each followed by EOS, and
+ * the stream is cut into blocks of `blockSize + 1` tokens. Consecutive blocks overlap by one
+ * token (block k holds stream[k·blockSize … (k+1)·blockSize]), so that every token after the
+ * first is a target exactly once: the last token of a block, a target there, is the first input of
+ * the next. Push documents as they stream in; `finish` returns what is left (see `remainder`).
+ */
+export class Packer {
+  private readonly blockSize: number;
+  private readonly eosId: number;
+  private readonly padId: number;
+  private readonly pad: boolean;
+  private readonly maskBoundaries: boolean;
+  /** Tokens not yet emitted, and whether each starts a document. */
+  private tokens: number[] = [];
+  private starts: number[] = [];
+
+  constructor(opts: PackOptions) {
+    if (!Number.isInteger(opts.blockSize) || opts.blockSize < 1) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `Packer: blockSize must be a positive integer, got ${opts.blockSize}`,
+      );
+    }
+    if (!Number.isInteger(opts.eosId) || opts.eosId < 0) {
+      throw new TroupeError('BAD_ARGUMENT', `Packer: eosId must be a token id, got ${opts.eosId}`);
+    }
+    const remainder = opts.remainder ?? 'drop';
+    if (remainder !== 'drop' && remainder !== 'pad') {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `Packer: remainder must be 'drop' or 'pad', got '${remainder}'`,
+      );
+    }
+    this.blockSize = opts.blockSize;
+    this.eosId = opts.eosId;
+    this.padId = opts.padId ?? opts.eosId;
+    this.pad = remainder === 'pad';
+    this.maskBoundaries = opts.maskBoundaries ?? false;
+  }
+
+  /** Add one document's ids; returns the blocks it completes. */
+  push(doc: readonly number[]): PackedBlock[] {
+    for (let i = 0; i < doc.length; i++) {
+      this.tokens.push(doc[i]);
+      this.starts.push(i === 0 ? 1 : 0);
+    }
+    this.tokens.push(this.eosId);
+    this.starts.push(doc.length === 0 ? 1 : 0);
+    const out: PackedBlock[] = [];
+    const n = this.blockSize + 1;
+    let at = 0;
+    while (this.tokens.length - at >= n) {
+      out.push(this.block(at, n));
+      at += this.blockSize;
+    }
+    if (at > 0) {
+      this.tokens = this.tokens.slice(at);
+      this.starts = this.starts.slice(at);
+    }
+    return out;
+  }
+
+  /** The last, partial block: none with 'drop', or padded to full size with 'pad'. */
+  finish(): PackedBlock[] {
+    const real = this.tokens.length;
+    const out = this.pad && real >= 2 ? [this.block(0, real)] : [];
+    this.tokens = [];
+    this.starts = [];
+    return out;
+  }
+
+  private block(at: number, real: number): PackedBlock {
+    const n = this.blockSize + 1;
+    const ids = new Array<number>(n).fill(this.padId);
+    const mask = new Uint8Array(n);
+    const lossMask = new Uint8Array(n);
+    for (let t = 0; t < real; t++) {
+      ids[t] = this.tokens[at + t];
+      mask[t] = 1;
+      lossMask[t] = t > 0 && !(this.maskBoundaries && this.starts[at + t]) ? 1 : 0;
+    }
+    return { ids, mask, lossMask };
+  }
+}
+
+/** Pack a list of tokenized documents at once (see `Packer`). */
+export function packDocuments(docs: Iterable<readonly number[]>, opts: PackOptions): PackedBlock[] {
+  const packer = new Packer(opts);
+  const out: PackedBlock[] = [];
+  for (const doc of docs) out.push(...packer.push(doc));
+  out.push(...packer.finish());
+  return out;
+}
