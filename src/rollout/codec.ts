@@ -1,0 +1,160 @@
+import { Packr, RESET_BUFFER_MODE } from 'msgpackr';
+import { TroupeError } from '../errors.js';
+import { checkExperienceLayout, EXPERIENCE_ARRAY_FIELDS, type Experience } from './experience.js';
+
+/**
+ * Message frames: every cross-thread payload is one msgpack value `{ v, kind, payload }` in an
+ * ArrayBuffer of its own, exactly as long as the frame, so it can go in a transfer list. The
+ * sender gives the buffer up on transfer (its byteLength becomes 0); the receiver owns it.
+ *
+ * What msgpackr 2.1 does with typed arrays (checked in test/rollout/codec.test.ts):
+ * - With `moreTypes`, a typed array (Uint8Array included, Buffer excepted) is written as ext type
+ *   0x74 (`'t'`, then a byte naming the array type, then its raw little-endian bytes). Its bytes
+ *   sit at whatever offset the frame puts them, so they are not aligned in the frame.
+ * - Reading one always copies: the unpacker slices the bytes into a fresh ArrayBuffer and views
+ *   that, so a decoded Float32Array/Int32Array/Uint16Array/Uint8Array is aligned (byteOffset 0),
+ *   owns its whole buffer (transferable on its own), and never aliases the frame, whatever the
+ *   frame's own alignment. The cost is one memcpy per array on decode.
+ * - A Node `Buffer` is written as plain msgpack `bin` instead, and `bin` is read as a view *into the
+ *   input* (`subarray`) unless `copyBuffers` is set. This codec sets it, so nothing decoded aliases
+ *   the frame: the frame buffer may be reused or dropped right after decode. (A Buffer comes back
+ *   as a Uint8Array.)
+ * - Bytes are copied, never converted: -0, subnormals, ±Inf and NaN payloads survive bit-exactly.
+ *   (Plain JS numbers do not keep -0: msgpack writes -0 as the integer 0.)
+ * - `pack()` returns a view into a scratch buffer that later packs overwrite, hence the copy into
+ *   an exact-length ArrayBuffer in `encodeFrame`. By default each pack also starts where the last
+ *   one ended and, near the end, moves to a freshly allocated scratch: with 1 MB frames that is a
+ *   new 4 MB buffer every few frames, and fresh memory is slow to touch on these VMs (encode ran
+ *   10× slower). `RESET_BUFFER_MODE` rewinds after each pack so the same warm scratch is reused.
+ */
+
+/** The frame layout this writer produces. Bump it when the layout or a kind's payload changes. */
+export const FRAME_VERSION = 1;
+/** The frame versions this reader understands. */
+export const SUPPORTED_FRAME_VERSIONS: readonly number[] = [FRAME_VERSION];
+
+/** The kind of a frame that carries one Experience. */
+export const EXPERIENCE_FRAME = 'experience';
+
+export interface Frame {
+  readonly kind: string;
+  readonly version: number;
+  readonly payload: unknown;
+}
+
+// useRecords: false writes objects as plain msgpack maps (self-describing, no shared structures
+// between writer and reader); copyBuffers: see above.
+const packr = new Packr({ moreTypes: true, useRecords: false, copyBuffers: true });
+
+function badFrame(message: string, details: Record<string, unknown> = {}, cause?: unknown): never {
+  throw new TroupeError('BAD_FRAME', message, { details, cause });
+}
+
+/** Packs `{ v: FRAME_VERSION, kind, payload }` into a new ArrayBuffer of exactly its length. */
+export function encodeFrame(kind: string, payload: unknown): ArrayBuffer {
+  if (typeof kind !== 'string' || kind === '') {
+    throw new TroupeError('BAD_ARGUMENT', `Frame kind must be a non-empty string, got ${kind}`);
+  }
+  const scratch = packr.pack({ v: FRAME_VERSION, kind, payload }, RESET_BUFFER_MODE);
+  const out = new ArrayBuffer(scratch.byteLength);
+  new Uint8Array(out).set(scratch);
+  return out;
+}
+
+/**
+ * Reads a frame. Throws BAD_FRAME when `buf` is not a msgpack frame `{ v, kind, payload }`, or is
+ * one of a version this reader does not understand (details: `got`, `supported`). Every typed
+ * array in the payload is a fresh, aligned copy (see above): `buf` is not referenced afterwards.
+ */
+export function decodeFrame(buf: ArrayBuffer | Uint8Array): Frame {
+  let bytes: Uint8Array;
+  if (buf instanceof Uint8Array) bytes = buf;
+  else if (buf instanceof ArrayBuffer) bytes = new Uint8Array(buf);
+  else badFrame(`A frame is an ArrayBuffer or Uint8Array, got ${describe(buf)}`);
+  if (bytes.byteLength === 0) {
+    badFrame('Empty buffer: a frame is at least a msgpack map { v, kind, payload }');
+  }
+  let value: unknown;
+  try {
+    value = packr.unpack(bytes);
+  } catch (e) {
+    badFrame(`Not a msgpack frame (${bytes.byteLength} bytes): ${(e as Error).message}`, {}, e);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || !('v' in value)) {
+    badFrame(`Not a frame: expected a map { v, kind, payload }, got ${describe(value)}`);
+  }
+  const { v, kind, payload } = value as Record<string, unknown>;
+  if (typeof v !== 'number' || !SUPPORTED_FRAME_VERSIONS.includes(v)) {
+    badFrame(
+      `Frame version ${JSON.stringify(v)} is not supported; this reader understands ` +
+        `version ${SUPPORTED_FRAME_VERSIONS.join(', ')}. Are both ends the same Troupe version?`,
+      { got: v, supported: [...SUPPORTED_FRAME_VERSIONS] },
+    );
+  }
+  if (typeof kind !== 'string' || kind === '') {
+    badFrame(`Frame v${v} has no kind: expected a non-empty string, got ${describe(kind)}`);
+  }
+  return { kind, version: v, payload };
+}
+
+/**
+ * One Experience as one frame. The layout is checked (types and lengths, so a bad batch fails at
+ * the sender); values are not: non-finite floats travel bit-exactly (checkExperience rejects them).
+ */
+export function encodeExperience(e: Experience): ArrayBuffer {
+  checkExperienceLayout(e);
+  const payload: Record<string, unknown> = {
+    promptLength: e.promptLength,
+    shape: { batch: e.shape.batch, length: e.shape.length, actions: e.shape.actions },
+    info: e.info,
+  };
+  // Absent optional fields are left out rather than written as undefined.
+  for (const key of EXPERIENCE_ARRAY_FIELDS) if (e[key] !== undefined) payload[key] = e[key];
+  return encodeFrame(EXPERIENCE_FRAME, payload);
+}
+
+const EXPERIENCE_KEYS = new Set<string>([
+  ...EXPERIENCE_ARRAY_FIELDS,
+  'promptLength',
+  'shape',
+  'info',
+]);
+
+/**
+ * The Experience in a frame from `encodeExperience`. Throws BAD_FRAME when the frame is of another
+ * kind, has fields an Experience does not, or fails `checkExperienceLayout` (the cause says which
+ * field). Values are not checked: call checkExperience for that.
+ */
+export function decodeExperience(buf: ArrayBuffer | Uint8Array): Experience {
+  const { kind, payload } = decodeFrame(buf);
+  if (kind !== EXPERIENCE_FRAME) {
+    badFrame(`Expected a frame of kind '${EXPERIENCE_FRAME}', got '${kind}'`, { kind });
+  }
+  if (payload === null || typeof payload !== 'object') {
+    badFrame(`An '${EXPERIENCE_FRAME}' frame holds an object, got ${describe(payload)}`);
+  }
+  const unknown = Object.keys(payload).filter((k) => !EXPERIENCE_KEYS.has(k));
+  if (unknown.length > 0) {
+    badFrame(`An '${EXPERIENCE_FRAME}' frame has unknown fields: ${unknown.join(', ')}`, {
+      unknown,
+    });
+  }
+  const e = payload as Experience;
+  try {
+    checkExperienceLayout(e);
+  } catch (cause) {
+    badFrame(
+      `An '${EXPERIENCE_FRAME}' frame does not hold a valid Experience: ${(cause as Error).message}`,
+      {},
+      cause,
+    );
+  }
+  return e;
+}
+
+function describe(x: unknown): string {
+  if (x === null || typeof x !== 'object') return JSON.stringify(x) ?? String(x);
+  if (Array.isArray(x)) return `an array of ${x.length}`;
+  const name = x.constructor?.name;
+  return name === undefined || name === 'Object' ? 'an object' : `a ${name}`;
+}
