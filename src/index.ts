@@ -29,6 +29,17 @@ export {
   type TopologyInput,
 } from './actors/topology.js';
 export { type Placement, type RoleTable, Troupe } from './actors/troupe.js';
+export { packWeights, SharedWeights, unpackWeights } from './actors/weights.js';
+export * from './data/index.js';
+export {
+  BpeTokenizer,
+  fromGpt2Files,
+  loadTokenizer,
+  PATTERNS,
+  saveTokenizer,
+  trainBpe,
+} from './data/tokenizer/index.js';
+export type { TokenizerLike } from './data/tokenizer/types.js';
 export { type ErrorCode, hasCode, TroupeError } from './errors.js';
 export type { BackendName } from './kernels/backends/index.js';
 export { type Device, formatDevice, parseDevice } from './kernels/device.js';
@@ -95,3 +106,4 @@ export {
   tokenLogprobs,
   validateConfig,
 } from './policy/index.js';
+export * from './rollout/index.js';

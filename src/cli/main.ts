@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { LOGPROBS_USAGE, runLogprobs } from './logprobs.js';
+import { runTokenizer, TOKENIZER_USAGE } from './tokenizer.js';
 
 /** A `troupe` sub-command: typed data, looked up by name. */
 interface Command {
@@ -40,6 +41,14 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
         'per-token log-probs and totals of JSONL token rows under a model (scoring, perplexity)',
       usage: LOGPROBS_USAGE,
       run: (args) => runLogprobs(args, (line) => process.stderr.write(`${line}\n`)),
+    },
+  ],
+  [
+    'tokenizer',
+    {
+      summary: 'JSONL text ↔ token ids with a tokenizer.json (encode, decode)',
+      usage: TOKENIZER_USAGE,
+      run: (args) => runTokenizer(args, (line) => process.stderr.write(`${line}\n`)),
     },
   ],
 ]);
