@@ -1,7 +1,10 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { loadTokenizer } from '../data/tokenizer/index.js';
+import type { TokenizerLike } from '../data/tokenizer/types.js';
 import { TroupeError } from '../errors.js';
 import { startRuntime } from '../kernels/runtime.js';
 import { loadModel } from '../policy/io.js';
@@ -9,15 +12,24 @@ import type { CausalLM } from '../policy/model/causal-lm.js';
 import { tokenLogprobs } from '../policy/score.js';
 
 export const LOGPROBS_USAGE =
-  'troupe logprobs --model DIR --input FILE.jsonl --output OUT.jsonl [--batch-size N] [--backend NAME]';
+  'troupe logprobs --model DIR --input FILE.jsonl --output OUT.jsonl [--tokenizer FILE|DIR] [--batch-size N] [--backend NAME]';
 
 interface Line {
   readonly lineNo: number;
   readonly ids: number[];
 }
 
-/** Parse one input line: `{"input_ids": [...]}`; errors name the file and line. */
-export function parseLine(text: string, lineNo: number, file: string, model: CausalLM): Line {
+/**
+ * Parse one input line: `{"input_ids": [...]}`, or `{"text": "..."}` when a tokenizer is given
+ * (encoded with its special-token template); errors name the file and line.
+ */
+export function parseLine(
+  text: string,
+  lineNo: number,
+  file: string,
+  model: CausalLM,
+  tokenizer?: TokenizerLike,
+): Line {
   const where = `${file}:${lineNo}`;
   let obj: unknown;
   try {
@@ -32,10 +44,13 @@ export function parseLine(text: string, lineNo: number, file: string, model: Cau
     );
   }
   const rec = obj as Record<string, unknown>;
+  if (!('input_ids' in rec) && tokenizer && typeof rec['text'] === 'string') {
+    rec['input_ids'] = tokenizer.encode(rec['text']);
+  }
   if (!('input_ids' in rec)) {
     const hint =
       'text' in rec
-        ? "'text' needs a tokenizer, which Troupe cannot load yet; give 'input_ids'"
+        ? "'text' needs a tokenizer: put tokenizer.json in the model directory or pass --tokenizer"
         : "expected an 'input_ids' array";
     throw new TroupeError('BAD_ARGUMENT', `${where}: ${hint}`);
   }
@@ -89,6 +104,7 @@ export async function runLogprobs(args: string[], log: (line: string) => void): 
       input: { type: 'string' },
       output: { type: 'string' },
       'batch-size': { type: 'string', default: '8' },
+      tokenizer: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
     },
     strict: true,
@@ -106,6 +122,9 @@ export async function runLogprobs(args: string[], log: (line: string) => void): 
   }
   const rt = await startRuntime({ backend: values.backend as never });
   const model = await loadModel(values.model!);
+  const tokFile = values.tokenizer ?? join(values.model!, 'tokenizer.json');
+  const tokenizer =
+    values.tokenizer || existsSync(tokFile) ? await loadTokenizer(tokFile) : undefined;
   log(
     `model ${values.model} (${model.config.family}, ${model.config.layers} layers) on ${rt.backend}`,
   );
@@ -135,7 +154,7 @@ export async function runLogprobs(args: string[], log: (line: string) => void): 
     for await (const text of reader) {
       lineNo++;
       if (text.trim() === '') continue;
-      pending.push(parseLine(text, lineNo, values.input!, model));
+      pending.push(parseLine(text, lineNo, values.input!, model, tokenizer));
       if (pending.length === batchSize) {
         await flush(pending);
         pending = [];

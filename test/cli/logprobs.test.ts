@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { saveTokenizer, trainBpe } from '../../src/data/tokenizer/index.js';
+import { gpt2Config } from '../../src/policy/config.js';
 import { saveModel } from '../../src/policy/io.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { expectClose, useBackend } from '../helpers/backends.js';
@@ -68,6 +70,40 @@ describe('troupe logprobs', () => {
       expect(lines[i].num_scored).toBe(r.length - 1);
     });
     expect(lines[1].perplexity).toBeNull();
+  });
+
+  it('scores {"text"} lines with the tokenizer saved beside the model, as their encoded ids', async () => {
+    const tok = trainBpe(['the cat sat on the mat', 'a dog ran in the fog', 'cats and dogs'], {
+      vocabSize: 270,
+      minFrequency: 1,
+      specialTokens: ['<|endoftext|>'],
+    });
+    const g = gpt2Config({
+      vocabSize: tok.vocabSize,
+      hidden: 16,
+      layers: 1,
+      heads: 2,
+      maxPositions: 64,
+    });
+    const model = CausalLM.init(g, { seed: 3 });
+    const mdir = join(dir, 'with-tokenizer');
+    await saveModel(mdir, model);
+    await saveTokenizer(mdir, tok);
+    model.dispose();
+    const input = join(dir, 'text.jsonl');
+    const ids = tok.encode('the cat ran');
+    writeFileSync(
+      input,
+      `${JSON.stringify({ text: 'the cat ran' })}\n${JSON.stringify({ input_ids: ids })}\n`,
+    );
+    const output = join(dir, 'text-out.jsonl');
+    await troupe('logprobs', '--model', mdir, '--input', input, '--output', output);
+    const [a, b] = readFileSync(output, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(a.input_ids).toEqual(ids);
+    expect(a.token_logprobs).toEqual(b.token_logprobs);
   });
 
   it('names the file and line of bad input and leaves no output file', async () => {
