@@ -8,8 +8,9 @@ import { loadModel, saveModel } from '../../policy/io.js';
 import { lmLoss } from '../../policy/lm-loss.js';
 import type { TokenBatch } from '../../policy/model/batch.js';
 import { CausalLM } from '../../policy/model/causal-lm.js';
-import { AdamW, type AdamWOptions, clipGradNorm } from '../../policy/optim/index.js';
+import { AdamW, type AdamWOptions } from '../../policy/optim/index.js';
 import { tokenLogprobs } from '../../policy/score.js';
+import { optimizerStep } from '../../policy/train-step.js';
 import { AllReduce, type AllReduceShared } from '../allreduce.js';
 import { type RoleFactory, roleRef } from '../role.js';
 
@@ -67,7 +68,9 @@ class Policy implements PolicyRole {
     this.names = [...model.params.keys()];
     const dp = args.dataParallel;
     if (dp) {
-      const length = this.names.reduce((n, k) => n + model.params.get(k)!.size, 0) + 2;
+      const length = policyReduceLength(
+        this.names.reduce((n, k) => n + model.params.get(k)!.size, 0),
+      );
       if (dp.shared.length !== length) {
         throw new TroupeError(
           'BAD_ARGUMENT',
@@ -86,65 +89,19 @@ class Policy implements PolicyRole {
   }
 
   async trainStep(batch: TrainBatch, lr: number): Promise<StepResult> {
-    const vars = this.names.map((n) => this.model.params.get(n)!);
-    let tokens = 0;
-    const { value, grads } = tf.variableGrads(() => {
-      const out = lmLoss(this.model, batch, {
-        lossMask: batch.lossMask,
-        checkpoint: this.args.gradientCheckpointing,
-      });
-      tokens = out.tokens;
-      return out.loss;
-    }, vars);
-    // Σ over this replica's tokens: (mean-loss gradient) × tokens, then the loss sum and count.
-    const flat = new Float32Array(this.allReduce ? this.allReduce.shared.length : 0);
-    const local = new Map<string, Float32Array>();
-    let off = 0;
-    for (const [i, n] of this.names.entries()) {
-      const g = (await grads[vars[i].name].data()) as Float32Array;
-      if (this.allReduce) {
-        for (let j = 0; j < g.length; j++) flat[off + j] = g[j] * tokens;
-      } else local.set(n, g);
-      off += g.length;
-    }
-    const lossValue = (await value.data())[0];
-    tf.dispose([value, ...Object.values(grads)]);
-    let loss = lossValue;
-    let total = tokens;
-    if (this.allReduce) {
-      flat[off] = lossValue * tokens;
-      flat[off + 1] = tokens;
-      const sum = this.allReduce.sum(flat);
-      total = sum[off + 1];
-      loss = sum[off] / total;
-      let o = 0;
-      for (const n of this.names) {
-        const size = this.model.params.get(n)!.size;
-        local.set(
-          n,
-          sum.subarray(o, o + size).map((v) => v / total),
-        );
-        o += size;
-      }
-    }
-    const gradTensors = new Map(
-      this.names.map((n) => [n, tf.tensor(local.get(n)!, this.model.params.get(n)!.shape)]),
+    const out = await optimizerStep(
+      this.model,
+      this.opt,
+      () => {
+        const { loss, tokens } = lmLoss(this.model, batch, {
+          lossMask: batch.lossMask,
+          checkpoint: this.args.gradientCheckpointing,
+        });
+        return { loss, weight: tokens };
+      },
+      { lr, maxGradNorm: this.args.maxGradNorm ?? 1, reducer: this.allReduce },
     );
-    const maxNorm = this.args.maxGradNorm ?? 1;
-    let gradNorm = Number.NaN;
-    try {
-      if (maxNorm > 0) {
-        const clipped = await clipGradNorm(gradTensors, maxNorm);
-        gradNorm = clipped.totalNorm;
-        if (Number.isFinite(gradNorm)) this.opt.step(clipped.grads, lr);
-        tf.dispose([...clipped.grads.values()]);
-      } else {
-        this.opt.step(gradTensors, lr);
-      }
-    } finally {
-      tf.dispose([...gradTensors.values()]);
-    }
-    return { loss, tokens: total, gradNorm };
+    return { loss: out.loss, tokens: out.weight, gradNorm: out.gradNorm };
   }
 
   async generate(
