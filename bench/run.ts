@@ -6,9 +6,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { matmulSuite } from './suites/matmul.js';
+import { modelSuite } from './suites/model.js';
 import type { Suite } from './suites/types.js';
 
-const SUITES: ReadonlyMap<string, Suite> = new Map([[matmulSuite.name, matmulSuite]]);
+const SUITES: ReadonlyMap<string, Suite> = new Map([
+  [matmulSuite.name, matmulSuite],
+  [modelSuite.name, modelSuite],
+]);
 
 const { values } = parseArgs({
   options: {

@@ -1,7 +1,6 @@
 import * as Comlink from 'comlink';
 import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
-import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../../policy/config.js';
 import { type GenerateOptions, type Generation, generate } from '../../policy/generate.js';
 import { loadModel, saveModel } from '../../policy/io.js';
