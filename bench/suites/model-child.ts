@@ -1,0 +1,39 @@
+/**
+ * One config of the `model` suite in a process of its own (forked by model.ts):
+ *   model-child.ts BACKEND CONFIG quick|full
+ * Streams rows, notes, progress lines and phases to the parent over IPC.
+ */
+import type { BackendName } from '../../src/kernels/backends/index.js';
+import { startRuntime } from '../../src/kernels/runtime.js';
+import type { ChildMessage } from './model.js';
+import { modelCases } from './model.js';
+import { measureModel } from './model-measure.js';
+
+const send = (m: ChildMessage) =>
+  new Promise<void>((resolve) => {
+    if (process.send) process.send(m, () => resolve());
+    else {
+      // Run by hand (no parent): print the progress lines.
+      if (m.type === 'log') process.stdout.write(`${m.line}\n`);
+      resolve();
+    }
+  });
+
+const [backend, name, mode] = process.argv.slice(2);
+try {
+  const c = modelCases(backend, mode === 'quick').find((x) => x.name === name);
+  if (!c) throw new Error(`no config '${name}' for backend ${backend}`);
+  await startRuntime({ backend: backend as BackendName });
+  await measureModel(c, {
+    backend,
+    log: (line) => void send({ type: 'log', line }),
+    onRow: (row) => void send({ type: 'row', row }),
+    onPhase: (phase) => void send({ type: 'phase', phase }),
+  }).then(({ notes }) => Promise.all(notes.map((text) => send({ type: 'note', text }))));
+  await send({ type: 'done' });
+  process.exit(0);
+} catch (e) {
+  process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+  await send({ type: 'error', message: (e as Error).message ?? String(e) });
+  process.exit(1);
+}
