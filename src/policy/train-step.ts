@@ -1,3 +1,4 @@
+import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM } from './model/causal-lm.js';
 import { type AdamW, clipGradNorm } from './optim/index.js';
@@ -38,55 +39,68 @@ export interface StepOutcome {
 }
 
 /**
- * One optimiser step: gradients of `lossFn`, averaged over replicas weighted by each replica's
- * `weight` (so N replicas equal one worker with the global batch), clipped, applied with AdamW.
- * A non-finite gradient norm skips the update (and is reported).
+ * One optimiser step over micro-batches (gradient accumulation): gradients of each loss,
+ * averaged over micro-batches and replicas weighted by each one's `weight` (so N replicas × k
+ * micro-batches equal one worker with the global batch), clipped, applied with AdamW. A
+ * non-finite gradient norm skips the update (and is reported).
  */
 export async function optimizerStep(
   model: CausalLM,
   opt: AdamW,
-  lossFn: () => WeightedLoss,
+  lossFns: ReadonlyArray<() => WeightedLoss>,
   o: StepOptions,
 ): Promise<StepOutcome> {
   const names = o.trainable ? [...o.trainable] : [...model.params.keys()];
   const vars = names.map((n) => model.params.get(n)!);
-  let weight = 0;
-  let metricTensors: Readonly<Record<string, tf.Tensor>> = {};
-  const { value, grads } = tf.variableGrads(() => {
-    const out = lossFn();
-    weight = out.weight;
-    metricTensors = Object.fromEntries(
-      Object.entries(out.metrics ?? {}).map(([k, t]) => [k, tf.keep(t)]),
-    );
-    return out.loss;
-  }, vars);
-  const metricNames = Object.keys(metricTensors);
-  // Layout of the reduced vector: [grads × weight..., loss × weight, metrics × weight..., weight]
   const sizes = vars.map((v) => v.size);
   const total = sizes.reduce((a, b) => a + b, 0);
-  const flat = new Float32Array(total + 2 + metricNames.length);
-  let off = 0;
-  for (const [i, v] of vars.entries()) {
-    const g = grads[v.name];
-    if (g) flat.set(await g.data(), off);
-    off += sizes[i];
+  // Σ over micro-batches (and, reduced, over replicas) of weight × [grads..., loss, metrics...],
+  // then the total weight: the global weighted mean is one division away.
+  let flat = new Float32Array(0);
+  let metricNames: string[] = [];
+  let weight = 0;
+  for (const lossFn of lossFns) {
+    let w = 0;
+    let metricTensors: Record<string, tf.Tensor> = {};
+    const { value, grads } = tf.variableGrads(() => {
+      const out = lossFn();
+      w = out.weight;
+      metricTensors = Object.fromEntries(
+        Object.entries(out.metrics ?? {}).map(([k, t]) => [k, tf.keep(t)]),
+      );
+      return out.loss;
+    }, vars);
+    if (flat.length === 0) {
+      metricNames = Object.keys(metricTensors);
+      flat = new Float32Array(total + 2 + metricNames.length);
+    }
+    let off = 0;
+    for (const [i, v] of vars.entries()) {
+      const g = grads[v.name];
+      if (g) {
+        const data = await g.data();
+        for (let j = 0; j < data.length; j++) flat[off + j] += data[j] * w;
+      }
+      off += sizes[i];
+    }
+    flat[total] += (await value.data())[0] * w;
+    for (const [j, k] of metricNames.entries())
+      flat[total + 1 + j] += (await metricTensors[k].data())[0] * w;
+    weight += w;
+    tf.dispose([value, ...Object.values(grads), ...Object.values(metricTensors)]);
   }
-  flat[total] = (await value.data())[0];
-  for (const [j, k] of metricNames.entries())
-    flat[total + 1 + j] = (await metricTensors[k].data())[0];
-  tf.dispose([value, ...Object.values(grads), ...Object.values(metricTensors)]);
-
-  let reduced: Float32Array = flat;
-  let globalWeight = weight;
-  if (o.reducer) {
-    for (let i = 0; i < flat.length - 1; i++) flat[i] *= weight;
-    flat[flat.length - 1] = weight;
-    reduced = o.reducer.sum(flat);
-    globalWeight = reduced[reduced.length - 1];
-    for (let i = 0; i < reduced.length - 1; i++) reduced[i] /= globalWeight;
+  flat[flat.length - 1] = weight;
+  const reduced: Float32Array = o.reducer ? o.reducer.sum(flat) : flat;
+  const globalWeight = reduced[reduced.length - 1];
+  if (!(globalWeight > 0)) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      'optimizer step: the batch selects no tokens (total weight 0)',
+    );
   }
+  for (let i = 0; i < reduced.length - 1; i++) reduced[i] /= globalWeight;
   const gradTensors = new Map<string, tf.Tensor>();
-  off = 0;
+  let off = 0;
   for (const [i, n] of names.entries()) {
     gradTensors.set(n, tf.tensor(reduced.subarray(off, off + sizes[i]), vars[i].shape));
     off += sizes[i];

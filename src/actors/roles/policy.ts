@@ -91,13 +91,15 @@ class Policy implements PolicyRole {
     const out = await optimizerStep(
       this.model,
       this.opt,
-      () => {
-        const { loss, tokens } = lmLoss(this.model, batch, {
-          lossMask: batch.lossMask,
-          checkpoint: this.args.gradientCheckpointing,
-        });
-        return { loss, weight: tokens };
-      },
+      [
+        () => {
+          const { loss, tokens } = lmLoss(this.model, batch, {
+            lossMask: batch.lossMask,
+            checkpoint: this.args.gradientCheckpointing,
+          });
+          return { loss, weight: tokens };
+        },
+      ],
       { lr, maxGradNorm: this.args.maxGradNorm ?? 1, reducer: this.allReduce },
     );
     return { loss: out.loss, tokens: out.weight, gradNorm: out.gradNorm };

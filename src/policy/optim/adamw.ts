@@ -226,8 +226,10 @@ export class AdamW {
     const [b1, b2] = this.options.betas;
     const { eps, weightDecay } = this.options;
     this.steps++;
-    tf.tidy(() => {
-      for (const [s, g] of work) {
+    // One tidy per parameter: the temporaries of one update are freed before the next, so the
+    // peak is one parameter's worth, not the whole model's (it matters at GPT-2 size on wasm).
+    for (const [s, g] of work) {
+      tf.tidy(() => {
         s.t++;
         const bc1 = 1 - b1 ** s.t;
         const bc2 = 1 - b2 ** s.t;
@@ -239,8 +241,8 @@ export class AdamW {
         s.param.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / bc1))); // p ← p − lr·m̂/(√v̂ + ε)
         s.m.assign(m);
         s.v.assign(v);
-      }
-    });
+      });
+    }
   }
 
   /** The optimizer's state as plain data (see state.ts); reads tensors, so async. */

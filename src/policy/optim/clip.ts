@@ -47,7 +47,13 @@ export async function clipGradNorm(
 /** √(Σ_g Σ_i g_i²) as a number; 0 for no grads. */
 async function readTotalNorm(grads: tf.Tensor[]): Promise<number> {
   if (grads.length === 0) return 0;
-  const norm = tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))));
+  // Σ‖g‖² accumulated pairwise, not with one `addN`: an addN over many inputs exceeds WebGPU's
+  // storage-buffer limit per pipeline (lavapipe allows 8) and silently returns a wrong norm.
+  const norm = tf.tidy(() => {
+    let acc: tf.Tensor = tf.scalar(0);
+    for (const g of grads) acc = tf.add(acc, tf.sum(tf.square(g)));
+    return tf.sqrt(acc);
+  });
   try {
     return (await norm.data())[0];
   } finally {

@@ -59,6 +59,18 @@ for (const [backend, skip] of BACKEND_CASES) {
       expect(Math.sqrt(sq)).toBeCloseTo(1.5, 4);
     });
 
+    it('computes the norm of many gradients (a model has dozens; WebGPU limits buffers per pipeline)', async () => {
+      const many = new Map(
+        Array.from({ length: 40 }, (_, i) => [`p${i}`, f32(normal(6, 0, `p${i}`), [2, 3])]),
+      );
+      let sq = 0;
+      for (const g of many.values()) for (const x of await read(g)) sq += x * x;
+      const r = await clipGradNorm(many, 1e9);
+      expect(r.totalNorm).toBeCloseTo(Math.sqrt(sq), 4);
+      disposeAll(r.grads);
+      disposeAll(many);
+    });
+
     it('leaves grads exactly as they were when under the max', async () => {
       const got = await clipAndRead(DATA, 100);
       expect(got.coef).toBe(1);
