@@ -5,13 +5,19 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { actorsSuite } from './suites/actors.js';
+import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
 import { modelSuite } from './suites/model.js';
+import { tokenizerSuite } from './suites/tokenizer.js';
 import type { Suite } from './suites/types.js';
 
 const SUITES: ReadonlyMap<string, Suite> = new Map([
   [matmulSuite.name, matmulSuite],
   [modelSuite.name, modelSuite],
+  [tokenizerSuite.name, tokenizerSuite],
+  [framesSuite.name, framesSuite],
+  [actorsSuite.name, actorsSuite],
 ]);
 
 const { values } = parseArgs({
