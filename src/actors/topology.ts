@@ -33,9 +33,10 @@ export const topologySchema = z
     if (names.size !== t.actors.length) {
       ctx.addIssue({ code: 'custom', path: ['actors'], message: 'actor names must be unique' });
     }
-    t.actors.forEach((a, i) => {
-      const at = (field: string, message: string) =>
+    for (const [i, a] of t.actors.entries()) {
+      const at = (field: string, message: string) => {
         ctx.addIssue({ code: 'custom', path: ['actors', i, field], message });
+      };
       if (a.device !== undefined) {
         try {
           parseDevice(a.device);
@@ -43,10 +44,16 @@ export const topologySchema = z
           at('device', (e as Error).message);
         }
       }
-      if (a.colocateWith === undefined) return;
+      if (a.colocateWith === undefined) continue;
       const host = t.actors[names.get(a.colocateWith) ?? -1];
-      if (!host) return at('colocateWith', `'${a.colocateWith}' is not an actor of this topology`);
-      if (host.name === a.name) return at('colocateWith', 'an actor cannot colocate with itself');
+      if (!host) {
+        at('colocateWith', `'${a.colocateWith}' is not an actor of this topology`);
+        continue;
+      }
+      if (host.name === a.name) {
+        at('colocateWith', 'an actor cannot colocate with itself');
+        continue;
+      }
       if (host.colocateWith !== undefined) {
         at(
           'colocateWith',
@@ -71,7 +78,7 @@ export const topologySchema = z
           `a colocated actor shares '${host.name}''s backend (${host.backend}); remove 'backend' here`,
         );
       }
-    });
+    }
   });
 
 export type Topology = z.infer<typeof topologySchema>;

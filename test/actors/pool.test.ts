@@ -31,7 +31,7 @@ describe('TaskPool (piscina, real threads)', () => {
     );
     const inner = (e as Error).cause as TroupeError;
     expect(inner).toMatchObject({ code: 'BAD_ARGUMENT' });
-    expect(((inner.cause as Error) ?? {}).message).toBe('root cause');
+    expect((inner.cause as Error | undefined)?.message).toBe('root cause');
   });
 
   it('times out a task that runs too long, and keeps working afterwards', async () => {

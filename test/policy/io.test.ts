@@ -77,7 +77,8 @@ describe('model and optimizer IO', () => {
         fused.set(v.subarray(i * d, (i + 1) * d), i * 3 * d + 2 * d);
       }
       const bias = new Float32Array(3 * d);
-      ['q', 'k', 'v'].forEach((n, j) => bias.set(ours.get(`${p}.attn.${n}.bias`)!.data, j * d));
+      for (const [j, n] of ['q', 'k', 'v'].entries())
+        bias.set(ours.get(`${p}.attn.${n}.bias`)!.data, j * d);
       put(`h.${l}.attn.c_attn.weight`, { shape: [d, 3 * d], data: fused });
       put(`h.${l}.attn.c_attn.bias`, { shape: [3 * d], data: bias });
       put(`h.${l}.attn.bias`, { shape: [1, 1, 32, 32], data: new Float32Array(32 * 32).fill(1) });

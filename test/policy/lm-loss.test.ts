@@ -1,5 +1,4 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '../../src/kernels/tf.js';
 import { lmLoss } from '../../src/policy/lm-loss.js';
 import { rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
