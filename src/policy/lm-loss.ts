@@ -1,6 +1,6 @@
 import { TroupeError } from '../errors.js';
-import { logProbsFromLogits } from '../kernels/numerics/index.js';
 import * as tf from '../kernels/tf.js';
+import { headLogProbs } from './lm-head.js';
 import type { TokenBatch } from './model/batch.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
 
@@ -38,13 +38,14 @@ export function lmLoss(
   if (tokens === 0)
     throw new TroupeError('BAD_ARGUMENT', 'lmLoss: no target token is selected by the masks');
   const loss = tf.tidy(() => {
+    const d = model.config.hidden;
     const hidden = model.forward(batch, opts);
-    const inputs = tf.slice(hidden, [0, 0, 0], [B, T - 1, model.config.hidden]); // (B, T-1, d)
-    const logits = model.logits(inputs); // (B, T-1, V)
+    const inputs = tf.reshape(tf.slice(hidden, [0, 0, 0], [B, T - 1, d]), [B * (T - 1), d]); // (N, d)
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
-    const targets = tf.slice(ids, [0, 1], [B, T - 1]); // (B, T-1)
-    const lp = logProbsFromLogits(logits, targets); // (B, T-1)
-    return tf.div(tf.neg(tf.sum(tf.mul(lp, tf.tensor2d(w, [B, T - 1])))), tokens) as tf.Scalar;
+    const targets = tf.reshape(tf.slice(ids, [0, 1], [B, T - 1]), [B * (T - 1)]); // (N,)
+    const { weight, tied } = model.headWeight();
+    const lp = headLogProbs(inputs, weight, targets, tied); // (N,) chunked: never all [N, V] logits
+    return tf.div(tf.neg(tf.sum(tf.mul(lp, tf.tensor1d(w)))), tokens) as tf.Scalar;
   });
   return { loss, tokens };
 }

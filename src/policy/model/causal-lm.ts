@@ -188,6 +188,12 @@ export class CausalLM {
     });
   }
 
+  /** The LM head's matrix: the embedding [V, d] when tied, else `lm_head.weight` [d, V]. */
+  headWeight(): { weight: tf.Variable; tied: boolean } {
+    const tied = this.config.tieEmbeddings;
+    return { weight: need(this, tied ? 'embed.weight' : 'lm_head.weight'), tied };
+  }
+
   /** Critic values, one per token.  hidden: [B, T, d]  →  [B, T] */
   values(hidden: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
