@@ -1,7 +1,7 @@
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM } from './model/causal-lm.js';
-import { type AdamW, clipGradNorm } from './optim/index.js';
+import type { AdamW } from './optim/index.js';
 
 /** Sums a vector over data-parallel replicas (an all-reduce); every replica gets the same sum. */
 export interface Reducer {
@@ -99,22 +99,29 @@ export async function optimizerStep(
     );
   }
   for (let i = 0; i < reduced.length - 1; i++) reduced[i] /= globalWeight;
+  // Clip on the host copy (PyTorch clip_grad_norm_: coef = max/(‖g‖ + 1e-6), applied if < 1),
+  // so only one set of gradient tensors ever exists on the device.
+  let sq = 0;
+  for (let i = 0; i < total; i++) sq += reduced[i] * reduced[i];
+  const gradNorm = Math.sqrt(sq);
+  if (o.maxGradNorm > 0 && !Number.isFinite(gradNorm)) {
+    return {
+      loss: reduced[total],
+      weight: globalWeight,
+      gradNorm,
+      metrics: metricsOf(metricNames, reduced, total),
+    };
+  }
+  const coef = o.maxGradNorm > 0 ? o.maxGradNorm / (gradNorm + 1e-6) : 1;
+  if (coef < 1) for (let i = 0; i < total; i++) reduced[i] *= coef;
   const gradTensors = new Map<string, tf.Tensor>();
   let off = 0;
   for (const [i, n] of names.entries()) {
     gradTensors.set(n, tf.tensor(reduced.subarray(off, off + sizes[i]), vars[i].shape));
     off += sizes[i];
   }
-  let gradNorm = Number.NaN;
   try {
-    if (o.maxGradNorm > 0) {
-      const clipped = await clipGradNorm(gradTensors, o.maxGradNorm);
-      gradNorm = clipped.totalNorm;
-      if (Number.isFinite(gradNorm)) opt.step(clipped.grads, o.lr);
-      tf.dispose([...clipped.grads.values()]);
-    } else {
-      opt.step(gradTensors, o.lr);
-    }
+    opt.step(gradTensors, o.lr);
   } finally {
     tf.dispose([...gradTensors.values()]);
   }
@@ -122,6 +129,10 @@ export async function optimizerStep(
     loss: reduced[total],
     weight: globalWeight,
     gradNorm,
-    metrics: Object.fromEntries(metricNames.map((k, j) => [k, reduced[total + 1 + j]])),
+    metrics: metricsOf(metricNames, reduced, total),
   };
+}
+
+function metricsOf(names: string[], reduced: Float32Array, total: number): Record<string, number> {
+  return Object.fromEntries(names.map((k, j) => [k, reduced[total + 1 + j]]));
 }

@@ -58,10 +58,10 @@ describe('data parallelism', () => {
     for (let step = 0; step < 3; step++) {
       const lr = 1e-2 * (step + 1);
       const [a, b] = await Promise.all([
-        r0.call.trainStep(rightPad(rows.slice(0, 2), 0), lr),
-        r1.call.trainStep(rightPad(rows.slice(2), 0), lr),
+        r0.call.trainStep([rightPad(rows.slice(0, 2), 0)], lr, step),
+        r1.call.trainStep([rightPad(rows.slice(2), 0)], lr, step),
       ]);
-      const s = await single.call.trainStep(rightPad(rows, 0), lr);
+      const s = await single.call.trainStep([rightPad(rows, 0)], lr, step);
       expect(a.tokens).toBe(s.tokens);
       expect(b.loss).toBe(a.loss);
       expect(Math.abs(a.loss - s.loss)).toBeLessThan(1e-6);

@@ -3,11 +3,13 @@ import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import type { ModelConfig } from '../../policy/config.js';
 import { type GenerateOptions, type Generation, generate } from '../../policy/generate.js';
-import { loadModel, saveModel } from '../../policy/io.js';
+import { loadModel, loadOptimizer, saveModel, saveOptimizer } from '../../policy/io.js';
 import { lmLoss } from '../../policy/lm-loss.js';
+import { Lora, type LoraConfig } from '../../policy/lora.js';
 import type { TokenBatch } from '../../policy/model/batch.js';
 import { CausalLM } from '../../policy/model/causal-lm.js';
 import { AdamW, type AdamWOptions } from '../../policy/optim/index.js';
+import { loadLoraAdapter, saveLoraAdapter } from '../../policy/peft.js';
 import { tokenLogprobs } from '../../policy/score.js';
 import { optimizerStep } from '../../policy/train-step.js';
 import { AllReduce, type AllReduceShared } from '../allreduce.js';
@@ -23,6 +25,13 @@ export interface PolicyArgs {
   readonly maxGradNorm?: number;
   /** Recompute blocks in backward. */
   readonly gradientCheckpointing?: boolean;
+  /** Train LoRA adapters only (the base stays frozen). */
+  readonly lora?: LoraConfig & { readonly seed: number };
+  /**
+   * Continue from a checkpoint written by `saveCheckpoint`: its weights (or adapters) and
+   * optimizer state replace the initial ones.
+   */
+  readonly resumeFrom?: string;
   /** This replica's place in a data-parallel group (gradients all-reduced every step). */
   readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
 }
@@ -41,39 +50,49 @@ export interface StepResult {
 }
 
 export interface PolicyRole {
-  /** Parameter count and the model config. */
-  describe(): Promise<{ params: number; config: ModelConfig }>;
-  /** One optimiser step on this replica's share of the batch (all-reduced in a DP group). */
-  trainStep(batch: TrainBatch, lr: number): Promise<StepResult>;
+  /** Parameter counts (all, trainable) and the model config. */
+  describe(): Promise<{ params: number; trainable: number; config: ModelConfig }>;
+  /**
+   * One optimiser step on this replica's share of the batch, given as micro-batches (gradient
+   * accumulation), all-reduced in a data-parallel group. `step` keys the dropout draws.
+   */
+  trainStep(micro: readonly TrainBatch[], lr: number, step: number): Promise<StepResult>;
+  /** Mean loss (and token count) of a batch, no update. */
+  evalLoss(batch: TrainBatch): Promise<{ loss: number; tokens: number }>;
   generate(
     prompts: number[][],
     opts: Omit<GenerateOptions, 'rng'> & { readonly sampling?: StreamKey },
   ): Promise<Generation>;
   logprobs(rows: number[][]): Promise<number[][]>;
-  /** Every parameter concatenated in name order (transferred, not copied). */
+  /** Every trainable parameter concatenated in name order (transferred, not copied). */
   flatParams(): Promise<Float32Array>;
-  save(dir: string): Promise<void>;
+  /** The model (HF layout) — or the PEFT adapters — plus the optimizer state, into `dir`. */
+  saveCheckpoint(dir: string): Promise<void>;
+  /** The model with LoRA merged in, as a plain HF directory. */
+  saveMerged(dir: string): Promise<void>;
 }
 
 class Policy implements PolicyRole {
-  private readonly names: string[];
+  private readonly trainable: string[];
   private readonly allReduce: AllReduce | undefined;
 
   constructor(
     private readonly model: CausalLM,
     private readonly opt: AdamW,
+    private readonly lora: Lora | undefined,
     private readonly args: PolicyArgs,
+    private readonly actor: string,
   ) {
-    this.names = [...model.params.keys()];
+    this.trainable = lora ? lora.trainableNames : [...model.params.keys()];
     const dp = args.dataParallel;
     if (dp) {
       const length = policyReduceLength(
-        this.names.reduce((n, k) => n + model.params.get(k)!.size, 0),
+        this.trainable.reduce((n, k) => n + model.params.get(k)!.size, 0),
       );
       if (dp.shared.length !== length) {
         throw new TroupeError(
           'BAD_ARGUMENT',
-          `data parallel: the all-reduce group holds ${dp.shared.length} values, this model needs ${length} (parameters + 2)`,
+          `data parallel: the all-reduce group holds ${dp.shared.length} values, this model needs ${length} (trainable parameters + 2)`,
         );
       }
       this.allReduce = new AllReduce(dp.shared, dp.rank);
@@ -81,28 +100,48 @@ class Policy implements PolicyRole {
   }
 
   async describe() {
+    const size = (names: Iterable<string>) =>
+      [...names].reduce((n, k) => n + this.model.params.get(k)!.size, 0);
     return {
-      params: [...this.model.params.values()].reduce((n, v) => n + v.size, 0),
+      params: size(this.model.params.keys()),
+      trainable: size(this.trainable),
       config: this.model.config,
     };
   }
 
-  async trainStep(batch: TrainBatch, lr: number): Promise<StepResult> {
-    const out = await optimizerStep(
-      this.model,
-      this.opt,
-      [
-        () => {
+  async trainStep(micro: readonly TrainBatch[], lr: number, step: number): Promise<StepResult> {
+    if (this.lora) this.lora.dropoutKey = { seed: this.args.lora!.seed, step, actor: this.actor };
+    try {
+      const out = await optimizerStep(
+        this.model,
+        this.opt,
+        micro.map((batch) => () => {
           const { loss, tokens } = lmLoss(this.model, batch, {
             lossMask: batch.lossMask,
             checkpoint: this.args.gradientCheckpointing,
           });
           return { loss, weight: tokens };
+        }),
+        {
+          lr,
+          maxGradNorm: this.args.maxGradNorm ?? 1,
+          reducer: this.allReduce,
+          trainable: this.trainable,
         },
-      ],
-      { lr, maxGradNorm: this.args.maxGradNorm ?? 1, reducer: this.allReduce },
-    );
-    return { loss: out.loss, tokens: out.weight, gradNorm: out.gradNorm };
+      );
+      return { loss: out.loss, tokens: out.weight, gradNorm: out.gradNorm };
+    } finally {
+      if (this.lora) this.lora.dropoutKey = undefined;
+    }
+  }
+
+  async evalLoss(batch: TrainBatch) {
+    const { loss, tokens } = lmLoss(this.model, batch, { lossMask: batch.lossMask });
+    try {
+      return { loss: (await loss.data())[0], tokens };
+    } finally {
+      loss.dispose();
+    }
   }
 
   async generate(
@@ -118,33 +157,61 @@ class Policy implements PolicyRole {
   }
 
   async flatParams(): Promise<Float32Array> {
-    const state = await this.model.stateDict();
-    const total = this.names.reduce((n, k) => n + state.get(k)!.data.length, 0);
+    const total = this.trainable.reduce((n, k) => n + this.model.params.get(k)!.size, 0);
     const out = new Float32Array(total);
     let off = 0;
-    for (const n of this.names) {
-      out.set(state.get(n)!.data, off);
-      off += state.get(n)!.data.length;
+    for (const n of this.trainable) {
+      const data = await this.model.params.get(n)!.data();
+      out.set(data, off);
+      off += data.length;
     }
     return Comlink.transfer(out, [out.buffer]);
   }
 
-  async save(dir: string) {
-    await saveModel(dir, this.model);
+  async saveCheckpoint(dir: string) {
+    if (this.lora) await saveLoraAdapter(dir, this.lora);
+    else await saveModel(dir, this.model);
+    await saveOptimizer(dir, this.opt);
+  }
+
+  async saveMerged(dir: string) {
+    if (this.lora) this.lora.merge();
+    try {
+      await saveModel(dir, this.model);
+    } finally {
+      if (this.lora) this.lora.unmerge();
+    }
   }
 }
 
-export const createPolicy: RoleFactory<PolicyRole, PolicyArgs> = async (args) => {
+export const createPolicy: RoleFactory<PolicyRole, PolicyArgs> = async (args, ctx) => {
+  const fromFull = args.resumeFrom && !args.lora ? args.resumeFrom : undefined;
+  const source = fromFull ? { dir: fromFull } : args.model;
   const model =
-    'dir' in args.model
-      ? await loadModel(args.model.dir)
-      : CausalLM.init(args.model.config, { seed: args.model.seed });
-  return new Policy(model, new AdamW(model.params, model.specs, args.optimizer ?? {}), args);
+    'dir' in source
+      ? await loadModel(source.dir)
+      : CausalLM.init(source.config, { seed: source.seed });
+  let lora: Lora | undefined;
+  if (args.lora) {
+    lora = args.resumeFrom
+      ? await loadLoraAdapter(model, args.resumeFrom)
+      : new Lora(model, args.lora, { seed: args.lora.seed });
+  }
+  const trainable = new Set(lora ? lora.trainableNames : model.params.keys());
+  const opt = new AdamW(model.params, model.specs, {
+    ...args.optimizer,
+    trainable: (n) => trainable.has(n),
+  });
+  if (args.resumeFrom) await loadOptimizer(args.resumeFrom, opt);
+  ctx.log('info', `policy ready: ${model.config.family}, ${trainable.size} trainable tensors`, {
+    resumedFrom: args.resumeFrom ?? null,
+  });
+  return new Policy(model, opt, lora, args, ctx.name);
 };
 
 export const POLICY = roleRef<PolicyRole, PolicyArgs>(import.meta.url, 'createPolicy');
 
-/** The all-reduce length a policy of this size needs (parameters + loss sum + token count). */
+/** The all-reduce length a policy needs: its trainable parameters, the loss and the weight. */
 export function policyReduceLength(paramCount: number): number {
   return paramCount + 2;
 }

@@ -1,0 +1,439 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createAllReduce } from '../actors/allreduce.js';
+import type { LogRecord } from '../actors/protocol.js';
+import {
+  POLICY,
+  type PolicyArgs,
+  type PolicyRole,
+  policyReduceLength,
+  type TrainBatch,
+} from '../actors/roles/policy.js';
+import type { Actor } from '../actors/supervisor.js';
+import { Supervisor } from '../actors/supervisor.js';
+import type { LmConfig, PretrainConfig, SftConfig } from '../config/schema.js';
+import {
+  collateBlocks,
+  collateSft,
+  DataLoader,
+  type PackedBlock,
+  packDocuments,
+  type SftItem,
+  tokenizeSft,
+} from '../data/batching/index.js';
+import type { Example } from '../data/datasets/index.js';
+import { loadTrainEval } from '../data/split.js';
+import {
+  type BpeTokenizer,
+  loadTokenizer,
+  saveTokenizer,
+  trainBpe,
+} from '../data/tokenizer/index.js';
+import { TroupeError } from '../errors.js';
+import { loadHfDirectory } from '../policy/checkpoint/directory.js';
+import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
+import { makeSchedule } from '../policy/optim/index.js';
+import { headSpecs, paramSpecs } from '../policy/params.js';
+import { type ProgressState, ProgressTracker } from '../train/progress.js';
+import { writeReport } from '../train/report.js';
+import { RunDir } from '../train/run-dir.js';
+import { readTrainerState, writeTrainerState } from '../train/trainer-state.js';
+
+/** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
+export interface TrainEvents {
+  onMetrics?(split: 'train' | 'eval', step: number, values: Readonly<Record<string, number>>): void;
+  onProgress?(state: ProgressState): void;
+  onLog?(record: LogRecord): void;
+}
+
+export interface TrainOptions {
+  /** Continue the run in `config.output` from its latest checkpoint. */
+  readonly resume?: boolean;
+  /** Stop between steps when aborted (after writing what has been done). */
+  readonly signal?: AbortSignal;
+  /** Stop after this many steps in this invocation (the schedule still spans `train.steps`). */
+  readonly stopAfterSteps?: number;
+  readonly events?: TrainEvents;
+}
+
+export interface TrainResult {
+  readonly runDir: string;
+  readonly steps: number;
+  readonly finalEval?: Readonly<Record<string, number>>;
+  readonly checkpoint?: string;
+}
+
+type Item = PackedBlock | SftItem;
+
+/** The tokenizer of a run: saved in the run directory, so a resume uses exactly the same one. */
+async function runTokenizer(
+  config: LmConfig,
+  run: RunDir,
+  texts: () => string[],
+): Promise<BpeTokenizer> {
+  const saved = join(run.dir, 'tokenizer');
+  if (run.resumedFrom) return loadTokenizer(saved);
+  const spec = config.model.tokenizer;
+  let tok: BpeTokenizer;
+  if (config.model.path)
+    tok = await loadTokenizer(typeof spec === 'string' ? spec : config.model.path);
+  else if (typeof spec === 'string') tok = await loadTokenizer(spec);
+  else if (spec) {
+    tok = trainBpe(texts(), {
+      vocabSize: spec.train.vocabSize,
+      minFrequency: spec.train.minFrequency,
+      specialTokens: ['<|endoftext|>', '<|pad|>', '<|im_start|>', '<|im_end|>'],
+      eosToken: '<|endoftext|>',
+      padToken: '<|pad|>',
+    });
+  } else throw new TroupeError('BAD_ARGUMENT', 'model.tokenizer is required for a fresh model');
+  await saveTokenizer(saved, tok);
+  return tok;
+}
+
+/** The model config: from `model.init` (vocabulary from the tokenizer) or the saved model. */
+async function modelConfig(config: LmConfig, tok: BpeTokenizer): Promise<ModelConfig> {
+  if (config.model.path) return (await loadHfDirectory(config.model.path)).config;
+  const i = config.model.init!;
+  const common = {
+    vocabSize: tok.vocabSize,
+    hidden: i.hidden,
+    layers: i.layers,
+    heads: i.heads,
+    maxPositions: i.maxPositions,
+    eosTokenId: tok.eosTokenId,
+    padTokenId: tok.padTokenId,
+    bosTokenId: tok.bosTokenId,
+  };
+  return i.family === 'gpt2'
+    ? gpt2Config({ ...common, ...(i.intermediate ? { intermediate: i.intermediate } : {}) })
+    : llamaConfig({
+        ...common,
+        kvHeads: i.kvHeads ?? i.heads,
+        intermediate: i.intermediate ?? Math.ceil((8 * i.hidden) / 3 / 64) * 64,
+      });
+}
+
+function textOf(e: Example): string[] {
+  switch (e.kind) {
+    case 'text':
+      return [e.text];
+    case 'completion':
+      return [
+        typeof e.prompt === 'string' ? e.prompt : e.prompt.map((m) => m.content).join('\n'),
+        typeof e.completion === 'string'
+          ? e.completion
+          : e.completion.map((m) => m.content).join('\n'),
+      ];
+    case 'messages':
+      return e.messages.map((m) => m.content);
+    default:
+      return [];
+  }
+}
+
+/** Examples → items: packed blocks (pretrain) or tokenised SFT examples. */
+function toItems(
+  config: LmConfig,
+  tok: BpeTokenizer,
+  examples: readonly Example[],
+  split: string,
+): Item[] {
+  if (config.algorithm === 'pretrain') {
+    const texts = examples.map((e) => {
+      if (e.kind !== 'text') {
+        throw new TroupeError(
+          'BAD_DATA',
+          `pretrain reads rows with a 'text' column; ${split} data has '${e.kind}' rows (use sft for those)`,
+        );
+      }
+      return e.text;
+    });
+    const docs = texts.map((t) => tok.encode(t, { addSpecialTokens: false }));
+    const blocks = packDocuments(docs, {
+      blockSize: config.data.blockSize,
+      eosId: tok.eosTokenId ?? 0,
+    });
+    if (blocks.length === 0) {
+      throw new TroupeError(
+        'BAD_DATA',
+        `${split} data has fewer than ${config.data.blockSize + 1} tokens: lower data.blockSize`,
+      );
+    }
+    return blocks;
+  }
+  const sft = config as SftConfig;
+  const items: SftItem[] = [];
+  for (const e of examples) {
+    const it = tokenizeSft(tok, e, {
+      maxLength: config.data.maxLength,
+      overlong: 'drop',
+      appendEos: true,
+    });
+    if (!it) continue;
+    items.push(
+      sft.sft.completionOnly
+        ? it
+        : { ...it, lossMask: Uint8Array.from(it.ids, (_, i) => (i > 0 ? 1 : 0)) },
+    );
+  }
+  if (items.length === 0)
+    throw new TroupeError(
+      'BAD_DATA',
+      `no ${split} example fits data.maxLength ${config.data.maxLength}`,
+    );
+  return items;
+}
+
+function collate(config: LmConfig, padId: number) {
+  return (items: Item[]): TrainBatch => {
+    const b =
+      config.algorithm === 'pretrain'
+        ? collateBlocks(items as PackedBlock[])
+        : collateSft(items as SftItem[], { padId });
+    return { ...b.tokens, lossMask: b.lossMask };
+  };
+}
+
+/** Rows [begin, end) of a batch, as a batch of their own. */
+function rows(b: TrainBatch, begin: number, end: number): TrainBatch {
+  const T = b.length;
+  return {
+    ids: b.ids.slice(begin * T, end * T),
+    mask: b.mask.slice(begin * T, end * T),
+    lossMask: b.lossMask?.slice(begin * T, end * T),
+    batch: end - begin,
+    length: T,
+  };
+}
+
+/** Split a global batch into replicas × micro-batches (contiguous rows). */
+function shard(b: TrainBatch, replicas: number, micro: number): TrainBatch[][] {
+  const per = Math.ceil(b.batch / replicas);
+  const out: TrainBatch[][] = [];
+  for (let r = 0; r < replicas; r++) {
+    const lo = Math.min(r * per, b.batch);
+    const hi = Math.min(lo + per, b.batch);
+    const m = Math.ceil((hi - lo) / micro);
+    const parts: TrainBatch[] = [];
+    for (let k = lo; k < hi; k += m) parts.push(rows(b, k, Math.min(k + m, hi)));
+    out.push(parts);
+  }
+  return out;
+}
+
+/**
+ * Pretraining (next-token loss on packed blocks) and SFT (loss on completion / assistant tokens)
+ * on N data-parallel policy actors. The step loop: batch → shard → train step on every replica
+ * (gradients all-reduced) → metrics → eval → checkpoint. Resumable: weights or adapters,
+ * optimizer, schedule step, data order and dropout streams all continue exactly.
+ */
+export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const ev = opts.events ?? {};
+  const run = await RunDir.create(config.output, {
+    config,
+    resume: opts.resume ?? false,
+    keepLast: config.train.keepLast,
+  });
+  const resumed = run.resumedFrom;
+  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
+  run.log(
+    resumed
+      ? `resuming from ${resumed.dir} (step ${resumed.step})`
+      : `new run: ${config.algorithm}`,
+  );
+
+  const data = await loadTrainEval({
+    train: config.data.train,
+    ...(config.data.eval ? { eval: config.data.eval } : { evalFraction: config.data.evalFraction }),
+    seed: config.seed,
+    columns: config.data.columns,
+    format: config.data.format,
+  });
+  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf));
+  const mconfig = await modelConfig(config, tok);
+  const trainItems = toItems(config, tok, data.train, 'train');
+  const evalItems = data.eval.length > 0 ? toItems(config, tok, data.eval, 'eval') : [];
+  const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+  const loader = new DataLoader(trainItems, {
+    batchSize: config.train.batchSize,
+    seed: config.seed,
+    collate: collate(config, padId),
+    dropLast: trainItems.length >= config.train.batchSize,
+    position: state?.loader,
+  });
+
+  const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
+  try {
+    const policies = await startPolicies(config, mconfig, supervisor, resumed?.dir);
+    const schedule = makeSchedule(config.optim.schedule, {
+      lr: config.optim.lr,
+      warmupSteps: config.optim.warmupSteps,
+      totalSteps: config.train.steps,
+      ...(config.optim.schedule === 'constant' ? {} : { minLr: config.optim.minLr }),
+    });
+    const evaluate = async (step: number) => {
+      if (evalItems.length === 0) return undefined;
+      const values = await evalLoss(policies[0], evalItems, config, padId);
+      run.appendMetrics(step, values, { split: 'eval' });
+      ev.onMetrics?.('eval', step, values);
+      return values;
+    };
+    const start = state?.step ?? 0;
+    const progress = new ProgressTracker({ total: config.train.steps, initial: start });
+    let step = start;
+    let lastEval: Record<string, number> | undefined;
+    if (start === 0) lastEval = await evaluate(0);
+    const stopAt = Math.min(
+      config.train.steps,
+      start + (opts.stopAfterSteps ?? Number.POSITIVE_INFINITY),
+    );
+    let checkpoint: string | undefined;
+    while (step < stopAt && !opts.signal?.aborted) {
+      const batch = loader.next().value as TrainBatch;
+      const lr = schedule(step);
+      const t0 = performance.now();
+      const shards = shard(batch, policies.length, config.train.gradAccum);
+      const results = await Promise.all(
+        policies.map((p, r) => p.call.trainStep(shards[r], lr, step)),
+      );
+      step++;
+      const { loss, tokens, gradNorm } = results[0];
+      const values = {
+        loss,
+        lr,
+        grad_norm: gradNorm,
+        tokens,
+        tokens_per_s: tokens / ((performance.now() - t0) / 1000),
+      };
+      run.appendMetrics(step, values, { split: 'train' });
+      ev.onMetrics?.('train', step, values);
+      ev.onProgress?.(progress.update(step, { loss, tokens }));
+      const last = step === config.train.steps;
+      if ((config.train.evalEvery > 0 && step % config.train.evalEvery === 0) || last)
+        lastEval = await evaluate(step);
+      if (
+        (config.train.saveEvery > 0 && step % config.train.saveEvery === 0) ||
+        last ||
+        step === stopAt
+      ) {
+        checkpoint = await saveCheckpoint(run, policies[0], step, loader.position, lastEval, tok);
+      }
+    }
+    await writeReport(run);
+    run.log(`stopped at step ${step}`);
+    return { runDir: run.dir, steps: step, finalEval: lastEval, checkpoint };
+  } finally {
+    await supervisor.shutdown();
+  }
+}
+
+async function startPolicies(
+  config: LmConfig,
+  mconfig: ModelConfig,
+  supervisor: Supervisor,
+  resumeFrom: string | undefined,
+): Promise<Actor<PolicyRole>[]> {
+  const n = config.runtime.replicas;
+  const lora = config.model.lora ? { ...config.model.lora, seed: config.seed } : undefined;
+  let dataParallel: ((r: number) => PolicyArgs['dataParallel']) | undefined;
+  if (n > 1) {
+    const specs = lora ? [] : paramSpecs(mconfig);
+    let count = specs.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
+    if (lora) count = await loraParamCount(mconfig, lora);
+    const shared = createAllReduce(n, policyReduceLength(count));
+    dataParallel = (rank) => ({ shared, rank });
+  }
+  const base: PolicyArgs = {
+    model: config.model.path ? { dir: config.model.path } : { config: mconfig, seed: config.seed },
+    optimizer: {
+      lr: config.optim.lr,
+      betas: [...config.optim.betas] as [number, number],
+      eps: config.optim.eps,
+      weightDecay: config.optim.weightDecay,
+    },
+    maxGradNorm: config.optim.maxGradNorm,
+    gradientCheckpointing: config.model.gradientCheckpointing,
+    lora,
+    resumeFrom,
+  };
+  const runtime = { backend: config.runtime.backend, device: config.runtime.device };
+  return Promise.all(
+    Array.from({ length: n }, (_, r) =>
+      supervisor.spawn(
+        {
+          name: n > 1 ? `policy/${r}` : 'policy',
+          role: POLICY,
+          args: { ...base, dataParallel: dataParallel?.(r) },
+        },
+        { runtime },
+      ),
+    ),
+  );
+}
+
+/** Trainable parameters of LoRA adapters on this model (what a DP group all-reduces). */
+async function loraParamCount(
+  mconfig: ModelConfig,
+  lora: NonNullable<LmConfig['model']['lora']>,
+): Promise<number> {
+  const { CausalLM } = await import('../policy/model/causal-lm.js');
+  const { loraSites } = await import('../policy/lora.js');
+  const probe = CausalLM.init({ ...mconfig, layers: mconfig.layers }, { seed: 0 });
+  try {
+    return loraSites(probe, lora).reduce((n, s) => n + lora.rank * (s.inDim + s.outDim), 0);
+  } finally {
+    probe.dispose();
+  }
+}
+
+async function evalLoss(
+  policy: Actor<PolicyRole>,
+  items: readonly Item[],
+  config: LmConfig,
+  padId: number,
+) {
+  const take =
+    config.train.evalBatches === 0
+      ? items.length
+      : Math.min(items.length, config.train.evalBatches * config.train.batchSize);
+  const make = collate(config, padId);
+  let nll = 0;
+  let tokens = 0;
+  for (let i = 0; i < take; i += config.train.batchSize) {
+    const batch = make(items.slice(i, Math.min(i + config.train.batchSize, take)) as Item[]);
+    const r = await policy.call.evalLoss(batch);
+    nll += r.loss * r.tokens;
+    tokens += r.tokens;
+  }
+  const loss = nll / tokens;
+  return { loss, perplexity: Math.exp(loss), tokens };
+}
+
+async function saveCheckpoint(
+  run: RunDir,
+  policy: Actor<PolicyRole>,
+  step: number,
+  loader: { epoch: number; index: number },
+  lastEval: Record<string, number> | undefined,
+  tok: BpeTokenizer,
+): Promise<string> {
+  const dir = run.checkpointDir(step);
+  await mkdir(dir, { recursive: true });
+  await policy.call.saveCheckpoint(dir);
+  await saveTokenizer(dir, tok);
+  await writeTrainerState(dir, {
+    step,
+    epoch: loader.epoch,
+    loader,
+    extra: lastEval ? { eval: lastEval } : undefined,
+  });
+  const ref = await run.commitCheckpoint(
+    step,
+    lastEval ? { metric: { name: 'eval/loss', value: lastEval['loss'], mode: 'min' } } : {},
+  );
+  run.log(`checkpoint ${ref.dir}`);
+  return ref.dir;
+}
+
+export type { PretrainConfig, SftConfig };
