@@ -1,0 +1,25 @@
+export { type LossOutput, stopGradient } from './common.js';
+export { dpoSigmoidLoss, ipoLoss } from './dpo.js';
+export type {
+  PairedInputs,
+  PreferenceInputs,
+  PreferenceParamName,
+  PreferenceParams,
+  UnpairedInputs,
+} from './inputs.js';
+export { ktoLoss } from './kto.js';
+export { log1mexp, ORPO_MAX_MEAN_LOGP, orpoLoss } from './orpo.js';
+export {
+  needsReference,
+  PREFERENCE_LOSSES,
+  type PreferenceLoss,
+  type PreferenceLossName,
+  preferenceLoss,
+} from './preference.js';
+export {
+  bradleyTerryLoss,
+  type RewardModelInputs,
+  type RewardModelParams,
+} from './reward-model.js';
+export { type SequenceLogps, sequenceLogps, splitChosenRejected } from './sequence.js';
+export { simpoLoss } from './simpo.js';

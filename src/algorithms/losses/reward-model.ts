@@ -1,0 +1,80 @@
+import { TroupeError } from '../../errors.js';
+import * as tf from '../../kernels/tf.js';
+import { type LossOutput, mean } from './common.js';
+import { checkRows } from './inputs.js';
+
+export interface RewardModelInputs {
+  /** (B,) float32: r_θ(x_b, y_c), the scalar score of each chosen sequence. */
+  readonly chosenRewards: tf.Tensor;
+  /** (B,) float32: r_θ(x_b, y_r), the score of the rejected sequence of the same prompt. */
+  readonly rejectedRewards: tf.Tensor;
+  /**
+   * (B,) float32, optional: per-pair margin m_b by which r_c should exceed r_r (Llama 2,
+   * Touvron et al. 2023, §3.2.2; TRL's `margin` column).
+   */
+  readonly margin?: tf.Tensor;
+}
+
+export interface RewardModelParams {
+  /**
+   * c ≥ 0: adds c·mean((r_c + r_r)²), pulling the scores towards zero mean (Eisenstein et al.
+   * 2023; TRL `center_rewards_coefficient`, suggested 0.01). Off when unset.
+   */
+  readonly centerRewardsCoefficient?: number;
+}
+
+/**
+ * Bradley–Terry pairwise reward-model loss (Ouyang et al. 2022, "Training language models to
+ * follow instructions with human feedback", eq. 1, one pair per prompt):
+ *
+ *   L = mean_b −log σ(r_c,b − r_r,b − m_b)  [+ c·mean_b (r_c,b + r_r,b)²]      ()
+ *
+ * After TRL `trl/trainer/reward_trainer.py` (`compute_loss`) and OpenRLHF
+ * `openrlhf/models/loss.py` (`PairWiseLoss`).
+ * Metrics: rm/accuracy (fraction of pairs with r_c > r_r; ties count as wrong; the margin is
+ * not subtracted), rm/chosen_score, rm/rejected_score, rm/margin (mean r_c − r_r), and
+ * rm/center_loss (the added term) when the coefficient is set.
+ */
+export function bradleyTerryLoss(
+  inputs: RewardModelInputs,
+  params: RewardModelParams = {},
+): LossOutput {
+  const { chosenRewards, rejectedRewards, margin } = inputs;
+  checkRows('bradleyTerryLoss', { chosenRewards, rejectedRewards, margin });
+  for (const key of Object.keys(params)) {
+    if (key !== 'centerRewardsCoefficient') {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `Reward-model loss: unknown parameter '${key}'. Known: centerRewardsCoefficient.`,
+      );
+    }
+  }
+  const c = params.centerRewardsCoefficient;
+  if (c !== undefined && !(c >= 0 && Number.isFinite(c))) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `Reward-model loss: 'centerRewardsCoefficient' must be a non-negative finite number; ` +
+        `got ${c}. TRL suggests 0.01.`,
+    );
+  }
+  return tf.tidy(() => {
+    const diff = tf.sub(chosenRewards, rejectedRewards); // (B,) r_c − r_r
+    const z = margin === undefined ? diff : tf.sub(diff, margin); // (B,)
+    let loss = mean(tf.softplus(tf.neg(z))); // −log σ(z), eq. 1
+    const metrics: Record<string, tf.Scalar> = {
+      'rm/accuracy': mean(tf.cast(tf.greater(chosenRewards, rejectedRewards), 'float32')),
+      'rm/chosen_score': mean(chosenRewards),
+      'rm/rejected_score': mean(rejectedRewards),
+      'rm/margin': mean(diff),
+    };
+    if (c !== undefined) {
+      const center = tf.mul(
+        mean(tf.square(tf.add(chosenRewards, rejectedRewards))),
+        c,
+      ) as tf.Scalar;
+      loss = tf.add(loss, center) as tf.Scalar;
+      metrics['rm/center_loss'] = center;
+    }
+    return { loss, metrics };
+  });
+}
