@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { DEMO_USAGE, runDemo } from './demo.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { CHAT_USAGE, GENERATE_USAGE, runChat, runGenerate } from './generate.js';
 import { LOGPROBS_USAGE, runLogprobs } from './logprobs.js';
 import { runTokenizer, TOKENIZER_USAGE } from './tokenizer.js';
+import { runConfigShow, runTrain, TRAIN_USAGE } from './train.js';
 
 /** A `troupe` sub-command: typed data, looked up by name. */
 interface Command {
@@ -11,7 +14,59 @@ interface Command {
   run(args: string[]): Promise<number>;
 }
 
+const err = (line: string) => process.stderr.write(`${line}\n`);
+
 const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
+  [
+    'demo',
+    {
+      summary:
+        'the built-in end-to-end job: tokenizer + pretraining on shipped text, eval, a sample',
+      usage: DEMO_USAGE,
+      run: (args) => runDemo(args, err),
+    },
+  ],
+  [
+    'pretrain',
+    {
+      summary: 'next-token pretraining on packed text (data parallel, resumable)',
+      usage: TRAIN_USAGE('pretrain'),
+      run: (args) => runTrain('pretrain', args, err),
+    },
+  ],
+  [
+    'sft',
+    {
+      summary: 'supervised fine-tuning on prompt/completion or chat data (full or LoRA)',
+      usage: TRAIN_USAGE('sft'),
+      run: (args) => runTrain('sft', args, err),
+    },
+  ],
+  [
+    'config',
+    {
+      summary: 'show the resolved config of a run, every default filled in',
+      usage:
+        'troupe config show --algorithm pretrain|sft [--config run.yaml] [--section.key value …]',
+      run: (args) => runConfigShow(args),
+    },
+  ],
+  [
+    'generate',
+    {
+      summary: 'sample a completion from a saved model',
+      usage: GENERATE_USAGE,
+      run: (args) => runGenerate(args),
+    },
+  ],
+  [
+    'chat',
+    {
+      summary: 'talk to a saved model through its chat template',
+      usage: CHAT_USAGE,
+      run: (args) => runChat(args),
+    },
+  ],
   [
     'doctor',
     {

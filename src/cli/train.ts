@@ -1,0 +1,105 @@
+import { parseArgs } from 'node:util';
+import { trainLm } from '../algorithms/lm.js';
+import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
+import type { LmConfig } from '../config/schema.js';
+import { TroupeError } from '../errors.js';
+import { formatValue } from '../train/format.js';
+import { ProgressReporter } from './progress-reporter.js';
+
+export const TRAIN_USAGE = (algo: string) =>
+  `troupe ${algo} --config run.yaml [--resume] [--section.key value …]`;
+
+/** Renders a trainer's events on the terminal: a progress line, eval results, actor warnings. */
+export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
+  const progress = new ProgressReporter({ stream: out });
+  return {
+    progress,
+    events: {
+      onProgress: (s: Parameters<ProgressReporter['update']>[0]) => progress.update(s),
+      onMetrics: (split: 'train' | 'eval', step: number, v: Readonly<Record<string, number>>) => {
+        if (split !== 'eval') return;
+        const parts = Object.entries(v).map(([k, x]) => `${k} ${formatValue(x)}`);
+        out.write(`${out.isTTY ? '\n' : ''}eval @ step ${step}: ${parts.join(', ')}\n`);
+      },
+      onLog: (r: { level: string; actor: string; message: string }) => {
+        if (r.level === 'warn' || r.level === 'error')
+          out.write(`[${r.actor}] ${r.level}: ${r.message}\n`);
+      },
+    },
+  };
+}
+
+/** `troupe pretrain|sft`: load and validate the config, train, report where everything went. */
+export async function runTrain(
+  algorithm: 'pretrain' | 'sft',
+  args: string[],
+  log: (line: string) => void,
+): Promise<number> {
+  const { rest, overrides } = splitOverrides(args, new Set(['config', 'resume']));
+  const { values } = parseArgs({
+    args: rest,
+    options: { config: { type: 'string' }, resume: { type: 'boolean', default: false } },
+    strict: true,
+  });
+  if (!values.config && overrides.length === 0) {
+    throw new TroupeError('BAD_ARGUMENT', `--config is required. Usage: ${TRAIN_USAGE(algorithm)}`);
+  }
+  const config = await loadConfig<LmConfig>(algorithm, { file: values.config, overrides });
+  const ac = new AbortController();
+  const stop = () => {
+    log('\nstopping after this step (Ctrl-C again to kill)…');
+    ac.abort();
+    process.off('SIGINT', stop);
+  };
+  process.on('SIGINT', stop);
+  const { events, progress } = terminalEvents();
+  try {
+    log(
+      `${algorithm}: ${config.train.steps} steps → ${config.output}${values.resume ? ' (resuming)' : ''}`,
+    );
+    const r = await trainLm(config, { resume: values.resume, signal: ac.signal, events });
+    progress.finish();
+    log(`done: ${r.steps} steps; run directory ${r.runDir} (metrics.jsonl, report.html)`);
+    if (r.finalEval)
+      log(
+        `final eval: loss ${formatValue(r.finalEval['loss'])}, perplexity ${formatValue(r.finalEval['perplexity'])}`,
+      );
+    if (r.checkpoint) log(`checkpoint: ${r.checkpoint}`);
+    return 0;
+  } finally {
+    process.off('SIGINT', stop);
+  }
+}
+
+/** `troupe config show --algorithm NAME [--config FILE] [overrides]`: the resolved config. */
+export async function runConfigShow(args: string[]): Promise<number> {
+  const [sub, ...rest0] = args;
+  if (sub !== 'show')
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `Usage: troupe config show --algorithm pretrain|sft [--config run.yaml] [--section.key value …]`,
+    );
+  const { rest, overrides } = splitOverrides(rest0, new Set(['config', 'algorithm']));
+  const { values } = parseArgs({
+    args: rest,
+    options: { config: { type: 'string' }, algorithm: { type: 'string' } },
+    strict: true,
+  });
+  const algorithm = values.algorithm ?? (await algorithmOf(values.config));
+  const config = await loadConfig(algorithm, { file: values.config, overrides });
+  process.stdout.write(configToYaml(config));
+  return 0;
+}
+
+async function algorithmOf(file: string | undefined): Promise<string> {
+  if (!file)
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      'config show needs --algorithm or a --config whose `algorithm` says it',
+    );
+  const { readFile } = await import('node:fs/promises');
+  const { parse } = await import('yaml');
+  const a = (parse(await readFile(file, 'utf8')) as { algorithm?: string } | null)?.algorithm;
+  if (!a) throw new TroupeError('BAD_ARGUMENT', `${file} has no 'algorithm'; pass --algorithm`);
+  return a;
+}
