@@ -30,6 +30,16 @@ export {
 } from './actors/topology.js';
 export { type Placement, type RoleTable, Troupe } from './actors/troupe.js';
 export { packWeights, SharedWeights, unpackWeights } from './actors/weights.js';
+export { type TrainEvents, type TrainOptions, type TrainResult, trainLm } from './algorithms/lm.js';
+export * from './algorithms/losses/index.js';
+export { configToYaml, loadConfig } from './config/load.js';
+export {
+  type LmConfig,
+  type PretrainConfig,
+  pretrainConfigSchema,
+  type SftConfig,
+  sftConfigSchema,
+} from './config/schema.js';
 export * from './data/index.js';
 export {
   BpeTokenizer,
@@ -107,3 +117,4 @@ export {
   validateConfig,
 } from './policy/index.js';
 export * from './rollout/index.js';
+export * from './train/index.js';

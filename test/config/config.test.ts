@@ -1,0 +1,96 @@
+import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { applyOverride, loadConfig, splitOverrides } from '../../src/config/load.js';
+
+const run = promisify(execFile);
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const EXAMPLES = new URL('../../examples/', import.meta.url);
+
+describe('run configs', () => {
+  it.each(readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml')))(
+    'examples/%s is valid',
+    async (file) => {
+      const path = fileURLToPath(new URL(file, EXAMPLES));
+      const algorithm = (
+        parse(await import('node:fs').then((fs) => fs.readFileSync(path, 'utf8'))) as {
+          algorithm: string;
+        }
+      ).algorithm;
+      const c = await loadConfig<{ train: { steps: number } }>(algorithm, { file: path });
+      expect(c.train.steps).toBeGreaterThan(0);
+    },
+  );
+
+  it('applies --section.key overrides as YAML values, then validates', async () => {
+    const { rest, overrides } = splitOverrides(
+      ['--config', 'x.yaml', '--train.steps', '7', '--optim.betas=[0.8, 0.9]', '--resume'],
+      new Set(['config', 'resume']),
+    );
+    expect(rest).toEqual(['--config', 'x.yaml', '--resume']);
+    expect(overrides).toEqual([
+      ['train.steps', '7'],
+      ['optim.betas', '[0.8, 0.9]'],
+    ]);
+    const c = await loadConfig<{
+      train: { steps: number };
+      optim: { betas: number[]; lr: number };
+    }>('pretrain', {
+      file: fileURLToPath(new URL('pretrain-moby-dick.yaml', EXAMPLES)),
+      overrides,
+    });
+    expect(c.train.steps).toBe(7);
+    expect(c.optim.betas).toEqual([0.8, 0.9]);
+    expect(Object.isFrozen(c.optim)).toBe(true);
+    const o: Record<string, unknown> = { train: 3 };
+    expect(() => applyOverride(o, 'train.steps', '1')).toThrow(/'train' is a value, not a section/);
+    expect(() => splitOverrides(['--steps', '3'], new Set())).toThrow(
+      /Overrides are --section.key value/,
+    );
+  });
+
+  it('names the file and field of every problem', async () => {
+    const e = await loadConfig('pretrain', {
+      object: {
+        output: 'o',
+        model: { init: { hidden: 8, layers: 1, heads: 2 } },
+        data: { train: 't' },
+        train: { steps: 0 },
+      },
+    }).catch((x: unknown) => x as Error);
+    expect(String(e)).toContain('(config object): invalid config:');
+    expect(String(e)).toContain('train.steps: ');
+    expect(String(e)).toContain("model.tokenizer: a fresh model needs 'model.tokenizer'");
+    await expect(loadConfig('sft', { object: { algorithm: 'pretrain' } })).rejects.toThrow(
+      /this config is for 'pretrain', not 'sft'/,
+    );
+    await expect(loadConfig('ppo', { object: {} })).rejects.toThrow(
+      /Unknown algorithm 'ppo'. Known: pretrain, sft./,
+    );
+  });
+
+  it('troupe config show prints the resolved config with defaults', async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        MAIN,
+        'config',
+        'show',
+        '--config',
+        fileURLToPath(new URL('pretrain-moby-dick.yaml', EXAMPLES)),
+        '--train.steps',
+        '9',
+      ],
+      { timeout: 60_000 },
+    );
+    const shown = parse(stdout);
+    expect(shown.train.steps).toBe(9);
+    expect(shown.optim.eps).toBe(1e-8);
+    expect(shown.runtime.replicas).toBe(1);
+  });
+});
