@@ -64,6 +64,32 @@ describe('pretraining and SFT', () => {
     expect(weights(interrupted).equals(weights(straight))).toBe(true);
   }, 180_000);
 
+  it('data parallel: 2 replicas train exactly like 1 worker with the same global batch', async () => {
+    const one = tmp();
+    const two = tmp();
+    const llama = {
+      init: { family: 'llama', hidden: 32, layers: 2, heads: 4, kvHeads: 2, maxPositions: 64 },
+      tokenizer: { train: { vocabSize: 300 } },
+    };
+    const train = { steps: 3, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 3 };
+    await trainLm(await pretrainConfig(one, { model: llama, train }));
+    await trainLm(
+      await pretrainConfig(two, { model: llama, train, runtime: { backend: 'wasm', replicas: 2 } }),
+    );
+    const a = trainLosses(one).map(([, l]) => l as number);
+    const b = trainLosses(two).map(([, l]) => l as number);
+    for (const [i, x] of a.entries()) expect(Math.abs(x - b[i])).toBeLessThan(1e-5);
+    const { readSafetensors } = await import('../../src/policy/checkpoint/safetensors.js');
+    const wa = (await readSafetensors(join(one, 'checkpoints', 'step-000003', 'model.safetensors')))
+      .tensors;
+    const wb = (await readSafetensors(join(two, 'checkpoints', 'step-000003', 'model.safetensors')))
+      .tensors;
+    let worst = 0;
+    for (const [n, t] of wa)
+      t.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - wb.get(n)!.data[i]))));
+    expect(worst).toBeLessThan(1e-5);
+  }, 180_000);
+
   it('fine-tunes on prompt/completion data with the loss on completions only (SFT + LoRA)', async () => {
     const out = tmp();
     const config = await loadConfig<SftConfig>('sft', {
