@@ -3,35 +3,14 @@ import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import type { ModelConfig } from '../../policy/config.js';
 import { type GenerateOptions, type Generation, generate } from '../../policy/generate.js';
-import { loadModel, loadOptimizer, saveModel, saveOptimizer } from '../../policy/io.js';
 import { lmLoss } from '../../policy/lm-loss.js';
-import { Lora, type LoraConfig } from '../../policy/lora.js';
 import type { TokenBatch } from '../../policy/model/batch.js';
-import { CausalLM } from '../../policy/model/causal-lm.js';
-import { AdamW, type AdamWOptions } from '../../policy/optim/index.js';
-import { loadLoraAdapter, saveLoraAdapter } from '../../policy/peft.js';
 import { tokenLogprobs } from '../../policy/score.js';
-import { optimizerStep } from '../../policy/train-step.js';
+import { Trainable, type TrainableArgs } from '../../policy/trainable.js';
 import { AllReduce, type AllReduceShared } from '../allreduce.js';
 import { type RoleFactory, roleRef } from '../role.js';
 
-export interface PolicyArgs {
-  /** A fresh model from a config and seed, or a saved Hugging Face directory. */
-  readonly model:
-    | { readonly config: ModelConfig; readonly seed: number }
-    | { readonly dir: string };
-  readonly optimizer?: AdamWOptions;
-  /** Global gradient-norm clip; 0 = off. Default 1. */
-  readonly maxGradNorm?: number;
-  /** Recompute blocks in backward. */
-  readonly gradientCheckpointing?: boolean;
-  /** Train LoRA adapters only (the base stays frozen). */
-  readonly lora?: LoraConfig & { readonly seed: number };
-  /**
-   * Continue from a checkpoint written by `saveCheckpoint`: its weights (or adapters) and
-   * optimizer state replace the initial ones.
-   */
-  readonly resumeFrom?: string;
+export interface PolicyArgs extends TrainableArgs {
   /** This replica's place in a data-parallel group (gradients all-reduced every step). */
   readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
 }
@@ -73,70 +52,31 @@ export interface PolicyRole {
 }
 
 class Policy implements PolicyRole {
-  private readonly trainable: string[];
-  private readonly allReduce: AllReduce | undefined;
-
-  constructor(
-    private readonly model: CausalLM,
-    private readonly opt: AdamW,
-    private readonly lora: Lora | undefined,
-    private readonly args: PolicyArgs,
-    private readonly actor: string,
-  ) {
-    this.trainable = lora ? lora.trainableNames : [...model.params.keys()];
-    const dp = args.dataParallel;
-    if (dp) {
-      const length = policyReduceLength(
-        this.trainable.reduce((n, k) => n + model.params.get(k)!.size, 0),
-      );
-      if (dp.shared.length !== length) {
-        throw new TroupeError(
-          'BAD_ARGUMENT',
-          `data parallel: the all-reduce group holds ${dp.shared.length} values, this model needs ${length} (trainable parameters + 2)`,
-        );
-      }
-      this.allReduce = new AllReduce(dp.shared, dp.rank);
-    }
-  }
+  constructor(private readonly t: Trainable) {}
 
   async describe() {
-    const size = (names: Iterable<string>) =>
-      [...names].reduce((n, k) => n + this.model.params.get(k)!.size, 0);
-    return {
-      params: size(this.model.params.keys()),
-      trainable: size(this.trainable),
-      config: this.model.config,
-    };
+    const model = this.t.model;
+    const params = [...model.params.values()].reduce((n, v) => n + v.size, 0);
+    return { params, trainable: this.t.trainableSize, config: model.config };
   }
 
   async trainStep(micro: readonly TrainBatch[], lr: number, step: number): Promise<StepResult> {
-    if (this.lora) this.lora.dropoutKey = { seed: this.args.lora!.seed, step, actor: this.actor };
-    try {
-      const out = await optimizerStep(
-        this.model,
-        this.opt,
-        micro.map((batch) => () => {
-          const { loss, tokens } = lmLoss(this.model, batch, {
-            lossMask: batch.lossMask,
-            checkpoint: this.args.gradientCheckpointing,
-          });
-          return { loss, weight: tokens };
-        }),
-        {
-          lr,
-          maxGradNorm: this.args.maxGradNorm ?? 1,
-          reducer: this.allReduce,
-          trainable: this.trainable,
-        },
-      );
-      return { loss: out.loss, tokens: out.weight, gradNorm: out.gradNorm };
-    } finally {
-      if (this.lora) this.lora.dropoutKey = undefined;
-    }
+    const out = await this.t.step(
+      micro.map((batch) => () => {
+        const { loss, tokens } = lmLoss(this.t.model, batch, {
+          lossMask: batch.lossMask,
+          checkpoint: this.t.gradientCheckpointing,
+        });
+        return { loss, weight: tokens };
+      }),
+      lr,
+      step,
+    );
+    return { loss: out.loss, tokens: out.weight, gradNorm: out.gradNorm };
   }
 
   async evalLoss(batch: TrainBatch) {
-    const { loss, tokens } = lmLoss(this.model, batch, { lossMask: batch.lossMask });
+    const { loss, tokens } = lmLoss(this.t.model, batch, { lossMask: batch.lossMask });
     try {
       return { loss: (await loss.data())[0], tokens };
     } finally {
@@ -149,64 +89,68 @@ class Policy implements PolicyRole {
     opts: Omit<GenerateOptions, 'rng'> & { readonly sampling?: StreamKey },
   ) {
     const rng = opts.sampling ? RandomStream.of(opts.sampling) : undefined;
-    return generate(this.model, prompts, { ...opts, rng });
+    return generate(this.t.model, prompts, { ...opts, rng });
   }
 
   async logprobs(rows: number[][]) {
-    return tokenLogprobs(this.model, rows);
+    return tokenLogprobs(this.t.model, rows);
   }
 
   async flatParams(): Promise<Float32Array> {
-    const total = this.trainable.reduce((n, k) => n + this.model.params.get(k)!.size, 0);
-    const out = new Float32Array(total);
-    let off = 0;
-    for (const n of this.trainable) {
-      const data = await this.model.params.get(n)!.data();
-      out.set(data, off);
-      off += data.length;
-    }
+    const out = await this.t.flatParams();
     return Comlink.transfer(out, [out.buffer]);
   }
 
-  async saveCheckpoint(dir: string) {
-    if (this.lora) await saveLoraAdapter(dir, this.lora);
-    else await saveModel(dir, this.model);
-    await saveOptimizer(dir, this.opt);
+  saveCheckpoint(dir: string) {
+    return this.t.saveCheckpoint(dir);
   }
 
-  async saveMerged(dir: string) {
-    if (this.lora) this.lora.merge();
-    try {
-      await saveModel(dir, this.model);
-    } finally {
-      if (this.lora) this.lora.unmerge();
-    }
+  saveMerged(dir: string) {
+    return this.t.saveMerged(dir);
   }
 }
 
-export const createPolicy: RoleFactory<PolicyRole, PolicyArgs> = async (args, ctx) => {
-  const fromFull = args.resumeFrom && !args.lora ? args.resumeFrom : undefined;
-  const source = fromFull ? { dir: fromFull } : args.model;
-  const model =
-    'dir' in source
-      ? await loadModel(source.dir)
-      : CausalLM.init(source.config, { seed: source.seed });
-  let lora: Lora | undefined;
-  if (args.lora) {
-    lora = args.resumeFrom
-      ? await loadLoraAdapter(model, args.resumeFrom)
-      : new Lora(model, args.lora, { seed: args.lora.seed });
+/** The all-reduce of a data-parallel replica, checked against the model's size. */
+export async function replicaReducer(
+  args: { readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number } },
+  trainableSize: number,
+): Promise<AllReduce | undefined> {
+  const dp = args.dataParallel;
+  if (!dp) return undefined;
+  const length = policyReduceLength(trainableSize);
+  if (dp.shared.length < length) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `data parallel: the all-reduce group holds ${dp.shared.length} values, this model needs ${length} (trainable parameters + 2 + metrics)`,
+    );
   }
-  const trainable = new Set(lora ? lora.trainableNames : model.params.keys());
-  const opt = new AdamW(model.params, model.specs, {
-    ...args.optimizer,
-    trainable: (n) => trainable.has(n),
-  });
-  if (args.resumeFrom) await loadOptimizer(args.resumeFrom, opt);
-  ctx.log('info', `policy ready: ${model.config.family}, ${trainable.size} trainable tensors`, {
-    resumedFrom: args.resumeFrom ?? null,
-  });
-  return new Policy(model, opt, lora, args, ctx.name);
+  return new AllReduce(dp.shared, dp.rank);
+}
+
+/**
+ * A trainable model in this thread, all-reducing with its data-parallel peers when it has some.
+ * The group is checked against the model's size once the model exists.
+ */
+export async function createReplica(
+  args: TrainableArgs & {
+    readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
+  },
+  actor: string,
+): Promise<Trainable> {
+  let reducer: AllReduce | undefined;
+  const lazy = args.dataParallel ? { sum: (v: Float32Array) => reducer!.sum(v) } : undefined;
+  const t = await Trainable.create(args, actor, lazy);
+  reducer = await replicaReducer(args, t.trainableSize);
+  return t;
+}
+
+export const createPolicy: RoleFactory<PolicyRole, PolicyArgs> = async (args, ctx) => {
+  const t = await createReplica(args, ctx.name);
+  ctx.log(
+    'info',
+    `policy ready: ${t.model.config.family}, ${t.trainableNames.length} trainable tensors`,
+  );
+  return new Policy(t);
 };
 
 export const POLICY = roleRef<PolicyRole, PolicyArgs>(import.meta.url, 'createPolicy');

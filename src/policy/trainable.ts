@@ -1,0 +1,143 @@
+import type { ModelConfig } from './config.js';
+import { loadModel, loadOptimizer, saveModel, saveOptimizer } from './io.js';
+import { Lora, type LoraConfig } from './lora.js';
+import { CausalLM } from './model/causal-lm.js';
+import { AdamW, type AdamWOptions } from './optim/index.js';
+import type { HeadName } from './params.js';
+import { loadLoraAdapter, saveLoraAdapter } from './peft.js';
+import { optimizerStep, type Reducer, type StepOutcome, type WeightedLoss } from './train-step.js';
+
+/** How a trainable model is built: fresh, from a saved directory, or resumed from a checkpoint. */
+export interface TrainableArgs {
+  /** A fresh model from a config and seed, or a saved Hugging Face directory. */
+  readonly model:
+    | { readonly config: ModelConfig; readonly seed: number }
+    | { readonly dir: string };
+  /** Heads to add (a fresh `score` head for a reward model, `value_head` for a critic). */
+  readonly heads?: readonly HeadName[];
+  readonly optimizer?: AdamWOptions;
+  /** Global gradient-norm clip; 0 = off. Default 1. */
+  readonly maxGradNorm?: number;
+  /** Recompute blocks in backward. */
+  readonly gradientCheckpointing?: boolean;
+  /** Train LoRA adapters only (the base stays frozen). */
+  readonly lora?: LoraConfig & { readonly seed: number };
+  /** Continue from a checkpoint written by `saveCheckpoint` (weights or adapters + optimizer). */
+  readonly resumeFrom?: string;
+}
+
+/**
+ * A model with its optimizer (and adapters): what every training role holds. One step is
+ * `step(lossFns, lr, step)`; saving writes the model (or PEFT adapters) and the optimizer state.
+ */
+export class Trainable {
+  readonly trainableNames: string[];
+
+  private constructor(
+    readonly model: CausalLM,
+    readonly optimizer: AdamW,
+    readonly lora: Lora | undefined,
+    private readonly args: TrainableArgs,
+    private readonly reducer: Reducer | undefined,
+    private readonly actor: string,
+  ) {
+    this.trainableNames = lora ? lora.trainableNames : [...model.params.keys()];
+  }
+
+  static async create(args: TrainableArgs, actor: string, reducer?: Reducer): Promise<Trainable> {
+    // A checkpoint holds the whole model (base, heads and, with LoRA, the adapters beside it).
+    const source = args.resumeFrom ? { dir: args.resumeFrom } : args.model;
+    const heads = args.heads ?? [];
+    let model: CausalLM;
+    if ('dir' in source) {
+      model = await loadModel(source.dir);
+      for (const h of heads) if (!model.param(`${h}.weight`)) addHead(model, h, 0);
+    } else model = CausalLM.init(source.config, { seed: source.seed, heads });
+    let lora: Lora | undefined;
+    if (args.lora) {
+      lora = args.resumeFrom
+        ? await loadLoraAdapter(model, args.resumeFrom)
+        : new Lora(model, args.lora, { seed: args.lora.seed });
+    }
+    // Heads are trained alongside adapters (a LoRA reward model learns its score head too).
+    const names = new Set(
+      lora ? [...lora.trainableNames, ...heads.map((h) => `${h}.weight`)] : model.params.keys(),
+    );
+    const opt = new AdamW(model.params, model.specs, {
+      ...args.optimizer,
+      trainable: (n) => names.has(n),
+    });
+    if (args.resumeFrom) await loadOptimizer(args.resumeFrom, opt);
+    const t = new Trainable(model, opt, lora, args, reducer, actor);
+    t.trainableNames.splice(0, t.trainableNames.length, ...names);
+    return t;
+  }
+
+  /** Parameters in the trainable set (what a data-parallel group all-reduces). */
+  get trainableSize(): number {
+    return this.trainableNames.reduce((n, k) => n + this.model.params.get(k)!.size, 0);
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.args.gradientCheckpointing ?? false;
+  }
+
+  /** One optimiser step over micro-batch losses; `step` keys the LoRA dropout draws. */
+  async step(
+    lossFns: ReadonlyArray<() => WeightedLoss>,
+    lr: number,
+    step: number,
+  ): Promise<StepOutcome> {
+    if (this.lora) this.lora.dropoutKey = { seed: this.args.lora!.seed, step, actor: this.actor };
+    try {
+      return await optimizerStep(this.model, this.optimizer, lossFns, {
+        lr,
+        maxGradNorm: this.args.maxGradNorm ?? 1,
+        reducer: this.reducer,
+        trainable: this.trainableNames,
+      });
+    } finally {
+      if (this.lora) this.lora.dropoutKey = undefined;
+    }
+  }
+
+  /** The model (HF layout) — or the PEFT adapters and heads — plus the optimizer state. */
+  async saveCheckpoint(dir: string): Promise<void> {
+    if (this.lora) {
+      await saveLoraAdapter(dir, this.lora);
+      await saveModel(dir, this.model); // the base (with heads) beside the adapters: a resume needs both
+    } else await saveModel(dir, this.model);
+    await saveOptimizer(dir, this.optimizer);
+  }
+
+  /** The model with LoRA merged in, as a plain HF directory. */
+  async saveMerged(dir: string): Promise<void> {
+    if (this.lora) this.lora.merge();
+    try {
+      await saveModel(dir, this.model);
+    } finally {
+      if (this.lora) this.lora.unmerge();
+    }
+  }
+
+  /** Every trainable parameter concatenated in name order. */
+  async flatParams(): Promise<Float32Array> {
+    const out = new Float32Array(this.trainableSize);
+    let off = 0;
+    for (const n of this.trainableNames) {
+      const data = await this.model.params.get(n)!.data();
+      out.set(data, off);
+      off += data.length;
+    }
+    return out;
+  }
+}
+
+function addHead(model: CausalLM, head: HeadName, seed: number): void {
+  const fresh = CausalLM.init({ ...model.config, layers: 1 }, { seed, heads: [head] });
+  try {
+    model.addParam(fresh.specs.get(`${head}.weight`)!, fresh.params.get(`${head}.weight`)!);
+  } finally {
+    fresh.dispose();
+  }
+}
