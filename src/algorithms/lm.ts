@@ -66,8 +66,8 @@ export interface TrainResult {
 type Item = PackedBlock | SftItem;
 
 /** The tokenizer of a run: saved in the run directory, so a resume uses exactly the same one. */
-async function runTokenizer(
-  config: LmConfig,
+export async function runTokenizer(
+  config: Pick<LmConfig, 'model'>,
   run: RunDir,
   texts: () => string[],
 ): Promise<BpeTokenizer> {
@@ -92,7 +92,10 @@ async function runTokenizer(
 }
 
 /** The model config: from `model.init` (vocabulary from the tokenizer) or the saved model. */
-async function modelConfig(config: LmConfig, tok: BpeTokenizer): Promise<ModelConfig> {
+export async function modelConfig(
+  config: Pick<LmConfig, 'model'>,
+  tok: BpeTokenizer,
+): Promise<ModelConfig> {
   if (config.model.path) return (await loadHfDirectory(config.model.path)).config;
   const i = config.model.init!;
   const common = {
@@ -114,7 +117,7 @@ async function modelConfig(config: LmConfig, tok: BpeTokenizer): Promise<ModelCo
       });
 }
 
-function textOf(e: Example): string[] {
+export function textOf(e: Example): string[] {
   switch (e.kind) {
     case 'text':
       return [e.text];
@@ -127,6 +130,10 @@ function textOf(e: Example): string[] {
       ];
     case 'messages':
       return e.messages.map((m) => m.content);
+    case 'preference':
+      return [e.prompt, e.chosen, e.rejected].map((x) =>
+        typeof x === 'string' ? x : x.map((m) => m.content).join('\n'),
+      );
     default:
       return [];
   }

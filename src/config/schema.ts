@@ -161,9 +161,20 @@ const common = {
 };
 
 function batchRules(
-  c: { train: z.infer<typeof trainSchema>; runtime: z.infer<typeof runtimeSchema> },
+  c: {
+    train: z.infer<typeof trainSchema>;
+    runtime: z.infer<typeof runtimeSchema>;
+    optim: z.infer<typeof optimSchema>;
+  },
   ctx: z.RefinementCtx,
 ) {
+  if (c.optim.warmupSteps > c.train.steps) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['optim', 'warmupSteps'],
+      message: `warmupSteps ${c.optim.warmupSteps} exceeds train.steps ${c.train.steps}, so warmup would never finish: lower it or raise train.steps`,
+    });
+  }
   const per = c.runtime.replicas * c.train.gradAccum;
   if (c.train.batchSize % per !== 0) {
     ctx.addIssue({
@@ -195,6 +206,59 @@ export const sftConfigSchema = z
   .strict()
   .superRefine(batchRules);
 
+export const rmConfigSchema = z
+  .object({
+    algorithm: z.literal('rm'),
+    ...common,
+    train: trainSchema,
+    rm: z
+      .object({
+        /** Margin m in −log σ(r_c − r_r − m) (TRL's `margin` column, here one value). */
+        margin: z.number().default(0),
+        /** TRL's center_rewards_coefficient: + coef·mean((r_c + r_r)²). */
+        centerRewardsCoefficient: z.number().min(0).default(0),
+      })
+      .strict()
+      .default({ margin: 0, centerRewardsCoefficient: 0 }),
+  })
+  .strict()
+  .superRefine(batchRules);
+
+export const dpoConfigSchema = z
+  .object({
+    algorithm: z.literal('dpo'),
+    ...common,
+    train: trainSchema,
+    dpo: z
+      .object({
+        /** sigmoid (DPO), ipo, simpo (reference-free), orpo (reference-free). */
+        loss: z.enum(['sigmoid', 'ipo', 'simpo', 'orpo']).default('sigmoid'),
+        /** β: strength of the KL anchor (DPO), or the reward scale (SimPO), or λ (ORPO). */
+        beta: z.number().positive().default(0.1),
+        /** cDPO label smoothing ε (sigmoid, simpo). */
+        labelSmoothing: z.number().min(0).lt(0.5).default(0),
+        /** SimPO target margin γ. */
+        gamma: z.number().min(0).default(0.5),
+        /**
+         * Reference log-probs: `precompute` once before training (the reference actor then exits,
+         * freeing its memory), or serve them from a live reference `actor` every step.
+         */
+        reference: z.enum(['precompute', 'actor']).default('precompute'),
+      })
+      .strict()
+      .default({
+        loss: 'sigmoid',
+        beta: 0.1,
+        labelSmoothing: 0,
+        gamma: 0.5,
+        reference: 'precompute',
+      }),
+  })
+  .strict()
+  .superRefine(batchRules);
+
+export type RmConfig = z.infer<typeof rmConfigSchema>;
+export type DpoConfig = z.infer<typeof dpoConfigSchema>;
 export type PretrainConfig = z.infer<typeof pretrainConfigSchema>;
 export type SftConfig = z.infer<typeof sftConfigSchema>;
 export type LmConfig = PretrainConfig | SftConfig;
@@ -203,4 +267,6 @@ export type LmConfig = PretrainConfig | SftConfig;
 export const CONFIG_SCHEMAS = new Map<string, z.ZodType>([
   ['pretrain', pretrainConfigSchema],
   ['sft', sftConfigSchema],
+  ['rm', rmConfigSchema],
+  ['dpo', dpoConfigSchema],
 ]);

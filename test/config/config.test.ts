@@ -64,11 +64,22 @@ describe('run configs', () => {
     expect(String(e)).toContain('(config object): invalid config:');
     expect(String(e)).toContain('train.steps: ');
     expect(String(e)).toContain("model.tokenizer: a fresh model needs 'model.tokenizer'");
+    await expect(
+      loadConfig('pretrain', {
+        object: {
+          output: 'o',
+          model: { path: 'm' },
+          data: { train: 't' },
+          optim: { warmupSteps: 9 },
+          train: { steps: 3 },
+        },
+      }),
+    ).rejects.toThrow(/optim.warmupSteps: warmupSteps 9 exceeds train.steps 3/);
     await expect(loadConfig('sft', { object: { algorithm: 'pretrain' } })).rejects.toThrow(
       /this config is for 'pretrain', not 'sft'/,
     );
     await expect(loadConfig('ppo', { object: {} })).rejects.toThrow(
-      /Unknown algorithm 'ppo'. Known: pretrain, sft./,
+      /Unknown algorithm 'ppo'. Known: pretrain, sft, rm, dpo./,
     );
   });
 

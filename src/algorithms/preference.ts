@@ -1,0 +1,395 @@
+import { mkdir } from 'node:fs/promises';
+import { createAllReduce } from '../actors/allreduce.js';
+import { type Actor, Supervisor } from '../actors/supervisor.js';
+import type { DpoConfig, RmConfig } from '../config/schema.js';
+import {
+  collatePreferences,
+  DataLoader,
+  type PreferenceItem,
+  tokenizePreference,
+} from '../data/batching/index.js';
+import type { Example } from '../data/datasets/index.js';
+import { loadTrainEval } from '../data/split.js';
+import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
+import { TroupeError } from '../errors.js';
+import type { ModelConfig } from '../policy/config.js';
+import { makeSchedule } from '../policy/optim/index.js';
+import { paramSpecs } from '../policy/params.js';
+import { ProgressTracker } from '../train/progress.js';
+import { writeReport } from '../train/report.js';
+import { RunDir } from '../train/run-dir.js';
+import { readTrainerState, writeTrainerState } from '../train/trainer-state.js';
+import { modelConfig, runTokenizer, type TrainOptions, type TrainResult, textOf } from './lm.js';
+import {
+  type Objective,
+  type PairBatch,
+  PREFERENCE_LEARNER,
+  type PreferenceArgs,
+  type PreferenceRole,
+  type RefLogps,
+} from './roles/preference.js';
+
+export type PreferenceConfig = RmConfig | DpoConfig;
+
+/** A tokenised pair, with its reference log-probs once they are known. */
+interface Pair extends PreferenceItem {
+  ref?: { chosen: number; rejected: number };
+}
+
+interface Batch {
+  readonly pairs: PairBatch;
+  readonly ref?: RefLogps;
+}
+
+function objectiveOf(c: PreferenceConfig): Objective {
+  if (c.algorithm === 'rm')
+    return {
+      kind: 'rm',
+      margin: c.rm.margin,
+      centerRewardsCoefficient: c.rm.centerRewardsCoefficient,
+    };
+  const { loss, beta, labelSmoothing, gamma } = c.dpo;
+  const params =
+    loss === 'sigmoid'
+      ? { beta, labelSmoothing }
+      : loss === 'simpo'
+        ? { beta, labelSmoothing, gamma }
+        : { beta };
+  return { kind: 'dpo', loss, params };
+}
+
+const usesReference = (c: PreferenceConfig) =>
+  c.algorithm === 'dpo' && (c.dpo.loss === 'sigmoid' || c.dpo.loss === 'ipo');
+
+function toPairs(
+  c: PreferenceConfig,
+  tok: BpeTokenizer,
+  examples: readonly Example[],
+  split: string,
+): Pair[] {
+  const out: Pair[] = [];
+  for (const e of examples) {
+    if (e.kind !== 'preference') {
+      throw new TroupeError(
+        'BAD_DATA',
+        `${c.algorithm} reads preference rows (prompt, chosen, rejected); ${split} data has '${e.kind}' rows`,
+      );
+    }
+    const it = tokenizePreference(tok, e, {
+      maxLength: c.data.maxLength,
+      overlong: 'drop',
+      appendEos: true,
+    });
+    if (it) out.push(it);
+  }
+  if (out.length === 0)
+    throw new TroupeError('BAD_DATA', `no ${split} pair fits data.maxLength ${c.data.maxLength}`);
+  return out;
+}
+
+function collate(padId: number) {
+  return (items: Pair[]): Batch => {
+    const b = collatePreferences(items, { padId });
+    const pairs: PairBatch = { ...b.tokens, lossMask: b.lossMask };
+    const withRef = items.every((p) => p.ref);
+    return {
+      pairs,
+      ref: withRef
+        ? {
+            chosen: Float32Array.from(items, (p) => p.ref!.chosen),
+            rejected: Float32Array.from(items, (p) => p.ref!.rejected),
+          }
+        : undefined,
+    };
+  };
+}
+
+/** Pairs [lo, hi) of a batch of 2B rows (chosen rows, then rejected rows). */
+function pairSlice(b: Batch, lo: number, hi: number): Batch {
+  const { length: T } = b.pairs;
+  const B = b.pairs.batch / 2;
+  const take = <A extends Uint8Array | Int32Array>(x: A): A => {
+    const out = new (x.constructor as new (n: number) => A)(2 * (hi - lo) * T);
+    out.set(x.subarray(lo * T, hi * T), 0);
+    out.set(x.subarray((B + lo) * T, (B + hi) * T), (hi - lo) * T);
+    return out;
+  };
+  return {
+    pairs: {
+      ids: take(b.pairs.ids),
+      mask: take(b.pairs.mask),
+      lossMask: take(b.pairs.lossMask),
+      batch: 2 * (hi - lo),
+      length: T,
+    },
+    ref: b.ref
+      ? { chosen: b.ref.chosen.slice(lo, hi), rejected: b.ref.rejected.slice(lo, hi) }
+      : undefined,
+  };
+}
+
+function shard(b: Batch, replicas: number, micro: number): Batch[][] {
+  const B = b.pairs.batch / 2;
+  const per = Math.ceil(B / replicas);
+  return Array.from({ length: replicas }, (_, r) => {
+    const lo = Math.min(r * per, B);
+    const hi = Math.min(lo + per, B);
+    const m = Math.ceil((hi - lo) / micro);
+    const parts: Batch[] = [];
+    for (let k = lo; k < hi; k += m) parts.push(pairSlice(b, k, Math.min(k + m, hi)));
+    return parts;
+  });
+}
+
+/** Reference log-probs for every pair, computed once (batch by batch) on a reference actor. */
+async function precomputeReference(
+  ref: Actor<PreferenceRole>,
+  pairs: Pair[],
+  batchSize: number,
+  padId: number,
+): Promise<void> {
+  const make = collate(padId);
+  for (let i = 0; i < pairs.length; i += batchSize) {
+    const chunk = pairs.slice(i, i + batchSize);
+    const r = await ref.call.sequenceLogps(make(chunk).pairs);
+    chunk.forEach((p, j) => {
+      p.ref = { chosen: r.chosen[j], rejected: r.rejected[j] };
+    });
+  }
+}
+
+/**
+ * Reward modelling (Bradley–Terry on a score head) and the DPO family (DPO, cDPO, IPO, SimPO,
+ * ORPO) on preference pairs. Topology: N learner replicas (data parallel) and, for losses with a
+ * reference, a frozen reference actor whose log-probs are precomputed once or served per step.
+ * The loop reads like the algorithm: batch → reference log-probs → step → metrics → eval → save.
+ */
+export async function trainPreference(
+  config: PreferenceConfig,
+  opts: TrainOptions = {},
+): Promise<TrainResult> {
+  const ev = opts.events ?? {};
+  const run = await RunDir.create(config.output, {
+    config,
+    resume: opts.resume ?? false,
+    keepLast: config.train.keepLast,
+  });
+  const resumed = run.resumedFrom;
+  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
+  const data = await loadTrainEval({
+    train: config.data.train,
+    ...(config.data.eval ? { eval: config.data.eval } : { evalFraction: config.data.evalFraction }),
+    seed: config.seed,
+    columns: config.data.columns,
+    format: config.data.format ?? 'preference',
+  });
+  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf));
+  const mconfig = await modelConfig(config, tok);
+  const train = toPairs(config, tok, data.train, 'train');
+  const evalPairs = data.eval.length > 0 ? toPairs(config, tok, data.eval, 'eval') : [];
+  const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
+  const objective = objectiveOf(config);
+  const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
+  try {
+    const runtime = { backend: config.runtime.backend, device: config.runtime.device };
+    const initial = config.model.path
+      ? { dir: config.model.path }
+      : { config: mconfig, seed: config.seed };
+    let reference: Actor<PreferenceRole> | undefined;
+    if (usesReference(config)) {
+      reference = await supervisor.spawn(
+        { name: 'reference', role: PREFERENCE_LEARNER, args: { model: initial, objective } },
+        { runtime },
+      );
+      if ((config as DpoConfig).dpo.reference === 'precompute') {
+        await precomputeReference(
+          reference,
+          [...train, ...evalPairs],
+          config.train.batchSize,
+          padId,
+        );
+        run.log(`reference log-probs precomputed for ${train.length + evalPairs.length} pairs`);
+        reference = undefined;
+      }
+    }
+    const learners = await startLearners(
+      config,
+      mconfig,
+      initial,
+      objective,
+      supervisor,
+      resumed?.dir,
+      runtime,
+    );
+    const loader = new DataLoader(train, {
+      batchSize: config.train.batchSize,
+      seed: config.seed,
+      collate: collate(padId),
+      dropLast: train.length >= config.train.batchSize,
+      position: state?.loader,
+    });
+    const schedule = makeSchedule(config.optim.schedule, {
+      lr: config.optim.lr,
+      warmupSteps: config.optim.warmupSteps,
+      totalSteps: config.train.steps,
+      ...(config.optim.schedule === 'constant' ? {} : { minLr: config.optim.minLr }),
+    });
+    const withReference = async (b: Batch): Promise<Batch> =>
+      reference && !b.ref ? { ...b, ref: await reference.call.sequenceLogps(b.pairs) } : b;
+    const evaluate = async (step: number) => {
+      if (evalPairs.length === 0) return undefined;
+      const values = await evaluatePairs(learners[0], evalPairs, config, padId, withReference);
+      run.appendMetrics(step, values, { split: 'eval' });
+      ev.onMetrics?.('eval', step, values);
+      return values;
+    };
+    const start = state?.step ?? 0;
+    const progress = new ProgressTracker({ total: config.train.steps, initial: start });
+    let step = start;
+    let lastEval = start === 0 ? await evaluate(0) : undefined;
+    const stopAt = Math.min(
+      config.train.steps,
+      start + (opts.stopAfterSteps ?? Number.POSITIVE_INFINITY),
+    );
+    let checkpoint: string | undefined;
+    while (step < stopAt && !opts.signal?.aborted) {
+      const batch = await withReference(loader.next().value as Batch);
+      const lr = schedule(step);
+      const t0 = performance.now();
+      const shards = shard(batch, learners.length, config.train.gradAccum);
+      const results = await Promise.all(
+        learners.map((l, r) =>
+          l.call.step(
+            shards[r].map((s) => ({ batch: s.pairs, ref: s.ref })),
+            lr,
+            step,
+          ),
+        ),
+      );
+      step++;
+      const { loss, pairs, gradNorm, metrics } = results[0];
+      const values = {
+        loss,
+        lr,
+        grad_norm: gradNorm,
+        pairs,
+        pairs_per_s: pairs / ((performance.now() - t0) / 1000),
+        ...metrics,
+      };
+      run.appendMetrics(step, values, { split: 'train' });
+      ev.onMetrics?.('train', step, values);
+      ev.onProgress?.(progress.update(step, { loss }));
+      const last = step === config.train.steps;
+      if ((config.train.evalEvery > 0 && step % config.train.evalEvery === 0) || last)
+        lastEval = await evaluate(step);
+      if (
+        (config.train.saveEvery > 0 && step % config.train.saveEvery === 0) ||
+        last ||
+        step === stopAt
+      ) {
+        checkpoint = await save(run, learners[0], step, loader.position, lastEval, tok);
+      }
+    }
+    await writeReport(run);
+    return { runDir: run.dir, steps: step, finalEval: lastEval, checkpoint };
+  } finally {
+    await supervisor.shutdown();
+  }
+}
+
+async function startLearners(
+  config: PreferenceConfig,
+  mconfig: ModelConfig,
+  initial: PreferenceArgs['model'],
+  objective: Objective,
+  supervisor: Supervisor,
+  resumeFrom: string | undefined,
+  runtime: { backend: PreferenceConfig['runtime']['backend']; device?: string },
+): Promise<Actor<PreferenceRole>[]> {
+  const n = config.runtime.replicas;
+  const lora = config.model.lora ? { ...config.model.lora, seed: config.seed } : undefined;
+  let shared: ReturnType<typeof createAllReduce> | undefined;
+  if (n > 1) {
+    // Room for every parameter (an upper bound for LoRA), the loss, the metrics and the weight.
+    const count =
+      paramSpecs(mconfig).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0) +
+      mconfig.hidden;
+    shared = createAllReduce(n, count + 64);
+  }
+  const base: PreferenceArgs = {
+    model: initial,
+    objective,
+    optimizer: {
+      lr: config.optim.lr,
+      betas: [...config.optim.betas] as [number, number],
+      eps: config.optim.eps,
+      weightDecay: config.optim.weightDecay,
+    },
+    maxGradNorm: config.optim.maxGradNorm,
+    gradientCheckpointing: config.model.gradientCheckpointing,
+    lora,
+    resumeFrom,
+  };
+  return Promise.all(
+    Array.from({ length: n }, (_, r) =>
+      supervisor.spawn(
+        {
+          name: n > 1 ? `${config.algorithm}/${r}` : config.algorithm,
+          role: PREFERENCE_LEARNER,
+          args: { ...base, dataParallel: shared ? { shared, rank: r } : undefined },
+        },
+        { runtime },
+      ),
+    ),
+  );
+}
+
+async function evaluatePairs(
+  learner: Actor<PreferenceRole>,
+  pairs: Pair[],
+  config: PreferenceConfig,
+  padId: number,
+  withReference: (b: Batch) => Promise<Batch>,
+): Promise<Record<string, number>> {
+  const take =
+    config.train.evalBatches === 0
+      ? pairs.length
+      : Math.min(pairs.length, config.train.evalBatches * config.train.batchSize);
+  const make = collate(padId);
+  const sums: Record<string, number> = {};
+  let n = 0;
+  for (let i = 0; i < take; i += config.train.batchSize) {
+    const b = await withReference(make(pairs.slice(i, Math.min(i + config.train.batchSize, take))));
+    const r = await learner.call.evaluate(b.pairs, b.ref);
+    const w = b.pairs.batch / 2;
+    for (const [k, v] of Object.entries({ loss: r.loss, ...r.metrics }))
+      sums[k] = (sums[k] ?? 0) + v * w;
+    n += w;
+  }
+  return Object.fromEntries([...Object.entries(sums).map(([k, v]) => [k, v / n]), ['pairs', n]]);
+}
+
+async function save(
+  run: RunDir,
+  learner: Actor<PreferenceRole>,
+  step: number,
+  loader: { epoch: number; index: number },
+  lastEval: Record<string, number> | undefined,
+  tok: BpeTokenizer,
+): Promise<string> {
+  const dir = run.checkpointDir(step);
+  await mkdir(dir, { recursive: true });
+  await learner.call.saveCheckpoint(dir);
+  await saveTokenizer(dir, tok);
+  await writeTrainerState(dir, {
+    step,
+    epoch: loader.epoch,
+    loader,
+    extra: lastEval ? { eval: lastEval } : undefined,
+  });
+  const ref = await run.commitCheckpoint(
+    step,
+    lastEval ? { metric: { name: 'eval/loss', value: lastEval['loss'], mode: 'min' } } : {},
+  );
+  return ref.dir;
+}
