@@ -27,12 +27,12 @@ describe('run configs', () => {
 
   it('applies --section.key overrides as YAML values, then validates', async () => {
     const { rest, overrides } = splitOverrides(
-      ['--config', 'x.yaml', '--train.steps', '7', '--optim.betas=[0.8, 0.9]', '--resume'],
+      ['--config', 'x.yaml', '--train.steps', '70', '--optim.betas=[0.8, 0.9]', '--resume'],
       new Set(['config', 'resume']),
     );
     expect(rest).toEqual(['--config', 'x.yaml', '--resume']);
     expect(overrides).toEqual([
-      ['train.steps', '7'],
+      ['train.steps', '70'],
       ['optim.betas', '[0.8, 0.9]'],
     ]);
     const c = await loadConfig<{
@@ -42,7 +42,7 @@ describe('run configs', () => {
       file: fileURLToPath(new URL('pretrain-moby-dick.yaml', EXAMPLES)),
       overrides,
     });
-    expect(c.train.steps).toBe(7);
+    expect(c.train.steps).toBe(70);
     expect(c.optim.betas).toEqual([0.8, 0.9]);
     expect(Object.isFrozen(c.optim)).toBe(true);
     const o: Record<string, unknown> = { train: 3 };
@@ -100,7 +100,7 @@ describe('run configs', () => {
       { timeout: 60_000 },
     );
     const shown = parse(stdout);
-    expect(shown.train.steps).toBe(9);
+    expect(shown.train.steps).toBe(90);
     expect(shown.optim.eps).toBe(1e-8);
     expect(shown.runtime.replicas).toBe(1);
   });
