@@ -95,7 +95,7 @@ describe('run configs', () => {
         '--config',
         fileURLToPath(new URL('pretrain-moby-dick.yaml', EXAMPLES)),
         '--train.steps',
-        '9',
+        '90',
       ],
       { timeout: 60_000 },
     );
