@@ -32,11 +32,17 @@ export { type Placement, type RoleTable, Troupe } from './actors/troupe.js';
 export { packWeights, SharedWeights, unpackWeights } from './actors/weights.js';
 export { type TrainEvents, type TrainOptions, type TrainResult, trainLm } from './algorithms/lm.js';
 export * from './algorithms/losses/index.js';
+export { type PreferenceConfig, trainPreference } from './algorithms/preference.js';
 export { configToYaml, loadConfig } from './config/load.js';
 export {
+  CONFIG_SCHEMAS,
+  type DpoConfig,
+  dpoConfigSchema,
   type LmConfig,
   type PretrainConfig,
   pretrainConfigSchema,
+  type RmConfig,
+  rmConfigSchema,
   type SftConfig,
   sftConfigSchema,
 } from './config/schema.js';

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { trainLm } from '../algorithms/lm.js';
+import { trainPreference } from '../algorithms/preference.js';
 import { loadConfig } from '../config/load.js';
-import type { PretrainConfig } from '../config/schema.js';
+import type { DpoConfig, PretrainConfig, RmConfig } from '../config/schema.js';
 import { loadTokenizer } from '../data/tokenizer/index.js';
 import { RandomStream } from '../kernels/random.js';
 import { startRuntime } from '../kernels/runtime.js';
@@ -90,5 +91,46 @@ export async function runDemo(args: string[], log: (line: string) => void): Prom
   model.dispose();
   log(`sample: ${prompt}${tok.decode(g.responses[0])}`);
   log(`report: ${join(r.runDir, 'report.html')}`);
+
+  // Offline preference learning from the pretrained checkpoint, on shipped sentiment pairs.
+  const prefSteps = Math.max(10, Math.round(steps / 5));
+  const preference = (algorithm: 'rm' | 'dpo', extra: Record<string, unknown>) =>
+    loadConfig<RmConfig | DpoConfig>(algorithm, {
+      object: {
+        output: join(values.output, algorithm),
+        model: { path: r.checkpoint },
+        data: {
+          train: join(SHIPPED_DATA, 'sentiment', 'preferences.jsonl'),
+          evalFraction: 0.1,
+          maxLength: 96,
+        },
+        optim: { lr: algorithm === 'dpo' ? 1e-3 : 5e-4, schedule: 'constant', warmupSteps: 5 },
+        train: {
+          steps: prefSteps,
+          batchSize: 16,
+          evalEvery: 0,
+          evalBatches: 4,
+          saveEvery: prefSteps,
+        },
+        runtime: { backend: values.backend },
+        ...extra,
+      },
+    });
+  for (const [algorithm, extra, metric, what] of [
+    ['rm', {}, 'rm/accuracy', 'reward model: held-out pair accuracy'],
+    ['dpo', { dpo: { beta: 0.1 } }, 'rewards/accuracies', 'DPO: held-out preference accuracy'],
+  ] as const) {
+    log(
+      `\n${algorithm.toUpperCase()} on ${prefSteps} steps of positive-vs-negative review pairs (shipped), from the checkpoint`,
+    );
+    const seen: Array<Readonly<Record<string, number>>> = [];
+    const pr = await trainPreference(await preference(algorithm, extra), {
+      events: { ...events, onMetrics: (split, _step, v) => split === 'eval' && seen.push(v) },
+    });
+    progress.finish();
+    log(
+      `${what} ${formatValue(seen[0][metric])} → ${formatValue(seen.at(-1)![metric])} (run directory ${pr.runDir})`,
+    );
+  }
   return 0;
 }

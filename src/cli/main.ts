@@ -43,6 +43,22 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
     },
   ],
   [
+    'rm',
+    {
+      summary: 'reward model (Bradley–Terry on a score head) from preference pairs',
+      usage: TRAIN_USAGE('rm'),
+      run: (args) => runTrain('rm', args, err),
+    },
+  ],
+  [
+    'dpo',
+    {
+      summary: 'DPO and its family (cDPO, IPO, SimPO, ORPO) on preference pairs',
+      usage: TRAIN_USAGE('dpo'),
+      run: (args) => runTrain('dpo', args, err),
+    },
+  ],
+  [
     'config',
     {
       summary: 'show the resolved config of a run, every default filled in',

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
-import { trainLm } from '../algorithms/lm.js';
+import { type TrainOptions, type TrainResult, trainLm } from '../algorithms/lm.js';
+import { trainPreference } from '../algorithms/preference.js';
 import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
-import type { LmConfig } from '../config/schema.js';
+import type { DpoConfig, LmConfig, RmConfig } from '../config/schema.js';
 import { TroupeError } from '../errors.js';
 import { formatValue } from '../train/format.js';
 import { ProgressReporter } from './progress-reporter.js';
@@ -29,9 +30,20 @@ export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
   };
 }
 
-/** `troupe pretrain|sft`: load and validate the config, train, report where everything went. */
+export type Algorithm = 'pretrain' | 'sft' | 'rm' | 'dpo';
+
+/** The trainer of each algorithm. */
+export function trainerFor(
+  algorithm: Algorithm,
+): (config: never, opts: TrainOptions) => Promise<TrainResult> {
+  return algorithm === 'rm' || algorithm === 'dpo'
+    ? (c: RmConfig | DpoConfig, o: TrainOptions) => trainPreference(c, o)
+    : (c: LmConfig, o: TrainOptions) => trainLm(c, o);
+}
+
+/** `troupe pretrain|sft|rm|dpo`: load and validate the config, train, report where everything went. */
 export async function runTrain(
-  algorithm: 'pretrain' | 'sft',
+  algorithm: Algorithm,
   args: string[],
   log: (line: string) => void,
 ): Promise<number> {
@@ -44,7 +56,10 @@ export async function runTrain(
   if (!values.config && overrides.length === 0) {
     throw new TroupeError('BAD_ARGUMENT', `--config is required. Usage: ${TRAIN_USAGE(algorithm)}`);
   }
-  const config = await loadConfig<LmConfig>(algorithm, { file: values.config, overrides });
+  const config = await loadConfig<LmConfig | RmConfig | DpoConfig>(algorithm, {
+    file: values.config,
+    overrides,
+  });
   const ac = new AbortController();
   const stop = () => {
     log('\nstopping after this step (Ctrl-C again to kill)…');
@@ -57,7 +72,11 @@ export async function runTrain(
     log(
       `${algorithm}: ${config.train.steps} steps → ${config.output}${values.resume ? ' (resuming)' : ''}`,
     );
-    const r = await trainLm(config, { resume: values.resume, signal: ac.signal, events });
+    const r = await trainerFor(algorithm)(config as never, {
+      resume: values.resume,
+      signal: ac.signal,
+      events,
+    });
     progress.finish();
     log(`done: ${r.steps} steps; run directory ${r.runDir} (metrics.jsonl, report.html)`);
     if (r.finalEval)
