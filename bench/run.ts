@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { actorsSuite } from './suites/actors.js';
+import { algorithmsSuite } from './suites/algorithms.js';
 import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
 import { modelSuite } from './suites/model.js';
@@ -18,6 +19,7 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [tokenizerSuite.name, tokenizerSuite],
   [framesSuite.name, framesSuite],
   [actorsSuite.name, actorsSuite],
+  [algorithmsSuite.name, algorithmsSuite],
 ]);
 
 const { values } = parseArgs({

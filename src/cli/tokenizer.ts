@@ -2,12 +2,71 @@ import { createReadStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { type BpeTokenizer, loadTokenizer } from '../data/tokenizer/index.js';
+import { textOf } from '../algorithms/lm.js';
+import { readExamples } from '../data/datasets/index.js';
+import {
+  type BpeTokenizer,
+  loadTokenizer,
+  saveTokenizer,
+  trainBpe,
+} from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 
 /** encode: `{"text": ...}` lines → `{"ids": [...]}`; decode: the reverse. */
 export const TOKENIZER_USAGE =
-  'troupe tokenizer encode|decode --tokenizer FILE|DIR --input IN.jsonl --output OUT.jsonl [--no-special-tokens] [--skip-special-tokens]';
+  'troupe tokenizer encode|decode --tokenizer FILE|DIR --input IN.jsonl --output OUT.jsonl [--no-special-tokens] [--skip-special-tokens]\n' +
+  '             troupe tokenizer train --input DATA.jsonl --output DIR [--vocab-size N] [--min-frequency N] [--special-tokens a,b]';
+
+/**
+ * `troupe tokenizer train`: a byte-level BPE trained on the text of a dataset (any column
+ * convention), saved as tokenizer.json + tokenizer_config.json.
+ */
+async function runTrainTokenizer(args: string[], log: (line: string) => void): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      input: { type: 'string' },
+      output: { type: 'string' },
+      'vocab-size': { type: 'string', default: '8192' },
+      'min-frequency': { type: 'string', default: '2' },
+      'special-tokens': {
+        type: 'string',
+        default: '<|endoftext|>,<|pad|>,<|im_start|>,<|im_end|>',
+      },
+    },
+    strict: true,
+  });
+  if (!values.input || !values.output) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `--input and --output are required. Usage: ${TOKENIZER_USAGE}`,
+    );
+  }
+  const vocabSize = Number(values['vocab-size']);
+  const minFrequency = Number(values['min-frequency']);
+  if (!Number.isInteger(vocabSize) || vocabSize < 257) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `--vocab-size must be an integer > 256, got '${values['vocab-size']}'`,
+    );
+  }
+  const specialTokens = values['special-tokens'].split(',').filter((t) => t !== '');
+  const texts: string[] = [];
+  for await (const ex of readExamples(values.input)) texts.push(...textOf(ex));
+  const t0 = performance.now();
+  const tok = trainBpe(texts, {
+    vocabSize,
+    minFrequency,
+    specialTokens,
+    eosToken: specialTokens[0],
+    padToken: specialTokens[1],
+  });
+  await saveTokenizer(values.output, tok);
+  log(
+    `trained ${tok.vocabSize} tokens on ${texts.length} texts in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${values.output}`,
+  );
+  return 0;
+}
 
 /** One direction of the command: which input field it reads and how it turns it into output. */
 interface Mode {
@@ -75,6 +134,7 @@ function parseRecord(text: string, where: string, example: string): Record<strin
  */
 export async function runTokenizer(args: string[], log: (line: string) => void): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === 'train') return runTrainTokenizer(rest, log);
   const { values } = parseArgs({
     args: rest,
     options: {

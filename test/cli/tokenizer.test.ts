@@ -111,3 +111,24 @@ describe('troupe tokenizer', () => {
     ).rejects.toThrow('No such file or directory');
   });
 });
+
+describe('troupe tokenizer train', () => {
+  it('trains a BPE on a dataset and saves a tokenizer that loads back and round-trips', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { runTokenizer } = await import('../../src/cli/tokenizer.js');
+    const { loadTokenizer } = await import('../../src/data/tokenizer/index.js');
+    const out = join(mkdtempSync(join(tmpdir(), 'troupe-tok-')), 'tok');
+    const lines: string[] = [];
+    await runTokenizer(
+      ['train', '--input', 'data/sentiment/labelled.jsonl', '--output', out, '--vocab-size', '400'],
+      (l) => lines.push(l),
+    );
+    expect(lines.at(-1)).toMatch(/trained 400 tokens on 2982 texts/);
+    const tok = await loadTokenizer(out);
+    expect(tok.vocabSize).toBe(400);
+    expect(tok.decode(tok.encode('A great movie 🎬'))).toBe('A great movie 🎬');
+    expect(tok.eosTokenId).toBe(tok.tokenToId('<|endoftext|>'));
+  });
+});
