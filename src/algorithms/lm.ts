@@ -33,7 +33,7 @@ import { TroupeError } from '../errors.js';
 import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
 import { makeSchedule } from '../policy/optim/index.js';
-import { headSpecs, paramSpecs } from '../policy/params.js';
+import { paramSpecs } from '../policy/params.js';
 import { type ProgressState, ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
 import { RunDir } from '../train/run-dir.js';

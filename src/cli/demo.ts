@@ -118,7 +118,12 @@ export async function runDemo(args: string[], log: (line: string) => void): Prom
     });
   for (const [algorithm, extra, metric, what] of [
     ['rm', {}, 'rm/accuracy', 'reward model: held-out pair accuracy'],
-    ['dpo', { dpo: { beta: 0.1, reference: 'actor' } }, 'rewards/accuracies', 'DPO: held-out preference accuracy'],
+    [
+      'dpo',
+      { dpo: { beta: 0.1, reference: 'actor' } },
+      'rewards/accuracies',
+      'DPO: held-out preference accuracy',
+    ],
   ] as const) {
     log(
       `\n${algorithm.toUpperCase()} on ${prefSteps} steps of positive-vs-negative review pairs (shipped), from the checkpoint`,
