@@ -62,18 +62,20 @@ export class AllReduce {
    */
   sum(local: Float32Array): Float32Array {
     const { replicas, length } = this.shared;
-    if (local.length !== length) {
+    // Every replica sends the same number of values, at most the group's length.
+    const n = local.length;
+    if (n > length) {
       throw new TroupeError(
         'SHAPE_MISMATCH',
-        `all-reduce: replica ${this.rank} sent ${local.length} values, the group reduces ${length}`,
+        `all-reduce: replica ${this.rank} sent ${n} values, the group reduces at most ${length}`,
       );
     }
     this.slots.set(local, this.rank * length);
     this.barrier();
-    const out = new Float32Array(length);
+    const out = new Float32Array(n);
     for (let r = 0; r < replicas; r++) {
       const off = r * length;
-      for (let i = 0; i < length; i++) out[i] += this.slots[off + i];
+      for (let i = 0; i < n; i++) out[i] += this.slots[off + i];
     }
     this.barrier();
     return out;

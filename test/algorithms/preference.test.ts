@@ -48,6 +48,31 @@ describe('preference training on shipped pairs', () => {
     expect(evals.at(-1)!['rm/accuracy']).toBeGreaterThan(0.65);
   }, 240_000);
 
+  it('DPO on 2 data-parallel learners matches 1 learner (loss and metrics per step)', async () => {
+    const run = async (replicas: number) => {
+      const losses: number[][] = [];
+      await trainPreference(
+        await config<DpoConfig>('dpo', {
+          optim: { lr: 1e-3, warmupSteps: 0 },
+          train: { steps: 3, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+          runtime: { backend: 'wasm', replicas },
+        }),
+        {
+          events: {
+            onMetrics: (split, _s, v) =>
+              split === 'train' && losses.push([v['loss'], v['rewards/margins']]),
+          },
+        },
+      );
+      return losses;
+    };
+    const [one, two] = [await run(1), await run(2)];
+    for (const [i, [l, m]] of one.entries()) {
+      expect(Math.abs(l - two[i][0])).toBeLessThan(1e-5);
+      expect(Math.abs(m - two[i][1])).toBeLessThan(1e-5);
+    }
+  }, 240_000);
+
   it.each([
     ['simpo (reference-free)', { dpo: { loss: 'simpo', beta: 2 } }],
     ['ipo with a live reference actor', { dpo: { loss: 'ipo', beta: 0.5, reference: 'actor' } }],

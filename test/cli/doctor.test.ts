@@ -43,7 +43,9 @@ describe('troupe doctor', () => {
     expect(parsed.matmul).toEqual([]);
     await expect(troupe('doctr')).rejects.toMatchObject({
       code: 2,
-      stderr: expect.stringContaining("unknown command 'doctr'. Known: doctor"),
+      stderr: expect.stringContaining(
+        "unknown command 'doctr'. Known: demo, pretrain, sft, rm, dpo, config, generate, chat, doctor, logprobs, tokenizer",
+      ),
     });
     await expect(troupe('doctor', '--jsn')).rejects.toMatchObject({
       code: 1,
