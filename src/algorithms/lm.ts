@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAllReduce } from '../actors/allreduce.js';
 import type { LogRecord } from '../actors/protocol.js';
@@ -6,7 +5,6 @@ import {
   POLICY,
   type PolicyArgs,
   type PolicyRole,
-  policyReduceLength,
   type TrainBatch,
 } from '../actors/roles/policy.js';
 import type { Actor } from '../actors/supervisor.js';
@@ -32,12 +30,17 @@ import {
 import { TroupeError } from '../errors.js';
 import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
-import { makeSchedule } from '../policy/optim/index.js';
-import { paramSpecs } from '../policy/params.js';
 import { type ProgressState, ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
 import { RunDir } from '../train/run-dir.js';
-import { readTrainerState, writeTrainerState } from '../train/trainer-state.js';
+import { readTrainerState } from '../train/trainer-state.js';
+import {
+  cadence,
+  reduceCapacity,
+  saveTrainerCheckpoint,
+  scheduleOf,
+  trainableOptions,
+} from './common.js';
 
 /** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
 export interface TrainEvents {
@@ -273,12 +276,7 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
   const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
   try {
     const policies = await startPolicies(config, mconfig, supervisor, resumed?.dir);
-    const schedule = makeSchedule(config.optim.schedule, {
-      lr: config.optim.lr,
-      warmupSteps: config.optim.warmupSteps,
-      totalSteps: config.train.steps,
-      ...(config.optim.schedule === 'constant' ? {} : { minLr: config.optim.minLr }),
-    });
+    const schedule = scheduleOf(config);
     const evaluate = async (step: number) => {
       if (evalItems.length === 0) return undefined;
       const values = await evalLoss(policies[0], evalItems, config, padId);
@@ -316,15 +314,17 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
       run.appendMetrics(step, values, { split: 'train' });
       ev.onMetrics?.('train', step, values);
       ev.onProgress?.(progress.update(step, { loss, tokens }));
-      const last = step === config.train.steps;
-      if ((config.train.evalEvery > 0 && step % config.train.evalEvery === 0) || last)
-        lastEval = await evaluate(step);
-      if (
-        (config.train.saveEvery > 0 && step % config.train.saveEvery === 0) ||
-        last ||
-        step === stopAt
-      ) {
-        checkpoint = await saveCheckpoint(run, policies[0], step, loader.position, lastEval, tok);
+      const when = cadence(config, step, stopAt);
+      if (when.evaluate) lastEval = await evaluate(step);
+      if (when.save) {
+        checkpoint = await saveTrainerCheckpoint(
+          run,
+          policies[0],
+          step,
+          loader.position,
+          lastEval,
+          tok,
+        );
       }
     }
     await writeReport(run);
@@ -342,26 +342,14 @@ async function startPolicies(
   resumeFrom: string | undefined,
 ): Promise<Actor<PolicyRole>[]> {
   const n = config.runtime.replicas;
-  const lora = config.model.lora ? { ...config.model.lora, seed: config.seed } : undefined;
   let dataParallel: ((r: number) => PolicyArgs['dataParallel']) | undefined;
   if (n > 1) {
-    const specs = lora ? [] : paramSpecs(mconfig);
-    let count = specs.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
-    if (lora) count = await loraParamCount(mconfig, lora);
-    const shared = createAllReduce(n, policyReduceLength(count));
+    const shared = createAllReduce(n, reduceCapacity(mconfig));
     dataParallel = (rank) => ({ shared, rank });
   }
   const base: PolicyArgs = {
     model: config.model.path ? { dir: config.model.path } : { config: mconfig, seed: config.seed },
-    optimizer: {
-      lr: config.optim.lr,
-      betas: [...config.optim.betas] as [number, number],
-      eps: config.optim.eps,
-      weightDecay: config.optim.weightDecay,
-    },
-    maxGradNorm: config.optim.maxGradNorm,
-    gradientCheckpointing: config.model.gradientCheckpointing,
-    lora,
+    ...trainableOptions(config),
     resumeFrom,
   };
   const runtime = { backend: config.runtime.backend, device: config.runtime.device };
@@ -377,21 +365,6 @@ async function startPolicies(
       ),
     ),
   );
-}
-
-/** Trainable parameters of LoRA adapters on this model (what a DP group all-reduces). */
-async function loraParamCount(
-  mconfig: ModelConfig,
-  lora: NonNullable<LmConfig['model']['lora']>,
-): Promise<number> {
-  const { CausalLM } = await import('../policy/model/causal-lm.js');
-  const { loraSites } = await import('../policy/lora.js');
-  const probe = CausalLM.init({ ...mconfig, layers: mconfig.layers }, { seed: 0 });
-  try {
-    return loraSites(probe, lora).reduce((n, s) => n + lora.rank * (s.inDim + s.outDim), 0);
-  } finally {
-    probe.dispose();
-  }
 }
 
 async function evalLoss(
@@ -415,32 +388,6 @@ async function evalLoss(
   }
   const loss = nll / tokens;
   return { loss, perplexity: Math.exp(loss), tokens };
-}
-
-async function saveCheckpoint(
-  run: RunDir,
-  policy: Actor<PolicyRole>,
-  step: number,
-  loader: { epoch: number; index: number },
-  lastEval: Record<string, number> | undefined,
-  tok: BpeTokenizer,
-): Promise<string> {
-  const dir = run.checkpointDir(step);
-  await mkdir(dir, { recursive: true });
-  await policy.call.saveCheckpoint(dir);
-  await saveTokenizer(dir, tok);
-  await writeTrainerState(dir, {
-    step,
-    epoch: loader.epoch,
-    loader,
-    extra: lastEval ? { eval: lastEval } : undefined,
-  });
-  const ref = await run.commitCheckpoint(
-    step,
-    lastEval ? { metric: { name: 'eval/loss', value: lastEval['loss'], mode: 'min' } } : {},
-  );
-  run.log(`checkpoint ${ref.dir}`);
-  return ref.dir;
 }
 
 export type { PretrainConfig, SftConfig };

@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { createAllReduce } from '../actors/allreduce.js';
 import { type Actor, Supervisor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
@@ -10,15 +9,20 @@ import {
 } from '../data/batching/index.js';
 import type { Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
-import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
+import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import type { ModelConfig } from '../policy/config.js';
-import { makeSchedule } from '../policy/optim/index.js';
-import { paramSpecs } from '../policy/params.js';
 import { ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
 import { RunDir } from '../train/run-dir.js';
-import { readTrainerState, writeTrainerState } from '../train/trainer-state.js';
+import { readTrainerState } from '../train/trainer-state.js';
+import {
+  cadence,
+  reduceCapacity,
+  saveTrainerCheckpoint,
+  scheduleOf,
+  trainableOptions,
+} from './common.js';
 import { modelConfig, runTokenizer, type TrainOptions, type TrainResult, textOf } from './lm.js';
 import {
   type Objective,
@@ -228,12 +232,7 @@ export async function trainPreference(
       dropLast: train.length >= config.train.batchSize,
       position: state?.loader,
     });
-    const schedule = makeSchedule(config.optim.schedule, {
-      lr: config.optim.lr,
-      warmupSteps: config.optim.warmupSteps,
-      totalSteps: config.train.steps,
-      ...(config.optim.schedule === 'constant' ? {} : { minLr: config.optim.minLr }),
-    });
+    const schedule = scheduleOf(config);
     const withReference = async (b: Batch): Promise<Batch> =>
       reference && !b.ref ? { ...b, ref: await reference.call.sequenceLogps(b.pairs) } : b;
     const evaluate = async (step: number) => {
@@ -279,15 +278,17 @@ export async function trainPreference(
       run.appendMetrics(step, values, { split: 'train' });
       ev.onMetrics?.('train', step, values);
       ev.onProgress?.(progress.update(step, { loss }));
-      const last = step === config.train.steps;
-      if ((config.train.evalEvery > 0 && step % config.train.evalEvery === 0) || last)
-        lastEval = await evaluate(step);
-      if (
-        (config.train.saveEvery > 0 && step % config.train.saveEvery === 0) ||
-        last ||
-        step === stopAt
-      ) {
-        checkpoint = await save(run, learners[0], step, loader.position, lastEval, tok);
+      const when = cadence(config, step, stopAt);
+      if (when.evaluate) lastEval = await evaluate(step);
+      if (when.save) {
+        checkpoint = await saveTrainerCheckpoint(
+          run,
+          learners[0],
+          step,
+          loader.position,
+          lastEval,
+          tok,
+        );
       }
     }
     await writeReport(run);
@@ -307,27 +308,11 @@ async function startLearners(
   runtime: { backend: PreferenceConfig['runtime']['backend']; device?: string },
 ): Promise<Actor<PreferenceRole>[]> {
   const n = config.runtime.replicas;
-  const lora = config.model.lora ? { ...config.model.lora, seed: config.seed } : undefined;
-  let shared: ReturnType<typeof createAllReduce> | undefined;
-  if (n > 1) {
-    // Room for every parameter (an upper bound for LoRA), the loss, the metrics and the weight.
-    const count =
-      paramSpecs(mconfig).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0) +
-      mconfig.hidden;
-    shared = createAllReduce(n, count + 64);
-  }
+  const shared = n > 1 ? createAllReduce(n, reduceCapacity(mconfig)) : undefined;
   const base: PreferenceArgs = {
     model: initial,
     objective,
-    optimizer: {
-      lr: config.optim.lr,
-      betas: [...config.optim.betas] as [number, number],
-      eps: config.optim.eps,
-      weightDecay: config.optim.weightDecay,
-    },
-    maxGradNorm: config.optim.maxGradNorm,
-    gradientCheckpointing: config.model.gradientCheckpointing,
-    lora,
+    ...trainableOptions(config),
     resumeFrom,
   };
   return Promise.all(
@@ -367,29 +352,4 @@ async function evaluatePairs(
     n += w;
   }
   return Object.fromEntries([...Object.entries(sums).map(([k, v]) => [k, v / n]), ['pairs', n]]);
-}
-
-async function save(
-  run: RunDir,
-  learner: Actor<PreferenceRole>,
-  step: number,
-  loader: { epoch: number; index: number },
-  lastEval: Record<string, number> | undefined,
-  tok: BpeTokenizer,
-): Promise<string> {
-  const dir = run.checkpointDir(step);
-  await mkdir(dir, { recursive: true });
-  await learner.call.saveCheckpoint(dir);
-  await saveTokenizer(dir, tok);
-  await writeTrainerState(dir, {
-    step,
-    epoch: loader.epoch,
-    loader,
-    extra: lastEval ? { eval: lastEval } : undefined,
-  });
-  const ref = await run.commitCheckpoint(
-    step,
-    lastEval ? { metric: { name: 'eval/loss', value: lastEval['loss'], mode: 'min' } } : {},
-  );
-  return ref.dir;
 }

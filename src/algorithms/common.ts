@@ -1,0 +1,116 @@
+import { mkdir } from 'node:fs/promises';
+import type { LoaderPosition } from '../data/batching/index.js';
+import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
+import type { ModelConfig } from '../policy/config.js';
+import { makeSchedule, type Schedule } from '../policy/optim/index.js';
+import { paramSpecs } from '../policy/params.js';
+import type { TrainableArgs } from '../policy/trainable.js';
+import type { RunDir } from '../train/run-dir.js';
+import { writeTrainerState } from '../train/trainer-state.js';
+
+/** What every trainer's config shares (the fields these helpers read). */
+interface TrainerConfig {
+  readonly seed: number;
+  readonly model: {
+    readonly gradientCheckpointing: boolean;
+    readonly lora?: TrainableArgs['lora'] extends infer L ? Omit<NonNullable<L>, 'seed'> : never;
+  };
+  readonly optim: {
+    readonly lr: number;
+    readonly betas: readonly [number, number];
+    readonly eps: number;
+    readonly weightDecay: number;
+    readonly maxGradNorm: number;
+    readonly schedule: 'constant' | 'linear' | 'cosine';
+    readonly warmupSteps: number;
+    readonly minLr: number;
+  };
+  readonly train: {
+    readonly steps: number;
+    readonly evalEvery: number;
+    readonly saveEvery: number;
+  };
+}
+
+/** The learning rate of each step. */
+export function scheduleOf(c: TrainerConfig): Schedule {
+  return makeSchedule(c.optim.schedule, {
+    lr: c.optim.lr,
+    warmupSteps: c.optim.warmupSteps,
+    totalSteps: c.train.steps,
+    ...(c.optim.schedule === 'constant' ? {} : { minLr: c.optim.minLr }),
+  });
+}
+
+/** Optimizer, clipping, checkpointing and LoRA arguments of a trainable actor. */
+export function trainableOptions(
+  c: TrainerConfig,
+): Omit<TrainableArgs, 'model' | 'resumeFrom' | 'heads'> {
+  return {
+    optimizer: {
+      lr: c.optim.lr,
+      betas: [c.optim.betas[0], c.optim.betas[1]],
+      eps: c.optim.eps,
+      weightDecay: c.optim.weightDecay,
+    },
+    maxGradNorm: c.optim.maxGradNorm,
+    gradientCheckpointing: c.model.gradientCheckpointing,
+    lora: c.model.lora ? { ...c.model.lora, seed: c.seed } : undefined,
+  };
+}
+
+/** Whether step `step` (1-based, just taken) evaluates and saves; the last step does both. */
+export function cadence(
+  c: TrainerConfig,
+  step: number,
+  stopAt: number,
+): { evaluate: boolean; save: boolean } {
+  const last = step === c.train.steps;
+  return {
+    evaluate: (c.train.evalEvery > 0 && step % c.train.evalEvery === 0) || last,
+    save: (c.train.saveEvery > 0 && step % c.train.saveEvery === 0) || last || step === stopAt,
+  };
+}
+
+/**
+ * One checkpoint: the actor's weights (or adapters) and optimizer, the tokenizer, the trainer
+ * state (step, data position, last eval), committed to the run (latest, best by eval loss,
+ * retention).
+ */
+export async function saveTrainerCheckpoint(
+  run: RunDir,
+  actor: { call: { saveCheckpoint(dir: string): Promise<void> } },
+  step: number,
+  loader: LoaderPosition,
+  lastEval: Readonly<Record<string, number>> | undefined,
+  tok: BpeTokenizer,
+): Promise<string> {
+  const dir = run.checkpointDir(step);
+  await mkdir(dir, { recursive: true });
+  await actor.call.saveCheckpoint(dir);
+  await saveTokenizer(dir, tok);
+  await writeTrainerState(dir, {
+    step,
+    epoch: loader.epoch,
+    loader,
+    extra: lastEval ? { eval: { ...lastEval } } : undefined,
+  });
+  const ref = await run.commitCheckpoint(
+    step,
+    lastEval ? { metric: { name: 'eval/loss', value: lastEval['loss'], mode: 'min' } } : {},
+  );
+  run.log(`checkpoint ${ref.dir}`);
+  return ref.dir;
+}
+
+/**
+ * Values a data-parallel group must be able to reduce for a model: every parameter (an upper
+ * bound when only LoRA adapters train), a head, the loss, metrics and the weight.
+ */
+export function reduceCapacity(mconfig: ModelConfig): number {
+  return (
+    paramSpecs(mconfig).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0) +
+    mconfig.hidden +
+    64
+  );
+}
