@@ -119,8 +119,9 @@ export function configToYaml(config: unknown): string {
 }
 
 /**
- * Split CLI arguments into known flags and `--section.key value` overrides. A flag listed in
- * `flags` keeps its meaning (`--config`, `--resume`); every other `--a.b value` is an override.
+ * Split CLI arguments into known flags and overrides. A flag listed in `flags` keeps its meaning
+ * (`--config`, `--resume`); every other `--key value` (`--output runs/x`, `--train.steps 100`)
+ * overrides that config path, and an unknown path then fails validation with its name.
  */
 export function splitOverrides(
   args: readonly string[],
@@ -134,12 +135,6 @@ export function splitOverrides(
     if (!m || flags.has(m[1])) {
       rest.push(a);
       continue;
-    }
-    if (!m[1].includes('.')) {
-      throw new TroupeError(
-        'BAD_ARGUMENT',
-        `Unknown option '${a}'. Overrides are --section.key value (e.g. --train.steps 100)`,
-      );
     }
     if (m[2] !== undefined) overrides.push([m[1], m[2]]);
     else {

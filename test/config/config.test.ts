@@ -47,9 +47,15 @@ describe('run configs', () => {
     expect(Object.isFrozen(c.optim)).toBe(true);
     const o: Record<string, unknown> = { train: 3 };
     expect(() => applyOverride(o, 'train.steps', '1')).toThrow(/'train' is a value, not a section/);
-    expect(() => splitOverrides(['--steps', '3'], new Set())).toThrow(
-      /Overrides are --section.key value/,
-    );
+    expect(splitOverrides(['--output', 'runs/x'], new Set()).overrides).toEqual([
+      ['output', 'runs/x'],
+    ]);
+    await expect(
+      loadConfig('pretrain', {
+        file: fileURLToPath(new URL('pretrain-moby-dick.yaml', EXAMPLES)),
+        overrides: [['stpes', '3']],
+      }),
+    ).rejects.toThrow(/unknown key 'stpes'/);
   });
 
   it('names the file and field of every problem', async () => {
