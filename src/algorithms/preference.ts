@@ -52,18 +52,88 @@ function objectiveOf(c: PreferenceConfig): Objective {
       margin: c.rm.margin,
       centerRewardsCoefficient: c.rm.centerRewardsCoefficient,
     };
-  const { loss, beta, labelSmoothing, gamma } = c.dpo;
+  const { loss, beta, labelSmoothing, gamma, desirableWeight, undesirableWeight } = c.dpo;
   const params =
     loss === 'sigmoid'
       ? { beta, labelSmoothing }
       : loss === 'simpo'
         ? { beta, labelSmoothing, gamma }
-        : { beta };
+        : loss === 'kto'
+          ? { beta, desirableWeight, undesirableWeight }
+          : { beta };
   return { kind: 'dpo', loss, params };
 }
 
 const usesReference = (c: PreferenceConfig) =>
-  c.algorithm === 'dpo' && (c.dpo.loss === 'sigmoid' || c.dpo.loss === 'ipo');
+  c.algorithm === 'dpo' &&
+  (c.dpo.loss === 'sigmoid' || c.dpo.loss === 'ipo' || c.dpo.loss === 'kto');
+
+/** KTO's mismatched rows change with each batch, so its reference serves every step. */
+const liveReference = (c: PreferenceConfig) =>
+  c.algorithm === 'dpo' && (c.dpo.reference === 'actor' || c.dpo.loss === 'kto');
+
+type Item = Pair | Unpaired;
+
+/** One KTO example: a prompt and one completion, labelled desirable or not. */
+interface Unpaired {
+  readonly ids: number[];
+  readonly mask: Uint8Array;
+  readonly promptLength: number;
+  readonly desirable: boolean;
+}
+
+/** Pairs → unpaired examples (chosen desirable, rejected undesirable), TRL's unpair_preference_dataset. */
+function unpair(pairs: readonly PreferenceItem[]): Unpaired[] {
+  return pairs.flatMap((p) => [
+    { ids: p.chosen, mask: p.chosenMask, promptLength: p.promptLength, desirable: true },
+    { ids: p.rejected, mask: p.rejectedMask, promptLength: p.promptLength, desirable: false },
+  ]);
+}
+
+/**
+ * B unpaired examples → 2B rows: the examples, then each prompt with the next example's
+ * completion (the mismatched rows whose log-ratio estimates KTO's KL term), right-padded.
+ */
+function collateKto(padId: number) {
+  return (items: Unpaired[]): Batch => {
+    const B = items.length;
+    const rows: number[][] = [];
+    const masks: Uint8Array[] = [];
+    for (const it of items) {
+      rows.push(it.ids);
+      masks.push(it.mask);
+    }
+    for (let i = 0; i < B; i++) {
+      const host = items[i];
+      const donor = items[(i + 1) % B];
+      const completion = donor.ids.slice(donor.promptLength);
+      const ids = [...host.ids.slice(0, host.promptLength), ...completion];
+      const mask = new Uint8Array(ids.length);
+      mask.set(donor.mask.subarray(donor.promptLength), host.promptLength);
+      rows.push(ids);
+      masks.push(mask);
+    }
+    const T = Math.max(...rows.map((r) => r.length));
+    const ids = new Int32Array(2 * B * T).fill(padId);
+    const mask = new Uint8Array(2 * B * T);
+    const lossMask = new Uint8Array(2 * B * T);
+    rows.forEach((r, b) => {
+      ids.set(r, b * T);
+      mask.fill(1, b * T, b * T + r.length);
+      lossMask.set(masks[b], b * T);
+    });
+    return {
+      pairs: {
+        ids,
+        mask,
+        lossMask,
+        batch: 2 * B,
+        length: T,
+        desirable: Uint8Array.from(items, (it) => (it.desirable ? 1 : 0)),
+      },
+    };
+  };
+}
 
 function toPairs(
   c: PreferenceConfig,
@@ -125,6 +195,7 @@ function pairSlice(b: Batch, lo: number, hi: number): Batch {
       lossMask: take(b.pairs.lossMask),
       batch: 2 * (hi - lo),
       length: T,
+      desirable: b.pairs.desirable?.slice(lo, hi),
     },
     ref: b.ref
       ? { chosen: b.ref.chosen.slice(lo, hi), rejected: b.ref.rejected.slice(lo, hi) }
@@ -205,7 +276,7 @@ export async function trainPreference(
         { name: 'reference', role: PREFERENCE_LEARNER, args: { model: initial, objective } },
         { runtime },
       );
-      if ((config as DpoConfig).dpo.reference === 'precompute') {
+      if (!liveReference(config)) {
         await precomputeReference(
           reference,
           [...train, ...evalPairs],
@@ -225,19 +296,24 @@ export async function trainPreference(
       resumed?.dir,
       runtime,
     );
-    const loader = new DataLoader(train, {
+    // KTO trains on unpaired examples; every other loss on pairs.
+    const kto = config.algorithm === 'dpo' && config.dpo.loss === 'kto';
+    const make = (kto ? collateKto(padId) : collate(padId)) as (items: Item[]) => Batch;
+    const trainItems: Item[] = kto ? unpair(train) : train;
+    const evalItems: Item[] = kto ? unpair(evalPairs) : evalPairs;
+    const loader = new DataLoader(trainItems, {
       batchSize: config.train.batchSize,
       seed: config.seed,
-      collate: collate(padId),
-      dropLast: train.length >= config.train.batchSize,
+      collate: make,
+      dropLast: trainItems.length >= config.train.batchSize,
       position: state?.loader,
     });
     const schedule = scheduleOf(config);
     const withReference = async (b: Batch): Promise<Batch> =>
       reference && !b.ref ? { ...b, ref: await reference.call.sequenceLogps(b.pairs) } : b;
     const evaluate = async (step: number) => {
-      if (evalPairs.length === 0) return undefined;
-      const values = await evaluatePairs(learners[0], evalPairs, config, padId, withReference);
+      if (evalItems.length === 0) return undefined;
+      const values = await evaluatePairs(learners[0], evalItems, config, make, withReference);
       run.appendMetrics(step, values, { split: 'eval' });
       ev.onMetrics?.('eval', step, values);
       return values;
@@ -331,16 +407,15 @@ async function startLearners(
 
 async function evaluatePairs(
   learner: Actor<PreferenceRole>,
-  pairs: Pair[],
+  pairs: Item[],
   config: PreferenceConfig,
-  padId: number,
+  make: (items: Item[]) => Batch,
   withReference: (b: Batch) => Promise<Batch>,
 ): Promise<Record<string, number>> {
   const take =
     config.train.evalBatches === 0
       ? pairs.length
       : Math.min(pairs.length, config.train.evalBatches * config.train.batchSize);
-  const make = collate(padId);
   const sums: Record<string, number> = {};
   let n = 0;
   for (let i = 0; i < take; i += config.train.batchSize) {

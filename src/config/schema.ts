@@ -231,14 +231,20 @@ export const dpoConfigSchema = z
     train: trainSchema,
     dpo: z
       .object({
-        /** sigmoid (DPO), ipo, simpo (reference-free), orpo (reference-free). */
-        loss: z.enum(['sigmoid', 'ipo', 'simpo', 'orpo']).default('sigmoid'),
+        /**
+         * sigmoid (DPO), ipo, simpo (reference-free), orpo (reference-free), kto (unpaired: each
+         * pair becomes a desirable and an undesirable example, as TRL's unpair_preference_dataset).
+         */
+        loss: z.enum(['sigmoid', 'ipo', 'simpo', 'orpo', 'kto']).default('sigmoid'),
         /** β: strength of the KL anchor (DPO), or the reward scale (SimPO), or λ (ORPO). */
         beta: z.number().positive().default(0.1),
         /** cDPO label smoothing ε (sigmoid, simpo). */
         labelSmoothing: z.number().min(0).lt(0.5).default(0),
         /** SimPO target margin γ. */
         gamma: z.number().min(0).default(0.5),
+        /** KTO λ_D and λ_U: weights of the desirable and undesirable examples. */
+        desirableWeight: z.number().positive().default(1),
+        undesirableWeight: z.number().positive().default(1),
         /**
          * Reference log-probs: `precompute` once before training (the reference actor then exits,
          * freeing its memory), or serve them from a live reference `actor` every step.
@@ -251,6 +257,8 @@ export const dpoConfigSchema = z
         beta: 0.1,
         labelSmoothing: 0,
         gamma: 0.5,
+        desirableWeight: 1,
+        undesirableWeight: 1,
         reference: 'precompute',
       }),
   })

@@ -39,6 +39,21 @@ describe('preference training on shipped pairs', () => {
     expect(evals.at(-1)!['loss']).toBeLessThan(0.6);
   }, 240_000);
 
+  it('KTO (pairs unpaired) gives held-out desirable completions higher implicit rewards', async () => {
+    const evals: Record<string, number>[] = [];
+    await trainPreference(
+      await config<DpoConfig>('dpo', {
+        dpo: { loss: 'kto', beta: 0.1 },
+        train: { steps: 40, batchSize: 16, evalEvery: 0, evalBatches: 0, saveEvery: 0 },
+      }),
+      {
+        events: { onMetrics: (split, _s, v) => split === 'eval' && evals.push({ ...v }) },
+      },
+    );
+    const last = evals.at(-1)!;
+    expect(last['rewards/chosen'] - last['rewards/rejected']).toBeGreaterThan(0.1);
+  }, 240_000);
+
   it('a Bradley–Terry reward model learns to rank held-out pairs', async () => {
     const evals: Record<string, number>[] = [];
     await trainPreference(await config<RmConfig>('rm', {}), {
@@ -76,6 +91,7 @@ describe('preference training on shipped pairs', () => {
   it.each([
     ['simpo (reference-free)', { dpo: { loss: 'simpo', beta: 2 } }],
     ['ipo with a live reference actor', { dpo: { loss: 'ipo', beta: 0.5, reference: 'actor' } }],
+    ['kto on the pairs unpaired', { dpo: { loss: 'kto', beta: 0.1 } }],
   ])(
     '%s trains and evaluates',
     async (_name, extra) => {

@@ -19,6 +19,11 @@ import {
  */
 export interface PairBatch extends TokenBatch {
   readonly lossMask: Uint8Array;
+  /**
+   * KTO: the 2B rows are B examples then their B mismatched (KL) rows (each prompt with the
+   * next row's completion, TRL `_get_kl_dataset`); `desirable` [B] labels the examples.
+   */
+  readonly desirable?: Uint8Array;
 }
 
 /** Per-sequence reference log-probs Σ log π_ref(reply), for the chosen and the rejected rows. */
@@ -108,6 +113,22 @@ class PreferenceLearner implements PreferenceRole {
       );
     }
     const { sum, count } = replyLogps(model, b, checkpoint);
+    if (this.objective.loss === 'kto') {
+      if (!b.desirable || !ref)
+        throw new Error('KTO needs desirable labels and reference log-probs');
+      const [policyLogps, policyKlLogps] = halves(sum);
+      return preferenceLoss(
+        'kto',
+        {
+          policyLogps,
+          policyKlLogps,
+          refLogps: tf.tensor1d(ref.chosen),
+          refKlLogps: tf.tensor1d(ref.rejected),
+          desirable: tf.tensor1d(b.desirable, 'float32'),
+        },
+        this.objective.params,
+      );
+    }
     const [policyChosenLogps, policyRejectedLogps] = halves(sum);
     const [chosenLengths, rejectedLengths] = halves(count);
     const needsLengths =
