@@ -30,7 +30,7 @@ for (const [backend, skip] of BACKEND_CASES) {
               N,
             ]);
           };
-          const chunked = (hh: tf.Tensor, ww: tf.Tensor) => headLogProbs(hh, ww, y, tied, 3);
+          const chunked = (hh: tf.Tensor, ww: tf.Tensor) => headLogProbs(hh, ww, y, tied, 3, 4);
           const [a, b] = tf.tidy(() => [whole(h, w), chunked(h, w)]);
           expectClose(await read(b), await read(a), { atol: 1e-5, rtol: 1e-5, what: 'log-probs' });
           const objective = (fn: typeof whole) => (hh: tf.Tensor, ww: tf.Tensor) =>
