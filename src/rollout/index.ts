@@ -1,4 +1,17 @@
 /** Rollouts: the Experience batch type and the frames it (and any payload) crosses threads in. */
+
+export {
+  ADVANTAGE_ESTIMATORS,
+  type AdvantageEstimator,
+  type AdvantageEstimatorName,
+  type AdvantageInputs,
+  type AdvantageOutput,
+  type AdvantageParams,
+  clipRewards,
+  computeAdvantages,
+  normalizeRewards,
+  whiten,
+} from './advantages.js';
 export {
   decodeExperience,
   decodeFrame,
@@ -17,4 +30,14 @@ export {
   type ExperienceShape,
   experienceBytes,
 } from './experience.js';
+export {
+  AdaptiveKLController,
+  FixedKLController,
+  type KlController,
+  type ShapedRewards,
+  type ShapeRewardsInputs,
+  type ShapeRewardsParams,
+  shapeRewards,
+  tokenKl,
+} from './kl.js';
 export { checkWireTensor, WIRE_ARRAYS, type WireDtype, type WireTensor } from './wire-tensor.js';

@@ -10,6 +10,25 @@ export type {
 export { ktoLoss } from './kto.js';
 export { log1mexp, ORPO_MAX_MEAN_LOGP, orpoLoss } from './orpo.js';
 export {
+  AGG_MODES,
+  type AggMode,
+  type AggParams,
+  aggLoss,
+  type EntropyInputs,
+  type EntropyParams,
+  entropyBonus,
+  POLICY_LOSSES,
+  type PolicyLoss,
+  type PolicyLossInputs,
+  type PolicyLossName,
+  type PolicyLossParams,
+  policyLoss,
+  ppoPolicyLoss,
+  type ValueLossInputs,
+  type ValueLossParams,
+  valueLoss,
+} from './ppo.js';
+export {
   needsReference,
   PREFERENCE_LOSSES,
   type PreferenceLoss,
