@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'BAD_DATA'
   /** Bytes that are not a message frame, or a frame of a version or kind the reader does not know. */
   | 'BAD_FRAME'
+  /** A reward source returned the wrong count, a non-number, NaN or ±Inf, or threw (the message names the source and the first bad row). */
+  | 'BAD_REWARD'
   | 'SHAPE_MISMATCH'
   | 'UNKNOWN_NAME'
   /** Well-formed input that asks for something Troupe does not implement (yet). */

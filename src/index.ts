@@ -122,5 +122,6 @@ export {
   tokenLogprobs,
   validateConfig,
 } from './policy/index.js';
+export * from './reward/index.js';
 export * from './rollout/index.js';
 export * from './train/index.js';

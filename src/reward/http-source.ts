@@ -1,0 +1,137 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { TroupeError } from '../errors.js';
+import { parseOptions, refuseUnknownKeys } from '../policy/optim/options.js';
+import { defineSource } from './check.js';
+import type { RewardBatch, RewardSource } from './types.js';
+
+const HTTP_KEYS = ['name', 'url', 'timeoutMs', 'retries', 'backoffMs', 'headers'] as const;
+const httpSchema = z.strictObject(
+  {
+    /** Source name in logs and errors. */
+    name: z.string().min(1, 'must be a non-empty string'),
+    /** Endpoint that takes a JSON POST `{ prompts, completions, columns }`. */
+    url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    /** Per-attempt timeout in ms. */
+    timeoutMs: z.number().int().positive('must be > 0').default(30_000),
+    /** Further attempts after a network error, timeout or 5xx (never after a 4xx). */
+    retries: z.number().int().min(0, 'must be an integer ≥ 0').default(2),
+    /** First backoff in ms; doubles per retry. */
+    backoffMs: z.number().min(0, 'must be ≥ 0').default(200),
+    /** Extra request headers (auth tokens). */
+    headers: z.record(z.string(), z.string()).default({}),
+  },
+  { error: refuseUnknownKeys(HTTP_KEYS) },
+);
+export type HttpSourceOptions = z.input<typeof httpSchema>;
+
+/** A failed attempt, and whether another may succeed. */
+class AttemptError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+function excerpt(text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > 200 ? `${flat.slice(0, 200)}…` : flat;
+}
+
+async function attempt(
+  o: z.output<typeof httpSchema>,
+  body: string,
+  signal: AbortSignal | undefined,
+): Promise<unknown> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, o.timeoutMs);
+  try {
+    const res = await fetch(o.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...o.headers },
+      body,
+      signal: controller.signal,
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      throw new AttemptError(
+        `HTTP ${res.status} ${res.statusText}: ${excerpt(text)}`,
+        res.status >= 500,
+        res.status,
+      );
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new AttemptError(`response is not JSON: ${excerpt(text)}`, false, res.status, {
+        cause: e,
+      });
+    }
+    const rewards = (json as { rewards?: unknown } | null)?.rewards;
+    if (!Array.isArray(rewards)) {
+      throw new AttemptError(`response has no 'rewards' array: ${excerpt(text)}`, false);
+    }
+    return rewards;
+  } catch (e) {
+    if (e instanceof AttemptError) throw e;
+    if (signal?.aborted) throw e;
+    if (timedOut)
+      throw new AttemptError(`no response within ${o.timeoutMs} ms`, true, undefined, { cause: e });
+    throw new AttemptError(`network error: ${(e as Error).message}`, true, undefined, { cause: e });
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * A reward from an HTTP service: POST `{ prompts, completions, columns }` as JSON, expect
+ * `{ rewards: number[] }`. Each attempt has its own timeout; network errors, timeouts and 5xx
+ * are retried with exponential backoff, 4xx and malformed bodies are not.
+ */
+export function httpSource(options: HttpSourceOptions): RewardSource {
+  const o = parseOptions(httpSchema, options, 'httpSource');
+  return defineSource(o.name, async (batch: RewardBatch, opts) => {
+    const body = JSON.stringify({
+      prompts: batch.prompts,
+      completions: batch.completions,
+      columns: batch.columns,
+    });
+    for (let i = 0; ; i++) {
+      if (opts.signal?.aborted) {
+        throw new TroupeError('TASK_ABORTED', `POST ${o.url} was aborted`);
+      }
+      try {
+        return (await attempt(o, body, opts.signal)) as unknown[];
+      } catch (e) {
+        if (opts.signal?.aborted) {
+          throw new TroupeError('TASK_ABORTED', `POST ${o.url} was aborted`, { cause: e });
+        }
+        const retryable = e instanceof AttemptError && e.retryable;
+        if (!retryable || i >= o.retries) {
+          const tries = i + 1;
+          throw new TroupeError(
+            'BAD_REWARD',
+            `POST ${o.url} failed after ${tries} attempt${tries > 1 ? 's' : ''}: ${(e as Error).message}`,
+            {
+              cause: e,
+              details: { url: o.url, attempts: tries, status: (e as AttemptError).status },
+            },
+          );
+        }
+        await sleep(o.backoffMs * 2 ** i, undefined, { signal: opts.signal }).catch(() => {});
+      }
+    }
+  });
+}
