@@ -1,6 +1,7 @@
 import { getKernel, registerGradient, registerKernel, unregisterKernel } from '../tf.js';
 import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
+import { embeddingGatherGrad } from './gather-grad.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
@@ -23,6 +24,8 @@ export function installCustomKernels(tfBackend: string): string[] {
       registerGradient(g);
       added.push(`grad:${g.kernelName}(broadcast-safe)`);
     }
+    registerGradient(embeddingGatherGrad());
+    added.push('grad:GatherV2(axis 0 without transposes)');
   }
   for (const g of missingZeroGradients()) {
     registerGradient(g);
