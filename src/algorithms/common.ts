@@ -5,6 +5,8 @@ import type { ModelConfig } from '../policy/config.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
 import { paramSpecs } from '../policy/params.js';
 import type { TrainableArgs } from '../policy/trainable.js';
+import { type ProgressState, ProgressTracker } from '../train/progress.js';
+import { writeReport } from '../train/report.js';
 import type { RunDir } from '../train/run-dir.js';
 import { writeTrainerState } from '../train/trainer-state.js';
 
@@ -113,4 +115,81 @@ export function reduceCapacity(mconfig: ModelConfig): number {
     mconfig.hidden +
     64
   );
+}
+
+/** What one optimiser step reports: the metrics of the step and, for rates, its tokens. */
+export interface StepReport {
+  readonly loss: number;
+  readonly tokens?: number;
+  readonly values: Readonly<Record<string, number>>;
+}
+
+export interface LoopHooks {
+  /** Take step `step` (0-based) at learning rate `lr`. */
+  step(step: number, lr: number): Promise<StepReport>;
+  /** Evaluate after step `step` (0 = before training); undefined when there is no eval data. */
+  evaluate(step: number): Promise<Readonly<Record<string, number>> | undefined>;
+  /** Write a checkpoint after step `step`; returns its directory. */
+  save(step: number, lastEval: Readonly<Record<string, number>> | undefined): Promise<string>;
+}
+
+/**
+ * The step loop every trainer shares: from `start` until `train.steps` (or `stopAfterSteps`
+ * more, or an abort), each step logged to the run and reported, evaluated and checkpointed on
+ * the config's cadence, the report rewritten at the end. Reads like the algorithm:
+ * step → metrics → eval → save.
+ */
+export async function runSteps(
+  c: TrainerConfig,
+  run: RunDir,
+  start: number,
+  hooks: LoopHooks,
+  o: {
+    readonly stopAfterSteps?: number;
+    readonly signal?: AbortSignal;
+    readonly events?: {
+      onMetrics?(
+        split: 'train' | 'eval',
+        step: number,
+        values: Readonly<Record<string, number>>,
+      ): void;
+      onProgress?(state: ProgressState): void;
+    };
+  },
+): Promise<{ steps: number; lastEval?: Readonly<Record<string, number>>; checkpoint?: string }> {
+  const schedule = scheduleOf(c);
+  const progress = new ProgressTracker({ total: c.train.steps, initial: start });
+  const evaluate = async (step: number) => {
+    const values = await hooks.evaluate(step);
+    if (values) {
+      run.appendMetrics(step, values, { split: 'eval' });
+      o.events?.onMetrics?.('eval', step, values);
+    }
+    return values;
+  };
+  let lastEval = start === 0 ? await evaluate(0) : undefined;
+  const stopAt = Math.min(c.train.steps, start + (o.stopAfterSteps ?? Number.POSITIVE_INFINITY));
+  let checkpoint: string | undefined;
+  let step = start;
+  while (step < stopAt && !o.signal?.aborted) {
+    const lr = schedule(step);
+    const t0 = performance.now();
+    const r = await hooks.step(step, lr);
+    step++;
+    const secs = (performance.now() - t0) / 1000;
+    const values = {
+      ...r.values,
+      lr,
+      ...(r.tokens === undefined ? {} : { tokens_per_s: r.tokens / secs }),
+    };
+    run.appendMetrics(step, values, { split: 'train' });
+    o.events?.onMetrics?.('train', step, values);
+    o.events?.onProgress?.(progress.update(step, { loss: r.loss, tokens: r.tokens }));
+    const when = cadence(c, step, stopAt);
+    if (when.evaluate) lastEval = await evaluate(step);
+    if (when.save) checkpoint = await hooks.save(step, lastEval);
+  }
+  await writeReport(run);
+  run.log(`stopped at step ${step}`);
+  return { steps: step, lastEval, checkpoint };
 }

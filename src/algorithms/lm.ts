@@ -30,17 +30,10 @@ import {
 import { TroupeError } from '../errors.js';
 import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
-import { type ProgressState, ProgressTracker } from '../train/progress.js';
-import { writeReport } from '../train/report.js';
+import type { ProgressState } from '../train/progress.js';
 import { RunDir } from '../train/run-dir.js';
 import { readTrainerState } from '../train/trainer-state.js';
-import {
-  cadence,
-  reduceCapacity,
-  saveTrainerCheckpoint,
-  scheduleOf,
-  trainableOptions,
-} from './common.js';
+import { reduceCapacity, runSteps, saveTrainerCheckpoint, trainableOptions } from './common.js';
 
 /** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
 export interface TrainEvents {
@@ -276,60 +269,31 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
   const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
   try {
     const policies = await startPolicies(config, mconfig, supervisor, resumed?.dir);
-    const schedule = scheduleOf(config);
-    const evaluate = async (step: number) => {
-      if (evalItems.length === 0) return undefined;
-      const values = await evalLoss(policies[0], evalItems, config, padId);
-      run.appendMetrics(step, values, { split: 'eval' });
-      ev.onMetrics?.('eval', step, values);
-      return values;
-    };
-    const start = state?.step ?? 0;
-    const progress = new ProgressTracker({ total: config.train.steps, initial: start });
-    let step = start;
-    let lastEval: Record<string, number> | undefined;
-    if (start === 0) lastEval = await evaluate(0);
-    const stopAt = Math.min(
-      config.train.steps,
-      start + (opts.stopAfterSteps ?? Number.POSITIVE_INFINITY),
+    const r = await runSteps(
+      config,
+      run,
+      state?.step ?? 0,
+      {
+        step: async (step, lr) => {
+          const shards = shard(
+            loader.next().value as TrainBatch,
+            policies.length,
+            config.train.gradAccum,
+          );
+          const results = await Promise.all(
+            policies.map((p, i) => p.call.trainStep(shards[i], lr, step)),
+          );
+          const { loss, tokens, gradNorm } = results[0];
+          return { loss, tokens, values: { loss, grad_norm: gradNorm, tokens } };
+        },
+        evaluate: async () =>
+          evalItems.length === 0 ? undefined : evalLoss(policies[0], evalItems, config, padId),
+        save: (step, lastEval) =>
+          saveTrainerCheckpoint(run, policies[0], step, loader.position, lastEval, tok),
+      },
+      { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    let checkpoint: string | undefined;
-    while (step < stopAt && !opts.signal?.aborted) {
-      const batch = loader.next().value as TrainBatch;
-      const lr = schedule(step);
-      const t0 = performance.now();
-      const shards = shard(batch, policies.length, config.train.gradAccum);
-      const results = await Promise.all(
-        policies.map((p, r) => p.call.trainStep(shards[r], lr, step)),
-      );
-      step++;
-      const { loss, tokens, gradNorm } = results[0];
-      const values = {
-        loss,
-        lr,
-        grad_norm: gradNorm,
-        tokens,
-        tokens_per_s: tokens / ((performance.now() - t0) / 1000),
-      };
-      run.appendMetrics(step, values, { split: 'train' });
-      ev.onMetrics?.('train', step, values);
-      ev.onProgress?.(progress.update(step, { loss, tokens }));
-      const when = cadence(config, step, stopAt);
-      if (when.evaluate) lastEval = await evaluate(step);
-      if (when.save) {
-        checkpoint = await saveTrainerCheckpoint(
-          run,
-          policies[0],
-          step,
-          loader.position,
-          lastEval,
-          tok,
-        );
-      }
-    }
-    await writeReport(run);
-    run.log(`stopped at step ${step}`);
-    return { runDir: run.dir, steps: step, finalEval: lastEval, checkpoint };
+    return { runDir: run.dir, steps: r.steps, finalEval: r.lastEval, checkpoint: r.checkpoint };
   } finally {
     await supervisor.shutdown();
   }

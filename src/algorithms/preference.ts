@@ -12,17 +12,9 @@ import { loadTrainEval } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import type { ModelConfig } from '../policy/config.js';
-import { ProgressTracker } from '../train/progress.js';
-import { writeReport } from '../train/report.js';
 import { RunDir } from '../train/run-dir.js';
 import { readTrainerState } from '../train/trainer-state.js';
-import {
-  cadence,
-  reduceCapacity,
-  saveTrainerCheckpoint,
-  scheduleOf,
-  trainableOptions,
-} from './common.js';
+import { reduceCapacity, runSteps, saveTrainerCheckpoint, trainableOptions } from './common.js';
 import { modelConfig, runTokenizer, type TrainOptions, type TrainResult, textOf } from './lm.js';
 import {
   type Objective,
@@ -308,67 +300,43 @@ export async function trainPreference(
       dropLast: trainItems.length >= config.train.batchSize,
       position: state?.loader,
     });
-    const schedule = scheduleOf(config);
     const withReference = async (b: Batch): Promise<Batch> =>
       reference && !b.ref ? { ...b, ref: await reference.call.sequenceLogps(b.pairs) } : b;
-    const evaluate = async (step: number) => {
-      if (evalItems.length === 0) return undefined;
-      const values = await evaluatePairs(learners[0], evalItems, config, make, withReference);
-      run.appendMetrics(step, values, { split: 'eval' });
-      ev.onMetrics?.('eval', step, values);
-      return values;
-    };
-    const start = state?.step ?? 0;
-    const progress = new ProgressTracker({ total: config.train.steps, initial: start });
-    let step = start;
-    let lastEval = start === 0 ? await evaluate(0) : undefined;
-    const stopAt = Math.min(
-      config.train.steps,
-      start + (opts.stopAfterSteps ?? Number.POSITIVE_INFINITY),
+    const r = await runSteps(
+      config,
+      run,
+      state?.step ?? 0,
+      {
+        step: async (step, lr) => {
+          const t0 = performance.now();
+          const batch = await withReference(loader.next().value as Batch);
+          const shards = shard(batch, learners.length, config.train.gradAccum);
+          const results = await Promise.all(
+            learners.map((l, i) =>
+              l.call.step(
+                shards[i].map((x) => ({ batch: x.pairs, ref: x.ref })),
+                lr,
+                step,
+              ),
+            ),
+          );
+          const { loss, pairs, gradNorm, metrics } = results[0];
+          const pairsPerS = pairs / ((performance.now() - t0) / 1000);
+          return {
+            loss,
+            values: { loss, grad_norm: gradNorm, pairs, pairs_per_s: pairsPerS, ...metrics },
+          };
+        },
+        evaluate: async () =>
+          evalItems.length === 0
+            ? undefined
+            : evaluatePairs(learners[0], evalItems, config, make, withReference),
+        save: (step, lastEval) =>
+          saveTrainerCheckpoint(run, learners[0], step, loader.position, lastEval, tok),
+      },
+      { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    let checkpoint: string | undefined;
-    while (step < stopAt && !opts.signal?.aborted) {
-      const batch = await withReference(loader.next().value as Batch);
-      const lr = schedule(step);
-      const t0 = performance.now();
-      const shards = shard(batch, learners.length, config.train.gradAccum);
-      const results = await Promise.all(
-        learners.map((l, r) =>
-          l.call.step(
-            shards[r].map((s) => ({ batch: s.pairs, ref: s.ref })),
-            lr,
-            step,
-          ),
-        ),
-      );
-      step++;
-      const { loss, pairs, gradNorm, metrics } = results[0];
-      const values = {
-        loss,
-        lr,
-        grad_norm: gradNorm,
-        pairs,
-        pairs_per_s: pairs / ((performance.now() - t0) / 1000),
-        ...metrics,
-      };
-      run.appendMetrics(step, values, { split: 'train' });
-      ev.onMetrics?.('train', step, values);
-      ev.onProgress?.(progress.update(step, { loss }));
-      const when = cadence(config, step, stopAt);
-      if (when.evaluate) lastEval = await evaluate(step);
-      if (when.save) {
-        checkpoint = await saveTrainerCheckpoint(
-          run,
-          learners[0],
-          step,
-          loader.position,
-          lastEval,
-          tok,
-        );
-      }
-    }
-    await writeReport(run);
-    return { runDir: run.dir, steps: step, finalEval: lastEval, checkpoint };
+    return { runDir: run.dir, steps: r.steps, finalEval: r.lastEval, checkpoint: r.checkpoint };
   } finally {
     await supervisor.shutdown();
   }
