@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../src/errors.js';
 import { type CheckpointMetric, RunDir } from '../../src/train/index.js';
+import { rejects } from '../helpers/async.js';
 import { tmpDir } from './helpers.js';
 
 const evalLoss = (value: number): CheckpointMetric => ({ name: 'eval/loss', value, mode: 'min' });
@@ -18,15 +19,6 @@ const stepDirs = (dir: string) =>
   readdirSync(join(dir, 'checkpoints'))
     .filter((f) => f.startsWith('step-'))
     .sort();
-
-async function rejects(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('checkpoints', () => {
   it('checkpointDir pads the step', async () => {

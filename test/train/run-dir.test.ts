@@ -4,18 +4,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../src/errors.js';
 import { parseMetrics, RunDir } from '../../src/train/index.js';
+import { rejects } from '../helpers/async.js';
 import { fakeClock, tmpDir } from './helpers.js';
 
 const CONFIG = { model: { layers: 2 }, lr: 0.001, name: 'tiny' };
-
-async function rejects(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('RunDir.create / open', () => {
   it('writes the config as YAML and JSON into a new directory', async () => {

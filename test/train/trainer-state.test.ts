@@ -8,6 +8,7 @@ import {
   type TrainerState,
   writeTrainerState,
 } from '../../src/train/index.js';
+import { rejects } from '../helpers/async.js';
 import { tmpDir } from './helpers.js';
 
 const STATE: TrainerState = {
@@ -16,15 +17,6 @@ const STATE: TrainerState = {
   loader: { epoch: 1, index: 40 },
   extra: { bestEvalLoss: 1.25, notes: ['a', null] },
 };
-
-async function rejects(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('trainer_state.json', () => {
   it('round-trips, with a version field on disk', async () => {
