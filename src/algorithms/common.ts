@@ -8,7 +8,7 @@ import type { TrainableArgs } from '../policy/trainable.js';
 import { type ProgressState, ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
 import type { RunDir } from '../train/run-dir.js';
-import { writeTrainerState } from '../train/trainer-state.js';
+import { type JsonValue, writeTrainerState } from '../train/trainer-state.js';
 
 /** What every trainer's config shares (the fields these helpers read). */
 interface TrainerConfig {
@@ -86,20 +86,30 @@ export async function saveTrainerCheckpoint(
   loader: LoaderPosition,
   lastEval: Readonly<Record<string, number>> | undefined,
   tok: BpeTokenizer,
+  o: {
+    /** The eval value that ranks checkpoints for `best` (default: the lowest eval loss). */
+    readonly best?: { readonly key: string; readonly mode: 'min' | 'max' };
+    /** Save more beside the actor's files (a critic, …) and state to restore on resume. */
+    readonly also?: (dir: string) => Promise<void>;
+    readonly extra?: Readonly<Record<string, JsonValue>>;
+  } = {},
 ): Promise<string> {
   const dir = run.checkpointDir(step);
   await mkdir(dir, { recursive: true });
   await actor.call.saveCheckpoint(dir);
+  await o.also?.(dir);
   await saveTokenizer(dir, tok);
   await writeTrainerState(dir, {
     step,
     epoch: loader.epoch,
     loader,
-    extra: lastEval ? { eval: { ...lastEval } } : undefined,
+    extra: { ...(lastEval ? { eval: { ...lastEval } } : {}), ...o.extra },
   });
+  const best = o.best ?? { key: 'loss', mode: 'min' };
+  const value = lastEval?.[best.key];
   const ref = await run.commitCheckpoint(
     step,
-    lastEval ? { metric: { name: 'eval/loss', value: lastEval['loss'], mode: 'min' } } : {},
+    value !== undefined ? { metric: { name: `eval/${best.key}`, value, mode: best.mode } } : {},
   );
   run.log(`checkpoint ${ref.dir}`);
   return ref.dir;

@@ -58,12 +58,29 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
       run: (args) => runTrain('dpo', args, err),
     },
   ],
+  ...(
+    [
+      [
+        'ppo',
+        'PPO with a critic (GAE) and a KL penalty in the reward, on prompts and your rewards',
+      ],
+      ['grpo', 'GRPO: group-normalised advantages over n samples per prompt, KL as a loss term'],
+      ['rloo', 'RLOO: leave-one-out baseline over n samples per prompt'],
+      ['reinforce', 'REINFORCE++ (or -baseline): whitened returns, token-level KL in the reward'],
+    ] as const
+  ).map(
+    ([name, summary]) =>
+      [
+        name,
+        { summary, usage: TRAIN_USAGE(name), run: (args: string[]) => runTrain(name, args, err) },
+      ] as const,
+  ),
   [
     'config',
     {
       summary: 'show the resolved config of a run, every default filled in',
       usage:
-        'troupe config show --algorithm pretrain|sft [--config run.yaml] [--section.key value …]',
+        'troupe config show --algorithm pretrain|sft|rm|dpo|ppo|grpo|rloo|reinforce [--config run.yaml] [--section.key value …]',
       run: (args) => runConfigShow(args),
     },
   ],

@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
 import { type TrainOptions, type TrainResult, trainLm } from '../algorithms/lm.js';
 import { trainPreference } from '../algorithms/preference.js';
+import { trainRl } from '../algorithms/rl.js';
 import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
-import type { DpoConfig, LmConfig, RmConfig } from '../config/schema.js';
+import type { DpoConfig, LmConfig, RlConfig, RmConfig } from '../config/schema.js';
 import { TroupeError } from '../errors.js';
 import { formatValue } from '../train/format.js';
 import { ProgressReporter } from './progress-reporter.js';
@@ -30,15 +31,25 @@ export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
   };
 }
 
-export type Algorithm = 'pretrain' | 'sft' | 'rm' | 'dpo';
+export type Algorithm = 'pretrain' | 'sft' | 'rm' | 'dpo' | 'ppo' | 'grpo' | 'rloo' | 'reinforce';
 
 /** The trainer of each algorithm. */
 export function trainerFor(
   algorithm: Algorithm,
 ): (config: never, opts: TrainOptions) => Promise<TrainResult> {
-  return algorithm === 'rm' || algorithm === 'dpo'
-    ? (c: RmConfig | DpoConfig, o: TrainOptions) => trainPreference(c, o)
-    : (c: LmConfig, o: TrainOptions) => trainLm(c, o);
+  if (algorithm === 'rm' || algorithm === 'dpo')
+    return (c: RmConfig | DpoConfig, o: TrainOptions) => trainPreference(c, o);
+  if (algorithm === 'pretrain' || algorithm === 'sft')
+    return (c: LmConfig, o: TrainOptions) => trainLm(c, o);
+  return (c: RlConfig, o: TrainOptions) => trainRl(c, o);
+}
+
+/** The final eval in one line: the loss (and perplexity) or, for RL, the reward. */
+function finalEvalLine(e: Readonly<Record<string, number>>): string {
+  return Object.entries(e)
+    .filter(([k]) => ['loss', 'perplexity', 'reward', 'accuracy'].some((x) => k.startsWith(x)))
+    .map(([k, v]) => `${k} ${formatValue(v)}`)
+    .join(', ');
 }
 
 /** `troupe pretrain|sft|rm|dpo`: load and validate the config, train, report where everything went. */
@@ -56,7 +67,7 @@ export async function runTrain(
   if (!values.config && overrides.length === 0) {
     throw new TroupeError('BAD_ARGUMENT', `--config is required. Usage: ${TRAIN_USAGE(algorithm)}`);
   }
-  const config = await loadConfig<LmConfig | RmConfig | DpoConfig>(algorithm, {
+  const config = await loadConfig<LmConfig | RmConfig | DpoConfig | RlConfig>(algorithm, {
     file: values.config,
     overrides,
   });
@@ -79,10 +90,7 @@ export async function runTrain(
     });
     progress.finish();
     log(`done: ${r.steps} steps; run directory ${r.runDir} (metrics.jsonl, report.html)`);
-    if (r.finalEval)
-      log(
-        `final eval: loss ${formatValue(r.finalEval['loss'])}, perplexity ${formatValue(r.finalEval['perplexity'])}`,
-      );
+    if (r.finalEval) log(`final eval: ${finalEvalLine(r.finalEval)}`);
     if (r.checkpoint) log(`checkpoint: ${r.checkpoint}`);
     return 0;
   } finally {

@@ -1,3 +1,11 @@
+export {
+  createReward,
+  type PlannedSource,
+  planRewardSources,
+  REWARD,
+  type RewardArgs,
+  type RewardRole,
+} from './actor.js';
 export type {
   ExactMatchOptions,
   LengthPenaltyOptions,
@@ -15,6 +23,12 @@ export {
   type UserRewardInput,
 } from './function-source.js';
 export { type HttpSourceOptions, httpSource } from './http-source.js';
+export {
+  type RewardModelSource,
+  type RewardModelSourceOptions,
+  rewardModelIds,
+  rewardModelSource,
+} from './model-source.js';
 export {
   REWARD_BUILTINS,
   type RewardContext,

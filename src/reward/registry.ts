@@ -3,6 +3,7 @@ import { lookup, TroupeError } from '../errors.js';
 import { exactMatch, lengthPenalty, lexiconSentiment, regexReward } from './builtins.js';
 import { moduleSource } from './function-source.js';
 import { httpSource } from './http-source.js';
+import { rewardModelSource } from './model-source.js';
 import type { RewardSource } from './types.js';
 
 /** What a spec-built source may need beyond its options (module sources need a pool). */
@@ -49,6 +50,7 @@ export const REWARD_BUILTINS: ReadonlyMap<string, Factory> = new Map<string, Fac
   ['sentiment', (o) => lexiconSentiment(o)],
   ['module', moduleFromSpec],
   ['http', (o) => httpSource(o as Parameters<typeof httpSource>[0])],
+  ['model', (o) => rewardModelSource(o as Parameters<typeof rewardModelSource>[0])],
 ]);
 
 export interface RewardSpec {

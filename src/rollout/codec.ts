@@ -1,5 +1,6 @@
 import { Packr, RESET_BUFFER_MODE } from 'msgpackr';
 import { TroupeError } from '../errors.js';
+import type { RolloutLayout } from './assemble.js';
 import { checkExperienceLayout, EXPERIENCE_ARRAY_FIELDS, type Experience } from './experience.js';
 
 /**
@@ -150,6 +151,58 @@ export function decodeExperience(buf: ArrayBuffer | Uint8Array): Experience {
     );
   }
   return e;
+}
+
+/** The kind of a frame that carries a rollout's token layout (what scorers read). */
+export const ROLLOUT_FRAME = 'rollout';
+
+/**
+ * A rollout's token layout as one frame: what the reference, the critic and the policy score
+ * before rewards exist. Checked like an Experience's layout.
+ */
+export function encodeRollout(r: RolloutLayout): ArrayBuffer {
+  checkRolloutLayout(r);
+  return encodeFrame(ROLLOUT_FRAME, {
+    sequences: r.sequences,
+    attentionMask: r.attentionMask,
+    actionMask: r.actionMask,
+    promptLength: r.promptLength,
+    shape: { batch: r.shape.batch, length: r.shape.length, actions: r.shape.actions },
+  });
+}
+
+/** The layout in a frame from `encodeRollout`; BAD_FRAME when it is not one, or is malformed. */
+export function decodeRollout(buf: ArrayBuffer | Uint8Array): RolloutLayout {
+  const { kind, payload } = decodeFrame(buf);
+  if (kind !== ROLLOUT_FRAME) {
+    badFrame(`Expected a frame of kind '${ROLLOUT_FRAME}', got '${kind}'`, { kind });
+  }
+  try {
+    checkRolloutLayout(payload as RolloutLayout);
+  } catch (cause) {
+    badFrame(
+      `A '${ROLLOUT_FRAME}' frame does not hold a valid rollout: ${(cause as Error).message}`,
+      {},
+      cause,
+    );
+  }
+  return payload as RolloutLayout;
+}
+
+/** A layout is an Experience's layout without its per-action and reward fields. */
+function checkRolloutLayout(r: RolloutLayout): void {
+  if (r === null || typeof r !== 'object') {
+    throw new TroupeError('BAD_ARGUMENT', `A rollout is an object, got ${describe(r)}`);
+  }
+  const count = (x: unknown) => (Number.isSafeInteger(x) && (x as number) > 0 ? (x as number) : 0);
+  const B = count(r.shape?.batch);
+  const A = count(r.shape?.actions);
+  checkExperienceLayout({
+    ...r,
+    actionLogProbs: new Float32Array(B * A),
+    rewards: new Float32Array(B),
+    info: {},
+  } as Experience);
 }
 
 function describe(x: unknown): string {

@@ -13,13 +13,27 @@ export {
   whiten,
 } from './advantages.js';
 export {
+  type AssembleInputs,
+  type AssembleParams,
+  assembleExperience,
+  experienceMetrics,
+  type GeneratedRows,
+  layoutOf,
+  minibatchRows,
+  type RolloutLayout,
+  sliceExperience,
+} from './assemble.js';
+export {
   decodeExperience,
   decodeFrame,
+  decodeRollout,
   EXPERIENCE_FRAME,
   encodeExperience,
   encodeFrame,
+  encodeRollout,
   FRAME_VERSION,
   type Frame,
+  ROLLOUT_FRAME,
   SUPPORTED_FRAME_VERSIONS,
 } from './codec.js';
 export {

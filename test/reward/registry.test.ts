@@ -25,9 +25,10 @@ describe('rewardFromSpec', () => {
       'sentiment',
       'module',
       'http',
+      'model',
     ]);
     expect(() => rewardFromSpec({ type: 'bleu' })).toThrow(
-      "Unknown reward type 'bleu'. Known: exact-match, regex, length, sentiment, module, http.",
+      "Unknown reward type 'bleu'. Known: exact-match, regex, length, sentiment, module, http, model.",
     );
     expect(() => rewardFromSpec({} as never)).toThrow(/needs a 'type'/);
   });

@@ -1,0 +1,558 @@
+import { join } from 'node:path';
+import { createAllReduce } from '../actors/allreduce.js';
+import type { RoleRef } from '../actors/role.js';
+import { type Actor, Supervisor } from '../actors/supervisor.js';
+import type { RlConfig } from '../config/schema.js';
+import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
+import { loadTrainEval } from '../data/split.js';
+import type { BpeTokenizer } from '../data/tokenizer/index.js';
+import { hasCode, TroupeError } from '../errors.js';
+import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
+import type { DetailedReward, RewardBatch } from '../reward/types.js';
+import {
+  type AssembleParams,
+  assembleExperience,
+  experienceMetrics,
+  minibatchRows,
+  type RolloutLayout,
+  sliceExperience,
+} from '../rollout/assemble.js';
+import { decodeRollout, encodeExperience } from '../rollout/codec.js';
+import type { Experience } from '../rollout/experience.js';
+import { AdaptiveKLController, FixedKLController, type KlController } from '../rollout/kl.js';
+import { RunDir } from '../train/run-dir.js';
+import { readTrainerState } from '../train/trainer-state.js';
+import {
+  reduceCapacity,
+  runSteps,
+  type StepReport,
+  saveTrainerCheckpoint,
+  trainableOptions,
+} from './common.js';
+import { modelConfig, runTokenizer, type TrainOptions, type TrainResult } from './lm.js';
+import {
+  type CriticRole,
+  type GeneratedBatch,
+  type GeneratorRole,
+  type ReferenceRole,
+  RL_CRITIC,
+  RL_GENERATOR,
+  RL_POLICY,
+  RL_REFERENCE,
+  type RlPolicyArgs,
+  type RlPolicyRole,
+  type RlStepMetrics,
+} from './roles/rl.js';
+
+export interface RlTrainOptions extends TrainOptions {
+  /**
+   * The reward actor's role (default REWARD, which hosts `reward.sources`): a role of your own
+   * that takes the same arguments, e.g. one wrapping your reward model.
+   */
+  readonly rewardRole?: RoleRef<RewardRole, RewardArgs>;
+}
+
+/** Phases of one iteration, timed on the controller (seconds). */
+const PHASES = ['generate', 'reference', 'reward', 'critic', 'logprobs', 'update', 'sync'] as const;
+type Phase = (typeof PHASES)[number];
+
+/** A prompt row, tokenised, with the text and columns its rewards read. */
+interface Prompt {
+  readonly ids: number[];
+  readonly text: string;
+  readonly columns: Readonly<Record<string, unknown>>;
+}
+
+function toPrompts(c: RlConfig, tok: BpeTokenizer, items: readonly PromptItem[]): Prompt[] {
+  return items
+    .filter((it) => it.ids.length > 0 && it.ids.length <= c.data.maxLength)
+    .map((it) => ({
+      ids: it.ids,
+      text: typeof it.prompt === 'string' ? it.prompt : tok.decode(it.ids),
+      columns: it.extra,
+    }));
+}
+
+/** The actors of a run: policy replicas, generator, reward, and a reference and critic when used. */
+interface Cast {
+  readonly policy: Actor<RlPolicyRole>[];
+  readonly generator: Actor<GeneratorRole>;
+  readonly reward: Actor<RewardRole>;
+  readonly reference?: Actor<ReferenceRole>;
+  readonly critic?: Actor<CriticRole>;
+}
+
+const usesReference = (c: RlConfig) => c.rl.kl.mode !== 'none' && c.rl.kl.coef > 0;
+
+async function startCast(
+  c: RlConfig,
+  supervisor: Supervisor,
+  initial: RlPolicyArgs['model'],
+  mcapacity: number,
+  resumeFrom: string | undefined,
+  rewardRole: RoleRef<RewardRole, RewardArgs>,
+): Promise<Cast> {
+  const runtime = { backend: c.runtime.backend, device: c.runtime.device };
+  const n = c.runtime.replicas;
+  const shared = n > 1 ? createAllReduce(n, mcapacity) : undefined;
+  const base: RlPolicyArgs = {
+    model: initial,
+    ...trainableOptions(c),
+    resumeFrom,
+    temperature: c.rollout.temperature,
+    loss: {
+      clipLow: c.rl.clipLow,
+      clipHigh: c.rl.clipHigh,
+      dualClip: c.rl.dualClip,
+      aggMode: c.rl.aggMode,
+      entropyCoef: c.rl.entropyCoef,
+      klLoss:
+        c.rl.kl.mode === 'loss' && c.rl.kl.coef > 0
+          ? { coef: c.rl.kl.coef, estimator: c.rl.kl.estimator }
+          : undefined,
+    },
+  };
+  const policyP = Promise.all(
+    Array.from({ length: n }, (_, r) =>
+      supervisor.spawn(
+        {
+          name: n > 1 ? `policy/${r}` : 'policy',
+          role: RL_POLICY,
+          args: { ...base, dataParallel: shared ? { shared, rank: r } : undefined },
+        },
+        { runtime },
+      ),
+    ),
+  );
+  const rewardP = supervisor.spawn(
+    {
+      name: 'reward',
+      role: rewardRole,
+      args: { sources: c.reward.sources, poolThreads: c.reward.poolThreads },
+    },
+    { runtime: { backend: 'cpu' } },
+  );
+  const referenceP = usesReference(c)
+    ? supervisor.spawn(
+        {
+          name: 'reference',
+          role: RL_REFERENCE,
+          args: { model: initial, temperature: c.rollout.temperature },
+        },
+        { runtime },
+      )
+    : undefined;
+  const criticP =
+    c.rl.estimator === 'gae'
+      ? supervisor.spawn(
+          {
+            name: 'critic',
+            role: RL_CRITIC,
+            args: {
+              model: c.critic.path ? { dir: c.critic.path } : initial,
+              ...trainableOptions(c),
+              resumeFrom: resumeFrom ? join(resumeFrom, 'critic') : undefined,
+              loss: {
+                clip: c.critic.valueClip > 0 ? c.critic.valueClip : undefined,
+                aggMode: c.rl.aggMode,
+              },
+            },
+          },
+          { runtime },
+        )
+      : undefined;
+  const policy = await policyP;
+  const weights = await policy[0].call.weightsHandle();
+  const generator = await supervisor.spawn(
+    { name: 'generator', role: RL_GENERATOR, args: { model: initial, weights } },
+    { runtime },
+  );
+  const [reward, reference, critic] = await Promise.all([rewardP, referenceP, criticP]);
+  return { policy, generator, reward, reference, critic };
+}
+
+/**
+ * A call to a stateless actor (reward, reference), tried again when its thread crashed and the
+ * supervisor restarted it. Any other error, or a crash that uses up the restarts, stops the step.
+ */
+async function retryCrashed<T>(run: RunDir, what: string, f: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (!hasCode(e, 'ACTOR_CRASHED') || attempt >= 3) throw e;
+      run.log(`${what}: the actor crashed (${(e as Error).message}); retrying on its restart`);
+    }
+  }
+}
+
+/** A copy of a frame for each actor it goes to (a transferred buffer is gone from the sender). */
+const copyOf = (frame: ArrayBuffer) => frame.slice(0);
+
+/** Row sums of a (B, A) array under its mask, over the rows' token counts: a per-row mean. */
+function meanAbsDiff(a: Float32Array, b: number[][], mask: Uint8Array, A: number): number {
+  let s = 0;
+  let n = 0;
+  b.forEach((row, r) => {
+    row.forEach((x, t) => {
+      if (mask[r * A + t]) {
+        s += Math.abs(a[r * A + t] - x);
+        n++;
+      }
+    });
+  });
+  return n > 0 ? s / n : 0;
+}
+
+function maskedMean(x: Float32Array, mask: Uint8Array): number {
+  let s = 0;
+  let n = 0;
+  for (let i = 0; i < x.length; i++) {
+    if (mask[i]) {
+      s += x[i];
+      n++;
+    }
+  }
+  return n > 0 ? s / n : 0;
+}
+
+/** The micro-batches of each replica: rows split evenly over replicas, then over `micro`. */
+function shardRows(rows: readonly number[], replicas: number, micro: number): number[][][] {
+  return Array.from({ length: replicas }, (_, r) => {
+    const mine = rows.slice(
+      Math.floor((r * rows.length) / replicas),
+      Math.floor(((r + 1) * rows.length) / replicas),
+    );
+    const parts: number[][] = [];
+    for (let k = 0; k < micro; k++) {
+      const part = mine.slice(
+        Math.floor((k * mine.length) / micro),
+        Math.floor(((k + 1) * mine.length) / micro),
+      );
+      if (part.length > 0) parts.push(part);
+    }
+    return parts;
+  });
+}
+
+/** Mean of each key over a list of metric records. */
+function meanOf(records: readonly Readonly<Record<string, number>>[]): Record<string, number> {
+  const sums: Record<string, number> = {};
+  for (const r of records) for (const [k, v] of Object.entries(r)) sums[k] = (sums[k] ?? 0) + v;
+  return Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / records.length]));
+}
+
+/**
+ * Online RL: PPO (critic + GAE), GRPO, RLOO and REINFORCE++ over one loop. Topology: policy
+ * replicas (trainers), a generator (samples; pulls the policy's weights from shared memory), a
+ * reward actor (the configured sources), and a reference and a critic when the algorithm uses
+ * them. Each iteration reads like the algorithm:
+ *   generate → (reference ∥ reward ∥ critic ∥ old log-probs) → KL shaping → advantages →
+ *   epochs × minibatches of PPO updates (policy ∥ critic) → publish weights → generator sync.
+ * With `rollout.offPolicy` the next batch is generated while this one trains (one step stale).
+ */
+export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Promise<TrainResult> {
+  const c = config;
+  const ev = opts.events ?? {};
+  const run = await RunDir.create(c.output, {
+    config: c,
+    resume: opts.resume ?? false,
+    keepLast: c.train.keepLast,
+  });
+  const resumed = run.resumedFrom;
+  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
+  const data = await loadTrainEval({
+    train: c.data.train,
+    ...(c.data.eval ? { eval: c.data.eval } : { evalFraction: c.data.evalFraction }),
+    seed: c.seed,
+    columns: c.data.columns,
+    format: 'prompt',
+  });
+  const promptTexts = (xs: typeof data.train) =>
+    xs.flatMap((e) => (e.kind === 'prompt' && typeof e.prompt === 'string' ? [e.prompt] : []));
+  const tok = await runTokenizer(c, run, () => promptTexts(data.train));
+  const mconfig = await modelConfig(c, tok);
+  const itemsOf = (xs: typeof data.train) => xs.map((e) => tokenizePrompt(tok, e));
+  const train = toPrompts(c, tok, itemsOf(data.train));
+  const evalPrompts = toPrompts(c, tok, itemsOf(data.eval));
+  if (train.length === 0) {
+    throw new TroupeError(
+      'BAD_DATA',
+      `${c.data.train}: no prompt fits data.maxLength ${c.data.maxLength}`,
+    );
+  }
+  const eos = tok.eosTokenId;
+  const pad = tok.padTokenId ?? eos ?? 0;
+  const n = c.rollout.samplesPerPrompt;
+  const supervisor = new Supervisor({
+    onLog: (r) => ev.onLog?.(r),
+    onRestart: (e) =>
+      run.log(
+        `actor '${e.thread}' restarted (${e.restart}): ${(e.cause as Error)?.message ?? e.cause}`,
+      ),
+  });
+  try {
+    const initial = c.model.path ? { dir: c.model.path } : { config: mconfig, seed: c.seed };
+    const cast = await startCast(
+      c,
+      supervisor,
+      initial,
+      reduceCapacity(mconfig),
+      resumed?.dir,
+      opts.rewardRole ?? REWARD,
+    );
+    const { policy, generator, reward, reference, critic } = cast;
+    const rewardCall =
+      c.reward.timeoutMs > 0 ? reward.withTimeout(c.reward.timeoutMs) : reward.call;
+    const savedKl = (state?.extra as { klCoef?: number } | undefined)?.klCoef;
+    const kl: KlController =
+      c.rl.kl.target !== undefined
+        ? new AdaptiveKLController(savedKl ?? c.rl.kl.coef, c.rl.kl.target, c.rl.kl.horizon)
+        : new FixedKLController(c.rl.kl.coef);
+    const loader = new DataLoader(train, {
+      batchSize: c.train.batchSize,
+      seed: c.seed,
+      collate: (xs: Prompt[]) => xs,
+      dropLast: train.length >= c.train.batchSize,
+      position: state?.loader,
+    });
+    // Start the generator on the policy's weights (a resumed policy's, not the initial ones).
+    await policy[0].call.publishWeights();
+    await generator.call.sync();
+
+    /** The generator's rows for `prompts` × n samples, retried on a generator restart. */
+    const sample = (prompts: readonly Prompt[], step: number, greedy = false) =>
+      retryCrashed(run, 'generator', async () => {
+        await generator.call.sync(); // a restarted generator starts from the initial weights
+        return generator.call.generate(
+          prompts.flatMap((p) => Array.from({ length: greedy ? 1 : n }, () => p.ids)),
+          {
+            maxNewTokens: c.rollout.maxNewTokens,
+            temperature: greedy ? 0 : c.rollout.temperature,
+            topK: greedy ? 0 : c.rollout.topK,
+            topP: greedy ? 1 : c.rollout.topP,
+            stopTokenIds: eos === undefined ? [] : [eos],
+            padTokenId: pad,
+            sampling: greedy
+              ? undefined
+              : { seed: c.seed, step, actor: 'generator', purpose: 'sample' },
+          },
+        );
+      });
+
+    const rewardBatch = (
+      prompts: readonly Prompt[],
+      g: GeneratedBatch,
+      per: number,
+    ): RewardBatch => {
+      const rows = g.responses.map((_, i) => prompts[Math.floor(i / per)]);
+      const names = new Set(rows.flatMap((p) => Object.keys(p.columns)));
+      return {
+        prompts: rows.map((p) => p.text),
+        completions: g.responses.map((r) =>
+          tok.decode(r.length > 0 && r[r.length - 1] === eos ? r.slice(0, -1) : r),
+        ),
+        columns: Object.fromEntries(
+          [...names].map((k) => [k, rows.map((p) => p.columns[k] ?? null)]),
+        ),
+      };
+    };
+
+    const score = (batch: RewardBatch): Promise<DetailedReward> =>
+      retryCrashed(run, 'reward', () => rewardCall.score(batch));
+
+    /** Scores a generated batch on every actor at once, then assembles its Experience. */
+    const makeExperience = async (
+      prompts: readonly Prompt[],
+      g: GeneratedBatch,
+      t: Record<Phase, number>,
+    ) => {
+      const layout: RolloutLayout = decodeRollout(copyOf(g.frame));
+      const timed = async <T>(phase: Phase, f: () => Promise<T>): Promise<T> => {
+        const t0 = performance.now();
+        try {
+          return await f();
+        } finally {
+          t[phase] += (performance.now() - t0) / 1000;
+        }
+      };
+      const [old, ref, values, rewards] = await Promise.all([
+        timed('logprobs', () => policy[0].call.actionLogprobs(copyOf(g.frame))),
+        reference
+          ? timed('reference', () =>
+              retryCrashed(run, 'reference', () => reference.call.actionLogprobs(copyOf(g.frame))),
+            )
+          : undefined,
+        critic ? timed('critic', () => critic.call.values(copyOf(g.frame))) : undefined,
+        timed('reward', () => score(rewardBatch(prompts, g, n))),
+      ]);
+      const params: AssembleParams = {
+        estimator: c.rl.estimator,
+        gamma: c.rl.gamma,
+        lambda: c.rl.lambda,
+        whiten: c.rl.whiten,
+        normByStd: c.rl.normByStd,
+        klCoef: c.rl.kl.mode === 'reward' && reference ? kl.value : 0,
+        klEstimator: c.rl.kl.estimator,
+        rewardClip: c.rl.rewardClip,
+        rewardNormalize: c.rl.rewardNormalize,
+      };
+      const info = Object.fromEntries(
+        Object.entries(rewards.parts).map(([k, v]) => [`reward/${k}`, v]),
+      );
+      const { experience, meanKl } = assembleExperience(
+        {
+          layout,
+          oldLogp: old.logp,
+          refLogp: ref,
+          values,
+          rewards: rewards.total,
+          groups: Array.from({ length: layout.shape.batch }, (_, i) => Math.floor(i / n)),
+          info,
+        },
+        params,
+      );
+      const extra = {
+        'actor/entropy': maskedMean(old.entropy, layout.actionMask),
+        'rollout/logprob_diff': meanAbsDiff(
+          old.logp,
+          g.logprobs,
+          layout.actionMask,
+          layout.shape.actions,
+        ),
+        'rollout/stopped': g.stopped.filter(Boolean).length / g.stopped.length,
+      };
+      return { experience, meanKl, extra };
+    };
+
+    /** epochs × minibatches optimiser steps of the policy (and the critic, in parallel). */
+    const update = async (e: Experience, step: number, lr: number) => {
+      const policyRecords: Record<string, number>[] = [];
+      const criticRecords: Record<string, number>[] = [];
+      const criticLr = lr * ((c.critic.lr ?? c.optim.lr) / c.optim.lr);
+      let k = 0;
+      for (let epoch = 0; epoch < c.rl.epochs; epoch++) {
+        const batches = minibatchRows(e.shape.batch, c.rl.miniBatches, {
+          seed: c.seed,
+          step,
+          actor: 'trainer',
+          purpose: `minibatch/${epoch}`,
+        });
+        for (const rows of batches) {
+          const micro = shardRows(rows, policy.length, c.train.gradAccum);
+          const frames = (rs: number[][]) => rs.map((r) => encodeExperience(sliceExperience(e, r)));
+          const key = step * c.rl.epochs * c.rl.miniBatches + k++;
+          const [ps, cs] = await Promise.all([
+            Promise.all(policy.map((p, i) => p.call.step(frames(micro[i]), lr, key))),
+            critic ? critic.call.step(frames([rows]), criticLr, key) : undefined,
+          ]);
+          policyRecords.push(record('actor', ps[0]));
+          if (cs) criticRecords.push(record('critic', cs));
+        }
+      }
+      return { ...meanOf(policyRecords), ...(critic ? meanOf(criticRecords) : {}) };
+    };
+
+    let pending: { prompts: Prompt[]; gen: Promise<GeneratedBatch> } | undefined;
+    let pendingSync: Promise<number> | undefined;
+    let savedPosition = loader.position;
+
+    const step = async (s: number, lr: number): Promise<StepReport> => {
+      const t = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
+      const t0 = performance.now();
+      await pendingSync;
+      let prompts: Prompt[];
+      let g: GeneratedBatch;
+      if (pending) {
+        prompts = pending.prompts;
+        g = await pending.gen;
+        pending = undefined;
+      } else {
+        prompts = loader.next().value as Prompt[];
+        g = await sample(prompts, s);
+      }
+      t.generate = (performance.now() - t0) / 1000;
+      savedPosition = loader.position;
+      if (c.rollout.offPolicy && s + 1 < c.train.steps) {
+        const next = loader.next().value as Prompt[];
+        pending = { prompts: next, gen: sample(next, s + 1) };
+      }
+      const { experience, meanKl, extra } = await makeExperience(prompts, g, t);
+      const t1 = performance.now();
+      const updated = await update(experience, s, lr);
+      t.update = (performance.now() - t1) / 1000;
+      const t2 = performance.now();
+      await policy[0].call.publishWeights();
+      pendingSync = generator.call.sync();
+      if (!c.rollout.offPolicy) await pendingSync;
+      t.sync = (performance.now() - t2) / 1000;
+      kl.update(meanKl, experience.shape.batch);
+      const tokens = experience.actionMask.reduce((a, m) => a + m, 0);
+      const values = {
+        ...experienceMetrics(experience),
+        ...extra,
+        ...updated,
+        kl_coef: kl.value,
+        'rollout/weights_version': g.version,
+        ...Object.fromEntries(PHASES.map((p) => [`timing/${p}_s`, t[p]])),
+        'timing/step_s': (performance.now() - t0) / 1000,
+      };
+      return { loss: updated['actor/loss'] ?? 0, tokens, values };
+    };
+
+    const evaluate = async (s: number) => {
+      if (evalPrompts.length === 0) return undefined;
+      const take =
+        c.train.evalBatches === 0
+          ? evalPrompts.length
+          : Math.min(evalPrompts.length, c.train.evalBatches * c.train.batchSize);
+      const records: { rows: number; values: Record<string, number> }[] = [];
+      for (let i = 0; i < take; i += c.train.batchSize) {
+        const prompts = evalPrompts.slice(i, Math.min(i + c.train.batchSize, take));
+        const g = await sample(prompts, s, true);
+        const r = await score(rewardBatch(prompts, g, 1));
+        const values: Record<string, number> = {
+          reward: r.total.reduce((a, b) => a + b, 0) / r.total.length,
+          response_length: g.responses.reduce((a, x) => a + x.length, 0) / g.responses.length,
+        };
+        for (const [k, v] of Object.entries(r.parts))
+          values[`reward/${k}`] = v.reduce((a, b) => a + b, 0) / v.length;
+        records.push({ rows: prompts.length, values });
+      }
+      const total = records.reduce((a, r) => a + r.rows, 0);
+      const out: Record<string, number> = { prompts: total };
+      for (const r of records)
+        for (const [k, v] of Object.entries(r.values))
+          out[k] = (out[k] ?? 0) + (v * r.rows) / total;
+      return out;
+    };
+
+    const r = await runSteps(
+      c,
+      run,
+      state?.step ?? 0,
+      {
+        step,
+        evaluate,
+        save: async (s, lastEval) => {
+          await pendingSync;
+          return saveTrainerCheckpoint(run, policy[0], s, savedPosition, lastEval, tok, {
+            best: { key: 'reward', mode: 'max' },
+            also: critic ? (dir) => critic.call.saveCheckpoint(join(dir, 'critic')) : undefined,
+            extra: { klCoef: kl.value },
+          });
+        },
+      },
+      { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
+    );
+    await pending?.gen.catch(() => undefined);
+    return { runDir: run.dir, steps: r.steps, finalEval: r.lastEval, checkpoint: r.checkpoint };
+  } finally {
+    await supervisor.shutdown();
+  }
+}
+
+/** An RL learner's step as metrics under its namespace (`actor/loss`, `critic/grad_norm`, …). */
+function record(ns: 'actor' | 'critic', m: RlStepMetrics): Record<string, number> {
+  return { [`${ns}/loss`]: m.loss, [`${ns}/grad_norm`]: m.gradNorm, ...m.metrics };
+}

@@ -1,0 +1,138 @@
+import * as Comlink from 'comlink';
+import { TaskPool } from '../actors/pool.js';
+import { type RoleFactory, roleRef } from '../actors/role.js';
+import { TroupeError } from '../errors.js';
+import { type DetailedRewardSource, weightedSum } from './combine.js';
+import { type RewardSpec, rewardFromSpec } from './registry.js';
+import type { DetailedReward, RewardBatch, RewardSource } from './types.js';
+
+export interface RewardArgs {
+  /** The sources, each a spec as rewardFromSpec takes, plus an optional weight (default 1) and name. */
+  readonly sources: readonly (RewardSpec & { readonly weight?: number })[];
+  /** Threads of the task pool for `module` sources (default 1); no pool is started when there are none. */
+  readonly poolThreads?: number;
+}
+
+export interface RewardRole {
+  /** Names of the sources, in order. */
+  names(): Promise<string[]>;
+  /**
+   * Total (weighted sum) and the unweighted part of each source, by name. Errors name the
+   * source (`reward 'exact-match': row 3 is NaN`).
+   */
+  score(batch: RewardBatch): Promise<DetailedReward>;
+}
+
+/** One source of the actor, checked: its distinct name, its weight and its spec for the registry. */
+export interface PlannedSource {
+  readonly name: string;
+  readonly weight: number;
+  readonly spec: RewardSpec;
+}
+
+function bad(message: string, details: Record<string, unknown> = {}): TroupeError {
+  return new TroupeError('BAD_ARGUMENT', `reward actor: ${message}`, { details });
+}
+
+/**
+ * Check the actor's arguments without building anything (so a controller can fail before it
+ * spawns): at least one source, each with a `type`, a finite `weight` and a distinct name (its
+ * `name`, else its type; two unnamed sources of one type must be given names).
+ */
+export function planRewardSources(args: RewardArgs): PlannedSource[] {
+  if (args === null || typeof args !== 'object') throw bad('arguments must be an object');
+  const { sources, poolThreads } = args;
+  if (!Array.isArray(sources) || sources.length === 0) {
+    throw bad("'sources' must list at least one reward source ({ type: 'exact-match', … })");
+  }
+  if (poolThreads !== undefined && !(Number.isInteger(poolThreads) && poolThreads > 0)) {
+    throw bad(`'poolThreads' must be an integer > 0, got ${poolThreads}`);
+  }
+  const planned: PlannedSource[] = [];
+  const seen = new Map<string, number>();
+  sources.forEach((s, i) => {
+    if (s === null || typeof s !== 'object' || typeof s.type !== 'string' || s.type === '') {
+      throw bad(`sources[${i}] needs a 'type' (a reward type such as 'exact-match' or 'model')`, {
+        index: i,
+      });
+    }
+    const { weight = 1, ...spec } = s;
+    if (typeof weight !== 'number' || !Number.isFinite(weight)) {
+      throw bad(`sources[${i}] ('${s.type}') 'weight' must be a finite number, got ${weight}`, {
+        index: i,
+      });
+    }
+    if (spec.name !== undefined && (typeof spec.name !== 'string' || spec.name === '')) {
+      throw bad(`sources[${i}] ('${s.type}') 'name' must be a non-empty string`, { index: i });
+    }
+    const name = (spec.name as string | undefined) ?? spec.type;
+    const first = seen.get(name);
+    if (first !== undefined) {
+      const unnamed = spec.name === undefined && sources[first].name === undefined;
+      throw bad(
+        unnamed
+          ? `sources[${first}] and sources[${i}] are both '${name}' sources without a 'name'; give each a distinct 'name'`
+          : `sources[${first}] and sources[${i}] are both named '${name}'; give each a distinct 'name'`,
+        { index: i, name },
+      );
+    }
+    seen.set(name, i);
+    planned.push({ name, weight, spec: { ...spec, name } });
+  });
+  return planned;
+}
+
+class Reward implements RewardRole {
+  constructor(
+    private readonly sourceNames: readonly string[],
+    private readonly combined: DetailedRewardSource,
+  ) {}
+
+  async names(): Promise<string[]> {
+    return [...this.sourceNames];
+  }
+
+  async score(batch: RewardBatch): Promise<DetailedReward> {
+    const out = await this.combined.scoreDetailed(batch);
+    // Every array is freshly made here: move them to the caller instead of copying.
+    const buffers = new Set<ArrayBuffer>([out.total.buffer as ArrayBuffer]);
+    for (const p of Object.values(out.parts)) buffers.add(p.buffer as ArrayBuffer);
+    return Comlink.transfer(out, [...buffers]);
+  }
+}
+
+/**
+ * Builds the sources in the actor's thread: `module` sources run in a TaskPool started here
+ * (its threads are nested in this one and end with it), `model` sources load their reward
+ * model now, so a bad checkpoint fails the spawn rather than the first score.
+ */
+export const createReward: RoleFactory<RewardRole, RewardArgs> = async (args, ctx) => {
+  const planned = planRewardSources(args);
+  const needsPool = planned.some((p) => p.spec.type === 'module');
+  const pool = needsPool
+    ? new TaskPool({ name: `${ctx.name}/pool`, maxThreads: args.poolThreads ?? 1 })
+    : undefined;
+  try {
+    const parts = planned.map((p) => ({
+      source: rewardFromSpec(p.spec, { pool }),
+      weight: p.weight,
+    }));
+    await Promise.all(
+      parts.map(({ source }) => (source as RewardSource & { load?: () => Promise<void> }).load?.()),
+    );
+    ctx.log(
+      'info',
+      `reward ready: ${planned.map((p) => `${p.weight} × ${p.name}`).join(' + ')}`,
+      pool ? { poolThreads: args.poolThreads ?? 1 } : undefined,
+    );
+    return new Reward(
+      planned.map((p) => p.name),
+      weightedSum(parts, ctx.name),
+    );
+  } catch (e) {
+    await pool?.destroy().catch(() => {});
+    throw e;
+  }
+};
+
+export const REWARD = roleRef<RewardRole, RewardArgs>(import.meta.url, 'createReward');
