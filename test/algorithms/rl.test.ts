@@ -1,0 +1,226 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { trainRl } from '../../src/algorithms/rl.js';
+import { actionLogProbs } from '../../src/algorithms/roles/rl.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { RlConfig } from '../../src/config/schema.js';
+import * as tf from '../../src/kernels/tf.js';
+import { gpt2Config } from '../../src/policy/config.js';
+import { CausalLM } from '../../src/policy/model/causal-lm.js';
+import { layoutOf } from '../../src/rollout/assemble.js';
+import { read, useBackend } from '../helpers/backends.js';
+import { CRASHING_REWARD } from './fixtures/crashing-reward.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'troupe-rl-'));
+
+function readMetrics(dir: string, split: 'train' | 'eval'): Record<string, number>[] {
+  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.split === split);
+}
+
+/** A tiny fresh GPT-2 on the shipped sentiment prompts, rewarded by the AFINN lexicon. */
+function config(algorithm: RlConfig['algorithm'], extra: Record<string, unknown> = {}) {
+  return loadConfig<RlConfig>(algorithm, {
+    object: {
+      output: tmp(),
+      model: {
+        init: { family: 'gpt2', hidden: 32, layers: 1, heads: 2, maxPositions: 64 },
+        tokenizer: { train: { vocabSize: 300 } },
+      },
+      data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0.02, maxLength: 24 },
+      optim: { lr: 1e-3, schedule: 'constant' },
+      train: { steps: 3, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+      rollout: { maxNewTokens: 6 },
+      reward: { sources: [{ type: 'sentiment' }, { type: 'length', weight: 0.1, target: 6 }] },
+      runtime: { backend: 'wasm' },
+      ...extra,
+    },
+  });
+}
+
+describe('action log-probs', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  it('equal a plain log-softmax of logits/τ at the positions that predict each action', async () => {
+    const c = gpt2Config({ vocabSize: 23, hidden: 16, layers: 2, heads: 2, maxPositions: 32 });
+    const model = CausalLM.init(c, { seed: 3 });
+    // Two rows: a left-padded prompt of 2 and a full prompt of 3, responses of 3 and 1 (+ pad).
+    const P = 3;
+    const A = 3;
+    const L = P + A;
+    const ids = Int32Array.from([0, 5, 6, 7, 8, 9, 1, 2, 3, 4, 0, 0]);
+    const mask = Uint8Array.from([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+    const layout = layoutOf({
+      sequences: { ids, mask, batch: 2, length: L },
+      actionMask: Uint8Array.from([0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0]),
+      promptLength: P,
+    });
+    const tau = 0.7;
+    const { logp, entropy } = actionLogProbs(model, layout, { temperature: tau, entropy: true });
+    const got = await read(logp);
+    const gotH = await read(entropy!);
+    // Reference: every row alone, unpadded, through model.logits; log-softmax in float64.
+    const rows = [
+      { tokens: [5, 6, 7, 8, 9], prompt: 2 },
+      { tokens: [1, 2, 3, 4], prompt: 3 },
+    ];
+    for (const [b, row] of rows.entries()) {
+      const h = model.forward({
+        ids: Int32Array.from(row.tokens),
+        mask: new Uint8Array(row.tokens.length).fill(1),
+        batch: 1,
+        length: row.tokens.length,
+      });
+      const logits = await read(model.logits(h));
+      const V = c.vocabSize;
+      for (let j = 0; j < row.tokens.length - row.prompt; j++) {
+        const z = Array.from(
+          logits.subarray((row.prompt - 1 + j) * V, (row.prompt + j) * V),
+          (x) => x / tau,
+        );
+        const m = Math.max(...z);
+        const lse = m + Math.log(z.reduce((s, x) => s + Math.exp(x - m), 0));
+        const want = z[row.tokens[row.prompt + j]] - lse;
+        const H = -z.reduce((s, x) => s + Math.exp(x - lse) * (x - lse), 0);
+        expect(got[b * A + j]).toBeCloseTo(want, 4);
+        expect(gotH[b * A + j]).toBeCloseTo(H, 4);
+      }
+      h.dispose();
+    }
+    tf.dispose([logp, entropy!]);
+    model.dispose();
+  });
+});
+
+describe('online RL on worker-thread actors', () => {
+  it('GRPO: one loop runs generate → reference ∥ reward → update → sync, logging every phase', async () => {
+    const c = await config('grpo', { rl: { miniBatches: 2, epochs: 2 } });
+    const r = await trainRl(c);
+    expect(r.steps).toBe(3);
+    const train = readMetrics(r.runDir, 'train');
+    expect(train).toHaveLength(3);
+    for (const m of train) {
+      for (const k of [
+        'reward/mean',
+        'reward/sentiment/mean',
+        'reward/length/mean',
+        'kl',
+        'actor/pg_loss',
+        'actor/pg_clipfrac',
+        'actor/kl_loss',
+        'actor/entropy',
+        'response_length/mean',
+        'tokens_per_s',
+        'timing/generate_s',
+        'timing/reference_s',
+        'timing/reward_s',
+        'timing/update_s',
+        'timing/sync_s',
+      ]) {
+        expect(Number.isFinite(m[k]), k).toBe(true);
+      }
+      // The generator samples with exactly the weights the policy scores with (on-policy).
+      expect(m['rollout/logprob_diff']).toBeLessThan(1e-4);
+    }
+    // Four optimiser steps (2 epochs × 2 minibatches) per iteration, each published once.
+    expect(train.map((m) => m['rollout/weights_version'])).toEqual([2, 4, 6]);
+    const evals = readMetrics(r.runDir, 'eval');
+    expect(evals.map((e) => e.step)).toEqual([0, 3]);
+    expect(Number.isFinite(evals[1]['reward'])).toBe(true);
+  }, 120_000);
+
+  it('PPO with a critic and one-step-off-policy generation resumes where it stopped', async () => {
+    const extra = {
+      rollout: { maxNewTokens: 6, offPolicy: true },
+      rl: { kl: { target: 0.01, coef: 0.05 } },
+      train: { steps: 4, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 2 },
+    };
+    const c = await config('ppo', extra);
+    const first = await trainRl(c, { stopAfterSteps: 2 });
+    expect(first.steps).toBe(2);
+    expect(existsSync(join(first.checkpoint!, 'critic', 'model.safetensors'))).toBe(true);
+    const trainA = readMetrics(first.runDir, 'train');
+    for (const k of [
+      'critic/vf_loss',
+      'critic/explained_variance',
+      'values/mean',
+      'timing/critic_s',
+    ])
+      expect(Number.isFinite(trainA[1][k]), k).toBe(true);
+    // Off-policy: the second batch was sampled before the first update was synced.
+    expect(trainA[1]['rollout/logprob_diff']).toBeGreaterThan(1e-4);
+    const second = await trainRl(c, { resume: true });
+    expect(second.steps).toBe(4);
+    const trainB = readMetrics(second.runDir, 'train');
+    expect(trainB.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    // The adaptive KL coefficient continues from its saved value, not from the initial one.
+    expect(trainB[2]['kl_coef']).not.toBe(0.05);
+  }, 180_000);
+
+  it('RLOO and REINFORCE++ run on the same loop', async () => {
+    for (const algorithm of ['rloo', 'reinforce'] as const) {
+      const r = await trainRl(
+        await config(algorithm, {
+          train: { steps: 2, batchSize: 2, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+        }),
+      );
+      const train = readMetrics(r.runDir, 'train');
+      expect(train).toHaveLength(2);
+      expect(Number.isFinite(train[1]['advantages/mean'])).toBe(true);
+    }
+  }, 120_000);
+
+  it('survives a reward actor crash: the supervisor restarts it and the run finishes', async () => {
+    const marker = join(tmp(), 'crashed');
+    process.env.TROUPE_TEST_CRASH_MARKER = marker;
+    try {
+      const c = await config('grpo', {});
+      const r = await trainRl(c, { rewardRole: CRASHING_REWARD });
+      expect(existsSync(marker)).toBe(true); // it did crash
+      expect(r.steps).toBe(3);
+      expect(readMetrics(r.runDir, 'train')).toHaveLength(3);
+      const log = readFileSync(join(r.runDir, 'log.txt'), 'utf8');
+      expect(log).toMatch(/actor 'reward' restarted/);
+      expect(log).toMatch(/reward: the actor crashed/);
+    } finally {
+      delete process.env.TROUPE_TEST_CRASH_MARKER;
+    }
+  }, 120_000);
+
+  it('a reward that turns NaN stops the run with an error naming the source; saved steps stay', async () => {
+    const counter = join(tmp(), 'calls');
+    writeFileSync(counter, '0');
+    process.env.TROUPE_TEST_NAN_COUNTER = counter;
+    try {
+      const c = await config('grpo', {
+        train: { steps: 4, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 1 },
+        reward: {
+          sources: [
+            {
+              type: 'module',
+              name: 'flaky',
+              path: resolve('test/algorithms/fixtures/nan-after.mjs'),
+            },
+          ],
+        },
+      });
+      await expect(trainRl(c)).rejects.toMatchObject({
+        code: 'BAD_REWARD',
+        message: expect.stringMatching(/flaky/),
+      });
+      // Call 1 was the step-0 eval; calls 2 and 3 trained steps 1 and 2, each checkpointed.
+      expect(existsSync(join(c.output, 'checkpoints', 'step-000002', 'model.safetensors'))).toBe(
+        true,
+      );
+    } finally {
+      delete process.env.TROUPE_TEST_NAN_COUNTER;
+    }
+  }, 120_000);
+});
