@@ -23,6 +23,38 @@ export interface BootData {
   readonly runtime: RuntimeSpec;
   readonly roles: readonly HostedRole[];
   readonly control: MessagePort;
+  /**
+   * Microseconds the thread's roles spent inside their methods (BigInt64 slot 0, summed with
+   * Atomics.add as each call settles): the controller compares it with its round trips.
+   */
+  readonly busy?: SharedArrayBuffer;
+}
+
+/** `role` with every method timed into `busy` (call to settle, awaits included). */
+function timed(role: object, busy: SharedArrayBuffer | undefined): object {
+  if (!busy) return role;
+  const total = new BigInt64Array(busy, 0, 1);
+  const add = (t0: number) =>
+    Atomics.add(total, 0, BigInt(Math.round((performance.now() - t0) * 1000)));
+  return new Proxy(role, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        const t0 = performance.now();
+        let out: unknown;
+        try {
+          out = v.apply(target, args);
+        } catch (e) {
+          add(t0);
+          throw e;
+        }
+        if (out instanceof Promise) return out.finally(() => add(t0));
+        add(t0);
+        return out;
+      };
+    },
+  });
 }
 
 function context(
@@ -67,7 +99,7 @@ export async function boot(data: BootData): Promise<void> {
         r.args,
         context(r.name, runtime, control),
       );
-      Comlink.expose(role, nodeEndpoint(r.port));
+      Comlink.expose(timed(role, data.busy), nodeEndpoint(r.port));
     }
     control.postMessage({
       type: 'ready',

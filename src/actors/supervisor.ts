@@ -61,6 +61,11 @@ class SupervisedThread {
   private stopped = false;
   private failure: Error | undefined;
   restarts = 0;
+  /** In-method time of this thread's roles, µs (shared with every thread that replaces it). */
+  private readonly busy = new SharedArrayBuffer(8);
+  /** Round-trip time of the calls that settled, ms (controller side). */
+  private callMs = 0;
+  private calls = 0;
 
   constructor(
     readonly name: string,
@@ -90,6 +95,7 @@ class SupervisedThread {
       roles,
       events,
       this.opts.startTimeoutMs ?? 120_000,
+      this.busy,
     );
     live.onExit((code, error) => this.onExit(live, code, error));
     this.live = live;
@@ -191,11 +197,14 @@ class SupervisedThread {
   ): Promise<unknown> {
     const live = await this.current();
     const remote = live.remotes.get(role) as unknown as Record<string, Method>;
+    const t0 = performance.now();
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const settle = () => {
         if (timer) clearTimeout(timer);
         this.pending.delete(reject);
+        this.callMs += performance.now() - t0;
+        this.calls++;
       };
       this.pending.add(reject);
       if (timeoutMs !== undefined && timeoutMs > 0) {
@@ -231,6 +240,12 @@ class SupervisedThread {
     });
   }
 
+  /** Calls settled, their round trips and the time the thread spent in them, so far. */
+  usage(): ActorUsage {
+    const busyMs = Number(Atomics.load(new BigInt64Array(this.busy, 0, 1), 0)) / 1000;
+    return { calls: this.calls, callMs: this.callMs, busyMs };
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.failPending(this.stoppedError());
@@ -241,6 +256,20 @@ class SupervisedThread {
     // A restart that was under way when stop began may have installed a thread: stop it too.
     await (this.live as LiveThread | undefined)?.stop();
   }
+}
+
+/**
+ * What an actor's thread has been asked and has done, cumulative. `callMs − busyMs` is time in
+ * messaging and queues: encoding, posting, waiting for the thread, decoding (concurrent calls to
+ * one thread each count their wait).
+ */
+export interface ActorUsage {
+  /** Calls that settled (answered, failed or timed out). */
+  readonly calls: number;
+  /** Their round trips on the controller, ms. */
+  readonly callMs: number;
+  /** Time the thread's roles spent inside methods, ms (from call to settle, awaits included). */
+  readonly busyMs: number;
 }
 
 /** A typed handle on one actor. `call.method(...)` runs `method` in the actor's thread. */
@@ -256,6 +285,8 @@ export interface Actor<R> {
   readonly runtime: RuntimeInfo | undefined;
   /** The thread's id (for diagnostics and tests). */
   readonly threadId: number | undefined;
+  /** Calls, round trips and in-thread time so far (shared by colocated actors). */
+  usage(): ActorUsage;
 }
 
 function handle<R>(thread: SupervisedThread, role: string): Actor<R> {
@@ -282,6 +313,7 @@ function handle<R>(thread: SupervisedThread, role: string): Actor<R> {
     get threadId() {
       return thread.threadId;
     },
+    usage: () => thread.usage(),
   };
 }
 

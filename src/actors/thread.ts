@@ -40,6 +40,7 @@ export class LiveThread {
     runtime: RuntimeSpec,
     roles: readonly RoleSpec[],
     private readonly events: ThreadEvents,
+    busy: SharedArrayBuffer | undefined,
   ) {
     installErrorTransfer();
     const control = new MessageChannel();
@@ -57,10 +58,10 @@ export class LiveThread {
         port: ch.port2,
       });
     }
-    this.worker = startThread({ thread: name, runtime, roles: hosted, control: control.port2 }, [
-      control.port2,
-      ...hosted.map((h) => h.port),
-    ]);
+    this.worker = startThread(
+      { thread: name, runtime, roles: hosted, control: control.port2, busy },
+      [control.port2, ...hosted.map((h) => h.port)],
+    );
     // Always listen for errors: an unhandled worker error would otherwise kill the process.
     this.worker.on('error', (e) => {
       this.lastError = e;
@@ -82,8 +83,9 @@ export class LiveThread {
     roles: readonly RoleSpec[],
     events: ThreadEvents,
     timeoutMs: number,
+    busy?: SharedArrayBuffer,
   ): Promise<LiveThread> {
-    const t = new LiveThread(name, runtime, roles, events);
+    const t = new LiveThread(name, runtime, roles, events, busy);
     try {
       t.runtime = await t.handshake(timeoutMs);
       return t;

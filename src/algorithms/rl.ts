@@ -457,8 +457,16 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
     let pendingSync: Promise<number> | undefined;
     let savedPosition = loader.position;
 
+    const actors = [
+      ...policy,
+      generator,
+      reward,
+      ...(reference ? [reference] : []),
+      ...(critic ? [critic] : []),
+    ];
     const step = async (s: number, lr: number): Promise<StepReport> => {
       const t = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
+      const usage0 = actors.map((a) => a.usage());
       const t0 = performance.now();
       await pendingSync;
       let prompts: Prompt[];
@@ -488,6 +496,11 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       t.sync = (performance.now() - t2) / 1000;
       kl.update(meanKl, experience.shape.batch);
       const tokens = experience.actionMask.reduce((a, m) => a + m, 0);
+      // Round trips minus the actors' own time: encoding, posting, queueing, decoding.
+      const messaging = actors.reduce((sum, a, i) => {
+        const u = a.usage();
+        return sum + (u.callMs - usage0[i].callMs - (u.busyMs - usage0[i].busyMs)) / 1000;
+      }, 0);
       const values = {
         ...experienceMetrics(experience),
         ...extra,
@@ -496,6 +509,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
         'rollout/weights_version': g.version,
         ...Object.fromEntries(PHASES.map((p) => [`timing/${p}_s`, t[p]])),
         'timing/step_s': (performance.now() - t0) / 1000,
+        'timing/messaging_s': messaging,
       };
       return { loss: updated['actor/loss'] ?? 0, tokens, values };
     };

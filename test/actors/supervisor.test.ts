@@ -37,6 +37,20 @@ describe('Supervisor with real worker threads', () => {
     expect(resources()).toEqual(before);
   });
 
+  it('counts calls, their round trips and the time the thread spent in them', async () => {
+    sup = new Supervisor();
+    const a = await sup.spawn({ name: 'usage', role: ECHO, args: { tag: 'u' } }, { runtime });
+    const before = a.usage();
+    await a.call.sleep(120);
+    await a.call.echo(1);
+    await a.call.fail('x').catch(() => undefined);
+    const u = a.usage();
+    expect(u.calls - before.calls).toBe(3);
+    // The thread was inside sleep() for ≥ 120 ms, and no call took less than the thread's time.
+    expect(u.busyMs - before.busyMs).toBeGreaterThanOrEqual(115);
+    expect(u.callMs - before.callMs).toBeGreaterThanOrEqual(u.busyMs - before.busyMs);
+  });
+
   it('keeps an error’s class, code, details, cause, stack and actor across the thread', async () => {
     sup = new Supervisor();
     const a = await sup.spawn({ name: 'failing', role: ECHO, args: { tag: 'f' } }, { runtime });
