@@ -6,6 +6,9 @@
  *   data/sentiment/prompts.jsonl      {prompt, source}                 RL prompts (sentence openings)
  *   data/moby-dick/train.jsonl        {text, chapter, title}           one row per chapter
  *   data/moby-dick/eval.jsonl         {text, chapter, title}
+ *   data/arithmetic/sft.jsonl         {prompt, completion}             `a+b=` → `c`, SFT warm-up
+ *   data/arithmetic/train.jsonl       {prompt, answer}                 RL prompts
+ *   data/arithmetic/eval.jsonl        {prompt, answer}                 held-out operand pairs
  *
  * Deterministic: every draw comes from Troupe's seeded streams, so a rerun writes the same bytes.
  * Run with `npx tsx scripts/prepare-data.ts`; data/README.md describes the files and licences.
@@ -104,6 +107,31 @@ function mobyDick() {
     .map((c) => ({ text: c.text.trim(), chapter: c.chapter, title: c.title }));
 }
 
+/** Operands of the arithmetic task: a + b with a, b in 0..ARITH_MAX (both orders are distinct). */
+const ARITH_MAX = 49;
+const ARITH_EVAL = 200;
+const ARITH_SFT = 1150;
+
+/**
+ * Two-operand addition `a+b=` → `a+b`, every (a, b) pair once, shuffled (seeded) and cut into
+ * eval (ARITH_EVAL pairs), SFT (ARITH_SFT) and RL train (the rest): the three sets share no
+ * operand pair, so eval accuracy measures problems neither SFT nor RL saw.
+ */
+function arithmetic() {
+  const pairs: [number, number][] = [];
+  for (let a = 0; a <= ARITH_MAX; a++) for (let b = 0; b <= ARITH_MAX; b++) pairs.push([a, b]);
+  const rows = stream('arithmetic/split')
+    .shuffle(pairs)
+    .map(([a, b]) => ({ prompt: `${a}+${b}=`, answer: String(a + b) }));
+  return {
+    eval: rows.slice(0, ARITH_EVAL),
+    sft: rows
+      .slice(ARITH_EVAL, ARITH_EVAL + ARITH_SFT)
+      .map((r) => ({ prompt: r.prompt, completion: r.answer })),
+    train: rows.slice(ARITH_EVAL + ARITH_SFT),
+  };
+}
+
 function writeJsonl(path: string, rows: readonly object[]): void {
   const file = join(ROOT, path);
   mkdirSync(dirname(file), { recursive: true });
@@ -121,3 +149,7 @@ writeJsonl('sentiment/prompts.jsonl', rlPrompts(sentences));
 const book = splitTrainEval(mobyDick(), { evalFraction: 0.05, seed: SEED });
 writeJsonl('moby-dick/train.jsonl', book.train);
 writeJsonl('moby-dick/eval.jsonl', book.eval);
+const arith = arithmetic();
+writeJsonl('arithmetic/sft.jsonl', arith.sft);
+writeJsonl('arithmetic/train.jsonl', arith.train);
+writeJsonl('arithmetic/eval.jsonl', arith.eval);

@@ -60,4 +60,29 @@ describe('data/', () => {
     expect(blocks).toHaveLength(Math.floor((tokens - 1) / 128));
     expect(collateBlocks(blocks.slice(0, 4)).tokens.length).toBe(129);
   });
+
+  it('arithmetic: a+b problems split into SFT, RL train and held-out eval with no shared pair', async () => {
+    const sft = await loadExamples('data/arithmetic/sft.jsonl');
+    const train = await loadExamples('data/arithmetic/train.jsonl');
+    const evalRows = await loadExamples('data/arithmetic/eval.jsonl');
+    expect([sft.length, train.length, evalRows.length]).toEqual([1150, 1150, 200]);
+    const problems = new Set<string>();
+    const check = (prompt: unknown, answer: unknown) => {
+      const m = /^(\d+)\+(\d+)=$/.exec(String(prompt));
+      if (!m) throw new Error(`unexpected prompt ${String(prompt)}`);
+      expect(Number(m[1])).toBeLessThanOrEqual(49);
+      expect(Number(m[2])).toBeLessThanOrEqual(49);
+      expect(answer).toBe(String(Number(m[1]) + Number(m[2])));
+      problems.add(String(prompt));
+    };
+    for (const e of sft) {
+      if (e.kind !== 'completion' || e.conversational) throw new Error(`unexpected ${e.kind} row`);
+      check(e.prompt, e.completion);
+    }
+    for (const e of [...train, ...evalRows]) {
+      if (e.kind !== 'prompt') throw new Error(`unexpected ${e.kind} row`);
+      check(e.prompt, e.extra.answer);
+    }
+    expect(problems.size).toBe(2500);
+  });
 });
