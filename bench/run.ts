@@ -10,6 +10,7 @@ import { algorithmsSuite } from './suites/algorithms.js';
 import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
 import { modelSuite } from './suites/model.js';
+import { rlSuite } from './suites/rl.js';
 import { tokenizerSuite } from './suites/tokenizer.js';
 import type { Suite } from './suites/types.js';
 
@@ -19,6 +20,7 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [tokenizerSuite.name, tokenizerSuite],
   [framesSuite.name, framesSuite],
   [actorsSuite.name, actorsSuite],
+  [rlSuite.name, rlSuite],
   [algorithmsSuite.name, algorithmsSuite],
 ]);
 

@@ -7,6 +7,7 @@
  *   data/moby-dick/train.jsonl        {text, chapter, title}           one row per chapter
  *   data/moby-dick/eval.jsonl         {text, chapter, title}
  *   data/arithmetic/sft.jsonl         {prompt, completion}             `a+b=` → `c`, SFT warm-up
+ *   data/arithmetic/sft-noisy.jsonl   {prompt, completion}             the same, 60 % answered a+b+1
  *   data/arithmetic/train.jsonl       {prompt, answer}                 RL prompts
  *   data/arithmetic/eval.jsonl        {prompt, answer}                 held-out operand pairs
  *
@@ -111,6 +112,20 @@ function mobyDick() {
 const ARITH_MAX = 49;
 const ARITH_EVAL = 200;
 const ARITH_SFT = 1150;
+/** Fraction of sft-noisy.jsonl's answers that are off by one (a + b + 1). */
+const ARITH_NOISE = 0.6;
+
+/**
+ * The SFT rows with a systematic annotator error: each answer is a + b + 1 with probability
+ * ARITH_NOISE (a seeded draw per row). A model fit to them learns addition and the error; a
+ * verifier's reward (exact match against a + b) is what can take the error back out.
+ */
+function noisy(sft: readonly { prompt: string; completion: string }[]) {
+  const u = stream('arithmetic/noise').uniform(sft.length);
+  return sft.map((r, i) =>
+    u[i] < ARITH_NOISE ? { prompt: r.prompt, completion: String(Number(r.completion) + 1) } : r,
+  );
+}
 
 /**
  * Two-operand addition `a+b=` → `a+b`, every (a, b) pair once, shuffled (seeded) and cut into
@@ -151,5 +166,6 @@ writeJsonl('moby-dick/train.jsonl', book.train);
 writeJsonl('moby-dick/eval.jsonl', book.eval);
 const arith = arithmetic();
 writeJsonl('arithmetic/sft.jsonl', arith.sft);
+writeJsonl('arithmetic/sft-noisy.jsonl', noisy(arith.sft));
 writeJsonl('arithmetic/train.jsonl', arith.train);
 writeJsonl('arithmetic/eval.jsonl', arith.eval);

@@ -84,5 +84,20 @@ describe('data/', () => {
       check(e.prompt, e.extra.answer);
     }
     expect(problems.size).toBe(2500);
+    // sft-noisy: the same prompts, about 60 % answered a + b + 1, the rest a + b.
+    const noisy = await loadExamples('data/arithmetic/sft-noisy.jsonl');
+    expect(noisy.map((e) => (e.kind === 'completion' ? e.prompt : ''))).toEqual(
+      sft.map((e) => (e.kind === 'completion' ? e.prompt : '')),
+    );
+    let off = 0;
+    for (const e of noisy) {
+      if (e.kind !== 'completion') throw new Error(`unexpected ${e.kind} row`);
+      const [a, b] = String(e.prompt).slice(0, -1).split('+').map(Number);
+      const got = Number(e.completion);
+      expect([a + b, a + b + 1]).toContain(got);
+      if (got === a + b + 1) off++;
+    }
+    expect(off / noisy.length).toBeGreaterThan(0.55);
+    expect(off / noisy.length).toBeLessThan(0.65);
   });
 });
