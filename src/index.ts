@@ -17,6 +17,7 @@ export {
 export {
   type Actor,
   type ActorSpec,
+  type ActorUsage,
   type RestartPolicy,
   Supervisor,
   type SupervisorOptions,
@@ -33,15 +34,41 @@ export { packWeights, SharedWeights, unpackWeights } from './actors/weights.js';
 export { type TrainEvents, type TrainOptions, type TrainResult, trainLm } from './algorithms/lm.js';
 export * from './algorithms/losses/index.js';
 export { type PreferenceConfig, trainPreference } from './algorithms/preference.js';
+export { type RlTrainOptions, trainRl } from './algorithms/rl.js';
+export {
+  actionLogProbs,
+  type CriticArgs,
+  type CriticRole,
+  type GeneratedBatch,
+  type GeneratorArgs,
+  type GeneratorRole,
+  type PolicyLossConfig,
+  type ReferenceArgs,
+  type ReferenceRole,
+  RL_CRITIC,
+  RL_GENERATOR,
+  RL_POLICY,
+  RL_REFERENCE,
+  type RlPolicyArgs,
+  type RlPolicyRole,
+  type RlStepMetrics,
+} from './algorithms/roles/rl.js';
 export { configToYaml, loadConfig } from './config/load.js';
 export {
   CONFIG_SCHEMAS,
   type DpoConfig,
   dpoConfigSchema,
+  grpoConfigSchema,
   type LmConfig,
   type PretrainConfig,
+  ppoConfigSchema,
   pretrainConfigSchema,
+  RL_ALGORITHMS,
+  type RlAlgorithm,
+  type RlConfig,
   type RmConfig,
+  reinforceConfigSchema,
+  rlooConfigSchema,
   rmConfigSchema,
   type SftConfig,
   sftConfigSchema,
