@@ -84,9 +84,52 @@ describe('run configs', () => {
     await expect(loadConfig('sft', { object: { algorithm: 'pretrain' } })).rejects.toThrow(
       /this config is for 'pretrain', not 'sft'/,
     );
-    await expect(loadConfig('ppo', { object: {} })).rejects.toThrow(
-      /Unknown algorithm 'ppo'. Known: pretrain, sft, rm, dpo./,
+    await expect(loadConfig('appo', { object: {} })).rejects.toThrow(
+      /Unknown algorithm 'appo'. Known: pretrain, sft, rm, dpo, ppo, grpo, rloo, reinforce./,
     );
+  });
+
+  it('fills each online algorithm with its own defaults, and checks their rules', async () => {
+    const base = {
+      output: 'o',
+      model: { path: 'm' },
+      data: { train: 't' },
+      train: { steps: 2, batchSize: 4 },
+      reward: { sources: [{ type: 'sentiment' }] },
+    };
+    type Rl = import('../../src/config/schema.js').RlConfig;
+    const ppo = await loadConfig<Rl>('ppo', { object: base });
+    expect([ppo.rl.estimator, ppo.rollout.samplesPerPrompt, ppo.rl.kl.mode]).toEqual([
+      'gae',
+      1,
+      'reward',
+    ]);
+    const grpo = await loadConfig<Rl>('grpo', { object: base });
+    expect([grpo.rl.estimator, grpo.rollout.samplesPerPrompt, grpo.rl.kl]).toEqual([
+      'grpo',
+      4,
+      { mode: 'loss', coef: 0.001, estimator: 'k3', horizon: 10000 },
+    ]);
+    expect(grpo.reward.sources[0]).toEqual({ type: 'sentiment', weight: 1 });
+    const rloo = await loadConfig<Rl>('rloo', { object: base });
+    expect(rloo.rl.estimator).toBe('rloo');
+    const reinforce = await loadConfig<Rl>('reinforce', { object: base });
+    expect(reinforce.rl.estimator).toBe('reinforce_plus_plus');
+    await expect(
+      loadConfig('grpo', { object: { ...base, rollout: { samplesPerPrompt: 1 } } }),
+    ).rejects.toThrow(/rollout.samplesPerPrompt: the 'grpo' estimator compares the samples/);
+    await expect(
+      loadConfig('ppo', { object: { ...base, rl: { miniBatches: 5 } } }),
+    ).rejects.toThrow(/rl.miniBatches: miniBatches 5 exceeds the 4 rows/);
+    await expect(
+      loadConfig('grpo', { object: { ...base, rl: { kl: { target: 1 } } } }),
+    ).rejects.toThrow(/rl.kl.target: an adaptive KL target applies to the KL in the reward/);
+    await expect(
+      loadConfig('ppo', { object: { ...base, reward: { sources: [] } } }),
+    ).rejects.toThrow(/reward.sources/);
+    await expect(
+      loadConfig('ppo', { object: { ...base, rollout: { temprature: 1 } } }),
+    ).rejects.toThrow(/temprature/);
   });
 
   it('troupe config show prints the resolved config with defaults', async () => {
