@@ -11,15 +11,20 @@ import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
 import type { DetailedReward, RewardBatch } from '../reward/types.js';
 import {
   type AssembleParams,
-  assembleExperience,
   experienceMetrics,
   minibatchRows,
-  type RolloutLayout,
   sliceExperience,
 } from '../rollout/assemble.js';
-import { decodeRollout, encodeExperience } from '../rollout/codec.js';
+import { encodeExperience } from '../rollout/codec.js';
 import type { Experience } from '../rollout/experience.js';
 import { AdaptiveKLController, FixedKLController, type KlController } from '../rollout/kl.js';
+import {
+  type MakerOptions,
+  makeExperience,
+  type PromptRow,
+  rewardBatchOf,
+  type Scorers,
+} from '../rollout/maker.js';
 import { RunDir } from '../train/run-dir.js';
 import { readTrainerState } from '../train/trainer-state.js';
 import {
@@ -56,12 +61,7 @@ export interface RlTrainOptions extends TrainOptions {
 const PHASES = ['generate', 'reference', 'reward', 'critic', 'logprobs', 'update', 'sync'] as const;
 type Phase = (typeof PHASES)[number];
 
-/** A prompt row, tokenised, with the text and columns its rewards read. */
-interface Prompt {
-  readonly ids: number[];
-  readonly text: string;
-  readonly columns: Readonly<Record<string, unknown>>;
-}
+type Prompt = PromptRow & { readonly ids: number[] };
 
 function toPrompts(c: RlConfig, tok: BpeTokenizer, items: readonly PromptItem[]): Prompt[] {
   return items
@@ -184,36 +184,6 @@ async function retryCrashed<T>(run: RunDir, what: string, f: () => Promise<T>): 
       run.log(`${what}: the actor crashed (${(e as Error).message}); retrying on its restart`);
     }
   }
-}
-
-/** A copy of a frame for each actor it goes to (a transferred buffer is gone from the sender). */
-const copyOf = (frame: ArrayBuffer) => frame.slice(0);
-
-/** Row sums of a (B, A) array under its mask, over the rows' token counts: a per-row mean. */
-function meanAbsDiff(a: Float32Array, b: number[][], mask: Uint8Array, A: number): number {
-  let s = 0;
-  let n = 0;
-  b.forEach((row, r) => {
-    row.forEach((x, t) => {
-      if (mask[r * A + t]) {
-        s += Math.abs(a[r * A + t] - x);
-        n++;
-      }
-    });
-  });
-  return n > 0 ? s / n : 0;
-}
-
-function maskedMean(x: Float32Array, mask: Uint8Array): number {
-  let s = 0;
-  let n = 0;
-  for (let i = 0; i < x.length; i++) {
-    if (mask[i]) {
-      s += x[i];
-      n++;
-    }
-  }
-  return n > 0 ? s / n : 0;
 }
 
 /** The micro-batches of each replica: rows split evenly over replicas, then over `micro`. */
@@ -340,90 +310,33 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
         );
       });
 
-    const rewardBatch = (
-      prompts: readonly Prompt[],
-      g: GeneratedBatch,
-      per: number,
-    ): RewardBatch => {
-      const rows = g.responses.map((_, i) => prompts[Math.floor(i / per)]);
-      const names = new Set(rows.flatMap((p) => Object.keys(p.columns)));
-      return {
-        prompts: rows.map((p) => p.text),
-        completions: g.responses.map((r) =>
-          tok.decode(r.length > 0 && r[r.length - 1] === eos ? r.slice(0, -1) : r),
-        ),
-        columns: Object.fromEntries(
-          [...names].map((k) => [k, rows.map((p) => p.columns[k] ?? null)]),
-        ),
-      };
+    const maker: MakerOptions = {
+      samplesPerPrompt: n,
+      decode: (ids) => tok.decode([...ids]),
+      eosTokenId: eos,
     };
-
     const score = (batch: RewardBatch): Promise<DetailedReward> =>
       retryCrashed(run, 'reward', () => rewardCall.score(batch));
-
-    /** Scores a generated batch on every actor at once, then assembles its Experience. */
-    const makeExperience = async (
-      prompts: readonly Prompt[],
-      g: GeneratedBatch,
-      t: Record<Phase, number>,
-    ) => {
-      const layout: RolloutLayout = decodeRollout(copyOf(g.frame));
-      const timed = async <T>(phase: Phase, f: () => Promise<T>): Promise<T> => {
-        const t0 = performance.now();
-        try {
-          return await f();
-        } finally {
-          t[phase] += (performance.now() - t0) / 1000;
-        }
-      };
-      const [old, ref, values, rewards] = await Promise.all([
-        timed('logprobs', () => policy[0].call.actionLogprobs(copyOf(g.frame))),
-        reference
-          ? timed('reference', () =>
-              retryCrashed(run, 'reference', () => reference.call.actionLogprobs(copyOf(g.frame))),
-            )
-          : undefined,
-        critic ? timed('critic', () => critic.call.values(copyOf(g.frame))) : undefined,
-        timed('reward', () => score(rewardBatch(prompts, g, n))),
-      ]);
-      const params: AssembleParams = {
-        estimator: c.rl.estimator,
-        gamma: c.rl.gamma,
-        lambda: c.rl.lambda,
-        whiten: c.rl.whiten,
-        normByStd: c.rl.normByStd,
-        klCoef: c.rl.kl.mode === 'reward' && reference ? kl.value : 0,
-        klEstimator: c.rl.kl.estimator,
-        rewardClip: c.rl.rewardClip,
-        rewardNormalize: c.rl.rewardNormalize,
-      };
-      const info = Object.fromEntries(
-        Object.entries(rewards.parts).map(([k, v]) => [`reward/${k}`, v]),
-      );
-      const { experience, meanKl } = assembleExperience(
-        {
-          layout,
-          oldLogp: old.logp,
-          refLogp: ref,
-          values,
-          rewards: rewards.total,
-          groups: Array.from({ length: layout.shape.batch }, (_, i) => Math.floor(i / n)),
-          info,
-        },
-        params,
-      );
-      const extra = {
-        'actor/entropy': maskedMean(old.entropy, layout.actionMask),
-        'rollout/logprob_diff': meanAbsDiff(
-          old.logp,
-          g.logprobs,
-          layout.actionMask,
-          layout.shape.actions,
-        ),
-        'rollout/stopped': g.stopped.filter(Boolean).length / g.stopped.length,
-      };
-      return { experience, meanKl, extra };
+    const scorers: Scorers = {
+      policy: (frame) => policy[0].call.actionLogprobs(frame),
+      reference: reference
+        ? (frame) =>
+            retryCrashed(run, 'reference', () => reference.call.actionLogprobs(frame.slice(0)))
+        : undefined,
+      critic: critic ? (frame) => critic.call.values(frame) : undefined,
+      reward: score,
     };
+    const assembleParams = (): AssembleParams => ({
+      estimator: c.rl.estimator,
+      gamma: c.rl.gamma,
+      lambda: c.rl.lambda,
+      whiten: c.rl.whiten,
+      normByStd: c.rl.normByStd,
+      klCoef: c.rl.kl.mode === 'reward' && reference ? kl.value : 0,
+      klEstimator: c.rl.kl.estimator,
+      rewardClip: c.rl.rewardClip,
+      rewardNormalize: c.rl.rewardNormalize,
+    });
 
     /** epochs × minibatches optimiser steps of the policy (and the critic, in parallel). */
     const update = async (e: Experience, step: number, lr: number) => {
@@ -485,7 +398,9 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
         const next = loader.next().value as Prompt[];
         pending = { prompts: next, gen: sample(next, s + 1) };
       }
-      const { experience, meanKl, extra } = await makeExperience(prompts, g, t);
+      const made = await makeExperience(prompts, g, scorers, assembleParams(), maker);
+      const { experience, meanKl } = made;
+      Object.assign(t, made.seconds);
       const t1 = performance.now();
       const updated = await update(experience, s, lr);
       t.update = (performance.now() - t1) / 1000;
@@ -503,7 +418,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       }, 0);
       const values = {
         ...experienceMetrics(experience),
-        ...extra,
+        ...made.metrics,
         ...updated,
         kl_coef: kl.value,
         'rollout/weights_version': g.version,
@@ -524,7 +439,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       for (let i = 0; i < take; i += c.train.batchSize) {
         const prompts = evalPrompts.slice(i, Math.min(i + c.train.batchSize, take));
         const g = await sample(prompts, s, true);
-        const r = await score(rewardBatch(prompts, g, 1));
+        const r = await score(rewardBatchOf(prompts, g, { ...maker, samplesPerPrompt: 1 }));
         const values: Record<string, number> = {
           reward: r.total.reduce((a, b) => a + b, 0) / r.total.length,
           response_length: g.responses.reduce((a, x) => a + x.length, 0) / g.responses.length,
