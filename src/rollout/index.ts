@@ -54,4 +54,14 @@ export {
   shapeRewards,
   tokenKl,
 } from './kl.js';
+export {
+  type Generated,
+  type MadeExperience,
+  type MakerOptions,
+  makeExperience,
+  type PromptRow,
+  rewardBatchOf,
+  type ScorePhase,
+  type Scorers,
+} from './maker.js';
 export { checkWireTensor, WIRE_ARRAYS, type WireDtype, type WireTensor } from './wire-tensor.js';
