@@ -26,6 +26,7 @@ interface TrainerConfig {
     readonly schedule: 'constant' | 'linear' | 'cosine';
     readonly warmupSteps: number;
     readonly minLr: number;
+    readonly offload?: boolean;
   };
   readonly train: {
     readonly steps: number;
@@ -54,6 +55,7 @@ export function trainableOptions(
       betas: [c.optim.betas[0], c.optim.betas[1]],
       eps: c.optim.eps,
       weightDecay: c.optim.weightDecay,
+      offload: c.optim.offload ?? false,
     },
     maxGradNorm: c.optim.maxGradNorm,
     gradientCheckpointing: c.model.gradientCheckpointing,

@@ -114,6 +114,22 @@ export async function optimizerStep(
   }
   const coef = o.maxGradNorm > 0 ? o.maxGradNorm / (gradNorm + 1e-6) : 1;
   if (coef < 1) for (let i = 0; i < total; i++) reduced[i] *= coef;
+  if (opt.offloaded) {
+    // The moments live on the host: the update runs there, on the host gradients.
+    const host = new Map<string, Float32Array>();
+    let at = 0;
+    for (const [i, n] of names.entries()) {
+      host.set(n, reduced.subarray(at, at + sizes[i]));
+      at += sizes[i];
+    }
+    await opt.stepOnHost(host, o.lr);
+    return {
+      loss: reduced[total],
+      weight: globalWeight,
+      gradNorm,
+      metrics: metricsOf(metricNames, reduced, total),
+    };
+  }
   const gradTensors = new Map<string, tf.Tensor>();
   let off = 0;
   for (const [i, n] of names.entries()) {

@@ -53,6 +53,7 @@ const KEYS = [
   'decayNormsAndBiases',
   'noDecay',
   'trainable',
+  'offload',
 ] as const;
 
 export const adamwOptionsSchema = z
@@ -74,6 +75,11 @@ export const adamwOptionsSchema = z
       noDecay: predicate.optional(),
       /** Which parameters of the map are trained (default: all). LoRA: only the adapters. */
       trainable: predicate.optional(),
+      /**
+       * Keep the moments in host memory and update on the host (`stepOnHost`), as DeepSpeed's
+       * optimizer offload: the device holds the parameters only (2/3 less optimizer memory there).
+       */
+      offload: z.boolean().default(false),
     },
     { error: refuseUnknownKeys(KEYS) },
   )
@@ -92,12 +98,12 @@ export const adamwOptionsSchema = z
 export type AdamWOptions = z.input<typeof adamwOptionsSchema>;
 export type ResolvedAdamWOptions = Readonly<z.output<typeof adamwOptionsSchema>>;
 
-/** One trainable parameter and its optimizer state. */
+/** One trainable parameter and its optimizer state: on the device, or on the host (offload). */
 interface Slot {
   readonly param: tf.Variable;
   readonly decay: boolean;
-  readonly m: tf.Variable; // exp_avg, p's shape
-  readonly v: tf.Variable; // exp_avg_sq, p's shape
+  readonly m: tf.Variable | Float32Array; // exp_avg, p's shape
+  readonly v: tf.Variable | Float32Array; // exp_avg_sq, p's shape
   t: number;
 }
 
@@ -117,6 +123,31 @@ function zerosVariable(shape: number[]): tf.Variable {
   const v = tf.variable(z, false);
   z.dispose();
   return v;
+}
+
+function checkLr(lr: number, method: string): void {
+  if (!Number.isFinite(lr) || lr < 0) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `AdamW.${method}: lr must be a finite number ≥ 0, got ${lr}`,
+      { details: { lr } },
+    );
+  }
+}
+
+function checkGradShape(
+  name: string,
+  shape: readonly number[],
+  param: tf.Variable,
+  method: string,
+): void {
+  if (sameShape(shape, param.shape)) return;
+  throw new TroupeError(
+    'SHAPE_MISMATCH',
+    `AdamW.${method}: gradient for '${name}' has shape [${shape}] but parameter '${name}' ` +
+      `has shape [${param.shape}]`,
+    { details: { param: name, grad: [...shape], shape: param.shape } },
+  );
 }
 
 export class AdamW {
@@ -171,8 +202,8 @@ export class AdamW {
       this.slots.set(name, {
         param,
         decay,
-        m: zerosVariable(param.shape),
-        v: zerosVariable(param.shape),
+        m: o.offload ? new Float32Array(param.size) : zerosVariable(param.shape),
+        v: o.offload ? new Float32Array(param.size) : zerosVariable(param.shape),
         t: 0,
       });
     }
@@ -201,26 +232,17 @@ export class AdamW {
    */
   step(grads: ReadonlyMap<string, tf.Tensor>, lr: number = this.options.lr): void {
     this.live('step');
-    if (!Number.isFinite(lr) || lr < 0) {
+    if (this.options.offload) {
       throw new TroupeError(
         'BAD_ARGUMENT',
-        `AdamW.step: lr must be a finite number ≥ 0, got ${lr}`,
-        {
-          details: { lr },
-        },
+        'AdamW.step: this optimizer keeps its state on the host (offload); call stepOnHost',
       );
     }
+    checkLr(lr, 'step');
     const work: Array<[Slot, tf.Tensor]> = [];
     for (const [name, g] of grads) {
       const s = this.slot(name, 'step');
-      if (!sameShape(g.shape, s.param.shape)) {
-        throw new TroupeError(
-          'SHAPE_MISMATCH',
-          `AdamW.step: gradient for '${name}' has shape [${g.shape}] but parameter '${name}' ` +
-            `has shape [${s.param.shape}]`,
-          { details: { param: name, grad: g.shape, shape: s.param.shape } },
-        );
-      }
+      checkGradShape(name, g.shape, s.param, 'step');
       work.push([s, g]);
     }
     const [b1, b2] = this.options.betas;
@@ -239,9 +261,56 @@ export class AdamW {
         const v = tf.add(tf.mul(s.v, b2), tf.mul(tf.square(g), 1 - b2)); // v ← β2·v + (1 − β2)·g²
         const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), eps); // √v̂ + ε
         s.param.assign(tf.sub(p, tf.mul(tf.div(m, denom), lr / bc1))); // p ← p − lr·m̂/(√v̂ + ε)
-        s.m.assign(m);
-        s.v.assign(v);
+        (s.m as tf.Variable).assign(m);
+        (s.v as tf.Variable).assign(v);
       });
+    }
+  }
+
+  /** Whether the moments live on the host (`options.offload`). */
+  get offloaded(): boolean {
+    return this.options.offload;
+  }
+
+  /**
+   * `step` with the state on the host: the gradients are host arrays (each its parameter's
+   * size), each parameter is read, updated in place by the same formulas (float32 storage,
+   * float64 arithmetic) and written back. One parameter's copy exists at a time.
+   */
+  async stepOnHost(grads: ReadonlyMap<string, Float32Array>, lr: number = this.options.lr) {
+    this.live('stepOnHost');
+    if (!this.options.offload) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        'AdamW.stepOnHost: this optimizer keeps its state on the device; call step',
+      );
+    }
+    checkLr(lr, 'stepOnHost');
+    const work: Array<[Slot, Float32Array]> = [];
+    for (const [name, g] of grads) {
+      const s = this.slot(name, 'stepOnHost');
+      if (g.length !== s.param.size) checkGradShape(name, [g.length], s.param, 'stepOnHost');
+      work.push([s, g]);
+    }
+    const [b1, b2] = this.options.betas;
+    const { eps, weightDecay } = this.options;
+    this.steps++;
+    for (const [s, g] of work) {
+      s.t++;
+      const bc1 = 1 - b1 ** s.t;
+      const sbc2 = Math.sqrt(1 - b2 ** s.t);
+      const shrink = s.decay && weightDecay !== 0 ? 1 - lr * weightDecay : 1;
+      const step = lr / bc1;
+      const m = s.m as Float32Array;
+      const v = s.v as Float32Array;
+      const p = new Float32Array((await s.param.data()) as Float32Array);
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] = p[i] * shrink - (step * m[i]) / (Math.sqrt(v[i]) / sbc2 + eps);
+      }
+      tf.tidy(() => s.param.assign(tf.tensor(p, s.param.shape, 'float32')));
     }
   }
 
@@ -251,10 +320,18 @@ export class AdamW {
     const { betas, eps, weightDecay, lr } = this.options;
     const paramSteps: Record<string, number> = {};
     const entries: Array<[string, tf.Tensor]> = [];
+    const host = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const [name, s] of this.slots) {
       paramSteps[name] = s.t;
-      entries.push([stateTensorName('exp_avg', name), s.m]);
-      entries.push([stateTensorName('exp_avg_sq', name), s.v]);
+      for (const [moment, x] of [
+        ['exp_avg', s.m],
+        ['exp_avg_sq', s.v],
+      ] as const) {
+        const key = stateTensorName(moment, name);
+        if (x instanceof Float32Array)
+          host.set(key, { shape: [...s.param.shape], data: x.slice() });
+        else entries.push([key, x]);
+      }
     }
     const meta = {
       optimizer: 'adamw' as const,
@@ -265,7 +342,9 @@ export class AdamW {
       weightDecay,
       lr,
     };
-    return { tensors: await readStateTensors(entries), meta };
+    const tensors = await readStateTensors(entries);
+    for (const [k, t] of host) tensors.set(k, t);
+    return { tensors, meta };
   }
 
   /**
@@ -282,7 +361,9 @@ export class AdamW {
       for (const [name, s] of this.slots) {
         for (const moment of MOMENTS) {
           const { shape, data } = dict.tensors.get(stateTensorName(moment, name))!;
-          (moment === 'exp_avg' ? s.m : s.v).assign(tf.tensor(data, shape, 'float32'));
+          const x = moment === 'exp_avg' ? s.m : s.v;
+          if (x instanceof Float32Array) x.set(data);
+          else x.assign(tf.tensor(data, shape, 'float32'));
         }
         s.t = dict.meta.paramSteps[name];
       }
@@ -294,7 +375,9 @@ export class AdamW {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const s of this.slots.values()) tf.dispose([s.m, s.v]);
+    for (const s of this.slots.values()) {
+      for (const x of [s.m, s.v]) if (!(x instanceof Float32Array)) x.dispose();
+    }
   }
 
   private live(method: string): void {

@@ -86,6 +86,54 @@ for (const [backend, skip] of BACKEND_CASES) {
       expect(tf.memory().numTensors).toBe(before);
     });
 
+    it('offloaded (state on the host, stepOnHost) matches the float64 reference, and round-trips its state', async () => {
+      const params = makeParams();
+      const refs = new Map(
+        SPECS.map((s) => [s.name, ref.adamwState(normal(size(s), 0, `init ${s.name}`))]),
+      );
+      const opt = new AdamW(params, SPECS, { ...OPTS, trainable, offload: true });
+      expect(opt.offloaded).toBe(true);
+      const lrs = [1e-2, 2e-2, 3e-2];
+      for (const [step, lr] of lrs.entries()) {
+        const grads = gradsAt(step, ['w', 'e', 'b', 'n']);
+        const host = new Map<string, Float32Array>();
+        for (const [name, g] of grads) host.set(name, Float32Array.from(await read(g)));
+        expect(() => opt.step(grads, lr)).toThrow(/offload/);
+        await opt.stepOnHost(host, lr);
+        for (const [name, g] of host) {
+          ref.adamwStep(refs.get(name)!, g, { ...OPTS, lr }, name === 'w');
+        }
+        disposeAll(grads);
+      }
+      for (const s of SPECS.filter((x) => x.name !== 'frozen')) {
+        expectClose(await read(params.get(s.name)!), refs.get(s.name)!.p, {
+          atol: 1e-6,
+          rtol: 1e-5,
+          what: s.name,
+        });
+      }
+      // The state dict of host moments loads into a device optimizer and back.
+      const dict = await opt.stateDict();
+      expect(dict.meta.paramSteps).toMatchObject({ w: 3, e: 3 });
+      expectClose(dict.tensors.get('exp_avg/w')!.data, refs.get('w')!.m, {
+        atol: 1e-6,
+        rtol: 1e-5,
+        what: 'exp_avg',
+      });
+      const onDevice = new AdamW(params, SPECS, { ...OPTS, trainable });
+      onDevice.loadStateDict(dict);
+      const again = new AdamW(params, SPECS, { ...OPTS, trainable, offload: true });
+      again.loadStateDict(await onDevice.stateDict());
+      expect((await again.stateDict()).tensors.get('exp_avg_sq/n')!.data).toEqual(
+        dict.tensors.get('exp_avg_sq/n')!.data,
+      );
+      await expect(new AdamW(params, SPECS, OPTS).stepOnHost(new Map(), 1e-3)).rejects.toThrow(
+        /call step/,
+      );
+      for (const o of [opt, onDevice, again]) o.dispose();
+      disposeParams(params);
+    });
+
     it('first step with a constant grad moves each param by lr·sign(g), plus lr·λ·p where decayed', async () => {
       const p0 = [1, 2, -1, 0.5];
       const g = [0.5, -2, 3e-3, -7];
