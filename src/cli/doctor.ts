@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { BackendName } from '../kernels/backends/index.js';
 import { type MatMulShape, timeMatMul } from '../kernels/measure.js';
+import { nativeKernels } from '../kernels/native.js';
 import {
   type BackendAttempt,
   probeBackends,
@@ -15,6 +16,10 @@ export interface DoctorReport {
   readonly memoryGiB: number;
   readonly backends: readonly (BackendAttempt & { readonly install: string | null })[];
   readonly auto: Pick<RuntimeInfo, 'backend' | 'device' | 'note' | 'reason'>;
+  /** The optional native BLAS kernels: what they are, or why they are not there. */
+  readonly native:
+    | { readonly available: true; readonly blas: string; readonly threads: number }
+    | { readonly available: false; readonly reason: string };
   readonly threads: {
     readonly logicalCpus: number;
     readonly perWasmActor: number;
@@ -60,6 +65,12 @@ export async function runDoctor(opts: { measure?: boolean } = {}): Promise<Docto
       install: p.available ? null : BACKENDS.get(p.backend)!.install,
     })),
     auto: { backend: auto.backend, device: auto.device, note: auto.note, reason: auto.reason },
+    native: (() => {
+      const n = nativeKernels();
+      return n.available
+        ? { available: true as const, blas: n.addon.config(), threads: n.addon.threads() }
+        : { available: false as const, reason: n.reason };
+    })(),
     threads: {
       logicalCpus: os.availableParallelism(),
       perWasmActor: 1,
@@ -89,6 +100,10 @@ export function formatDoctor(r: DoctorReport): string {
     '',
     `auto picks: ${r.auto.backend} on ${r.auto.device} (${r.auto.note})`,
     `  why: ${r.auto.reason}`,
+    '',
+    r.native.available
+      ? `native kernels: ✓ BatchMatMul on wasm and cpu runs on ${r.native.blas} (${r.native.threads} threads)`
+      : `native kernels: ✗ ${r.native.reason}`,
     '',
     `Threads: ${r.threads.logicalCpus} logical CPUs; wasm runs ${r.threads.perWasmActor} thread per actor ` +
       `(place actors on separate cores); libuv pool ${r.threads.libuvPool}`,

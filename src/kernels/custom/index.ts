@@ -1,7 +1,9 @@
+import { nativeKernels } from '../native.js';
 import { getKernel, registerGradient, registerKernel, unregisterKernel } from '../tf.js';
 import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { embeddingGatherGrad } from './gather-grad.js';
+import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
@@ -42,15 +44,58 @@ export function installCustomKernels(tfBackend: string): string[] {
     unregisterKernel('GatherV2', 'wasm');
     registerKernel(gather);
     added.push('wasm:GatherV2(batchDims)');
-    setFastWasmBatchMatMul(true);
-    added.push('wasm:BatchMatMul(fast)');
+    const native = nativeKernels().available;
+    setWasmBatchMatMul(native ? 'native' : 'fast');
+    added.push(`wasm:BatchMatMul(${native ? 'native BLAS' : 'fast'})`);
+  }
+  if (tfBackend === 'cpu' && nativeKernels().available) {
+    setCpuBatchMatMul('native');
+    added.push('cpu:BatchMatMul(native BLAS)');
   }
   return added;
 }
 
+export type WasmMatMulImpl = 'stock' | 'fast' | 'native';
+
+/**
+ * Which wasm BatchMatMul runs: tfjs' own, Troupe's XNNPACK-based one, or the native BLAS (which
+ * falls back to the fast one for forms it does not take). Benchmarks compare them.
+ */
+export function setWasmBatchMatMul(impl: WasmMatMulImpl): void {
+  const stock = stockWasmBatchMatMul();
+  const native = nativeKernels();
+  if (impl === 'native' && !native.available) {
+    throw new Error(`native BatchMatMul is not available: ${native.reason}`);
+  }
+  unregisterKernel('BatchMatMul', 'wasm');
+  registerKernel(
+    impl === 'stock'
+      ? stock
+      : impl === 'fast' || !native.available
+        ? fastWasmBatchMatMul()
+        : nativeBatchMatMul(native.addon, 'wasm', fastWasmBatchMatMul()),
+  );
+}
+
 /** Switch between the fast and the stock wasm BatchMatMul (benchmarks compare the two). */
 export function setFastWasmBatchMatMul(fast: boolean): void {
-  const stock = stockWasmBatchMatMul();
-  unregisterKernel('BatchMatMul', 'wasm');
-  registerKernel(fast ? fastWasmBatchMatMul() : stock);
+  setWasmBatchMatMul(fast ? 'fast' : 'stock');
+}
+
+let stockCpu: ReturnType<typeof getKernel>;
+
+/** The cpu backend's BatchMatMul: tfjs' own, or the native BLAS. */
+export function setCpuBatchMatMul(impl: 'stock' | 'native'): void {
+  stockCpu ??= getKernel('BatchMatMul', 'cpu');
+  if (!stockCpu) throw new Error('cpu BatchMatMul kernel is not registered');
+  const native = nativeKernels();
+  if (impl === 'native' && !native.available) {
+    throw new Error(`native BatchMatMul is not available: ${native.reason}`);
+  }
+  unregisterKernel('BatchMatMul', 'cpu');
+  registerKernel(
+    impl === 'native' && native.available
+      ? nativeBatchMatMul(native.addon, 'cpu', stockCpu)
+      : stockCpu,
+  );
 }

@@ -1,0 +1,136 @@
+/*
+ * Troupe's native CPU kernels: a Node-API addon over a CBLAS (OpenBLAS). One entry point does
+ * the work of tfjs' BatchMatMul on float32 views (which may point into the wasm backend's heap):
+ *
+ *   sgemmBatched(transA, transB, batch, M, N, K, a, strideA, b, strideB, c)
+ *     for i < batch:  C_i[M,N] = op(A_i)·op(B_i),  A_i = a + i·strideA, B_i = b + i·strideB,
+ *     op(X) = Xᵀ when its flag is set; row-major, C_i = c + i·M·N. strideB = 0 broadcasts B.
+ *
+ * plus threads() / setThreads(n) for the BLAS thread pool. Every argument is checked (sizes
+ * against the views' lengths) before anything is read, and a bad call throws a TypeError or
+ * RangeError naming the argument.
+ */
+#include <cblas.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+extern char *openblas_get_config(void);
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) return NULL;                                                            \
+  } while (0)
+
+static napi_value fail(napi_env env, bool range, const char *msg) {
+  if (range) napi_throw_range_error(env, NULL, msg);
+  else napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
+static bool get_int(napi_env env, napi_value v, int64_t *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return false;
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (d != (double)(int64_t)d) return false;
+  *out = (int64_t)d;
+  return true;
+}
+
+static bool get_f32(napi_env env, napi_value v, float **data, size_t *length) {
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type type;
+  void *ptr;
+  if (napi_get_typedarray_info(env, v, &type, length, &ptr, NULL, NULL) != napi_ok) return false;
+  if (type != napi_float32_array) return false;
+  *data = (float *)ptr;
+  return true;
+}
+
+static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 11) return fail(env, false, "sgemmBatched takes 11 arguments");
+  bool ta, tb;
+  if (napi_get_value_bool(env, argv[0], &ta) != napi_ok)
+    return fail(env, false, "sgemmBatched: transA must be a boolean");
+  if (napi_get_value_bool(env, argv[1], &tb) != napi_ok)
+    return fail(env, false, "sgemmBatched: transB must be a boolean");
+  const char *names[] = {"batch", "M", "N", "K"};
+  int64_t dims[4];
+  for (int i = 0; i < 4; i++) {
+    if (!get_int(env, argv[2 + i], &dims[i]) || dims[i] < 1 || dims[i] > INT32_MAX) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "sgemmBatched: %s must be an integer in [1, 2^31)", names[i]);
+      return fail(env, true, msg);
+    }
+  }
+  int64_t batch = dims[0], M = dims[1], N = dims[2], K = dims[3];
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  int64_t sa, sb;
+  if (!get_f32(env, argv[6], &a, &la)) return fail(env, false, "sgemmBatched: a must be a Float32Array");
+  if (!get_int(env, argv[7], &sa) || sa < 0) return fail(env, true, "sgemmBatched: strideA must be an integer >= 0");
+  if (!get_f32(env, argv[8], &b, &lb)) return fail(env, false, "sgemmBatched: b must be a Float32Array");
+  if (!get_int(env, argv[9], &sb) || sb < 0) return fail(env, true, "sgemmBatched: strideB must be an integer >= 0");
+  if (!get_f32(env, argv[10], &c, &lc)) return fail(env, false, "sgemmBatched: c must be a Float32Array");
+  if ((uint64_t)((batch - 1) * sa + M * K) > la)
+    return fail(env, true, "sgemmBatched: a is shorter than (batch - 1)·strideA + M·K");
+  if ((uint64_t)((batch - 1) * sb + K * N) > lb)
+    return fail(env, true, "sgemmBatched: b is shorter than (batch - 1)·strideB + K·N");
+  if ((uint64_t)(batch * M * N) > lc)
+    return fail(env, true, "sgemmBatched: c is shorter than batch·M·N");
+  // Row-major op(A) is [M, K]: A itself is [M, K] (lda K) or, transposed, [K, M] (lda M).
+  const int lda = ta ? (int)M : (int)K;
+  const int ldb = tb ? (int)K : (int)N;
+  for (int64_t i = 0; i < batch; i++) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, 1.0f, a + i * sa, lda, b + i * sb, ldb, 0.0f,
+                c + i * M * N, (int)N);
+  }
+  return NULL;
+}
+
+static napi_value threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  CHECK(napi_create_int32(env, openblas_get_num_threads(), &out));
+  return out;
+}
+
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t n;
+  if (argc != 1 || !get_int(env, argv[0], &n) || n < 1 || n > 1024)
+    return fail(env, true, "setThreads: n must be an integer in [1, 1024]");
+  openblas_set_num_threads((int)n);
+  return NULL;
+}
+
+static napi_value config(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  CHECK(napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_default, NULL},
+      {"threads", NULL, threads, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
+      {"config", NULL, config, NULL, NULL, NULL, napi_default, NULL},
+  };
+  CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

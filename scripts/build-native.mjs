@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+/**
+ * Builds Troupe's optional native kernels (native/troupe_native.c, a Node-API addon over
+ * OpenBLAS) into native/build/troupe_native.node with the system C compiler. No download: the
+ * Node-API headers come from this Node's own include directory (or the node-api-headers
+ * package when installed), OpenBLAS from the system (`apt-get install libopenblas-dev`).
+ *
+ *   node scripts/build-native.mjs            build; exit 1 on failure
+ *   node scripts/build-native.mjs --optional build if possible; say why not and exit 0
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const optional = process.argv.includes('--optional');
+const out = join(root, 'native', 'build', 'troupe_native.node');
+
+function give(reason) {
+  const line = `native kernels not built: ${reason}`;
+  if (optional) {
+    process.stderr.write(`${line} (optional: Troupe runs on wasm/cpu without them)\n`);
+    process.exit(0);
+  }
+  process.stderr.write(`${line}\n`);
+  process.exit(1);
+}
+
+if (process.env.TROUPE_NATIVE === '0') give('TROUPE_NATIVE=0');
+const cc = ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version']).status === 0);
+if (!cc) give('no C compiler (cc, gcc or clang) on PATH');
+const headerDirs = [
+  join(dirname(process.execPath), '..', 'include', 'node'),
+  join(root, 'node_modules', 'node-api-headers', 'include'),
+  '/usr/include/node',
+].filter((d) => existsSync(join(d, 'node_api.h')));
+if (headerDirs.length === 0) give('no Node-API headers (node_api.h) next to this Node');
+const probe = spawnSync(cc, ['-x', 'c', '-', '-lopenblas', '-o', '/dev/null'], {
+  input: '#include <cblas.h>\nint main(void){return 0;}\n',
+});
+if (probe.status !== 0) {
+  give('OpenBLAS not found (cblas.h and -lopenblas): apt-get install libopenblas-dev');
+}
+mkdirSync(dirname(out), { recursive: true });
+const args = [
+  '-O2',
+  '-shared',
+  '-fPIC',
+  '-Wall',
+  '-DNODE_GYP_MODULE_NAME=troupe_native',
+  '-DNAPI_VERSION=8',
+  `-I${headerDirs[0]}`,
+  join(root, 'native', 'troupe_native.c'),
+  '-lopenblas',
+  '-o',
+  out,
+];
+try {
+  execFileSync(cc, args, { stdio: 'inherit' });
+} catch (e) {
+  give(`${cc} failed: ${e.message}`);
+}
+try {
+  const addon = (await import('node:module')).createRequire(import.meta.url)(out);
+  process.stderr.write(`native kernels built: ${out} (${addon.config()}, ${addon.threads()} threads)\n`);
+} catch (e) {
+  give(`built, but it does not load: ${e.message}`);
+}

@@ -1,0 +1,124 @@
+import type { NativeAddon } from '../native.js';
+import type { DataId, KernelConfig, KernelFunc, TensorInfo } from '../tf.js';
+import { f32View, sizeOf, type WasmBackendLike } from './wasm-heap.js';
+
+interface MatMulArgs {
+  inputs: { a: TensorInfo; b: TensorInfo };
+  backend: unknown;
+  attrs: { transposeA: boolean; transposeB: boolean };
+}
+type MatMulFunc = (args: MatMulArgs) => TensorInfo;
+
+/** How a backend stores float32 data: views of inputs, and a fresh output to write. */
+interface Storage {
+  view(t: TensorInfo): Float32Array;
+  output(shape: number[]): { info: TensorInfo; values: () => Float32Array };
+}
+
+/** The wasm backend: views into its heap (taken after the output is allocated). */
+function wasmStorage(backend: WasmBackendLike): Storage {
+  return {
+    view: (t) => f32View(backend, t),
+    output: (shape) => {
+      const info = backend.makeOutput(shape, 'float32');
+      return { info, values: () => f32View(backend, info) };
+    },
+  };
+}
+
+interface CpuBackendLike {
+  data: { get(dataId: DataId): { values?: unknown } };
+  makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo;
+}
+
+/** The cpu backend: its own typed arrays. */
+function cpuStorage(backend: CpuBackendLike): Storage {
+  return {
+    view: (t) => backend.data.get(t.dataId).values as Float32Array,
+    output: (shape) => {
+      const values = new Float32Array(sizeOf(shape));
+      return { info: backend.makeTensorInfo(shape, 'float32', values), values: () => values };
+    },
+  };
+}
+
+/**
+ * BatchMatMul on a BLAS: each batch of [.., M, K]·[.., K, N] (either operand transposed) is one
+ * sgemm, with a batch of one on either side broadcast (stride 0). Other forms (non-float32,
+ * general broadcasting, empty) go to `fallback`.
+ */
+export function makeNativeBatchMatMul(
+  addon: NativeAddon,
+  backendName: 'wasm' | 'cpu',
+  fallback: MatMulFunc,
+): MatMulFunc {
+  return function nativeBatchMatMul(args: MatMulArgs): TensorInfo {
+    const { a, b } = args.inputs;
+    const { transposeA, transposeB } = args.attrs;
+    const ra = a.shape.length;
+    const rb = b.shape.length;
+    const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+    const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+    const Kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+    const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+    const batchA = sizeOf(a.shape.slice(0, -2));
+    const batchB = sizeOf(b.shape.slice(0, -2));
+    const sameBatch =
+      ra === rb && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]) && batchA === batchB;
+    const ok =
+      a.dtype === 'float32' &&
+      b.dtype === 'float32' &&
+      K === Kb &&
+      M * N * K > 0 &&
+      (sameBatch || batchA === 1 || batchB === 1);
+    if (!ok) return fallback(args);
+    const batch = Math.max(batchA, batchB);
+    const outShape = [...broadcastDims(a.shape.slice(0, -2), b.shape.slice(0, -2)), M, N];
+    const storage =
+      backendName === 'wasm'
+        ? wasmStorage(args.backend as WasmBackendLike)
+        : cpuStorage(args.backend as CpuBackendLike);
+    const out = storage.output(outShape);
+    addon.sgemmBatched(
+      transposeA,
+      transposeB,
+      batch,
+      M,
+      N,
+      K,
+      storage.view(a),
+      batchA === 1 ? 0 : M * K,
+      storage.view(b),
+      batchB === 1 ? 0 : K * N,
+      out.values(),
+    );
+    return out.info;
+  };
+}
+
+/** Batch dimensions broadcast NumPy-style (right-aligned; a 1 takes the other's size). */
+function broadcastDims(da: readonly number[], db: readonly number[]): number[] {
+  const n = Math.max(da.length, db.length);
+  return Array.from({ length: n }, (_, i) => {
+    const x = da[da.length - n + i] ?? 1;
+    const y = db[db.length - n + i] ?? 1;
+    return x === 1 ? y : x;
+  });
+}
+
+/** The native kernel config for `backendName`, falling back to the kernel registered now. */
+export function nativeBatchMatMul(
+  addon: NativeAddon,
+  backendName: 'wasm' | 'cpu',
+  fallback: KernelConfig,
+): KernelConfig {
+  return {
+    kernelName: 'BatchMatMul',
+    backendName,
+    kernelFunc: makeNativeBatchMatMul(
+      addon,
+      backendName,
+      fallback.kernelFunc as unknown as MatMulFunc,
+    ) as unknown as KernelFunc,
+  };
+}

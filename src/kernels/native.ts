@@ -1,0 +1,70 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Troupe's optional native CPU kernels (native/troupe_native.c: a Node-API addon over OpenBLAS),
+ * built by `npm run build:native` where a C compiler and OpenBLAS exist (`apt-get install
+ * libopenblas-dev`). Everything runs without it; with it, BatchMatMul on the wasm and cpu backends
+ * goes to a multithreaded BLAS. `TROUPE_NATIVE=0` turns it off.
+ */
+export interface NativeAddon {
+  /**
+   * for i < batch: C_i[M, N] = op(A_i)·op(B_i), A_i at a[i·strideA], B_i at b[i·strideB] (0
+   * broadcasts), C_i at c[i·M·N]; row-major, op = transpose when the flag is set.
+   */
+  sgemmBatched(
+    transA: boolean,
+    transB: boolean,
+    batch: number,
+    M: number,
+    N: number,
+    K: number,
+    a: Float32Array,
+    strideA: number,
+    b: Float32Array,
+    strideB: number,
+    c: Float32Array,
+  ): void;
+  /** BLAS threads per call. */
+  threads(): number;
+  setThreads(n: number): void;
+  /** The BLAS build (`OpenBLAS 0.3.21 … Haswell MAX_THREADS=64`). */
+  config(): string;
+}
+
+export type NativeStatus =
+  | { readonly available: true; readonly addon: NativeAddon; readonly path: string }
+  | { readonly available: false; readonly reason: string };
+
+/** Where `npm run build:native` puts the addon (the same from src/kernels and dist/kernels). */
+export const NATIVE_ADDON_PATH = fileURLToPath(
+  new URL('../../native/build/troupe_native.node', import.meta.url),
+);
+
+let cached: NativeStatus | undefined;
+
+/** The native addon if it is built and loads (once per thread), or why not. */
+export function nativeKernels(): NativeStatus {
+  if (cached) return cached;
+  if (process.env.TROUPE_NATIVE === '0') {
+    cached = { available: false, reason: 'turned off by TROUPE_NATIVE=0' };
+  } else if (!existsSync(NATIVE_ADDON_PATH)) {
+    cached = {
+      available: false,
+      reason:
+        'not built: run `npm run build:native` (needs a C compiler and OpenBLAS: apt-get install libopenblas-dev)',
+    };
+  } else {
+    try {
+      const addon = createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon;
+      cached = { available: true, addon, path: NATIVE_ADDON_PATH };
+    } catch (e) {
+      cached = {
+        available: false,
+        reason: `${NATIVE_ADDON_PATH} did not load: ${(e as Error).message}`,
+      };
+    }
+  }
+  return cached;
+}

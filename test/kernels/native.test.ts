@@ -1,0 +1,127 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { setCpuBatchMatMul, setWasmBatchMatMul } from '../../src/kernels/custom/index.js';
+import { nativeKernels } from '../../src/kernels/native.js';
+import { RandomStream } from '../../src/kernels/random.js';
+import * as tf from '../../src/kernels/tf.js';
+import { expectClose, read, useBackend } from '../helpers/backends.js';
+
+const native = nativeKernels();
+const skip = native.available ? null : native.reason;
+
+/** op(X) of a row-major matrix with c columns, as plain numbers. */
+function op(x: ArrayLike<number>, c: number, t: boolean): (i: number, j: number) => number {
+  return t ? (i, j) => x[j * c + i] : (i, j) => x[i * c + j];
+}
+
+/** BatchMatMul the slow way: every batch (a batch of 1 broadcast), every element, in float64. */
+function slowBatchMatMul(
+  a: Float32Array,
+  sa: number[],
+  b: Float32Array,
+  sb: number[],
+  ta: boolean,
+  tb: boolean,
+): Float64Array {
+  const [ra, rb] = [sa.length, sb.length];
+  const M = ta ? sa[ra - 1] : sa[ra - 2];
+  const K = ta ? sa[ra - 2] : sa[ra - 1];
+  const N = tb ? sb[rb - 2] : sb[rb - 1];
+  const batchA = sa.slice(0, -2).reduce((x, y) => x * y, 1);
+  const batchB = sb.slice(0, -2).reduce((x, y) => x * y, 1);
+  const batch = Math.max(batchA, batchB);
+  const out = new Float64Array(batch * M * N);
+  for (let i = 0; i < batch; i++) {
+    const ai = a.subarray((batchA === 1 ? 0 : i) * M * K, (batchA === 1 ? 1 : i + 1) * M * K);
+    const bi = b.subarray((batchB === 1 ? 0 : i) * K * N, (batchB === 1 ? 1 : i + 1) * K * N);
+    const A = op(ai, ta ? M : K, ta);
+    const B = op(bi, tb ? K : N, tb);
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += A(m, k) * B(k, n);
+        out[i * M * N + m * N + n] = s;
+      }
+  }
+  return out;
+}
+
+const CASES: [number[], number[], boolean, boolean][] = [
+  [[7, 5], [5, 9], false, false],
+  [[5, 7], [5, 9], true, false],
+  [[7, 5], [9, 5], false, true],
+  [[5, 7], [9, 5], true, true],
+  [[3, 7, 5], [3, 5, 9], false, false],
+  [[3, 5, 7], [3, 9, 5], true, true],
+  [[3, 7, 5], [5, 9], false, false], // B broadcast over the batch (a linear layer)
+  [[7, 5], [3, 5, 9], false, false], // A broadcast
+  [[2, 3, 7, 5], [2, 3, 9, 5], false, true], // attention's q·kᵀ
+  [[64, 96], [96, 130], false, false], // sizes past one BLAS block
+];
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  describe.skipIf(skip !== null)(
+    `native BatchMatMul on ${backend}${skip ? ` (${skip})` : ''}`,
+    () => {
+      beforeAll(async () => {
+        await useBackend(backend);
+        if (backend === 'wasm') setWasmBatchMatMul('native');
+        else setCpuBatchMatMul('native');
+      });
+
+      it.each(CASES)(
+        '%j · %j (transposeA %s, transposeB %s) equals the plain loop',
+        async (sa, sb, ta, tb) => {
+          const rng = RandomStream.of({ seed: 5, step: 0, actor: 'test', purpose: `${sa}/${sb}` });
+          const na = sa.reduce((x, y) => x * y, 1);
+          const nb = sb.reduce((x, y) => x * y, 1);
+          const a = rng.normal(na);
+          const b = rng.normal(nb);
+          const out = tf.matMul(tf.tensor(a, sa), tf.tensor(b, sb), ta, tb);
+          const want = slowBatchMatMul(a, sa, b, sb, ta, tb);
+          expect(out.size).toBe(want.length);
+          expectClose(await read(out), want, { atol: 1e-4, rtol: 1e-4, what: 'product' });
+          out.dispose();
+        },
+      );
+
+      it('gives the gradients of a matmul chain the stock kernel gives', async () => {
+        const rng = RandomStream.of({ seed: 6, step: 0, actor: 'test', purpose: 'grad' });
+        const x = tf.tensor(rng.normal(2 * 6 * 8), [2, 6, 8]);
+        const w = tf.tensor(rng.normal(8 * 5), [8, 5]);
+        const f = (xx: tf.Tensor, ww: tf.Tensor) =>
+          tf.sum(tf.square(tf.matMul(tf.matMul(xx, ww), ww, false, true)));
+        const grads = async () => {
+          const [gx, gw] = tf.grads(f)([x, w]);
+          return [await read(gx), await read(gw)];
+        };
+        const got = await grads();
+        if (backend === 'wasm') setWasmBatchMatMul('stock');
+        else setCpuBatchMatMul('stock');
+        const want = await grads();
+        if (backend === 'wasm') setWasmBatchMatMul('native');
+        else setCpuBatchMatMul('native');
+        expectClose(got[0], want[0], { atol: 1e-3, rtol: 1e-4, what: 'dx' });
+        expectClose(got[1], want[1], { atol: 1e-3, rtol: 1e-4, what: 'dw' });
+      });
+    },
+  );
+}
+
+describe.skipIf(skip !== null)('native addon arguments', () => {
+  it('refuses bad sizes and types before touching memory, naming the argument', () => {
+    if (!native.available) return;
+    const f = (n: number) => new Float32Array(n);
+    const s = native.addon.sgemmBatched;
+    expect(() => s(false, false, 1, 4, 4, 4, f(15), 0, f(16), 0, f(16))).toThrow(
+      /a is shorter than/,
+    );
+    expect(() => s(false, false, 2, 4, 4, 4, f(32), 16, f(32), 16, f(16))).toThrow(
+      /c is shorter than/,
+    );
+    expect(() => s(false, false, 0, 4, 4, 4, f(16), 0, f(16), 0, f(16))).toThrow(/batch must be/);
+    expect(() =>
+      s(false, false, 1, 4, 4, 4, new Float64Array(16) as never, 0, f(16), 0, f(16)),
+    ).toThrow(/a must be a Float32Array/);
+    expect(() => native.addon.setThreads(0)).toThrow(/setThreads/);
+  });
+});
