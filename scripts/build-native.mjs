@@ -63,7 +63,9 @@ try {
 }
 try {
   const addon = (await import('node:module')).createRequire(import.meta.url)(out);
-  process.stderr.write(`native kernels built: ${out} (${addon.config()}, ${addon.threads()} threads)\n`);
+  process.stderr.write(
+    `native kernels built: ${out} (${addon.config()}, ${addon.threads()} threads)\n`,
+  );
 } catch (e) {
   give(`built, but it does not load: ${e.message}`);
 }
