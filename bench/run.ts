@@ -12,6 +12,7 @@ import { matmulSuite } from './suites/matmul.js';
 import { modelSuite } from './suites/model.js';
 import { rlSuite } from './suites/rl.js';
 import { tokenizerSuite } from './suites/tokenizer.js';
+import { torchSuite } from './suites/torch.js';
 import type { Suite } from './suites/types.js';
 
 const SUITES: ReadonlyMap<string, Suite> = new Map([
@@ -22,6 +23,7 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [actorsSuite.name, actorsSuite],
   [rlSuite.name, rlSuite],
   [algorithmsSuite.name, algorithmsSuite],
+  [torchSuite.name, torchSuite],
 ]);
 
 const { values } = parseArgs({

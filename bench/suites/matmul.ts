@@ -1,5 +1,6 @@
-import { setFastWasmBatchMatMul } from '../../src/kernels/custom/index.js';
+import { setCpuBatchMatMul, setWasmBatchMatMul } from '../../src/kernels/custom/index.js';
 import { type MatMulShape, timeMatMul } from '../../src/kernels/measure.js';
+import { nativeKernels } from '../../src/kernels/native.js';
 import { probeBackends, startRuntime } from '../../src/kernels/runtime.js';
 import type { Suite } from './types.js';
 
@@ -39,7 +40,8 @@ function describe(s: MatMulShape): string {
 
 export const matmulSuite: Suite = {
   name: 'matmul',
-  description: 'fp32 matMul GFLOP/s per backend and shape; on wasm, the fast BatchMatMul vs stock',
+  description:
+    'fp32 matMul GFLOP/s per backend and shape; on wasm, the native BLAS (when built) and the fast BatchMatMul vs stock',
   async run({ quick, log }) {
     const rows: Row[] = [];
     const shapes = SHAPES.filter((s) => !quick || QUICK.has(s.name));
@@ -48,14 +50,23 @@ export const matmulSuite: Suite = {
       await startRuntime({ backend });
       // Warm up: the first touch of fresh memory is slow on these VMs, and XNNPACK sets up lazily.
       await timeMatMul(shapes[0].shape, { minMs: quick ? 200 : 1000 });
-      const variants = backend === 'wasm' ? (['fast', 'stock'] as const) : (['stock'] as const);
+      const native = nativeKernels().available;
+      const variants: readonly ('native' | 'fast' | 'stock')[] =
+        backend === 'wasm'
+          ? native
+            ? ['native', 'fast', 'stock']
+            : ['fast', 'stock']
+          : backend === 'cpu' && native
+            ? ['native', 'stock']
+            : ['stock'];
       for (const { name, shape } of shapes) {
         // Variants interleaved over rounds, best round kept: drift on a shared machine, and the
         // slow first touch of memory the heap has just grown into, hit every variant alike.
         const best = new Map<string, { gflops: number; msPerCall: number }>();
         for (let round = 0; round < (quick || backend === 'cpu' ? 1 : 3); round++) {
           for (const variant of variants) {
-            if (backend === 'wasm') setFastWasmBatchMatMul(variant === 'fast');
+            if (backend === 'wasm') setWasmBatchMatMul(variant);
+            if (backend === 'cpu') setCpuBatchMatMul(variant === 'native' ? 'native' : 'stock');
             const t = await timeMatMul(shape, {
               minMs: quick ? 100 : 300,
               minCalls: backend === 'cpu' ? 1 : 3,
@@ -66,7 +77,10 @@ export const matmulSuite: Suite = {
           }
         }
         for (const [variant, t] of best) {
-          const kernel = backend === 'wasm' ? `wasm ${variant}` : backend;
+          const kernel =
+            backend === 'wasm' || (backend === 'cpu' && variants.length > 1)
+              ? `${backend} ${variant}`
+              : backend;
           rows.push({
             backend,
             kernel,
@@ -77,7 +91,8 @@ export const matmulSuite: Suite = {
           log(`${kernel.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name}`);
         }
       }
-      if (backend === 'wasm') setFastWasmBatchMatMul(true);
+      if (backend === 'wasm') setWasmBatchMatMul(native ? 'native' : 'fast');
+      if (backend === 'cpu' && native) setCpuBatchMatMul('native');
     }
     return { rows, markdown: table(rows) };
   },

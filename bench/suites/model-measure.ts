@@ -17,6 +17,7 @@ import {
   rightPad,
   type TokenBatch,
 } from '../../src/policy/index.js';
+import { optimizerStep } from '../../src/policy/train-step.js';
 
 export type TrainVariant = 'plain' | 'checkpoint';
 
@@ -48,6 +49,11 @@ export interface ModelCase {
      */
     readonly optimizer: boolean;
     readonly skipReason?: string;
+    /**
+     * Also measure this many steps the way the trainers take them (`optimizerStep`: checkpointed
+     * fwd+bwd, clip on the host, AdamW with its moments offloaded to the host), after a warm-up.
+     */
+    readonly offloadSteps?: number;
   };
   /** Profile tfjs memory (`tf.profile` peakBytes) in the warm-up steps. */
   readonly memory: boolean;
@@ -399,6 +405,46 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
           ? 'batch·seq / (variableGrads of lmLoss + clipGradNorm 1.0 + AdamW.step)'
           : 'batch·seq / variableGrads of lmLoss (no clip, no AdamW)',
       });
+    }
+    if (tr.offloadSteps) {
+      phase('train (offload)');
+      const host = new AdamW(model.params, model.specs, { lr: 1e-4, offload: true });
+      try {
+        const one = async () => {
+          const t0 = now();
+          const out = await optimizerStep(
+            model,
+            host,
+            [
+              () => {
+                const { loss, tokens: n } = lmLoss(model, batch, { checkpoint: true });
+                return { loss, weight: n };
+              },
+            ],
+            { lr: 1e-4, maxGradNorm: 1 },
+          );
+          if (!Number.isFinite(out.loss)) throw new Error(`offload step: the loss is ${out.loss}`);
+          return { ms: now() - t0, loss: out.loss };
+        };
+        const warmup = await one();
+        const runs: { ms: number; loss: number }[] = [];
+        for (let i = 0; i < tr.offloadSteps; i++) runs.push(await one());
+        const ms = median(runs.map((r) => r.ms));
+        push({
+          figure: 'train (checkpoint, AdamW offload)',
+          value: (B * T) / (ms / 1000),
+          unit: 'tokens/s',
+          batch: B,
+          seq: T,
+          ms,
+          samples: runs.length,
+          warmupMs: warmup.ms,
+          losses: [warmup.loss, ...runs.map((r) => r.loss)],
+          how: 'batch·seq / optimizerStep (checkpointed fwd+bwd, host clip 1.0, AdamW moments on the host)',
+        });
+      } finally {
+        host.dispose();
+      }
     }
     if (c.memory) {
       for (const v of tr.variants) {

@@ -1,0 +1,119 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { timeMatMul } from '../../src/kernels/measure.js';
+import { nativeKernels } from '../../src/kernels/native.js';
+import { startRuntime } from '../../src/kernels/runtime.js';
+import { runChild } from './model.js';
+import type { Suite } from './types.js';
+
+/** The Python that has PyTorch: the system one (Debian's python3-torch), or TROUPE_TORCH_PYTHON. */
+const PYTHON = process.env.TROUPE_TORCH_PYTHON ?? '/usr/bin/python3';
+const SCRIPT = fileURLToPath(new URL('../torch/compare.py', import.meta.url));
+
+interface TorchRow {
+  figure: string;
+  config: string;
+  threads: number;
+  value: number;
+  unit: string;
+}
+
+/** The matmul shapes of compare.py, as Troupe's timeMatMul takes them (same names). */
+const MATMULS = [
+  { name: 'linear X·W', a: [512, 768], b: [768, 768] },
+  { name: 'linear grad dX = dY·Wᵀ', a: [512, 768], b: [768, 768], transposeB: true },
+  { name: 'linear grad dW = Xᵀ·dY', a: [512, 768], b: [512, 768], transposeA: true },
+  { name: 'attention Q·Kᵀ (and dP = dO·Vᵀ)', a: [48, 128, 64], b: [48, 128, 64], transposeB: true },
+  { name: 'attention P·V (and dQ = dS·K)', a: [48, 128, 128], b: [48, 128, 64] },
+];
+
+/** Whether the PyTorch side can run here, and why not. */
+export function torchAvailable(): { ok: true } | { ok: false; reason: string } {
+  const r = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], {
+    encoding: 'utf8',
+  });
+  if (r.status === 0) return { ok: true };
+  return {
+    ok: false,
+    reason: `${PYTHON} cannot import torch (apt-get install python3-torch, or set TROUPE_TORCH_PYTHON)`,
+  };
+}
+
+/**
+ * Side by side with PyTorch (CPU, Debian's python3-torch): the same matmuls and the same
+ * GPT-2-family configs (forward, training step, KV-cache generation), Troupe on wasm (with the
+ * native BLAS when built) measured in the same run, PyTorch at 1 thread and at every core.
+ */
+export const torchSuite: Suite = {
+  name: 'torch',
+  description:
+    'Troupe vs PyTorch (CPU) on the same matmuls and GPT-2-family workloads, measured in one run',
+  async run({ quick, log }) {
+    const avail = torchAvailable();
+    if (!avail.ok) {
+      log(`skipped: ${avail.reason}`);
+      return { rows: [], markdown: `Skipped: ${avail.reason}.` };
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'troupe-torch-'));
+    let torch: { torch: string; cores: number; rows: TorchRow[] };
+    try {
+      const out = join(dir, 'torch.json');
+      log(`PyTorch: ${PYTHON} ${SCRIPT}`);
+      const r = spawnSync(PYTHON, [SCRIPT, '--out', out, ...(quick ? ['--quick'] : [])], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
+      if (r.status !== 0) throw new Error(`compare.py failed (exit ${r.status})`);
+      torch = JSON.parse(readFileSync(out, 'utf8'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const troupe: { figure: string; config: string; value: number; unit: string }[] = [];
+    await startRuntime({ backend: 'wasm' });
+    for (const m of MATMULS) {
+      await timeMatMul(m, { minMs: 200 });
+      const t = await timeMatMul(m, { minMs: quick ? 200 : 500, minCalls: 3 });
+      troupe.push({
+        figure: `matmul ${m.name}`,
+        config: 'gpt2-layer',
+        value: t.gflops,
+        unit: 'GFLOP/s',
+      });
+    }
+    for (const name of quick ? ['tiny'] : ['tiny', 'small']) {
+      const { rows } = await runChild('wasm', name, quick, log);
+      for (const row of rows) {
+        if (['forward', 'train', 'generate b1', 'generate b8'].includes(row.figure))
+          troupe.push({ figure: row.figure, config: name, value: row.value, unit: row.unit });
+      }
+    }
+    const threads = [...new Set(torch.rows.map((r) => r.threads))].sort((a, b) => a - b);
+    const kernel = nativeKernels().available ? 'wasm + native BLAS (1 thread)' : 'wasm';
+    const rows = troupe.map((t) => {
+      const ref = Object.fromEntries(
+        threads.map((n) => [
+          n,
+          torch.rows.find((r) => r.figure === t.figure && r.config === t.config && r.threads === n)
+            ?.value,
+        ]),
+      );
+      return { ...t, troupe: t.value, torch: ref };
+    });
+    const fmt = (x: number | undefined) =>
+      x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(1);
+    const markdown = [
+      `PyTorch ${torch.torch} (CPU, ${torch.cores} cores) vs Troupe on ${kernel}.`,
+      '',
+      `| figure | config | Troupe | ${threads.map((n) => `PyTorch ${n} thread${n > 1 ? 's' : ''}`).join(' | ')} | Troupe / PyTorch 1 thread |`,
+      `|---|---|---:|${threads.map(() => '---:').join('|')}|---:|`,
+      ...rows.map((r) => {
+        const one = r.torch[threads[0]];
+        return `| ${r.figure} (${r.unit}) | ${r.config} | ${fmt(r.troupe)} | ${threads.map((n) => fmt(r.torch[n])).join(' | ')} | ${one ? (r.troupe / one).toFixed(2) : '—'} |`;
+      }),
+    ].join('\n');
+    return { rows, markdown };
+  },
+};

@@ -1,0 +1,168 @@
+"""PyTorch's numbers for the workloads Troupe's benchmarks measure, for a side-by-side table.
+
+Run by `npm run bench -- --suite torch` (bench/suites/torch.ts) with the system Python and the
+Debian `python3-torch` package (`apt-get install python3-torch`; no pip, no download). Writes one
+JSON object to --out: {"torch": version, "rows": [{figure, config, threads, value, unit}, ...]}.
+
+The workloads mirror bench/suites/matmul.ts and bench/suites/model-measure.ts:
+  - fp32 matmul GFLOP/s on the GPT-2-layer shapes;
+  - a GPT-2-family model (the same shapes and tied head as Troupe's gpt2Config): forward
+    tokens/s, a training step (fwd + bwd + clip 1.0 + AdamW) tokens/s, greedy generation with a
+    KV cache (prompt 32, 64 new tokens) tokens/s at batch 1 and 8.
+Each at 1 thread and at every core (torch.set_num_threads).
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+MATMULS = [
+    ("linear X·W", (512, 768), (768, 768), False, False),
+    ("linear grad dX = dY·Wᵀ", (512, 768), (768, 768), False, True),
+    ("linear grad dW = Xᵀ·dY", (512, 768), (512, 768), True, False),
+    ("attention Q·Kᵀ (and dP = dO·Vᵀ)", (48, 128, 64), (48, 128, 64), False, True),
+    ("attention P·V (and dQ = dS·K)", (48, 128, 128), (48, 128, 64), False, False),
+]
+
+CONFIGS = {
+    # name: vocab, layers, heads, hidden, batch, seq (as bench/suites/model.ts)
+    "tiny": dict(vocab=256, layers=4, heads=4, hidden=128, batch=8, seq=64),
+    "small": dict(vocab=512, layers=6, heads=6, hidden=384, batch=8, seq=128),
+}
+
+
+def timed(fn, min_s=0.5, min_calls=3):
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_s and n >= min_calls:
+            return dt / n
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = torch.nn.LayerNorm(d, eps=1e-5)
+        self.c_attn = torch.nn.Linear(d, 3 * d)
+        self.c_proj = torch.nn.Linear(d, d)
+        self.ln2 = torch.nn.LayerNorm(d, eps=1e-5)
+        self.fc = torch.nn.Linear(d, 4 * d)
+        self.proj = torch.nn.Linear(4 * d, d)
+
+    def forward(self, x, cache=None):
+        B, T, d = x.shape
+        h = self.heads
+        q, k, v = self.c_attn(self.ln1(x)).split(d, dim=2)
+        q, k, v = (t.view(B, T, h, d // h).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        S = k.shape[2]
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
+        mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, d)
+        x = x + self.c_proj(y)
+        return x + self.proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GPT2(torch.nn.Module):
+    def __init__(self, vocab, layers, heads, hidden, max_positions=256):
+        super().__init__()
+        self.wte = torch.nn.Embedding(vocab, hidden)
+        self.wpe = torch.nn.Embedding(max_positions, hidden)
+        self.blocks = torch.nn.ModuleList(Block(hidden, heads) for _ in range(layers))
+        self.ln_f = torch.nn.LayerNorm(hidden, eps=1e-5)
+        for p in self.parameters():
+            if p.dim() > 1:
+                torch.nn.init.normal_(p, std=0.02)
+
+    def forward(self, ids, caches=None, past=0):
+        T = ids.shape[1]
+        x = self.wte(ids) + self.wpe(torch.arange(past, past + T))
+        for i, b in enumerate(self.blocks):
+            x = b(x, None if caches is None else caches[i])
+        return self.ln_f(x) @ self.wte.weight.T  # tied head
+
+
+def model_rows(name, c, threads, quick):
+    rows = []
+    m = GPT2(c["vocab"], c["layers"], c["heads"], c["hidden"])
+    B, T = c["batch"], c["seq"]
+    ids = torch.randint(0, c["vocab"], (B, T))
+    with torch.no_grad():
+        s = timed(lambda: m(ids), min_s=0.3 if quick else 1.0)
+    rows.append(dict(figure="forward", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = m(ids)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+
+    s = timed(step, min_s=0.5 if quick else 2.0)
+    rows.append(dict(figure="train", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
+    for gb in (1, 8):
+        prompt = torch.randint(0, c["vocab"], (gb, 32))
+
+        @torch.no_grad()
+        def gen():
+            caches = [dict() for _ in m.blocks]
+            logits = m(prompt, caches, 0)
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            for t in range(63):
+                logits = m(nxt, caches, 32 + t)
+                nxt = logits[:, -1].argmax(-1, keepdim=True)
+
+        s = timed(gen, min_s=0.3 if quick else 1.0, min_calls=2)
+        rows.append(
+            dict(figure=f"generate b{gb}", config=name, threads=threads, value=gb * 64 / s, unit="tokens/s")
+        )
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    cores = os.cpu_count() or 1
+    for threads in sorted({1, cores}):
+        torch.set_num_threads(threads)
+        for name, a, b, ta, tb in MATMULS:
+            A, Bm = torch.randn(a), torch.randn(b)
+            A = A.transpose(-2, -1) if ta else A
+            Bm = Bm.transpose(-2, -1) if tb else Bm
+            M, K = A.shape[-2], A.shape[-1]
+            N = Bm.shape[-1]
+            batch = A.shape[0] if A.dim() == 3 else 1
+            s = timed(lambda: A @ Bm, min_s=0.2 if args.quick else 0.5)
+            rows.append(dict(figure=f"matmul {name}", config="gpt2-layer", threads=threads,
+                             value=2 * batch * M * N * K / s / 1e9, unit="GFLOP/s"))
+        for name, c in CONFIGS.items():
+            if args.quick and name != "tiny":
+                continue
+            rows += model_rows(name, c, threads, args.quick)
+    with open(args.out, "w") as f:
+        json.dump({"torch": torch.__version__, "cores": cores, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
