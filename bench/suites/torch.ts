@@ -58,16 +58,28 @@ export const torchSuite: Suite = {
       return { rows: [], markdown: `Skipped: ${avail.reason}.` };
     }
     const dir = mkdtempSync(join(tmpdir(), 'troupe-torch-'));
-    let torch: { torch: string; cores: number; rows: TorchRow[] };
+    const configs = quick ? ['tiny'] : ['tiny', 'small', 'gpt2-124M'];
+    const torch: { torch: string; cores: number; rows: TorchRow[] } = {
+      torch: '',
+      cores: 0,
+      rows: [],
+    };
     try {
-      const out = join(dir, 'torch.json');
-      log(`PyTorch: ${PYTHON} ${SCRIPT}`);
-      const r = spawnSync(PYTHON, [SCRIPT, '--out', out, ...(quick ? ['--quick'] : [])], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'inherit', 'inherit'],
-      });
-      if (r.status !== 0) throw new Error(`compare.py failed (exit ${r.status})`);
-      torch = JSON.parse(readFileSync(out, 'utf8'));
+      for (const config of ['matmul', ...configs]) {
+        const out = join(dir, `${config}.json`);
+        log(`PyTorch ${config}: ${PYTHON} ${SCRIPT}`);
+        const r = spawnSync(
+          PYTHON,
+          [SCRIPT, '--config', config, '--out', out, ...(quick ? ['--quick'] : [])],
+          { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] },
+        );
+        if (r.status !== 0)
+          throw new Error(`compare.py --config ${config} failed (exit ${r.status})`);
+        const one = JSON.parse(readFileSync(out, 'utf8')) as typeof torch;
+        torch.torch = one.torch;
+        torch.cores = one.cores;
+        torch.rows.push(...one.rows.filter((x) => config !== 'matmul' || x.figure !== 'peak RSS'));
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -83,35 +95,58 @@ export const torchSuite: Suite = {
         unit: 'GFLOP/s',
       });
     }
-    for (const name of quick ? ['tiny'] : ['tiny', 'small']) {
+    const FIGURES: Record<string, string> = {
+      forward: 'forward',
+      train: 'train',
+      'train (checkpoint, AdamW offload)': 'train',
+      'generate b1': 'generate b1',
+      'generate b8': 'generate b8',
+      'peak RSS (process)': 'peak RSS',
+    };
+    for (const name of configs) {
       const { rows } = await runChild('wasm', name, quick, log);
       for (const row of rows) {
-        if (['forward', 'train', 'generate b1', 'generate b8'].includes(row.figure))
-          troupe.push({ figure: row.figure, config: name, value: row.value, unit: row.unit });
+        const figure = FIGURES[row.figure];
+        if (figure) troupe.push({ figure, config: name, value: row.value, unit: row.unit });
       }
     }
-    const threads = [...new Set(torch.rows.map((r) => r.threads))].sort((a, b) => a - b);
+    const threads = [...new Set(torch.rows.map((r) => r.threads))]
+      .filter((n) => n > 0)
+      .sort((a, b) => a - b);
     const kernel = nativeKernels().available ? 'wasm + native BLAS (1 thread)' : 'wasm';
     const rows = troupe.map((t) => {
       const ref = Object.fromEntries(
         threads.map((n) => [
           n,
-          torch.rows.find((r) => r.figure === t.figure && r.config === t.config && r.threads === n)
-            ?.value,
+          torch.rows.find(
+            (r) =>
+              r.figure === t.figure &&
+              r.config === t.config &&
+              (r.threads === n || (r.figure === 'peak RSS' && r.threads === 0)),
+          )?.value,
         ]),
       );
       return { ...t, troupe: t.value, torch: ref };
     });
-    const fmt = (x: number | undefined) =>
-      x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(1);
+    const fmt = (x: number | undefined, unit: string) =>
+      x === undefined
+        ? '—'
+        : unit === 'bytes'
+          ? `${(x / 2 ** 20).toFixed(0)} MB`
+          : x >= 100
+            ? x.toFixed(0)
+            : x.toFixed(1);
     const markdown = [
       `PyTorch ${torch.torch} (CPU, ${torch.cores} cores) vs Troupe on ${kernel}.`,
+      '',
+      'Troupe / PyTorch > 1 is Troupe faster (for peak RSS: Troupe uses more). GPT-2 "train" for',
+      'Troupe is its full step with AdamW offloaded (wasm32 heap), for PyTorch the plain step.',
       '',
       `| figure | config | Troupe | ${threads.map((n) => `PyTorch ${n} thread${n > 1 ? 's' : ''}`).join(' | ')} | Troupe / PyTorch 1 thread |`,
       `|---|---|---:|${threads.map(() => '---:').join('|')}|---:|`,
       ...rows.map((r) => {
         const one = r.torch[threads[0]];
-        return `| ${r.figure} (${r.unit}) | ${r.config} | ${fmt(r.troupe)} | ${threads.map((n) => fmt(r.torch[n])).join(' | ')} | ${one ? (r.troupe / one).toFixed(2) : '—'} |`;
+        return `| ${r.figure}${r.unit === 'bytes' ? '' : ` (${r.unit})`} | ${r.config} | ${fmt(r.troupe, r.unit)} | ${threads.map((n) => fmt(r.torch[n], r.unit)).join(' | ')} | ${one ? (r.troupe / one).toFixed(2) : '—'} |`;
       }),
     ].join('\n');
     return { rows, markdown };

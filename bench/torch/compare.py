@@ -1,8 +1,10 @@
 """PyTorch's numbers for the workloads Troupe's benchmarks measure, for a side-by-side table.
 
 Run by `npm run bench -- --suite torch` (bench/suites/torch.ts) with the system Python and the
-Debian `python3-torch` package (`apt-get install python3-torch`; no pip, no download). Writes one
-JSON object to --out: {"torch": version, "rows": [{figure, config, threads, value, unit}, ...]}.
+Debian `python3-torch` package (`apt-get install python3-torch`; no pip, no download), once per
+--config (matmul, tiny, small, gpt2-124M) so that each process's peak RSS is that config's.
+Writes one JSON object to --out: {"torch": version, "cores": n, "rows": [{figure, config,
+threads, value, unit}, ...]}.
 
 The workloads mirror bench/suites/matmul.ts and bench/suites/model-measure.ts:
   - fp32 matmul GFLOP/s on the GPT-2-layer shapes;
@@ -16,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import time
 
 import torch
@@ -35,6 +38,7 @@ CONFIGS = {
     # name: vocab, layers, heads, hidden, batch, seq (as bench/suites/model.ts)
     "tiny": dict(vocab=256, layers=4, heads=4, hidden=128, batch=8, seq=64),
     "small": dict(vocab=512, layers=6, heads=6, hidden=384, batch=8, seq=128),
+    "gpt2-124M": dict(vocab=50257, layers=12, heads=12, hidden=768, batch=4, seq=128),
 }
 
 
@@ -100,6 +104,7 @@ class GPT2(torch.nn.Module):
 
 def model_rows(name, c, threads, quick):
     rows = []
+    torch.manual_seed(0)
     m = GPT2(c["vocab"], c["layers"], c["heads"], c["hidden"])
     B, T = c["batch"], c["seq"]
     ids = torch.randint(0, c["vocab"], (B, T))
@@ -116,7 +121,8 @@ def model_rows(name, c, threads, quick):
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
 
-    s = timed(step, min_s=0.5 if quick else 2.0)
+    big = c["hidden"] >= 768
+    s = timed(step, min_s=0.5 if quick or big else 2.0, min_calls=2 if big else 3)
     rows.append(dict(figure="train", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
     for gb in (1, 8):
         prompt = torch.randint(0, c["vocab"], (gb, 32))
@@ -130,7 +136,7 @@ def model_rows(name, c, threads, quick):
                 logits = m(nxt, caches, 32 + t)
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
 
-        s = timed(gen, min_s=0.3 if quick else 1.0, min_calls=2)
+        s = timed(gen, min_s=0.3 if quick or big else 1.0, min_calls=1 if big else 2)
         rows.append(
             dict(figure=f"generate b{gb}", config=name, threads=threads, value=gb * 64 / s, unit="tokens/s")
         )
@@ -140,26 +146,28 @@ def model_rows(name, c, threads, quick):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--config", required=True, choices=["matmul", *CONFIGS])
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     rows = []
     cores = os.cpu_count() or 1
     for threads in sorted({1, cores}):
         torch.set_num_threads(threads)
-        for name, a, b, ta, tb in MATMULS:
-            A, Bm = torch.randn(a), torch.randn(b)
-            A = A.transpose(-2, -1) if ta else A
-            Bm = Bm.transpose(-2, -1) if tb else Bm
-            M, K = A.shape[-2], A.shape[-1]
-            N = Bm.shape[-1]
-            batch = A.shape[0] if A.dim() == 3 else 1
-            s = timed(lambda: A @ Bm, min_s=0.2 if args.quick else 0.5)
-            rows.append(dict(figure=f"matmul {name}", config="gpt2-layer", threads=threads,
-                             value=2 * batch * M * N * K / s / 1e9, unit="GFLOP/s"))
-        for name, c in CONFIGS.items():
-            if args.quick and name != "tiny":
-                continue
-            rows += model_rows(name, c, threads, args.quick)
+        if args.config == "matmul":
+            for name, a, b, ta, tb in MATMULS:
+                A, Bm = torch.randn(a), torch.randn(b)
+                A = A.transpose(-2, -1) if ta else A
+                Bm = Bm.transpose(-2, -1) if tb else Bm
+                M, K = A.shape[-2], A.shape[-1]
+                N = Bm.shape[-1]
+                batch = A.shape[0] if A.dim() == 3 else 1
+                s = timed(lambda: A @ Bm, min_s=0.2 if args.quick else 0.5)
+                rows.append(dict(figure=f"matmul {name}", config="gpt2-layer", threads=threads,
+                                 value=2 * batch * M * N * K / s / 1e9, unit="GFLOP/s"))
+        else:
+            rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rows.append(dict(figure="peak RSS", config=args.config, threads=0, value=peak, unit="bytes"))
     with open(args.out, "w") as f:
         json.dump({"torch": torch.__version__, "cores": cores, "rows": rows}, f, indent=1)
 
