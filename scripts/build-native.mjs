@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
  * Builds Troupe's optional native kernels (native/troupe_native.c, a Node-API addon over
- * OpenBLAS) into native/build/troupe_native.node with the system C compiler. No download: the
- * Node-API headers come from this Node's own include directory (or the node-api-headers
- * package when installed), OpenBLAS from the system (`apt-get install libopenblas-dev`).
+ * OpenBLAS, which it opens at load time) into native/build/troupe_native.node with the system C
+ * compiler. No download: the Node-API headers come from this Node's own include directory (or the
+ * node-api-headers package when installed), OpenBLAS from the system (`apt-get install
+ * libopenblas-dev`; the build checks it is there).
  *
  *   node scripts/build-native.mjs            build; exit 1 on failure
  *   node scripts/build-native.mjs --optional build if possible; say why not and exit 0
@@ -52,7 +53,7 @@ const args = [
   '-DNAPI_VERSION=8',
   `-I${headerDirs[0]}`,
   join(root, 'native', 'troupe_native.c'),
-  '-lopenblas',
+  '-ldl',
   '-o',
   out,
 ];

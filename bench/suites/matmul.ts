@@ -1,6 +1,6 @@
 import { setCpuBatchMatMul, setWasmBatchMatMul } from '../../src/kernels/custom/index.js';
 import { type MatMulShape, timeMatMul } from '../../src/kernels/measure.js';
-import { nativeKernels } from '../../src/kernels/native.js';
+import { type NativeAddon, nativeKernels } from '../../src/kernels/native.js';
 import { probeBackends, startRuntime } from '../../src/kernels/runtime.js';
 import type { Suite } from './types.js';
 
@@ -94,9 +94,70 @@ export const matmulSuite: Suite = {
       if (backend === 'wasm') setWasmBatchMatMul(native ? 'native' : 'fast');
       if (backend === 'cpu' && native) setCpuBatchMatMul('native');
     }
+    // The BLAS itself, called straight on JS arrays: what the native kernel costs on top of it.
+    const n = nativeKernels();
+    if (n.available) {
+      for (const { name, shape } of shapes) {
+        const t = timeBlas(n.addon, shape, quick ? 100 : 300);
+        rows.push({
+          backend: 'blas',
+          kernel: 'OpenBLAS direct',
+          shape: `${name} ${describe(shape)}`,
+          gflops: t.gflops,
+          msPerCall: t.msPerCall,
+        });
+        log(`${'blas'.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name}`);
+      }
+    }
     return { rows, markdown: table(rows) };
   },
 };
+
+/** sgemmBatched on plain Float32Arrays, best of 3 rounds. */
+function timeBlas(
+  addon: NativeAddon,
+  s: MatMulShape,
+  minMs: number,
+): { gflops: number; msPerCall: number } {
+  const ta = s.transposeA ?? false;
+  const tb = s.transposeB ?? false;
+  const [ra, rb] = [s.a.length, s.b.length];
+  const M = ta ? s.a[ra - 1] : s.a[ra - 2];
+  const K = ta ? s.a[ra - 2] : s.a[ra - 1];
+  const N = tb ? s.b[rb - 2] : s.b[rb - 1];
+  const batchA = s.a.slice(0, -2).reduce((x, y) => x * y, 1);
+  const batchB = s.b.slice(0, -2).reduce((x, y) => x * y, 1);
+  const batch = Math.max(batchA, batchB);
+  const a = new Float32Array(batchA * M * K).map((_, i) => Math.sin(i));
+  const b = new Float32Array(batchB * K * N).map((_, i) => Math.cos(i));
+  const c = new Float32Array(batch * M * N);
+  const call = () =>
+    addon.sgemmBatched(
+      ta,
+      tb,
+      batch,
+      M,
+      N,
+      K,
+      a,
+      batchA === 1 ? 0 : M * K,
+      b,
+      batchB === 1 ? 0 : K * N,
+      c,
+    );
+  call();
+  let best = Number.POSITIVE_INFINITY;
+  for (let round = 0; round < 3; round++) {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < minMs || n < 3) {
+      call();
+      n++;
+    }
+    best = Math.min(best, (performance.now() - t0) / n);
+  }
+  return { gflops: (2 * batch * M * N * K) / (best * 1e6), msPerCall: best };
+}
 
 function table(rows: Row[]): string {
   const kernels = [...new Set(rows.map((r) => r.kernel))];

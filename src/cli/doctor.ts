@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BackendName } from '../kernels/backends/index.js';
 import { type MatMulShape, timeMatMul } from '../kernels/measure.js';
@@ -18,7 +19,13 @@ export interface DoctorReport {
   readonly auto: Pick<RuntimeInfo, 'backend' | 'device' | 'note' | 'reason'>;
   /** The optional native BLAS kernels: what they are, or why they are not there. */
   readonly native:
-    | { readonly available: true; readonly blas: string; readonly threads: number }
+    | {
+        readonly available: true;
+        readonly blas: string;
+        readonly threads: number;
+        /** What would make it faster here, if anything. */
+        readonly hint?: string;
+      }
     | { readonly available: false; readonly reason: string };
   readonly threads: {
     readonly logicalCpus: number;
@@ -67,9 +74,9 @@ export async function runDoctor(opts: { measure?: boolean } = {}): Promise<Docto
     auto: { backend: auto.backend, device: auto.device, note: auto.note, reason: auto.reason },
     native: (() => {
       const n = nativeKernels();
-      return n.available
-        ? { available: true as const, blas: n.addon.config(), threads: n.addon.threads() }
-        : { available: false as const, reason: n.reason };
+      if (!n.available) return { available: false as const, reason: n.reason };
+      const blas = n.addon.config();
+      return { available: true as const, blas, threads: n.addon.threads(), hint: blasHint(blas) };
     })(),
     threads: {
       logicalCpus: os.availableParallelism(),
@@ -83,6 +90,21 @@ export async function runDoctor(opts: { measure?: boolean } = {}): Promise<Docto
       msPerCall,
     })),
   };
+}
+
+/** A hint when OpenBLAS runs AVX2 kernels on a CPU that has AVX-512 (an inherited OPENBLAS_CORETYPE). */
+function blasHint(config: string): string | undefined {
+  let flags = '';
+  try {
+    flags = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  if (!/\bavx512f\b/.test(flags) || !/\bHaswell\b|\bZen\b/.test(config)) return undefined;
+  return (
+    `this CPU has AVX-512 but OpenBLAS runs its AVX2 kernels${process.env.OPENBLAS_CORETYPE ? ` (OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE} in the environment)` : ''}; ` +
+    'TROUPE_BLAS_CORETYPE=SkylakeX selects the AVX-512 ones (measured 190 vs 80 GFLOP/s per core)'
+  );
 }
 
 /** The report as text for a terminal. */
@@ -104,6 +126,7 @@ export function formatDoctor(r: DoctorReport): string {
     r.native.available
       ? `native kernels: ✓ BatchMatMul on wasm and cpu runs on ${r.native.blas} (${r.native.threads} threads)`
       : `native kernels: ✗ ${r.native.reason}`,
+    ...(r.native.available && r.native.hint ? [`  ${r.native.hint}`] : []),
     '',
     `Threads: ${r.threads.logicalCpus} logical CPUs; wasm runs ${r.threads.perWasmActor} thread per actor ` +
       `(place actors on separate cores); libuv pool ${r.threads.libuvPool}`,
