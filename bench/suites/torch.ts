@@ -101,7 +101,7 @@ export const torchSuite: Suite = {
       'train (checkpoint, AdamW offload)': 'train',
       'generate b1': 'generate b1',
       'generate b8': 'generate b8',
-      'peak RSS (process)': 'peak RSS',
+      'peak RSS': 'peak RSS',
     };
     for (const name of configs) {
       const { rows } = await runChild('wasm', name, quick, log);
