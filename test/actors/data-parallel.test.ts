@@ -73,7 +73,10 @@ describe('data parallelism', () => {
       single.call.flatParams(),
     ]);
     expect(p1).toEqual(p0);
-    expectClose(p0, ps, { atol: 1e-6, rtol: 0, what: 'parameters after 3 steps' });
+    // Not bit-equal: a BLAS sums in an order that depends on the matrix shape (2 rows vs 4), and
+    // Adam turns the tiny gradient differences of near-zero gradients into lr-sized ones. A wrong
+    // weighting of the replicas would be off by ~1e-3.
+    expectClose(p0, ps, { atol: 1e-5, rtol: 0, what: 'parameters after 3 steps' });
   });
 
   it('refuses a vector of the wrong length and a rank outside the group', () => {

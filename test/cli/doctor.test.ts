@@ -41,10 +41,14 @@ describe('troupe doctor', () => {
     const parsed = JSON.parse(stdout);
     expect(parsed.auto.backend).toBeTypeOf('string');
     expect(parsed.matmul).toEqual([]);
+    // The native kernels are there with their BLAS, or absent with the reason.
+    expect(parsed.native.available ? parsed.native.blas : parsed.native.reason).toBeTypeOf(
+      'string',
+    );
     await expect(troupe('doctr')).rejects.toMatchObject({
       code: 2,
       stderr: expect.stringContaining(
-        "unknown command 'doctr'. Known: demo, pretrain, sft, rm, dpo, config, generate, chat, doctor, logprobs, tokenizer",
+        "unknown command 'doctr'. Known: demo, pretrain, sft, rm, dpo, ppo, grpo, rloo, reinforce, config, generate, chat, doctor, logprobs, tokenizer",
       ),
     });
     await expect(troupe('doctor', '--jsn')).rejects.toMatchObject({
