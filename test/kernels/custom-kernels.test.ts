@@ -143,6 +143,41 @@ for (const [backend, skip] of BACKEND_CASES) {
       });
     });
 
+    it.each([
+      [[6, 5], [0], false],
+      [[2, 3, 5], [0, 1], false],
+      [[2, 3, 5], [1, 0], true],
+      [[2, 3, 5], [-3], false],
+      [[2, 3, 5], [1], false], // not leading: the stock kernel
+      [[2, 3, 5], [2], true],
+    ] as [number[], number[], boolean][])(
+      'sum of %j over axes %j (keepDims %s) matches a plain loop',
+      async (shape, axes, keepDims) => {
+        const [x] = inputs(6, shape);
+        const rank = shape.length;
+        const red = new Set(axes.map((a) => (a < 0 ? a + rank : a)));
+        const outShape = shape.map((d, i) => (red.has(i) ? 1 : d));
+        const want = new Float64Array(outShape.reduce((a, b) => a * b, 1));
+        const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+        const oStrides = outShape.map((_, i) => outShape.slice(i + 1).reduce((a, b) => a * b, 1));
+        for (let f = 0; f < x.length; f++) {
+          let o = 0;
+          for (let i = 0; i < rank; i++) {
+            const c = Math.floor(f / strides[i]) % shape[i];
+            if (!red.has(i)) o += c * oStrides[i];
+          }
+          want[o] += x[f];
+        }
+        await expectNoLeak(async () => {
+          const xt = tf.tensor(Float32Array.from(x), shape, 'float32');
+          const y = tf.sum(xt, axes, keepDims);
+          expect(y.shape).toEqual(keepDims ? outShape : shape.filter((_, i) => !red.has(i)));
+          expectClose(await read(y), want, { what: 'sum' });
+          tf.dispose([xt, y]);
+        });
+      },
+    );
+
     it('embedding lookup (gather) has a gradient equal to the scatter-add of dy', async () => {
       const table = inputs(4, [9, 4])[0];
       const ids = [

@@ -6,6 +6,7 @@ import { embeddingGatherGrad } from './gather-grad.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
+import { wasmSum } from './wasm-sum.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
 
@@ -44,6 +45,10 @@ export function installCustomKernels(tfBackend: string): string[] {
     unregisterKernel('GatherV2', 'wasm');
     registerKernel(gather);
     added.push('wasm:GatherV2(batchDims)');
+    const sum = wasmSum(); // captures the stock kernel before it is replaced
+    unregisterKernel('Sum', 'wasm');
+    registerKernel(sum);
+    added.push('wasm:Sum(leading axes in one pass)');
     const native = nativeKernels().available;
     setWasmBatchMatMul(native ? 'native' : 'fast');
     added.push(`wasm:BatchMatMul(${native ? 'native BLAS' : 'fast'})`);

@@ -31,10 +31,15 @@ export function rmsNorm(x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor 
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 
-/** GELU, tanh approximation (GPT-2's `gelu_new`): ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
+/**
+ * GELU, tanh approximation (GPT-2's `gelu_new`): ½x(1 + tanh(√(2/π)(x + 0.044715x³))), computed
+ * as x·σ(2√(2/π)(x + 0.044715x³)) (½(1 + tanh u) = σ(2u)) with x³ as x·x·x. The same function;
+ * on wasm it is ~8× cheaper than `pow` and `tanh` (profiled: those two were 31 % of a small
+ * model's training step).
+ */
 export function geluTanh(x: tf.Tensor): tf.Tensor {
-  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), GELU_C);
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+  const x3 = tf.mul(tf.mul(x, x), x);
+  return tf.mul(x, tf.sigmoid(tf.mul(tf.add(x, tf.mul(x3, 0.044715)), 2 * GELU_C)));
 }
 
 /** SiLU (swish): x·σ(x). */
