@@ -1,5 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { LoaderPosition } from '../data/batching/index.js';
+import type { DatasetFormat, Example } from '../data/datasets/index.js';
+import { loadTrainEval } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
 import type { ModelConfig } from '../policy/config.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
@@ -7,8 +9,13 @@ import { paramSpecs } from '../policy/params.js';
 import type { TrainableArgs } from '../policy/trainable.js';
 import { type ProgressState, ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
-import type { RunDir } from '../train/run-dir.js';
-import { type JsonValue, writeTrainerState } from '../train/trainer-state.js';
+import { RunDir } from '../train/run-dir.js';
+import {
+  type JsonValue,
+  readTrainerState,
+  type TrainerState,
+  writeTrainerState,
+} from '../train/trainer-state.js';
 
 /** What every trainer's config shares (the fields these helpers read). */
 interface TrainerConfig {
@@ -33,6 +40,52 @@ interface TrainerConfig {
     readonly evalEvery: number;
     readonly saveEvery: number;
   };
+}
+
+/**
+ * What every trainer starts with: its run directory (new, or resumed from the latest checkpoint,
+ * with that checkpoint's trainer state) and its train / eval examples.
+ */
+export async function openRun(
+  config: {
+    readonly algorithm: string;
+    readonly output: string;
+    readonly seed: number;
+    readonly train: { readonly keepLast: number };
+    readonly data: {
+      readonly train: string;
+      readonly eval?: string;
+      readonly evalFraction: number;
+      readonly columns?: Readonly<Record<string, string>>;
+    };
+  },
+  opts: { readonly resume?: boolean },
+  format: DatasetFormat | undefined,
+): Promise<{
+  run: RunDir;
+  state: TrainerState | undefined;
+  data: { train: Example[]; eval: Example[] };
+}> {
+  const run = await RunDir.create(config.output, {
+    config,
+    resume: opts.resume ?? false,
+    keepLast: config.train.keepLast,
+  });
+  const resumed = run.resumedFrom;
+  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
+  run.log(
+    resumed
+      ? `resuming from ${resumed.dir} (step ${resumed.step})`
+      : `new run: ${config.algorithm}`,
+  );
+  const data = await loadTrainEval({
+    train: config.data.train,
+    ...(config.data.eval ? { eval: config.data.eval } : { evalFraction: config.data.evalFraction }),
+    seed: config.seed,
+    columns: config.data.columns,
+    format,
+  });
+  return { run, state, data };
 }
 
 /** The learning rate of each step. */

@@ -20,7 +20,6 @@ import {
   tokenizeSft,
 } from '../data/batching/index.js';
 import type { Example } from '../data/datasets/index.js';
-import { loadTrainEval } from '../data/split.js';
 import {
   type BpeTokenizer,
   loadTokenizer,
@@ -31,9 +30,14 @@ import { TroupeError } from '../errors.js';
 import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
 import type { ProgressState } from '../train/progress.js';
-import { RunDir } from '../train/run-dir.js';
-import { readTrainerState } from '../train/trainer-state.js';
-import { reduceCapacity, runSteps, saveTrainerCheckpoint, trainableOptions } from './common.js';
+import type { RunDir } from '../train/run-dir.js';
+import {
+  openRun,
+  reduceCapacity,
+  runSteps,
+  saveTrainerCheckpoint,
+  trainableOptions,
+} from './common.js';
 
 /** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
 export interface TrainEvents {
@@ -233,26 +237,8 @@ function shard(b: TrainBatch, replicas: number, micro: number): TrainBatch[][] {
  */
 export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const ev = opts.events ?? {};
-  const run = await RunDir.create(config.output, {
-    config,
-    resume: opts.resume ?? false,
-    keepLast: config.train.keepLast,
-  });
+  const { run, state, data } = await openRun(config, opts, config.data.format);
   const resumed = run.resumedFrom;
-  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
-  run.log(
-    resumed
-      ? `resuming from ${resumed.dir} (step ${resumed.step})`
-      : `new run: ${config.algorithm}`,
-  );
-
-  const data = await loadTrainEval({
-    train: config.data.train,
-    ...(config.data.eval ? { eval: config.data.eval } : { evalFraction: config.data.evalFraction }),
-    seed: config.seed,
-    columns: config.data.columns,
-    format: config.data.format,
-  });
   const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf));
   const mconfig = await modelConfig(config, tok);
   const trainItems = toItems(config, tok, data.train, 'train');

@@ -8,13 +8,16 @@ import {
   tokenizePreference,
 } from '../data/batching/index.js';
 import type { Example } from '../data/datasets/index.js';
-import { loadTrainEval } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import type { ModelConfig } from '../policy/config.js';
-import { RunDir } from '../train/run-dir.js';
-import { readTrainerState } from '../train/trainer-state.js';
-import { reduceCapacity, runSteps, saveTrainerCheckpoint, trainableOptions } from './common.js';
+import {
+  openRun,
+  reduceCapacity,
+  runSteps,
+  saveTrainerCheckpoint,
+  trainableOptions,
+} from './common.js';
 import { modelConfig, runTokenizer, type TrainOptions, type TrainResult, textOf } from './lm.js';
 import {
   type Objective,
@@ -236,20 +239,8 @@ export async function trainPreference(
   opts: TrainOptions = {},
 ): Promise<TrainResult> {
   const ev = opts.events ?? {};
-  const run = await RunDir.create(config.output, {
-    config,
-    resume: opts.resume ?? false,
-    keepLast: config.train.keepLast,
-  });
+  const { run, state, data } = await openRun(config, opts, config.data.format ?? 'preference');
   const resumed = run.resumedFrom;
-  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
-  const data = await loadTrainEval({
-    train: config.data.train,
-    ...(config.data.eval ? { eval: config.data.eval } : { evalFraction: config.data.evalFraction }),
-    seed: config.seed,
-    columns: config.data.columns,
-    format: config.data.format ?? 'preference',
-  });
   const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf));
   const mconfig = await modelConfig(config, tok);
   const train = toPairs(config, tok, data.train, 'train');

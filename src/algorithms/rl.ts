@@ -4,7 +4,6 @@ import type { RoleRef } from '../actors/role.js';
 import { type Actor, Supervisor } from '../actors/supervisor.js';
 import type { RlConfig } from '../config/schema.js';
 import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
-import { loadTrainEval } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { hasCode, TroupeError } from '../errors.js';
 import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
@@ -25,9 +24,9 @@ import {
   rewardBatchOf,
   type Scorers,
 } from '../rollout/maker.js';
-import { RunDir } from '../train/run-dir.js';
-import { readTrainerState } from '../train/trainer-state.js';
+import type { RunDir } from '../train/run-dir.js';
 import {
+  openRun,
   reduceCapacity,
   runSteps,
   type StepReport,
@@ -224,20 +223,8 @@ function meanOf(records: readonly Readonly<Record<string, number>>[]): Record<st
 export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Promise<TrainResult> {
   const c = config;
   const ev = opts.events ?? {};
-  const run = await RunDir.create(c.output, {
-    config: c,
-    resume: opts.resume ?? false,
-    keepLast: c.train.keepLast,
-  });
+  const { run, state, data } = await openRun(c, opts, 'prompt');
   const resumed = run.resumedFrom;
-  const state = resumed ? await readTrainerState(resumed.dir) : undefined;
-  const data = await loadTrainEval({
-    train: c.data.train,
-    ...(c.data.eval ? { eval: c.data.eval } : { evalFraction: c.data.evalFraction }),
-    seed: c.seed,
-    columns: c.data.columns,
-    format: 'prompt',
-  });
   const promptTexts = (xs: typeof data.train) =>
     xs.flatMap((e) => (e.kind === 'prompt' && typeof e.prompt === 'string' ? [e.prompt] : []));
   const tok = await runTokenizer(c, run, () => promptTexts(data.train));

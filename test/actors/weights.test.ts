@@ -284,7 +284,7 @@ describe('SharedWeights across real threads', () => {
 
   it('a worker writes while this thread reads: every read is one whole version, versions never go back', async () => {
     const sw = SharedWeights.create(oneTensor(), 'float32');
-    const { result, ctl } = start('writer', sw, new SharedArrayBuffer(8));
+    const { result, ctl } = start('writer', sw, new SharedArrayBuffer(12));
     const into = new ArrayBuffer(sw.byteLength);
     const view = new Float32Array(into);
     let reads = 0;
@@ -295,6 +295,10 @@ describe('SharedWeights across real threads', () => {
     for (let stop = false; !stop; ) {
       stop = Atomics.load(ctl, 0) === 1; // one more read once the writer is done
       const { version } = sw.read({ into });
+      if (reads === 0) {
+        Atomics.store(ctl, 2, 1); // the writer starts once this thread reads
+        Atomics.notify(ctl, 2);
+      }
       reads++;
       versions.add(version);
       if (version < last) backwards++;
