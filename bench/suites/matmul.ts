@@ -8,7 +8,7 @@ import type { Suite } from './types.js';
  * The matrix products of one GPT-2-small-shaped layer (d 768, 12 heads of 64, 512 tokens as
  * batch 4 × seq 128), forward and the transposed forms of its gradients.
  */
-const SHAPES: ReadonlyArray<{ name: string; shape: MatMulShape }> = [
+export const SHAPES: ReadonlyArray<{ name: string; shape: MatMulShape }> = [
   { name: 'linear X·W', shape: { a: [512, 768], b: [768, 768] } },
   { name: 'linear grad dX = dY·Wᵀ', shape: { a: [512, 768], b: [768, 768], transposeB: true } },
   { name: 'linear grad dW = Xᵀ·dY', shape: { a: [512, 768], b: [512, 768], transposeA: true } },

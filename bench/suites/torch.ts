@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { timeMatMul } from '../../src/kernels/measure.js';
 import { nativeKernels } from '../../src/kernels/native.js';
 import { startRuntime } from '../../src/kernels/runtime.js';
+import { SHAPES } from './matmul.js';
 import { runChild } from './model.js';
 import type { Suite } from './types.js';
 
@@ -21,14 +22,15 @@ interface TorchRow {
   unit: string;
 }
 
-/** The matmul shapes of compare.py, as Troupe's timeMatMul takes them (same names). */
-const MATMULS = [
-  { name: 'linear X·W', a: [512, 768], b: [768, 768] },
-  { name: 'linear grad dX = dY·Wᵀ', a: [512, 768], b: [768, 768], transposeB: true },
-  { name: 'linear grad dW = Xᵀ·dY', a: [512, 768], b: [512, 768], transposeA: true },
-  { name: 'attention Q·Kᵀ (and dP = dO·Vᵀ)', a: [48, 128, 64], b: [48, 128, 64], transposeB: true },
-  { name: 'attention P·V (and dQ = dS·K)', a: [48, 128, 128], b: [48, 128, 64] },
-];
+/** The matmul shapes compare.py times (by name, from the matmul suite). */
+const TORCH_MATMULS = new Set([
+  'linear X·W',
+  'linear grad dX = dY·Wᵀ',
+  'linear grad dW = Xᵀ·dY',
+  'attention Q·Kᵀ (and dP = dO·Vᵀ)',
+  'attention P·V (and dQ = dS·K)',
+]);
+const MATMULS = SHAPES.filter((s) => TORCH_MATMULS.has(s.name));
 
 /** Whether the PyTorch side can run here, and why not. */
 export function torchAvailable(): { ok: true } | { ok: false; reason: string } {
@@ -86,8 +88,8 @@ export const torchSuite: Suite = {
     const troupe: { figure: string; config: string; value: number; unit: string }[] = [];
     await startRuntime({ backend: 'wasm' });
     for (const m of MATMULS) {
-      await timeMatMul(m, { minMs: 200 });
-      const t = await timeMatMul(m, { minMs: quick ? 200 : 500, minCalls: 3 });
+      await timeMatMul(m.shape, { minMs: 200 });
+      const t = await timeMatMul(m.shape, { minMs: quick ? 200 : 500, minCalls: 3 });
       troupe.push({
         figure: `matmul ${m.name}`,
         config: 'gpt2-layer',

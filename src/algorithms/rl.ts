@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import * as Comlink from 'comlink';
 import { createAllReduce } from '../actors/allreduce.js';
 import type { RoleRef } from '../actors/role.js';
 import { type Actor, Supervisor } from '../actors/supervisor.js';
@@ -307,8 +308,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
     const scorers: Scorers = {
       policy: (frame) => policy[0].call.actionLogprobs(frame),
       reference: reference
-        ? (frame) =>
-            retryCrashed(run, 'reference', () => reference.call.actionLogprobs(frame.slice(0)))
+        ? (frame) => retryCrashed(run, 'reference', () => reference.call.actionLogprobs(frame))
         : undefined,
       critic: critic ? (frame) => critic.call.values(frame) : undefined,
       reward: score,
@@ -340,7 +340,11 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
         });
         for (const rows of batches) {
           const micro = shardRows(rows, policy.length, c.train.gradAccum);
-          const frames = (rs: number[][]) => rs.map((r) => encodeExperience(sliceExperience(e, r)));
+          // Fresh frames for each learner, handed over (transferred), not copied.
+          const frames = (rs: number[][]) => {
+            const fs = rs.map((r) => encodeExperience(sliceExperience(e, r)));
+            return Comlink.transfer(fs, fs);
+          };
           const key = step * c.rl.epochs * c.rl.miniBatches + k++;
           const [ps, cs] = await Promise.all([
             Promise.all(policy.map((p, i) => p.call.step(frames(micro[i]), lr, key))),

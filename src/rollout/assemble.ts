@@ -233,8 +233,8 @@ export function minibatchRows(B: number, count: number, key: StreamKey): number[
   return out;
 }
 
-/** Masked mean and std of (B, A) values over the action tokens. */
-function tokenStats(x: Float32Array, mask: Uint8Array): { mean: number; std: number } {
+/** Masked mean and (population) std of (B, A) values over the action tokens. */
+export function tokenStats(x: Float32Array, mask: Uint8Array): { mean: number; std: number } {
   let n = 0;
   let s = 0;
   for (let i = 0; i < x.length; i++) {

@@ -1,5 +1,5 @@
 import type { DetailedReward, RewardBatch } from '../reward/types.js';
-import { type AssembleParams, assembleExperience } from './assemble.js';
+import { type AssembleParams, assembleExperience, tokenStats } from './assemble.js';
 import { decodeRollout } from './codec.js';
 import type { Experience } from './experience.js';
 
@@ -30,7 +30,7 @@ export interface Generated {
   readonly stopped: readonly boolean[];
 }
 
-/** The scorers a maker calls; each receives its own copy of the rollout frame. */
+/** The scorers a maker calls; they share the rollout frame (read it, do not transfer it). */
 export interface Scorers {
   readonly policy: (frame: ArrayBuffer) => Promise<{ logp: Float32Array; entropy: Float32Array }>;
   readonly reference?: (frame: ArrayBuffer) => Promise<Float32Array>;
@@ -103,18 +103,6 @@ function meanAbsDiff(
   return n > 0 ? s / n : 0;
 }
 
-function maskedMean(x: Float32Array, mask: Uint8Array): number {
-  let s = 0;
-  let n = 0;
-  for (let i = 0; i < x.length; i++) {
-    if (mask[i]) {
-      s += x[i];
-      n++;
-    }
-  }
-  return n > 0 ? s / n : 0;
-}
-
 /**
  * Scores generated rows on every scorer at once and assembles their Experience. `params` is read
  * per call (a KL controller's β changes between iterations).
@@ -135,14 +123,14 @@ export async function makeExperience(
       seconds[phase] = (performance.now() - t0) / 1000;
     }
   };
-  // A transferred frame is gone from the sender: each scorer gets its own copy.
-  const copy = () => g.frame.slice(0);
-  const layout = decodeRollout(copy());
+  // Decoding copies every array out of the frame, and a scorer must not transfer the frame it is
+  // given (the others read it too): each actor call structured-clones it.
+  const layout = decodeRollout(g.frame);
   const { reference, critic } = scorers;
   const [old, ref, values, rewards] = await Promise.all([
-    timed('logprobs', () => scorers.policy(copy())),
-    reference ? timed('reference', () => reference(copy())) : undefined,
-    critic ? timed('critic', () => critic(copy())) : undefined,
+    timed('logprobs', () => scorers.policy(g.frame)),
+    reference ? timed('reference', () => reference(g.frame)) : undefined,
+    critic ? timed('critic', () => critic(g.frame)) : undefined,
     timed('reward', () => scorers.reward(rewardBatchOf(prompts, g, o))),
   ]);
   const n = o.samplesPerPrompt;
@@ -160,7 +148,7 @@ export async function makeExperience(
   );
   const { actionMask, shape } = layout;
   const metrics = {
-    'actor/entropy': maskedMean(old.entropy, actionMask),
+    'actor/entropy': tokenStats(old.entropy, actionMask).mean,
     'rollout/logprob_diff': meanAbsDiff(old.logp, g.logprobs, actionMask, shape.actions),
     'rollout/stopped': g.stopped.filter(Boolean).length / g.stopped.length,
   };

@@ -1,13 +1,13 @@
 import type { NativeAddon } from '../native.js';
 import type { DataId, KernelConfig, KernelFunc, TensorInfo } from '../tf.js';
-import { f32View, sizeOf, type WasmBackendLike } from './wasm-heap.js';
-
-interface MatMulArgs {
-  inputs: { a: TensorInfo; b: TensorInfo };
-  backend: unknown;
-  attrs: { transposeA: boolean; transposeB: boolean };
-}
-type MatMulFunc = (args: MatMulArgs) => TensorInfo;
+import {
+  batchMatMulDims,
+  f32View,
+  type MatMulArgs,
+  type MatMulFunc,
+  sizeOf,
+  type WasmBackendLike,
+} from './wasm-heap.js';
 
 /** How a backend stores float32 data: views of inputs, and a fresh output to write. */
 interface Storage {
@@ -55,16 +55,9 @@ export function makeNativeBatchMatMul(
   return function nativeBatchMatMul(args: MatMulArgs): TensorInfo {
     const { a, b } = args.inputs;
     const { transposeA, transposeB } = args.attrs;
-    const ra = a.shape.length;
-    const rb = b.shape.length;
-    const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
-    const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
-    const Kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
-    const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
-    const batchA = sizeOf(a.shape.slice(0, -2));
-    const batchB = sizeOf(b.shape.slice(0, -2));
-    const sameBatch =
-      ra === rb && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]) && batchA === batchB;
+    const dims = batchMatMulDims(args);
+    const { M, K, Kb, N, batchA, batchB } = dims;
+    const sameBatch = dims.sameBatch && batchA === batchB;
     const ok =
       a.dtype === 'float32' &&
       b.dtype === 'float32' &&

@@ -1,12 +1,11 @@
 import { getKernel, type KernelConfig, type KernelFunc, type TensorInfo } from '../tf.js';
-import { f32View, sizeOf, type WasmBackendLike } from './wasm-heap.js';
-
-interface MatMulArgs {
-  inputs: { a: TensorInfo; b: TensorInfo };
-  backend: unknown;
-  attrs: { transposeA: boolean; transposeB: boolean };
-}
-type MatMulFunc = (args: MatMulArgs) => TensorInfo;
+import {
+  batchMatMulDims,
+  f32View,
+  type MatMulArgs,
+  type MatMulFunc,
+  type WasmBackendLike,
+} from './wasm-heap.js';
 
 /**
  * Stock wasm `BatchMatMul` reaches XNNPACK only for batch 1 with no transpose; every other form
@@ -30,13 +29,7 @@ export function makeFastBatchMatMul(stock: MatMulFunc): MatMulFunc {
     const backend = args.backend as WasmBackendLike;
     const ra = a.shape.length;
     const rb = b.shape.length;
-    const M = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
-    const K = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
-    const Kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
-    const N = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
-    const batchA = sizeOf(a.shape.slice(0, -2));
-    const batchB = sizeOf(b.shape.slice(0, -2));
-    const sameBatch = ra === rb && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]);
+    const { M, K, Kb, N, batchA, batchB, sameBatch } = batchMatMulDims(args);
     const reducible =
       a.dtype === 'float32' &&
       b.dtype === 'float32' &&
