@@ -20,11 +20,10 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <node_api.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "common.h"
 
 enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
@@ -62,38 +61,6 @@ static void load_blas(void) {
     cblas_sgemm_p = NULL;
     load_error = "libopenblas lacks cblas_sgemm or the openblas_* thread functions";
   }
-}
-
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    if ((call) != napi_ok) return NULL;                                                            \
-  } while (0)
-
-static napi_value fail(napi_env env, bool range, const char *msg) {
-  if (range) napi_throw_range_error(env, NULL, msg);
-  else napi_throw_type_error(env, NULL, msg);
-  return NULL;
-}
-
-static bool get_int(napi_env env, napi_value v, int64_t *out) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return false;
-  double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
-  if (d != (double)(int64_t)d) return false;
-  *out = (int64_t)d;
-  return true;
-}
-
-static bool get_f32(napi_env env, napi_value v, float **data, size_t *length) {
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  napi_typedarray_type type;
-  void *ptr;
-  if (napi_get_typedarray_info(env, v, &type, length, &ptr, NULL, NULL) != napi_ok) return false;
-  if (type != napi_float32_array) return false;
-  *data = (float *)ptr;
-  return true;
 }
 
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
@@ -178,6 +145,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"config", NULL, config, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports)) return NULL;
   return exports;
 }
 

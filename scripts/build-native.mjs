@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * Builds Troupe's optional native kernels (native/troupe_native.c, a Node-API addon over
- * OpenBLAS, which it opens at load time) into native/build/troupe_native.node with the system C
+ * Builds Troupe's optional native kernels (native/*.c: a Node-API addon over OpenBLAS, which it
+ * opens at load time, plus fused element-wise and optimizer loops) into native/build/troupe_native.node with the system C
  * compiler. No download: the Node-API headers come from this Node's own include directory (or the
  * node-api-headers package when installed), OpenBLAS from the system (`apt-get install
  * libopenblas-dev`; the build checks it is there).
@@ -10,7 +10,7 @@
  *   node scripts/build-native.mjs --optional build if possible; say why not and exit 0
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,22 +44,37 @@ if (probe.status !== 0) {
   give('OpenBLAS not found (cblas.h and -lopenblas): apt-get install libopenblas-dev');
 }
 mkdirSync(dirname(out), { recursive: true });
+const sources = readdirSync(join(root, 'native'))
+  .filter((f) => f.endsWith('.c'))
+  .sort()
+  .map((f) => join(root, 'native', f));
+// Built on the machine that runs it, so tuned for its CPU where the compiler can tell.
+const march =
+  spawnSync(cc, ['-march=native', '-x', 'c', '-', '-c', '-o', '/dev/null'], {
+    input: 'int x;\n',
+  }).status === 0;
 const args = [
-  '-O2',
+  '-O3',
+  ...(march ? ['-march=native'] : []),
+  '-fno-math-errno',
   '-shared',
   '-fPIC',
   '-Wall',
   '-DNODE_GYP_MODULE_NAME=troupe_native',
   '-DNAPI_VERSION=8',
   `-I${headerDirs[0]}`,
-  join(root, 'native', 'troupe_native.c'),
+  ...sources,
+  '-lm',
   '-ldl',
   '-o',
-  out,
+  `${out}.${process.pid}.tmp`,
 ];
 try {
   execFileSync(cc, args, { stdio: 'inherit' });
+  // A rename, not an overwrite: a process that has the old addon loaded keeps its mapping.
+  renameSync(`${out}.${process.pid}.tmp`, out);
 } catch (e) {
+  rmSync(`${out}.${process.pid}.tmp`, { force: true });
   give(`${cc} failed: ${e.message}`);
 }
 try {

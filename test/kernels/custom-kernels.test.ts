@@ -242,3 +242,35 @@ describe('fast wasm BatchMatMul equals the stock kernel', () => {
     },
   );
 });
+
+describe('wasm Identity and same-dtype Cast share their input', () => {
+  const wasmSkip = BACKEND_CASES.find(([b]) => b === 'wasm')![1];
+  it.skipIf(wasmSkip !== null)('a clone outlives its source and the source its clone', async () => {
+    await useBackend('wasm');
+    const before = tf.memory().numTensors;
+    const x = tf.tensor([1, 2, 3, 4], [2, 2]);
+    const c = tf.clone(x);
+    const same = tf.cast(x, 'float32');
+    expect(c.dataId).toBe(x.dataId); // one heap block, three tensors
+    expect(same.dataId).toBe(x.dataId);
+    x.dispose();
+    expect(Array.from(await c.data())).toEqual([1, 2, 3, 4]);
+    c.dispose();
+    expect(Array.from(await same.data())).toEqual([1, 2, 3, 4]);
+    same.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    const ints = tf.cast(tf.tensor([1.5, -2.5]), 'int32'); // other casts still convert
+    expect(ints.dtype).toBe('int32');
+    expect(Array.from(await ints.data())).toEqual([1, -2]);
+    ints.dispose();
+  });
+
+  it.skipIf(wasmSkip !== null)('gradients through saved tensors are unchanged', async () => {
+    await useBackend('wasm');
+    const x = tf.tensor([0.5, -1, 2, 3]);
+    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.exp(t), tf.square(t))))(x);
+    const want = [0.5, -1, 2, 3].map((v) => Math.exp(v) * (v * v + 2 * v));
+    expectClose(await read(g), want, { atol: 1e-5, rtol: 1e-5 });
+    tf.dispose([x, g]);
+  });
+});

@@ -4,8 +4,11 @@ import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { embeddingGatherGrad } from './gather-grad.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
+import { installNativeFused } from './native-fused.js';
+import { installNativeOptim } from './native-optim.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
+import { wasmCast, wasmIdentity } from './wasm-identity.js';
 import { wasmSum } from './wasm-sum.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
@@ -41,6 +44,18 @@ export function installCustomKernels(tfBackend: string): string[] {
       registerKernel(wasmUnsortedSegmentSum);
       added.push('wasm:UnsortedSegmentSum');
     }
+    const identity = getKernel('Identity', 'wasm');
+    if (identity) {
+      unregisterKernel('Identity', 'wasm');
+      registerKernel(wasmIdentity(identity));
+      added.push('wasm:Identity(shares its input)');
+    }
+    const cast = getKernel('Cast', 'wasm');
+    if (cast) {
+      unregisterKernel('Cast', 'wasm');
+      registerKernel(wasmCast(cast));
+      added.push('wasm:Cast(to its own dtype: shares its input)');
+    }
     const gather = wasmGatherV2(); // captures the stock kernel before it is replaced
     unregisterKernel('GatherV2', 'wasm');
     registerKernel(gather);
@@ -56,6 +71,9 @@ export function installCustomKernels(tfBackend: string): string[] {
   if (tfBackend === 'cpu' && nativeKernels().available) {
     setCpuBatchMatMul('native');
     added.push('cpu:BatchMatMul(native BLAS)');
+  }
+  if (nativeKernels().available && (tfBackend === 'wasm' || tfBackend === 'cpu')) {
+    added.push(...installNativeFused(tfBackend), ...installNativeOptim(tfBackend));
   }
   return added;
 }
