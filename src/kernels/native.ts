@@ -26,6 +26,84 @@ export interface NativeAddon {
     strideB: number,
     c: Float32Array,
   ): void;
+  // Fused element-wise kernels (native/fused.c). Row-major [rows, cols] views; outputs are
+  // written, never inputs. Statistics are per row: mean and rstd = 1/√(var + ε) (or 1/√(ms + ε)).
+  /** LayerNorm: y = (x − mean)·rstd·γ + β; writes y, mean, rstd. */
+  layerNormForward(
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+    y: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+  ): void;
+  /** LayerNorm backward: writes dx [rows, cols], dgamma and dbeta [cols]. */
+  layerNormBackward(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    cols: number,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+  ): void;
+  /** RMSNorm: y = x·rstd·γ; writes y and rstd. */
+  rmsNormForward(
+    x: Float32Array,
+    gamma: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+    y: Float32Array,
+    rstd: Float32Array,
+  ): void;
+  /** RMSNorm backward: writes dx [rows, cols] and dgamma [cols]. */
+  rmsNormBackward(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    cols: number,
+    dx: Float32Array,
+    dgamma: Float32Array,
+  ): void;
+  /** y = f(x), f = 0 GELU (tanh approximation), 1 SiLU. */
+  activationForward(kind: number, x: Float32Array, y: Float32Array): void;
+  /** dx = f′(x)·dy. */
+  activationBackward(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+
+  // Host loops for the optimizer step (native/host.c), on plain Float32Arrays.
+  /** y[offset + i] += alpha·x[i] for i < x.length. */
+  axpy(y: Float32Array, offset: number, x: Float32Array, alpha: number): void;
+  /** Σ x[i]² accumulated in double. */
+  sumSquares(x: Float32Array): number;
+  /** x[i] *= alpha. */
+  scale(x: Float32Array, alpha: number): void;
+  /**
+   * One AdamW update in place (PyTorch's AdamW): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+   * p ← p·(1 − lr·wd) − lr·(m/bc1)/(√(v/bc2) + ε), bc = 1 − βᵗ.
+   */
+  adamwStep(
+    param: Float32Array,
+    grad: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
+  ): void;
+
   /** BLAS threads per call. */
   threads(): number;
   setThreads(n: number): void;
