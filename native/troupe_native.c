@@ -145,7 +145,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"config", NULL, config, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
-  if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports)) return NULL;
+  if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports) ||
+      !troupe_define_rows(env, exports))
+    return NULL;
   return exports;
 }
 

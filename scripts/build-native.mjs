@@ -57,6 +57,7 @@ const args = [
   '-O3',
   ...(march ? ['-march=native'] : []),
   '-fno-math-errno',
+  '-fopenmp-simd',
   '-shared',
   '-fPIC',
   '-Wall',

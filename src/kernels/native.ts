@@ -26,6 +26,50 @@ export interface NativeAddon {
     strideB: number,
     c: Float32Array,
   ): void;
+
+  // Row kernels (native/rows.c). Row-major views; outputs are written, never inputs.
+  /** y[g, h, r, :] = softmax(scale·x[g, h, r, :] + bias[g, r, :]); an empty bias is none. */
+  scaledSoftmax(
+    x: Float32Array,
+    bias: Float32Array,
+    groups: number,
+    heads: number,
+    rows: number,
+    cols: number,
+    scale: number,
+    y: Float32Array,
+  ): void;
+  /** dx = scale·y ⊙ (dy − Σ_j dy·y), per row. */
+  scaledSoftmaxBackward(
+    y: Float32Array,
+    dy: Float32Array,
+    rows: number,
+    cols: number,
+    scale: number,
+    dx: Float32Array,
+  ): void;
+  /** lse[r] = log Σ_j e^z[r, j], lp[r] = z[r, labels[r]] − lse[r]. */
+  logSoftmaxPick(
+    z: Float32Array,
+    labels: Int32Array,
+    rows: number,
+    cols: number,
+    lp: Float32Array,
+    lse: Float32Array,
+  ): void;
+  /** g[r, j] = dy[r]·([labels[r] − offset = j] − e^(z[r, j] − lse[r])) for a block of columns. */
+  logSoftmaxPickBackward(
+    z: Float32Array,
+    lse: Float32Array,
+    labels: Int32Array,
+    dy: Float32Array,
+    rows: number,
+    cols: number,
+    offset: number,
+    g: Float32Array,
+  ): void;
+  /** out[j] = Σ_i x[i, j] over an [outer, inner] view. */
+  columnSums(x: Float32Array, outer: number, inner: number, out: Float32Array): void;
   // Fused element-wise kernels (native/fused.c). Row-major [rows, cols] views; outputs are
   // written, never inputs. Statistics are per row: mean and rstd = 1/√(var + ε) (or 1/√(ms + ε)).
   /** LayerNorm: y = (x − mean)·rstd·γ + β; writes y, mean, rstd. */

@@ -1,5 +1,8 @@
-import { logProbsFromLogits } from '../kernels/numerics/index.js';
+import { logSoftmaxPick, logSoftmaxPickGrad } from '../kernels/custom/native-rows.js';
 import * as tf from '../kernels/tf.js';
+
+/** Logits per forward chunk or backward block by default: 8M floats, 32 MB. */
+const CHUNK_LOGITS = 1 << 23;
 
 /**
  * log π(label) of each row through the LM head, never holding more than a slice of the
@@ -20,12 +23,17 @@ export function headLogProbs(
   w: tf.Tensor,
   labels: tf.Tensor,
   tied: boolean,
-  rowChunk = 128,
-  vocabBlock = 4096,
+  rowChunk?: number,
+  vocabBlock?: number,
 ): tf.Tensor {
   const N = h.shape[0] as number;
   const d = h.shape[1] as number;
   const V = (tied ? w.shape[0] : w.shape[1]) as number;
+  // By default a chunk or block holds ~8M logits (32 MB): GPT-2's vocabulary takes 166 rows per
+  // forward chunk, a 512-token vocabulary all rows at once (chunking it cost ~15 % of a small
+  // model's step in slices and per-chunk kernels).
+  const rows = rowChunk ?? Math.max(128, Math.floor(CHUNK_LOGITS / V));
+  const cols = vocabBlock ?? Math.max(4096, Math.floor(CHUNK_LOGITS / Math.max(N, 1)));
   const logitsOf = (hc: tf.Tensor, wt: tf.Tensor) =>
     tied ? tf.matMul(hc, wt, false, true) : tf.matMul(hc, wt);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
@@ -33,16 +41,12 @@ export function headLogProbs(
     const [hIn, wIn, yIn] = args as tf.Tensor[];
     const lps: tf.Tensor[] = [];
     const lses: tf.Tensor[] = [];
-    for (let b = 0; b < N; b += rowChunk) {
-      const c = Math.min(rowChunk, N - b);
+    for (let b = 0; b < N; b += rows) {
+      const c = Math.min(rows, N - b);
       const [lp, lse] = tf.tidy(() => {
-        const z = logitsOf(tf.slice(hIn, [b, 0], [c, -1]), wIn); // (C, V)
-        const y = tf.slice(yIn, [b], [c]);
-        const lpc = tf.reshape(
-          logProbsFromLogits(tf.reshape(z, [1, c, V]), tf.reshape(y, [1, c])),
-          [c],
-        );
-        return [lpc, tf.logSumExp(z, 1)]; // (C,), (C,)
+        const hc = c === N ? hIn : tf.slice(hIn, [b, 0], [c, -1]);
+        const y = c === N ? yIn : tf.slice(yIn, [b], [c]);
+        return logSoftmaxPick(logitsOf(hc, wIn), y); // (C,), (C,) from the (C, V) logits
       });
       lps.push(lp);
       lses.push(lse);
@@ -55,29 +59,32 @@ export function headLogProbs(
       value,
       gradFunc: (dyIn: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [hs, ws, ys, lseS] = saved;
-        const dy = tf.reshape(dyIn as tf.Tensor, [N, 1]);
-        const lseCol = tf.reshape(lseS, [N, 1]);
-        let dh: tf.Tensor = tf.zeros([N, d]);
+        const dy = tf.reshape(dyIn as tf.Tensor, [N]);
+        let dh: tf.Tensor | undefined;
         const blocks: tf.Tensor[] = [];
-        for (let v0 = 0; v0 < V; v0 += vocabBlock) {
-          const vb = Math.min(vocabBlock, V - v0);
+        for (let v0 = 0; v0 < V; v0 += cols) {
+          const vb = Math.min(cols, V - v0);
           const [dwb, next] = tf.tidy(() => {
-            const wb = tied ? tf.slice(ws, [v0, 0], [vb, d]) : tf.slice(ws, [0, v0], [d, vb]);
-            const p = tf.exp(tf.sub(logitsOf(hs, wb), lseCol)); // (N, Vb) softmax columns
-            const onehot = tf.oneHot(tf.sub(ys, tf.scalar(v0, 'int32')), vb); // 0 outside the block
-            const g = tf.mul(tf.sub(onehot, p), dy); // (N, Vb)
+            const whole = vb === V;
+            const wb = whole
+              ? ws
+              : tied
+                ? tf.slice(ws, [v0, 0], [vb, d])
+                : tf.slice(ws, [0, v0], [d, vb]);
+            // dy·(onehot − softmax) on the block's columns (N, Vb); no one-hot outside the block
+            const g = logSoftmaxPickGrad(logitsOf(hs, wb), lseS, ys, dy, v0);
             const dwBlock = tied ? tf.matMul(g, hs, true, false) : tf.matMul(hs, g, true, false);
             const dhBlock = tied ? tf.matMul(g, wb) : tf.matMul(g, wb, false, true); // (N, d)
-            return [dwBlock, tf.add(dh, dhBlock)];
+            return [dwBlock, dh ? tf.add(dh, dhBlock) : dhBlock];
           });
-          dh.dispose();
+          dh?.dispose();
           dh = next;
           blocks.push(dwb);
         }
         const dw = blocks.length === 1 ? blocks[0] : tf.concat(blocks, tied ? 0 : 1);
         if (blocks.length > 1) tf.dispose(blocks);
-        tf.dispose([dy, lseCol]);
-        return [dh, dw, tf.zeros(ys.shape, 'float32')];
+        dy.dispose();
+        return [dh as tf.Tensor, dw, tf.zeros(ys.shape, 'float32')];
       },
     };
   });

@@ -6,6 +6,7 @@ import { embeddingGatherGrad } from './gather-grad.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeFused } from './native-fused.js';
 import { installNativeOptim } from './native-optim.js';
+import { installNativeRows } from './native-rows.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmCast, wasmIdentity } from './wasm-identity.js';
@@ -73,7 +74,11 @@ export function installCustomKernels(tfBackend: string): string[] {
     added.push('cpu:BatchMatMul(native BLAS)');
   }
   if (nativeKernels().available && (tfBackend === 'wasm' || tfBackend === 'cpu')) {
-    added.push(...installNativeFused(tfBackend), ...installNativeOptim(tfBackend));
+    added.push(
+      ...installNativeRows(tfBackend),
+      ...installNativeFused(tfBackend),
+      ...installNativeOptim(tfBackend),
+    );
   }
   return added;
 }

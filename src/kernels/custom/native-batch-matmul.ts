@@ -3,22 +3,37 @@ import type { DataId, KernelConfig, KernelFunc, TensorInfo } from '../tf.js';
 import {
   batchMatMulDims,
   f32View,
+  i32View,
   type MatMulArgs,
   type MatMulFunc,
   sizeOf,
   type WasmBackendLike,
 } from './wasm-heap.js';
 
-/** How a backend stores float32 data: views of inputs, and a fresh output to write. */
-interface Storage {
+/**
+ * How a backend stores float32 data: views of inputs, and a fresh output to write. On wasm a view
+ * is into the heap, so take every view after the last `output` (an allocation can grow the heap
+ * and detach older views).
+ */
+export interface Storage {
   view(t: TensorInfo): Float32Array;
+  /** An int32 input's values. */
+  viewInt(t: TensorInfo): Int32Array;
   output(shape: number[]): { info: TensorInfo; values: () => Float32Array };
 }
 
+/** The storage of `backend`, the wasm or cpu backend a native kernel runs on. */
+export function storageFor(backendName: 'wasm' | 'cpu', backend: unknown): Storage {
+  return backendName === 'wasm'
+    ? wasmStorage(backend as WasmBackendLike)
+    : cpuStorage(backend as CpuBackendLike);
+}
+
 /** The wasm backend: views into its heap (taken after the output is allocated). */
-function wasmStorage(backend: WasmBackendLike): Storage {
+export function wasmStorage(backend: WasmBackendLike): Storage {
   return {
     view: (t) => f32View(backend, t),
+    viewInt: (t) => i32View(backend, t),
     output: (shape) => {
       const info = backend.makeOutput(shape, 'float32');
       return { info, values: () => f32View(backend, info) };
@@ -26,15 +41,16 @@ function wasmStorage(backend: WasmBackendLike): Storage {
   };
 }
 
-interface CpuBackendLike {
+export interface CpuBackendLike {
   data: { get(dataId: DataId): { values?: unknown } };
   makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo;
 }
 
 /** The cpu backend: its own typed arrays. */
-function cpuStorage(backend: CpuBackendLike): Storage {
+export function cpuStorage(backend: CpuBackendLike): Storage {
   return {
     view: (t) => backend.data.get(t.dataId).values as Float32Array,
+    viewInt: (t) => backend.data.get(t.dataId).values as Int32Array,
     output: (shape) => {
       const values = new Float32Array(sizeOf(shape));
       return { info: backend.makeTensorInfo(shape, 'float32', values), values: () => values };
@@ -67,10 +83,7 @@ export function makeNativeBatchMatMul(
     if (!ok) return fallback(args);
     const batch = Math.max(batchA, batchB);
     const outShape = [...broadcastDims(a.shape.slice(0, -2), b.shape.slice(0, -2)), M, N];
-    const storage =
-      backendName === 'wasm'
-        ? wasmStorage(args.backend as WasmBackendLike)
-        : cpuStorage(args.backend as CpuBackendLike);
+    const storage = storageFor(backendName, args.backend);
     const out = storage.output(outShape);
     addon.sgemmBatched(
       transposeA,

@@ -1,3 +1,4 @@
+import { nativeKernels } from '../native.js';
 import { getKernel, type KernelConfig, type KernelFunc, type TensorInfo } from '../tf.js';
 import { f32View, sizeOf, type WasmBackendLike } from './wasm-heap.js';
 
@@ -13,7 +14,8 @@ type SumFunc = (args: SumArgs) => TensorInfo;
  * broadcast gradient (a bias, a norm's gain: [B·T, d] → [d]) is this reduction, and stock wasm
  * transposes the whole input to put those axes last first: profiled at 21 % of a small model's
  * training step. Here it is one pass over the heap, row after row, accumulating in float32 as
- * the stock kernel does. Other axes, and non-float32 inputs, go to the stock kernel.
+ * the stock kernel does (in C with the native addon: the JS loop ran ~1 ms per 400k values).
+ * Other axes, and non-float32 inputs, go to the stock kernel.
  */
 export function makeWasmSum(stock: SumFunc): SumFunc {
   return function wasmSum(args: SumArgs): TensorInfo {
@@ -36,6 +38,11 @@ export function makeWasmSum(stock: SumFunc): SumFunc {
     const out = backend.makeOutput(shape, 'float32');
     const o = f32View(backend, out);
     const xs = f32View(backend, x);
+    const native = nativeKernels();
+    if (native.available) {
+      native.addon.columnSums(xs, outer, inner, o);
+      return out;
+    }
     o.fill(0);
     for (let i = 0; i < outer; i++) {
       const row = i * inner;

@@ -1,4 +1,5 @@
 import { TroupeError } from '../../errors.js';
+import { logSoftmaxPick, logSoftmaxPickGrad } from '../custom/native-rows.js';
 import * as tf from '../tf.js';
 
 /**
@@ -6,8 +7,8 @@ import * as tf from '../tf.js';
  * full log-softmax: the picked logit is gathered and logsumexp is subtracted.
  *
  *   logits: [B, T, V] float32   (any leading shape; [B, T] below stands for it)
- *   labels: [B, T]    int32 in [0, V) (not checked: reading them would block; tfjs' cpu gather
- *                     throws on out-of-range indices, other backends return garbage)
+ *   labels: [B, T]    int32 in [0, V) (checked by the native kernel, which throws a RangeError
+ *                     naming the row; tfjs' cpu gather throws too, webgpu returns garbage)
  *   →       [B, T]    float32 log-probabilities (≤ 0)
  *
  * Backward (custom): dlogits = dy[..., None] · (onehot(labels) − softmax(logits)).
@@ -21,18 +22,12 @@ export function logProbsFromLogits(logits: tf.Tensor, labels: tf.Tensor): tf.Ten
     const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
     const x2 = tf.reshape(x, [N, V]); // (N, V)
     const y = tf.reshape(labels, [N]); // (N,)
-    const m = tf.max(x2, 1, true); // (N, 1)
-    const lse = tf.add(m, tf.log(tf.sum(tf.exp(tf.sub(x2, m)), 1, true))); // (N, 1)
-    const flat = tf.add(tf.mul(tf.range(0, N, 1, 'int32'), tf.scalar(V, 'int32')), y); // (N,) row·V + label
-    const picked = tf.gather(tf.reshape(x, [N * V]), flat); // (N,) logit[label]
+    const [lp, lse] = logSoftmaxPick(x2, y); // (N,), (N,): one native pass where available
     save([x2, lse, y]);
     return {
-      value: tf.reshape(tf.sub(picked, tf.reshape(lse, [N])), lead), // (B, T)
-      gradFunc: (dy: tf.Tensor, [xs, lses, ys]: tf.Tensor[]) => {
-        const p = tf.exp(tf.sub(xs, lses)); // (N, V) softmax
-        const g = tf.mul(tf.reshape(dy, [N, 1]), tf.sub(tf.oneHot(ys, V), p)); // (N, V)
-        return tf.reshape(g, logits.shape); // (B, T, V)
-      },
+      value: tf.reshape(lp, lead), // (B, T)
+      gradFunc: (dy: tf.Tensor, [xs, lses, ys]: tf.Tensor[]) =>
+        tf.reshape(logSoftmaxPickGrad(xs, lses, ys, tf.reshape(dy, [N])), logits.shape),
     };
   });
   return f(logits);

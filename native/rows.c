@@ -1,0 +1,281 @@
+/*
+ * Row kernels over float32 views (which may point into the wasm heap): attention's scaled,
+ * biased softmax and its backward, the log-softmax of a label (the LM loss) and its backward,
+ * and sums over leading axes (bias and norm-gain gradients). Each replaces several tfjs kernels
+ * with one pass (or three) over the rows. Outputs are written, never inputs. Reductions are
+ * `omp simd` loops (built with -fopenmp-simd: vector lanes, no OpenMP runtime), so a row's sum
+ * is accumulated in a different order than a scalar loop's: float32 rounding, not more.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "common.h"
+
+/* The arguments of one call, checked in order; the first bad one throws, naming itself. */
+typedef struct {
+  napi_env env;
+  const char *fn;
+  napi_value argv[12];
+  size_t argc;
+  bool failed;
+} Args;
+
+static bool args_init(Args *a, napi_env env, napi_callback_info info, const char *fn, size_t n) {
+  a->env = env;
+  a->fn = fn;
+  a->argc = 12;
+  a->failed = false;
+  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return false;
+  if (a->argc != n) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s takes %zu arguments, got %zu", fn, n, a->argc);
+    fail(env, false, msg);
+    return false;
+  }
+  return true;
+}
+
+static void args_fail(Args *a, bool range, const char *name, const char *what) {
+  if (a->failed) return;
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s %s", a->fn, name, what);
+  fail(a->env, range, msg);
+  a->failed = true;
+}
+
+/* A Float32Array of at least `need` elements (checked later by args_need). */
+static float *arg_f32(Args *a, size_t i, const char *name, size_t *len) {
+  float *p = NULL;
+  if (!a->failed && !get_f32(a->env, a->argv[i], &p, len))
+    args_fail(a, false, name, "must be a Float32Array");
+  return p;
+}
+
+static int32_t *arg_i32(Args *a, size_t i, const char *name, size_t *len) {
+  if (a->failed) return NULL;
+  bool is;
+  napi_typedarray_type type;
+  void *ptr = NULL;
+  if (napi_is_typedarray(a->env, a->argv[i], &is) != napi_ok || !is ||
+      napi_get_typedarray_info(a->env, a->argv[i], &type, len, &ptr, NULL, NULL) != napi_ok ||
+      type != napi_int32_array) {
+    args_fail(a, false, name, "must be an Int32Array");
+    return NULL;
+  }
+  return (int32_t *)ptr;
+}
+
+static int64_t arg_int(Args *a, size_t i, const char *name, int64_t min) {
+  int64_t v = 0;
+  if (!a->failed && (!get_int(a->env, a->argv[i], &v) || v < min || v > INT32_MAX)) {
+    char what[64];
+    snprintf(what, sizeof what, "must be an integer in [%lld, 2^31)", (long long)min);
+    args_fail(a, true, name, what);
+  }
+  return v;
+}
+
+static double arg_num(Args *a, size_t i, const char *name) {
+  double v = 0;
+  if (!a->failed && (!get_double(a->env, a->argv[i], &v) || v != v))
+    args_fail(a, false, name, "must be a number");
+  return v;
+}
+
+static void args_need(Args *a, const char *name, size_t len, uint64_t need) {
+  if (a->failed || len >= need) return;
+  char what[96];
+  snprintf(what, sizeof what, "has %zu elements, needs %llu", len, (unsigned long long)need);
+  args_fail(a, true, name, what);
+}
+
+/* y = softmax(row) in place over n values: max, exp and sum, then scale. */
+static inline void softmax_row(float *y, int64_t n) {
+  float m = y[0];
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 1; j < n; j++) m = y[j] > m ? y[j] : m;
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; j++) {
+    y[j] = troupe_expf(y[j] - m);
+    s += y[j];
+  }
+  const float inv = 1.0f / s;
+  for (int64_t j = 0; j < n; j++) y[j] *= inv;
+}
+
+/*
+ * scaledSoftmax(x, bias, groups, heads, rows, cols, scale, y)
+ *   y[g, h, r, :] = softmax(scale·x[g, h, r, :] + bias[g, r, :])
+ * bias may be an empty Float32Array (no bias). Attention: g batch, h heads, r queries, c keys.
+ */
+static napi_value scaled_softmax(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "scaledSoftmax", 8)) return NULL;
+  size_t lx, lb, ly;
+  float *x = arg_f32(&a, 0, "x", &lx);
+  float *bias = arg_f32(&a, 1, "bias", &lb);
+  const int64_t G = arg_int(&a, 2, "groups", 1), H = arg_int(&a, 3, "heads", 1);
+  const int64_t R = arg_int(&a, 4, "rows", 1), C = arg_int(&a, 5, "cols", 1);
+  const float scale = (float)arg_num(&a, 6, "scale");
+  float *y = arg_f32(&a, 7, "y", &ly);
+  const uint64_t n = (uint64_t)G * H * R * C;
+  args_need(&a, "x", lx, n);
+  args_need(&a, "y", ly, n);
+  if (!a.failed && lb != 0) args_need(&a, "bias", lb, (uint64_t)G * R * C);
+  if (a.failed) return NULL;
+  for (int64_t g = 0; g < G; g++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t r = 0; r < R; r++) {
+        const int64_t at = ((g * H + h) * R + r) * C;
+        const float *xr = x + at;
+        float *yr = y + at;
+        if (lb != 0) {
+          const float *br = bias + (g * R + r) * C;
+          for (int64_t j = 0; j < C; j++) yr[j] = scale * xr[j] + br[j];
+        } else {
+          for (int64_t j = 0; j < C; j++) yr[j] = scale * xr[j];
+        }
+        softmax_row(yr, C);
+      }
+  return NULL;
+}
+
+/* scaledSoftmaxBackward(y, dy, rows, cols, scale, dx): dx = scale·y ⊙ (dy − Σ_j dy·y). */
+static napi_value scaled_softmax_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "scaledSoftmaxBackward", 6)) return NULL;
+  size_t ly, ld, lx;
+  float *y = arg_f32(&a, 0, "y", &ly);
+  float *dy = arg_f32(&a, 1, "dy", &ld);
+  const int64_t R = arg_int(&a, 2, "rows", 1), C = arg_int(&a, 3, "cols", 1);
+  const float scale = (float)arg_num(&a, 4, "scale");
+  float *dx = arg_f32(&a, 5, "dx", &lx);
+  const uint64_t n = (uint64_t)R * C;
+  args_need(&a, "y", ly, n);
+  args_need(&a, "dy", ld, n);
+  args_need(&a, "dx", lx, n);
+  if (a.failed) return NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float *yr = y + r * C, *gr = dy + r * C;
+    float *out = dx + r * C;
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < C; j++) dot += yr[j] * gr[j];
+    for (int64_t j = 0; j < C; j++) out[j] = scale * yr[j] * (gr[j] - dot);
+  }
+  return NULL;
+}
+
+/*
+ * logSoftmaxPick(z, labels, rows, cols, lp, lse)
+ *   lse[r] = log Σ_j exp z[r, j],  lp[r] = z[r, labels[r]] − lse[r]
+ * A label outside [0, cols) is a RangeError naming its row.
+ */
+static napi_value log_softmax_pick(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "logSoftmaxPick", 6)) return NULL;
+  size_t lz, ll, lp_len, lse_len;
+  float *z = arg_f32(&a, 0, "z", &lz);
+  int32_t *labels = arg_i32(&a, 1, "labels", &ll);
+  const int64_t R = arg_int(&a, 2, "rows", 1), C = arg_int(&a, 3, "cols", 1);
+  float *lp = arg_f32(&a, 4, "lp", &lp_len);
+  float *lse = arg_f32(&a, 5, "lse", &lse_len);
+  args_need(&a, "z", lz, (uint64_t)R * C);
+  args_need(&a, "labels", ll, (uint64_t)R);
+  args_need(&a, "lp", lp_len, (uint64_t)R);
+  args_need(&a, "lse", lse_len, (uint64_t)R);
+  for (int64_t r = 0; r < R && !a.failed; r++) {
+    if (labels[r] < 0 || labels[r] >= C) {
+      char name[48], what[64];
+      snprintf(name, sizeof name, "labels[%lld]", (long long)r);
+      snprintf(what, sizeof what, "= %d is outside [0, %lld)", labels[r], (long long)C);
+      args_fail(&a, true, name, what);
+    }
+  }
+  if (a.failed) return NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float *zr = z + r * C;
+    float m = zr[0];
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 1; j < C; j++) m = zr[j] > m ? zr[j] : m;
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < C; j++) s += troupe_expf(zr[j] - m);
+    lse[r] = m + logf(s);
+    lp[r] = zr[labels[r]] - lse[r];
+  }
+  return NULL;
+}
+
+/* g[j] = −d·exp(z[j] − l) */
+static inline void neg_scaled_exp(const float *restrict z, float *restrict g, int64_t n, float l,
+                                  float d) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) g[j] = -d * troupe_expf(z[j] - l);
+}
+
+/*
+ * logSoftmaxPickBackward(z, lse, labels, dy, rows, cols, offset, g)
+ *   g[r, j] = dy[r]·([labels[r] − offset = j] − exp(z[r, j] − lse[r]))
+ * z holds the columns offset … offset + cols − 1 of the logits (a vocabulary block), so a label
+ * outside the block contributes no one-hot term.
+ */
+static napi_value log_softmax_pick_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "logSoftmaxPickBackward", 8)) return NULL;
+  size_t lz, lse_len, ll, ld, lg;
+  float *z = arg_f32(&a, 0, "z", &lz);
+  float *lse = arg_f32(&a, 1, "lse", &lse_len);
+  int32_t *labels = arg_i32(&a, 2, "labels", &ll);
+  float *dy = arg_f32(&a, 3, "dy", &ld);
+  const int64_t R = arg_int(&a, 4, "rows", 1), C = arg_int(&a, 5, "cols", 1);
+  const int64_t offset = arg_int(&a, 6, "offset", 0);
+  float *g = arg_f32(&a, 7, "g", &lg);
+  args_need(&a, "z", lz, (uint64_t)R * C);
+  args_need(&a, "lse", lse_len, (uint64_t)R);
+  args_need(&a, "labels", ll, (uint64_t)R);
+  args_need(&a, "dy", ld, (uint64_t)R);
+  args_need(&a, "g", lg, (uint64_t)R * C);
+  if (a.failed) return NULL;
+  for (int64_t r = 0; r < R; r++) {
+    const float *zr = z + r * C;
+    float *gr = g + r * C;
+    neg_scaled_exp(zr, gr, C, lse[r], dy[r]);
+    const int64_t k = (int64_t)labels[r] - offset;
+    if (k >= 0 && k < C) gr[k] += dy[r];
+  }
+  return NULL;
+}
+
+/* columnSums(x, outer, inner, out): out[j] = Σ_i x[i, j] (a sum over leading axes). */
+static napi_value column_sums(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "columnSums", 4)) return NULL;
+  size_t lx, lo;
+  float *x = arg_f32(&a, 0, "x", &lx);
+  const int64_t outer = arg_int(&a, 1, "outer", 1), inner = arg_int(&a, 2, "inner", 1);
+  float *out = arg_f32(&a, 3, "out", &lo);
+  args_need(&a, "x", lx, (uint64_t)outer * inner);
+  args_need(&a, "out", lo, (uint64_t)inner);
+  if (a.failed) return NULL;
+  for (int64_t j = 0; j < inner; j++) out[j] = 0;
+  for (int64_t i = 0; i < outer; i++) {
+    const float *row = x + i * inner;
+    for (int64_t j = 0; j < inner; j++) out[j] += row[j];
+  }
+  return NULL;
+}
+
+bool troupe_define_rows(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"scaledSoftmax", NULL, scaled_softmax, NULL, NULL, NULL, napi_default, NULL},
+      {"scaledSoftmaxBackward", NULL, scaled_softmax_backward, NULL, NULL, NULL, napi_default,
+       NULL},
+      {"logSoftmaxPick", NULL, log_softmax_pick, NULL, NULL, NULL, napi_default, NULL},
+      {"logSoftmaxPickBackward", NULL, log_softmax_pick_backward, NULL, NULL, NULL, napi_default,
+       NULL},
+      {"columnSums", NULL, column_sums, NULL, NULL, NULL, napi_default, NULL},
+  };
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
+}
