@@ -56,6 +56,14 @@ const CASES: [number[], number[], boolean, boolean][] = [
   [[7, 5], [3, 5, 9], false, false], // A broadcast
   [[2, 3, 7, 5], [2, 3, 9, 5], false, true], // attention's q·kᵀ
   [[64, 96], [96, 130], false, false], // sizes past one BLAS block
+  // up to 4 rows of op(A) take sgemv per row: every transpose form, batched and broadcast
+  [[1, 5], [5, 9], false, false],
+  [[5, 1], [5, 9], true, false],
+  [[1, 5], [9, 5], false, true],
+  [[5, 3], [9, 5], true, true],
+  [[3, 4, 6], [6, 9], false, false],
+  [[2, 3, 1, 5], [2, 3, 9, 5], false, true], // a decoding step's q·kᵀ
+  [[2, 3, 1, 9], [2, 3, 9, 5], false, false], // and its p·v
 ];
 
 for (const backend of ['wasm', 'cpu'] as const) {
