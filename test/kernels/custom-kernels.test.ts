@@ -274,3 +274,66 @@ describe('wasm Identity and same-dtype Cast share their input', () => {
     tf.dispose([x, g]);
   });
 });
+
+describe('wasm Slice over heap views equals the cpu backend', () => {
+  const wasmSkip = BACKEND_CASES.find(([b]) => b === 'wasm')![1];
+  const CASES: Array<[number[], number[], number[]]> = [
+    [[10], [3], [4]],
+    [
+      [7, 5],
+      [2, 0],
+      [3, 5],
+    ], // contiguous rows
+    [
+      [7, 5],
+      [1, 1],
+      [4, 3],
+    ],
+    [
+      [4, 6, 5],
+      [1, 2, 0],
+      [2, 3, 5],
+    ],
+    [
+      [4, 6, 5],
+      [0, 0, 1],
+      [4, 6, 2],
+    ],
+    [
+      [3, 4, 5, 6],
+      [1, 0, 2, 0],
+      [2, 4, 2, 6],
+    ],
+    [
+      [2, 3, 4, 5, 6],
+      [0, 1, 1, 2, 3],
+      [2, 2, 3, 3, 3],
+    ],
+    [
+      [5, 4],
+      [0, 0],
+      [0, 4],
+    ], // empty
+  ];
+  it.skipIf(wasmSkip !== null).each(CASES)('%j from %j size %j', async (shape, begin, size) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = Array.from({ length: n }, (_, i) => i * 0.5 - 3);
+    const want: Record<string, number[]> = {};
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await useBackend(backend);
+      for (const dtype of ['float32', 'int32', 'bool'] as const) {
+        const x = tf.tensor(
+          dtype === 'bool' ? values.map((v) => (v > 0 ? 1 : 0)) : values,
+          shape,
+          dtype,
+        );
+        const y = tf.slice(x, begin, size);
+        const got = Array.from(await y.data());
+        expect(y.shape).toEqual(size);
+        if (backend === 'cpu') want[dtype] = got;
+        else expect(got).toEqual(want[dtype]);
+        tf.dispose([x, y]);
+      }
+    }
+  });
+});

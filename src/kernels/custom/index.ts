@@ -10,6 +10,7 @@ import { installNativeRows } from './native-rows.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmCast, wasmIdentity } from './wasm-identity.js';
+import { wasmSlice } from './wasm-slice.js';
 import { wasmSum } from './wasm-sum.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
@@ -61,6 +62,10 @@ export function installCustomKernels(tfBackend: string): string[] {
     unregisterKernel('GatherV2', 'wasm');
     registerKernel(gather);
     added.push('wasm:GatherV2(batchDims)');
+    const slice = wasmSlice(); // captures the stock kernel before it is replaced
+    unregisterKernel('Slice', 'wasm');
+    registerKernel(slice);
+    added.push('wasm:Slice(heap views, no copy of the input)');
     const sum = wasmSum(); // captures the stock kernel before it is replaced
     unregisterKernel('Sum', 'wasm');
     registerKernel(sum);

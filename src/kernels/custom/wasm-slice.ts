@@ -1,0 +1,89 @@
+import {
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  slice_util,
+  type TensorInfo,
+  util,
+} from '../tf.js';
+import type { WasmBackendLike } from './wasm-heap.js';
+
+interface SliceArgs {
+  inputs: { x: TensorInfo };
+  backend: unknown;
+  attrs: { begin: number | number[]; size: number | number[] };
+}
+type SliceFunc = (args: SliceArgs) => TensorInfo;
+
+const VIEWS = {
+  float32: Float32Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+} as const;
+
+/**
+ * `Slice` on wasm over views of the heap. The stock kernel first copies the *whole* input out of
+ * the heap (`readSync`): slicing a 4k-row block of GPT-2's [50257, 768] embedding copied 154 MB
+ * per slice, profiled at 2.3 s of a 2-layer GPT-2 step. Here a contiguous slice is one copy and
+ * any other is copied run by run (the innermost sliced axis and everything after it).
+ * Strings go to the stock kernel.
+ */
+export function makeWasmSlice(stock: SliceFunc): SliceFunc {
+  return function wasmSlice(args: SliceArgs): TensorInfo {
+    const { x } = args.inputs;
+    const View = VIEWS[x.dtype as keyof typeof VIEWS];
+    if (!View) return stock(args);
+    const backend = args.backend as WasmBackendLike;
+    const [begin, size] = slice_util.parseSliceParams(
+      x as never,
+      args.attrs.begin,
+      args.attrs.size,
+    );
+    const out = backend.makeOutput(size, x.dtype);
+    const n = util.sizeFromShape(size);
+    if (n === 0) return out;
+    const heap = backend.wasm.HEAPU8;
+    const view = (t: TensorInfo, len: number) =>
+      new View(heap.buffer as ArrayBuffer, heap.byteOffset + backend.dataIdMap.get(t.dataId).memoryOffset, len);
+    const src = view(x, util.sizeFromShape(x.shape));
+    const dst = view(out, n);
+    const strides = util.computeStrides(x.shape);
+    if (slice_util.isSliceContinous(x.shape, begin, size)) {
+      const at = slice_util.computeFlatOffset(begin, strides);
+      dst.set(src.subarray(at, at + n));
+      return out;
+    }
+    // Runs: from the last axis whose slice is partial, everything inside is contiguous.
+    const rank = x.shape.length;
+    let inner = rank - 1;
+    while (inner > 0 && size[inner] === x.shape[inner]) inner--;
+    const run = util.sizeFromShape(size.slice(inner));
+    const outer = size.slice(0, inner);
+    const count = util.sizeFromShape(outer);
+    const index = new Array<number>(inner).fill(0);
+    let base = slice_util.computeFlatOffset(begin, strides);
+    for (let r = 0; r < count; r++) {
+      dst.set(src.subarray(base, base + run), r * run);
+      // next index of the outer axes, odometer-style, moving `base` along the strides
+      for (let a = inner - 1; a >= 0; a--) {
+        index[a]++;
+        base += strides[a];
+        if (index[a] < outer[a]) break;
+        base -= strides[a] * outer[a];
+        index[a] = 0;
+      }
+    }
+    return out;
+  };
+}
+
+/** The wasm `Slice` over heap views; the stock kernel must already be registered. */
+export function wasmSlice(): KernelConfig {
+  const stock = getKernel('Slice', 'wasm');
+  if (!stock) throw new Error('wasm Slice kernel is not registered');
+  return {
+    kernelName: 'Slice',
+    backendName: 'wasm',
+    kernelFunc: makeWasmSlice(stock.kernelFunc as unknown as SliceFunc) as unknown as KernelFunc,
+  };
+}
