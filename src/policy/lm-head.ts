@@ -3,6 +3,8 @@ import * as tf from '../kernels/tf.js';
 
 /** Logits per forward chunk or backward block by default: 8M floats, 32 MB. */
 const CHUNK_LOGITS = 1 << 23;
+/** Up to this many logits (128 MB) the forward keeps ∂lp/∂logits for the backward instead. */
+const KEEP_LOGITS = 1 << 25;
 
 /**
  * log π(label) of each row through the LM head, never holding more than a slice of the
@@ -36,6 +38,9 @@ export function headLogProbs(
   const cols = vocabBlock ?? Math.max(4096, Math.floor(CHUNK_LOGITS / Math.max(N, 1)));
   const logitsOf = (hc: tf.Tensor, wt: tf.Tensor) =>
     tied ? tf.matMul(hc, wt, false, true) : tf.matMul(hc, wt);
+  if (rowChunk === undefined && vocabBlock === undefined && N * V <= KEEP_LOGITS) {
+    return keptHeadLogProbs(h, w, labels, tied);
+  }
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     const [hIn, wIn, yIn] = args as tf.Tensor[];
@@ -85,6 +90,40 @@ export function headLogProbs(
         if (blocks.length > 1) tf.dispose(blocks);
         dy.dispose();
         return [dh as tf.Tensor, dw, tf.zeros(ys.shape, 'float32')];
+      },
+    };
+  });
+  return f(h, w, labels) as tf.Tensor;
+}
+
+/**
+ * `headLogProbs` in one block that keeps e = onehot(label) − softmax(z) [N, V] from the forward,
+ * so the backward needs no second pass over the logits (at GPT-2's vocabulary recomputing them
+ * was a quarter of the head's 156 GFLOP). dy scales rows, so it moves to the [N, d] side:
+ *   dW = eᵀ·(dy ⊙ h) (tied) or (dy ⊙ h)ᵀ·e,   dh = dy ⊙ (e·W) (tied) or dy ⊙ (e·Wᵀ)
+ */
+function keptHeadLogProbs(h: tf.Tensor, w: tf.Tensor, labels: tf.Tensor, tied: boolean): tf.Tensor {
+  const N = h.shape[0] as number;
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [hIn, wIn, yIn] = args as tf.Tensor[];
+    const [value, e] = tf.tidy(() => {
+      const z = tied ? tf.matMul(hIn, wIn, false, true) : tf.matMul(hIn, wIn); // (N, V)
+      const [lp, lse] = logSoftmaxPick(z, yIn);
+      return [lp, logSoftmaxPickGrad(z, lse, yIn, tf.onesLike(lp))];
+    });
+    save([hIn, wIn, yIn, e]);
+    return {
+      value,
+      gradFunc: (dyIn: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [hs, ws, ys, es] = saved;
+        const dy = tf.reshape(dyIn as tf.Tensor, [N, 1]);
+        const hy = tf.mul(hs, dy); // (N, d)
+        const dw = tied ? tf.matMul(es, hy, true, false) : tf.matMul(hy, es, true, false);
+        const eW = tied ? tf.matMul(es, ws) : tf.matMul(es, ws, false, true); // (N, d)
+        const dh = tf.mul(eW, dy);
+        tf.dispose([dy, hy, eW]);
+        return [dh, dw, tf.zeros(ys.shape, 'float32')];
       },
     };
   });

@@ -11,9 +11,14 @@ for (const [backend, skip] of BACKEND_CASES) {
       await useBackend(backend);
     });
 
-    it.each([true, false])(
-      'chunked equals the whole-logits path, values and gradients (tied %s)',
-      async (tied) => {
+    it.each([
+      [true, 'chunked'],
+      [false, 'chunked'],
+      [true, 'kept'],
+      [false, 'kept'],
+    ] as const)(
+      'tied %s, %s: equals the whole-logits path, values and gradients',
+      async (tied, how) => {
         const [N, d, V] = [7, 5, 11];
         const r = RandomStream.of({ seed: 1, step: 0, actor: 'head' });
         const h = tf.tensor(r.normal(N * d), [N, d]);
@@ -30,7 +35,9 @@ for (const [backend, skip] of BACKEND_CASES) {
               N,
             ]);
           };
-          const chunked = (hh: tf.Tensor, ww: tf.Tensor) => headLogProbs(hh, ww, y, tied, 3, 4);
+          // small chunks and blocks, or the defaults (one block, ∂lp/∂z kept from the forward)
+          const chunked = (hh: tf.Tensor, ww: tf.Tensor) =>
+            how === 'chunked' ? headLogProbs(hh, ww, y, tied, 3, 4) : headLogProbs(hh, ww, y, tied);
           const [a, b] = tf.tidy(() => [whole(h, w), chunked(h, w)]);
           expectClose(await read(b), await read(a), { atol: 1e-5, rtol: 1e-5, what: 'log-probs' });
           const objective = (fn: typeof whole) => (hh: tf.Tensor, ww: tf.Tensor) =>
