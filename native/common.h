@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define CHECK(call)                                                                                \
   do {                                                                                             \
@@ -48,30 +49,32 @@ static inline bool get_f32(napi_env env, napi_value v, float **data, size_t *len
 }
 
 /*
- * expf that vectorises (the loops that call it compile to AVX2/AVX-512 without -ffast-math):
- * e^x = 2^n·e^r with n = round(x/ln 2), r = x − n·ln 2 (ln 2 split in two for precision), e^r by
- * its degree-6 Taylor polynomial on |r| ≤ ln2/2, 2^n built in the exponent bits. Relative error
- * < 2e-7 (about 2 ulp) on [−87, 88]; below −87.3 it returns 0, above 88.3 +inf; NaN stays NaN.
+ * e^x for float, ~2 ulp: 2^n·p(r), n = round(x/ln 2), |r| ≤ ln2/2, Cephes' polynomial. Plain
+ * arithmetic and bit moves, so loops over it vectorise (libm's expf does not without -ffast-math).
+ * x is clamped to [-87, 88], where 2^n is a normal float: below, e^x saturates at e^-87 ≈ 1.6e-38
+ * (masked attention scores and far-off logits contribute that, not 0), above at e^88.
  */
 static inline float troupe_expf(float x) {
-  const float hi = 88.3f, lo = -87.3f;
-  float xc = x > hi ? hi : x;
-  xc = xc < lo ? lo : xc;
-  // round to nearest by adding and removing 1.5·2²³ (vectorises; roundf is a libm call)
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
-  float out = p * scale.f;
-  out = x < lo ? 0.0f : out;
-  out = x > hi ? __builtin_inff() : out;
-  return x != x ? x : out;
+  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+  const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
+  float t = x * 1.44269504088896341f + shifter;
+  float n = t - shifter;
+  int32_t ni;
+  memcpy(&ni, &t, 4);
+  ni -= 0x4B400000; /* the bits of `shifter` */
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t si = (ni + 127) << 23;
+  float scale;
+  memcpy(&scale, &si, 4);
+  return p * scale;
 }
 
 /* Each adds its functions to `exports`; false when a Node-API call failed (an error is pending). */

@@ -1,10 +1,448 @@
 /*
- * Fused element-wise kernels over float32 views (which may point into the wasm heap).
+ * Fused element-wise kernels over float32 views (which may point into the wasm heap): LayerNorm,
+ * RMSNorm, GELU (tanh approximation) and SiLU, forward and backward. Each replaces a dozen tfjs
+ * kernels (one pass over memory each) with one or two passes.
+ *
+ * Views are row-major [rows, cols]; the norms work per row. Row sums are accumulated in double,
+ * lane-wise in vectors (the build has no -ffast-math, so a plain loop's sum would stay scalar).
+ * exp is a polynomial (troupe_expf, common.h) for the same reason: libm's expf does not vectorise without
+ * -ffast-math (measured on Zen 4, GELU over L1-resident data: 0.34 ns/value with exp_f, 2.5 with
+ * expf, 12 with tanhf). Every argument is checked before anything is read: types, integer ranges,
+ * each view's length against rows and cols, and that no output overlaps another view. Outputs are
+ * written, inputs never.
  */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common.h"
 
-bool troupe_define_fused(napi_env env, napi_value exports) {
-  (void)env;
-  (void)exports;
+/* ---- argument checks: each throws (TypeError or RangeError, naming fn and the argument) ---- */
+
+typedef struct {
+  napi_env env;
+  const char *fn;
+  napi_value argv[10];
+  size_t argc;
+} Call;
+
+static bool start(napi_env env, napi_callback_info info, Call *c, const char *fn, size_t argc) {
+  c->env = env;
+  c->fn = fn;
+  c->argc = 10;
+  if (napi_get_cb_info(env, info, &c->argc, c->argv, NULL, NULL) != napi_ok) return false;
+  if (c->argc != argc) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s takes %zu arguments, got %zu", fn, argc, c->argc);
+    fail(env, false, msg);
+    return false;
+  }
   return true;
+}
+
+static bool failf(Call *c, bool range, const char *what, const char *name) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s %s", c->fn, name, what);
+  fail(c->env, range, msg);
+  return false;
+}
+
+/* An integer in [lo, 2^31). */
+static bool arg_int(Call *c, size_t i, const char *name, int64_t lo, int64_t *out) {
+  if (!get_int(c->env, c->argv[i], out) || *out < lo || *out > INT32_MAX) {
+    char what[64];
+    snprintf(what, sizeof what, "must be an integer in [%lld, 2^31)", (long long)lo);
+    return failf(c, true, what, name);
+  }
+  return true;
+}
+
+/* A Float32Array of exactly `need` elements. */
+static bool arg_f32(Call *c, size_t i, const char *name, int64_t need, const char *needs,
+                    float **out) {
+  size_t len;
+  if (!get_f32(c->env, c->argv[i], out, &len))
+    return failf(c, false, "must be a Float32Array", name);
+  if ((int64_t)len != need) {
+    char what[128];
+    snprintf(what, sizeof what, "has %zu elements, expected %lld (%s)", len, (long long)need,
+             needs);
+    return failf(c, true, what, name);
+  }
+  return true;
+}
+
+typedef struct {
+  const char *name;
+  const float *p;
+  int64_t n;
+} View;
+
+/* Outputs (the first n_out of v) must not overlap each other or any input. */
+static bool disjoint(Call *c, const View *v, int n, int n_out) {
+  for (int i = 0; i < n_out; i++) {
+    for (int j = 0; j < n; j++) {
+      if (j == i || v[i].n == 0 || v[j].n == 0) continue;
+      uintptr_t a0 = (uintptr_t)v[i].p, a1 = (uintptr_t)(v[i].p + v[i].n);
+      uintptr_t b0 = (uintptr_t)v[j].p, b1 = (uintptr_t)(v[j].p + v[j].n);
+      if (a0 < b1 && b0 < a1) {
+        char what[96];
+        snprintf(what, sizeof what, "overlaps %s (outputs must not share memory)", v[j].name);
+        return failf(c, true, what, v[i].name);
+      }
+    }
+  }
+  return true;
+}
+
+/* ---- loops ---- */
+
+/* Row sums: 8 floats at a time, widened to double and added lane-wise (two accumulators, for
+ * latency), then the lanes added; GCC's and Clang's vector extensions, so this vectorises without
+ * reassociation and without -ffast-math. */
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef double f64x8 __attribute__((vector_size(64)));
+
+static inline f32x8 load8(const float *p) {
+  f32x8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline f64x8 wide(f32x8 v) { return __builtin_convertvector(v, f64x8); }
+
+static inline double lanes(f64x8 a, f64x8 b) {
+  a += b;
+  double s = 0;
+  for (int k = 0; k < 8; k++) s += a[k];
+  return s;
+}
+
+static inline float sigmoid_f(float z) { return 1.0f / (1.0f + troupe_expf(-z)); }
+
+#define GELU_C 0.7978845608028654f /* √(2/π) */
+#define GELU_A 0.044715f
+
+/* GELU tanh: ½x(1 + tanh u) = x·σ(2u), u = √(2/π)(x + 0.044715x³). */
+static void gelu_forward(const float *restrict x, float *restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float s = sigmoid_f(2.0f * GELU_C * v * (1.0f + GELU_A * v * v));
+    y[i] = v * s;
+  }
+}
+
+/* d/dx x·σ(2u) = s + 2x·s(1 − s)·u′, s = σ(2u), u′ = √(2/π)(1 + 3·0.044715x²). */
+static void gelu_backward(const float *restrict x, const float *restrict dy, float *restrict dx,
+                          int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float s = sigmoid_f(2.0f * GELU_C * v * (1.0f + GELU_A * v * v));
+    float du = GELU_C * (1.0f + 3.0f * GELU_A * v * v);
+    dx[i] = dy[i] * s * (1.0f + 2.0f * v * (1.0f - s) * du);
+  }
+}
+
+static void silu_forward(const float *restrict x, float *restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_f(x[i]);
+}
+
+/* d/dx x·σ(x) = σ(x)(1 + x(1 − σ(x))). */
+static void silu_backward(const float *restrict x, const float *restrict dy, float *restrict dx,
+                          int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float s = sigmoid_f(x[i]);
+    dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+  }
+}
+
+static void layer_norm_forward(const float *restrict x, const float *restrict gamma,
+                               const float *restrict beta, int64_t rows, int64_t cols, float eps,
+                               float *restrict y, float *restrict mean, float *restrict rstd) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * cols;
+    float *yr = y + r * cols;
+    f64x8 a0 = {0}, a1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+      a0 += wide(load8(xr + j));
+      a1 += wide(load8(xr + j + 8));
+    }
+    double s = lanes(a0, a1);
+    for (; j < cols; j++) s += xr[j];
+    const float m = (float)(s / (double)cols);
+    f64x8 q0 = {0}, q1 = {0};
+    for (j = 0; j + 16 <= cols; j += 16) {
+      f64x8 d0 = wide(load8(xr + j) - m), d1 = wide(load8(xr + j + 8) - m);
+      q0 += d0 * d0;
+      q1 += d1 * d1;
+    }
+    double q = lanes(q0, q1);
+    for (; j < cols; j++) {
+      double d = xr[j] - m;
+      q += d * d;
+    }
+    const float rs = (float)(1.0 / sqrt(q / (double)cols + eps));
+    for (j = 0; j < cols; j++) yr[j] = (xr[j] - m) * rs * gamma[j] + beta[j];
+    mean[r] = m;
+    rstd[r] = rs;
+  }
+}
+
+/* dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂)), g = γ⊙dy; dγ = Σ_rows dy⊙x̂, dβ = Σ_rows dy (summed in
+ * double in `acc`, 2·cols). */
+static void layer_norm_backward(const float *restrict dy, const float *restrict x,
+                                const float *restrict gamma, const float *restrict mean,
+                                const float *restrict rstd, int64_t rows, int64_t cols,
+                                float *restrict dx, float *restrict dgamma, float *restrict dbeta,
+                                double *restrict acc) {
+  double *restrict ag = acc, *restrict ab = acc + cols;
+  for (int64_t j = 0; j < cols; j++) ag[j] = ab[j] = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * cols, *dyr = dy + r * cols;
+    float *dxr = dx + r * cols;
+    const float m = mean[r], rs = rstd[r];
+    f64x8 s1 = {0}, s2 = {0};
+    int64_t j = 0;
+    for (; j + 8 <= cols; j += 8) {
+      f32x8 g = load8(gamma + j) * load8(dyr + j);
+      f32x8 xh = (load8(xr + j) - m) * rs;
+      s1 += wide(g);
+      s2 += wide(g * xh);
+    }
+    double t1 = 0, t2 = 0;
+    for (int k = 0; k < 8; k++) {
+      t1 += s1[k];
+      t2 += s2[k];
+    }
+    for (; j < cols; j++) {
+      float g = gamma[j] * dyr[j];
+      t1 += g;
+      t2 += g * ((xr[j] - m) * rs);
+    }
+    const float a = (float)(t1 / (double)cols);
+    const float b = (float)(t2 / (double)cols);
+    for (j = 0; j < cols; j++) {
+      float xh = (xr[j] - m) * rs;
+      dxr[j] = rs * (gamma[j] * dyr[j] - a - xh * b);
+      ag[j] += dyr[j] * xh;
+      ab[j] += dyr[j];
+    }
+  }
+  for (int64_t j = 0; j < cols; j++) {
+    dgamma[j] = (float)ag[j];
+    dbeta[j] = (float)ab[j];
+  }
+}
+
+static void rms_norm_forward(const float *restrict x, const float *restrict gamma, int64_t rows,
+                             int64_t cols, float eps, float *restrict y, float *restrict rstd) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * cols;
+    float *yr = y + r * cols;
+    f64x8 q0 = {0}, q1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+      f64x8 v0 = wide(load8(xr + j)), v1 = wide(load8(xr + j + 8));
+      q0 += v0 * v0;
+      q1 += v1 * v1;
+    }
+    double q = lanes(q0, q1);
+    for (; j < cols; j++) q += (double)xr[j] * xr[j];
+    const float rs = (float)(1.0 / sqrt(q / (double)cols + eps));
+    for (j = 0; j < cols; j++) yr[j] = xr[j] * rs * gamma[j];
+    rstd[r] = rs;
+  }
+}
+
+/* dx = rstd·(g − x̂·mean(g⊙x̂)), g = γ⊙dy, x̂ = x·rstd; dγ = Σ_rows dy⊙x̂ (double, in `acc`). */
+static void rms_norm_backward(const float *restrict dy, const float *restrict x,
+                              const float *restrict gamma, const float *restrict rstd,
+                              int64_t rows, int64_t cols, float *restrict dx,
+                              float *restrict dgamma, double *restrict acc) {
+  for (int64_t j = 0; j < cols; j++) acc[j] = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * cols, *dyr = dy + r * cols;
+    float *dxr = dx + r * cols;
+    const float rs = rstd[r];
+    f64x8 s0 = {0}, s1 = {0};
+    int64_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+      s0 += wide(load8(gamma + j) * load8(dyr + j) * (load8(xr + j) * rs));
+      s1 += wide(load8(gamma + j + 8) * load8(dyr + j + 8) * (load8(xr + j + 8) * rs));
+    }
+    double t = lanes(s0, s1);
+    for (; j < cols; j++) t += gamma[j] * dyr[j] * (xr[j] * rs);
+    const float b = (float)(t / (double)cols);
+    for (j = 0; j < cols; j++) {
+      float xh = xr[j] * rs;
+      dxr[j] = rs * (gamma[j] * dyr[j] - xh * b);
+      acc[j] += dyr[j] * xh;
+    }
+  }
+  for (int64_t j = 0; j < cols; j++) dgamma[j] = (float)acc[j];
+}
+
+/* ---- Node-API entry points ---- */
+
+static bool arg_eps(Call *c, size_t i, float *out) {
+  double d;
+  if (!get_double(c->env, c->argv[i], &d) || !(d >= 0) || !isfinite(d))
+    return failf(c, true, "must be a finite number >= 0", "eps");
+  *out = (float)d;
+  return true;
+}
+
+static double *scratch(Call *c, int64_t n) {
+  double *p = malloc((size_t)n * sizeof(double));
+  if (!p) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: out of memory for %lld doubles", c->fn, (long long)n);
+    napi_throw_error(c->env, NULL, msg);
+  }
+  return p;
+}
+
+static napi_value layer_norm_forward_js(napi_env env, napi_callback_info info) {
+  Call c;
+  int64_t rows, cols;
+  float eps, *x, *gamma, *beta, *y, *mean, *rstd;
+  if (!start(env, info, &c, "layerNormForward", 9) || !arg_int(&c, 3, "rows", 1, &rows) ||
+      !arg_int(&c, 4, "cols", 1, &cols) || !arg_eps(&c, 5, &eps) ||
+      !arg_f32(&c, 0, "x", rows * cols, "rows·cols", &x) ||
+      !arg_f32(&c, 1, "gamma", cols, "cols", &gamma) ||
+      !arg_f32(&c, 2, "beta", cols, "cols", &beta) ||
+      !arg_f32(&c, 6, "y", rows * cols, "rows·cols", &y) ||
+      !arg_f32(&c, 7, "mean", rows, "rows", &mean) ||
+      !arg_f32(&c, 8, "rstd", rows, "rows", &rstd))
+    return NULL;
+  const View v[] = {{"y", y, rows * cols}, {"mean", mean, rows}, {"rstd", rstd, rows},
+                    {"x", x, rows * cols}, {"gamma", gamma, cols}, {"beta", beta, cols}};
+  if (!disjoint(&c, v, 6, 3)) return NULL;
+  layer_norm_forward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
+  return NULL;
+}
+
+static napi_value layer_norm_backward_js(napi_env env, napi_callback_info info) {
+  Call c;
+  int64_t rows, cols;
+  float *dy, *x, *gamma, *mean, *rstd, *dx, *dgamma, *dbeta;
+  if (!start(env, info, &c, "layerNormBackward", 10) || !arg_int(&c, 5, "rows", 1, &rows) ||
+      !arg_int(&c, 6, "cols", 1, &cols) ||
+      !arg_f32(&c, 0, "dy", rows * cols, "rows·cols", &dy) ||
+      !arg_f32(&c, 1, "x", rows * cols, "rows·cols", &x) ||
+      !arg_f32(&c, 2, "gamma", cols, "cols", &gamma) ||
+      !arg_f32(&c, 3, "mean", rows, "rows", &mean) ||
+      !arg_f32(&c, 4, "rstd", rows, "rows", &rstd) ||
+      !arg_f32(&c, 7, "dx", rows * cols, "rows·cols", &dx) ||
+      !arg_f32(&c, 8, "dgamma", cols, "cols", &dgamma) ||
+      !arg_f32(&c, 9, "dbeta", cols, "cols", &dbeta))
+    return NULL;
+  const View v[] = {{"dx", dx, rows * cols},  {"dgamma", dgamma, cols}, {"dbeta", dbeta, cols},
+                    {"dy", dy, rows * cols},  {"x", x, rows * cols},    {"gamma", gamma, cols},
+                    {"mean", mean, rows},     {"rstd", rstd, rows}};
+  if (!disjoint(&c, v, 8, 3)) return NULL;
+  double *acc = scratch(&c, 2 * cols);
+  if (!acc) return NULL;
+  layer_norm_backward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta, acc);
+  free(acc);
+  return NULL;
+}
+
+static napi_value rms_norm_forward_js(napi_env env, napi_callback_info info) {
+  Call c;
+  int64_t rows, cols;
+  float eps, *x, *gamma, *y, *rstd;
+  if (!start(env, info, &c, "rmsNormForward", 7) || !arg_int(&c, 2, "rows", 1, &rows) ||
+      !arg_int(&c, 3, "cols", 1, &cols) || !arg_eps(&c, 4, &eps) ||
+      !arg_f32(&c, 0, "x", rows * cols, "rows·cols", &x) ||
+      !arg_f32(&c, 1, "gamma", cols, "cols", &gamma) ||
+      !arg_f32(&c, 5, "y", rows * cols, "rows·cols", &y) ||
+      !arg_f32(&c, 6, "rstd", rows, "rows", &rstd))
+    return NULL;
+  const View v[] = {
+      {"y", y, rows * cols}, {"rstd", rstd, rows}, {"x", x, rows * cols}, {"gamma", gamma, cols}};
+  if (!disjoint(&c, v, 4, 2)) return NULL;
+  rms_norm_forward(x, gamma, rows, cols, eps, y, rstd);
+  return NULL;
+}
+
+static napi_value rms_norm_backward_js(napi_env env, napi_callback_info info) {
+  Call c;
+  int64_t rows, cols;
+  float *dy, *x, *gamma, *rstd, *dx, *dgamma;
+  if (!start(env, info, &c, "rmsNormBackward", 8) || !arg_int(&c, 4, "rows", 1, &rows) ||
+      !arg_int(&c, 5, "cols", 1, &cols) ||
+      !arg_f32(&c, 0, "dy", rows * cols, "rows·cols", &dy) ||
+      !arg_f32(&c, 1, "x", rows * cols, "rows·cols", &x) ||
+      !arg_f32(&c, 2, "gamma", cols, "cols", &gamma) ||
+      !arg_f32(&c, 3, "rstd", rows, "rows", &rstd) ||
+      !arg_f32(&c, 6, "dx", rows * cols, "rows·cols", &dx) ||
+      !arg_f32(&c, 7, "dgamma", cols, "cols", &dgamma))
+    return NULL;
+  const View v[] = {{"dx", dx, rows * cols}, {"dgamma", dgamma, cols}, {"dy", dy, rows * cols},
+                    {"x", x, rows * cols},   {"gamma", gamma, cols},   {"rstd", rstd, rows}};
+  if (!disjoint(&c, v, 6, 2)) return NULL;
+  double *acc = scratch(&c, cols);
+  if (!acc) return NULL;
+  rms_norm_backward(dy, x, gamma, rstd, rows, cols, dx, dgamma, acc);
+  free(acc);
+  return NULL;
+}
+
+static bool arg_kind(Call *c, int64_t *kind) {
+  if (!get_int(c->env, c->argv[0], kind) || (*kind != 0 && *kind != 1))
+    return failf(c, true, "must be 0 (GELU tanh) or 1 (SiLU)", "kind");
+  return true;
+}
+
+/* The length of the Float32Array argument i (0 when it is not one: arg_f32 then says so). */
+static int64_t f32_length(Call *c, size_t i) {
+  float *p;
+  size_t n;
+  return get_f32(c->env, c->argv[i], &p, &n) ? (int64_t)n : 0;
+}
+
+static napi_value activation_forward_js(napi_env env, napi_callback_info info) {
+  Call c;
+  int64_t kind;
+  float *x, *y;
+  if (!start(env, info, &c, "activationForward", 3) || !arg_kind(&c, &kind)) return NULL;
+  const int64_t n = f32_length(&c, 1);
+  if (!arg_f32(&c, 1, "x", n, "x.length", &x) || !arg_f32(&c, 2, "y", n, "x.length", &y))
+    return NULL;
+  const View v[] = {{"y", y, n}, {"x", x, n}};
+  if (!disjoint(&c, v, 2, 1)) return NULL;
+  if (kind == 0) gelu_forward(x, y, n);
+  else silu_forward(x, y, n);
+  return NULL;
+}
+
+static napi_value activation_backward_js(napi_env env, napi_callback_info info) {
+  Call c;
+  int64_t kind;
+  float *x, *dy, *dx;
+  if (!start(env, info, &c, "activationBackward", 4) || !arg_kind(&c, &kind)) return NULL;
+  const int64_t n = f32_length(&c, 1);
+  if (!arg_f32(&c, 1, "x", n, "x.length", &x) || !arg_f32(&c, 2, "dy", n, "x.length", &dy) ||
+      !arg_f32(&c, 3, "dx", n, "x.length", &dx))
+    return NULL;
+  const View v[] = {{"dx", dx, n}, {"x", x, n}, {"dy", dy, n}};
+  if (!disjoint(&c, v, 3, 1)) return NULL;
+  if (kind == 0) gelu_backward(x, dy, dx, n);
+  else silu_backward(x, dy, dx, n);
+  return NULL;
+}
+
+bool troupe_define_fused(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"layerNormForward", NULL, layer_norm_forward_js, NULL, NULL, NULL, napi_default, NULL},
+      {"layerNormBackward", NULL, layer_norm_backward_js, NULL, NULL, NULL, napi_default, NULL},
+      {"rmsNormForward", NULL, rms_norm_forward_js, NULL, NULL, NULL, napi_default, NULL},
+      {"rmsNormBackward", NULL, rms_norm_backward_js, NULL, NULL, NULL, napi_default, NULL},
+      {"activationForward", NULL, activation_forward_js, NULL, NULL, NULL, napi_default, NULL},
+      {"activationBackward", NULL, activation_backward_js, NULL, NULL, NULL, napi_default, NULL},
+  };
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

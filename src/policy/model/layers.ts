@@ -1,3 +1,5 @@
+import { ACTIVATION, FUSED } from '../../kernels/custom/native-fused.js';
+import { scaledSoftmax } from '../../kernels/custom/native-rows.js';
 import * as tf from '../../kernels/tf.js';
 
 /**
@@ -14,8 +16,32 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   return tf.reshape(out, [...lead, outDim]);
 }
 
+/**
+ * Whether Troupe's fused native `kernel` (src/kernels/custom/native-fused.ts) can take x and its
+ * per-column parameters: registered for the active backend (wasm or cpu with the native addon),
+ * everything float32, each parameter d values. Otherwise the composite ops below run.
+ */
+function fused(kernel: string, x: tf.Tensor, ...params: tf.Tensor[]): boolean {
+  const d = x.shape[x.rank - 1];
+  return (
+    x.dtype === 'float32' &&
+    params.every((p) => p.dtype === 'float32' && p.size === d) &&
+    tf.getKernel(kernel, tf.getBackend()) !== undefined
+  );
+}
+
+/** Run a fused kernel and keep its first output (the others, row statistics, feed its gradient). */
+function runFused(kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor {
+  const out = tf.engine().runKernel(kernel, inputs, attrs);
+  if (!Array.isArray(out)) return out;
+  tf.dispose(out.slice(1));
+  return out[0];
+}
+
 /** LayerNorm over the last axis: (x − μ)/√(σ² + ε)·γ + β.  x: [..., d] */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  if (fused(FUSED.layerNorm, x, gamma, beta))
+    return runFused(FUSED.layerNorm, { x, gamma, beta }, { eps });
   const axis = x.rank - 1;
   const mean = tf.mean(x, axis, true);
   const centered = tf.sub(x, mean);
@@ -25,6 +51,7 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
 
 /** RMSNorm (Llama): x/√(mean(x²) + ε)·γ.  x: [..., d] */
 export function rmsNorm(x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor {
+  if (fused(FUSED.rmsNorm, x, gamma)) return runFused(FUSED.rmsNorm, { x, gamma }, { eps });
   const ms = tf.mean(tf.square(x), x.rank - 1, true);
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), gamma);
 }
@@ -38,12 +65,16 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * model's training step).
  */
 export function geluTanh(x: tf.Tensor): tf.Tensor {
+  if (fused(FUSED.activation, x))
+    return runFused(FUSED.activation, { x }, { kind: ACTIVATION.geluTanh });
   const x3 = tf.mul(tf.mul(x, x), x);
   return tf.mul(x, tf.sigmoid(tf.mul(tf.add(x, tf.mul(x3, 0.044715)), 2 * GELU_C)));
 }
 
 /** SiLU (swish): x·σ(x). */
 export function silu(x: tf.Tensor): tf.Tensor {
+  if (fused(FUSED.activation, x))
+    return runFused(FUSED.activation, { x }, { kind: ACTIVATION.silu });
   return tf.mul(x, tf.sigmoid(x));
 }
 
@@ -94,7 +125,7 @@ export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tens
  */
 export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   const [B, T, H, hd] = q.shape as [number, number, number, number];
-  const [, KV, S] = k.shape as [number, number, number, number];
+  const KV = k.shape[1] as number;
   const rep = H / KV;
   // Head h = g·rep + r uses key/value head g (the order of HF's repeat_kv).
   const qg = tf.reshape(tf.transpose(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
@@ -103,9 +134,10 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Ten
     rep * T,
     hd,
   ]);
-  const scores = tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd)); // (B, KV, rep·T, S)
-  const masked = tf.add(tf.reshape(scores, [B, KV, rep, T, S]), bias); // (B, KV, rep, T, S)
-  const probs = tf.reshape(tf.softmax(masked), [B, KV, rep * T, S]);
+  // softmax(q·kᵀ/√hd + bias), the bias [B, T, S] broadcast over the KV·rep heads: one native
+  // kernel on wasm/cpu with the addon (scale, add and softmax as one pass; 3 tfjs kernels forward
+  // and 6 backward otherwise)
+  const probs = scaledSoftmax(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd), bias, B); // (B, KV, rep·T, S)
   const out = tf.matMul(probs, v); // (B, KV, rep·T, hd)
   return tf.reshape(tf.transpose(tf.reshape(out, [B, KV, rep, T, hd]), [0, 3, 1, 2, 4]), [
     B,
