@@ -123,16 +123,19 @@ export interface NativeAddon {
   /** dx = f′(x)·dy. */
   activationBackward(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
 
-  // Host loops for the optimizer step (native/host.c), on plain Float32Arrays.
-  /** y[offset + i] += alpha·x[i] for i < x.length. */
+  // Host loops for the optimizer step (native/host.c), on Float32Arrays (host arrays or views of
+  // the wasm heap). Arithmetic in double, stored as float, in the JS path's order of operations.
+  /** y[offset + i] += alpha·x[i] for i < x.length (x may not overlap y). */
   axpy(y: Float32Array, offset: number, x: Float32Array, alpha: number): void;
   /** Σ x[i]² accumulated in double. */
   sumSquares(x: Float32Array): number;
   /** x[i] *= alpha. */
   scale(x: Float32Array, alpha: number): void;
   /**
-   * One AdamW update in place (PyTorch's AdamW): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
-   * p ← p·(1 − lr·wd) − lr·(m/bc1)/(√(v/bc2) + ε), bc = 1 − βᵗ.
+   * One AdamW update (PyTorch's AdamW) of g = float(grad·gradScale): m ← β₁m + (1−β₁)g,
+   * v ← β₂v + (1−β₂)g², p ← p·(1 − lr·wd) − lr·(m/bc1)/(√(v/bc2) + ε), bc = 1 − βᵗ. Written to
+   * paramOut, mOut and vOut, each its input (in place) when absent; an output is its own input
+   * or overlaps nothing.
    */
   adamwStep(
     param: Float32Array,
@@ -146,6 +149,10 @@ export interface NativeAddon {
     weightDecay: number,
     bc1: number,
     bc2: number,
+    gradScale?: number,
+    paramOut?: Float32Array,
+    mOut?: Float32Array,
+    vOut?: Float32Array,
   ): void;
 
   /** BLAS threads per call. */

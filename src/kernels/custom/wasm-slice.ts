@@ -44,7 +44,11 @@ export function makeWasmSlice(stock: SliceFunc): SliceFunc {
     if (n === 0) return out;
     const heap = backend.wasm.HEAPU8;
     const view = (t: TensorInfo, len: number) =>
-      new View(heap.buffer as ArrayBuffer, heap.byteOffset + backend.dataIdMap.get(t.dataId).memoryOffset, len);
+      new View(
+        heap.buffer as ArrayBuffer,
+        heap.byteOffset + backend.dataIdMap.get(t.dataId).memoryOffset,
+        len,
+      );
     const src = view(x, util.sizeFromShape(x.shape));
     const dst = view(out, n);
     const strides = util.computeStrides(x.shape);
