@@ -50,10 +50,10 @@ export interface ModelCase {
     readonly optimizer: boolean;
     readonly skipReason?: string;
     /**
-     * Also measure this many steps the way the trainers take them (`optimizerStep`: checkpointed
-     * fwd+bwd, clip on the host, AdamW with its moments offloaded to the host), after a warm-up.
+     * Also measure steps the way the trainers take them (`optimizerStep`: plain fwd+bwd, clip,
+     * native AdamW where built), after a warm-up; `offload` keeps the AdamW moments on the host.
      */
-    readonly offloadSteps?: number;
+    readonly trainer?: { readonly steps: number; readonly offload: boolean };
   };
   /** Profile tfjs memory (`tf.profile` peakBytes) in the warm-up steps. */
   readonly memory: boolean;
@@ -406,32 +406,34 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
           : 'batch·seq / variableGrads of lmLoss (no clip, no AdamW)',
       });
     }
-    if (tr.offloadSteps) {
-      phase('train (offload)');
-      const host = new AdamW(model.params, model.specs, { lr: 1e-4, offload: true });
+    if (tr.trainer) {
+      const { steps, offload } = tr.trainer;
+      const name = `train (trainer step${offload ? ', AdamW offload' : ''})`;
+      phase(name);
+      const opt = new AdamW(model.params, model.specs, { lr: 1e-4, offload });
       try {
         const one = async () => {
           const t0 = now();
           const out = await optimizerStep(
             model,
-            host,
+            opt,
             [
               () => {
-                const { loss, tokens: n } = lmLoss(model, batch, { checkpoint: true });
+                const { loss, tokens: n } = lmLoss(model, batch);
                 return { loss, weight: n };
               },
             ],
             { lr: 1e-4, maxGradNorm: 1 },
           );
-          if (!Number.isFinite(out.loss)) throw new Error(`offload step: the loss is ${out.loss}`);
+          if (!Number.isFinite(out.loss)) throw new Error(`trainer step: the loss is ${out.loss}`);
           return { ms: now() - t0, loss: out.loss };
         };
         const warmup = await one();
         const runs: { ms: number; loss: number }[] = [];
-        for (let i = 0; i < tr.offloadSteps; i++) runs.push(await one());
+        for (let i = 0; i < steps; i++) runs.push(await one());
         const ms = median(runs.map((r) => r.ms));
         push({
-          figure: 'train (checkpoint, AdamW offload)',
+          figure: name,
           value: (B * T) / (ms / 1000),
           unit: 'tokens/s',
           batch: B,
@@ -440,10 +442,10 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
           samples: runs.length,
           warmupMs: warmup.ms,
           losses: [warmup.loss, ...runs.map((r) => r.loss)],
-          how: 'batch·seq / optimizerStep (checkpointed fwd+bwd, host clip 1.0, AdamW moments on the host)',
+          how: `batch·seq / optimizerStep (fwd+bwd, clip 1.0, AdamW${offload ? ' with its moments on the host' : ''})`,
         });
       } finally {
-        host.dispose();
+        opt.dispose();
       }
     }
     if (c.memory) {

@@ -21,11 +21,10 @@ import type { Suite, SuiteResult } from './types.js';
  * ~13 temporaries per parameter alive in one tidy, and clipGradNorm copies every grad.
  */
 const GPT2_TRAIN_SKIP =
-  'full training step skipped: it does not fit the 4 GiB wasm32 heap (estimated from 1- and ' +
-  '2-layer proxies: plain fwd+bwd ≈ 8.5 GB, clip + AdamW.step ≈ 9.3 GB, checkpointed fwd+bwd ' +
-  'with AdamW moments ≈ 4.1 GB). Measured instead: checkpointed forward + backward alone, ' +
-  'without optimizer state (≈ 3.1 GB), and the full step as the trainers take it with the AdamW ' +
-  'moments offloaded to the host (optim.offload)';
+  'device-side clip + AdamW skipped: the moments (1 GB) on top of a plain forward + backward ' +
+  '(wasm heap high-water 2.6 GB) leave too little of the 4 GiB wasm32 heap. Measured: forward + ' +
+  'backward alone, plain and checkpointed, and the full step as the trainers take it with the ' +
+  'AdamW moments on the host (optim.offload)';
 
 /** The configs for a backend; `quick` drops GPT-2 and repetitions. */
 export function modelCases(backend: string, quick: boolean): ModelCase[] {
@@ -38,7 +37,12 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
     seq: 64,
     forwardReps: quick ? 3 : 9,
     generate: gen(quick ? 1 : 3),
-    train: { variants: both, steps: quick ? 2 : 5, optimizer: true },
+    train: {
+      variants: both,
+      steps: quick ? 2 : 5,
+      optimizer: true,
+      trainer: { steps: quick ? 2 : 7, offload: false },
+    },
     memory: true,
   };
   if (backend !== 'wasm') {
@@ -49,7 +53,7 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
         ...tiny,
         forwardReps: 2,
         generate: gen(1),
-        train: { ...tiny.train, steps: 1 },
+        train: { variants: both, steps: 1, optimizer: true },
         memory: false,
       },
     ];
@@ -61,7 +65,12 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
     seq: 128,
     forwardReps: quick ? 1 : 3,
     generate: gen(quick ? 1 : 2),
-    train: { variants: both, steps: quick ? 1 : 2, optimizer: true },
+    train: {
+      variants: both,
+      steps: quick ? 1 : 2,
+      optimizer: true,
+      trainer: { steps: quick ? 2 : 5, offload: false },
+    },
     memory: true,
   };
   const gpt2: ModelCase = {
@@ -78,11 +87,11 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
     forwardReps: 1,
     generate: gen(1),
     train: {
-      variants: ['checkpoint'],
+      variants: ['plain', 'checkpoint'],
       steps: 1,
       optimizer: false,
       skipReason: GPT2_TRAIN_SKIP,
-      offloadSteps: 2,
+      trainer: { steps: 3, offload: true },
     },
     memory: true,
   };
@@ -207,8 +216,10 @@ const FIGURES: ReadonlyArray<{ figure: string; label: string; cell: (r: ModelRow
   ...[
     'train',
     'train (checkpoint)',
+    'train fwd+bwd only',
     'train fwd+bwd only (checkpoint)',
-    'train (checkpoint, AdamW offload)',
+    'train (trainer step)',
+    'train (trainer step, AdamW offload)',
   ].map((figure) => ({
     figure,
     label: `${figure} tokens/s`,

@@ -99,8 +99,8 @@ export const torchSuite: Suite = {
     }
     const FIGURES: Record<string, string> = {
       forward: 'forward',
-      train: 'train',
-      'train (checkpoint, AdamW offload)': 'train',
+      'train (trainer step)': 'train',
+      'train (trainer step, AdamW offload)': 'train',
       'generate b1': 'generate b1',
       'generate b8': 'generate b8',
       'peak RSS': 'peak RSS',
@@ -141,8 +141,9 @@ export const torchSuite: Suite = {
     const markdown = [
       `PyTorch ${torch.torch} (CPU, ${torch.cores} cores) vs Troupe on ${kernel}.`,
       '',
-      'Troupe / PyTorch > 1 is Troupe faster (for peak RSS: Troupe uses more). GPT-2 "train" for',
-      'Troupe is its full step with AdamW offloaded (wasm32 heap), for PyTorch the plain step.',
+      'Troupe / PyTorch > 1 is Troupe faster (for peak RSS: Troupe uses more). "train" is one full',
+      'optimizer step (forward, backward, clip, AdamW); for Troupe the trainers\' optimizerStep,',
+      'at GPT-2 size with the AdamW moments on the host (the wasm32 heap is 4 GiB).',
       '',
       `| figure | config | Troupe | ${threads.map((n) => `PyTorch ${n} thread${n > 1 ? 's' : ''}`).join(' | ')} | Troupe / PyTorch 1 thread |`,
       `|---|---|---:|${threads.map(() => '---:').join('|')}|---:|`,
