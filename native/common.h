@@ -77,6 +77,14 @@ static inline float troupe_expf(float x) {
   return p * scale;
 }
 
+/*
+ * smallm.c: C[M, N] = op(A)·op(B) for 1 ≤ M ≤ SMALL_GEMM_MAX_ROWS, row-major, C dense [M, N];
+ * false (nothing written) where it does not apply.
+ */
+#define SMALL_GEMM_MAX_ROWS 16
+bool troupe_small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+                       const float *b, float *c);
+
 /* Each adds its functions to `exports`; false when a Node-API call failed (an error is pending). */
 bool troupe_define_fused(napi_env env, napi_value exports); /* fused.c: norms, activations, softmax */
 bool troupe_define_host(napi_env env, napi_value exports);  /* host.c: optimizer-side loops */

@@ -67,10 +67,6 @@ static void load_blas(void) {
   }
 }
 
-/* Up to this many rows of op(A), sgemv per row beats sgemm (measured on OpenBLAS 0.3.21, SkylakeX
- * kernels: [4, 768]·[768, 3072] 0.76 vs 0.92 ms; at 8 rows sgemm wins 0.18 vs 0.36 ms). */
-#define GEMV_MAX_ROWS 4
-
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   size_t argc = 11;
   napi_value argv[11];
@@ -108,25 +104,24 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   // Row-major op(A) is [M, K]: A itself is [M, K] (lda K) or, transposed, [K, M] (lda M).
   const int lda = ta ? (int)M : (int)K;
   const int ldb = tb ? (int)K : (int)N;
-  if (M <= GEMV_MAX_ROWS) {
-    // Each row of op(A) times op(B) as a matrix-vector product: sgemm packs all of B first,
-    // which at M = 1 (decoding) read the weights twice (GPT-2's tied LM head: 30 ms vs 13 ms).
+  if (M == 1) {
+    // A matrix-vector product: sgemm packs all of B first, which at M = 1 (decoding) read the
+    // weights twice (GPT-2's tied LM head: 30 ms vs 13 ms with sgemv).
     for (int64_t i = 0; i < batch; i++) {
-      const float *ai = a + i * sa, *bi = b + i * sb;
-      float *ci = c + i * M * N;
-      for (int64_t m = 0; m < M; m++) {
-        const float *x = ta ? ai + m : ai + m * K; // row m of op(A): stride M when transposed
-        const int incx = ta ? (int)M : 1;
-        if (tb) // B is [N, K]: y = B·x
-          cblas_sgemv_p(RowMajor, NoTrans, (int)N, (int)K, 1.0f, bi, (int)K, x, incx, 0.0f,
-                        ci + m * N, 1);
-        else // B is [K, N]: y = Bᵀ·x
-          cblas_sgemv_p(RowMajor, Trans, (int)K, (int)N, 1.0f, bi, (int)N, x, incx, 0.0f,
-                        ci + m * N, 1);
-      }
+      const float *x = a + i * sa, *bi = b + i * sb;
+      if (tb) // B is [N, K]: y = B·x
+        cblas_sgemv_p(RowMajor, NoTrans, (int)N, (int)K, 1.0f, bi, (int)K, x, 1, 0.0f, c + i * N,
+                      1);
+      else // B is [K, N]: y = Bᵀ·x
+        cblas_sgemv_p(RowMajor, Trans, (int)K, (int)N, 1.0f, bi, (int)N, x, 1, 0.0f, c + i * N, 1);
     }
     return NULL;
   }
+  // A few rows (a decoding batch): B read once per 8 rows, not packed (smallm.c).
+  bool small = M <= SMALL_GEMM_MAX_ROWS;
+  for (int64_t i = 0; i < batch && small; i++)
+    small = troupe_small_gemm(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N);
+  if (small) return NULL;
   for (int64_t i = 0; i < batch; i++) {
     cblas_sgemm_p(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, (int)M, (int)N, (int)K,
                   1.0f, a + i * sa, lda, b + i * sb, ldb, 0.0f, c + i * M * N, (int)N);

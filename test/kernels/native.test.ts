@@ -56,7 +56,8 @@ const CASES: [number[], number[], boolean, boolean][] = [
   [[7, 5], [3, 5, 9], false, false], // A broadcast
   [[2, 3, 7, 5], [2, 3, 9, 5], false, true], // attention's q·kᵀ
   [[64, 96], [96, 130], false, false], // sizes past one BLAS block
-  // up to 4 rows of op(A) take sgemv per row: every transpose form, batched and broadcast
+  // one row of op(A) takes sgemv, 2–16 rows the small-M kernel (columns in blocks of 32, k in
+  // vectors of 16, rows in groups of 8): every transpose form, tails, batched and broadcast
   [[1, 5], [5, 9], false, false],
   [[5, 1], [5, 9], true, false],
   [[1, 5], [9, 5], false, true],
@@ -64,6 +65,14 @@ const CASES: [number[], number[], boolean, boolean][] = [
   [[3, 4, 6], [6, 9], false, false],
   [[2, 3, 1, 5], [2, 3, 9, 5], false, true], // a decoding step's q·kᵀ
   [[2, 3, 1, 9], [2, 3, 9, 5], false, false], // and its p·v
+  [[8, 37], [37, 70], false, false],
+  [[37, 8], [37, 70], true, false],
+  [[8, 37], [70, 37], false, true],
+  [[37, 11], [70, 37], true, true],
+  [[16, 40], [40, 64], false, false],
+  [[13, 50], [33, 50], false, true],
+  [[2, 9, 48], [48, 33], false, false], // B broadcast over the batch, a second group of 8 rows
+  [[3, 5, 20], [3, 31, 20], false, true],
 ];
 
 for (const backend of ['wasm', 'cpu'] as const) {
