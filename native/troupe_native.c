@@ -67,6 +67,26 @@ static void load_blas(void) {
   }
 }
 
+/*
+ * C[M, N] = op(A)·op(B), row-major, C dense. One row: sgemv (sgemm packs all of B first, which
+ * at M = 1, decoding, read the weights twice: GPT-2's tied LM head 30 ms vs 13 ms). 2–16 rows:
+ * smallm.c, B read once per 8 rows. More: sgemm.
+ */
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+                 const float *b, float *c) {
+  if (M == 1) {
+    if (tb) // B is [N, K]: y = B·x
+      cblas_sgemv_p(RowMajor, NoTrans, (int)N, (int)K, 1.0f, b, (int)K, a, 1, 0.0f, c, 1);
+    else // B is [K, N]: y = Bᵀ·x
+      cblas_sgemv_p(RowMajor, Trans, (int)K, (int)N, 1.0f, b, (int)N, a, 1, 0.0f, c, 1);
+    return;
+  }
+  if (M <= SMALL_GEMM_MAX_ROWS && troupe_small_gemm(ta, tb, M, N, K, a, b, c)) return;
+  // Row-major op(A) is [M, K]: A itself is [M, K] (lda K) or, transposed, [K, M] (lda M).
+  cblas_sgemm_p(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, (int)M, (int)N, (int)K, 1.0f,
+                a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
+}
+
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   size_t argc = 11;
   napi_value argv[11];
@@ -101,31 +121,46 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
     return fail(env, true, "sgemmBatched: b is shorter than (batch - 1)·strideB + K·N");
   if ((uint64_t)(batch * M * N) > lc)
     return fail(env, true, "sgemmBatched: c is shorter than batch·M·N");
-  // Row-major op(A) is [M, K]: A itself is [M, K] (lda K) or, transposed, [K, M] (lda M).
-  const int lda = ta ? (int)M : (int)K;
-  const int ldb = tb ? (int)K : (int)N;
-  if (M == 1) {
-    // A matrix-vector product: sgemm packs all of B first, which at M = 1 (decoding) read the
-    // weights twice (GPT-2's tied LM head: 30 ms vs 13 ms with sgemv).
-    for (int64_t i = 0; i < batch; i++) {
-      const float *x = a + i * sa, *bi = b + i * sb;
-      if (tb) // B is [N, K]: y = B·x
-        cblas_sgemv_p(RowMajor, NoTrans, (int)N, (int)K, 1.0f, bi, (int)K, x, 1, 0.0f, c + i * N,
-                      1);
-      else // B is [K, N]: y = Bᵀ·x
-        cblas_sgemv_p(RowMajor, Trans, (int)K, (int)N, 1.0f, bi, (int)N, x, 1, 0.0f, c + i * N, 1);
+  for (int64_t i = 0; i < batch; i++) gemm(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N);
+  return NULL;
+}
+
+/*
+ * linearForward(x, w, bias, rows, in, out, y): y[r, :] = x[r, :]·W + bias for W [in, out]
+ * (row-major) and rows of x; an empty bias is none. One call for what tfjs does in four
+ * kernels (reshape, matmul, add, reshape): decoding runs six projections per layer.
+ */
+static napi_value linear_forward(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 7) return fail(env, false, "linearForward takes 7 arguments");
+  float *x, *w, *bias, *y;
+  size_t lx, lw, lb, ly;
+  if (!get_f32(env, argv[0], &x, &lx)) return fail(env, false, "linearForward: x must be a Float32Array");
+  if (!get_f32(env, argv[1], &w, &lw)) return fail(env, false, "linearForward: w must be a Float32Array");
+  if (!get_f32(env, argv[2], &bias, &lb)) return fail(env, false, "linearForward: bias must be a Float32Array");
+  const char *names[] = {"rows", "in", "out"};
+  int64_t dims[3];
+  for (int i = 0; i < 3; i++) {
+    if (!get_int(env, argv[3 + i], &dims[i]) || dims[i] < 1 || dims[i] > INT32_MAX) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "linearForward: %s must be an integer in [1, 2^31)", names[i]);
+      return fail(env, true, msg);
     }
-    return NULL;
   }
-  // A few rows (a decoding batch): B read once per 8 rows, not packed (smallm.c).
-  bool small = M <= SMALL_GEMM_MAX_ROWS;
-  for (int64_t i = 0; i < batch && small; i++)
-    small = troupe_small_gemm(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N);
-  if (small) return NULL;
-  for (int64_t i = 0; i < batch; i++) {
-    cblas_sgemm_p(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, (int)M, (int)N, (int)K,
-                  1.0f, a + i * sa, lda, b + i * sb, ldb, 0.0f, c + i * M * N, (int)N);
-  }
+  if (!get_f32(env, argv[6], &y, &ly)) return fail(env, false, "linearForward: y must be a Float32Array");
+  const int64_t R = dims[0], I = dims[1], O = dims[2];
+  if ((uint64_t)(R * I) > lx) return fail(env, true, "linearForward: x is shorter than rows·in");
+  if ((uint64_t)(I * O) > lw) return fail(env, true, "linearForward: w is shorter than in·out");
+  if (lb != 0 && (uint64_t)O > lb) return fail(env, true, "linearForward: bias is shorter than out");
+  if ((uint64_t)(R * O) > ly) return fail(env, true, "linearForward: y is shorter than rows·out");
+  gemm(false, false, R, O, I, x, w, y);
+  if (lb != 0)
+    for (int64_t r = 0; r < R; r++) {
+      float *yr = y + r * O;
+      for (int64_t j = 0; j < O; j++) yr[j] += bias[j];
+    }
   return NULL;
 }
 
@@ -162,6 +197,7 @@ static napi_value init(napi_env env, napi_value exports) {
   }
   napi_property_descriptor props[] = {
       {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_default, NULL},
+      {"linearForward", NULL, linear_forward, NULL, NULL, NULL, napi_default, NULL},
       {"threads", NULL, threads, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
       {"config", NULL, config, NULL, NULL, NULL, napi_default, NULL},

@@ -26,6 +26,16 @@ export interface NativeAddon {
     strideB: number,
     c: Float32Array,
   ): void;
+  /** y[r, :] = x[r, :]·W + bias for W [in, out]; an empty bias is none. */
+  linearForward(
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    y: Float32Array,
+  ): void;
 
   // Row kernels (native/rows.c). Row-major views; outputs are written, never inputs.
   /** y[g, h, r, :] = softmax(scale·x[g, h, r, :] + bias[g, r, :]); an empty bias is none. */

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setCpuBatchMatMul, setWasmBatchMatMul } from '../../src/kernels/custom/index.js';
+import { nativeLinear } from '../../src/kernels/custom/native-linear.js';
 import { nativeKernels } from '../../src/kernels/native.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
@@ -140,5 +141,68 @@ describe.skipIf(skip !== null)('native addon arguments', () => {
       s(false, false, 1, 4, 4, 4, new Float64Array(16) as never, 0, f(16), 0, f(16)),
     ).toThrow(/a must be a Float32Array/);
     expect(() => native.addon.setThreads(0)).toThrow(/setThreads/);
+  });
+});
+
+describe.skipIf(skip !== null)('native TroupeLinear (x·W + b in one kernel)', () => {
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it.each([
+      [[1, 1, 7], true],
+      [[5, 7], true],
+      [[2, 20, 7], false],
+      [[41, 7], true],
+    ])(
+      `${backend}: x %j (bias %s) equals the loop, gradients equal the composite`,
+      async (shape, withBias) => {
+        await useBackend(backend);
+        const rng = RandomStream.of({ seed: 8, step: 0, actor: 'test', purpose: `lin${shape}` });
+        const n = shape.reduce((a, b) => a * b, 1);
+        const [inDim, outDim] = [7, 37];
+        const x = rng.normal(n);
+        const w = rng.normal(inDim * outDim);
+        const b = rng.normal(outDim);
+        const xt = tf.tensor(x, shape);
+        const wt = tf.tensor(w, [inDim, outDim]);
+        const bt = withBias ? tf.tensor(b, [outDim]) : undefined;
+        const y = nativeLinear(xt, wt, bt)!;
+        expect(y.shape).toEqual([...shape.slice(0, -1), outDim]);
+        const want = new Float64Array((n / inDim) * outDim);
+        for (let r = 0; r < n / inDim; r++)
+          for (let j = 0; j < outDim; j++) {
+            let s = withBias ? b[j] : 0;
+            for (let k = 0; k < inDim; k++) s += x[r * inDim + k] * w[k * outDim + j];
+            want[r * outDim + j] = s;
+          }
+        expectClose(await read(y), want, { atol: 1e-5, rtol: 1e-5 });
+        const up = tf.tensor(rng.normal(want.length), y.shape);
+        const composite = (xx: tf.Tensor, ww: tf.Tensor, bb?: tf.Tensor) => {
+          const z = tf.reshape(tf.matMul(tf.reshape(xx, [-1, inDim]), ww), y.shape);
+          return bb ? tf.add(z, bb) : z;
+        };
+        const loss = (f: typeof composite) => (xx: tf.Tensor, ww: tf.Tensor, bb?: tf.Tensor) =>
+          tf.sum(tf.mul(f(xx, ww, bb), up));
+        const args = bt ? [xt, wt, bt] : [xt, wt];
+        const got = tf.grads(loss((xx, ww, bb) => nativeLinear(xx, ww, bb)!) as never)(args);
+        const ref = tf.grads(loss(composite) as never)(args);
+        for (const [i, g] of got.entries()) {
+          expect(g.shape).toEqual(ref[i].shape);
+          expectClose(await read(g), await read(ref[i]), {
+            atol: 1e-4,
+            rtol: 1e-4,
+            what: `grad ${i}`,
+          });
+        }
+        tf.dispose([xt, wt, y, up, ...got, ...ref, ...(bt ? [bt] : [])]);
+      },
+    );
+  }
+
+  it('refuses bad sizes, naming the argument', () => {
+    if (!native.available) return;
+    const f = (k: number) => new Float32Array(k);
+    const lin = native.addon.linearForward;
+    expect(() => lin(f(5), f(6), f(0), 2, 3, 2, f(4))).toThrow(/x is shorter than rows·in/);
+    expect(() => lin(f(6), f(6), f(1), 2, 3, 2, f(4))).toThrow(/bias is shorter than out/);
+    expect(() => lin(f(6), f(6), f(0), 0, 3, 2, f(4))).toThrow(/rows must be an integer/);
   });
 });

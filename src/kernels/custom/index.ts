@@ -5,6 +5,7 @@ import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { embeddingGatherGrad } from './gather-grad.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeFused } from './native-fused.js';
+import { installNativeLinear } from './native-linear.js';
 import { installNativeOptim } from './native-optim.js';
 import { installNativeRows } from './native-rows.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
@@ -80,6 +81,7 @@ export function installCustomKernels(tfBackend: string): string[] {
   }
   if (nativeKernels().available && (tfBackend === 'wasm' || tfBackend === 'cpu')) {
     added.push(
+      ...installNativeLinear(tfBackend),
       ...installNativeRows(tfBackend),
       ...installNativeFused(tfBackend),
       ...installNativeOptim(tfBackend),

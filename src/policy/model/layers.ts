@@ -1,4 +1,5 @@
 import { ACTIVATION, FUSED } from '../../kernels/custom/native-fused.js';
+import { nativeLinear } from '../../kernels/custom/native-linear.js';
 import { scaledSoftmax } from '../../kernels/custom/native-rows.js';
 import * as tf from '../../kernels/tf.js';
 
@@ -9,6 +10,8 @@ import * as tf from '../../kernels/tf.js';
 
 /** y = x·W (+ b).  x: [..., in]  W: [in, out]  b: [out]  →  [..., out] */
 export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
+  const fused = nativeLinear(x, w, b); // one native kernel on wasm/cpu with the addon
+  if (fused) return fused;
   const [inDim, outDim] = w.shape as [number, number];
   const lead = x.shape.slice(0, -1);
   const y = tf.matMul(tf.reshape(x, [-1, inDim]), w); // (N, out): 2-D, the fast form
