@@ -1,4 +1,7 @@
+import { scaledSoftmax } from '../../src/kernels/custom/native-rows.js';
+import { logProbsFromLogits } from '../../src/kernels/numerics/index.js';
 import * as tf from '../../src/kernels/tf.js';
+import { geluTanh, layerNorm, linear, rmsNorm, silu } from '../../src/policy/model/layers.js';
 
 /** How a case's input is drawn (seeded): real numbers, positive reals, ints in [0, max), or bools. */
 export type InputKind =
@@ -242,4 +245,45 @@ export const OP_CASES: readonly OpCase[] = [
   ),
   noGrad('Floor', [f(3, 5)], (x) => tf.floor(x)),
   noGrad('TopK', [f(3, 5)], (x) => tf.topk(x, 2).values),
+  // Troupe's fused native kernels (wasm and cpu with the addon; the composite ops elsewhere, so
+  // webgpu checks them against cpu). The …Grad kernels run in each case's backward.
+  ...(['TroupeLayerNorm', 'TroupeLayerNormGrad'] as const).map((kernel) => ({
+    kernel,
+    label: `${kernel} (layerNorm over the last axis)`,
+    inputs: [f(2, 3, 7), f(7), f(7)],
+    fn: (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(x, g, b, 1e-5),
+    grad: true,
+  })),
+  ...(['TroupeRmsNorm', 'TroupeRmsNormGrad'] as const).map((kernel) => ({
+    kernel,
+    label: `${kernel} (rmsNorm over the last axis)`,
+    inputs: [f(2, 3, 7), f(7)],
+    fn: (x: tf.Tensor, g: tf.Tensor) => rmsNorm(x, g, 1e-6),
+    grad: true,
+  })),
+  ...(['TroupeActivation', 'TroupeActivationGrad'] as const).flatMap((kernel) => [
+    { kernel, label: `${kernel} (GELU tanh)`, inputs: [f(3, 5)], fn: geluTanh, grad: true },
+    { kernel, label: `${kernel} (SiLU)`, inputs: [f(3, 5)], fn: silu, grad: true },
+  ]),
+  ...(['TroupeScaledSoftmax', 'TroupeScaledSoftmaxGrad'] as const).map((kernel) => ({
+    kernel,
+    label: `${kernel} (softmax(x/√d + bias), bias over the heads)`,
+    inputs: [f(2, 3, 4, 5), f(2, 1, 1, 4, 5)],
+    fn: (x: tf.Tensor, bias: tf.Tensor) => scaledSoftmax(x, 0.5, bias, 2),
+    grad: true,
+  })),
+  ...(['TroupeLogSoftmaxPick', 'TroupeLogSoftmaxPickGrad'] as const).map((kernel) => ({
+    kernel,
+    label: `${kernel} (logProbsFromLogits)`,
+    inputs: [f(2, 3, 7), int(7, 2, 3)],
+    fn: (z: tf.Tensor, y: tf.Tensor) => logProbsFromLogits(z, y),
+    grad: true,
+  })),
+  {
+    kernel: 'TroupeLinear',
+    label: 'TroupeLinear (x·W + b)',
+    inputs: [f(2, 3, 5), f(5, 4), f(4)],
+    fn: (x, w, b) => linear(x, w, b),
+    grad: true,
+  },
 ];
