@@ -142,7 +142,7 @@ export const torchSuite: Suite = {
       `PyTorch ${torch.torch} (CPU, ${torch.cores} cores) vs Troupe on ${kernel}.`,
       '',
       'Troupe / PyTorch > 1 is Troupe faster (for peak RSS: Troupe uses more). "train" is one full',
-      'optimizer step (forward, backward, clip, AdamW); for Troupe the trainers\' optimizerStep,',
+      "optimizer step (forward, backward, clip, AdamW); for Troupe the trainers' optimizerStep,",
       'at GPT-2 size with the AdamW moments on the host (the wasm32 heap is 4 GiB).',
       '',
       `| figure | config | Troupe | ${threads.map((n) => `PyTorch ${n} thread${n > 1 ? 's' : ''}`).join(' | ')} | Troupe / PyTorch 1 thread |`,
