@@ -27,6 +27,7 @@ import {
   trainBpe,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
+import { useBlasThreads } from '../kernels/native.js';
 import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
 import type { ProgressState } from '../train/progress.js';
@@ -254,6 +255,8 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
 
   const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
   try {
+    const blas = useBlasThreads(config.runtime.replicas, config.runtime.blasThreads);
+    run.log(`BLAS threads per call: ${blas} (${config.runtime.replicas} computing actor(s))`);
     const policies = await startPolicies(config, mconfig, supervisor, resumed?.dir);
     const r = await runSteps(
       config,

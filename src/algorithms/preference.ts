@@ -10,6 +10,7 @@ import {
 import type { Example } from '../data/datasets/index.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
+import { useBlasThreads } from '../kernels/native.js';
 import type { ModelConfig } from '../policy/config.js';
 import {
   openRun,
@@ -253,6 +254,9 @@ export async function trainPreference(
     const initial = config.model.path
       ? { dir: config.model.path }
       : { config: mconfig, seed: config.seed };
+    const computing = config.runtime.replicas + (liveReference(config) ? 1 : 0);
+    const blas = useBlasThreads(computing, config.runtime.blasThreads);
+    run.log(`BLAS threads per call: ${blas} (${computing} computing actor(s))`);
     let reference: Actor<PreferenceRole> | undefined;
     if (usesReference(config)) {
       reference = await supervisor.spawn(

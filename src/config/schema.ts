@@ -148,6 +148,11 @@ export const runtimeSchema = z
     device: z.string().optional(),
     /** Data-parallel policy replicas (one thread each). */
     replicas: positiveInt.default(1),
+    /**
+     * BLAS threads per call with the native kernels. Default: the cores shared out among the
+     * run's concurrently computing actors (TROUPE_BLAS_THREADS, when set, also overrides it).
+     */
+    blasThreads: positiveInt.optional(),
   })
   .strict();
 

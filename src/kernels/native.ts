@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -184,16 +185,47 @@ export const NATIVE_ADDON_PATH = fileURLToPath(
 let cached: NativeStatus | undefined;
 
 /**
- * BLAS threads per call: TROUPE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else 1. One is the
- * default because Troupe's parallelism is its actors: measured on 2 cores, a PPO iteration with
- * five actors ran 8.5 s with one BLAS thread per call and 14.5 s with two (threads spinning on
- * cores the other actors need), and a lone SFT actor 3.6k vs 2.3k tokens/s at these sizes.
- * The pool is per process, shared by every actor thread.
+ * BLAS threads per call: TROUPE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else 1. The pool is per
+ * process, shared by every actor thread; a run sets TROUPE_BLAS_THREADS for its actors before it
+ * starts them (`planBlasThreads`).
  */
 function blasThreads(): number {
   const raw = process.env.TROUPE_BLAS_THREADS ?? process.env.OPENBLAS_NUM_THREADS;
   const n = raw === undefined ? 1 : Number(raw);
   return Number.isInteger(n) && n >= 1 ? n : 1;
+}
+
+/**
+ * BLAS threads per call for a run whose `computeActors` actors do tensor work at the same time
+ * on this machine: the configured count (`runtime.blasThreads`), else an explicit
+ * TROUPE_BLAS_THREADS / OPENBLAS_NUM_THREADS, else the cores shared out among the actors (at least
+ * one each). Measured on 2 cores: a lone small-model pretraining actor ran 2008 tokens/s with one
+ * thread, 3091 with two, and 1757 as two data-parallel replicas of one thread each; a PPO
+ * iteration with five actors ran 8.2 s with one thread per call and 14.6 s with two (threads
+ * spinning on cores the other actors need).
+ */
+export function planBlasThreads(
+  computeActors: number,
+  configured?: number,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  cores: number = availableParallelism(),
+): number {
+  if (configured !== undefined) return configured;
+  const raw = env.TROUPE_BLAS_THREADS ?? env.OPENBLAS_NUM_THREADS;
+  const n = raw === undefined ? Number.NaN : Number(raw);
+  if (Number.isInteger(n) && n >= 1) return n;
+  return Math.max(1, Math.floor(cores / Math.max(1, computeActors)));
+}
+
+/**
+ * Set the BLAS threads of the actors a run is about to start (they read TROUPE_BLAS_THREADS when
+ * they load the addon) and of this thread's addon, if loaded. Returns the count.
+ */
+export function useBlasThreads(computeActors: number, configured?: number): number {
+  const n = planBlasThreads(computeActors, configured);
+  process.env.TROUPE_BLAS_THREADS = String(n);
+  if (cached?.available) cached.addon.setThreads(n);
+  return n;
 }
 
 /** The native addon if it is built and loads (once per thread), or why not. */
