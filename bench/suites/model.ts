@@ -64,7 +64,7 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
     batch: 8,
     seq: 128,
     forwardReps: quick ? 1 : 3,
-    generate: gen(quick ? 1 : 2),
+    generate: gen(quick ? 1 : 4),
     train: {
       variants: both,
       steps: quick ? 1 : 2,
@@ -85,7 +85,7 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
     batch: 4,
     seq: 128,
     forwardReps: 1,
-    generate: gen(1),
+    generate: gen(2),
     train: {
       variants: ['plain', 'checkpoint'],
       steps: 1,

@@ -66,37 +66,23 @@ export const torchSuite: Suite = {
       cores: 0,
       rows: [],
     };
-    try {
-      for (const config of ['matmul', ...configs]) {
-        const out = join(dir, `${config}.json`);
-        log(`PyTorch ${config}: ${PYTHON} ${SCRIPT}`);
-        const r = spawnSync(
-          PYTHON,
-          [SCRIPT, '--config', config, '--out', out, ...(quick ? ['--quick'] : [])],
-          { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] },
-        );
-        if (r.status !== 0)
-          throw new Error(`compare.py --config ${config} failed (exit ${r.status})`);
-        const one = JSON.parse(readFileSync(out, 'utf8')) as typeof torch;
-        torch.torch = one.torch;
-        torch.cores = one.cores;
-        torch.rows.push(...one.rows.filter((x) => config !== 'matmul' || x.figure !== 'peak RSS'));
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-    const troupe: { figure: string; config: string; value: number; unit: string }[] = [];
-    await startRuntime({ backend: 'wasm' });
-    for (const m of MATMULS) {
-      await timeMatMul(m.shape, { minMs: 200 });
-      const t = await timeMatMul(m.shape, { minMs: quick ? 200 : 500, minCalls: 3 });
-      troupe.push({
-        figure: `matmul ${m.name}`,
-        config: 'gpt2-layer',
-        value: t.gflops,
-        unit: 'GFLOP/s',
-      });
-    }
+    const runTorch = (config: string) => {
+      const out = join(dir, `${config}.json`);
+      log(`PyTorch ${config}: ${PYTHON} ${SCRIPT}`);
+      const r = spawnSync(
+        PYTHON,
+        [SCRIPT, '--config', config, '--out', out, ...(quick ? ['--quick'] : [])],
+        { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] },
+      );
+      if (r.status !== 0)
+        throw new Error(`compare.py --config ${config} failed (exit ${r.status})`);
+      const one = JSON.parse(readFileSync(out, 'utf8')) as typeof torch;
+      torch.torch = one.torch;
+      torch.cores = one.cores;
+      torch.rows.push(...one.rows.filter((x) => config !== 'matmul' || x.figure !== 'peak RSS'));
+    };
+    type Mine = { figure: string; config: string; value: number; unit: string; blas: number };
+    const troupe: Mine[] = [];
     const FIGURES: Record<string, string> = {
       forward: 'forward',
       'train (trainer step)': 'train',
@@ -105,30 +91,62 @@ export const torchSuite: Suite = {
       'generate b8': 'generate b8',
       'peak RSS': 'peak RSS',
     };
-    for (const name of configs) {
-      const { rows } = await runChild('wasm', name, quick, log);
-      for (const row of rows) {
-        const figure = FIGURES[row.figure];
-        if (figure) troupe.push({ figure, config: name, value: row.value, unit: row.unit });
+    const native = nativeKernels().available;
+    const saved = process.env.TROUPE_BLAS_THREADS;
+    try {
+      runTorch('matmul');
+      await startRuntime({ backend: 'wasm' });
+      for (const m of MATMULS) {
+        await timeMatMul(m.shape, { minMs: 200 });
+        const t = await timeMatMul(m.shape, { minMs: quick ? 200 : 500, minCalls: 3 });
+        troupe.push({
+          figure: `matmul ${m.name}`,
+          config: 'gpt2-layer',
+          value: t.gflops,
+          unit: 'GFLOP/s',
+          blas: 1,
+        });
       }
+      // Config by config, PyTorch then Troupe, so that both sides see the machine in the same
+      // state (it is shared: a figure moves by ±20 % between runs). Troupe runs with one BLAS
+      // thread per call, then with one per core (each config's child reads TROUPE_BLAS_THREADS
+      // when it loads the addon): both cores for one learner, as a run gets them.
+      for (const name of configs) {
+        runTorch(name);
+        for (const blas of native && !quick ? [1, torch.cores] : [1]) {
+          process.env.TROUPE_BLAS_THREADS = String(blas);
+          const { rows } = await runChild('wasm', name, quick, log);
+          for (const row of rows) {
+            const figure = FIGURES[row.figure];
+            if (figure)
+              troupe.push({ figure, config: name, value: row.value, unit: row.unit, blas });
+          }
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      if (saved === undefined) delete process.env.TROUPE_BLAS_THREADS;
+      else process.env.TROUPE_BLAS_THREADS = saved;
     }
+    const blasCounts = [...new Set(troupe.map((t) => t.blas))];
     const threads = [...new Set(torch.rows.map((r) => r.threads))]
       .filter((n) => n > 0)
       .sort((a, b) => a - b);
-    const kernel = nativeKernels().available ? 'wasm + native BLAS (1 thread)' : 'wasm';
-    const rows = troupe.map((t) => {
-      const ref = Object.fromEntries(
-        threads.map((n) => [
-          n,
-          torch.rows.find(
-            (r) =>
-              r.figure === t.figure &&
-              r.config === t.config &&
-              (r.threads === n || (r.figure === 'peak RSS' && r.threads === 0)),
-          )?.value,
-        ]),
-      );
-      return { ...t, troupe: t.value, torch: ref };
+    const kernel = native ? 'wasm + native kernels' : 'wasm';
+    const torchAt = (t: Mine, n: number) =>
+      torch.rows.find(
+        (r) =>
+          r.figure === t.figure &&
+          r.config === t.config &&
+          (r.threads === n || (r.figure === 'peak RSS' && r.threads === 0)),
+      )?.value;
+    const ones = troupe.filter((t) => t.blas === 1);
+    const rows = ones.map((t) => {
+      const more = troupe.find(
+        (x) => x.blas > 1 && x.figure === t.figure && x.config === t.config,
+      )?.value;
+      const ref = Object.fromEntries(threads.map((n) => [n, torchAt(t, n)]));
+      return { ...t, troupe: t.value, troupeAllCores: more, torch: ref };
     });
     const fmt = (x: number | undefined, unit: string) =>
       x === undefined
@@ -138,6 +156,14 @@ export const torchSuite: Suite = {
           : x >= 100
             ? x.toFixed(0)
             : x.toFixed(1);
+    const ratio = (a: number | undefined, b: number | undefined) =>
+      a && b ? (a / b).toFixed(2) : '—';
+    // the best of each side (for peak RSS, the figure itself: lower is better, one value)
+    const best = (xs: (number | undefined)[], unit: string) => {
+      const v = xs.filter((x): x is number => x !== undefined);
+      return v.length === 0 ? undefined : unit === 'bytes' ? v[0] : Math.max(...v);
+    };
+    const many = blasCounts.length > 1;
     const markdown = [
       `PyTorch ${torch.torch} (CPU, ${torch.cores} cores) vs Troupe on ${kernel}.`,
       '',
@@ -145,11 +171,15 @@ export const torchSuite: Suite = {
       "optimizer step (forward, backward, clip, AdamW); for Troupe the trainers' optimizerStep,",
       'at GPT-2 size with the AdamW moments on the host (the wasm32 heap is 4 GiB).',
       '',
-      `| figure | config | Troupe | ${threads.map((n) => `PyTorch ${n} thread${n > 1 ? 's' : ''}`).join(' | ')} | Troupe / PyTorch 1 thread |`,
-      `|---|---|---:|${threads.map(() => '---:').join('|')}|---:|`,
+      `| figure | config | Troupe 1 thread |${many ? ` Troupe ${torch.cores} BLAS threads |` : ''} ${threads.map((n) => `PyTorch ${n} thread${n > 1 ? 's' : ''}`).join(' | ')} | Troupe / PyTorch, 1 thread each |${many ? ' best / best |' : ''}`,
+      `|---|---|---:|${many ? '---:|' : ''}${threads.map(() => '---:').join('|')}|---:|${many ? '---:|' : ''}`,
       ...rows.map((r) => {
-        const one = r.torch[threads[0]];
-        return `| ${r.figure}${r.unit === 'bytes' ? '' : ` (${r.unit})`} | ${r.config} | ${fmt(r.troupe, r.unit)} | ${threads.map((n) => fmt(r.torch[n], r.unit)).join(' | ')} | ${one ? (r.troupe / one).toFixed(2) : '—'} |`;
+        const torchBest = best(
+          threads.map((n) => r.torch[n]),
+          r.unit,
+        );
+        const mineBest = best([r.troupe, r.troupeAllCores], r.unit);
+        return `| ${r.figure}${r.unit === 'bytes' ? '' : ` (${r.unit})`} | ${r.config} | ${fmt(r.troupe, r.unit)} |${many ? ` ${fmt(r.troupeAllCores, r.unit)} |` : ''} ${threads.map((n) => fmt(r.torch[n], r.unit)).join(' | ')} | ${ratio(r.troupe, r.torch[threads[0]])} |${many ? ` ${ratio(mineBest, torchBest)} |` : ''}`;
       }),
     ].join('\n');
     return { rows, markdown };

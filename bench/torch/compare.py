@@ -19,6 +19,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import time
 
 import torch
@@ -43,14 +44,15 @@ CONFIGS = {
 
 
 def timed(fn, min_s=0.5, min_calls=3):
+    """Median seconds per call, after one warm-up call: calls until min_s and min_calls."""
     fn()
-    n, t0 = 0, time.perf_counter()
+    times, t0 = [], time.perf_counter()
     while True:
+        c0 = time.perf_counter()
         fn()
-        n += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_s and n >= min_calls:
-            return dt / n
+        times.append(time.perf_counter() - c0)
+        if time.perf_counter() - t0 >= min_s and len(times) >= min_calls:
+            return statistics.median(times)
 
 
 class Block(torch.nn.Module):

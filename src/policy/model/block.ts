@@ -1,6 +1,15 @@
 import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../config.js';
-import { applyRope, attention, geluTanh, layerNorm, linear, rmsNorm, silu } from './layers.js';
+import {
+  applyRope,
+  attention,
+  geluTanh,
+  layerNorm,
+  linear,
+  permute,
+  rmsNorm,
+  silu,
+} from './layers.js';
 
 /** Looks a parameter up by its full name (`layers.3.attn.q.weight`); undefined if absent. */
 export type ParamLookup = (name: string) => tf.Tensor | undefined;
@@ -61,8 +70,8 @@ export function block(
     q = applyRope(q, ctx.rope.cos, ctx.rope.sin);
     k = applyRope(k, ctx.rope.cos, ctx.rope.sin);
   }
-  let kAll = tf.transpose(k, [0, 2, 1, 3]); // (B, KV, T, hd)
-  let vAll = tf.transpose(vNew, [0, 2, 1, 3]); // (B, KV, T, hd)
+  let kAll = permute(k, [0, 2, 1, 3]); // (B, KV, T, hd)
+  let vAll = permute(vNew, [0, 2, 1, 3]); // (B, KV, T, hd)
   if (past) {
     kAll = tf.concat([past.k, kAll], 2); // (B, KV, P+T, hd)
     vAll = tf.concat([past.v, vAll], 2);

@@ -8,6 +8,22 @@ import * as tf from '../../kernels/tf.js';
  * S keys (cached + new), d width, H query heads, KV key/value heads, hd head width.
  */
 
+/**
+ * tf.transpose(x, perm), as a reshape (no copy, no kernel) when it moves only axes of size 1
+ * relative to the others: decoding one token (T = 1) made each layer's four head transposes
+ * copies of what was already in order.
+ */
+export function permute(x: tf.Tensor, perm: readonly number[]): tf.Tensor {
+  const moved = perm.filter((a) => (x.shape[a] as number) > 1);
+  if (moved.every((a, i) => i === 0 || a > moved[i - 1])) {
+    return tf.reshape(
+      x,
+      perm.map((a) => x.shape[a] as number),
+    );
+  }
+  return tf.transpose(x, [...perm]);
+}
+
 /** y = x·W (+ b).  x: [..., in]  W: [in, out]  b: [out]  →  [..., out] */
 export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tensor {
   const fused = nativeLinear(x, w, b); // one native kernel on wasm/cpu with the addon
@@ -131,7 +147,7 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Ten
   const KV = k.shape[1] as number;
   const rep = H / KV;
   // Head h = g·rep + r uses key/value head g (the order of HF's repeat_kv).
-  const qg = tf.reshape(tf.transpose(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
+  const qg = tf.reshape(permute(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
     B,
     KV,
     rep * T,
@@ -142,9 +158,5 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Ten
   // and 6 backward otherwise)
   const probs = scaledSoftmax(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd), bias, B); // (B, KV, rep·T, S)
   const out = tf.matMul(probs, v); // (B, KV, rep·T, hd)
-  return tf.reshape(tf.transpose(tf.reshape(out, [B, KV, rep, T, hd]), [0, 3, 1, 2, 4]), [
-    B,
-    T,
-    H * hd,
-  ]);
+  return tf.reshape(permute(tf.reshape(out, [B, KV, rep, T, hd]), [0, 3, 1, 2, 4]), [B, T, H * hd]);
 }
