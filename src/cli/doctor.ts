@@ -124,7 +124,9 @@ export function formatDoctor(r: DoctorReport): string {
     `  why: ${r.auto.reason}`,
     '',
     r.native.available
-      ? `native kernels: ✓ BatchMatMul on wasm and cpu runs on ${r.native.blas} (${r.native.threads} threads)`
+      ? `native kernels: ✓ on wasm and cpu: matmuls on ${r.native.blas}, fused norms, activations, ` +
+        `softmax, LM loss and AdamW in C (BLAS threads now ${r.native.threads}; a run shares the ` +
+        'cores out among its computing actors: runtime.blasThreads)'
       : `native kernels: ✗ ${r.native.reason}`,
     ...(r.native.available && r.native.hint ? [`  ${r.native.hint}`] : []),
     '',
