@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { timeMatMul } from '../../src/kernels/measure.js';
@@ -81,20 +81,36 @@ export const torchSuite: Suite = {
       cores: 0,
       rows: [],
     };
+    // One process per config and thread count: torch.set_num_threads does not reach the OpenBLAS
+    // pool Debian's PyTorch multiplies with, which takes every core unless OPENBLAS_NUM_THREADS
+    // says otherwise at start-up (measured: "1 thread" ran at 2 cores' CPU time).
+    const cores = availableParallelism();
     const runTorch = (config: string) => {
-      const out = join(dir, `${config}.json`);
-      log(`PyTorch ${config}: ${PYTHON} ${SCRIPT}`);
-      const r = spawnSync(
-        PYTHON,
-        [SCRIPT, '--config', config, '--out', out, ...(quick ? ['--quick'] : [])],
-        { encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] },
-      );
-      if (r.status !== 0)
-        throw new Error(`compare.py --config ${config} failed (exit ${r.status})`);
-      const one = JSON.parse(readFileSync(out, 'utf8')) as typeof torch;
-      torch.torch = one.torch;
-      torch.cores = one.cores;
-      torch.rows.push(...one.rows.filter((x) => config !== 'matmul' || x.figure !== 'peak RSS'));
+      for (const threads of [...new Set([1, cores])]) {
+        const out = join(dir, `${config}-${threads}.json`);
+        log(`PyTorch ${config}, ${threads} thread(s): ${PYTHON} ${SCRIPT}`);
+        const n = String(threads);
+        const r = spawnSync(
+          PYTHON,
+          [SCRIPT, '--config', config, '--out', out, '--threads', n, ...(quick ? ['--quick'] : [])],
+          {
+            encoding: 'utf8',
+            stdio: ['ignore', 'inherit', 'inherit'],
+            env: { ...process.env, OPENBLAS_NUM_THREADS: n, OMP_NUM_THREADS: n },
+          },
+        );
+        if (r.status !== 0) {
+          throw new Error(`compare.py --config ${config} --threads ${n} failed (exit ${r.status})`);
+        }
+        const one = JSON.parse(readFileSync(out, 'utf8')) as typeof torch;
+        torch.torch = one.torch;
+        torch.cores = one.cores;
+        torch.rows.push(
+          ...one.rows.filter(
+            (x) => (config !== 'matmul' && threads === 1) || x.figure !== 'peak RSS',
+          ),
+        );
+      }
     };
     type Mine = { figure: string; config: string; value: number; unit: string; blas: number };
     const troupe: Mine[] = [];
@@ -114,7 +130,7 @@ export const torchSuite: Suite = {
     // in the same state. Troupe runs with one BLAS thread per call, then with one per core (each
     // config's child reads TROUPE_BLAS_THREADS when it loads the addon): both cores for one
     // learner, as a run gets them.
-    const rounds = quick ? 1 : Math.max(1, Number(process.env.TROUPE_TORCH_ROUNDS ?? 3));
+    const rounds = quick ? 1 : Math.max(1, Number(process.env.TROUPE_TORCH_ROUNDS ?? 2));
     try {
       for (let round = 0; round < rounds; round++) {
         log(`round ${round + 1} of ${rounds}`);

@@ -150,10 +150,17 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--config", required=True, choices=["matmul", *CONFIGS])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="one thread count (the caller also sets OPENBLAS_NUM_THREADS and OMP_NUM_THREADS to it "
+        "before Python starts: torch.set_num_threads does not reach Debian's OpenBLAS pool, which "
+        "otherwise takes every core); default: 1 and every core in this process",
+    )
     args = ap.parse_args()
     rows = []
     cores = os.cpu_count() or 1
-    for threads in sorted({1, cores}):
+    for threads in [args.threads] if args.threads else sorted({1, cores}):
         torch.set_num_threads(threads)
         if args.config == "matmul":
             for name, a, b, ta, tb in MATMULS:
