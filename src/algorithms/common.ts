@@ -3,6 +3,7 @@ import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
+import { useBlasThreads } from '../kernels/native.js';
 import type { ModelConfig } from '../policy/config.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
 import { paramSpecs } from '../policy/params.js';
@@ -46,6 +47,15 @@ interface TrainerConfig {
  * What every trainer starts with: its run directory (new, or resumed from the latest checkpoint,
  * with that checkpoint's trainer state) and its train / eval examples.
  */
+/**
+ * Share this machine's cores out among the run's `computing` actors as BLAS threads per call
+ * (`runtime.blasThreads` or TROUPE_BLAS_THREADS when set), before they start; logged.
+ */
+export function shareCores(run: RunDir, computing: number, configured?: number): void {
+  const blas = useBlasThreads(computing, configured);
+  run.log(`BLAS threads per call: ${blas} (${computing} computing actor(s))`);
+}
+
 export async function openRun(
   config: {
     readonly algorithm: string;

@@ -27,7 +27,6 @@ import {
   trainBpe,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
-import { useBlasThreads } from '../kernels/native.js';
 import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
 import type { ProgressState } from '../train/progress.js';
@@ -37,6 +36,7 @@ import {
   reduceCapacity,
   runSteps,
   saveTrainerCheckpoint,
+  shareCores,
   trainableOptions,
 } from './common.js';
 
@@ -255,8 +255,7 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
 
   const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
   try {
-    const blas = useBlasThreads(config.runtime.replicas, config.runtime.blasThreads);
-    run.log(`BLAS threads per call: ${blas} (${config.runtime.replicas} computing actor(s))`);
+    shareCores(run, config.runtime.replicas, config.runtime.blasThreads);
     const policies = await startPolicies(config, mconfig, supervisor, resumed?.dir);
     const r = await runSteps(
       config,

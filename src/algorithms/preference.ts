@@ -10,13 +10,13 @@ import {
 import type { Example } from '../data/datasets/index.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
-import { useBlasThreads } from '../kernels/native.js';
 import type { ModelConfig } from '../policy/config.js';
 import {
   openRun,
   reduceCapacity,
   runSteps,
   saveTrainerCheckpoint,
+  shareCores,
   trainableOptions,
 } from './common.js';
 import { modelConfig, runTokenizer, type TrainOptions, type TrainResult, textOf } from './lm.js';
@@ -255,8 +255,7 @@ export async function trainPreference(
       ? { dir: config.model.path }
       : { config: mconfig, seed: config.seed };
     const computing = config.runtime.replicas + (liveReference(config) ? 1 : 0);
-    const blas = useBlasThreads(computing, config.runtime.blasThreads);
-    run.log(`BLAS threads per call: ${blas} (${computing} computing actor(s))`);
+    shareCores(run, computing, config.runtime.blasThreads);
     let reference: Actor<PreferenceRole> | undefined;
     if (usesReference(config)) {
       reference = await supervisor.spawn(

@@ -7,7 +7,6 @@ import type { RlConfig } from '../config/schema.js';
 import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { hasCode, TroupeError } from '../errors.js';
-import { useBlasThreads } from '../kernels/native.js';
 import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
 import type { DetailedReward, RewardBatch } from '../reward/types.js';
 import {
@@ -33,6 +32,7 @@ import {
   runSteps,
   type StepReport,
   saveTrainerCheckpoint,
+  shareCores,
   trainableOptions,
 } from './common.js';
 import { modelConfig, runTokenizer, type TrainOptions, type TrainResult } from './lm.js';
@@ -255,8 +255,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
     // the policy replicas and the generator, plus a critic and a reference when used
     const computing =
       c.runtime.replicas + 1 + (c.rl.estimator === 'gae' ? 1 : 0) + (usesReference(c) ? 1 : 0);
-    const blas = useBlasThreads(computing, c.runtime.blasThreads);
-    run.log(`BLAS threads per call: ${blas} (${computing} computing actors)`);
+    shareCores(run, computing, c.runtime.blasThreads);
     const cast = await startCast(
       c,
       supervisor,

@@ -4,6 +4,12 @@ interface IdentityBackend {
   incRef(dataId: DataId): void;
 }
 
+/** x itself under a new tensor: a reference on its heap block, as wasm's Reshape returns. */
+function shareInput(x: TensorInfo, backend: IdentityBackend): TensorInfo {
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+}
+
 /**
  * `Identity` on wasm without a copy: the output shares the input's heap block and takes a
  * reference on it, as wasm's own Reshape does. tfjs runs Identity for every tensor it keeps for a
@@ -18,9 +24,7 @@ export function wasmIdentity(stock: KernelConfig): KernelConfig {
     backendName: 'wasm',
     kernelFunc: ((args: { inputs: { x: TensorInfo }; backend: IdentityBackend }) => {
       const { x } = args.inputs;
-      if (x.dtype === 'string') return stockFunc(args);
-      args.backend.incRef(x.dataId);
-      return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+      return x.dtype === 'string' ? stockFunc(args) : shareInput(x, args.backend);
     }) as unknown as KernelFunc,
   };
 }
@@ -41,8 +45,7 @@ export function wasmCast(stock: KernelConfig): KernelConfig {
     }) => {
       const { x } = args.inputs;
       if (x.dtype !== args.attrs.dtype || x.dtype === 'string') return stockFunc(args);
-      args.backend.incRef(x.dataId);
-      return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+      return shareInput(x, args.backend);
     }) as unknown as KernelFunc,
   };
 }
