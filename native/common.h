@@ -77,6 +77,21 @@ static inline float troupe_expf(float x) {
   return p * scale;
 }
 
+/* y = softmax(row) in place over n values: max, exp and sum, then scale. */
+static inline void troupe_softmax_row(float *y, int64_t n) {
+  float m = y[0];
+#pragma omp simd reduction(max : m)
+  for (int64_t j = 1; j < n; j++) m = y[j] > m ? y[j] : m;
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; j++) {
+    y[j] = troupe_expf(y[j] - m);
+    s += y[j];
+  }
+  const float inv = 1.0f / s;
+  for (int64_t j = 0; j < n; j++) y[j] *= inv;
+}
+
 /*
  * smallm.c: C[M, N] = op(A)·op(B) for 1 ≤ M ≤ SMALL_GEMM_MAX_ROWS, row-major, C dense [M, N];
  * false (nothing written) where it does not apply.
@@ -85,9 +100,26 @@ static inline float troupe_expf(float x) {
 bool troupe_small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                        const float *b, float *c);
 
+/* troupe_native.c: C[M, N] = op(A)·op(B), row-major, C dense (sgemv, small-M or sgemm by M);
+ * troupe_gemm_ld: sgemm with leading dimensions, for blocks of larger matrices. */
+void troupe_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, const float *b,
+                 float *c);
+void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float *c, int64_t ldc);
+
+/* fused.c: the forward loops (per row of `cols`; mean and rstd get one value per row). */
+void troupe_layer_norm_forward(const float *restrict x, const float *restrict gamma,
+                               const float *restrict beta, int64_t rows, int64_t cols, float eps,
+                               float *restrict y, float *restrict mean, float *restrict rstd);
+void troupe_rms_norm_forward(const float *restrict x, const float *restrict gamma, int64_t rows,
+                             int64_t cols, float eps, float *restrict y, float *restrict rstd);
+void troupe_gelu_forward(const float *restrict x, float *restrict y, int64_t n);
+void troupe_silu_forward(const float *restrict x, float *restrict y, int64_t n);
+
 /* Each adds its functions to `exports`; false when a Node-API call failed (an error is pending). */
 bool troupe_define_fused(napi_env env, napi_value exports); /* fused.c: norms, activations, softmax */
 bool troupe_define_host(napi_env env, napi_value exports);  /* host.c: optimizer-side loops */
 bool troupe_define_rows(napi_env env, napi_value exports);  /* rows.c: softmax rows, sums */
+bool troupe_define_decode(napi_env env, napi_value exports); /* decode.c: a cached decoder block */
 
 #endif

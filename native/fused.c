@@ -125,7 +125,7 @@ static inline float sigmoid_f(float z) { return 1.0f / (1.0f + troupe_expf(-z));
 #define GELU_A 0.044715f
 
 /* GELU tanh: ½x(1 + tanh u) = x·σ(2u), u = √(2/π)(x + 0.044715x³). */
-static void gelu_forward(const float *restrict x, float *restrict y, int64_t n) {
+void troupe_gelu_forward(const float *restrict x, float *restrict y, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     float s = sigmoid_f(2.0f * GELU_C * v * (1.0f + GELU_A * v * v));
@@ -144,7 +144,7 @@ static void gelu_backward(const float *restrict x, const float *restrict dy, flo
   }
 }
 
-static void silu_forward(const float *restrict x, float *restrict y, int64_t n) {
+void troupe_silu_forward(const float *restrict x, float *restrict y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_f(x[i]);
 }
 
@@ -157,7 +157,7 @@ static void silu_backward(const float *restrict x, const float *restrict dy, flo
   }
 }
 
-static void layer_norm_forward(const float *restrict x, const float *restrict gamma,
+void troupe_layer_norm_forward(const float *restrict x, const float *restrict gamma,
                                const float *restrict beta, int64_t rows, int64_t cols, float eps,
                                float *restrict y, float *restrict mean, float *restrict rstd) {
   for (int64_t r = 0; r < rows; r++) {
@@ -236,7 +236,7 @@ static void layer_norm_backward(const float *restrict dy, const float *restrict 
   }
 }
 
-static void rms_norm_forward(const float *restrict x, const float *restrict gamma, int64_t rows,
+void troupe_rms_norm_forward(const float *restrict x, const float *restrict gamma, int64_t rows,
                              int64_t cols, float eps, float *restrict y, float *restrict rstd) {
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * cols;
@@ -320,7 +320,7 @@ static napi_value layer_norm_forward_js(napi_env env, napi_callback_info info) {
   const View v[] = {{"y", y, rows * cols}, {"mean", mean, rows}, {"rstd", rstd, rows},
                     {"x", x, rows * cols}, {"gamma", gamma, cols}, {"beta", beta, cols}};
   if (!disjoint(&c, v, 6, 3)) return NULL;
-  layer_norm_forward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
+  troupe_layer_norm_forward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
   return NULL;
 }
 
@@ -364,7 +364,7 @@ static napi_value rms_norm_forward_js(napi_env env, napi_callback_info info) {
   const View v[] = {
       {"y", y, rows * cols}, {"rstd", rstd, rows}, {"x", x, rows * cols}, {"gamma", gamma, cols}};
   if (!disjoint(&c, v, 4, 2)) return NULL;
-  rms_norm_forward(x, gamma, rows, cols, eps, y, rstd);
+  troupe_rms_norm_forward(x, gamma, rows, cols, eps, y, rstd);
   return NULL;
 }
 
@@ -414,8 +414,8 @@ static napi_value activation_forward_js(napi_env env, napi_callback_info info) {
     return NULL;
   const View v[] = {{"y", y, n}, {"x", x, n}};
   if (!disjoint(&c, v, 2, 1)) return NULL;
-  if (kind == 0) gelu_forward(x, y, n);
-  else silu_forward(x, y, n);
+  if (kind == 0) troupe_gelu_forward(x, y, n);
+  else troupe_silu_forward(x, y, n);
   return NULL;
 }
 

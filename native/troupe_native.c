@@ -72,7 +72,7 @@ static void load_blas(void) {
  * at M = 1, decoding, read the weights twice: GPT-2's tied LM head 30 ms vs 13 ms). 2–16 rows:
  * smallm.c, B read once per 8 rows. More: sgemm.
  */
-static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+void troupe_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                  const float *b, float *c) {
   if (M == 1) {
     if (tb) // B is [N, K]: y = B·x
@@ -85,6 +85,13 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float 
   // Row-major op(A) is [M, K]: A itself is [M, K] (lda K) or, transposed, [K, M] (lda M).
   cblas_sgemm_p(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, (int)M, (int)N, (int)K, 1.0f,
                 a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
+}
+
+/* C = op(A)·op(B) with leading dimensions (row-major): sgemm over sub-matrices of larger ones. */
+void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float *c, int64_t ldc) {
+  cblas_sgemm_p(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, (int)M, (int)N, (int)K, 1.0f,
+                a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
 }
 
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
@@ -121,7 +128,7 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
     return fail(env, true, "sgemmBatched: b is shorter than (batch - 1)·strideB + K·N");
   if ((uint64_t)(batch * M * N) > lc)
     return fail(env, true, "sgemmBatched: c is shorter than batch·M·N");
-  for (int64_t i = 0; i < batch; i++) gemm(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N);
+  for (int64_t i = 0; i < batch; i++) troupe_gemm(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N);
   return NULL;
 }
 
@@ -155,7 +162,7 @@ static napi_value linear_forward(napi_env env, napi_callback_info info) {
   if ((uint64_t)(I * O) > lw) return fail(env, true, "linearForward: w is shorter than in·out");
   if (lb != 0 && (uint64_t)O > lb) return fail(env, true, "linearForward: bias is shorter than out");
   if ((uint64_t)(R * O) > ly) return fail(env, true, "linearForward: y is shorter than rows·out");
-  gemm(false, false, R, O, I, x, w, y);
+  troupe_gemm(false, false, R, O, I, x, w, y);
   if (lb != 0)
     for (int64_t r = 0; r < R; r++) {
       float *yr = y + r * O;
@@ -204,7 +211,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports) ||
-      !troupe_define_rows(env, exports))
+      !troupe_define_rows(env, exports) || !troupe_define_decode(env, exports))
     return NULL;
   return exports;
 }

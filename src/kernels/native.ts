@@ -81,6 +81,26 @@ export interface NativeAddon {
   ): void;
   /** out[j] = Σ_i x[i, j] over an [outer, inner] view. */
   columnSums(x: Float32Array, outer: number, inner: number, out: Float32Array): void;
+  /**
+   * One decoder block over the new tokens of a cached forward (native/decode.c): norm, q/k/v
+   * (RoPE), the keys and values written into the caches at P.., attention over 0..P+T−1, the
+   * output projection, norm, MLP, both residuals.
+   *   dims [B, T, d, H, KV, hd, I, P, capacity, norm (0 layer, 1 rms), mlp (0 gelu, 1 swiglu)]
+   *   params: the 18 of DECODE_PARAMS (native-decode.ts) in order, an empty array where absent
+   *   cos, sin [B·T, hd] or empty; bias [B, T, P+T]; caches [B, KV, capacity, hd]; x, y [B, T, d]
+   */
+  decodeBlock(
+    dims: Int32Array,
+    eps: number,
+    x: Float32Array,
+    params: Float32Array[],
+    cos: Float32Array,
+    sin: Float32Array,
+    bias: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    y: Float32Array,
+  ): void;
   // Fused element-wise kernels (native/fused.c). Row-major [rows, cols] views; outputs are
   // written, never inputs. Statistics are per row: mean and rstd = 1/√(var + ε) (or 1/√(ms + ε)).
   /** LayerNorm: y = (x − mean)·rstd·γ + β; writes y, mean, rstd. */

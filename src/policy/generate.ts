@@ -62,7 +62,10 @@ export async function generate(
   const responses: number[][] = prompts.map(() => []);
   const logprobs: number[][] = prompts.map(() => []);
   const stopped = prompts.map(() => false);
-  const cache = new KVCache(B);
+  // room for the prompt and every new token, so the host store never grows mid-generation
+  const cache = new KVCache(B, {
+    capacity: Math.max(...prompts.map((p) => p.length)) + o.maxNewTokens,
+  });
   try {
     let step: TokenBatch = leftPad(prompts, pad);
     for (let t = 0; t < o.maxNewTokens; t++) {

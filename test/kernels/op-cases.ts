@@ -1,7 +1,11 @@
 import { scaledSoftmax } from '../../src/kernels/custom/native-rows.js';
 import { logProbsFromLogits } from '../../src/kernels/numerics/index.js';
 import * as tf from '../../src/kernels/tf.js';
+import { leftPad } from '../../src/policy/model/batch.js';
+import { CausalLM } from '../../src/policy/model/causal-lm.js';
+import { KVCache } from '../../src/policy/model/kv-cache.js';
 import { geluTanh, layerNorm, linear, rmsNorm, silu } from '../../src/policy/model/layers.js';
+import { randomState, TINY } from '../policy/fixtures.js';
 
 /** How a case's input is drawn (seeded): real numbers, positive reals, ints in [0, max), or bools. */
 export type InputKind =
@@ -279,6 +283,10 @@ export const OP_CASES: readonly OpCase[] = [
     fn: (z: tf.Tensor, y: tf.Tensor) => logProbsFromLogits(z, y),
     grad: true,
   })),
+  ...(['gpt2', 'llama'] as const).map((family) => ({
+    ...noGrad('TroupeDecodeBlock', [], () => cachedLogits(family)),
+    label: `TroupeDecodeBlock (cached ${family} forward)`,
+  })),
   {
     kernel: 'TroupeLinear',
     label: 'TroupeLinear (x·W + b)',
@@ -287,3 +295,32 @@ export const OP_CASES: readonly OpCase[] = [
     grad: true,
   },
 ];
+
+/**
+ * A cached generation's logits (prefill of 4 and 2 left-padded, then one token each): the native
+ * decoder block on wasm and cpu with the addon, the tensor cache elsewhere.  → [2, 5, V]
+ */
+function cachedLogits(family: 'gpt2' | 'llama'): tf.Tensor {
+  const c = TINY[family];
+  const model = CausalLM.fromState(c, randomState(c, 4));
+  const cache = new KVCache(2);
+  try {
+    const first = model.logits(
+      model.forward(
+        leftPad(
+          [
+            [3, 1, 4, 1],
+            [5, 9],
+          ],
+          0,
+        ),
+        { cache },
+      ),
+    );
+    const next = model.logits(model.forward(leftPad([[2], [6]], 0), { cache }));
+    return tf.concat([first, next], 1);
+  } finally {
+    cache.dispose();
+    model.dispose();
+  }
+}

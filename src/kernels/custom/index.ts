@@ -4,6 +4,7 @@ import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { embeddingGatherGrad } from './gather-grad.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
+import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
 import { installNativeLinear } from './native-linear.js';
 import { installNativeOptim } from './native-optim.js';
@@ -85,6 +86,7 @@ export function installCustomKernels(tfBackend: string): string[] {
       ...installNativeRows(tfBackend),
       ...installNativeFused(tfBackend),
       ...installNativeOptim(tfBackend),
+      ...installNativeDecode(tfBackend),
     );
   }
   return added;

@@ -1,3 +1,9 @@
+import {
+  DECODE_PARAMS,
+  type HostKV,
+  nativeDecodeAvailable,
+  nativeDecodeBlock,
+} from '../../kernels/custom/native-decode.js';
 import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../config.js';
 import {
@@ -85,4 +91,42 @@ export function block(
       : geluTanh(ctx.project(m, `${p}.mlp.up`, get)); // (B, T, I)
   const h = tf.add(h1, ctx.project(inner, `${p}.mlp.down`, get)); // (B, T, d)
   return { h, k: kAll, v: vAll };
+}
+
+/**
+ * Whether a cached forward can run each block as the native decoder block (native-decode.ts):
+ * registered for the active backend, plain projections (LoRA adds its own), float32 input.
+ */
+export function canDecodeNatively(x: tf.Tensor, ctx: BlockContext): boolean {
+  return x.dtype === 'float32' && ctx.project === plainProjection && nativeDecodeAvailable();
+}
+
+/**
+ * block() for the new tokens of a cached forward as one native kernel, reading and extending the
+ * host cache `kv` (its first `past` positions filled).  x: [B, T, d] → [B, T, d]
+ */
+export function nativeBlock(
+  x: tf.Tensor,
+  layer: number,
+  get: ParamLookup,
+  ctx: BlockContext,
+  kv: HostKV,
+  past: number,
+): tf.Tensor {
+  const c = ctx.config;
+  const params: Partial<Record<(typeof DECODE_PARAMS)[number], tf.Tensor>> = {};
+  for (const n of DECODE_PARAMS) params[n] = get(`layers.${layer}.${n}`);
+  return nativeDecodeBlock(x, params, {
+    heads: c.heads,
+    kvHeads: c.kvHeads,
+    headDim: c.headDim,
+    intermediate: c.intermediate,
+    norm: c.norm,
+    mlp: c.mlp,
+    eps: c.normEps,
+    bias: ctx.bias,
+    rope: ctx.rope,
+    past,
+    cache: kv,
+  });
 }

@@ -5,7 +5,15 @@ import type { Tensor32 } from '../checkpoint/index.js';
 import type { ModelConfig } from '../config.js';
 import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
 import { attentionBias, lastTokenIndex, positionIds, type TokenBatch } from './batch.js';
-import { type BlockContext, block, norm, type Projection, plainProjection } from './block.js';
+import {
+  type BlockContext,
+  block,
+  canDecodeNatively,
+  nativeBlock,
+  norm,
+  type Projection,
+  plainProjection,
+} from './block.js';
 import { checkpointedBlock } from './checkpointing.js';
 import type { KVCache } from './kv-cache.js';
 import { ropeTables } from './layers.js';
@@ -144,6 +152,7 @@ export class CausalLM {
     const get = (n: string) => this.params.get(n);
     const newKeys: tf.Tensor[] = [];
     const newValues: tf.Tensor[] = [];
+    let host = false;
     const hidden = tf.tidy(() => {
       const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
       let x: tf.Tensor = tf.gather(need(this, 'embed.weight'), ids); // (B, T, d)
@@ -158,8 +167,21 @@ export class CausalLM {
           c.positions === 'rope' ? ropeTables(positions, B, T, c.headDim, c.ropeTheta) : undefined,
         project: this.project,
       };
+      // A cache's first forward picks its store: host buffers the native decoder block writes in
+      // place where that kernel runs, tensors (concatenated per step) elsewhere.
+      const native = cache !== undefined && canDecodeNatively(x, ctx);
+      host = cache !== undefined && (cache.kind ?? (native ? 'host' : 'tensors')) === 'host';
+      if (host && !native) {
+        throw new TroupeError(
+          'BAD_ARGUMENT',
+          'forward: this KV cache keeps host buffers, which only the native decoder block reads ' +
+            '(wasm or cpu with the native addon, plain projections: no LoRA); use a new cache',
+        );
+      }
       for (let l = 0; l < c.layers; l++) {
-        if (opts.checkpoint && !cache) {
+        if (host) {
+          x = nativeBlock(x, l, get, ctx, cache!.hostLayer(l, c.kvHeads, c.headDim, T), P);
+        } else if (opts.checkpoint && !cache) {
           x = checkpointedBlock(x, l, this.blockParamNames(l), get, ctx);
         } else {
           const out = block(x, l, get, ctx, cache?.layer(l));
@@ -172,7 +194,8 @@ export class CausalLM {
       }
       return norm(x, 'final_norm', get, c);
     });
-    cache?.commit(newKeys, newValues, batch.mask, T);
+    if (host) cache?.advance(batch.mask, T);
+    else cache?.commit(newKeys, newValues, batch.mask, T);
     return hidden;
   }
 

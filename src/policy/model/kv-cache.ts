@@ -1,19 +1,38 @@
+import type { HostKV } from '../../kernels/custom/native-decode.js';
 import * as tf from '../../kernels/tf.js';
 
 /**
- * Keys and values of every layer for the tokens seen so far, plus which of them are real.
- * Owned tensors: the cache keeps them across `await`s and disposes them on `dispose()`.
+ * Keys and values of every layer for the tokens seen so far, plus which of them are real. Two
+ * stores, chosen by the model at the first forward:
  *
- *   keys[l], values[l]: [B, KV, S, hd]     mask: [B·S]     seen: [B] real tokens per row
+ *   tensors (any backend): keys[l], values[l] [B, KV, S, hd], owned (kept across `await`s,
+ *     disposed on `dispose()`), replaced by longer ones each step
+ *   host (the native decoder block, wasm/cpu): per layer two buffers [B, KV, capacity, hd] the
+ *     kernel writes in place; capacity doubles when a forward would overflow it
+ *
+ *   mask: [B·S] 1 = real token     seen: [B] real tokens per row
  */
 export class KVCache {
   private keys: tf.Tensor[] = [];
   private values: tf.Tensor[] = [];
+  private host: HostKV[] = [];
+  private store?: 'tensors' | 'host';
   private keyMask: Uint8Array;
   private realCounts: Int32Array;
   private len = 0;
 
-  constructor(readonly batch: number) {
+  private readonly capacity: number;
+
+  /**
+   * `capacity`: the tokens per row the host store reserves at first (prompt + new tokens);
+   * `store`: which store to use (default: the model's choice at the first forward).
+   */
+  constructor(
+    readonly batch: number,
+    opts: { readonly capacity?: number; readonly store?: 'tensors' | 'host' } = {},
+  ) {
+    this.capacity = opts.capacity ?? 0;
+    this.store = opts.store;
     this.keyMask = new Uint8Array(0);
     this.realCounts = new Int32Array(batch);
   }
@@ -28,6 +47,11 @@ export class KVCache {
     return this.realCounts;
   }
 
+  /** Which store holds the keys and values (undefined before the first forward). */
+  get kind(): 'tensors' | 'host' | undefined {
+    return this.store;
+  }
+
   /** Mask of cached tokens followed by `newMask` ([B·T]): the keys the next forward attends. */
   keyMaskWith(newMask: Uint8Array, T: number): Uint8Array {
     const B = this.batch;
@@ -40,9 +64,38 @@ export class KVCache {
     return out;
   }
 
-  /** Layer l's cached keys and values (undefined before the first forward). */
+  /** Layer l's cached keys and values as tensors (undefined before the first forward). */
   layer(l: number): { k: tf.Tensor; v: tf.Tensor } | undefined {
+    this.use('tensors');
     return this.keys[l] ? { k: this.keys[l], v: this.values[l] } : undefined;
+  }
+
+  /**
+   * Layer l's host buffers, holding at least `length + T` positions per row: allocated at the
+   * first forward (`capacity` or more), doubled (cached positions copied) when too small.
+   */
+  hostLayer(l: number, kvHeads: number, headDim: number, T: number): HostKV {
+    this.use('host');
+    const need = this.len + T;
+    const old = this.host[l];
+    if (old && old.capacity >= need) return old;
+    const capacity = Math.max(need, this.capacity, old ? 2 * old.capacity : 0);
+    const rows = this.batch * kvHeads;
+    const grown = {
+      k: new Float32Array(rows * capacity * headDim),
+      v: new Float32Array(rows * capacity * headDim),
+      capacity,
+    };
+    if (old) {
+      const used = this.len * headDim;
+      for (let r = 0; r < rows; r++) {
+        const from = r * old.capacity * headDim;
+        grown.k.set(old.k.subarray(from, from + used), r * capacity * headDim);
+        grown.v.set(old.v.subarray(from, from + used), r * capacity * headDim);
+      }
+    }
+    this.host[l] = grown;
+    return grown;
   }
 
   /**
@@ -50,11 +103,15 @@ export class KVCache {
    * out of any tidy by the caller) and record the new tokens' mask.
    */
   commit(keys: tf.Tensor[], values: tf.Tensor[], newMask: Uint8Array, T: number): void {
-    const keyMask = this.keyMaskWith(newMask, T);
     tf.dispose([...this.keys, ...this.values]);
     this.keys = keys;
     this.values = values;
-    this.keyMask = keyMask;
+    this.advance(newMask, T);
+  }
+
+  /** Record T new tokens per row (their keys and values already written to the host store). */
+  advance(newMask: Uint8Array, T: number): void {
+    this.keyMask = this.keyMaskWith(newMask, T);
     this.len += T;
     for (let b = 0; b < this.batch; b++) {
       for (let t = 0; t < T; t++) this.realCounts[b] += newMask[b * T + t];
@@ -65,5 +122,16 @@ export class KVCache {
     tf.dispose([...this.keys, ...this.values]);
     this.keys = [];
     this.values = [];
+    this.host = [];
+  }
+
+  private use(store: 'tensors' | 'host'): void {
+    if (this.store && this.store !== store) {
+      throw new Error(
+        `KVCache: this cache holds ${this.store === 'host' ? 'host buffers' : 'tensors'}; ` +
+          `a forward cannot switch it to ${store} (one cache per generation, one model per cache)`,
+      );
+    }
+    this.store = store;
   }
 }

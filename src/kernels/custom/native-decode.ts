@@ -1,0 +1,146 @@
+import { nativeKernels } from '../native.js';
+import type { KernelFunc, TensorInfo } from '../tf.js';
+import * as tf from '../tf.js';
+import { storageFor } from './native-batch-matmul.js';
+
+/**
+ * `TroupeDecodeBlock`: one decoder block over the new tokens of a cached forward as one native
+ * call (native/decode.c), on wasm and cpu with the addon. Decoding one token of the small model
+ * ran ~26 tfjs kernels per layer (norms, projections, reshapes, cache concats, attention,
+ * residuals), each a few µs of engine bookkeeping around less than that of arithmetic: the
+ * dispatch was half of a batch-1 decoding step. The keys and values live in host buffers the
+ * cache owns (`HostKV`), written in place at positions P.., so nothing is concatenated per step.
+ * Forward only (generation): the kernel has no gradient.
+ */
+export const DECODE_BLOCK = 'TroupeDecodeBlock';
+
+/** The block parameters the kernel takes, in its order (names after `layers.{l}.`). */
+export const DECODE_PARAMS = [
+  'attn_norm.weight',
+  'attn_norm.bias',
+  'attn.q.weight',
+  'attn.q.bias',
+  'attn.k.weight',
+  'attn.k.bias',
+  'attn.v.weight',
+  'attn.v.bias',
+  'attn.o.weight',
+  'attn.o.bias',
+  'mlp_norm.weight',
+  'mlp_norm.bias',
+  'mlp.gate.weight',
+  'mlp.gate.bias',
+  'mlp.up.weight',
+  'mlp.up.bias',
+  'mlp.down.weight',
+  'mlp.down.bias',
+] as const;
+
+/** One layer's cached keys and values on the host: [B, KV, capacity, hd] each, row-major. */
+export interface HostKV {
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  readonly capacity: number;
+}
+
+/** What the block computes with, besides its input and parameters. */
+export interface DecodeBlockArgs {
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly intermediate: number;
+  readonly norm: 'layernorm' | 'rmsnorm';
+  readonly mlp: 'gelu' | 'swiglu';
+  readonly eps: number;
+  /** Additive attention bias, [B, T, P+T] in any shape of that size. */
+  readonly bias: tf.Tensor;
+  /** RoPE tables, [B·T, hd] in any shape of that size; absent with learned positions. */
+  readonly rope?: { readonly cos: tf.Tensor; readonly sin: tf.Tensor };
+  /** Tokens already in the cache. */
+  readonly past: number;
+  readonly cache: HostKV;
+}
+
+const EMPTY = new Float32Array(0);
+
+/** Register `TroupeDecodeBlock` for `tfBackend` (wasm or cpu) when the addon is built. */
+export function installNativeDecode(tfBackend: string): string[] {
+  const native = nativeKernels();
+  if (!native.available || (tfBackend !== 'wasm' && tfBackend !== 'cpu')) return [];
+  const addon = native.addon;
+  const backendName = tfBackend;
+  tf.registerKernel({
+    kernelName: DECODE_BLOCK,
+    backendName,
+    kernelFunc: (({
+      inputs,
+      backend,
+      attrs,
+    }: {
+      inputs: Record<string, TensorInfo>;
+      backend: unknown;
+      attrs: { dims: Int32Array; eps: number; cache: HostKV };
+    }) => {
+      const { x, bias, cos, sin } = inputs;
+      const s = storageFor(backendName, backend);
+      const y = s.output([...x.shape]); // views after the allocation (it can move the wasm heap)
+      const params = DECODE_PARAMS.map((n) => (inputs[n] ? s.view(inputs[n]) : EMPTY));
+      const { dims, eps, cache } = attrs;
+      addon.decodeBlock(
+        dims,
+        eps,
+        s.view(x),
+        params,
+        cos ? s.view(cos) : EMPTY,
+        sin ? s.view(sin) : EMPTY,
+        s.view(bias),
+        cache.k,
+        cache.v,
+        y.values(),
+      );
+      return y.info;
+    }) as unknown as KernelFunc,
+  });
+  return [`${tfBackend}:${DECODE_BLOCK}(native)`];
+}
+
+/** Whether the native decoder block is registered for the active backend. */
+export function nativeDecodeAvailable(): boolean {
+  return tf.getKernel(DECODE_BLOCK, tf.getBackend()) !== undefined;
+}
+
+/**
+ * One block over x [B, T, d] with the cache `a.cache` (its first `a.past` positions filled; the
+ * new keys and values are written after them).  `params` by DECODE_PARAMS name, float32.
+ */
+export function nativeDecodeBlock(
+  x: tf.Tensor,
+  params: Partial<Record<(typeof DECODE_PARAMS)[number], tf.Tensor>>,
+  a: DecodeBlockArgs,
+): tf.Tensor {
+  const [B, T, d] = x.shape as [number, number, number];
+  const dims = Int32Array.of(
+    B,
+    T,
+    d,
+    a.heads,
+    a.kvHeads,
+    a.headDim,
+    a.intermediate,
+    a.past,
+    a.cache.capacity,
+    a.norm === 'rmsnorm' ? 1 : 0,
+    a.mlp === 'swiglu' ? 1 : 0,
+  );
+  const inputs: tf.NamedTensorMap = { x, bias: a.bias };
+  if (a.rope) {
+    inputs.cos = a.rope.cos;
+    inputs.sin = a.rope.sin;
+  }
+  for (const n of DECODE_PARAMS) {
+    const p = params[n];
+    if (p) inputs[n] = p;
+  }
+  const attrs = { dims, eps: a.eps, cache: a.cache } as unknown as tf.NamedAttrMap;
+  return tf.engine().runKernel(DECODE_BLOCK, inputs, attrs) as tf.Tensor;
+}

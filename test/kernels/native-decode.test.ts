@@ -1,0 +1,135 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { nativeKernels } from '../../src/kernels/native.js';
+import * as tf from '../../src/kernels/tf.js';
+import { Lora } from '../../src/policy/lora.js';
+import { leftPad, type TokenBatch } from '../../src/policy/model/batch.js';
+import { CausalLM } from '../../src/policy/model/causal-lm.js';
+import { KVCache } from '../../src/policy/model/kv-cache.js';
+import { expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';
+import { randomRows, randomState, TINY } from '../policy/fixtures.js';
+
+const native = nativeKernels();
+const skip = native.available ? null : native.reason;
+const FAMILIES = Object.keys(TINY) as (keyof typeof TINY)[];
+
+/**
+ * The forwards of one cached generation: a left-padded prefill of 7 (the kernel's sgemm
+ * attention), single tokens with one row padding (a stopped row), then chunks of 3 (the
+ * per-row loops with several new tokens) and 6 (sgemm attention over a longer past).
+ */
+function steps(vocab: number): TokenBatch[] {
+  const c = { vocabSize: vocab } as (typeof TINY)['gpt2'];
+  const chunk = (n: number, seed: number): TokenBatch => leftPad(randomRows(c, [n, n], seed), 0);
+  return [
+    leftPad(randomRows(c, [7, 3], 5), 0),
+    leftPad(randomRows(c, [1, 1], 6), 0),
+    { ids: Int32Array.of(4, 0), mask: Uint8Array.of(1, 0), batch: 2, length: 1 },
+    chunk(3, 7),
+    chunk(6, 8),
+  ];
+}
+
+/** Every step's logits [B, T, V] through one cache. */
+async function decode(model: CausalLM, cache: KVCache, batches: TokenBatch[]) {
+  const out: Float64Array[] = [];
+  for (const b of batches) {
+    const h = model.forward(b, { cache });
+    const lg = model.logits(h);
+    out.push(await read(lg));
+    tf.dispose([h, lg]);
+  }
+  return out;
+}
+
+describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`, () => {
+  for (const backend of ['wasm', 'cpu'] as const) {
+    describe(backend, () => {
+      beforeAll(async () => {
+        await useBackend(backend);
+      });
+
+      it.each(FAMILIES)(
+        '%s: a cached generation on host buffers equals the tensor cache (prefill, padding, chunks, growth)',
+        async (family) => {
+          const c = TINY[family];
+          const model = CausalLM.fromState(c, randomState(c, 21));
+          const batches = steps(c.vocabSize);
+          await expectNoLeak(async () => {
+            // capacity 2: the host store doubles (copying what it holds) several times
+            const host = new KVCache(2, { capacity: 2 });
+            const tensors = new KVCache(2, { store: 'tensors' });
+            const got = await decode(model, host, batches);
+            const want = await decode(model, tensors, batches);
+            expect(host.kind).toBe('host');
+            expect(tensors.kind).toBe('tensors');
+            expect(host.length).toBe(tensors.length);
+            expect([...host.seen]).toEqual([...tensors.seen]);
+            got.forEach((g, i) => {
+              expectClose(g, want[i], { atol: 1e-5, rtol: 1e-4, what: `${family} forward ${i}` });
+            });
+            host.dispose();
+            tensors.dispose();
+          });
+          model.dispose();
+        },
+      );
+
+      it('a new cache picks the host store, and tensors for a LoRA model', async () => {
+        const c = TINY.llama;
+        const model = CausalLM.fromState(c, randomState(c, 3));
+        const plain = new KVCache(1);
+        tf.dispose(model.forward(leftPad([[1, 2]], 0), { cache: plain }));
+        expect(plain.kind).toBe('host');
+        plain.dispose();
+        new Lora(model, { rank: 2, alpha: 4, dropout: 0, targetModules: ['q', 'v'] }, { seed: 1 });
+        const lora = new KVCache(1);
+        tf.dispose(model.forward(leftPad([[1, 2]], 0), { cache: lora }));
+        expect(lora.kind).toBe('tensors');
+        lora.dispose();
+        const forced = new KVCache(1, { store: 'host' });
+        expect(() => model.forward(leftPad([[1, 2]], 0), { cache: forced })).toThrow(
+          /host buffers.*no LoRA/,
+        );
+        model.dispose();
+      });
+    });
+  }
+
+  it('decodeBlock names the argument it rejects', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const [B, T, d, H, KV, hd, I] = [1, 1, 8, 2, 2, 4, 16];
+    const f = (n: number) => new Float32Array(n);
+    const params = [
+      d,
+      d,
+      d * d,
+      0,
+      d * d,
+      0,
+      d * d,
+      0,
+      d * d,
+      0,
+      d,
+      d,
+      0,
+      0,
+      d * I,
+      0,
+      I * d,
+      0,
+    ].map(f);
+    const dims = (past: number, cap: number) =>
+      Int32Array.of(B, T, d, H, KV, hd, I, past, cap, 0, 0);
+    const call = (p: Float32Array[], dm = dims(0, 4)) =>
+      a.decodeBlock(dm, 1e-5, f(d), p, f(0), f(0), f(1), f(KV * 4 * hd), f(KV * 4 * hd), f(d));
+    expect(() => call(params)).not.toThrow();
+    const shortQ = params.map((p, i) => (i === 2 ? f(d * d - 1) : p));
+    expect(() => call(shortQ)).toThrow(/attn\.q\.weight has 63 elements, needs 64/);
+    const noNormBias = params.map((p, i) => (i === 1 ? f(0) : p));
+    expect(() => call(noNormBias)).toThrow(/attn_norm\.bias is required/);
+    expect(() => call(params, dims(4, 4))).toThrow(/dims past \+ new tokens exceed the cache/);
+    expect(() => call(params.slice(0, 17))).toThrow(/mlp\.down\.bias must be a Float32Array/);
+  });
+});
