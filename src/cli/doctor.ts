@@ -125,7 +125,7 @@ export function formatDoctor(r: DoctorReport): string {
     '',
     r.native.available
       ? `native kernels: ✓ on wasm and cpu: matmuls on ${r.native.blas}, fused norms, activations, ` +
-        `softmax, LM loss and AdamW in C (BLAS threads now ${r.native.threads}; a run shares the ` +
+        `softmax, LM loss, AdamW and cached decoder blocks in C (BLAS threads now ${r.native.threads}; a run shares the ` +
         'cores out among its computing actors: runtime.blasThreads)'
       : `native kernels: ✗ ${r.native.reason}`,
     ...(r.native.available && r.native.hint ? [`  ${r.native.hint}`] : []),
