@@ -6,6 +6,7 @@
  */
 #ifndef TROUPE_NATIVE_ARGS_H
 #define TROUPE_NATIVE_ARGS_H
+#include <math.h>
 #include <stdio.h>
 
 #include "common.h"
@@ -21,15 +22,37 @@ typedef struct {
   bool failed;
 } Args;
 
-static inline bool args_init(Args *a, napi_env env, napi_callback_info info, const char *fn, size_t n) {
+/* Reads the call's arguments, however many (argv past argc holds undefined). */
+static inline bool args_read(Args *a, napi_env env, napi_callback_info info, const char *fn) {
   a->env = env;
   a->fn = fn;
   a->argc = ARGS_MAX;
   a->failed = false;
-  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return false;
+  return napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) == napi_ok;
+}
+
+/* Exactly n arguments, else a TypeError "fn takes n arguments, got argc". */
+static inline bool args_init(Args *a, napi_env env, napi_callback_info info, const char *fn,
+                             size_t n) {
+  if (!args_read(a, env, info, fn)) return false;
   if (a->argc != n) {
     char msg[96];
     snprintf(msg, sizeof msg, "%s takes %zu arguments, got %zu", fn, n, a->argc);
+    fail(env, false, msg);
+    return false;
+  }
+  return true;
+}
+
+/* min to max arguments (a->argc says how many came), else a TypeError "fn: takes min to max
+ * arguments" ("fn: takes n arguments" where min = max). */
+static inline bool args_init_range(Args *a, napi_env env, napi_callback_info info, const char *fn,
+                                   size_t min, size_t max) {
+  if (!args_read(a, env, info, fn)) return false;
+  if (a->argc < min || a->argc > max) {
+    char msg[96];
+    if (min == max) snprintf(msg, sizeof msg, "%s: takes %zu arguments", fn, min);
+    else snprintf(msg, sizeof msg, "%s: takes %zu to %zu arguments", fn, min, max);
     fail(env, false, msg);
     return false;
   }
@@ -47,8 +70,24 @@ static inline void args_fail(Args *a, bool range, const char *name, const char *
 /* A Float32Array of at least `need` elements (checked later by args_need). */
 static inline float *arg_f32(Args *a, size_t i, const char *name, size_t *len) {
   float *p = NULL;
+  *len = 0;
   if (!a->failed && !get_f32(a->env, a->argv[i], &p, len))
     args_fail(a, false, name, "must be a Float32Array");
+  return p;
+}
+
+/* A Float32Array of exactly `need` elements, else a RangeError "name has len elements, expected
+ * need (needs)": `needs` spells need ("rows·cols"). */
+static inline float *arg_f32_exact(Args *a, size_t i, const char *name, uint64_t need,
+                                   const char *needs) {
+  size_t len;
+  float *p = arg_f32(a, i, name, &len);
+  if (!a->failed && len != need) {
+    char what[128];
+    snprintf(what, sizeof what, "has %zu elements, expected %llu (%s)", len,
+             (unsigned long long)need, needs);
+    args_fail(a, true, name, what);
+  }
   return p;
 }
 
@@ -56,6 +95,7 @@ static inline float *arg_f32(Args *a, size_t i, const char *name, size_t *len) {
 static inline float *arg_f32_at(Args *a, size_t i, uint32_t index, const char *name, size_t *len) {
   napi_value item;
   float *p = NULL;
+  *len = 0;
   if (a->failed) return NULL;
   if (napi_get_element(a->env, a->argv[i], index, &item) != napi_ok ||
       !get_f32(a->env, item, &p, len))
@@ -63,7 +103,9 @@ static inline float *arg_f32_at(Args *a, size_t i, uint32_t index, const char *n
   return p;
 }
 
+/* An Int32Array, else a TypeError. */
 static inline int32_t *arg_i32(Args *a, size_t i, const char *name, size_t *len) {
+  *len = 0;
   if (a->failed) return NULL;
   bool is;
   napi_typedarray_type type;
@@ -77,6 +119,7 @@ static inline int32_t *arg_i32(Args *a, size_t i, const char *name, size_t *len)
   return (int32_t *)ptr;
 }
 
+/* An integer in [min, 2^31), else a RangeError. */
 static inline int64_t arg_int(Args *a, size_t i, const char *name, int64_t min) {
   int64_t v = 0;
   if (!a->failed && (!get_int(a->env, a->argv[i], &v) || v < min || v > INT32_MAX)) {
@@ -87,18 +130,99 @@ static inline int64_t arg_int(Args *a, size_t i, const char *name, int64_t min) 
   return v;
 }
 
-static inline double arg_num(Args *a, size_t i, const char *name) {
+/* An integer in [min, max], else a RangeError "name what". */
+static inline int64_t arg_int_in(Args *a, size_t i, const char *name, int64_t min, int64_t max,
+                                 const char *what) {
+  int64_t v = 0;
+  if (!a->failed && (!get_int(a->env, a->argv[i], &v) || v < min || v > max))
+    args_fail(a, true, name, what);
+  return v;
+}
+
+/* A boolean, else a TypeError. */
+static inline bool arg_bool(Args *a, size_t i, const char *name) {
+  bool v = false;
+  if (!a->failed && napi_get_value_bool(a->env, a->argv[i], &v) != napi_ok)
+    args_fail(a, false, name, "must be a boolean");
+  return v;
+}
+
+/* A number, NaN included, else a TypeError. */
+static inline double arg_double(Args *a, size_t i, const char *name) {
   double v = 0;
-  if (!a->failed && (!get_double(a->env, a->argv[i], &v) || v != v))
+  if (!a->failed && !get_double(a->env, a->argv[i], &v))
     args_fail(a, false, name, "must be a number");
   return v;
 }
 
+/* A number other than NaN, else a TypeError. */
+static inline double arg_num(Args *a, size_t i, const char *name) {
+  const double v = arg_double(a, i, name);
+  if (v != v) args_fail(a, false, name, "must be a number");
+  return v;
+}
+
+/* A finite number in [min, max], else (a non-number too) a RangeError "name what". */
+static inline double arg_finite(Args *a, size_t i, const char *name, double min, double max,
+                                const char *what) {
+  double v = 0;
+  if (!a->failed &&
+      (!get_double(a->env, a->argv[i], &v) || !isfinite(v) || !(v >= min && v <= max)))
+    args_fail(a, true, name, what);
+  return v;
+}
+
+/*
+ * a·b and a + b, saturating at UINT64_MAX instead of wrapping: element counts are products of
+ * arguments up to 2^31 each, and a wrapped count would pass a length check and let a kernel write
+ * past its view.
+ */
+static inline uint64_t mul_sat(uint64_t a, uint64_t b) {
+  uint64_t r;
+  return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static inline uint64_t add_sat(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* At least `need` elements, else a RangeError "name has len elements, needs need". */
 static inline void args_need(Args *a, const char *name, size_t len, uint64_t need) {
   if (a->failed || len >= need) return;
   char what[96];
   snprintf(what, sizeof what, "has %zu elements, needs %llu", len, (unsigned long long)need);
   args_fail(a, true, name, what);
+}
+
+/* args_need, but the RangeError reads "name is shorter than expr" (expr spells need). */
+static inline void args_need_expr(Args *a, const char *name, size_t len, uint64_t need,
+                                  const char *expr) {
+  if (a->failed || len >= need) return;
+  char what[96];
+  snprintf(what, sizeof what, "is shorter than %s", expr);
+  args_fail(a, true, name, what);
+}
+
+/* A float32 view an entry point reads or writes, for args_disjoint. */
+typedef struct {
+  const char *name;
+  const float *p;
+  uint64_t n;
+} View;
+
+/* The first n_out views (the outputs) share no memory with each other or any later view, else a
+ * RangeError "first overlaps second (outputs must not share memory)", naming the pair in order. */
+static inline void args_disjoint(Args *a, const View *v, int n, int n_out) {
+  for (int i = 0; i < n_out && !a->failed; i++)
+    for (int j = i + 1; j < n; j++) {
+      const uintptr_t i0 = (uintptr_t)v[i].p, i1 = (uintptr_t)(v[i].p + v[i].n);
+      const uintptr_t j0 = (uintptr_t)v[j].p, j1 = (uintptr_t)(v[j].p + v[j].n);
+      if (v[i].n == 0 || v[j].n == 0 || i1 <= j0 || j1 <= i0) continue;
+      char what[96];
+      snprintf(what, sizeof what, "overlaps %s (outputs must not share memory)", v[j].name);
+      args_fail(a, true, v[i].name, what);
+      return;
+    }
 }
 
 #endif

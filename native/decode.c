@@ -181,9 +181,10 @@ static void block(const Dims *m, float eps, const float *x, const float *const *
 
 /* Each parameter's length, 0 where the block has none; whether it is required. */
 static void param_sizes(const Dims *m, uint64_t *size, bool *required) {
-  const uint64_t d = m->d, qd = m->H * m->hd, kvd = m->KV * m->hd, I = m->I;
-  const uint64_t s[N_PARAMS] = {d, d, d * qd, qd, d * kvd, kvd, d * kvd, kvd, qd * d, d,
-                                d, d, d * I,  I,  d * I,   I,   I * d,   d};
+  const uint64_t d = m->d, qd = (uint64_t)m->H * m->hd, kvd = (uint64_t)m->KV * m->hd, I = m->I;
+  const uint64_t dq = mul_sat(d, qd), dkv = mul_sat(d, kvd), dI = mul_sat(d, I);
+  const uint64_t s[N_PARAMS] = {d, d, dq, qd, dkv, kvd, dkv, kvd, dq, d,
+                                d, d, dI, I,  dI,  I,   dI,  d};
   for (int i = 0; i < N_PARAMS; i++) {
     size[i] = s[i];
     required[i] = (i % 2 == 0 && i != GATE_W) || (!m->rms && (i == ATTN_NORM_B || i == MLP_NORM_B));
@@ -239,21 +240,23 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   float *vc = arg_f32(&a, 8, "cacheV", &lv);
   float *y = arg_f32(&a, 9, "y", &ly);
   const uint64_t R = (uint64_t)m.B * m.T, S = (uint64_t)m.P + m.T;
-  args_need(&a, "x", lx, R * m.d);
-  args_need(&a, "y", ly, R * m.d);
+  args_need(&a, "x", lx, mul_sat(R, m.d));
+  args_need(&a, "y", ly, mul_sat(R, m.d));
   if (!a.failed && (lc != 0 || ls != 0)) {
-    args_need(&a, "cos", lc, R * m.hd);
-    args_need(&a, "sin", ls, R * m.hd);
+    args_need(&a, "cos", lc, mul_sat(R, m.hd));
+    args_need(&a, "sin", ls, mul_sat(R, m.hd));
     if (m.hd % 2) args_fail(&a, true, "dims", "head width must be even with RoPE");
   }
-  args_need(&a, "bias", lb, R * S);
-  args_need(&a, "cacheK", lk, (uint64_t)m.B * m.KV * m.cap * m.hd);
-  args_need(&a, "cacheV", lv, (uint64_t)m.B * m.KV * m.cap * m.hd);
+  args_need(&a, "bias", lb, mul_sat(R, S));
+  const uint64_t cached = mul_sat((uint64_t)m.B * m.KV, (uint64_t)m.cap * m.hd);
+  args_need(&a, "cacheK", lk, cached);
+  args_need(&a, "cacheV", lv, cached);
   if (a.failed) return NULL;
   const uint64_t qd = (uint64_t)m.H * m.hd, kvd = (uint64_t)m.KV * m.hd;
-  const uint64_t floats = R * (2 * m.d + 2 * qd + 2 * kvd + (m.swiglu ? 3 : 2) * (uint64_t)m.I + 2) +
-                          (uint64_t)m.T * S;
-  float *work = malloc(floats * sizeof(float));
+  const uint64_t per_row =
+      2 * (uint64_t)m.d + 2 * qd + 2 * kvd + (m.swiglu ? 3 : 2) * (uint64_t)m.I + 2;
+  const uint64_t floats = add_sat(mul_sat(R, per_row), (uint64_t)m.T * S);
+  float *work = floats > SIZE_MAX / sizeof(float) ? NULL : malloc(floats * sizeof(float));
   if (!work) {
     args_fail(&a, true, "decodeBlock", "could not allocate its workspace");
     return NULL;

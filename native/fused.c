@@ -5,96 +5,19 @@
  *
  * Views are row-major [rows, cols]; the norms work per row. Row sums are accumulated in double,
  * lane-wise in vectors (the build has no -ffast-math, so a plain loop's sum would stay scalar).
- * exp is a polynomial (troupe_expf, common.h) for the same reason: libm's expf does not vectorise without
- * -ffast-math (measured on Zen 4, GELU over L1-resident data: 0.34 ns/value with exp_f, 2.5 with
- * expf, 12 with tanhf). Every argument is checked before anything is read: types, integer ranges,
- * each view's length against rows and cols, and that no output overlaps another view. Outputs are
- * written, inputs never.
+ * exp is a polynomial (troupe_expf, common.h) for the same reason: libm's expf does not vectorise
+ * without -ffast-math (measured on Zen 4, GELU over L1-resident data: 0.34 ns/value with exp_f,
+ * 2.5 with expf, 12 with tanhf). Every argument is checked (args.h) before anything is read:
+ * types, integer ranges, each view's exact length against rows and cols, and that no output
+ * overlaps another view. Outputs are written, inputs never.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "common.h"
-
-/* ---- argument checks: each throws (TypeError or RangeError, naming fn and the argument) ---- */
-
-typedef struct {
-  napi_env env;
-  const char *fn;
-  napi_value argv[10];
-  size_t argc;
-} Call;
-
-static bool start(napi_env env, napi_callback_info info, Call *c, const char *fn, size_t argc) {
-  c->env = env;
-  c->fn = fn;
-  c->argc = 10;
-  if (napi_get_cb_info(env, info, &c->argc, c->argv, NULL, NULL) != napi_ok) return false;
-  if (c->argc != argc) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "%s takes %zu arguments, got %zu", fn, argc, c->argc);
-    fail(env, false, msg);
-    return false;
-  }
-  return true;
-}
-
-static bool failf(Call *c, bool range, const char *what, const char *name) {
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s %s", c->fn, name, what);
-  fail(c->env, range, msg);
-  return false;
-}
-
-/* An integer in [lo, 2^31). */
-static bool arg_int(Call *c, size_t i, const char *name, int64_t lo, int64_t *out) {
-  if (!get_int(c->env, c->argv[i], out) || *out < lo || *out > INT32_MAX) {
-    char what[64];
-    snprintf(what, sizeof what, "must be an integer in [%lld, 2^31)", (long long)lo);
-    return failf(c, true, what, name);
-  }
-  return true;
-}
-
-/* A Float32Array of exactly `need` elements. */
-static bool arg_f32(Call *c, size_t i, const char *name, int64_t need, const char *needs,
-                    float **out) {
-  size_t len;
-  if (!get_f32(c->env, c->argv[i], out, &len))
-    return failf(c, false, "must be a Float32Array", name);
-  if ((int64_t)len != need) {
-    char what[128];
-    snprintf(what, sizeof what, "has %zu elements, expected %lld (%s)", len, (long long)need,
-             needs);
-    return failf(c, true, what, name);
-  }
-  return true;
-}
-
-typedef struct {
-  const char *name;
-  const float *p;
-  int64_t n;
-} View;
-
-/* Outputs (the first n_out of v) must not overlap each other or any input. */
-static bool disjoint(Call *c, const View *v, int n, int n_out) {
-  for (int i = 0; i < n_out; i++) {
-    for (int j = 0; j < n; j++) {
-      if (j == i || v[i].n == 0 || v[j].n == 0) continue;
-      uintptr_t a0 = (uintptr_t)v[i].p, a1 = (uintptr_t)(v[i].p + v[i].n);
-      uintptr_t b0 = (uintptr_t)v[j].p, b1 = (uintptr_t)(v[j].p + v[j].n);
-      if (a0 < b1 && b0 < a1) {
-        char what[96];
-        snprintf(what, sizeof what, "overlaps %s (outputs must not share memory)", v[j].name);
-        return failf(c, true, what, v[i].name);
-      }
-    }
-  }
-  return true;
-}
 
 /* ---- loops ---- */
 
@@ -284,66 +207,60 @@ static void rms_norm_backward(const float *restrict dy, const float *restrict x,
   for (int64_t j = 0; j < cols; j++) dgamma[j] = (float)acc[j];
 }
 
-/* ---- Node-API entry points ---- */
+/* ---- Node-API entry points: each checks rows, cols (and eps) first, then each view ---- */
 
-static bool arg_eps(Call *c, size_t i, float *out) {
-  double d;
-  if (!get_double(c->env, c->argv[i], &d) || !(d >= 0) || !isfinite(d))
-    return failf(c, true, "must be a finite number >= 0", "eps");
-  *out = (float)d;
-  return true;
-}
-
-static double *scratch(Call *c, int64_t n) {
+/* n doubles of workspace, or NULL with an Error thrown. */
+static double *scratch(Args *a, int64_t n) {
   double *p = malloc((size_t)n * sizeof(double));
   if (!p) {
     char msg[96];
-    snprintf(msg, sizeof msg, "%s: out of memory for %lld doubles", c->fn, (long long)n);
-    napi_throw_error(c->env, NULL, msg);
+    snprintf(msg, sizeof msg, "%s: out of memory for %lld doubles", a->fn, (long long)n);
+    napi_throw_error(a->env, NULL, msg);
   }
   return p;
 }
 
+#define EPS_WHAT "must be a finite number >= 0"
+
 static napi_value layer_norm_forward_js(napi_env env, napi_callback_info info) {
-  Call c;
-  int64_t rows, cols;
-  float eps, *x, *gamma, *beta, *y, *mean, *rstd;
-  if (!start(env, info, &c, "layerNormForward", 9) || !arg_int(&c, 3, "rows", 1, &rows) ||
-      !arg_int(&c, 4, "cols", 1, &cols) || !arg_eps(&c, 5, &eps) ||
-      !arg_f32(&c, 0, "x", rows * cols, "rows·cols", &x) ||
-      !arg_f32(&c, 1, "gamma", cols, "cols", &gamma) ||
-      !arg_f32(&c, 2, "beta", cols, "cols", &beta) ||
-      !arg_f32(&c, 6, "y", rows * cols, "rows·cols", &y) ||
-      !arg_f32(&c, 7, "mean", rows, "rows", &mean) ||
-      !arg_f32(&c, 8, "rstd", rows, "rows", &rstd))
-    return NULL;
-  const View v[] = {{"y", y, rows * cols}, {"mean", mean, rows}, {"rstd", rstd, rows},
-                    {"x", x, rows * cols}, {"gamma", gamma, cols}, {"beta", beta, cols}};
-  if (!disjoint(&c, v, 6, 3)) return NULL;
+  Args a;
+  if (!args_init(&a, env, info, "layerNormForward", 9)) return NULL;
+  const int64_t rows = arg_int(&a, 3, "rows", 1), cols = arg_int(&a, 4, "cols", 1);
+  const float eps = (float)arg_finite(&a, 5, "eps", 0, INFINITY, EPS_WHAT);
+  const uint64_t n = (uint64_t)rows * cols;
+  float *x = arg_f32_exact(&a, 0, "x", n, "rows·cols");
+  float *gamma = arg_f32_exact(&a, 1, "gamma", cols, "cols");
+  float *beta = arg_f32_exact(&a, 2, "beta", cols, "cols");
+  float *y = arg_f32_exact(&a, 6, "y", n, "rows·cols");
+  float *mean = arg_f32_exact(&a, 7, "mean", rows, "rows");
+  float *rstd = arg_f32_exact(&a, 8, "rstd", rows, "rows");
+  const View v[] = {{"y", y, n}, {"mean", mean, rows}, {"rstd", rstd, rows},
+                    {"x", x, n}, {"gamma", gamma, cols}, {"beta", beta, cols}};
+  args_disjoint(&a, v, 6, 3);
+  if (a.failed) return NULL;
   troupe_layer_norm_forward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
   return NULL;
 }
 
 static napi_value layer_norm_backward_js(napi_env env, napi_callback_info info) {
-  Call c;
-  int64_t rows, cols;
-  float *dy, *x, *gamma, *mean, *rstd, *dx, *dgamma, *dbeta;
-  if (!start(env, info, &c, "layerNormBackward", 10) || !arg_int(&c, 5, "rows", 1, &rows) ||
-      !arg_int(&c, 6, "cols", 1, &cols) ||
-      !arg_f32(&c, 0, "dy", rows * cols, "rows·cols", &dy) ||
-      !arg_f32(&c, 1, "x", rows * cols, "rows·cols", &x) ||
-      !arg_f32(&c, 2, "gamma", cols, "cols", &gamma) ||
-      !arg_f32(&c, 3, "mean", rows, "rows", &mean) ||
-      !arg_f32(&c, 4, "rstd", rows, "rows", &rstd) ||
-      !arg_f32(&c, 7, "dx", rows * cols, "rows·cols", &dx) ||
-      !arg_f32(&c, 8, "dgamma", cols, "cols", &dgamma) ||
-      !arg_f32(&c, 9, "dbeta", cols, "cols", &dbeta))
-    return NULL;
-  const View v[] = {{"dx", dx, rows * cols},  {"dgamma", dgamma, cols}, {"dbeta", dbeta, cols},
-                    {"dy", dy, rows * cols},  {"x", x, rows * cols},    {"gamma", gamma, cols},
-                    {"mean", mean, rows},     {"rstd", rstd, rows}};
-  if (!disjoint(&c, v, 8, 3)) return NULL;
-  double *acc = scratch(&c, 2 * cols);
+  Args a;
+  if (!args_init(&a, env, info, "layerNormBackward", 10)) return NULL;
+  const int64_t rows = arg_int(&a, 5, "rows", 1), cols = arg_int(&a, 6, "cols", 1);
+  const uint64_t n = (uint64_t)rows * cols;
+  float *dy = arg_f32_exact(&a, 0, "dy", n, "rows·cols");
+  float *x = arg_f32_exact(&a, 1, "x", n, "rows·cols");
+  float *gamma = arg_f32_exact(&a, 2, "gamma", cols, "cols");
+  float *mean = arg_f32_exact(&a, 3, "mean", rows, "rows");
+  float *rstd = arg_f32_exact(&a, 4, "rstd", rows, "rows");
+  float *dx = arg_f32_exact(&a, 7, "dx", n, "rows·cols");
+  float *dgamma = arg_f32_exact(&a, 8, "dgamma", cols, "cols");
+  float *dbeta = arg_f32_exact(&a, 9, "dbeta", cols, "cols");
+  const View v[] = {{"dx", dx, n},        {"dgamma", dgamma, cols}, {"dbeta", dbeta, cols},
+                    {"dy", dy, n},        {"x", x, n},              {"gamma", gamma, cols},
+                    {"mean", mean, rows}, {"rstd", rstd, rows}};
+  args_disjoint(&a, v, 8, 3);
+  if (a.failed) return NULL;
+  double *acc = scratch(&a, 2 * cols);
   if (!acc) return NULL;
   layer_norm_backward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta, acc);
   free(acc);
@@ -351,85 +268,74 @@ static napi_value layer_norm_backward_js(napi_env env, napi_callback_info info) 
 }
 
 static napi_value rms_norm_forward_js(napi_env env, napi_callback_info info) {
-  Call c;
-  int64_t rows, cols;
-  float eps, *x, *gamma, *y, *rstd;
-  if (!start(env, info, &c, "rmsNormForward", 7) || !arg_int(&c, 2, "rows", 1, &rows) ||
-      !arg_int(&c, 3, "cols", 1, &cols) || !arg_eps(&c, 4, &eps) ||
-      !arg_f32(&c, 0, "x", rows * cols, "rows·cols", &x) ||
-      !arg_f32(&c, 1, "gamma", cols, "cols", &gamma) ||
-      !arg_f32(&c, 5, "y", rows * cols, "rows·cols", &y) ||
-      !arg_f32(&c, 6, "rstd", rows, "rows", &rstd))
-    return NULL;
-  const View v[] = {
-      {"y", y, rows * cols}, {"rstd", rstd, rows}, {"x", x, rows * cols}, {"gamma", gamma, cols}};
-  if (!disjoint(&c, v, 4, 2)) return NULL;
+  Args a;
+  if (!args_init(&a, env, info, "rmsNormForward", 7)) return NULL;
+  const int64_t rows = arg_int(&a, 2, "rows", 1), cols = arg_int(&a, 3, "cols", 1);
+  const float eps = (float)arg_finite(&a, 4, "eps", 0, INFINITY, EPS_WHAT);
+  const uint64_t n = (uint64_t)rows * cols;
+  float *x = arg_f32_exact(&a, 0, "x", n, "rows·cols");
+  float *gamma = arg_f32_exact(&a, 1, "gamma", cols, "cols");
+  float *y = arg_f32_exact(&a, 5, "y", n, "rows·cols");
+  float *rstd = arg_f32_exact(&a, 6, "rstd", rows, "rows");
+  const View v[] = {{"y", y, n}, {"rstd", rstd, rows}, {"x", x, n}, {"gamma", gamma, cols}};
+  args_disjoint(&a, v, 4, 2);
+  if (a.failed) return NULL;
   troupe_rms_norm_forward(x, gamma, rows, cols, eps, y, rstd);
   return NULL;
 }
 
 static napi_value rms_norm_backward_js(napi_env env, napi_callback_info info) {
-  Call c;
-  int64_t rows, cols;
-  float *dy, *x, *gamma, *rstd, *dx, *dgamma;
-  if (!start(env, info, &c, "rmsNormBackward", 8) || !arg_int(&c, 4, "rows", 1, &rows) ||
-      !arg_int(&c, 5, "cols", 1, &cols) ||
-      !arg_f32(&c, 0, "dy", rows * cols, "rows·cols", &dy) ||
-      !arg_f32(&c, 1, "x", rows * cols, "rows·cols", &x) ||
-      !arg_f32(&c, 2, "gamma", cols, "cols", &gamma) ||
-      !arg_f32(&c, 3, "rstd", rows, "rows", &rstd) ||
-      !arg_f32(&c, 6, "dx", rows * cols, "rows·cols", &dx) ||
-      !arg_f32(&c, 7, "dgamma", cols, "cols", &dgamma))
-    return NULL;
-  const View v[] = {{"dx", dx, rows * cols}, {"dgamma", dgamma, cols}, {"dy", dy, rows * cols},
-                    {"x", x, rows * cols},   {"gamma", gamma, cols},   {"rstd", rstd, rows}};
-  if (!disjoint(&c, v, 6, 2)) return NULL;
-  double *acc = scratch(&c, cols);
+  Args a;
+  if (!args_init(&a, env, info, "rmsNormBackward", 8)) return NULL;
+  const int64_t rows = arg_int(&a, 4, "rows", 1), cols = arg_int(&a, 5, "cols", 1);
+  const uint64_t n = (uint64_t)rows * cols;
+  float *dy = arg_f32_exact(&a, 0, "dy", n, "rows·cols");
+  float *x = arg_f32_exact(&a, 1, "x", n, "rows·cols");
+  float *gamma = arg_f32_exact(&a, 2, "gamma", cols, "cols");
+  float *rstd = arg_f32_exact(&a, 3, "rstd", rows, "rows");
+  float *dx = arg_f32_exact(&a, 6, "dx", n, "rows·cols");
+  float *dgamma = arg_f32_exact(&a, 7, "dgamma", cols, "cols");
+  const View v[] = {{"dx", dx, n}, {"dgamma", dgamma, cols}, {"dy", dy, n},
+                    {"x", x, n},   {"gamma", gamma, cols},   {"rstd", rstd, rows}};
+  args_disjoint(&a, v, 6, 2);
+  if (a.failed) return NULL;
+  double *acc = scratch(&a, cols);
   if (!acc) return NULL;
   rms_norm_backward(dy, x, gamma, rstd, rows, cols, dx, dgamma, acc);
   free(acc);
   return NULL;
 }
 
-static bool arg_kind(Call *c, int64_t *kind) {
-  if (!get_int(c->env, c->argv[0], kind) || (*kind != 0 && *kind != 1))
-    return failf(c, true, "must be 0 (GELU tanh) or 1 (SiLU)", "kind");
-  return true;
-}
+#define KIND_WHAT "must be 0 (GELU tanh) or 1 (SiLU)"
 
-/* The length of the Float32Array argument i (0 when it is not one: arg_f32 then says so). */
-static int64_t f32_length(Call *c, size_t i) {
-  float *p;
-  size_t n;
-  return get_f32(c->env, c->argv[i], &p, &n) ? (int64_t)n : 0;
-}
-
+/* activationForward(kind, x, y); kind 0 is GELU (tanh), 1 SiLU. */
 static napi_value activation_forward_js(napi_env env, napi_callback_info info) {
-  Call c;
-  int64_t kind;
-  float *x, *y;
-  if (!start(env, info, &c, "activationForward", 3) || !arg_kind(&c, &kind)) return NULL;
-  const int64_t n = f32_length(&c, 1);
-  if (!arg_f32(&c, 1, "x", n, "x.length", &x) || !arg_f32(&c, 2, "y", n, "x.length", &y))
-    return NULL;
+  Args a;
+  if (!args_init(&a, env, info, "activationForward", 3)) return NULL;
+  const int64_t kind = arg_int_in(&a, 0, "kind", 0, 1, KIND_WHAT);
+  size_t n;
+  float *x = arg_f32(&a, 1, "x", &n);
+  float *y = arg_f32_exact(&a, 2, "y", n, "x.length");
   const View v[] = {{"y", y, n}, {"x", x, n}};
-  if (!disjoint(&c, v, 2, 1)) return NULL;
+  args_disjoint(&a, v, 2, 1);
+  if (a.failed) return NULL;
   if (kind == 0) troupe_gelu_forward(x, y, n);
   else troupe_silu_forward(x, y, n);
   return NULL;
 }
 
+/* activationBackward(kind, x, dy, dx) */
 static napi_value activation_backward_js(napi_env env, napi_callback_info info) {
-  Call c;
-  int64_t kind;
-  float *x, *dy, *dx;
-  if (!start(env, info, &c, "activationBackward", 4) || !arg_kind(&c, &kind)) return NULL;
-  const int64_t n = f32_length(&c, 1);
-  if (!arg_f32(&c, 1, "x", n, "x.length", &x) || !arg_f32(&c, 2, "dy", n, "x.length", &dy) ||
-      !arg_f32(&c, 3, "dx", n, "x.length", &dx))
-    return NULL;
+  Args a;
+  if (!args_init(&a, env, info, "activationBackward", 4)) return NULL;
+  const int64_t kind = arg_int_in(&a, 0, "kind", 0, 1, KIND_WHAT);
+  size_t n;
+  float *x = arg_f32(&a, 1, "x", &n);
+  float *dy = arg_f32_exact(&a, 2, "dy", n, "x.length");
+  float *dx = arg_f32_exact(&a, 3, "dx", n, "x.length");
   const View v[] = {{"dx", dx, n}, {"x", x, n}, {"dy", dy, n}};
-  if (!disjoint(&c, v, 3, 1)) return NULL;
+  args_disjoint(&a, v, 3, 1);
+  if (a.failed) return NULL;
   if (kind == 0) gelu_backward(x, dy, dx, n);
   else silu_backward(x, dy, dx, n);
   return NULL;

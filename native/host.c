@@ -18,66 +18,31 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "args.h"
 #include "common.h"
-
-/* Whether [a, a + na) and [b, b + nb) share memory. */
-static bool overlaps(const float *a, size_t na, const float *b, size_t nb) {
-  return na > 0 && nb > 0 && a < b + nb && b < a + na;
-}
-
-static napi_value throwf(napi_env env, bool range, const char *fn, const char *what) {
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s", fn, what);
-  return fail(env, range, msg);
-}
-
-/* Reads argv[i] as a Float32Array, or throws a TypeError naming it. */
-#define ARG_F32(i, name, ptr, len)                                                                 \
-  do {                                                                                             \
-    if (!get_f32(env, argv[i], &(ptr), &(len)))                                                    \
-      return throwf(env, false, FN, name " must be a Float32Array");                               \
-  } while (0)
-
-/* Reads argv[i] as a number, or throws a TypeError naming it. */
-#define ARG_NUM(i, name, out)                                                                      \
-  do {                                                                                             \
-    if (!get_double(env, argv[i], &(out))) return throwf(env, false, FN, name " must be a number"); \
-  } while (0)
-
-/* Takes min to max arguments (the rest optional), or throws a TypeError. */
-#define ARGS(min, max)                                                                             \
-  size_t argc = (max);                                                                             \
-  napi_value argv[(max)];                                                                          \
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));                                     \
-  if (argc < (min) || argc > (max)) {                                                              \
-    return throwf(env, false, FN, (min) == (max) ? "takes " #min " arguments"                      \
-                                                 : "takes " #min " to " #max " arguments");        \
-  }
 
 /* y[offset + i] += alpha·x[i]: the JS `y[o + i] += x[i] * alpha`, rounded once to float. */
 static void axpy_loop(float *restrict y, const float *restrict x, size_t n, double alpha) {
   for (size_t i = 0; i < n; i++) y[i] = (float)((double)y[i] + (double)x[i] * alpha);
 }
 
-#define FN "axpy"
+/* axpy(y, offset, x, alpha): y[offset + i] += alpha·x[i]. */
 static napi_value axpy(napi_env env, napi_callback_info info) {
-  ARGS(4, 4);
-  float *y, *x;
+  Args a;
+  if (!args_init_range(&a, env, info, "axpy", 4, 4)) return NULL;
   size_t ny, nx;
-  int64_t offset;
-  double alpha;
-  ARG_F32(0, "y", y, ny);
-  if (!get_int(env, argv[1], &offset) || offset < 0)
-    return throwf(env, true, FN, "offset must be an integer >= 0");
-  ARG_F32(2, "x", x, nx);
-  ARG_NUM(3, "alpha", alpha);
-  if ((uint64_t)offset > ny || nx > ny - (size_t)offset)
-    return throwf(env, true, FN, "y is shorter than offset + x.length");
-  if (overlaps(y + offset, nx, x, nx)) return throwf(env, true, FN, "x overlaps y");
+  float *y = arg_f32(&a, 0, "y", &ny);
+  const int64_t offset = arg_int_in(&a, 1, "offset", 0, INT64_MAX, "must be an integer >= 0");
+  const float *x = arg_f32(&a, 2, "x", &nx);
+  const double alpha = arg_double(&a, 3, "alpha");
+  args_need_expr(&a, "y", ny, (uint64_t)offset + nx, "offset + x.length");
+  if (a.failed) return NULL;
+  const View v[] = {{"x", x, nx}, {"y", y + offset, nx}}; /* x first: "x overlaps y" */
+  args_disjoint(&a, v, 2, 1);
+  if (a.failed) return NULL;
   axpy_loop(y + offset, x, nx, alpha);
   return NULL;
 }
-#undef FN
 
 /*
  * Σ x[i]² in double over 16 independent partial sums (vectorisable without reassociating a single
@@ -95,34 +60,31 @@ static double sum_squares_loop(const float *restrict x, size_t n) {
   return acc[0];
 }
 
-#define FN "sumSquares"
 static napi_value sum_squares(napi_env env, napi_callback_info info) {
-  ARGS(1, 1);
-  float *x;
+  Args a;
+  if (!args_init_range(&a, env, info, "sumSquares", 1, 1)) return NULL;
   size_t n;
-  ARG_F32(0, "x", x, n);
+  const float *x = arg_f32(&a, 0, "x", &n);
+  if (a.failed) return NULL;
   napi_value out;
   CHECK(napi_create_double(env, sum_squares_loop(x, n), &out));
   return out;
 }
-#undef FN
 
 static void scale_loop(float *restrict x, size_t n, double alpha) {
   for (size_t i = 0; i < n; i++) x[i] = (float)((double)x[i] * alpha);
 }
 
-#define FN "scale"
 static napi_value scale(napi_env env, napi_callback_info info) {
-  ARGS(2, 2);
-  float *x;
+  Args a;
+  if (!args_init_range(&a, env, info, "scale", 2, 2)) return NULL;
   size_t n;
-  double alpha;
-  ARG_F32(0, "x", x, n);
-  ARG_NUM(1, "alpha", alpha);
+  float *x = arg_f32(&a, 0, "x", &n);
+  const double alpha = arg_double(&a, 1, "alpha");
+  if (a.failed) return NULL;
   scale_loop(x, n, alpha);
   return NULL;
 }
-#undef FN
 
 typedef struct {
   double b1, c1, b2, c2, shrink, step, sbc2, eps, gscale;
@@ -158,70 +120,49 @@ static void adamw_loop(const AdamW *a, const float *p, const float *g, const flo
   }
 }
 
-#define FN "adamwStep"
+/*
+ * adamwStep(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2[, gradScale = 1
+ *           [, paramOut, mOut, vOut]]): the outputs default to their inputs (an update in place).
+ */
 static napi_value adamw_step(napi_env env, napi_callback_info info) {
-  ARGS(11, 15);
+  Args a;
+  if (!args_init_range(&a, env, info, "adamwStep", 11, 15)) return NULL;
   /* The arrays by role; paramOut, mOut and vOut are arguments 12 to 14. */
-  static const char *names[7] = {"param", "grad", "m", "v", "paramOut", "mOut", "vOut"};
+  static const char *const names[7] = {"param", "grad", "m", "v", "paramOut", "mOut", "vOut"};
+  static const int input_of[7] = {0, 1, 2, 3, 0, 2, 3};
   float *arr[7];
   size_t len[7];
-  for (int i = 0; i < 4; i++) {
-    if (!get_f32(env, argv[i], &arr[i], &len[i])) {
-      char what[64];
-      snprintf(what, sizeof what, "%s must be a Float32Array", names[i]);
-      return throwf(env, false, FN, what);
-    }
-  }
-  static const char *scalars[] = {"lr", "beta1", "beta2", "eps", "weightDecay", "bc1", "bc2",
-                                  "gradScale"};
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 1};
-  for (size_t i = 0; i < 8 && 4 + i < argc; i++) {
-    if (!get_double(env, argv[4 + i], &s[i])) {
-      char what[64];
-      snprintf(what, sizeof what, "%s must be a number", scalars[i]);
-      return throwf(env, false, FN, what);
-    }
-  }
-  /* Outputs (paramOut, mOut, vOut) default to their inputs: an update in place. */
-  const int input_of[7] = {0, 1, 2, 3, 0, 2, 3};
+  for (int i = 0; i < 4; i++) arr[i] = arg_f32(&a, i, names[i], &len[i]);
+  const double lr = arg_double(&a, 4, "lr"), b1 = arg_double(&a, 5, "beta1");
+  const double b2 = arg_double(&a, 6, "beta2"), eps = arg_double(&a, 7, "eps");
+  const double wd = arg_double(&a, 8, "weightDecay"), bc1 = arg_double(&a, 9, "bc1");
+  const double bc2 = arg_double(&a, 10, "bc2");
+  const double gscale = a.argc > 11 ? arg_double(&a, 11, "gradScale") : 1;
   for (int i = 4; i < 7; i++) {
-    if ((size_t)(8 + i) < argc) {
-      if (!get_f32(env, argv[8 + i], &arr[i], &len[i])) {
-        char what[64];
-        snprintf(what, sizeof what, "%s must be a Float32Array", names[i]);
-        return throwf(env, false, FN, what);
-      }
-    } else {
-      arr[i] = arr[input_of[i]];
-      len[i] = len[input_of[i]];
-    }
+    arr[i] = arr[input_of[i]];
+    len[i] = len[input_of[i]];
+    if (a.argc > (size_t)(8 + i)) arr[i] = arg_f32(&a, 8 + i, names[i], &len[i]);
   }
   const size_t n = len[0];
-  for (int i = 1; i < 7; i++) {
-    if (len[i] != n) {
-      char what[96];
-      snprintf(what, sizeof what, "%s has length %zu, param has %zu", names[i], len[i], n);
-      return throwf(env, true, FN, what);
-    }
+  for (int i = 1; i < 7 && !a.failed; i++) {
+    if (len[i] == n) continue;
+    char what[96];
+    snprintf(what, sizeof what, "has length %zu, param has %zu", len[i], n);
+    args_fail(&a, true, names[i], what);
   }
-  /* The inputs are distinct; an output is its own input or shares memory with nothing. */
-  for (int i = 0; i < 7; i++) {
-    for (int j = i + 1; j < 7; j++) {
-      const bool same_role = j >= 4 && input_of[j] == i;
-      if (same_role ? (arr[i] != arr[j] && overlaps(arr[i], n, arr[j], n))
-                    : overlaps(arr[i], n, arr[j], n)) {
-        char what[96];
-        snprintf(what, sizeof what, "%s overlaps %s", names[i], names[j]);
-        return throwf(env, true, FN, what);
-      }
-    }
-  }
-  const double lr = s[0], b1 = s[1], b2 = s[2], eps = s[3], wd = s[4], bc1 = s[5], bc2 = s[6];
-  if (!(b1 >= 0 && b1 < 1)) return throwf(env, true, FN, "beta1 must be in [0, 1)");
-  if (!(b2 >= 0 && b2 < 1)) return throwf(env, true, FN, "beta2 must be in [0, 1)");
-  if (!(bc1 > 0 && bc1 <= 1)) return throwf(env, true, FN, "bc1 must be in (0, 1]");
-  if (!(bc2 > 0 && bc2 <= 1)) return throwf(env, true, FN, "bc2 must be in (0, 1]");
-  const AdamW a = {
+  /* The inputs are distinct; an output is its own input (left out here) or shares memory with
+   * nothing. */
+  View v[7];
+  int nv = 0;
+  for (int i = 0; i < 7; i++)
+    if (i < 4 || arr[i] != arr[input_of[i]]) v[nv++] = (View){names[i], arr[i], n};
+  args_disjoint(&a, v, nv, nv);
+  if (!(b1 >= 0 && b1 < 1)) args_fail(&a, true, "beta1", "must be in [0, 1)");
+  if (!(b2 >= 0 && b2 < 1)) args_fail(&a, true, "beta2", "must be in [0, 1)");
+  if (!(bc1 > 0 && bc1 <= 1)) args_fail(&a, true, "bc1", "must be in (0, 1]");
+  if (!(bc2 > 0 && bc2 <= 1)) args_fail(&a, true, "bc2", "must be in (0, 1]");
+  if (a.failed) return NULL;
+  const AdamW w = {
       .b1 = b1,
       .c1 = 1 - b1,
       .b2 = b2,
@@ -230,12 +171,11 @@ static napi_value adamw_step(napi_env env, napi_callback_info info) {
       .step = lr / bc1,
       .sbc2 = sqrt(bc2),
       .eps = eps,
-      .gscale = s[7],
+      .gscale = gscale,
   };
-  adamw_loop(&a, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], n);
+  adamw_loop(&w, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], n);
   return NULL;
 }
-#undef FN
 
 bool troupe_define_host(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {

@@ -27,10 +27,10 @@ static napi_value scaled_softmax(napi_env env, napi_callback_info info) {
   const int64_t R = arg_int(&a, 4, "rows", 1), C = arg_int(&a, 5, "cols", 1);
   const float scale = (float)arg_num(&a, 6, "scale");
   float *y = arg_f32(&a, 7, "y", &ly);
-  const uint64_t n = (uint64_t)G * H * R * C;
+  const uint64_t n = mul_sat(mul_sat((uint64_t)G * H, (uint64_t)R), (uint64_t)C);
   args_need(&a, "x", lx, n);
   args_need(&a, "y", ly, n);
-  if (!a.failed && lb != 0) args_need(&a, "bias", lb, (uint64_t)G * R * C);
+  if (!a.failed && lb != 0) args_need(&a, "bias", lb, mul_sat((uint64_t)G * R, (uint64_t)C));
   if (a.failed) return NULL;
   for (int64_t g = 0; g < G; g++)
     for (int64_t h = 0; h < H; h++)

@@ -1,6 +1,7 @@
 /*
- * Troupe's native CPU kernels: a Node-API addon over a CBLAS (OpenBLAS). One entry point does
- * the work of tfjs' BatchMatMul on float32 views (which may point into the wasm backend's heap):
+ * Troupe's native CPU kernels: a Node-API addon over a CBLAS (OpenBLAS; Accelerate on macOS).
+ * This file loads the BLAS and holds the matmul entry points (the other files add theirs); the
+ * first does the work of tfjs' BatchMatMul on float32 views (which may point into the wasm heap):
  *
  *   sgemmBatched(transA, transB, batch, M, N, K, a, strideA, b, strideB, c)
  *     for i < batch:  C_i[M,N] = op(A_i)·op(B_i),  A_i = a + i·strideA, B_i = b + i·strideB,
@@ -22,7 +23,9 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "args.h"
 #include "common.h"
 
 enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
@@ -37,6 +40,21 @@ static int (*get_threads_p)(void);
 static char *(*get_config_p)(void);
 static const char *load_error;
 
+#if defined(__APPLE__)
+/*
+ * macOS: Apple's Accelerate (vecLib) has the CBLAS calls but not OpenBLAS's thread functions; its
+ * thread count is the system's (VECLIB_MAXIMUM_THREADS, read when it loads), so setThreads only
+ * records the count Troupe asked for. Written for macOS, not run on it: no macOS machine here.
+ */
+#define ACCELERATE "/System/Library/Frameworks/Accelerate.framework/Accelerate"
+static int vecLib_threads = 1;
+static void vecLib_set_threads(int n) { vecLib_threads = n; }
+static int vecLib_get_threads(void) { return vecLib_threads; }
+static char *vecLib_config(void) {
+  return (char *)"Apple Accelerate (vecLib; its threads: VECLIB_MAXIMUM_THREADS)";
+}
+#endif
+
 static void load_blas(void) {
   if (cblas_sgemm_p || load_error) return;
   const char *want = getenv("TROUPE_BLAS_CORETYPE");
@@ -48,12 +66,19 @@ static void load_blas(void) {
       __builtin_cpu_supports("avx512vl"))
     setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
 #endif
-  const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"};
+#if defined(__APPLE__)
+  const char *names[] = {ACCELERATE, "libopenblas.dylib"};
+  const char *missing = "cannot open Accelerate.framework";
+#else
+  const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
+  const char *missing = "cannot open libopenblas (apt-get install libopenblas0)";
+#endif
   void *h = NULL;
-  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
-    h = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
+  size_t i = 0;
+  for (; i < sizeof names / sizeof names[0] && !(h = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL));)
+    i++;
   if (!h) {
-    load_error = "cannot open libopenblas (apt-get install libopenblas0)";
+    load_error = missing;
     return;
   }
   cblas_sgemm_p = (sgemm_fn)dlsym(h, "cblas_sgemm");
@@ -61,6 +86,13 @@ static void load_blas(void) {
   set_threads_p = (void (*)(int))dlsym(h, "openblas_set_num_threads");
   get_threads_p = (int (*)(void))dlsym(h, "openblas_get_num_threads");
   get_config_p = (char *(*)(void))dlsym(h, "openblas_get_config");
+#if defined(__APPLE__)
+  if (strcmp(names[i], ACCELERATE) == 0) {
+    set_threads_p = vecLib_set_threads;
+    get_threads_p = vecLib_get_threads;
+    get_config_p = vecLib_config;
+  }
+#endif
   if (!cblas_sgemm_p || !cblas_sgemv_p || !set_threads_p || !get_threads_p || !get_config_p) {
     cblas_sgemm_p = NULL;
     load_error = "libopenblas lacks cblas_sgemm, cblas_sgemv or the openblas_* thread functions";
@@ -95,40 +127,26 @@ void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const flo
 }
 
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 11) return fail(env, false, "sgemmBatched takes 11 arguments");
-  bool ta, tb;
-  if (napi_get_value_bool(env, argv[0], &ta) != napi_ok)
-    return fail(env, false, "sgemmBatched: transA must be a boolean");
-  if (napi_get_value_bool(env, argv[1], &tb) != napi_ok)
-    return fail(env, false, "sgemmBatched: transB must be a boolean");
-  const char *names[] = {"batch", "M", "N", "K"};
-  int64_t dims[4];
-  for (int i = 0; i < 4; i++) {
-    if (!get_int(env, argv[2 + i], &dims[i]) || dims[i] < 1 || dims[i] > INT32_MAX) {
-      char msg[96];
-      snprintf(msg, sizeof msg, "sgemmBatched: %s must be an integer in [1, 2^31)", names[i]);
-      return fail(env, true, msg);
-    }
-  }
-  int64_t batch = dims[0], M = dims[1], N = dims[2], K = dims[3];
-  float *a, *b, *c;
+  Args a;
+  if (!args_init(&a, env, info, "sgemmBatched", 11)) return NULL;
+  const bool ta = arg_bool(&a, 0, "transA"), tb = arg_bool(&a, 1, "transB");
+  const int64_t batch = arg_int(&a, 2, "batch", 1), M = arg_int(&a, 3, "M", 1);
+  const int64_t N = arg_int(&a, 4, "N", 1), K = arg_int(&a, 5, "K", 1);
   size_t la, lb, lc;
-  int64_t sa, sb;
-  if (!get_f32(env, argv[6], &a, &la)) return fail(env, false, "sgemmBatched: a must be a Float32Array");
-  if (!get_int(env, argv[7], &sa) || sa < 0) return fail(env, true, "sgemmBatched: strideA must be an integer >= 0");
-  if (!get_f32(env, argv[8], &b, &lb)) return fail(env, false, "sgemmBatched: b must be a Float32Array");
-  if (!get_int(env, argv[9], &sb) || sb < 0) return fail(env, true, "sgemmBatched: strideB must be an integer >= 0");
-  if (!get_f32(env, argv[10], &c, &lc)) return fail(env, false, "sgemmBatched: c must be a Float32Array");
-  if ((uint64_t)((batch - 1) * sa + M * K) > la)
-    return fail(env, true, "sgemmBatched: a is shorter than (batch - 1)·strideA + M·K");
-  if ((uint64_t)((batch - 1) * sb + K * N) > lb)
-    return fail(env, true, "sgemmBatched: b is shorter than (batch - 1)·strideB + K·N");
-  if ((uint64_t)(batch * M * N) > lc)
-    return fail(env, true, "sgemmBatched: c is shorter than batch·M·N");
-  for (int64_t i = 0; i < batch; i++) troupe_gemm(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N);
+  const float *A = arg_f32(&a, 6, "a", &la);
+  const int64_t sa = arg_int_in(&a, 7, "strideA", 0, INT64_MAX, "must be an integer >= 0");
+  const float *B = arg_f32(&a, 8, "b", &lb);
+  const int64_t sb = arg_int_in(&a, 9, "strideB", 0, INT64_MAX, "must be an integer >= 0");
+  float *C = arg_f32(&a, 10, "c", &lc);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "a", la, add_sat(mul_sat(batch - 1, sa), (uint64_t)(M * K)),
+                 "(batch - 1)·strideA + M·K");
+  args_need_expr(&a, "b", lb, add_sat(mul_sat(batch - 1, sb), (uint64_t)(K * N)),
+                 "(batch - 1)·strideB + K·N");
+  args_need_expr(&a, "c", lc, mul_sat(batch, (uint64_t)(M * N)), "batch·M·N");
+  if (a.failed) return NULL;
+  for (int64_t i = 0; i < batch; i++)
+    troupe_gemm(ta, tb, M, N, K, A + i * sa, B + i * sb, C + i * M * N);
   return NULL;
 }
 
@@ -138,30 +156,20 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
  * kernels (reshape, matmul, add, reshape): decoding runs six projections per layer.
  */
 static napi_value linear_forward(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 7) return fail(env, false, "linearForward takes 7 arguments");
-  float *x, *w, *bias, *y;
+  Args a;
+  if (!args_init(&a, env, info, "linearForward", 7)) return NULL;
   size_t lx, lw, lb, ly;
-  if (!get_f32(env, argv[0], &x, &lx)) return fail(env, false, "linearForward: x must be a Float32Array");
-  if (!get_f32(env, argv[1], &w, &lw)) return fail(env, false, "linearForward: w must be a Float32Array");
-  if (!get_f32(env, argv[2], &bias, &lb)) return fail(env, false, "linearForward: bias must be a Float32Array");
-  const char *names[] = {"rows", "in", "out"};
-  int64_t dims[3];
-  for (int i = 0; i < 3; i++) {
-    if (!get_int(env, argv[3 + i], &dims[i]) || dims[i] < 1 || dims[i] > INT32_MAX) {
-      char msg[96];
-      snprintf(msg, sizeof msg, "linearForward: %s must be an integer in [1, 2^31)", names[i]);
-      return fail(env, true, msg);
-    }
-  }
-  if (!get_f32(env, argv[6], &y, &ly)) return fail(env, false, "linearForward: y must be a Float32Array");
-  const int64_t R = dims[0], I = dims[1], O = dims[2];
-  if ((uint64_t)(R * I) > lx) return fail(env, true, "linearForward: x is shorter than rows·in");
-  if ((uint64_t)(I * O) > lw) return fail(env, true, "linearForward: w is shorter than in·out");
-  if (lb != 0 && (uint64_t)O > lb) return fail(env, true, "linearForward: bias is shorter than out");
-  if ((uint64_t)(R * O) > ly) return fail(env, true, "linearForward: y is shorter than rows·out");
+  const float *x = arg_f32(&a, 0, "x", &lx), *w = arg_f32(&a, 1, "w", &lw);
+  const float *bias = arg_f32(&a, 2, "bias", &lb);
+  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
+  const int64_t O = arg_int(&a, 5, "out", 1);
+  float *y = arg_f32(&a, 6, "y", &ly);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "x", lx, (uint64_t)(R * I), "rows·in");
+  args_need_expr(&a, "w", lw, (uint64_t)(I * O), "in·out");
+  if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
+  args_need_expr(&a, "y", ly, (uint64_t)(R * O), "rows·out");
+  if (a.failed) return NULL;
   troupe_gemm(false, false, R, O, I, x, w, y);
   if (lb != 0)
     for (int64_t r = 0; r < R; r++) {
@@ -179,12 +187,13 @@ static napi_value threads(napi_env env, napi_callback_info info) {
 }
 
 static napi_value set_threads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t n;
-  if (argc != 1 || !get_int(env, argv[0], &n) || n < 1 || n > 1024)
-    return fail(env, true, "setThreads: n must be an integer in [1, 1024]");
+  Args a;
+  if (!args_read(&a, env, info, "setThreads")) return NULL;
+  /* A missing or extra argument is the same RangeError as a bad n. */
+  const char *what = "must be an integer in [1, 1024]";
+  const int64_t n = arg_int_in(&a, 0, "n", 1, 1024, what);
+  if (a.argc != 1) args_fail(&a, true, "n", what);
+  if (a.failed) return NULL;
   set_threads_p((int)n);
   return NULL;
 }

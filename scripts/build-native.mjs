@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * Builds Troupe's optional native kernels (native/*.c: a Node-API addon over OpenBLAS, which it
- * opens at load time, plus fused element-wise and optimizer loops) into native/build/troupe_native.node with the system C
- * compiler. No download: the Node-API headers come from this Node's own include directory (or the
- * node-api-headers package when installed), OpenBLAS from the system (`apt-get install
- * libopenblas-dev`; the build checks it is there).
+ * Builds Troupe's optional native kernels (native/*.c: a Node-API addon over a CBLAS, which it
+ * opens at load time, plus fused element-wise, attention, decoder-block and optimizer loops) into
+ * native/build/troupe_native.node with the system C compiler. No download: the Node-API headers
+ * come from this Node's own include directory (or the node-api-headers package when installed),
+ * the BLAS from the system: OpenBLAS on Linux (`apt-get install libopenblas-dev`; the build checks
+ * it is there), Accelerate on macOS (written for it, not yet run there).
  *
  *   node scripts/build-native.mjs            build; exit 1 on failure
  *   node scripts/build-native.mjs --optional build if possible; say why not and exit 0
@@ -37,9 +38,13 @@ const headerDirs = [
   '/usr/include/node',
 ].filter((d) => existsSync(join(d, 'node_api.h')));
 if (headerDirs.length === 0) give('no Node-API headers (node_api.h) next to this Node');
-const probe = spawnSync(cc, ['-x', 'c', '-', '-lopenblas', '-o', '/dev/null'], {
-  input: '#include <cblas.h>\nint main(void){return 0;}\n',
-});
+// macOS: the BLAS is Accelerate, always there (opened at load, as OpenBLAS is elsewhere).
+const darwin = process.platform === 'darwin';
+const probe = darwin
+  ? { status: 0 }
+  : spawnSync(cc, ['-x', 'c', '-', '-lopenblas', '-o', '/dev/null'], {
+      input: '#include <cblas.h>\nint main(void){return 0;}\n',
+    });
 if (probe.status !== 0) {
   give('OpenBLAS not found (cblas.h and -lopenblas): apt-get install libopenblas-dev');
 }
@@ -49,16 +54,19 @@ const sources = readdirSync(join(root, 'native'))
   .sort()
   .map((f) => join(root, 'native', f));
 // Built on the machine that runs it, so tuned for its CPU where the compiler can tell.
-const march =
-  spawnSync(cc, ['-march=native', '-x', 'c', '-', '-c', '-o', '/dev/null'], {
-    input: 'int x;\n',
-  }).status === 0;
+// (-march=native on x86 and Linux arm64; Apple's clang on arm64 takes -mcpu=native instead)
+const tune = ['-march=native', '-mcpu=native'].find(
+  (flag) =>
+    spawnSync(cc, [flag, '-x', 'c', '-', '-c', '-o', '/dev/null'], { input: 'int x;\n' }).status ===
+    0,
+);
 const args = [
   '-O3',
-  ...(march ? ['-march=native'] : []),
+  ...(tune ? [tune] : []),
   '-fno-math-errno',
   '-fopenmp-simd',
-  '-shared',
+  // a Node addon resolves napi_* from the process that loads it
+  ...(darwin ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared']),
   '-fPIC',
   '-Wall',
   '-DNODE_GYP_MODULE_NAME=troupe_native',

@@ -131,5 +131,8 @@ describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`
     expect(() => call(noNormBias)).toThrow(/attn_norm\.bias is required/);
     expect(() => call(params, dims(4, 4))).toThrow(/dims past \+ new tokens exceed the cache/);
     expect(() => call(params.slice(0, 17))).toThrow(/mlp\.down\.bias must be a Float32Array/);
+    // a capacity the caches do not have
+    const roomy = Int32Array.of(B, T, d, H, KV, hd, I, 0, 2 ** 31 - 1, 0, 0);
+    expect(() => call(params, roomy)).toThrow(/cacheK has 32 elements, needs 17179869176/);
   });
 });

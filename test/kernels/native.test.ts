@@ -142,6 +142,19 @@ describe.skipIf(skip !== null)('native addon arguments', () => {
     ).toThrow(/a must be a Float32Array/);
     expect(() => native.addon.setThreads(0)).toThrow(/setThreads/);
   });
+
+  it('refuses sizes whose element count overflows 64 bits instead of wrapping past the check', () => {
+    if (!native.available) return;
+    const f = (n: number) => new Float32Array(n);
+    const big = 2 ** 31 - 1;
+    // batch·M·N and G·H·R·C are ~2^93 and ~2^124: wrapped, they passed as tiny counts
+    expect(() =>
+      native.addon.sgemmBatched(false, false, big, big, big, 1, f(0), 0, f(0), 0, f(0)),
+    ).toThrow(/a is shorter than/);
+    expect(() =>
+      native.addon.scaledSoftmax(f(0), f(0), 65536, 65536, 65536, 65536, 1, f(0)),
+    ).toThrow(/x has 0 elements, needs 18446744073709551615/);
+  });
 });
 
 describe.skipIf(skip !== null)('native TroupeLinear (x·W + b in one kernel)', () => {
