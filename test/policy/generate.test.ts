@@ -5,7 +5,7 @@ import * as tf from '../../src/kernels/tf.js';
 import { generate } from '../../src/policy/generate.js';
 import { leftPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
-import { sampleToken } from '../../src/policy/sampling.js';
+import { nucleus, sampleToken } from '../../src/policy/sampling.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';
 import { randomRows, randomState, TINY } from './fixtures.js';
 
@@ -194,6 +194,41 @@ describe('sampleToken', () => {
     // 0.5 < 0.7 ≤ 0.5 + 0.3: the two most likely tokens.
     expectClose(freq({ topP: 0.7 }), [0.5 / 0.8, 0.3 / 0.8, 0, 0], { atol: 0.015, rtol: 0 });
     expectClose(freq({ topP: 0.5 }), [1, 0, 0, 0], { atol: 1e-9, rtol: 0 });
+  });
+
+  it('the top-k / top-p filter keeps what sorting every token keeps (ties, zeros, flat and peaked rows)', () => {
+    /** The filter the slow way: sort all V by probability (ties: lower id), keep a prefix. */
+    const slow = (e: Float64Array, total: number, k: number, p: number) => {
+      const order = Array.from(e, (_, i) => i).sort((a, b) => e[b] - e[a] || a - b);
+      const out = new Float64Array(e.length);
+      let kept = 0;
+      let mass = 0;
+      while (kept < k && (kept === 0 || mass < p)) {
+        const i = order[kept++];
+        out[i] = e[i];
+        mass += e[i] / total;
+      }
+      return out;
+    };
+    const rng = RandomStream.of({ seed: 5, step: 0, actor: 't', purpose: 'nucleus' });
+    const rows: Float64Array[] = [];
+    for (const spread of [0.01, 1, 4, 30]) {
+      const z = rng.normal(500, 0, spread);
+      const max = Math.max(...z);
+      rows.push(Float64Array.from(z, (v) => Math.exp(v - max)));
+    }
+    rows.push(Float64Array.from({ length: 300 }, (_, i) => (i % 7 === 0 ? 0 : 1 + (i % 3)))); // ties, zeros
+    rows.push(Float64Array.from({ length: 64 }, (_, i) => 2 ** -i)); // geometric: one pass each
+    let checked = 0;
+    for (const e of rows) {
+      const total = e.reduce((a, b) => a + b, 0);
+      for (const k of [1, 2, 17, e.length - 1, e.length])
+        for (const p of [1e-6, 0.3, 0.9, 0.999, 1]) {
+          expect([...nucleus(e, total, k, p)], `k ${k} p ${p}`).toEqual([...slow(e, total, k, p)]);
+          checked++;
+        }
+    }
+    expect(checked).toBe(150);
   });
 
   it('temperature sharpens: T = 0.5 samples softmax(2z)', () => {
