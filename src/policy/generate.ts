@@ -62,9 +62,10 @@ export async function generate(
   const responses: number[][] = prompts.map(() => []);
   const logprobs: number[][] = prompts.map(() => []);
   const stopped = prompts.map(() => false);
-  // room for the prompt and every new token, so the host store never grows mid-generation
+  // Room for the prompt and the new tokens (up to 512: rows may stop early, and a long reservation
+  // for a large batch would be gigabytes; past it the host store doubles as it fills).
   const cache = new KVCache(B, {
-    capacity: Math.max(...prompts.map((p) => p.length)) + o.maxNewTokens,
+    capacity: Math.max(...prompts.map((p) => p.length)) + Math.min(o.maxNewTokens, 512),
   });
   try {
     let step: TokenBatch = leftPad(prompts, pad);
