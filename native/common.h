@@ -104,6 +104,9 @@ bool troupe_small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const 
  * troupe_gemm_ld: sgemm with leading dimensions, for blocks of larger matrices. */
 void troupe_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, const float *b,
                  float *c);
+/* troupe_native.c: y[R, out] = x[R, in]·W + b for W [in, out]; b NULL is none. */
+void troupe_linear(const float *x, const float *w, const float *b, int64_t R, int64_t in,
+                   int64_t out, float *y);
 void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float *c, int64_t ldc);
 
@@ -115,6 +118,9 @@ void troupe_rms_norm_forward(const float *restrict x, const float *restrict gamm
                              int64_t cols, float eps, float *restrict y, float *restrict rstd);
 void troupe_gelu_forward(const float *restrict x, float *restrict y, int64_t n);
 void troupe_silu_forward(const float *restrict x, float *restrict y, int64_t n);
+
+/* A function in an addon's exports table (napi_define_properties). */
+#define TROUPE_EXPORT(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 
 /* Each adds its functions to `exports`; false when a Node-API call failed (an error is pending). */
 bool troupe_define_fused(napi_env env, napi_value exports); /* fused.c: norms, activations, softmax */

@@ -55,17 +55,6 @@ typedef struct {
   bool rms, swiglu;
 } Dims;
 
-/* y[R, out] = x[R, in]·W + b (b may be NULL). */
-static void linear(const float *x, const float *w, const float *b, int64_t R, int64_t in,
-                   int64_t out, float *y) {
-  troupe_gemm(false, false, R, out, in, x, w, y);
-  if (!b) return;
-  for (int64_t r = 0; r < R; r++) {
-    float *yr = y + r * out;
-    for (int64_t j = 0; j < out; j++) yr[j] += b[j];
-  }
-}
-
 static void norm(const Dims *m, const float *x, const float *w, const float *b, float eps,
                  float *y, float *stats) {
   const int64_t R = m->B * m->T;
@@ -91,46 +80,56 @@ static void rope(float *x, const float *cos, const float *sin, int64_t R, int64_
 }
 
 /*
+ * One query row against S keys: sc = softmax(scale·q·K[j] + bias[j]), out = Σ_j sc[j]·V[j].
+ * Decoding (a few new tokens): dot products and axpys, no BLAS call per (b, h).
+ */
+static void attend_row(const float *q, const float *K, const float *V, const float *bias,
+                       int64_t S, int64_t hd, float scale, float *sc, float *out) {
+  for (int64_t j = 0; j < S; j++) {
+    const float *kj = K + j * hd;
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t i = 0; i < hd; i++) dot += q[i] * kj[i];
+    sc[j] = scale * dot + bias[j];
+  }
+  troupe_softmax_row(sc, S);
+  for (int64_t i = 0; i < hd; i++) out[i] = 0;
+  for (int64_t j = 0; j < S; j++) {
+    const float p = sc[j], *vj = V + j * hd;
+#pragma omp simd
+    for (int64_t i = 0; i < hd; i++) out[i] += p * vj[i];
+  }
+}
+
+/*
  * att[b, t, h, :] = Σ_j softmax_j(scale·q[b, t, h]·K[b, g, j] + bias[b, t, j]) V[b, g, j], g the
- * key/value head of query head h, j < S. Few new tokens: dot products and axpys per query row;
- * more: two sgemms per (b, h) over strided blocks. `scores` holds T·S floats.
+ * key/value head of query head h, j < S. Up to 4 new tokens: attend_row per query; more (a
+ * prefill): per (b, h) scores = Q·Kᵀ and out = P·V as two sgemms over strided blocks, the
+ * softmax rows between. `scores` holds T·S floats.
  */
 static void attend(const Dims *m, const float *q, const float *kc, const float *vc,
                    const float *bias, int64_t S, float *scores, float *att) {
-  const int64_t B = m->B, T = m->T, H = m->H, hd = m->hd, rep = m->H / m->KV;
+  const int64_t B = m->B, T = m->T, H = m->H, hd = m->hd, rep = m->H / m->KV, ld = H * hd;
   const float scale = 1.0f / sqrtf((float)hd);
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++) {
       const float *K = kc + (b * m->KV + h / rep) * m->cap * hd;
       const float *V = vc + (b * m->KV + h / rep) * m->cap * hd;
-      const float *qh = q + (b * T * H + h) * hd; /* row t at qh + t·H·hd */
+      const float *qh = q + (b * T * H + h) * hd; /* query t at qh + t·ld */
+      const float *bh = bias + b * T * S;         /* its bias row at bh + t·S */
       float *oh = att + (b * T * H + h) * hd;
-      if (T > 4) troupe_gemm_ld(false, true, T, S, hd, qh, H * hd, K, hd, scores, S);
+      if (T <= 4) {
+        for (int64_t t = 0; t < T; t++)
+          attend_row(qh + t * ld, K, V, bh + t * S, S, hd, scale, scores, oh + t * ld);
+        continue;
+      }
+      troupe_gemm_ld(false, true, T, S, hd, qh, ld, K, hd, scores, S);
       for (int64_t t = 0; t < T; t++) {
         float *sc = scores + t * S;
-        const float *br = bias + (b * T + t) * S;
-        const float *qt = qh + t * H * hd;
-        for (int64_t j = 0; j < S; j++) {
-          float dot = sc[j];
-          if (T <= 4) {
-            const float *kj = K + j * hd;
-            dot = 0;
-#pragma omp simd reduction(+ : dot)
-            for (int64_t i = 0; i < hd; i++) dot += qt[i] * kj[i];
-          }
-          sc[j] = scale * dot + br[j];
-        }
+        for (int64_t j = 0; j < S; j++) sc[j] = scale * sc[j] + bh[t * S + j];
         troupe_softmax_row(sc, S);
-        if (T > 4) continue;
-        float *ot = oh + t * H * hd;
-        for (int64_t i = 0; i < hd; i++) ot[i] = 0;
-        for (int64_t j = 0; j < S; j++) {
-          const float p = sc[j], *vj = V + j * hd;
-#pragma omp simd
-          for (int64_t i = 0; i < hd; i++) ot[i] += p * vj[i];
-        }
       }
-      if (T > 4) troupe_gemm_ld(false, false, T, hd, S, scores, S, V, hd, oh, H * hd);
+      troupe_gemm_ld(false, false, T, hd, S, scores, S, V, hd, oh, ld);
     }
 }
 
@@ -152,9 +151,9 @@ static void block(const Dims *m, float eps, const float *x, const float *const *
   float *stats = up + (m->swiglu ? R * m->I : 0), *scores = stats + 2 * R;
 
   norm(m, x, w[ATTN_NORM_W], w[ATTN_NORM_B], eps, a, stats);
-  linear(a, w[Q_W], w[Q_B], R, d, qd, q);
-  linear(a, w[K_W], w[K_B], R, d, kvd, k);
-  linear(a, w[V_W], w[V_B], R, d, kvd, v);
+  troupe_linear(a, w[Q_W], w[Q_B], R, d, qd, q);
+  troupe_linear(a, w[K_W], w[K_B], R, d, kvd, k);
+  troupe_linear(a, w[V_W], w[V_B], R, d, kvd, v);
   if (cos) {
     rope(q, cos, sin, R, m->H, m->hd);
     rope(k, cos, sin, R, m->KV, m->hd);
@@ -162,20 +161,20 @@ static void block(const Dims *m, float eps, const float *x, const float *const *
   append(m, k, kc);
   append(m, v, vc);
   attend(m, q, kc, vc, bias, S, scores, att);
-  linear(att, w[O_W], w[O_B], R, qd, d, h1);
+  troupe_linear(att, w[O_W], w[O_B], R, qd, d, h1);
   for (int64_t i = 0; i < R * d; i++) h1[i] += x[i];
 
   norm(m, h1, w[MLP_NORM_W], w[MLP_NORM_B], eps, a, stats);
   if (m->swiglu) {
-    linear(a, w[GATE_W], w[GATE_B], R, d, m->I, pre);
-    linear(a, w[UP_W], w[UP_B], R, d, m->I, up);
+    troupe_linear(a, w[GATE_W], w[GATE_B], R, d, m->I, pre);
+    troupe_linear(a, w[UP_W], w[UP_B], R, d, m->I, up);
     troupe_silu_forward(pre, inner, R * m->I);
     for (int64_t i = 0; i < R * m->I; i++) inner[i] *= up[i];
   } else {
-    linear(a, w[UP_W], w[UP_B], R, d, m->I, pre);
+    troupe_linear(a, w[UP_W], w[UP_B], R, d, m->I, pre);
     troupe_gelu_forward(pre, inner, R * m->I);
   }
-  linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, y);
+  troupe_linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, y);
   for (int64_t i = 0; i < R * d; i++) y[i] += h1[i];
 }
 
@@ -268,7 +267,7 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
 
 bool troupe_define_decode(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"decodeBlock", NULL, decode_block, NULL, NULL, NULL, napi_default, NULL},
+      TROUPE_EXPORT("decodeBlock", decode_block),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

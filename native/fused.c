@@ -343,12 +343,12 @@ static napi_value activation_backward_js(napi_env env, napi_callback_info info) 
 
 bool troupe_define_fused(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"layerNormForward", NULL, layer_norm_forward_js, NULL, NULL, NULL, napi_default, NULL},
-      {"layerNormBackward", NULL, layer_norm_backward_js, NULL, NULL, NULL, napi_default, NULL},
-      {"rmsNormForward", NULL, rms_norm_forward_js, NULL, NULL, NULL, napi_default, NULL},
-      {"rmsNormBackward", NULL, rms_norm_backward_js, NULL, NULL, NULL, napi_default, NULL},
-      {"activationForward", NULL, activation_forward_js, NULL, NULL, NULL, napi_default, NULL},
-      {"activationBackward", NULL, activation_backward_js, NULL, NULL, NULL, napi_default, NULL},
+      TROUPE_EXPORT("layerNormForward", layer_norm_forward_js),
+      TROUPE_EXPORT("layerNormBackward", layer_norm_backward_js),
+      TROUPE_EXPORT("rmsNormForward", rms_norm_forward_js),
+      TROUPE_EXPORT("rmsNormBackward", rms_norm_backward_js),
+      TROUPE_EXPORT("activationForward", activation_forward_js),
+      TROUPE_EXPORT("activationBackward", activation_backward_js),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

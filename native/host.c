@@ -179,10 +179,10 @@ static napi_value adamw_step(napi_env env, napi_callback_info info) {
 
 bool troupe_define_host(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"axpy", NULL, axpy, NULL, NULL, NULL, napi_default, NULL},
-      {"sumSquares", NULL, sum_squares, NULL, NULL, NULL, napi_default, NULL},
-      {"scale", NULL, scale, NULL, NULL, NULL, napi_default, NULL},
-      {"adamwStep", NULL, adamw_step, NULL, NULL, NULL, napi_default, NULL},
+      TROUPE_EXPORT("axpy", axpy),
+      TROUPE_EXPORT("sumSquares", sum_squares),
+      TROUPE_EXPORT("scale", scale),
+      TROUPE_EXPORT("adamwStep", adamw_step),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

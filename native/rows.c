@@ -177,13 +177,11 @@ static napi_value column_sums(napi_env env, napi_callback_info info) {
 
 bool troupe_define_rows(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      {"scaledSoftmax", NULL, scaled_softmax, NULL, NULL, NULL, napi_default, NULL},
-      {"scaledSoftmaxBackward", NULL, scaled_softmax_backward, NULL, NULL, NULL, napi_default,
-       NULL},
-      {"logSoftmaxPick", NULL, log_softmax_pick, NULL, NULL, NULL, napi_default, NULL},
-      {"logSoftmaxPickBackward", NULL, log_softmax_pick_backward, NULL, NULL, NULL, napi_default,
-       NULL},
-      {"columnSums", NULL, column_sums, NULL, NULL, NULL, napi_default, NULL},
+      TROUPE_EXPORT("scaledSoftmax", scaled_softmax),
+      TROUPE_EXPORT("scaledSoftmaxBackward", scaled_softmax_backward),
+      TROUPE_EXPORT("logSoftmaxPick", log_softmax_pick),
+      TROUPE_EXPORT("logSoftmaxPickBackward", log_softmax_pick_backward),
+      TROUPE_EXPORT("columnSums", column_sums),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

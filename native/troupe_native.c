@@ -119,6 +119,17 @@ void troupe_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float 
                 a, ta ? (int)M : (int)K, b, tb ? (int)K : (int)N, 0.0f, c, (int)N);
 }
 
+/* y[R, out] = x[R, in]·W + b for W [in, out] (b NULL: none). */
+void troupe_linear(const float *x, const float *w, const float *b, int64_t R, int64_t in,
+                   int64_t out, float *y) {
+  troupe_gemm(false, false, R, out, in, x, w, y);
+  if (!b) return;
+  for (int64_t r = 0; r < R; r++) {
+    float *yr = y + r * out;
+    for (int64_t j = 0; j < out; j++) yr[j] += b[j];
+  }
+}
+
 /* C = op(A)·op(B) with leading dimensions (row-major): sgemm over sub-matrices of larger ones. */
 void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float *c, int64_t ldc) {
@@ -170,12 +181,7 @@ static napi_value linear_forward(napi_env env, napi_callback_info info) {
   if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
   args_need_expr(&a, "y", ly, (uint64_t)(R * O), "rows·out");
   if (a.failed) return NULL;
-  troupe_gemm(false, false, R, O, I, x, w, y);
-  if (lb != 0)
-    for (int64_t r = 0; r < R; r++) {
-      float *yr = y + r * O;
-      for (int64_t j = 0; j < O; j++) yr[j] += bias[j];
-    }
+  troupe_linear(x, w, lb != 0 ? bias : NULL, R, I, O, y);
   return NULL;
 }
 
@@ -212,11 +218,11 @@ static napi_value init(napi_env env, napi_value exports) {
     return NULL;
   }
   napi_property_descriptor props[] = {
-      {"sgemmBatched", NULL, sgemm_batched, NULL, NULL, NULL, napi_default, NULL},
-      {"linearForward", NULL, linear_forward, NULL, NULL, NULL, napi_default, NULL},
-      {"threads", NULL, threads, NULL, NULL, NULL, napi_default, NULL},
-      {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL},
-      {"config", NULL, config, NULL, NULL, NULL, napi_default, NULL},
+      TROUPE_EXPORT("sgemmBatched", sgemm_batched),
+      TROUPE_EXPORT("linearForward", linear_forward),
+      TROUPE_EXPORT("threads", threads),
+      TROUPE_EXPORT("setThreads", set_threads),
+      TROUPE_EXPORT("config", config),
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports) ||
