@@ -1,7 +1,7 @@
 import { TroupeError } from '../errors.js';
 import { RandomStream, type StreamKey } from '../kernels/random.js';
 import * as tf from '../kernels/tf.js';
-import { need, type ParamLookup, type Projection } from './model/block.js';
+import { need, type ParamLookup, type Projection, plainProjection } from './model/block.js';
 import type { CausalLM } from './model/causal-lm.js';
 import { linear } from './model/layers.js';
 
@@ -240,6 +240,21 @@ export class Lora {
     if (this.merged) throw new TroupeError('BAD_ARGUMENT', 'LoRA adapters are already merged');
     this.fold(+1);
     this.merged = true;
+  }
+
+  /**
+   * PEFT's `merge_and_unload`: fold the adapters into the base weights, then remove them from the
+   * model (their parameters disposed, projections plain again). The model is then an ordinary
+   * model, to which a new `Lora` can be attached; this object is no longer usable.
+   */
+  mergeAndUnload(): void {
+    if (!this.merged) this.merge();
+    for (const name of this.trainableNames) {
+      this.model.params.get(name)!.dispose();
+      this.model.params.delete(name);
+      this.model.specs.delete(name);
+    }
+    this.model.project = plainProjection;
   }
 
   /** Undo `merge` (W −= (α/r)·A·B). */
