@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import type { LogRecord } from '../actors/protocol.js';
 import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
@@ -7,6 +8,7 @@ import { useBlasThreads } from '../kernels/native.js';
 import type { ModelConfig } from '../policy/config.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
 import { paramSpecs } from '../policy/params.js';
+import { describeModelSource, type ModelSource, resolveModelSource } from '../policy/source.js';
 import type { TrainableArgs } from '../policy/trainable.js';
 import { type ProgressState, ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
@@ -96,6 +98,43 @@ export async function openRun(
     format,
   });
   return { run, state, data };
+}
+
+/**
+ * Resolve a model path of the config (`model.path`, `critic.path`: a model directory, a run
+ * directory, a LoRA checkpoint; see `ModelSource`) and say what it led to, in the run's log and
+ * to `onLog` (the CLI prints it). With `lora`, a start that holds an adapter says that the new
+ * adapters train on top of the merged one.
+ */
+export async function openModelSource(
+  run: RunDir,
+  path: string,
+  field: string,
+  o: {
+    readonly onLog?: (r: LogRecord) => void;
+    readonly lora?: { readonly rank: number };
+    readonly runSubdir?: string;
+  } = {},
+): Promise<ModelSource> {
+  const source = await resolveModelSource(path, { field, runSubdir: o.runSubdir });
+  const lines = [`${field} ${path}: ${describeModelSource(source)}`];
+  if (o.lora && source.adapters.length > 0) {
+    lines.push(
+      `${field} holds a LoRA adapter: it is merged into the base weights first, then fresh ` +
+        `LoRA adapters (rank ${o.lora.rank}) train on top of the merged model`,
+    );
+  }
+  for (const message of lines) {
+    run.log(message);
+    o.onLog?.({
+      actor: 'trainer',
+      level: 'info',
+      message,
+      data: { field, source: { ...source } },
+      time: Date.now(),
+    });
+  }
+  return source;
 }
 
 /** The learning rate of each step. */

@@ -27,11 +27,13 @@ import {
   trainBpe,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
-import { loadHfDirectory } from '../policy/checkpoint/directory.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
+import { readModelConfig } from '../policy/io.js';
+import type { ModelSource } from '../policy/source.js';
 import type { ProgressState } from '../train/progress.js';
 import type { RunDir } from '../train/run-dir.js';
 import {
+  openModelSource,
   openRun,
   reduceCapacity,
   runSteps,
@@ -71,13 +73,13 @@ export async function runTokenizer(
   config: Pick<LmConfig, 'model'>,
   run: RunDir,
   texts: () => string[],
+  source?: ModelSource,
 ): Promise<BpeTokenizer> {
   const saved = join(run.dir, 'tokenizer');
   if (run.resumedFrom) return loadTokenizer(saved);
   const spec = config.model.tokenizer;
   let tok: BpeTokenizer;
-  if (config.model.path)
-    tok = await loadTokenizer(typeof spec === 'string' ? spec : config.model.path);
+  if (source) tok = await loadTokenizer(typeof spec === 'string' ? spec : tokenizerOf(source));
   else if (typeof spec === 'string') tok = await loadTokenizer(spec);
   else if (spec) {
     tok = trainBpe(texts(), {
@@ -92,12 +94,23 @@ export async function runTokenizer(
   return tok;
 }
 
-/** The model config: from `model.init` (vocabulary from the tokenizer) or the saved model. */
+/** The directory of a model source's tokenizer; refused by name when it has none. */
+function tokenizerOf(source: ModelSource): string {
+  if (source.tokenizerDir) return source.tokenizerDir;
+  throw new TroupeError(
+    'BAD_ARGUMENT',
+    `model.path: ${source.dir} has no tokenizer.json (nor has its base); set model.tokenizer to one`,
+    { details: { field: 'model.path', path: source.dir } },
+  );
+}
+
+/** The model config: from `model.init` (vocabulary from the tokenizer) or the start model. */
 export async function modelConfig(
   config: Pick<LmConfig, 'model'>,
   tok: BpeTokenizer,
+  source?: ModelSource,
 ): Promise<ModelConfig> {
-  if (config.model.path) return (await loadHfDirectory(config.model.path)).config;
+  if (source) return readModelConfig(source);
   const i = config.model.init!;
   const common = {
     vocabSize: tok.vocabSize,
@@ -240,8 +253,9 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
   const ev = opts.events ?? {};
   const { run, state, data } = await openRun(config, opts, config.data.format);
   const resumed = run.resumedFrom;
-  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf));
-  const mconfig = await modelConfig(config, tok);
+  const source = await startSource(config, run, ev);
+  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
+  const mconfig = await modelConfig(config, tok, source);
   const trainItems = toItems(config, tok, data.train, 'train');
   const evalItems = data.eval.length > 0 ? toItems(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
@@ -256,7 +270,7 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
   const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
   try {
     shareCores(run, config.runtime.replicas, config.runtime.blasThreads);
-    const policies = await startPolicies(config, mconfig, supervisor, resumed?.dir);
+    const policies = await startPolicies(config, mconfig, source, supervisor, resumed?.dir);
     const r = await runSteps(
       config,
       run,
@@ -287,9 +301,23 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
   }
 }
 
+/** The start model of `model.path`, resolved and announced; undefined for `model.init`. */
+export async function startSource(
+  config: Pick<LmConfig, 'model'>,
+  run: RunDir,
+  ev: Pick<TrainEvents, 'onLog'>,
+): Promise<ModelSource | undefined> {
+  if (!config.model.path) return undefined;
+  return openModelSource(run, config.model.path, 'model.path', {
+    onLog: ev.onLog,
+    lora: config.model.lora,
+  });
+}
+
 async function startPolicies(
   config: LmConfig,
   mconfig: ModelConfig,
+  source: ModelSource | undefined,
   supervisor: Supervisor,
   resumeFrom: string | undefined,
 ): Promise<Actor<PolicyRole>[]> {
@@ -300,7 +328,7 @@ async function startPolicies(
     dataParallel = (rank) => ({ shared, rank });
   }
   const base: PolicyArgs = {
-    model: config.model.path ? { dir: config.model.path } : { config: mconfig, seed: config.seed },
+    model: source ? { source } : { config: mconfig, seed: config.seed },
     ...trainableOptions(config),
     resumeFrom,
   };

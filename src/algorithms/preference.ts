@@ -19,7 +19,14 @@ import {
   shareCores,
   trainableOptions,
 } from './common.js';
-import { modelConfig, runTokenizer, type TrainOptions, type TrainResult, textOf } from './lm.js';
+import {
+  modelConfig,
+  runTokenizer,
+  startSource,
+  type TrainOptions,
+  type TrainResult,
+  textOf,
+} from './lm.js';
 import {
   type Objective,
   type PairBatch,
@@ -242,8 +249,9 @@ export async function trainPreference(
   const ev = opts.events ?? {};
   const { run, state, data } = await openRun(config, opts, config.data.format ?? 'preference');
   const resumed = run.resumedFrom;
-  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf));
-  const mconfig = await modelConfig(config, tok);
+  const source = await startSource(config, run, ev);
+  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
+  const mconfig = await modelConfig(config, tok, source);
   const train = toPairs(config, tok, data.train, 'train');
   const evalPairs = data.eval.length > 0 ? toPairs(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
@@ -251,9 +259,7 @@ export async function trainPreference(
   const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
   try {
     const runtime = { backend: config.runtime.backend, device: config.runtime.device };
-    const initial = config.model.path
-      ? { dir: config.model.path }
-      : { config: mconfig, seed: config.seed };
+    const initial = source ? { source } : { config: mconfig, seed: config.seed };
     const computing = config.runtime.replicas + (liveReference(config) ? 1 : 0);
     shareCores(run, computing, config.runtime.blasThreads);
     let reference: Actor<PreferenceRole> | undefined;

@@ -7,6 +7,7 @@ import type { RlConfig } from '../config/schema.js';
 import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { hasCode, TroupeError } from '../errors.js';
+import type { ModelSource } from '../policy/source.js';
 import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
 import type { DetailedReward, RewardBatch } from '../reward/types.js';
 import {
@@ -27,6 +28,7 @@ import {
 } from '../rollout/maker.js';
 import type { RunDir } from '../train/run-dir.js';
 import {
+  openModelSource,
   openRun,
   reduceCapacity,
   runSteps,
@@ -35,7 +37,14 @@ import {
   shareCores,
   trainableOptions,
 } from './common.js';
-import { modelConfig, runTokenizer, type TrainOptions, type TrainResult } from './lm.js';
+import {
+  modelConfig,
+  runTokenizer,
+  startSource,
+  type TrainEvents,
+  type TrainOptions,
+  type TrainResult,
+} from './lm.js';
 import {
   type CriticRole,
   type GeneratedBatch,
@@ -89,6 +98,8 @@ async function startCast(
   c: RlConfig,
   supervisor: Supervisor,
   initial: RlPolicyArgs['model'],
+  criticSource: ModelSource | undefined,
+  rewardSources: RlConfig['reward']['sources'],
   mcapacity: number,
   resumeFrom: string | undefined,
   rewardRole: RoleRef<RewardRole, RewardArgs>,
@@ -129,7 +140,7 @@ async function startCast(
     {
       name: 'reward',
       role: rewardRole,
-      args: { sources: c.reward.sources, poolThreads: c.reward.poolThreads },
+      args: { sources: rewardSources, poolThreads: c.reward.poolThreads },
     },
     { runtime: { backend: 'cpu' } },
   );
@@ -150,7 +161,7 @@ async function startCast(
             name: 'critic',
             role: RL_CRITIC,
             args: {
-              model: c.critic.path ? { dir: c.critic.path } : initial,
+              model: criticSource ? { source: criticSource } : initial,
               ...trainableOptions(c),
               resumeFrom: resumeFrom ? join(resumeFrom, 'critic') : undefined,
               loss: {
@@ -170,6 +181,25 @@ async function startCast(
   );
   const [reward, reference, critic] = await Promise.all([rewardP, referenceP, criticP]);
   return { policy, generator, reward, reference, critic };
+}
+
+/**
+ * The reward sources with each `model` source's path resolved here (a run directory to its
+ * checkpoint, said in the log), so that the reward actor loads the checkpoint named in the log.
+ */
+async function modelRewardSources(
+  c: RlConfig,
+  run: RunDir,
+  onLog: TrainEvents['onLog'],
+): Promise<RlConfig['reward']['sources']> {
+  return Promise.all(
+    c.reward.sources.map(async (s, i) => {
+      if (s.type !== 'model' || typeof s['path'] !== 'string') return s;
+      const field = `reward.sources[${i}].path`;
+      const source = await openModelSource(run, s['path'], field, { onLog });
+      return { ...s, path: source.dir };
+    }),
+  );
 }
 
 /**
@@ -229,8 +259,16 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
   const resumed = run.resumedFrom;
   const promptTexts = (xs: typeof data.train) =>
     xs.flatMap((e) => (e.kind === 'prompt' && typeof e.prompt === 'string' ? [e.prompt] : []));
-  const tok = await runTokenizer(c, run, () => promptTexts(data.train));
-  const mconfig = await modelConfig(c, tok);
+  const source = await startSource(c, run, ev);
+  // A PPO run directory as critic.path: its checkpoint's critic/, not its policy.
+  const criticSource = c.critic.path
+    ? await openModelSource(run, c.critic.path, 'critic.path', {
+        onLog: ev.onLog,
+        runSubdir: 'critic',
+      })
+    : undefined;
+  const tok = await runTokenizer(c, run, () => promptTexts(data.train), source);
+  const mconfig = await modelConfig(c, tok, source);
   const itemsOf = (xs: typeof data.train) => xs.map((e) => tokenizePrompt(tok, e));
   const train = toPrompts(c, tok, itemsOf(data.train));
   const evalPrompts = toPrompts(c, tok, itemsOf(data.eval));
@@ -251,7 +289,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       ),
   });
   try {
-    const initial = c.model.path ? { dir: c.model.path } : { config: mconfig, seed: c.seed };
+    const initial = source ? { source } : { config: mconfig, seed: c.seed };
     // the policy replicas and the generator, plus a critic and a reference when used
     const computing =
       c.runtime.replicas + 1 + (c.rl.estimator === 'gae' ? 1 : 0) + (usesReference(c) ? 1 : 0);
@@ -260,6 +298,8 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       c,
       supervisor,
       initial,
+      criticSource,
+      await modelRewardSources(c, run, ev.onLog),
       reduceCapacity(mconfig),
       resumed?.dir,
       opts.rewardRole ?? REWARD,

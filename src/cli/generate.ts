@@ -7,11 +7,12 @@ import { RandomStream } from '../kernels/random.js';
 import { startRuntime } from '../kernels/runtime.js';
 import { generate } from '../policy/generate.js';
 import { loadModel } from '../policy/io.js';
+import { describeModelSource, resolveModelSource } from '../policy/source.js';
 
 export const GENERATE_USAGE =
-  'troupe generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--backend NAME]';
+  'troupe generate --model DIR|RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--backend NAME]';
 export const CHAT_USAGE =
-  'troupe chat --model DIR [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S]';
+  'troupe chat --model DIR|RUN [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S]';
 
 const SAMPLING = {
   model: { type: 'string' },
@@ -33,11 +34,16 @@ function num(values: Record<string, unknown>, key: string): number {
   return v;
 }
 
-async function session(values: Record<string, string | boolean | undefined>) {
+async function session(
+  values: Record<string, string | boolean | undefined>,
+  log: (line: string) => void,
+) {
   if (!values['model']) throw new TroupeError('BAD_ARGUMENT', '--model DIR is required');
   await startRuntime({ backend: values['backend'] as never });
-  const model = await loadModel(values['model'] as string);
-  const tok = await loadTokenizer(values['model'] as string);
+  const source = await resolveModelSource(values['model'] as string, { field: '--model' });
+  log(`--model ${source.path}: ${describeModelSource(source)}`);
+  const tok = await loadTokenizer(source.tokenizerDir ?? source.dir);
+  const model = await loadModel(source);
   let turn = 0;
   const sample = async (ids: number[], stop: number[]) => {
     const out = await generate(model, [ids], {
@@ -59,7 +65,10 @@ async function session(values: Record<string, string | boolean | undefined>) {
 }
 
 /** `troupe generate`: one completion of a prompt. */
-export async function runGenerate(args: string[]): Promise<number> {
+export async function runGenerate(
+  args: string[],
+  log: (line: string) => void = () => {},
+): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { ...SAMPLING, prompt: { type: 'string' } },
@@ -67,7 +76,7 @@ export async function runGenerate(args: string[]): Promise<number> {
   });
   if (values.prompt === undefined)
     throw new TroupeError('BAD_ARGUMENT', `--prompt is required. Usage: ${GENERATE_USAGE}`);
-  const { model, tok, sample } = await session(values);
+  const { model, tok, sample } = await session(values, log);
   try {
     const ids = tok.encode(values.prompt);
     const stop = tok.eosTokenId === undefined ? [] : [tok.eosTokenId];
@@ -79,13 +88,16 @@ export async function runGenerate(args: string[]): Promise<number> {
 }
 
 /** `troupe chat`: a conversation with a model, through its chat template (ChatML if it has none). */
-export async function runChat(args: string[]): Promise<number> {
+export async function runChat(
+  args: string[],
+  log: (line: string) => void = () => {},
+): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { ...SAMPLING, system: { type: 'string' } },
     strict: true,
   });
-  const { model, tok, sample } = await session(values);
+  const { model, tok, sample } = await session(values, log);
   const template = tok.chatTemplate ?? CHATML_TEMPLATE;
   const stop = [tok.eosTokenId, tok.tokenToId('<|im_end|>')].filter(
     (x): x is number => x !== undefined,

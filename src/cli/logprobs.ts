@@ -10,9 +10,10 @@ import { startRuntime } from '../kernels/runtime.js';
 import { loadModel } from '../policy/io.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { tokenLogprobs } from '../policy/score.js';
+import { describeModelSource, resolveModelSource } from '../policy/source.js';
 
 export const LOGPROBS_USAGE =
-  'troupe logprobs --model DIR --input FILE.jsonl --output OUT.jsonl [--tokenizer FILE|DIR] [--batch-size N] [--backend NAME]';
+  'troupe logprobs --model DIR|RUN --input FILE.jsonl --output OUT.jsonl [--tokenizer FILE|DIR] [--batch-size N] [--backend NAME]';
 
 interface Line {
   readonly lineNo: number;
@@ -121,12 +122,14 @@ export async function runLogprobs(args: string[], log: (line: string) => void): 
     );
   }
   const rt = await startRuntime({ backend: values.backend as never });
-  const model = await loadModel(values.model!);
-  const tokFile = values.tokenizer ?? join(values.model!, 'tokenizer.json');
+  const source = await resolveModelSource(values.model!, { field: '--model' });
+  log(`--model ${source.path}: ${describeModelSource(source)}`);
+  const model = await loadModel(source);
+  const tokFile = values.tokenizer ?? join(source.tokenizerDir ?? source.dir, 'tokenizer.json');
   const tokenizer =
     values.tokenizer || existsSync(tokFile) ? await loadTokenizer(tokFile) : undefined;
   log(
-    `model ${values.model} (${model.config.family}, ${model.config.layers} layers) on ${rt.backend}`,
+    `model ${source.dir} (${model.config.family}, ${model.config.layers} layers) on ${rt.backend}`,
   );
   const partial = `${values.output}.partial`;
   const out = await open(partial, 'w');

@@ -4,6 +4,7 @@ import { DEMO_USAGE, runDemo } from './demo.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { CHAT_USAGE, GENERATE_USAGE, runChat, runGenerate } from './generate.js';
 import { LOGPROBS_USAGE, runLogprobs } from './logprobs.js';
+import { MERGE_USAGE, runMerge } from './merge.js';
 import { runTokenizer, TOKENIZER_USAGE } from './tokenizer.js';
 import { runConfigShow, runTrain, TRAIN_USAGE } from './train.js';
 
@@ -89,7 +90,7 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
     {
       summary: 'sample a completion from a saved model',
       usage: GENERATE_USAGE,
-      run: (args) => runGenerate(args),
+      run: (args) => runGenerate(args, err),
     },
   ],
   [
@@ -97,7 +98,16 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
     {
       summary: 'talk to a saved model through its chat template',
       usage: CHAT_USAGE,
-      run: (args) => runChat(args),
+      run: (args) => runChat(args, err),
+    },
+  ],
+  [
+    'merge',
+    {
+      summary:
+        'a LoRA checkpoint (or a run) as a plain Hugging Face model: base + adapter merged, tokenizer copied',
+      usage: MERGE_USAGE,
+      run: (args) => runMerge(args, err),
     },
   ],
   [

@@ -26,6 +26,8 @@ export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
       onLog: (r: { level: string; actor: string; message: string }) => {
         if (r.level === 'warn' || r.level === 'error')
           out.write(`[${r.actor}] ${r.level}: ${r.message}\n`);
+        // The trainer's own notes: which model a path led to, what a LoRA start does.
+        else if (r.actor === 'trainer' && r.level === 'info') out.write(`${r.message}\n`);
       },
     },
   };

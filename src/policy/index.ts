@@ -1,9 +1,18 @@
 export * as checkpoint from './checkpoint/index.js';
 export { gpt2Config, llamaConfig, type ModelConfig, validateConfig } from './config.js';
 export { type GenerateOptions, type Generation, generate } from './generate.js';
-export { loadModel, loadOptimizer, saveModel, saveOptimizer } from './io.js';
+export {
+  type LoadModelOptions,
+  loadHfModel,
+  loadModel,
+  loadOptimizer,
+  readModelConfig,
+  saveModel,
+  saveOptimizer,
+} from './io.js';
 export { lmLoss } from './lm-loss.js';
 export { Lora, type LoraConfig, type LoraSite, loraSites } from './lora.js';
+export { type MergeOptions, type MergeResult, mergeToDirectory } from './merge.js';
 export { leftPad, rightPad, type TokenBatch } from './model/batch.js';
 export { CausalLM, type ForwardOptions, type Tensor32 } from './model/causal-lm.js';
 export { KVCache } from './model/kv-cache.js';
@@ -20,3 +29,10 @@ export { type HeadName, headSpecs, type ParamSpec, paramSpecs } from './params.j
 export { loadLoraAdapter, saveLoraAdapter } from './peft.js';
 export { type SamplingOptions, sampleToken } from './sampling.js';
 export { tokenLogprobs } from './score.js';
+export {
+  describeModelSource,
+  type ModelSource,
+  type ResolveOptions,
+  type RunCheckpoint,
+  resolveModelSource,
+} from './source.js';

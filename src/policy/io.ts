@@ -3,18 +3,68 @@ import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
 import { writeFileAtomic } from './checkpoint/atomic.js';
 import { loadHfDirectory, type SaveOptions, saveHfDirectory } from './checkpoint/directory.js';
+import { fromHfConfig } from './checkpoint/hf-config.js';
 import { readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
+import type { ModelConfig } from './config.js';
 import { CausalLM } from './model/causal-lm.js';
 import type { AdamW, AdamWStateDict } from './optim/index.js';
 import type { HeadName } from './params.js';
+import { loadLoraAdapter } from './peft.js';
+import { type ModelSource, resolveModelSource } from './source.js';
 
 const HEADS: readonly HeadName[] = ['value_head', 'score'];
 
-/** Load a model saved in the Hugging Face layout; heads in the checkpoint come with it. */
+export interface LoadModelOptions {
+  /** Heads to add beside those the checkpoint has. */
+  readonly heads?: readonly HeadName[];
+}
+
+/**
+ * Load the model a path leads to (see `ModelSource`): a Hugging Face directory as it is, a run
+ * directory's best (else latest) checkpoint, a LoRA checkpoint as its base with the adapter
+ * merged into the weights. Heads in the checkpoint come with it.
+ */
 export async function loadModel(
-  dir: string,
-  opts: { heads?: readonly HeadName[] } = {},
+  path: string | ModelSource,
+  opts: LoadModelOptions = {},
 ): Promise<CausalLM> {
+  const source = typeof path === 'string' ? await resolveModelSource(path) : path;
+  const model = await loadHfModel(source.base, opts);
+  try {
+    for (const dir of source.adapters) (await loadLoraAdapter(model, dir)).mergeAndUnload();
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+/** The model config a path leads to (its base's config.json), without reading any weights. */
+export async function readModelConfig(path: string | ModelSource): Promise<ModelConfig> {
+  const source = typeof path === 'string' ? await resolveModelSource(path) : path;
+  const file = join(source.base, 'config.json');
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new TroupeError(
+      'BAD_CHECKPOINT',
+      `${file}: cannot read the model config: ${(e as Error).message}`,
+      {
+        cause: e,
+        details: { file },
+      },
+    );
+  }
+  return fromHfConfig(json, file);
+}
+
+/**
+ * The model in one Hugging Face directory exactly as its config.json and weights say: no run
+ * directory or adapter is looked for (a trainer resuming its own LoRA checkpoint loads the base
+ * this way and attaches the adapter as trainable).
+ */
+export async function loadHfModel(dir: string, opts: LoadModelOptions = {}): Promise<CausalLM> {
   const { config, state } = await loadHfDirectory(dir);
   const heads = [
     ...new Set([...(opts.heads ?? []), ...HEADS.filter((h) => state.has(`${h}.weight`))]),

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
@@ -55,7 +55,10 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
   return out;
 }
 
-/** Write `lora`'s adapters to `dir` in the PEFT layout. */
+/**
+ * Write `lora`'s adapters to `dir` in the PEFT layout. `baseModel` is recorded as PEFT's
+ * `base_model_name_or_path` (null when absent): the model the adapters were trained on.
+ */
 export async function saveLoraAdapter(
   dir: string,
   lora: Lora,
@@ -87,6 +90,7 @@ export async function saveLoraAdapter(
     modules_to_save: null,
     inference_mode: true,
   };
+  await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors);
   await writeFileAtomic(join(dir, ADAPTER_CONFIG), `${JSON.stringify(config, null, 2)}\n`);
 }
@@ -114,6 +118,50 @@ function field<T>(
       `${file}: '${key}' must be ${want}, got ${JSON.stringify(v)}`,
     );
   return v as T;
+}
+
+/**
+ * PEFT options that change the maths, with the value Troupe's LoRA computes. Any other value is
+ * refused by name rather than ignored (an adapter loaded without it would score differently).
+ */
+const PLAIN_LORA: readonly [key: string, ok: (v: unknown) => boolean, want: string][] = [
+  ['bias', (v) => v === undefined || v === 'none', "'none' (adapter biases are not supported)"],
+  ['use_dora', (v) => v === undefined || v === false, 'false (DoRA is not supported)'],
+  ['lora_bias', (v) => v === undefined || v === false, 'false'],
+  [
+    'layers_to_transform',
+    (v) => v === undefined || v === null,
+    'null (adapters on a subset of layers are not supported)',
+  ],
+  [
+    'layers_pattern',
+    (v) => v === undefined || v === null || (Array.isArray(v) && v.length === 0),
+    'null',
+  ],
+  [
+    'rank_pattern',
+    (v) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v).length === 0),
+    '{} (per-module ranks are not supported)',
+  ],
+  [
+    'alpha_pattern',
+    (v) => v === undefined || v === null || (typeof v === 'object' && Object.keys(v).length === 0),
+    '{} (per-module alphas are not supported)',
+  ],
+  [
+    'modules_to_save',
+    (v) => v === undefined || v === null || (Array.isArray(v) && v.length === 0),
+    'null (fully trained extra modules are not supported)',
+  ],
+  [
+    'exclude_modules',
+    (v) => v === undefined || v === null || (Array.isArray(v) && v.length === 0),
+    'null',
+  ],
+];
+
+function refuseUnsupported(raw: Record<string, unknown>, file: string): void {
+  for (const [key, ok, want] of PLAIN_LORA) field(raw, key, ok, want, file);
 }
 
 /** Attach the PEFT adapters in `dir` to `model` (shapes and names checked). */
@@ -171,8 +219,9 @@ export async function loadLoraAdapter(model: CausalLM, dir: string): Promise<Lor
     },
     { seed: 0 },
   );
+  refuseUnsupported(raw, file);
   const weights = join(dir, ADAPTER_WEIGHTS);
-  const { tensors } = await readSafetensors(weights);
+  const { tensors } = await readSafetensors(weights, { weights: true });
   const used = new Set<string>();
   const load = (s: LoraSite, which: 'A' | 'B') => {
     const name = `${hfModule(model, s.prefix).path}.lora_${which}.weight`;

@@ -1,18 +1,22 @@
 import type { ModelConfig } from './config.js';
-import { loadModel, loadOptimizer, saveModel, saveOptimizer } from './io.js';
+import { loadHfModel, loadModel, loadOptimizer, saveModel, saveOptimizer } from './io.js';
 import { Lora, type LoraConfig } from './lora.js';
 import { CausalLM } from './model/causal-lm.js';
 import { AdamW, type AdamWOptions } from './optim/index.js';
 import type { HeadName } from './params.js';
 import { loadLoraAdapter, saveLoraAdapter } from './peft.js';
+import type { ModelSource } from './source.js';
 import { optimizerStep, type Reducer, type StepOutcome, type WeightedLoss } from './train-step.js';
 
 /** How a trainable model is built: fresh, from a saved directory, or resumed from a checkpoint. */
 export interface TrainableArgs {
-  /** A fresh model from a config and seed, or a saved Hugging Face directory. */
+  /**
+   * A fresh model from a config and seed, or a resolved model path (`resolveModelSource`: a
+   * Hugging Face directory, a run's checkpoint, a LoRA checkpoint whose adapter is merged in).
+   */
   readonly model:
     | { readonly config: ModelConfig; readonly seed: number }
-    | { readonly dir: string };
+    | { readonly source: ModelSource };
   /** Heads to add (a fresh `score` head for a reward model, `value_head` for a critic). */
   readonly heads?: readonly HeadName[];
   readonly optimizer?: AdamWOptions;
@@ -45,14 +49,16 @@ export class Trainable {
   }
 
   static async create(args: TrainableArgs, actor: string, reducer?: Reducer): Promise<Trainable> {
-    // A checkpoint holds the whole model (base, heads and, with LoRA, the adapters beside it).
-    const source = args.resumeFrom ? { dir: args.resumeFrom } : args.model;
+    // A resumed checkpoint holds the whole model: base and heads, and with LoRA the adapters
+    // beside them, attached below as trainable (so the base is read as it is, not merged).
     const heads = args.heads ?? [];
     let model: CausalLM;
-    if ('dir' in source) {
-      model = await loadModel(source.dir);
+    if (args.resumeFrom || 'source' in args.model) {
+      model = args.resumeFrom
+        ? await loadHfModel(args.resumeFrom)
+        : await loadModel((args.model as { source: ModelSource }).source);
       for (const h of heads) if (!model.param(`${h}.weight`)) addHead(model, h, 0);
-    } else model = CausalLM.init(source.config, { seed: source.seed, heads });
+    } else model = CausalLM.init(args.model.config, { seed: args.model.seed, heads });
     let lora: Lora | undefined;
     if (args.lora) {
       lora = args.resumeFrom
@@ -104,7 +110,10 @@ export class Trainable {
   /** The model (HF layout) — or the PEFT adapters and heads — plus the optimizer state. */
   async saveCheckpoint(dir: string): Promise<void> {
     if (this.lora) {
-      await saveLoraAdapter(dir, this.lora);
+      // PEFT's base_model_name_or_path: the model this run started from (where it was); the
+      // base itself is saved beside the adapter, which is what Troupe and transformers load.
+      const start = 'source' in this.args.model ? this.args.model.source.dir : undefined;
+      await saveLoraAdapter(dir, this.lora, { baseModel: start });
       await saveModel(dir, this.model); // the base (with heads) beside the adapters: a resume needs both
     } else await saveModel(dir, this.model);
     await saveOptimizer(dir, this.optimizer);

@@ -7,6 +7,7 @@ import { loadModel } from '../policy/io.js';
 import { rightPad } from '../policy/model/batch.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { parseOptions, refuseUnknownKeys } from '../policy/optim/options.js';
+import { resolveModelSource } from '../policy/source.js';
 import { defineSource } from './check.js';
 import type { RewardBatch, RewardSource } from './types.js';
 
@@ -15,7 +16,10 @@ const modelSchema = z.strictObject(
   {
     /** Source name in logs and errors (default `reward-model`). */
     name: z.string().min(1, 'must be a non-empty string').default('reward-model'),
-    /** A reward model directory (HF layout with a `score` head, and its tokenizer.json). */
+    /**
+     * A reward model (HF layout with a `score` head, and its tokenizer.json): a model directory,
+     * a LoRA checkpoint (its adapter merged in) or a run directory (its best checkpoint).
+     */
     path: z.string({ error: 'must be a reward model directory' }).min(1, 'must not be empty'),
     /** Rows per forward pass. */
     batchSize: z.number().int('must be an integer').positive('must be > 0').default(16),
@@ -43,7 +47,12 @@ async function loadRewardModel(
   maxLength: number | undefined,
   source: string,
 ): Promise<Loaded> {
-  const [model, tokenizer] = await Promise.all([loadModel(path), loadTokenizer(path)]);
+  // A run directory → its checkpoint; a LoRA reward model → its base with the adapter merged.
+  const resolved = await resolveModelSource(path, { field: `reward '${source}' path` });
+  const [model, tokenizer] = await Promise.all([
+    loadModel(resolved),
+    loadTokenizer(resolved.tokenizerDir ?? resolved.dir),
+  ]);
   if (!model.param('score.weight')) {
     model.dispose();
     throw new TroupeError(

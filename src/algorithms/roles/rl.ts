@@ -38,12 +38,12 @@ import { type AggMode, aggLoss, entropyBonus, ppoPolicyLoss, valueLoss } from '.
  * to score, `experience` frames to train on.
  */
 
-/** How the model of a scoring role is built: a saved directory, or a config and seed. */
-type ModelSource = TrainableArgs['model'];
+/** How the model of a scoring role is built: a resolved model path, or a config and seed. */
+type ModelSpec = TrainableArgs['model'];
 
-async function modelOf(source: ModelSource): Promise<CausalLM> {
-  return 'dir' in source
-    ? loadModel(source.dir)
+async function modelOf(source: ModelSpec): Promise<CausalLM> {
+  return 'source' in source
+    ? loadModel(source.source)
     : CausalLM.init(source.config, { seed: source.seed });
 }
 
@@ -334,7 +334,7 @@ export const createCritic: RoleFactory<CriticRole, CriticArgs> = async (args, ct
 export const RL_CRITIC = roleRef<CriticRole, CriticArgs>(import.meta.url, 'createCritic');
 
 export interface ReferenceArgs {
-  readonly model: ModelSource;
+  readonly model: ModelSpec;
   readonly temperature: number;
 }
 
@@ -363,7 +363,7 @@ export const RL_REFERENCE = roleRef<ReferenceRole, ReferenceArgs>(
 );
 
 export interface GeneratorArgs {
-  readonly model: ModelSource;
+  readonly model: ModelSpec;
   /** The policy's published weights; `sync` copies them in. */
   readonly weights: SharedWeightsHandle;
 }

@@ -191,7 +191,10 @@ async function readSharded(dir: string, config: ModelConfig) {
     const extra = [...header.tensors.keys()].find((n) => !listed.has(n));
     if (extra !== undefined)
       throw badCheckpoint(path, `is not in ${INDEX_FILE}'s weight_map`, { tensor: extra });
-    const read = await readSafetensors(path, { only: (n) => !isHfBuffer(config, n) });
+    const read = await readSafetensors(path, {
+      only: (n) => !isHfBuffer(config, n),
+      weights: true,
+    });
     checkFormat(path, read.metadata.format);
     for (const [n, t] of read.tensors) tensors.set(n, t);
     for (const d of read.dtypes.values()) dtypes.add(d);
@@ -220,7 +223,10 @@ export async function loadHfDirectory(dir: string): Promise<LoadedDirectory> {
     ({ tensors, dtypes } = await readSharded(dir, config));
   } else if (existsSync(join(dir, SINGLE_FILE))) {
     const path = join(dir, SINGLE_FILE);
-    const read = await readSafetensors(path, { only: (n) => !isHfBuffer(config, n) });
+    const read = await readSafetensors(path, {
+      only: (n) => !isHfBuffer(config, n),
+      weights: true,
+    });
     checkFormat(path, read.metadata.format);
     tensors = read.tensors;
     dtypes = new Set(read.dtypes.values());

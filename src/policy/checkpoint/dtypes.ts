@@ -30,6 +30,20 @@ export function isDtype(s: unknown): s is SafetensorsDtype {
   return typeof s === 'string' && Object.hasOwn(DTYPE_BYTES, s);
 }
 
+/** Floating-point dtypes: the only ones a model weight may be stored as. */
+export const FLOAT_DTYPES: readonly SafetensorsDtype[] = [
+  'F32',
+  'F16',
+  'BF16',
+  'F64',
+  'F8_E5M2',
+  'F8_E4M3',
+];
+
+export function isFloatDtype(d: SafetensorsDtype): boolean {
+  return FLOAT_DTYPES.includes(d);
+}
+
 /** Typed-array views below assume a little-endian host (every platform Node ships on but s390x). */
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 

@@ -5,6 +5,8 @@ import {
   canDecode,
   decode,
   encode,
+  FLOAT_DTYPES,
+  isFloatDtype,
   READABLE_DTYPES,
   type SafetensorsDtype,
   type WriteDtype,
@@ -30,6 +32,12 @@ export interface SafetensorsFile {
 export interface ReadOptions {
   /** Read only the tensors this accepts; the others are still validated in the header. */
   only?: (name: string) => boolean;
+  /**
+   * The tensors read are model weights: refuse any stored with an integer or bool dtype (before
+   * reading data). Such a weight is a quantized or corrupt checkpoint; read as numbers it would
+   * load without complaint and generate garbage.
+   */
+  weights?: boolean;
 }
 
 export interface WriteOptions {
@@ -50,8 +58,20 @@ function decodeEntry(raw: Uint8Array, e: TensorEntry, source: string): Tensor32 
   return { shape: [...e.shape], data: decode(raw, e.dtype, numel(e.shape)) };
 }
 
-function selected(header: SafetensorsHeader, options: ReadOptions): TensorEntry[] {
-  return [...header.tensors.values()].filter((e) => options.only?.(e.name) ?? true);
+function selected(header: SafetensorsHeader, options: ReadOptions, source: string): TensorEntry[] {
+  const entries = [...header.tensors.values()].filter((e) => options.only?.(e.name) ?? true);
+  const int = options.weights ? entries.find((e) => !isFloatDtype(e.dtype)) : undefined;
+  if (int) {
+    throw new TroupeError(
+      'BAD_CHECKPOINT',
+      `${source}: tensor '${int.name}' is stored as ${int.dtype}, an integer dtype; model weights ` +
+        `must be floating point (${FLOAT_DTYPES.join(', ')}). An integer weight is a quantized ` +
+        'checkpoint (GPTQ, AWQ and bitsandbytes pack weights into integers) or a corrupt one: ' +
+        'dequantize it to F32, F16 or BF16 first.',
+      { details: { file: source, tensor: int.name, dtype: int.dtype } },
+    );
+  }
+  return entries;
 }
 
 /**
@@ -70,7 +90,7 @@ export function parseSafetensors(
     metadata: { ...header.metadata },
     dtypes: new Map(),
   };
-  for (const e of selected(header, options)) {
+  for (const e of selected(header, options, source)) {
     const raw = bytes.subarray(header.dataStart + e.begin, header.dataStart + e.end);
     out.tensors.set(e.name, decodeEntry(raw, e, source));
     out.dtypes.set(e.name, e.dtype);
@@ -133,7 +153,7 @@ export async function readSafetensors(
       metadata: { ...header.metadata },
       dtypes: new Map(),
     };
-    for (const e of selected(header, options)) {
+    for (const e of selected(header, options, path)) {
       const raw = await readAt(fh, header.dataStart + e.begin, e.end - e.begin, path);
       out.tensors.set(e.name, decodeEntry(raw, e, path));
       out.dtypes.set(e.name, e.dtype);
