@@ -1,5 +1,6 @@
-import { Template } from '@huggingface/jinja';
+import type { Template } from '@huggingface/jinja';
 import { TroupeError } from '../errors.js';
+import { compileTemplate, pythonGlobals } from './jinja-python.js';
 import { type ChatMessage, conversationProblem } from './messages.js';
 import type { TokenizerLike } from './tokenizer/types.js';
 
@@ -34,7 +35,7 @@ function compile(template: string): Template {
   let t = compiled.get(template);
   if (!t) {
     try {
-      t = new Template(template);
+      t = compileTemplate(template);
     } catch (cause) {
       throw new TroupeError('BAD_ARGUMENT', `Chat template does not parse: ${message(cause)}`, {
         cause,
@@ -47,7 +48,8 @@ function compile(template: string): Template {
 
 /**
  * Render a conversation with a Jinja chat template (the `chat_template` of a Hugging Face
- * tokenizer_config.json), as `apply_chat_template(..., tokenize=False)` does.
+ * tokenizer_config.json), as `apply_chat_template(..., tokenize=False)` does (with Python's
+ * `strip` / `lstrip` / `rstrip` and `trim`: see jinja-python.ts).
  */
 export function renderChat(
   template: string,
@@ -80,6 +82,7 @@ function templateContext(
   const { addGenerationPrompt = false, bosToken = '', eosToken = '', ...extra } = opts;
   return {
     ...extra,
+    ...pythonGlobals(),
     messages,
     add_generation_prompt: addGenerationPrompt,
     bos_token: bosToken,
