@@ -153,6 +153,9 @@ const PLAIN_LORA: readonly [key: string, ok: (v: unknown) => boolean, want: stri
     (v) => v === undefined || v === null || (Array.isArray(v) && v.length === 0),
     'null (fully trained extra modules are not supported)',
   ],
+  ['layer_replication', (v) => v === undefined || v === null, 'null'],
+  ['trainable_token_indices', (v) => v === undefined || v === null, 'null'],
+  ['target_parameters', (v) => v === undefined || v === null, 'null'],
   [
     'exclude_modules',
     (v) => v === undefined || v === null || (Array.isArray(v) && v.length === 0),
