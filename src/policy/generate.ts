@@ -57,7 +57,9 @@ export async function generate(
   });
   const c = model.config;
   const pad = o.padTokenId ?? c.padTokenId ?? c.eosTokenId ?? 0;
-  const stops = new Set(o.stopTokenIds ?? (c.eosTokenId === undefined ? [] : [c.eosTokenId]));
+  const stops = new Set(
+    o.stopTokenIds ?? c.eosTokenIds ?? (c.eosTokenId === undefined ? [] : [c.eosTokenId]),
+  );
   const B = prompts.length;
   const responses: number[][] = prompts.map(() => []);
   const logprobs: number[][] = prompts.map(() => []);

@@ -11,11 +11,15 @@ import type { ModelConfig } from './config.js';
  *   layers.{i}.attn.q.weight        [d, H·hd]       (+ .bias when qkvBias)
  *   layers.{i}.attn.k.weight        [d, KV·hd]      (+ .bias when qkvBias)
  *   layers.{i}.attn.v.weight        [d, KV·hd]      (+ .bias when qkvBias)
+ *   layers.{i}.attn.q_norm.weight   [hd]            qkNorm (Qwen3, Gemma 3)
+ *   layers.{i}.attn.k_norm.weight   [hd]            qkNorm
  *   layers.{i}.attn.o.weight        [H·hd, d]       (+ .bias when oBias)
+ *   layers.{i}.attn_out_norm.weight [d]             sandwichNorms (Gemma)
  *   layers.{i}.mlp_norm.weight      [d]             (+ .bias for layernorm)
- *   layers.{i}.mlp.gate.weight      [d, I]          mlp: swiglu
+ *   layers.{i}.mlp.gate.weight      [d, I]          mlp: swiglu, geglu
  *   layers.{i}.mlp.up.weight        [d, I]          (+ .bias when mlpBias)
  *   layers.{i}.mlp.down.weight      [I, d]          (+ .bias when mlpBias)
+ *   layers.{i}.mlp_out_norm.weight  [d]             sandwichNorms
  *   final_norm.weight               [d]             (+ .bias for layernorm)
  *   lm_head.weight                  [d, V]          absent when tieEmbeddings
  *
@@ -41,9 +45,10 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
   if (c.positions === 'learned') {
     specs.push({ name: 'pos_embed.weight', shape: [c.maxPositions, d], kind: 'embedding' });
   }
-  const norm = (prefix: string) => {
-    specs.push({ name: `${prefix}.weight`, shape: [d], kind: 'norm' });
-    if (c.norm === 'layernorm') specs.push({ name: `${prefix}.bias`, shape: [d], kind: 'norm' });
+  const norm = (prefix: string, width = d) => {
+    specs.push({ name: `${prefix}.weight`, shape: [width], kind: 'norm' });
+    if (c.norm === 'layernorm')
+      specs.push({ name: `${prefix}.bias`, shape: [width], kind: 'norm' });
   };
   const linear = (prefix: string, inDim: number, outDim: number, bias: boolean) => {
     specs.push({ name: `${prefix}.weight`, shape: [inDim, outDim], kind: 'matrix' });
@@ -55,11 +60,17 @@ export function paramSpecs(c: ModelConfig): ParamSpec[] {
     linear(`${p}.attn.q`, d, qDim, c.qkvBias);
     linear(`${p}.attn.k`, d, kvDim, c.qkvBias);
     linear(`${p}.attn.v`, d, kvDim, c.qkvBias);
+    if (c.qkNorm) {
+      norm(`${p}.attn.q_norm`, c.headDim);
+      norm(`${p}.attn.k_norm`, c.headDim);
+    }
     linear(`${p}.attn.o`, qDim, d, c.oBias);
+    if (c.sandwichNorms) norm(`${p}.attn_out_norm`);
     norm(`${p}.mlp_norm`);
-    if (c.mlp === 'swiglu') linear(`${p}.mlp.gate`, d, c.intermediate, false);
+    if (c.mlp !== 'gelu') linear(`${p}.mlp.gate`, d, c.intermediate, c.mlpBias);
     linear(`${p}.mlp.up`, d, c.intermediate, c.mlpBias);
     linear(`${p}.mlp.down`, c.intermediate, d, c.mlpBias);
+    if (c.sandwichNorms) norm(`${p}.mlp_out_norm`);
   }
   norm('final_norm');
   if (!c.tieEmbeddings)

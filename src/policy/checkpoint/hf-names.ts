@@ -120,6 +120,17 @@ export function fromHfStateDict(
 function importData(r: Rule, t: Tensor32, ours: readonly (readonly number[])[]): Float32Array[] {
   if (r.layout === 'same') return [t.data];
   if (r.layout === 'transpose') return [transpose2d(t.data, t.shape[0], t.shape[1])]; // [out, in] → [in, out]
+  if (r.layout === 'stack') {
+    // [Σw, in] → rows w_k each, transposed to [in, w_k]
+    const inDim = t.shape[1];
+    let row = 0;
+    return ours.map((s) => {
+      const w = s[1];
+      const block = t.data.subarray(row * inDim, (row + w) * inDim);
+      row += w;
+      return transpose2d(block, w, inDim);
+    });
+  }
   const rows = t.shape.length === 1 ? 1 : t.shape[0];
   return splitColumns(
     t.data,
@@ -132,6 +143,17 @@ function importData(r: Rule, t: Tensor32, ours: readonly (readonly number[])[]):
 function exportData(r: Rule, parts: Tensor32[], shape: number[]): Float32Array {
   if (r.layout === 'same') return parts[0].data;
   if (r.layout === 'transpose') return transpose2d(parts[0].data, shape[1], shape[0]); // [in, out] → [out, in]
+  if (r.layout === 'stack') {
+    // [in, w_k] each → [w_k, in], stacked by rows into [Σw, in]
+    const out = new Float32Array(shape[0] * shape[1]);
+    let offset = 0;
+    for (const p of parts) {
+      const block = transpose2d(p.data, p.shape[0], p.shape[1]);
+      out.set(block, offset);
+      offset += block.length;
+    }
+    return out;
+  }
   const widths = parts.map((p) => p.shape[p.shape.length - 1]);
   return concatColumns(
     parts.map((p) => p.data),

@@ -9,8 +9,9 @@ import { type HeadName, headSpecs, paramSpecs } from '../params.js';
  *   same       identical shape and data           norms, biases, embeddings, GPT-2 Conv1D [in, out]
  *   transpose  ours [in, out] ↔ HF [out, in]      nn.Linear weights (Llama/Qwen2, every lm_head, heads)
  *   concat     ours q, k, v [d, w] ↔ HF [d, Σw]   GPT-2 c_attn (biases: [w] ↔ [Σw])
+ *   stack      ours q, k, v [d, w] ↔ HF [Σw, d]   Phi-3 qkv_proj and gate_up_proj (nn.Linear rows)
  */
-export type Layout = 'same' | 'transpose' | 'concat';
+export type Layout = 'same' | 'transpose' | 'concat' | 'stack';
 export interface Rule {
   readonly hf: string;
   readonly ours: readonly string[];
@@ -71,17 +72,39 @@ const GPT2: FamilyNames = {
   embedding: 'transformer.wte.weight',
 };
 
+/**
+ * The per-layer norms of the Llama-style layouts. Llama's `post_attention_layernorm` is the MLP's
+ * pre-norm; with Gemma's sandwich norms it is the attention output's norm and
+ * `pre_feedforward_layernorm` is the MLP's.
+ */
+function llamaNorms(c: ModelConfig, h: string, p: string): Rule[] {
+  const out = [
+    rule(`${h}.input_layernorm.weight`, `${p}.attn_norm.weight`),
+    rule(`${h}.self_attn.q_norm.weight`, `${p}.attn.q_norm.weight`),
+    rule(`${h}.self_attn.k_norm.weight`, `${p}.attn.k_norm.weight`),
+  ];
+  if (c.sandwichNorms) {
+    out.push(
+      rule(`${h}.post_attention_layernorm.weight`, `${p}.attn_out_norm.weight`),
+      rule(`${h}.pre_feedforward_layernorm.weight`, `${p}.mlp_norm.weight`),
+      rule(`${h}.post_feedforward_layernorm.weight`, `${p}.mlp_out_norm.weight`),
+    );
+  } else {
+    out.push(rule(`${h}.post_attention_layernorm.weight`, `${p}.mlp_norm.weight`));
+  }
+  return out;
+}
+
 const LLAMA: FamilyNames = {
   rules(c) {
     const out = [rule('model.embed_tokens.weight', 'embed.weight')];
     for (let i = 0; i < c.layers; i++) {
       const [h, p] = [`model.layers.${i}`, `layers.${i}`];
-      out.push(rule(`${h}.input_layernorm.weight`, `${p}.attn_norm.weight`));
+      out.push(...llamaNorms(c, h, p));
       for (const x of ['q', 'k', 'v', 'o']) {
         out.push(rule(`${h}.self_attn.${x}_proj.weight`, `${p}.attn.${x}.weight`, 'transpose'));
         out.push(rule(`${h}.self_attn.${x}_proj.bias`, `${p}.attn.${x}.bias`));
       }
-      out.push(rule(`${h}.post_attention_layernorm.weight`, `${p}.mlp_norm.weight`));
       for (const x of ['gate', 'up', 'down']) {
         out.push(rule(`${h}.mlp.${x}_proj.weight`, `${p}.mlp.${x}.weight`, 'transpose'));
         out.push(rule(`${h}.mlp.${x}_proj.bias`, `${p}.mlp.${x}.bias`));
@@ -96,9 +119,38 @@ const LLAMA: FamilyNames = {
   embedding: 'model.embed_tokens.weight',
 };
 
+/** Phi-3: Llama names, but q/k/v as one `qkv_proj` and gate/up as one `gate_up_proj`. */
+const PHI3: FamilyNames = {
+  rules(c) {
+    const out = [rule('model.embed_tokens.weight', 'embed.weight')];
+    for (let i = 0; i < c.layers; i++) {
+      const [h, p] = [`model.layers.${i}`, `layers.${i}`];
+      const qkv = ['q', 'k', 'v'].map((x) => `${p}.attn.${x}.weight`);
+      out.push(
+        ...llamaNorms(c, h, p),
+        rule(`${h}.self_attn.qkv_proj.weight`, qkv, 'stack'),
+        rule(`${h}.self_attn.o_proj.weight`, `${p}.attn.o.weight`, 'transpose'),
+        rule(
+          `${h}.mlp.gate_up_proj.weight`,
+          [`${p}.mlp.gate.weight`, `${p}.mlp.up.weight`],
+          'stack',
+        ),
+        rule(`${h}.mlp.down_proj.weight`, `${p}.mlp.down.weight`, 'transpose'),
+      );
+    }
+    out.push(rule('model.norm.weight', 'final_norm.weight'));
+    out.push(rule('lm_head.weight', 'lm_head.weight', 'transpose'));
+    return out;
+  },
+  canonical: (n) => n,
+  isBuffer: (n) => /(^|\.)rotary_emb\.inv_freq$/.test(n),
+  embedding: 'model.embed_tokens.weight',
+};
+
 export const FAMILIES: Readonly<Record<ModelConfig['family'], FamilyNames>> = {
   gpt2: GPT2,
   llama: LLAMA,
+  phi3: PHI3,
 };
 
 /** Rules for the config's parameters plus `heads`, each of our names covered exactly once. */
@@ -127,5 +179,6 @@ export function hfShape(r: Rule, shapes: ReadonlyMap<string, readonly number[]>)
   if (r.layout === 'same') return [...ours[0]];
   if (r.layout === 'transpose') return [ours[0][1], ours[0][0]];
   const width = ours.reduce((a, s) => a + s[s.length - 1], 0);
+  if (r.layout === 'stack') return [width, ours[0][0]];
   return ours[0].length === 1 ? [width] : [ours[0][0], width];
 }

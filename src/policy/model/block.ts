@@ -29,14 +29,23 @@ export type Projection = (x: tf.Tensor, prefix: string, get: ParamLookup) => tf.
 export const plainProjection: Projection = (x, prefix, get) =>
   linear(x, need(get, `${prefix}.weight`), get(`${prefix}.bias`));
 
-/** What every block of one forward pass shares. */
+/**
+ * Inverted-dropout masks for one training forward (values 0 or 1/(1 − rate)), drawn from a
+ * seeded stream keyed by `purpose`: the same purpose gives the same mask, so a checkpointed
+ * block recomputed in backward drops the same units.
+ */
+export type DropoutMasks = (purpose: string, shape: number[], rate: number) => tf.Tensor;
+
+/** What every block of one forward pass shares (for the layer being run). */
 export interface BlockContext {
   readonly config: ModelConfig;
-  /** Additive attention bias [B, 1, 1, T, S]. */
+  /** Additive attention bias [B, 1, 1, T, S] of this layer's kind (causal, or sliding window). */
   readonly bias: tf.Tensor;
-  /** RoPE tables [B, T, 1, hd] (rope models only). */
+  /** RoPE tables [B, T, 1, rotaryDim] of this layer's kind (rope models only). */
   readonly rope?: { readonly cos: tf.Tensor; readonly sin: tf.Tensor };
   readonly project: Projection;
+  /** Present while training with dropout. */
+  readonly dropout?: DropoutMasks;
 }
 
 export function need(get: ParamLookup, name: string): tf.Tensor {
@@ -45,15 +54,21 @@ export function need(get: ParamLookup, name: string): tf.Tensor {
   return t;
 }
 
+/** The model's norm at `prefix` over the last axis (RMSNorm's gain as 1 + γ for Gemma). */
 export function norm(x: tf.Tensor, prefix: string, get: ParamLookup, c: ModelConfig): tf.Tensor {
   const gamma = need(get, `${prefix}.weight`);
-  return c.norm === 'layernorm'
-    ? layerNorm(x, gamma, need(get, `${prefix}.bias`), c.normEps)
-    : rmsNorm(x, gamma, c.normEps);
+  if (c.norm === 'layernorm') return layerNorm(x, gamma, need(get, `${prefix}.bias`), c.normEps);
+  return rmsNorm(x, c.normUnitOffset ? tf.add(gamma, 1) : gamma, c.normEps);
+}
+
+function drop(x: tf.Tensor, ctx: BlockContext, purpose: string, rate: number): tf.Tensor {
+  if (!ctx.dropout || rate === 0) return x;
+  return tf.mul(x, ctx.dropout(purpose, [...x.shape], rate));
 }
 
 /**
- * One pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(·)).
+ * One pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(·)); with sandwich norms
+ * (Gemma) each sub-layer's output is normed again before its residual add.
  *
  *   x: [B, T, d]   past: cached keys/values [B, KV, P, hd]
  *   → h: [B, T, d], k, v: [B, KV, P + T, hd] (the keys/values to cache)
@@ -72,6 +87,10 @@ export function block(
   let q = tf.reshape(ctx.project(a, `${p}.attn.q`, get), [B, T, c.heads, c.headDim]);
   let k = tf.reshape(ctx.project(a, `${p}.attn.k`, get), [B, T, c.kvHeads, c.headDim]);
   const vNew = tf.reshape(ctx.project(a, `${p}.attn.v`, get), [B, T, c.kvHeads, c.headDim]);
+  if (c.qkNorm) {
+    q = norm(q, `${p}.attn.q_norm`, get, c); // per head, over hd
+    k = norm(k, `${p}.attn.k_norm`, get, c);
+  }
   if (ctx.rope) {
     q = applyRope(q, ctx.rope.cos, ctx.rope.sin);
     k = applyRope(k, ctx.rope.cos, ctx.rope.sin);
@@ -82,14 +101,30 @@ export function block(
     kAll = tf.concat([past.k, kAll], 2); // (B, KV, P+T, hd)
     vAll = tf.concat([past.v, vAll], 2);
   }
-  const att = attention(q, kAll, vAll, ctx.bias); // (B, T, H·hd)
-  const h1 = tf.add(x, ctx.project(att, `${p}.attn.o`, get)); // (B, T, d)
+  const S = kAll.shape[2] as number;
+  const rate = c.dropout.attention;
+  const att = attention(q, kAll, vAll, ctx.bias, {
+    scale: c.queryScale,
+    softcap: c.attnSoftcap,
+    dropoutMask:
+      ctx.dropout && rate > 0
+        ? ctx.dropout(`attn/${layer}`, [B, c.kvHeads, (c.heads / c.kvHeads) * T, S], rate)
+        : undefined,
+  }); // (B, T, H·hd)
+  let o = ctx.project(att, `${p}.attn.o`, get); // (B, T, d)
+  if (c.sandwichNorms) o = norm(o, `${p}.attn_out_norm`, get, c);
+  const h1 = tf.add(x, drop(o, ctx, `resid_attn/${layer}`, c.dropout.residual));
   const m = norm(h1, `${p}.mlp_norm`, get, c);
   const inner =
-    c.mlp === 'swiglu'
-      ? tf.mul(silu(ctx.project(m, `${p}.mlp.gate`, get)), ctx.project(m, `${p}.mlp.up`, get))
-      : geluTanh(ctx.project(m, `${p}.mlp.up`, get)); // (B, T, I)
-  const h = tf.add(h1, ctx.project(inner, `${p}.mlp.down`, get)); // (B, T, d)
+    c.mlp === 'gelu'
+      ? geluTanh(ctx.project(m, `${p}.mlp.up`, get))
+      : tf.mul(
+          (c.mlp === 'swiglu' ? silu : geluTanh)(ctx.project(m, `${p}.mlp.gate`, get)),
+          ctx.project(m, `${p}.mlp.up`, get),
+        ); // (B, T, I)
+  let out = ctx.project(inner, `${p}.mlp.down`, get); // (B, T, d)
+  if (c.sandwichNorms) out = norm(out, `${p}.mlp_out_norm`, get, c);
+  const h = tf.add(h1, drop(out, ctx, `resid_mlp/${layer}`, c.dropout.residual));
   return { h, k: kAll, v: vAll };
 }
 
@@ -98,7 +133,25 @@ export function block(
  * registered for the active backend, plain projections (LoRA adds its own), float32 input.
  */
 export function canDecodeNatively(x: tf.Tensor, ctx: BlockContext): boolean {
-  return x.dtype === 'float32' && ctx.project === plainProjection && nativeDecodeAvailable();
+  return (
+    x.dtype === 'float32' &&
+    ctx.project === plainProjection &&
+    nativeDecodeSupports(ctx.config) &&
+    nativeDecodeAvailable()
+  );
+}
+
+/** The config switches the native decoder block implements (the others run block()). */
+export function nativeDecodeSupports(c: ModelConfig): boolean {
+  return (
+    !c.qkNorm &&
+    !c.normUnitOffset &&
+    !c.sandwichNorms &&
+    c.mlp !== 'geglu' &&
+    c.attnSoftcap === undefined &&
+    c.partialRotary === 1 &&
+    Math.abs(c.queryScale * Math.sqrt(c.headDim) - 1) < 1e-12
+  );
 }
 
 /**
@@ -122,7 +175,7 @@ export function nativeBlock(
     headDim: c.headDim,
     intermediate: c.intermediate,
     norm: c.norm,
-    mlp: c.mlp,
+    mlp: c.mlp as 'gelu' | 'swiglu',
     eps: c.normEps,
     bias: ctx.bias,
     rope: ctx.rope,

@@ -1,14 +1,17 @@
 import { TroupeError } from '../../errors.js';
-import { RandomStream } from '../../kernels/random.js';
+import { logProbsFromLogits } from '../../kernels/numerics/index.js';
+import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import * as tf from '../../kernels/tf.js';
 import type { Tensor32 } from '../checkpoint/index.js';
-import type { ModelConfig } from '../config.js';
+import { layerAttention, type ModelConfig } from '../config.js';
+import { headLogProbs } from '../lm-head.js';
 import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
 import { attentionBias, lastTokenIndex, positionIds, type TokenBatch } from './batch.js';
 import {
   type BlockContext,
   block,
   canDecodeNatively,
+  type DropoutMasks,
   nativeBlock,
   norm,
   type Projection,
@@ -16,7 +19,7 @@ import {
 } from './block.js';
 import { checkpointedBlock } from './checkpointing.js';
 import type { KVCache } from './kv-cache.js';
-import { ropeTables } from './layers.js';
+import { forwardRope, positionLimit } from './rope.js';
 
 export type { Tensor32 };
 
@@ -40,6 +43,11 @@ export class CausalLM {
   readonly specs: Map<string, ParamSpec>;
   /** How projections are computed; LoRA replaces it. */
   project: Projection = plainProjection;
+  /**
+   * Key of the current training step's dropout draws (the config's `dropout` rates); undefined =
+   * no dropout (evaluation, generation, scoring). Set by the trainer around a step.
+   */
+  dropoutKey: StreamKey | undefined;
   private readonly id = nextModelId++;
 
   private constructor(config: ModelConfig, values: Map<string, tf.Tensor>, specs: ParamSpec[]) {
@@ -142,10 +150,11 @@ export class CausalLM {
     const S = P + T;
     const positions = positionIds(batch, cache?.seen);
     const maxPos = positions.reduce((m, p) => Math.max(m, p), 0);
-    if (maxPos >= c.maxPositions) {
+    const limit = positionLimit(c);
+    if (maxPos >= limit) {
       throw new TroupeError(
         'BAD_ARGUMENT',
-        `forward: position ${maxPos} is beyond the model's maxPositions (${c.maxPositions}); shorten the sequence`,
+        `forward: position ${maxPos} is beyond the model's maxPositions (${limit}${limit === c.maxPositions ? '' : ', extended by dynamic RoPE'}); shorten the sequence`,
       );
     }
     const keyMask = cache ? cache.keyMaskWith(batch.mask, T) : batch.mask;
@@ -153,32 +162,50 @@ export class CausalLM {
     const newKeys: tf.Tensor[] = [];
     const newValues: tf.Tensor[] = [];
     let host = false;
+    const dropout = this.dropoutMasks();
     const hidden = tf.tidy(() => {
       const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
       let x: tf.Tensor = tf.gather(need(this, 'embed.weight'), ids); // (B, T, d)
+      if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: √d
       if (c.positions === 'learned') {
         const pos = tf.tensor2d(positions, [B, T], 'int32');
         x = tf.add(x, tf.gather(need(this, 'pos_embed.weight'), pos));
       }
-      const ctx: BlockContext = {
-        config: c,
-        bias: tf.tensor(attentionBias(keyMask, B, T, S), [B, 1, 1, T, S]),
-        rope:
-          c.positions === 'rope' ? ropeTables(positions, B, T, c.headDim, c.ropeTheta) : undefined,
-        project: this.project,
+      if (dropout && c.dropout.embedding > 0)
+        x = tf.mul(x, dropout('embed', [B, T, c.hidden], c.dropout.embedding));
+      // One bias and one RoPE table per layer kind the model has (full, sliding window).
+      const kinds = new Set(Array.from({ length: c.layers }, (_, l) => layerAttention(c, l)));
+      const biasOf = (window?: number) =>
+        tf.tensor(attentionBias(keyMask, B, T, S, window), [B, 1, 1, T, S]);
+      const biases = {
+        full: kinds.has('full') ? biasOf() : undefined,
+        sliding: kinds.has('sliding') ? biasOf(c.slidingWindow) : undefined,
       };
+      const ropes = forwardRope(c, positions, B, T);
+      const contexts = Array.from({ length: c.layers }, (_, l): BlockContext => {
+        const kind = layerAttention(c, l);
+        return {
+          config: c,
+          bias: biases[kind]!,
+          rope: ropes[kind],
+          project: this.project,
+          dropout,
+        };
+      });
       // A cache's first forward picks its store: host buffers the native decoder block writes in
       // place where that kernel runs, tensors (concatenated per step) elsewhere.
-      const native = cache !== undefined && canDecodeNatively(x, ctx);
+      const native = cache !== undefined && canDecodeNatively(x, contexts[0]);
       host = cache !== undefined && (cache.kind ?? (native ? 'host' : 'tensors')) === 'host';
       if (host && !native) {
         throw new TroupeError(
           'BAD_ARGUMENT',
           'forward: this KV cache keeps host buffers, which only the native decoder block reads ' +
-            '(wasm or cpu with the native addon, plain projections: no LoRA); use a new cache',
+            '(wasm or cpu with the native addon, plain projections: no LoRA, and a model the ' +
+            'kernel implements); use a new cache',
         );
       }
       for (let l = 0; l < c.layers; l++) {
+        const ctx = contexts[l];
         if (host) {
           x = nativeBlock(x, l, get, ctx, cache!.hostLayer(l, c.kvHeads, c.headDim, T), P);
         } else if (opts.checkpoint && !cache) {
@@ -199,15 +226,43 @@ export class CausalLM {
     return hidden;
   }
 
-  /** Next-token logits.  hidden: [B, T, d]  →  [B, T, V] */
+  /** Next-token logits (soft-capped where the config says so).  hidden: [B, T, d]  →  [B, T, V] */
   logits(hidden: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const [B, T, d] = hidden.shape;
-      const h = tf.reshape(hidden, [B * T, d]);
-      const out = this.config.tieEmbeddings
-        ? tf.matMul(h, need(this, 'embed.weight'), false, true) // (B·T, V) = h·Eᵀ
+      return tf.reshape(this.headLogits(tf.reshape(hidden, [B * T, d])), [
+        B,
+        T,
+        this.config.vocabSize,
+      ]);
+    });
+  }
+
+  /** Logits of rows of hidden states, soft-capped where the config says so.  h: [N, d] → [N, V] */
+  headLogits(h: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const z = this.config.tieEmbeddings
+        ? tf.matMul(h, need(this, 'embed.weight'), false, true) // (N, V) = h·Eᵀ
         : tf.matMul(h, need(this, 'lm_head.weight'));
-      return tf.reshape(out, [B, T, this.config.vocabSize]);
+      const cap = this.config.finalSoftcap;
+      return cap === undefined ? z : tf.mul(tf.tanh(tf.div(z, cap)), cap);
+    });
+  }
+
+  /**
+   * log π(label) of rows of hidden states at a sampling temperature τ: log-softmax(z/τ)[label]
+   * with z the (soft-capped) logits. Without a soft-cap the head runs chunked (lm-head.ts: never
+   * all [N, V] logits, h/τ in place of z/τ); with one, through the whole logits.
+   *   h: [N, d]   labels: [N] int32  →  [N]
+   */
+  tokenLogProbs(h: tf.Tensor, labels: tf.Tensor, temperature = 1): tf.Tensor {
+    return tf.tidy(() => {
+      if (this.config.finalSoftcap === undefined) {
+        const { weight, tied } = this.headWeight();
+        return headLogProbs(temperature === 1 ? h : tf.div(h, temperature), weight, labels, tied);
+      }
+      const z = this.headLogits(h);
+      return logProbsFromLogits(temperature === 1 ? z : tf.div(z, temperature), labels);
     });
   }
 
@@ -215,6 +270,15 @@ export class CausalLM {
   headWeight(): { weight: tf.Variable; tied: boolean } {
     const tied = this.config.tieEmbeddings;
     return { weight: need(this, tied ? 'embed.weight' : 'lm_head.weight'), tied };
+  }
+
+  /** Dropout masks for a training forward, or undefined (no key, or every rate 0). */
+  private dropoutMasks(): DropoutMasks | undefined {
+    const key = this.dropoutKey;
+    const r = this.config.dropout;
+    if (!key || (r.embedding === 0 && r.attention === 0 && r.residual === 0)) return undefined;
+    return (purpose, shape, rate) =>
+      RandomStream.of({ ...key, purpose: `dropout/${purpose}` }).dropoutMask(shape, rate);
   }
 
   /** Critic values, one per token.  hidden: [B, T, d]  →  [B, T] */
@@ -271,7 +335,11 @@ function needHead(m: CausalLM, head: HeadName): tf.Variable {
 
 function initValue(c: ModelConfig, s: ParamSpec, seed: number): tf.Tensor {
   const shape = [...s.shape];
-  if (s.kind === 'norm') return s.name.endsWith('.bias') ? tf.zeros(shape) : tf.ones(shape);
+  if (s.kind === 'norm') {
+    // Gemma's RMSNorm multiplies by 1 + γ: its identity gain is 0
+    const zero = s.name.endsWith('.bias') || c.normUnitOffset;
+    return zero ? tf.zeros(shape) : tf.ones(shape);
+  }
   if (s.kind === 'bias') return tf.zeros(shape);
   const head = s.name.startsWith('value_head.') || s.name.startsWith('score.');
   const residual = /\.(attn\.o|mlp\.down)\.weight$/.test(s.name);

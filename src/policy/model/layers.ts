@@ -98,41 +98,31 @@ export function silu(x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * cos and sin tables for rotary embeddings in the Hugging Face layout: for position p and
- * i < hd/2, angle = p·θ^(−2i/hd), and the table repeats the hd/2 angles twice
- * (`emb = cat(freqs, freqs)`).  positions: [B·T] → cos, sin: [B, T, 1, hd]
+ * x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁] on the first `dim` = cos.shape[3]
+ * channels of each head; the rest pass through (partial rotary, Phi-4-mini).
+ *   x: [B, T, heads, hd]   cos, sin: [B, T, 1, dim]
  */
-export function ropeTables(
-  positions: Int32Array,
-  B: number,
-  T: number,
-  hd: number,
-  theta: number,
-): { cos: tf.Tensor; sin: tf.Tensor } {
-  const half = hd / 2;
-  const cos = new Float32Array(B * T * hd);
-  const sin = new Float32Array(B * T * hd);
-  for (let n = 0; n < B * T; n++) {
-    for (let i = 0; i < half; i++) {
-      const angle = positions[n] * theta ** (-(2 * i) / hd);
-      const c = Math.cos(angle);
-      const s = Math.sin(angle);
-      cos[n * hd + i] = c;
-      cos[n * hd + i + half] = c;
-      sin[n * hd + i] = s;
-      sin[n * hd + i + half] = s;
-    }
-  }
-  return { cos: tf.tensor(cos, [B, T, 1, hd]), sin: tf.tensor(sin, [B, T, 1, hd]) };
-}
-
-/** x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁].  x: [B, T, heads, hd] */
 export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
   const hd = x.shape[3] as number;
-  const half = hd / 2;
+  const dim = cos.shape[3] as number;
+  const half = dim / 2;
+  if (dim < hd) {
+    const [rot, pass] = tf.split(x, [dim, hd - dim], 3);
+    return tf.concat([applyRope(rot, cos, sin), pass], 3);
+  }
   const [x1, x2] = tf.split(x, [half, half], 3); // (B, T, heads, hd/2) each
   const rotated = tf.concat([tf.neg(x2), x1], 3); // (B, T, heads, hd)
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
+}
+
+/** How attention scores are formed and what is done to the probabilities. */
+export interface AttentionOptions {
+  /** Scores are q·k·scale (1/√hd by default). */
+  readonly scale?: number;
+  /** Soft-cap c: scores c·tanh(s/c) before the mask (Gemma 2). */
+  readonly softcap?: number;
+  /** Multiplies the probabilities (inverted dropout): [B, KV, rep·T, S]. */
+  readonly dropoutMask?: tf.Tensor;
 }
 
 /**
@@ -142,10 +132,17 @@ export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tens
  *   q: [B, T, H, hd]   k, v: [B, KV, S, hd]   bias: [B, 1, 1, T, S] (0 or −1e9)
  *   → [B, T, H·hd]
  */
-export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+export function attention(
+  q: tf.Tensor,
+  k: tf.Tensor,
+  v: tf.Tensor,
+  bias: tf.Tensor,
+  opts: AttentionOptions = {},
+): tf.Tensor {
   const [B, T, H, hd] = q.shape as [number, number, number, number];
   const KV = k.shape[1] as number;
   const rep = H / KV;
+  const scale = opts.scale ?? 1 / Math.sqrt(hd);
   // Head h = g·rep + r uses key/value head g (the order of HF's repeat_kv).
   const qg = tf.reshape(permute(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
     B,
@@ -153,10 +150,19 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Ten
     rep * T,
     hd,
   ]);
-  // softmax(q·kᵀ/√hd + bias), the bias [B, T, S] broadcast over the KV·rep heads: one native
+  // softmax(q·kᵀ·scale + bias), the bias [B, T, S] broadcast over the KV·rep heads: one native
   // kernel on wasm/cpu with the addon (scale, add and softmax as one pass; 3 tfjs kernels forward
-  // and 6 backward otherwise)
-  const probs = scaledSoftmax(tf.matMul(qg, k, false, true), 1 / Math.sqrt(hd), bias, B); // (B, KV, rep·T, S)
+  // and 6 backward otherwise). A soft-cap goes between the scale and the bias.
+  const scores = tf.matMul(qg, k, false, true); // (B, KV, rep·T, S)
+  let probs: tf.Tensor;
+  if (opts.softcap !== undefined) {
+    const c = opts.softcap;
+    const capped = tf.mul(tf.tanh(tf.mul(scores, scale / c)), c);
+    probs = scaledSoftmax(capped, 1, bias, B);
+  } else {
+    probs = scaledSoftmax(scores, scale, bias, B);
+  }
+  if (opts.dropoutMask) probs = tf.mul(probs, opts.dropoutMask);
   const out = tf.matMul(probs, v); // (B, KV, rep·T, hd)
   return tf.reshape(permute(tf.reshape(out, [B, KV, rep, T, hd]), [0, 3, 1, 2, 4]), [B, T, H * hd]);
 }

@@ -96,10 +96,10 @@ describe('Hugging Face directories', () => {
     const [name, file] = Object.entries(index.weight_map)[0] as [string, string];
     const other = Object.values(index.weight_map).find((f) => f !== file) as string;
 
-    index.weight_map[name] = 'model-00009-of-00009.safetensors';
+    index.weight_map[name] = 'model-00099-of-00099.safetensors';
     writeFileSync(indexPath, JSON.stringify(index));
     await expect(loadHfDirectory(dir)).rejects.toThrow(
-      `${join(dir, 'model-00009-of-00009.safetensors')}: is missing (named by model.safetensors.index.json`,
+      `${join(dir, 'model-00099-of-00099.safetensors')}: is missing (named by model.safetensors.index.json`,
     );
 
     index.weight_map[name] = other;

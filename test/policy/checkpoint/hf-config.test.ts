@@ -1,7 +1,15 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TroupeError } from '../../../src/errors.js';
-import { fromHfConfig, hfModelType, toHfConfig } from '../../../src/policy/checkpoint/index.js';
+import {
+  fromHfConfig,
+  hfModelType,
+  toHfConfig,
+  toHfGenerationConfig,
+} from '../../../src/policy/checkpoint/hf-config.js';
 import type { ModelConfig } from '../../../src/policy/config.js';
+import { CASES, FIXTURES } from '../hf-fixtures.js';
 import { GPT2, LLAMA, QWEN2 } from './fixtures.js';
 
 /** Trimmed from openai-community/gpt2's config.json (no n_inner, no tie_word_embeddings). */
@@ -109,6 +117,104 @@ describe('config.json import', () => {
     });
   });
 
+  it('reads a Llama-3.1 config: llama3 rope_scaling (transformers 4) and an eos list', () => {
+    const c = fromHfConfig({
+      ...LLAMA_JSON,
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      },
+      eos_token_id: [2, 5, 7],
+      pretraining_tp: 1,
+      torch_dtype: 'bfloat16',
+    });
+    expect(c.ropeScaling).toEqual({
+      type: 'llama3',
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositions: 8192,
+    });
+    expect(c.ropeTheta).toBe(500000);
+    expect(c.eosTokenId).toBe(2);
+    expect(c.eosTokenIds).toEqual([2, 5, 7]);
+  });
+
+  it('reads YaRN with defaults (original length from max_position_embeddings, factor given)', () => {
+    const c = fromHfConfig({
+      ...LLAMA_JSON,
+      model_type: 'qwen2',
+      rope_theta: undefined,
+      rope_parameters: { rope_type: 'yarn', rope_theta: 1e6, factor: 4 },
+    });
+    expect(c.ropeScaling).toEqual({ type: 'yarn', factor: 4, originalMaxPositions: 512 });
+  });
+
+  it('reads Qwen2 sliding layers from max_window_layers only when use_sliding_window is on', () => {
+    const base = { ...LLAMA_JSON, model_type: 'qwen2', num_hidden_layers: 4, sliding_window: 8 };
+    expect(
+      fromHfConfig({ ...base, use_sliding_window: false, max_window_layers: 2 }),
+    ).not.toHaveProperty('layerTypes');
+    const on = fromHfConfig({ ...base, use_sliding_window: true, max_window_layers: 2 });
+    expect(on.layerTypes).toEqual(['full', 'full', 'sliding', 'sliding']);
+    expect(on.slidingWindow).toBe(8);
+  });
+
+  it('reads Gemma 3 from transformers 4 spellings (rope_local_base_freq, sliding_window_pattern)', () => {
+    const c = fromHfConfig({
+      model_type: 'gemma3_text',
+      vocab_size: 50,
+      hidden_size: 16,
+      intermediate_size: 24,
+      num_hidden_layers: 6,
+      num_attention_heads: 4,
+      num_key_value_heads: 1,
+      head_dim: 8,
+      max_position_embeddings: 128,
+      query_pre_attn_scalar: 8,
+      sliding_window: 4,
+      sliding_window_pattern: 3,
+      rope_theta: 1e6,
+      rope_local_base_freq: 1e4,
+      rope_scaling: { rope_type: 'linear', factor: 8 },
+      hidden_activation: 'gelu_pytorch_tanh',
+      attn_logit_softcapping: null,
+      final_logit_softcapping: null,
+      cache_implementation: 'hybrid',
+    });
+    expect(c).toMatchObject({
+      family: 'llama',
+      normUnitOffset: true,
+      sandwichNorms: true,
+      qkNorm: true,
+      mlp: 'geglu',
+      embedScale: Math.fround(4),
+      queryScale: 8 ** -0.5,
+      ropeTheta: 1e6,
+      ropeLocalTheta: 1e4,
+      ropeScaling: { type: 'linear', factor: 8 },
+      slidingWindow: 4,
+      layerTypes: ['sliding', 'sliding', 'full', 'sliding', 'sliding', 'full'],
+      tieEmbeddings: true,
+    });
+  });
+
+  it('reads the dropout rates (GPT-2 defaults 0.1; attention_dropout elsewhere)', () => {
+    expect(fromHfConfig(OFFICIAL_GPT2).dropout).toEqual({
+      embedding: 0.1,
+      attention: 0.1,
+      residual: 0.1,
+    });
+    expect(fromHfConfig({ ...LLAMA_JSON, attention_dropout: 0.2 }).dropout).toEqual({
+      embedding: 0,
+      attention: 0.2,
+      residual: 0,
+    });
+  });
+
   it.each<[string, Record<string, unknown>, string, string]>([
     [
       'exact-erf GELU',
@@ -117,16 +223,57 @@ describe('config.json import', () => {
       "'activation_function' is 'gelu'",
     ],
     [
-      'a non-SiLU Llama',
-      { ...LLAMA_JSON, hidden_act: 'gelu' },
+      'a non-gated activation for Llama',
+      { ...LLAMA_JSON, hidden_act: 'relu' },
       'UNSUPPORTED',
-      "'hidden_act' is 'gelu'",
+      "'hidden_act' is 'relu'; supported: silu (SwiGLU), gelu_new, gelu_pytorch_tanh",
     ],
     [
-      'rope_scaling',
-      { ...LLAMA_JSON, rope_scaling: { rope_type: 'llama3', factor: 8 } },
+      'an unknown RoPE type',
+      { ...LLAMA_JSON, rope_scaling: { rope_type: 'longrope', factor: 8 } },
       'UNSUPPORTED',
-      '\'rope_scaling\' {"rope_type":"llama3","factor":8} is not supported yet',
+      "'rope_scaling.rope_type' is 'longrope'; supported RoPE types: default, linear, dynamic, yarn, llama3",
+    ],
+    [
+      'a RoPE field it does not know',
+      { ...LLAMA_JSON, rope_scaling: { rope_type: 'linear', factor: 2, warp: 3 } },
+      'UNSUPPORTED',
+      "field 'rope_scaling.warp' of this RoPE (linear) config is not supported",
+    ],
+    [
+      'a field that may change the maths',
+      { ...LLAMA_JSON, logit_scale: 0.5 },
+      'UNSUPPORTED',
+      "field 'logit_scale' of this llama config is not supported",
+    ],
+    [
+      'a quantized checkpoint',
+      { ...LLAMA_JSON, quantization_config: { quant_method: 'bitsandbytes' } },
+      'UNSUPPORTED',
+      "'quantization_config' is set: quantized checkpoints are not supported",
+    ],
+    [
+      'bidirectional Gemma 3',
+      { model_type: 'gemma3_text', use_bidirectional_attention: true },
+      'UNSUPPORTED',
+      "'use_bidirectional_attention' is true",
+    ],
+    [
+      'a Gemma 3 attention soft-cap transformers ignores',
+      {
+        model_type: 'gemma3_text',
+        vocab_size: 10,
+        hidden_size: 8,
+        intermediate_size: 8,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        max_position_embeddings: 8,
+        sliding_window: null,
+        layer_types: ['full_attention'],
+        attn_logit_softcapping: 50,
+      },
+      'UNSUPPORTED',
+      "'attn_logit_softcapping' is set, but transformers does not apply it",
     ],
     [
       'a missing field',
@@ -150,7 +297,13 @@ describe('config.json import', () => {
       'an unknown model_type',
       { model_type: 'bert' },
       'UNKNOWN_NAME',
-      'unknown model_type "bert". Supported: gpt2, llama, qwen2.',
+      'unknown model_type "bert". Supported: gpt2, llama, qwen2, qwen3, mistral, gemma2, gemma3_text, phi3.',
+    ],
+    [
+      'the multimodal Gemma 3',
+      { model_type: 'gemma3' },
+      'UNKNOWN_NAME',
+      'unknown model_type "gemma3" (a multimodal Gemma 3',
     ],
   ])('refuses %s, naming the file and field', (_, json, code, fragment) => {
     const e = thrown(() => fromHfConfig(json, 'm/config.json'));
@@ -159,6 +312,21 @@ describe('config.json import', () => {
     expect(e.message).toContain(fragment);
   });
 });
+
+/**
+ * Fields of a transformers config.json that are bookkeeping, or that Troupe spells another way
+ * with the same meaning: max_window_layers (Troupe writes layer_types, which transformers
+ * prefers), use_bidirectional_attention (null and false are both causal).
+ */
+const BOOKKEEPING = [
+  'transformers_version',
+  'dtype',
+  'torch_dtype',
+  'use_cache',
+  'initializer_range',
+  'max_window_layers',
+  'use_bidirectional_attention',
+];
 
 describe('config.json export', () => {
   it.each<[string, ModelConfig, string, string]>([
@@ -171,47 +339,103 @@ describe('config.json export', () => {
       architectures: [arch],
       model_type: type,
       torch_dtype: 'bfloat16',
+      dtype: 'bfloat16',
     });
     expect(hfModelType(c)).toBe(type);
     expect(fromHfConfig(JSON.parse(JSON.stringify(json)))).toEqual(c);
   });
 
+  it.each(CASES)(
+    '%s: the config transformers saved comes back from Troupe with the same maths',
+    (name) => {
+      const theirs = JSON.parse(readFileSync(join(FIXTURES, name, 'config.json'), 'utf8'));
+      const c = fromHfConfig(theirs);
+      const ours = toHfConfig(c);
+      expect(fromHfConfig(JSON.parse(JSON.stringify(ours)))).toEqual(c);
+      // every field transformers wrote that Troupe writes too has the same value (rope dicts
+      // compared by content; transformers' defaults like `null` sliding windows included)
+      for (const [k, v] of Object.entries(theirs)) {
+        if (BOOKKEEPING.includes(k) || !(k in ours)) continue;
+        expect(ours[k], `${name}: ${k}`).toEqual(v);
+      }
+      for (const k of ['rope_parameters', 'layer_types', 'sliding_window', 'head_dim']) {
+        if (k in theirs) expect(ours, `${name}: ${k}`).toHaveProperty(k);
+      }
+    },
+  );
+
   it('writes the fields transformers reads', () => {
     expect(toHfConfig(GPT2)).toEqual({
       architectures: ['GPT2LMHeadModel'],
       model_type: 'gpt2',
+      dtype: 'float32',
       torch_dtype: 'float32',
       vocab_size: 11,
       tie_word_embeddings: true,
       bos_token_id: 10,
       eos_token_id: 10,
+      pad_token_id: null,
       n_embd: 8,
       n_layer: 2,
       n_head: 2,
-      n_inner: 32,
+      n_inner: null,
       n_positions: 16,
       layer_norm_epsilon: 1e-5,
       activation_function: 'gelu_new',
+      embd_pdrop: 0,
+      attn_pdrop: 0,
+      resid_pdrop: 0,
+      scale_attn_weights: true,
+      scale_attn_by_inverse_layer_idx: false,
     });
     expect(toHfConfig(LLAMA)).toMatchObject({
       num_key_value_heads: 2,
       head_dim: 4,
       intermediate_size: 24,
-      rope_theta: 500000,
-      rope_scaling: null,
+      rope_parameters: { rope_type: 'default', rope_theta: 500000 },
       attention_bias: false,
+      attention_dropout: 0,
       mlp_bias: false,
       hidden_act: 'silu',
       tie_word_embeddings: false,
+    });
+    expect(
+      toHfConfig({ ...GPT2, dropout: { embedding: 0.1, attention: 0.2, residual: 0.3 } }),
+    ).toMatchObject({
+      embd_pdrop: 0.1,
+      attn_pdrop: 0.2,
+      resid_pdrop: 0.3,
+    });
+  });
+
+  it('writes a reward model as …ForSequenceClassification with one label', () => {
+    expect(toHfConfig(LLAMA, { sequenceClassification: true })).toMatchObject({
+      architectures: ['LlamaForSequenceClassification'],
+      num_labels: 1,
+      id2label: { 0: 'LABEL_0' },
+    });
+  });
+
+  it('writes generation_config.json with the token ids', () => {
+    expect(
+      toHfGenerationConfig({ ...LLAMA, bosTokenId: 1, eosTokenIds: [2, 3], padTokenId: 0 }),
+    ).toEqual({
+      _from_model_config: true,
+      bos_token_id: 1,
+      eos_token_id: [2, 3],
+      pad_token_id: 0,
     });
   });
 
   it('refuses configs transformers cannot express', () => {
     const e = thrown(() => hfModelType({ ...LLAMA, qkvBias: false, oBias: true }));
     expect(e.code).toBe('UNSUPPORTED');
-    expect(e.message).toContain('attention_bias sets q/k/v and o biases together');
+    expect(e.message).toContain('sets q/k/v and o biases together');
     expect(() => hfModelType({ ...GPT2, mlpBias: false })).toThrow(
-      'GPT-2 has biases on every projection',
+      'gpt2 has biases on every projection',
     );
+    expect(() =>
+      hfModelType({ ...LLAMA, modelType: 'mistral', qkvBias: true, oBias: true }),
+    ).toThrow('mistral has no biases');
   });
 });
