@@ -11,16 +11,16 @@ export interface AddedToken {
   /** Whitespace on that side of a match is swallowed with it. */
   readonly lstrip: boolean;
   readonly rstrip: boolean;
-  /** Whether HF matches it on normalised text; kept for saving (Troupe matches raw text). */
+  /** Matched in the normalized text (its content normalized too) rather than the raw text. */
   readonly normalized: boolean;
 }
 
 /** Letters, digits and '_', which is what HF's single_word check calls a word character. */
 const WORD = '[\\p{Alphabetic}\\p{N}_]';
 
-/** The regex source matching one added token with its strip and single-word options. */
-function tokenSource(t: AddedToken): string {
-  let s = escapeRegExp(t.content);
+/** The regex source matching one added token's text with its strip and single-word options. */
+function tokenSource(t: AddedToken, text: string): string {
+  let s = escapeRegExp(text);
   if (t.singleWord) s = `(?<!${WORD})${s}(?!${WORD})`;
   if (t.lstrip) s = `[${WHITE_SPACE}]*${s}`;
   if (t.rstrip) s = `${s}[${WHITE_SPACE}]*`;
@@ -38,22 +38,37 @@ export class AddedTokenSplitter {
   /** Tokens whose match is more than their content (strip options), tried one by one. */
   private readonly padded: readonly { re: RegExp; token: AddedToken }[];
 
-  constructor(tokens: readonly AddedToken[]) {
+  /**
+   * `textOf` gives the text a token matches: its content, or (for HF's `normalized: true`
+   * tokens, matched in normalized text) its content normalized.
+   */
+  constructor(tokens: readonly AddedToken[], textOf: (t: AddedToken) => string = (t) => t.content) {
+    const texts = new Map(tokens.map((t) => [t, textOf(t)]));
     const sorted = tokens
-      .filter((t) => t.content.length > 0)
-      .sort((a, b) => b.content.length - a.content.length || a.id - b.id);
-    this.byContent = new Map(sorted.map((t) => [t.content, t]));
-    this.re = sorted.length === 0 ? undefined : new RegExp(sorted.map(tokenSource).join('|'), 'gu');
+      .filter((t) => texts.get(t)!.length > 0)
+      .sort((a, b) => texts.get(b)!.length - texts.get(a)!.length || a.id - b.id);
+    this.byContent = new Map(sorted.map((t) => [texts.get(t)!, t]));
+    this.re =
+      sorted.length === 0
+        ? undefined
+        : new RegExp(sorted.map((t) => tokenSource(t, texts.get(t)!)).join('|'), 'gu');
     this.padded = sorted
       .filter((t) => t.lstrip || t.rstrip)
-      .map((t) => ({ re: new RegExp(`^(?:${tokenSource(t)})$`, 'u'), token: t }));
+      .map((t) => ({ re: new RegExp(`^(?:${tokenSource(t, texts.get(t)!)})$`, 'u'), token: t }));
   }
 
-  /** Calls `onText` for each stretch between added tokens and `onToken` for each token. */
-  split(text: string, onText: (s: string) => void, onToken: (t: AddedToken) => void): void {
+  /**
+   * Calls `onText` for each stretch between added tokens (with its offset in `text`) and
+   * `onToken` for each token.
+   */
+  split(
+    text: string,
+    onText: (s: string, start: number) => void,
+    onToken: (t: AddedToken) => void,
+  ): void {
     const re = this.re;
     if (re === undefined) {
-      if (text.length > 0) onText(text);
+      if (text.length > 0) onText(text, 0);
       return;
     }
     re.lastIndex = 0;
@@ -63,11 +78,11 @@ export class AddedTokenSplitter {
         re.lastIndex++;
         continue;
       }
-      if (m.index > last) onText(text.slice(last, m.index));
+      if (m.index > last) onText(text.slice(last, m.index), last);
       onToken(this.tokenOf(m[0]));
       last = re.lastIndex;
     }
-    if (last < text.length) onText(text.slice(last));
+    if (last < text.length) onText(text.slice(last), last);
   }
 
   private tokenOf(match: string): AddedToken {

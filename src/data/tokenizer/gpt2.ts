@@ -1,8 +1,8 @@
 import { TroupeError } from '../../errors.js';
 import type { AddedToken } from './added-tokens.js';
-import { PATTERNS } from './pattern.js';
+import { bpeOptions } from './models/bpe.js';
 import { byteLevelJson } from './spec.js';
-import { BpeTokenizer } from './tokenizer.js';
+import { Tokenizer } from './tokenizer.js';
 
 const END_OF_TEXT = '<|endoftext|>';
 
@@ -14,7 +14,7 @@ const END_OF_TEXT = '<|endoftext|>';
 export function fromGpt2Files(
   encoderJson: string | Readonly<Record<string, number>>,
   vocabBpe: string,
-): BpeTokenizer {
+): Tokenizer {
   const encoder = typeof encoderJson === 'string' ? JSON.parse(encoderJson) : encoderJson;
   const vocab = new Map<string, number>(Object.entries(encoder));
   const merges: [string, string][] = [];
@@ -45,15 +45,10 @@ export function fromGpt2Files(
           },
         ];
   const named = eot === undefined ? undefined : END_OF_TEXT;
-  return new BpeTokenizer({
-    vocab,
-    merges,
-    ignoreMerges: false,
+  return new Tokenizer({
+    model: { type: 'BPE', vocab, merges, mergesForm: 'string', options: bpeOptions() },
     addedTokens,
-    normalizer: null,
-    patterns: [PATTERNS.gpt2],
-    addPrefixSpace: false,
-    template: null,
+    ...byteLevelJson(undefined),
     special: {
       bosToken: named,
       eosToken: named,
@@ -61,12 +56,7 @@ export function fromGpt2Files(
       addBosToken: false,
       addEosToken: false,
     },
-    json: {
-      ...byteLevelJson(undefined),
-      model: {},
-      mergesForm: 'string',
-      extra: {},
-      config: {},
-    },
+    extra: {},
+    config: {},
   });
 }

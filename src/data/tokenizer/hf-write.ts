@@ -1,5 +1,6 @@
 import type { AddedToken } from './added-tokens.js';
-import type { BpeSpec } from './spec.js';
+import { MODELS } from './models/index.js';
+import type { TokenizerSpec } from './spec.js';
 
 /** Indents every line after the first of a pretty-printed JSON value by `pad`. */
 const nested = (v: unknown, pad: string) => JSON.stringify(v, null, 2).replaceAll('\n', `\n${pad}`);
@@ -17,48 +18,26 @@ function addedTokenJson(t: AddedToken) {
 }
 
 /**
- * The tokenizer.json text of a spec, in HF's layout. Vocab is written by hand in id order (a
- * JS object would move integer-like keys such as "0" to the front). Merges keep the form they
- * were read in; a merge whose tokens contain a space is always written as a pair, since the
- * "a b" form cannot hold it.
+ * The tokenizer.json text of a spec, in HF's layout: the pipeline sections as they were read or
+ * generated, and the model's options followed by its tables, written by its model kind in id
+ * order.
  */
-export function tokenizerJsonText(spec: BpeSpec): string {
-  const { json } = spec;
-  const vocab = [...spec.vocab].sort((a, b) => a[1] - b[1]);
-  const pairs =
-    json.mergesForm === 'pair' || spec.merges.some(([a, b]) => a.includes(' ') || b.includes(' '));
-  const merges = spec.merges.map(([a, b]) =>
-    pairs ? `[${JSON.stringify(a)}, ${JSON.stringify(b)}]` : JSON.stringify(`${a} ${b}`),
-  );
-  const model = {
-    type: 'BPE',
-    dropout: null,
-    unk_token: null,
-    continuing_subword_prefix: null,
-    end_of_word_suffix: null,
-    fuse_unk: false,
-    byte_fallback: false,
-    ignore_merges: spec.ignoreMerges,
-    ...json.model,
-  };
+export function tokenizerJsonText(spec: TokenizerSpec): string {
+  const { model } = spec;
+  const options = { type: model.type, ...model.options };
   const lines = [
     '{',
-    ...Object.entries({ version: '1.0', truncation: null, padding: null, ...json.extra }).map(
+    ...Object.entries({ version: '1.0', truncation: null, padding: null, ...spec.extra }).map(
       ([k, v]) => `  ${JSON.stringify(k)}: ${nested(v, '  ')},`,
     ),
     `  "added_tokens": ${nested(spec.addedTokens.map(addedTokenJson), '  ')},`,
-    `  "normalizer": ${nested(json.normalizer, '  ')},`,
-    `  "pre_tokenizer": ${nested(json.preTokenizer, '  ')},`,
-    `  "post_processor": ${nested(json.postProcessor, '  ')},`,
-    `  "decoder": ${nested(json.decoder, '  ')},`,
+    `  "normalizer": ${nested(spec.normalizer, '  ')},`,
+    `  "pre_tokenizer": ${nested(spec.preTokenizer, '  ')},`,
+    `  "post_processor": ${nested(spec.postProcessor, '  ')},`,
+    `  "decoder": ${nested(spec.decoder, '  ')},`,
     '  "model": {',
-    ...Object.entries(model).map(([k, v]) => `    ${JSON.stringify(k)}: ${nested(v, '    ')},`),
-    '    "vocab": {',
-    vocab.map(([tok, id]) => `      ${JSON.stringify(tok)}: ${id}`).join(',\n'),
-    '    },',
-    '    "merges": [',
-    merges.map((m) => `      ${m}`).join(',\n'),
-    '    ]',
+    ...Object.entries(options).map(([k, v]) => `    ${JSON.stringify(k)}: ${nested(v, '    ')},`),
+    MODELS[model.type].writeTables(model).join(',\n'),
     '  }',
     '}',
     '',
@@ -70,8 +49,8 @@ export function tokenizerJsonText(spec: BpeSpec): string {
  * tokenizer_config.json: the one read, with the spec's special tokens and chat template written
  * over it where they differ, so an unchanged tokenizer writes back the file it came with.
  */
-export function tokenizerConfigJson(spec: BpeSpec): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...spec.json.config };
+export function tokenizerConfigJson(spec: TokenizerSpec): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...spec.config };
   const { special } = spec;
   const name = (v: unknown) =>
     typeof v === 'string' ? v : (v as { content?: string } | null)?.content;

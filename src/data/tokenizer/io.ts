@@ -3,15 +3,15 @@ import { basename, dirname, join } from 'node:path';
 import { TroupeError } from '../../errors.js';
 import { specFromJson } from './hf-json.js';
 import { tokenizerConfigJson, tokenizerJsonText } from './hf-write.js';
-import { BpeTokenizer } from './tokenizer.js';
+import { Tokenizer } from './tokenizer.js';
 
 /** A tokenizer from parsed tokenizer.json (and tokenizer_config.json) objects. */
 export function tokenizerFromJson(
   json: unknown,
   config?: unknown,
   where = 'tokenizer.json',
-): BpeTokenizer {
-  return new BpeTokenizer(specFromJson(json, config, where));
+): Tokenizer {
+  return new Tokenizer(specFromJson(json, config, where));
 }
 
 async function readJson(file: string): Promise<unknown> {
@@ -57,7 +57,7 @@ export async function resolveTokenizerFile(dirOrFile: string): Promise<string> {
  * tokenizer_config.json beside it when there is one (special token names, chat template,
  * add_bos_token).
  */
-export async function loadTokenizer(dirOrFile: string): Promise<BpeTokenizer> {
+export async function loadTokenizer(dirOrFile: string): Promise<Tokenizer> {
   const file = await resolveTokenizerFile(dirOrFile);
   const configFile = join(dirname(file), 'tokenizer_config.json');
   const config = (await exists(configFile)) ? await readJson(configFile) : undefined;
@@ -68,7 +68,7 @@ export async function loadTokenizer(dirOrFile: string): Promise<BpeTokenizer> {
  * Writes `dir/tokenizer.json` and `dir/tokenizer_config.json`, each to a temporary name first
  * and renamed, so a crash never leaves a half-written file under the real name.
  */
-export async function saveTokenizer(dir: string, tokenizer: BpeTokenizer): Promise<void> {
+export async function saveTokenizer(dir: string, tokenizer: Tokenizer): Promise<void> {
   await mkdir(dir, { recursive: true });
   const files: [string, string][] = [
     ['tokenizer.json', tokenizerJsonText(tokenizer.spec)],

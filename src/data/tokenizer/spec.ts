@@ -1,6 +1,6 @@
 import type { AddedToken } from './added-tokens.js';
 
-/** One item of a TemplateProcessing template: a special token's ids, or the sequence A or B. */
+/** One item of a post-processor template: a special token's ids, or the sequence A or B. */
 export type TemplatePiece =
   | { readonly kind: 'special'; readonly token: string; readonly ids: readonly number[] }
   | { readonly kind: 'sequence'; readonly which: 'A' | 'B' };
@@ -22,44 +22,59 @@ export interface SpecialTokensConfig {
 }
 
 /**
- * Everything a byte-level BPE tokenizer is, as plain data: what `BpeTokenizer` runs and what
- * `saveTokenizer` writes. `json` keeps the tokenizer.json sections as read (or as generated for
- * GPT-2 files and trained tokenizers) so that saving writes back what was loaded.
+ * A tokenizer model's data: the large tables as typed values, and `options`, the rest of
+ * tokenizer.json's `model` section (unk_token, byte_fallback, …) as read, which the model's
+ * builder validates and which saving writes back.
  */
-export interface BpeSpec {
-  /** Byte-level token string → id. */
-  readonly vocab: ReadonlyMap<string, number>;
-  /** Merge rules, highest priority first, as pairs of byte-level token strings. */
-  readonly merges: readonly (readonly [string, string])[];
-  /** A pre-token that is itself a vocab entry maps straight to its id (Llama 3). */
-  readonly ignoreMerges: boolean;
+export type ModelData =
+  | {
+      readonly type: 'BPE';
+      /** Token string → id. */
+      readonly vocab: ReadonlyMap<string, number>;
+      /** Merge rules, highest priority first. */
+      readonly merges: readonly (readonly [string, string])[];
+      /** How the file wrote merges: "a b" strings or ["a", "b"] pairs. */
+      readonly mergesForm: 'string' | 'pair';
+      readonly options: Readonly<Record<string, unknown>>;
+    }
+  | {
+      readonly type: 'WordPiece';
+      readonly vocab: ReadonlyMap<string, number>;
+      readonly options: Readonly<Record<string, unknown>>;
+    }
+  | {
+      readonly type: 'Unigram';
+      /** (piece, log-probability score); a piece's id is its index. */
+      readonly pieces: readonly (readonly [string, number])[];
+      readonly options: Readonly<Record<string, unknown>>;
+    };
+
+/**
+ * Everything a tokenizer is, as plain data: what `Tokenizer` runs and what `saveTokenizer`
+ * writes. The pipeline sections are tokenizer.json's own JSON (as read, or as a trainer wrote
+ * them); `Tokenizer` builds each into its piece through the section's registry, so what is saved
+ * is exactly what ran.
+ */
+export interface TokenizerSpec {
+  readonly model: ModelData;
   readonly addedTokens: readonly AddedToken[];
-  readonly normalizer: 'NFC' | null;
-  /** Pre-tokeniser regexes (tokenizer.json syntax), applied in turn; matches and gaps are kept. */
-  readonly patterns: readonly string[];
-  /** ByteLevel `add_prefix_space`: prepend ' ' to text that does not start with one. */
-  readonly addPrefixSpace: boolean;
-  readonly template: Template | null;
+  readonly normalizer: unknown;
+  readonly preTokenizer: unknown;
+  readonly postProcessor: unknown;
+  readonly decoder: unknown;
   readonly special: SpecialTokensConfig;
-  readonly json: {
-    readonly normalizer: unknown;
-    readonly preTokenizer: unknown;
-    readonly postProcessor: unknown;
-    readonly decoder: unknown;
-    /** The model section minus vocab and merges (dropout, unk_token, …). */
-    readonly model: Readonly<Record<string, unknown>>;
-    readonly mergesForm: 'string' | 'pair';
-    /** Other top-level fields (version, truncation, padding), written back unchanged. */
-    readonly extra: Readonly<Record<string, unknown>>;
-    /** tokenizer_config.json as read; `{}` when there was none. */
-    readonly config: Readonly<Record<string, unknown>>;
-  };
+  /** Other top-level tokenizer.json fields (version, truncation, padding), written back unchanged. */
+  readonly extra: Readonly<Record<string, unknown>>;
+  /** tokenizer_config.json as read; `{}` when there was none. */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** The file it was read from, for error messages. */
+  readonly source?: string;
 }
 
 /** The HF sections of a plain byte-level tokenizer: GPT-2's, or a trained one's. */
 export function byteLevelJson(
   pattern: string | undefined,
-): Pick<BpeSpec['json'], 'normalizer' | 'preTokenizer' | 'postProcessor' | 'decoder'> {
+): Pick<TokenizerSpec, 'normalizer' | 'preTokenizer' | 'postProcessor' | 'decoder'> {
   const byteLevel = (useRegex: boolean) => ({
     type: 'ByteLevel',
     add_prefix_space: false,

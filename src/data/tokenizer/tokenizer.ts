@@ -1,9 +1,13 @@
 import { TroupeError } from '../../errors.js';
 import { type AddedToken, AddedTokenSplitter } from './added-tokens.js';
-import { BYTE_TO_CHAR, bytesToSymbols, symbolsToBytes, utf8Encode } from './bytes.js';
-import { applyMerges, PairTable } from './merges.js';
-import { compilePattern } from './pattern.js';
-import type { BpeSpec, TemplatePiece } from './spec.js';
+import type { Where } from './json.js';
+import { BpeModel } from './models/bpe.js';
+import { buildModel, type Model } from './models/index.js';
+import { buildDecoder, type Decoder } from './pipeline/decoders.js';
+import { buildNormalizer, type Normalizer } from './pipeline/normalizers.js';
+import { buildPostProcessor } from './pipeline/post-processors.js';
+import { buildPreTokenizer, chain, type Emit } from './pipeline/pre-tokenizers.js';
+import type { Template, TemplatePiece, TokenizerSpec } from './spec.js';
 import type { TokenizerLike } from './types.js';
 
 /** Pre-tokens longer than this are not cached: long runs are rare and would pin memory. */
@@ -14,72 +18,80 @@ const CACHE_ENTRIES = 1 << 16;
 const wellFormed = (s: string): string => (s as string & { toWellFormed(): string }).toWellFormed();
 
 /**
- * Byte-level BPE (GPT-2, Llama 3, Qwen2): added tokens are split out first, the rest is
- * normalised (NFC, if asked), cut into pre-tokens by regex, each pre-token's UTF-8 bytes merged
- * by rank. encode → decode gives back any string, except that a lone surrogate comes back as
- * U+FFFD (it has no UTF-8) and NFC tokenizers return NFC text. Decoding invalid UTF-8 (a token
- * sequence cut inside a character) yields U+FFFD, as TextDecoder does.
+ * A Hugging Face tokenizer run as HF runs it: added tokens are split out of the raw text first;
+ * each stretch between them is normalized, split again at the added tokens that match
+ * normalized text, cut into pre-tokens, and each pre-token is tokenized by the model (BPE,
+ * WordPiece or Unigram); the post-processor's template goes around the ids. Decoding maps ids
+ * to token strings (added tokens included) and runs the decoder chain over them.
+ *
+ * Byte-level BPE (GPT-2, Llama 3, Qwen) takes a fast path: a final ByteLevel pre-tokenizer hands
+ * the model raw pre-tokens, whose UTF-8 bytes go straight to byte-symbol ids. Every model's
+ * output per pre-token is cached.
  */
-export class BpeTokenizer implements TokenizerLike {
+export class Tokenizer implements TokenizerLike {
   readonly vocabSize: number;
   readonly bosTokenId?: number;
   readonly eosTokenId?: number;
   readonly padTokenId?: number;
   readonly chatTemplate?: string;
 
-  private readonly table: PairTable;
-  /** Id of each byte's single-character token, -1 when the vocab lacks it. */
-  private readonly byteIds = new Int32Array(256);
-  private readonly idToTok: string[] = [];
+  private readonly model: Model;
+  private readonly normalizer: Normalizer | null;
+  /** Pre-tokenizes a stretch of normalized text into `this.out`. */
+  private readonly cutStretch: Emit;
+  /** Where `cutStretch` puts ids: the array of the encode in progress. */
+  private out: number[] = [];
+  /** The BPE model when the byte-level fast path applies. */
+  private readonly byteLevel: BpeModel | undefined;
+  private readonly decoder: Decoder | null;
+  private readonly template: Template | null;
   private readonly addedById = new Map<number, AddedToken>();
   private readonly addedByContent = new Map<string, AddedToken>();
-  private readonly splitter: AddedTokenSplitter;
-  private readonly regexes: readonly RegExp[];
+  /** Added tokens matched in the raw text, and those matched in normalized text. */
+  private readonly rawSplitter: AddedTokenSplitter;
+  private readonly normalizedSplitter: AddedTokenSplitter;
   /** Pre-token → ids; a bare number for the common one-token case. Oldest entry evicted. */
   private readonly cache = new Map<string, number | number[]>();
-  private readonly tokenBytes: (Uint8Array | undefined)[] = [];
-  private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
-  private bytes = new Uint8Array(256);
-  private sym = new Int32Array(256);
 
-  constructor(readonly spec: BpeSpec) {
-    const { vocab, merges } = spec;
-    let size = 0;
-    for (const [tok, id] of vocab) {
-      this.idToTok[id] = tok;
-      if (id >= size) size = id + 1;
-    }
+  constructor(readonly spec: TokenizerSpec) {
+    const file = spec.source ?? 'tokenizer.json';
+    const w = (path: string): Where => ({ file, path });
+    this.model = buildModel(spec.model, w('model'));
+    this.normalizer = buildNormalizer(spec.normalizer, w('normalizer'));
+    const steps = buildPreTokenizer(spec.preTokenizer, w('pre_tokenizer'));
+    const last = steps.at(-1);
+    const fast =
+      this.model instanceof BpeModel && this.model.byteLevelReady && last?.raw !== undefined;
+    this.byteLevel = fast ? (this.model as BpeModel) : undefined;
+    this.cutStretch = chain(
+      steps.map((s, i) => (fast && i === steps.length - 1 ? s.raw! : s.run)),
+      (piece) => this.encodePiece(piece, this.out),
+    );
+    this.decoder = buildDecoder(spec.decoder, w('decoder'));
+    this.template = buildPostProcessor(spec.postProcessor, w('post_processor'));
+    let size = this.model.size;
     for (const t of spec.addedTokens) {
-      this.idToTok[t.id] = t.content;
       this.addedById.set(t.id, t);
       this.addedByContent.set(t.content, t);
       if (t.id >= size) size = t.id + 1;
     }
     this.vocabSize = size;
-    this.table = new PairTable(
-      merges.map(([a, b], rank) => {
-        const ia = vocab.get(a);
-        const ib = vocab.get(b);
-        const iab = vocab.get(a + b);
-        if (ia === undefined || ib === undefined || iab === undefined) {
-          const missing = ia === undefined ? a : ib === undefined ? b : a + b;
-          throw new TroupeError(
-            'BAD_CHECKPOINT',
-            `Merge ${rank} (${JSON.stringify(a)} ${JSON.stringify(b)}) uses ${JSON.stringify(missing)}, which is not in the vocab`,
-            { details: { rank, merge: [a, b], missing } },
-          );
-        }
-        return [ia, ib, iab] as const;
-      }),
+    const normalize = this.normalizer ?? ((s: string) => s);
+    this.rawSplitter = new AddedTokenSplitter(spec.addedTokens.filter((t) => !t.normalized));
+    this.normalizedSplitter = new AddedTokenSplitter(
+      spec.addedTokens.filter((t) => t.normalized),
+      (t) => normalize(t.content),
     );
-    for (let b = 0; b < 256; b++) this.byteIds[b] = vocab.get(BYTE_TO_CHAR[b]) ?? -1;
-    this.splitter = new AddedTokenSplitter(spec.addedTokens);
-    this.regexes = spec.patterns.map(compilePattern);
     const { special } = spec;
     this.bosTokenId = special.bosToken === undefined ? undefined : this.tokenToId(special.bosToken);
     this.eosTokenId = special.eosToken === undefined ? undefined : this.tokenToId(special.eosToken);
     this.padTokenId = special.padToken === undefined ? undefined : this.tokenToId(special.padToken);
     this.chatTemplate = special.chatTemplate;
+  }
+
+  /** The model kind: 'BPE', 'WordPiece' or 'Unigram'. */
+  get kind(): TokenizerSpec['model']['type'] {
+    return this.spec.model.type;
   }
 
   encode(text: string, opts: { readonly addSpecialTokens?: boolean } = {}): number[] {
@@ -95,39 +107,38 @@ export class BpeTokenizer implements TokenizerLike {
     return this.postProcess(idsA, idsB);
   }
 
+  /** The token strings of `encode` (the model's pieces, added tokens as their content). */
+  tokenize(text: string, opts: { readonly addSpecialTokens?: boolean } = {}): string[] {
+    return this.encode(text, opts).map((id) => this.idToToken(id)!);
+  }
+
   decode(ids: readonly number[], opts: { readonly skipSpecialTokens?: boolean } = {}): string {
-    let text = '';
-    let n = 0;
-    const flush = () => {
-      if (n > 0) text += this.decoder.decode(this.bytes.subarray(0, n));
-      n = 0;
-    };
+    const tokens: string[] = [];
     for (const id of ids) {
       const added = this.addedById.get(id);
       if (added !== undefined) {
-        flush();
-        if (!(opts.skipSpecialTokens && added.special)) text += added.content;
+        if (!(opts.skipSpecialTokens && added.special)) tokens.push(added.content);
         continue;
       }
-      const bytes = this.bytesOf(id);
-      if (n + bytes.length > this.bytes.length) {
-        const grown = new Uint8Array(2 * (n + bytes.length));
-        grown.set(this.bytes.subarray(0, n));
-        this.bytes = grown;
+      const tok = this.model.idToToken(id);
+      if (tok === undefined) {
+        throw new TroupeError(
+          'BAD_ARGUMENT',
+          `Cannot decode id ${id}: it is no token of this tokenizer (vocab size ${this.vocabSize})`,
+          { details: { id, vocabSize: this.vocabSize } },
+        );
       }
-      this.bytes.set(bytes, n);
-      n += bytes.length;
+      tokens.push(tok);
     }
-    flush();
-    return text;
+    return this.decoder === null ? tokens.join(' ') : this.decoder(tokens).join('');
   }
 
   tokenToId(token: string): number | undefined {
-    return this.addedByContent.get(token)?.id ?? this.spec.vocab.get(token);
+    return this.addedByContent.get(token)?.id ?? this.model.tokenToId(token);
   }
 
   idToToken(id: number): string | undefined {
-    return this.idToTok[id];
+    return this.addedById.get(id)?.content ?? this.model.idToToken(id);
   }
 
   /** Empties the pre-token cache (to bound memory, or to time encoding from cold). */
@@ -138,24 +149,21 @@ export class BpeTokenizer implements TokenizerLike {
   /** Ids of the text alone: no template, no BOS. */
   private encodeText(text: string): number[] {
     const out: number[] = [];
-    this.splitter.split(
+    this.out = out;
+    const pushToken = (t: AddedToken) => out.push(t.id);
+    this.rawSplitter.split(
       wellFormed(text),
-      (s) => this.encodeOrdinary(s, out),
-      (t) => out.push(t.id),
+      (stretch, start) => {
+        const normalized = this.normalizer === null ? stretch : this.normalizer(stretch);
+        this.normalizedSplitter.split(
+          normalized,
+          (s, sub) => this.cutStretch(s, start === 0 && sub === 0),
+          pushToken,
+        );
+      },
+      pushToken,
     );
     return out;
-  }
-
-  private encodeOrdinary(text: string, out: number[]): void {
-    let s = this.spec.normalizer === 'NFC' ? text.normalize('NFC') : text;
-    if (this.spec.addPrefixSpace && !s.startsWith(' ')) s = ` ${s}`;
-    const emit = (piece: string) => this.encodePiece(piece, out);
-    const step = (piece: string, level: number) => {
-      if (level === this.regexes.length) emit(piece);
-      else forEachPiece(piece, this.regexes[level], (p) => step(p, level + 1));
-    };
-    if (this.regexes.length === 1) forEachPiece(s, this.regexes[0], emit);
-    else step(s, 0);
   }
 
   private encodePiece(piece: string, out: number[]): void {
@@ -165,28 +173,9 @@ export class BpeTokenizer implements TokenizerLike {
       else for (const id of hit) out.push(id);
       return;
     }
-    if (this.bytes.length < 3 * piece.length) this.bytes = new Uint8Array(6 * piece.length);
-    const n = utf8Encode(piece, 0, piece.length, this.bytes);
     const start = out.length;
-    const whole = this.spec.ignoreMerges
-      ? this.spec.vocab.get(bytesToSymbols(this.bytes, 0, n))
-      : undefined;
-    if (whole !== undefined) {
-      out.push(whole);
-    } else {
-      if (this.sym.length < n) this.sym = new Int32Array(2 * n);
-      for (let i = 0; i < n; i++) {
-        const id = this.byteIds[this.bytes[i]];
-        if (id < 0) {
-          throw new TroupeError(
-            'BAD_ARGUMENT',
-            `Cannot encode ${JSON.stringify(piece)}: byte 0x${this.bytes[i].toString(16)} has no token in this vocab`,
-          );
-        }
-        this.sym[i] = id;
-      }
-      applyMerges(this.sym, n, this.table, out);
-    }
+    if (this.byteLevel !== undefined) this.byteLevel.tokenizeUtf8(piece, out);
+    else this.model.tokenize(piece, out);
     if (piece.length <= MAX_CACHED_CHARS) {
       if (this.cache.size >= CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(piece, out.length - start === 1 ? out[start] : out.slice(start));
@@ -195,7 +184,7 @@ export class BpeTokenizer implements TokenizerLike {
 
   /** The template (or tokenizer_config's add_bos/add_eos) around the ids. */
   private postProcess(a: number[], b: number[] | undefined): number[] {
-    const { template } = this.spec;
+    const { template } = this;
     if (template !== null) {
       const out: number[] = [];
       const pieces: readonly TemplatePiece[] = b === undefined ? template.single : template.pair;
@@ -210,23 +199,6 @@ export class BpeTokenizer implements TokenizerLike {
     const bos = addBosToken && this.bosTokenId !== undefined ? [this.bosTokenId] : [];
     const eos = addEosToken && this.eosTokenId !== undefined ? [this.eosTokenId] : [];
     return bos.length + eos.length === 0 ? seq : [...bos, ...seq, ...eos];
-  }
-
-  private bytesOf(id: number): Uint8Array {
-    const cached = this.tokenBytes[id];
-    if (cached !== undefined) return cached;
-    const tok = this.idToTok[id];
-    if (tok === undefined) {
-      throw new TroupeError(
-        'BAD_ARGUMENT',
-        `Cannot decode id ${id}: it is no token of this tokenizer (vocab size ${this.vocabSize})`,
-        { details: { id, vocabSize: this.vocabSize } },
-      );
-    }
-    // A token with a character outside the byte table decodes as its own UTF-8, as HF does.
-    const bytes = symbolsToBytes(tok) ?? new TextEncoder().encode(tok);
-    this.tokenBytes[id] = bytes;
-    return bytes;
   }
 }
 

@@ -2,9 +2,10 @@ import { TroupeError } from '../../errors.js';
 import type { AddedToken } from './added-tokens.js';
 import { AddedTokenSplitter } from './added-tokens.js';
 import { BYTE_TO_CHAR } from './bytes.js';
+import { bpeOptions } from './models/bpe.js';
 import { compilePattern, PATTERNS } from './pattern.js';
 import { byteLevelJson } from './spec.js';
-import { BpeTokenizer, forEachPiece } from './tokenizer.js';
+import { forEachPiece, Tokenizer } from './tokenizer.js';
 
 export interface TrainBpeOptions {
   /** Final vocabulary size: special tokens + 256 byte tokens + merges. */
@@ -185,7 +186,7 @@ export function countPreTokens(
 }
 
 /** Trains a byte-level BPE tokenizer; special tokens get ids 0…, the 256 bytes come next. */
-export function trainBpe(texts: Iterable<string>, opts: TrainBpeOptions): BpeTokenizer {
+export function trainBpe(texts: Iterable<string>, opts: TrainBpeOptions): Tokenizer {
   const specialTokens = opts.specialTokens ?? [];
   const minFrequency = opts.minFrequency ?? 2;
   const base = specialTokens.length + 256;
@@ -224,15 +225,16 @@ export function trainBpe(texts: Iterable<string>, opts: TrainBpeOptions): BpeTok
   learned.tokens.forEach((t, i) => {
     vocab.set(t, S + i);
   });
-  return new BpeTokenizer({
-    vocab,
-    merges: learned.merges.map(([a, b]) => [learned.tokens[a], learned.tokens[b]] as const),
-    ignoreMerges: false,
+  return new Tokenizer({
+    model: {
+      type: 'BPE',
+      vocab,
+      merges: learned.merges.map(([a, b]) => [learned.tokens[a], learned.tokens[b]] as const),
+      mergesForm: 'string',
+      options: bpeOptions(),
+    },
     addedTokens,
-    normalizer: null,
-    patterns: [pattern],
-    addPrefixSpace: false,
-    template: null,
+    ...byteLevelJson(pattern === PATTERNS.gpt2 ? undefined : pattern),
     special: {
       bosToken: opts.bosToken,
       eosToken: opts.eosToken,
@@ -240,12 +242,7 @@ export function trainBpe(texts: Iterable<string>, opts: TrainBpeOptions): BpeTok
       addBosToken: false,
       addEosToken: false,
     },
-    json: {
-      ...byteLevelJson(pattern === PATTERNS.gpt2 ? undefined : pattern),
-      model: {},
-      mergesForm: 'string',
-      extra: {},
-      config: {},
-    },
+    extra: {},
+    config: {},
   });
 }

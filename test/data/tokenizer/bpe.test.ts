@@ -7,7 +7,7 @@ import {
 } from '../../../src/data/tokenizer/bytes.js';
 import { BpeTokenizer } from '../../../src/data/tokenizer/index.js';
 import { applyMerges, PairTable } from '../../../src/data/tokenizer/merges.js';
-import { PATTERNS } from '../../../src/data/tokenizer/pattern.js';
+import { bpeOptions } from '../../../src/data/tokenizer/models/bpe.js';
 import { byteLevelJson } from '../../../src/data/tokenizer/spec.js';
 import { hasCode } from '../../../src/errors.js';
 import { gpt2 } from './fixtures.js';
@@ -112,16 +112,18 @@ function tiny(ignoreMerges: boolean): BpeTokenizer {
   vocab.set('ab', 256);
   vocab.set('abc', 257);
   return new BpeTokenizer({
-    vocab,
-    merges: [['a', 'b']],
-    ignoreMerges,
+    model: {
+      type: 'BPE',
+      vocab,
+      merges: [['a', 'b']],
+      mergesForm: 'string',
+      options: bpeOptions({ ignore_merges: ignoreMerges }),
+    },
     addedTokens: [],
-    normalizer: null,
-    patterns: [PATTERNS.gpt2],
-    addPrefixSpace: false,
-    template: null,
+    ...byteLevelJson(undefined),
     special: { addBosToken: false, addEosToken: false },
-    json: { ...byteLevelJson(undefined), model: {}, mergesForm: 'string', extra: {}, config: {} },
+    extra: {},
+    config: {},
   });
 }
 

@@ -206,37 +206,55 @@ describe('tokenizer.json loading', () => {
     );
   });
 
-  it('fails with UNSUPPORTED naming the section and type it cannot run', () => {
-    const cases: [Record<string, unknown>, string][] = [
-      [{ normalizer: { type: 'NFKC' } }, 'normalizer of type "NFKC"'],
-      [{ pre_tokenizer: { type: 'Whitespace' } }, 'pre_tokenizer of type "Whitespace"'],
+  it('fails with UNSUPPORTED naming the file, the section and the type, listing the supported types', () => {
+    const cases: [Record<string, unknown>, string, string][] = [
       [
-        { pre_tokenizer: { type: 'Split', pattern: { Regex: 'a' }, behavior: 'Removed' } },
-        'Split with behavior "Removed"',
+        { normalizer: { type: 'NFX' } },
+        'normalizer: normalizer of type "NFX"',
+        'BertNormalizer, ByteLevel, Lowercase, NFC, NFD, NFKC, NFKD, Nmt, Precompiled, Prepend, Replace, Sequence, Strip, StripAccents',
       ],
       [
-        {
-          pre_tokenizer: {
-            type: 'Sequence',
-            pretokenizers: [
-              { type: 'Split', pattern: { Regex: '\\s+' }, behavior: 'Isolated' },
-              { type: 'ByteLevel', add_prefix_space: true, use_regex: false },
-            ],
-          },
-        },
-        'ByteLevel with add_prefix_space after a Split',
+        { normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' }, { type: 'Casefold' }] } },
+        'normalizer.normalizers[1]: normalizer of type "Casefold"',
+        'Supported normalizer types: BertNormalizer',
       ],
-      [{ decoder: { type: 'WordPiece' } }, 'decoder of type "WordPiece"'],
-      [{ post_processor: { type: 'BertProcessing' } }, 'post_processor of type "BertProcessing"'],
-      [{ model: { type: 'WordPiece' } }, 'model of type "WordPiece"'],
-      [{ model: { byte_fallback: true } }, 'byte_fallback'],
-      [{ model: { continuing_subword_prefix: '##' } }, 'continuing_subword_prefix'],
+      [
+        { pre_tokenizer: { type: 'UnicodeScripts' } },
+        'pre_tokenizer: pre_tokenizer of type "UnicodeScripts"',
+        'BertPreTokenizer, ByteLevel, CharDelimiterSplit, Digits, Metaspace, Punctuation, Sequence, Split, Whitespace, WhitespaceSplit',
+      ],
+      [
+        { decoder: { type: 'Wordpiece' } },
+        'decoder: decoder of type "Wordpiece"',
+        'BPEDecoder, ByteFallback, ByteLevel, CTC, Fuse, Metaspace, Replace, Sequence, Strip, WordPiece',
+      ],
+      [
+        { post_processor: { type: 'Bert' } },
+        'post_processor: post_processor of type "Bert"',
+        'BertProcessing, ByteLevel, RobertaProcessing, Sequence, TemplateProcessing',
+      ],
+      [
+        { model: { type: 'WordLevel' } },
+        'model: model of type "WordLevel"',
+        'BPE, Unigram, WordPiece',
+      ],
+      [
+        { pre_tokenizer: { type: 'Split', pattern: { Regex: 'a' }, behavior: 'Dropped' } },
+        'pre_tokenizer: behavior "Dropped" is not supported',
+        'Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous',
+      ],
+      [
+        { pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'sometimes' } },
+        'pre_tokenizer: prepend_scheme "sometimes"',
+        'first, always, never',
+      ],
+      [{ model: { dropout: 0.1 } }, 'model: BPE dropout 0.1', 'deterministically'],
     ];
-    for (const [overrides, named] of cases) {
+    for (const [overrides, named, listed] of cases) {
       const e = thrown(() => tokenizerFromJson(mini(overrides), undefined, 'x/tokenizer.json'));
       expect(e.code).toBe('UNSUPPORTED');
-      expect(e.message).toContain(named);
-      expect(e.message).toContain('x/tokenizer.json');
+      expect(e.message).toContain(`x/tokenizer.json: ${named}`);
+      expect(e.message).toContain(listed);
     }
   });
 
