@@ -15,8 +15,9 @@ export interface LoraConfig {
   readonly dropout: number;
   /**
    * Projections to adapt, by Troupe name (`q`, `k`, `v`, `o`, `gate`, `up`, `down`) or Hugging
-   * Face name (`q_proj`, …, `c_attn`, `c_proj`, `c_fc`). GPT-2's `c_attn` is one adapter over
-   * the fused q, k, v projection (A shared, B split by columns), as PEFT builds it.
+   * Face name (`q_proj`, …, `c_attn`, `c_proj`, `c_fc`, `qkv_proj`, `gate_up_proj`). GPT-2's
+   * `c_attn` and Phi-3's `qkv_proj` are one adapter over the fused q, k, v projection (A shared,
+   * B split by columns), Phi-3's `gate_up_proj` one over gate and up, as PEFT builds them.
    */
   readonly targetModules: readonly string[];
 }
@@ -51,6 +52,10 @@ const ALIASES: Record<string, string> = {
   'attn.c_proj': 'o',
   'mlp.c_proj': 'down',
   'attn.c_attn': 'c_attn',
+  qkv_proj: 'qkv',
+  'self_attn.qkv_proj': 'qkv',
+  gate_up_proj: 'gate_up',
+  'mlp.gate_up_proj': 'gate_up',
 };
 const KNOWN = [
   'q',
@@ -62,8 +67,19 @@ const KNOWN = [
   'down',
   'c_attn',
   'c_proj',
+  'qkv',
+  'gate_up',
   ...Object.keys(ALIASES),
 ];
+
+/** Phi-3 stores q/k/v and gate/up fused: its adapters (as PEFT's) sit on the fused modules. */
+const PHI3_FUSED: Record<string, string> = {
+  q: 'qkv_proj',
+  k: 'qkv_proj',
+  v: 'qkv_proj',
+  gate: 'gate_up_proj',
+  up: 'gate_up_proj',
+};
 
 /** Resolve target module names to Troupe projection names for a model's family. */
 function targets(model: CausalLM, names: readonly string[]): Set<string> {
@@ -75,25 +91,40 @@ function targets(model: CausalLM, names: readonly string[]): Set<string> {
         `LoRA target module '${n}' is unknown. Known: ${KNOWN.join(', ')}.`,
       );
     }
-    if (n === 'c_attn' || n === 'attn.c_attn') {
-      if (model.config.family !== 'gpt2') {
+    const family = model.config.family;
+    const name = ALIASES[n] ?? n;
+    if (name === 'c_attn' || name === 'qkv') {
+      if (family === 'llama') {
         throw new TroupeError(
           'BAD_ARGUMENT',
-          `LoRA target 'c_attn' is GPT-2's fused projection; use q, k, v for ${model.config.family}`,
+          `LoRA target '${n}' is a fused q/k/v projection (GPT-2's c_attn, Phi-3's qkv_proj); use q, k, v for ${family}`,
         );
       }
-      out.add('c_attn');
+      out.add('qkv');
+    } else if (name === 'gate_up') {
+      if (family !== 'phi3') {
+        throw new TroupeError(
+          'BAD_ARGUMENT',
+          `LoRA target '${n}' is Phi-3's fused gate/up projection; use gate, up for ${family}`,
+        );
+      }
+      out.add('gate_up');
     } else if (n === 'c_proj') {
       out.add('o');
       out.add('down');
+    } else if (family === 'phi3' && PHI3_FUSED[name]) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `LoRA target '${n}': Phi-3 fuses this projection; target '${PHI3_FUSED[name]}' (as PEFT does)`,
+      );
     } else {
-      out.add(ALIASES[n] ?? n);
+      out.add(name);
     }
   }
-  if (model.config.mlp !== 'swiglu' && out.has('gate')) {
+  if (model.config.mlp === 'gelu' && out.has('gate')) {
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `LoRA target 'gate' needs a SwiGLU MLP; this ${model.config.family} model has none`,
+      `LoRA target 'gate' needs a gated MLP; this ${model.config.family} model has none`,
     );
   }
   return out;
@@ -120,8 +151,7 @@ export function loraSites(model: CausalLM, cfg: LoraConfig): LoraSite[] {
   const shape = (prefix: string) => model.params.get(`${prefix}.weight`)!.shape as [number, number];
   for (let l = 0; l < model.config.layers; l++) {
     const p = `layers.${l}`;
-    if (want.has('c_attn')) {
-      const parts = ['q', 'k', 'v'].map((n) => `${p}.attn.${n}`);
+    const fused = (name: string, parts: string[]) => {
       let begin = 0;
       const ps = parts.map((prefix) => {
         const size = shape(prefix)[1];
@@ -129,8 +159,14 @@ export function loraSites(model: CausalLM, cfg: LoraConfig): LoraSite[] {
         begin += size;
         return part;
       });
-      sites.push({ prefix: `${p}.attn.qkv`, parts: ps, inDim: model.config.hidden, outDim: begin });
-    }
+      sites.push({ prefix: `${p}.${name}`, parts: ps, inDim: model.config.hidden, outDim: begin });
+    };
+    if (want.has('qkv'))
+      fused(
+        'attn.qkv',
+        ['q', 'k', 'v'].map((n) => `${p}.attn.${n}`),
+      );
+    if (want.has('gate_up')) fused('mlp.gate_up', [`${p}.mlp.gate`, `${p}.mlp.up`]);
     for (const [short, prefix] of [
       ['q', `${p}.attn.q`],
       ['k', `${p}.attn.k`],

@@ -25,6 +25,12 @@ const LLAMA_MODULE: Record<string, string> = {
   'mlp.up': 'mlp.up_proj',
   'mlp.down': 'mlp.down_proj',
 };
+const PHI3_MODULE: Record<string, string> = {
+  'attn.qkv': 'self_attn.qkv_proj',
+  'attn.o': 'self_attn.o_proj',
+  'mlp.gate_up': 'mlp.gate_up_proj',
+  'mlp.down': 'mlp.down_proj',
+};
 const GPT2_MODULE: Record<string, string> = {
   'attn.qkv': 'attn.c_attn',
   'attn.o': 'attn.c_proj',
@@ -35,7 +41,7 @@ const GPT2_MODULE: Record<string, string> = {
 /** `layers.3.attn.q` → the HF module path and PEFT's target name for it. */
 function hfModule(model: CausalLM, prefix: string): { path: string; target: string } {
   const m = /^layers\.(\d+)\.(.+)$/.exec(prefix);
-  const table = model.config.family === 'gpt2' ? GPT2_MODULE : LLAMA_MODULE;
+  const table = { gpt2: GPT2_MODULE, llama: LLAMA_MODULE, phi3: PHI3_MODULE }[model.config.family];
   const mod = m ? table[m[2]] : undefined;
   if (!m || !mod) {
     throw new TroupeError(

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '../../src/kernels/tf.js';
+import { hfModelType } from '../../src/policy/checkpoint/hf-config.js';
 import { readSafetensors, writeSafetensors } from '../../src/policy/checkpoint/safetensors.js';
 import type { Tensor32 } from '../../src/policy/checkpoint/tensor32.js';
 import { loadModel, loadOptimizer, saveModel, saveOptimizer } from '../../src/policy/io.js';
@@ -51,7 +52,7 @@ describe('model and optimizer IO', () => {
       const a = await model.stateDict();
       for (const [n, t] of await back.stateDict()) expect(t.data, n).toEqual(a.get(n)!.data);
       const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-      expect(cfg.model_type).toBe(family);
+      expect(cfg.model_type).toBe(hfModelType(c));
       model.dispose();
       back.dispose();
     },
@@ -207,14 +208,17 @@ describe('model and optimizer IO', () => {
     for (const o of [o1, o2, o3]) o.dispose();
   });
 
-  it.each(['llama', 'gpt2'] as const)(
+  it.each(['llama', 'gpt2', 'phi3'] as const)(
     '%s: LoRA adapters round-trip through the PEFT layout',
     async (family) => {
       const c = TINY[family];
       const state = randomState(c, 74);
       const model = CausalLM.fromState(c, state);
-      const targets =
-        family === 'gpt2' ? ['c_attn', 'mlp.c_proj'] : ['q_proj', 'v_proj', 'down_proj'];
+      const targets = {
+        gpt2: ['c_attn', 'mlp.c_proj'],
+        llama: ['q_proj', 'v_proj', 'down_proj'],
+        phi3: ['qkv_proj', 'gate_up_proj'],
+      }[family];
       const lora = new Lora(
         model,
         { rank: 2, alpha: 8, dropout: 0.1, targetModules: targets },
@@ -239,11 +243,18 @@ describe('model and optimizer IO', () => {
         fan_in_fan_out: family === 'gpt2',
       });
       const { tensors } = await readSafetensors(join(dir, 'adapter_model.safetensors'));
-      const aName =
-        family === 'gpt2'
-          ? 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'
-          : 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight';
+      const aName = {
+        gpt2: 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight',
+        llama: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight',
+        phi3: 'base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight',
+      }[family];
       expect(tensors.get(aName)!.shape).toEqual([2, c.hidden]);
+      if (family === 'phi3') {
+        // one B over the fused rows: q, k, v widths stacked, as PEFT's qkv_proj adapter
+        const bName = 'base_model.model.model.layers.0.mlp.gate_up_proj.lora_B.weight';
+        expect(tensors.get(bName)!.shape).toEqual([2 * c.intermediate, 2]);
+        expect(cfg.target_modules).toEqual(['gate_up_proj', 'qkv_proj']);
+      }
       const fresh = CausalLM.fromState(c, state);
       await loadLoraAdapter(fresh, dir);
       expectClose(await logitsOf(fresh, rows), want, { atol: 1e-6, rtol: 1e-6 });

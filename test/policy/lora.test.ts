@@ -16,6 +16,12 @@ const CASES: Array<[keyof typeof TINY, LoraConfig]> = [
   ],
   ['gpt2', { rank: 2, alpha: 4, dropout: 0, targetModules: ['c_attn', 'c_proj'] }],
   ['qwen2', { rank: 4, alpha: 4, dropout: 0, targetModules: ['k', 'o', 'up'] }],
+  ['qwen3', { rank: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj'] }],
+  ['gemma2', { rank: 2, alpha: 3, dropout: 0, targetModules: ['q', 'o', 'gate', 'down'] }],
+  [
+    'phi3',
+    { rank: 3, alpha: 6, dropout: 0, targetModules: ['qkv_proj', 'o_proj', 'gate_up_proj'] },
+  ],
 ];
 
 /** Give B random values (it starts at zero) so the adapters do something. */
@@ -222,8 +228,18 @@ describe('LoRA (cpu)', () => {
       /target module 'qq' is unknown. Known: q, k, v/,
     );
     expect(() => new Lora(model, { ...cfg, targetModules: ['gate'] }, { seed: 1 })).toThrow(
-      /needs a SwiGLU MLP/,
+      /needs a gated MLP/,
     );
+    const phi3 = CausalLM.init(TINY.phi3, { seed: 1 });
+    expect(() => new Lora(phi3, { ...cfg, targetModules: ['q_proj'] }, { seed: 1 })).toThrow(
+      "LoRA target 'q_proj': Phi-3 fuses this projection; target 'qkv_proj' (as PEFT does)",
+    );
+    phi3.dispose();
+    const llama = CausalLM.init(TINY.llama, { seed: 1 });
+    expect(() => new Lora(llama, { ...cfg, targetModules: ['gate_up_proj'] }, { seed: 1 })).toThrow(
+      "is Phi-3's fused gate/up projection; use gate, up for llama",
+    );
+    llama.dispose();
     expect(() => new Lora(model, { ...cfg, rank: 0 }, { seed: 1 })).toThrow(
       /'rank' must be an integer ≥ 1/,
     );

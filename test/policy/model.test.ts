@@ -8,6 +8,12 @@ import { randomRows, randomState, TINY } from './fixtures.js';
 import { referenceForward } from './reference-model.js';
 
 const FAMILIES = Object.keys(TINY) as (keyof typeof TINY)[];
+/**
+ * Families where a KV cache reproduces a full recomputation. Not dynamic NTK: its RoPE base grows
+ * with the sequence, so keys cached at length n were rotated with the base of length n, as in
+ * transformers (checked against transformers' own cached generation in families.test.ts).
+ */
+const CACHE_EXACT = FAMILIES.filter((f) => TINY[f].ropeScaling?.type !== 'dynamic');
 
 /** Values at real-token positions only: [B·T·n] → the rows where mask is 1. */
 function realRows(x: ArrayLike<number>, mask: Uint8Array, n: number): number[] {
@@ -77,7 +83,7 @@ for (const [backend, skip] of BACKEND_CASES) {
       },
     );
 
-    it.each(FAMILIES)(
+    it.each(CACHE_EXACT)(
       '%s: decoding with the KV cache equals recomputing the whole sequence',
       async (family) => {
         const c = TINY[family];

@@ -1,10 +1,14 @@
-import type { ModelConfig } from '../../src/policy/config.js';
+import type { ModelConfig, RopeScaling } from '../../src/policy/config.js';
 import type { Tensor32 } from '../../src/policy/model/causal-lm.js';
 
 /**
  * A slow, obvious float64 transformer written from the papers, over Troupe's parameter layout
  * (weights [in, out]). It shares no code with the tfjs model: it is the reference the model's
  * forward is checked against.
+ *
+ * Covers every switch of ModelConfig: q/k norms, (1 + w) and sandwich norms, GeGLU, embedding
+ * and query scales, soft-caps, sliding windows per layer kind, RoPE scaling (written again here
+ * from the papers and transformers' formulas), a local RoPE base and partial rotary.
  *
  * ids, mask: [B][T] (mask 1 = real token). Returns hidden [B·T·d] after the final norm and
  * logits [B·T·V]. Rows at padding positions are not meaningful.
@@ -38,7 +42,7 @@ export function referenceForward(
     for (let t = 0; t < T; t++) {
       const row: number[] = [];
       for (let i = 0; i < d; i++) {
-        let v = W('embed.weight')[ids[b][t] * d + i];
+        let v = W('embed.weight')[ids[b][t] * d + i] * c.embedScale;
         if (c.positions === 'learned') v += W('pos_embed.weight')[pos[t] * d + i];
         row.push(v);
       }
@@ -68,10 +72,29 @@ export function referenceForward(
           has(`${pre}.attn.v.bias`) ? W(`${pre}.attn.v.bias`) : null,
         ),
       );
-      if (c.positions === 'rope') {
+      const sliding =
+        (c.layerTypes?.[l] ?? (c.slidingWindow === undefined ? 'full' : 'sliding')) === 'sliding';
+      if (c.qkNorm) {
         for (let t = 0; t < T; t++) {
-          for (let h = 0; h < c.heads; h++) rope(q[t], h * hd, hd, pos[t], c.ropeTheta);
-          for (let h = 0; h < c.kvHeads; h++) rope(k[t], h * hd, hd, pos[t], c.ropeTheta);
+          q[t] = headNorm(c, q[t], c.heads, hd, W(`${pre}.attn.q_norm.weight`));
+          k[t] = headNorm(c, k[t], c.kvHeads, hd, W(`${pre}.attn.k_norm.weight`));
+        }
+      }
+      if (c.positions === 'rope') {
+        const local = sliding && c.ropeLocalTheta !== undefined;
+        const theta = local ? (c.ropeLocalTheta as number) : c.ropeTheta;
+        const rot = Math.trunc(hd * c.partialRotary);
+        const rowLength = Math.max(...pos) + 1;
+        const { inv, scale } = invFreq(
+          rot,
+          theta,
+          local ? undefined : c.ropeScaling,
+          c.maxPositions,
+          rowLength,
+        );
+        for (let t = 0; t < T; t++) {
+          for (let h = 0; h < c.heads; h++) rope(q[t], h * hd, rot, pos[t], inv, scale);
+          for (let h = 0; h < c.kvHeads; h++) rope(k[t], h * hd, rot, pos[t], inv, scale);
         }
       }
       const att: number[][] = [];
@@ -80,12 +103,16 @@ export function referenceForward(
         for (let h = 0; h < c.heads; h++) {
           const g = Math.floor(h / (c.heads / c.kvHeads)); // the key/value head this query head uses
           const allowed: number[] = [];
-          for (let j = 0; j <= t; j++) if (mask[b][j]) allowed.push(j);
+          for (let j = 0; j <= t; j++) {
+            const inWindow = !sliding || pos[t] - pos[j] < (c.slidingWindow as number);
+            if (mask[b][j] && inWindow) allowed.push(j);
+          }
           if (allowed.length === 0) continue; // a padding query with nothing to see
           const s = allowed.map((j) => {
             let dot = 0;
             for (let i = 0; i < hd; i++) dot += q[t][h * hd + i] * k[j][g * hd + i];
-            return dot / Math.sqrt(hd);
+            const z = dot * c.queryScale;
+            return c.attnSoftcap === undefined ? z : c.attnSoftcap * Math.tanh(z / c.attnSoftcap);
           });
           const m = Math.max(...s);
           const e = s.map((z) => Math.exp(z - m));
@@ -96,41 +123,48 @@ export function referenceForward(
         }
         att.push(out);
       }
-      x = x.map((r, t) =>
-        add(
-          r,
+      const sandwich = (rows: number[][], prefix: string) =>
+        c.sandwichNorms ? rows.map((r) => normRow(c, r, prefix, W, has)) : rows;
+      const o = sandwich(
+        att.map((r) =>
           lin(
-            att[t],
+            r,
             W(`${pre}.attn.o.weight`),
             has(`${pre}.attn.o.bias`) ? W(`${pre}.attn.o.bias`) : null,
           ),
         ),
+        `${pre}.attn_out_norm`,
       );
+      x = x.map((r, t) => add(r, o[t]));
       const m = x.map((r) => normRow(c, r, `${pre}.mlp_norm`, W, has));
+      const gelu = (u: number) =>
+        0.5 * u * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (u + 0.044715 * u ** 3)));
       const inner = m.map((r) => {
         const up = lin(
           r,
           W(`${pre}.mlp.up.weight`),
           has(`${pre}.mlp.up.bias`) ? W(`${pre}.mlp.up.bias`) : null,
         );
-        if (c.mlp === 'gelu') {
-          return up.map(
-            (u) => 0.5 * u * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (u + 0.044715 * u ** 3))),
-          );
-        }
-        const gate = lin(r, W(`${pre}.mlp.gate.weight`), null);
-        return gate.map((gv, i) => (gv / (1 + Math.exp(-gv))) * up[i]);
-      });
-      x = x.map((r, t) =>
-        add(
+        if (c.mlp === 'gelu') return up.map(gelu);
+        const gate = lin(
           r,
+          W(`${pre}.mlp.gate.weight`),
+          has(`${pre}.mlp.gate.bias`) ? W(`${pre}.mlp.gate.bias`) : null,
+        );
+        const act = c.mlp === 'swiglu' ? (g: number) => g / (1 + Math.exp(-g)) : gelu;
+        return gate.map((gv, i) => act(gv) * up[i]);
+      });
+      const down = sandwich(
+        inner.map((r) =>
           lin(
-            inner[t],
+            r,
             W(`${pre}.mlp.down.weight`),
             has(`${pre}.mlp.down.bias`) ? W(`${pre}.mlp.down.bias`) : null,
           ),
         ),
+        `${pre}.mlp_out_norm`,
       );
+      x = x.map((r, t) => add(r, down[t]));
     }
     for (let t = 0; t < T; t++) {
       const hrow = normRow(c, x[t], 'final_norm', W, has);
@@ -144,7 +178,8 @@ export function referenceForward(
               ? W('embed.weight')[o * d + i]
               : W('lm_head.weight')[i * c.vocabSize + o]);
         }
-        logits[(b * T + t) * c.vocabSize + o] = s;
+        const cap = c.finalSoftcap;
+        logits[(b * T + t) * c.vocabSize + o] = cap === undefined ? s : cap * Math.tanh(s / cap);
       }
     }
   }
@@ -174,24 +209,104 @@ function normRow(
   has: (n: string) => boolean,
 ): number[] {
   const g = W(`${prefix}.weight`);
-  if (c.norm === 'rmsnorm') {
-    const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
-    return x.map((v, i) => (v / Math.sqrt(ms + c.normEps)) * g[i]);
-  }
+  if (c.norm === 'rmsnorm') return rms(x, g, c.normEps, c.normUnitOffset);
   const mu = x.reduce((s, v) => s + v, 0) / x.length;
   const varr = x.reduce((s, v) => s + (v - mu) ** 2, 0) / x.length;
   const beta = has(`${prefix}.bias`) ? W(`${prefix}.bias`) : null;
   return x.map((v, i) => ((v - mu) / Math.sqrt(varr + c.normEps)) * g[i] + (beta ? beta[i] : 0));
 }
 
-/** Rotate head [off, off + hd) of `x` in place, HF rotate-half layout. */
-function rope(x: number[], off: number, hd: number, p: number, theta: number): void {
-  const half = hd / 2;
+function rms(x: number[], g: Float32Array, eps: number, unitOffset: boolean): number[] {
+  const ms = x.reduce((s, v) => s + v * v, 0) / x.length;
+  return x.map((v, i) => (v / Math.sqrt(ms + eps)) * (unitOffset ? 1 + g[i] : g[i]));
+}
+
+/** RMSNorm of each of `heads` heads of width hd in `x`. */
+function headNorm(
+  c: ModelConfig,
+  x: number[],
+  heads: number,
+  hd: number,
+  g: Float32Array,
+): number[] {
+  const out: number[] = [];
+  for (let h = 0; h < heads; h++)
+    out.push(...rms(x.slice(h * hd, (h + 1) * hd), g, c.normEps, c.normUnitOffset));
+  return out;
+}
+
+/**
+ * Inverse frequencies θ^(−2i/dim) of a RoPE and its cos/sin scale, with each scaling as its
+ * paper defines it: linear (positions ÷ factor), dynamic NTK (θ grown past the trained length),
+ * YaRN (ramped blend of interpolated and extrapolated frequencies, scale 0.1·ln s + 1) and
+ * Llama 3.1 (wavelength bands).
+ */
+function invFreq(
+  dim: number,
+  theta: number,
+  s: RopeScaling | undefined,
+  maxPositions: number,
+  rowLength: number,
+): { inv: number[]; scale: number } {
+  const plain = (base: number) =>
+    Array.from({ length: dim / 2 }, (_, i) => base ** ((-2 * i) / dim));
+  if (!s) return { inv: plain(theta), scale: 1 };
+  if (s.type === 'linear') return { inv: plain(theta).map((f) => f / s.factor), scale: 1 };
+  if (s.type === 'dynamic') {
+    const L = Math.max(rowLength, maxPositions);
+    const base = theta * ((s.factor * L) / maxPositions - (s.factor - 1)) ** (dim / (dim - 2));
+    return { inv: plain(base), scale: 1 };
+  }
+  if (s.type === 'llama3') {
+    const lowWave = s.originalMaxPositions / s.lowFreqFactor;
+    const highWave = s.originalMaxPositions / s.highFreqFactor;
+    const inv = plain(theta).map((f) => {
+      const wave = (2 * Math.PI) / f;
+      if (wave < highWave) return f;
+      if (wave > lowWave) return f / s.factor;
+      const smooth =
+        (s.originalMaxPositions / wave - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      return (1 - smooth) * (f / s.factor) + smooth * f;
+    });
+    return { inv, scale: 1 };
+  }
+  // YaRN: dimension index where a frequency turns r times over the original context
+  const dimFor = (r: number) =>
+    (dim * Math.log(s.originalMaxPositions / (r * 2 * Math.PI))) / (2 * Math.log(theta));
+  let lo = dimFor(s.betaFast ?? 32);
+  let hi = dimFor(s.betaSlow ?? 1);
+  if (s.truncate ?? true) {
+    lo = Math.floor(lo);
+    hi = Math.ceil(hi);
+  }
+  lo = Math.max(lo, 0);
+  hi = Math.min(hi, dim - 1);
+  if (lo === hi) hi += 0.001;
+  const inv = plain(theta).map((f, i) => {
+    const ramp = Math.min(1, Math.max(0, (i - lo) / (hi - lo)));
+    return (f / s.factor) * ramp + f * (1 - ramp);
+  });
+  const scale = s.attentionFactor ?? (s.factor <= 1 ? 1 : 0.1 * Math.log(s.factor) + 1);
+  return { inv, scale };
+}
+
+/** Rotate the first `rot` channels of head [off, off + hd) in place, HF rotate-half layout. */
+function rope(
+  x: number[],
+  off: number,
+  rot: number,
+  p: number,
+  inv: number[],
+  scale: number,
+): void {
+  const half = rot / 2;
   for (let i = 0; i < half; i++) {
-    const angle = p / theta ** ((2 * i) / hd);
+    const angle = p * inv[i];
+    const cos = Math.cos(angle) * scale;
+    const sin = Math.sin(angle) * scale;
     const x1 = x[off + i];
     const x2 = x[off + i + half];
-    x[off + i] = x1 * Math.cos(angle) - x2 * Math.sin(angle);
-    x[off + i + half] = x2 * Math.cos(angle) + x1 * Math.sin(angle);
+    x[off + i] = x1 * cos - x2 * sin;
+    x[off + i + half] = x2 * cos + x1 * sin;
   }
 }
