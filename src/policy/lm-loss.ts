@@ -1,6 +1,5 @@
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
-import { headLogProbs } from './lm-head.js';
 import type { TokenBatch } from './model/batch.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
 
@@ -43,8 +42,7 @@ export function lmLoss(
     const inputs = tf.reshape(tf.slice(hidden, [0, 0, 0], [B, T - 1, d]), [B * (T - 1), d]); // (N, d)
     const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
     const targets = tf.reshape(tf.slice(ids, [0, 1], [B, T - 1]), [B * (T - 1)]); // (N,)
-    const { weight, tied } = model.headWeight();
-    const lp = headLogProbs(inputs, weight, targets, tied); // (N,) chunked: never all [N, V] logits
+    const lp = model.tokenLogProbs(inputs, targets); // (N,) chunked: never all [N, V] logits
     return tf.div(tf.neg(tf.sum(tf.mul(lp, tf.tensor1d(w)))), tokens) as tf.Scalar;
   });
   return { loss, tokens };

@@ -2,7 +2,6 @@ import type { AllReduceShared } from '../../actors/allreduce.js';
 import { type RoleFactory, roleRef } from '../../actors/role.js';
 import { createReplica } from '../../actors/roles/policy.js';
 import * as tf from '../../kernels/tf.js';
-import { headLogProbs } from '../../policy/lm-head.js';
 import type { TokenBatch } from '../../policy/model/batch.js';
 import type { CausalLM } from '../../policy/model/causal-lm.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
@@ -80,8 +79,7 @@ function replyLogps(
   const h = tf.reshape(tf.slice(hidden, [0, 0, 0], [R, T - 1, d]), [R * (T - 1), d]);
   const ids = tf.tensor2d(b.ids, [R, T], 'int32');
   const targets = tf.reshape(tf.slice(ids, [0, 1], [R, T - 1]), [R * (T - 1)]);
-  const { weight, tied } = model.headWeight();
-  const lp = tf.reshape(headLogProbs(h, weight, targets, tied), [R, T - 1]); // position t predicts t+1
+  const lp = tf.reshape(model.tokenLogProbs(h, targets), [R, T - 1]); // position t predicts t+1
   const mask = tf.slice(tf.tensor2d(b.lossMask, [R, T], 'float32'), [0, 1], [R, T - 1]);
   return { sum: tf.sum(tf.mul(lp, mask), 1), count: tf.sum(mask, 1) };
 }

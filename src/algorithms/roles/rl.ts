@@ -19,7 +19,6 @@ import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../../policy/config.js';
 import { type GenerateOptions, generate } from '../../policy/generate.js';
 import { loadModel } from '../../policy/io.js';
-import { headLogProbs } from '../../policy/lm-head.js';
 import { CausalLM } from '../../policy/model/causal-lm.js';
 import { paramSpecs } from '../../policy/params.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
@@ -66,14 +65,14 @@ export function actionLogProbs(
     { ids: r.sequences, mask: r.attentionMask, batch: B, length: L },
     { checkpoint: o.checkpoint },
   );
-  const h = tf.div(
-    tf.reshape(tf.slice(hidden, [0, P - 1, 0], [B, A, d]), [B * A, d]),
-    o.temperature,
-  );
-  const { weight, tied } = model.headWeight();
-  const logp = tf.reshape(headLogProbs(h, weight, tf.tensor1d(targets, 'int32'), tied), [B, A]);
+  const h = tf.reshape(tf.slice(hidden, [0, P - 1, 0], [B, A, d]), [B * A, d]);
+  // log-softmax(z/τ) of the action tokens, z the (soft-capped) logits
+  const logp = tf.reshape(model.tokenLogProbs(h, tf.tensor1d(targets, 'int32'), o.temperature), [
+    B,
+    A,
+  ]);
   if (!o.entropy) return { logp };
-  const logits = tied ? tf.matMul(h, weight, false, true) : tf.matMul(h, weight);
+  const logits = tf.div(model.headLogits(h), o.temperature);
   return { logp, entropy: tf.reshape(entropyFromLogits(logits), [B, A]) };
 }
 
