@@ -64,6 +64,8 @@ export interface TrainResult {
   readonly steps: number;
   readonly finalEval?: Readonly<Record<string, number>>;
   readonly checkpoint?: string;
+  /** What `model.path` led to (a run's checkpoint, a LoRA checkpoint's base and adapters). */
+  readonly modelSource?: ModelSource;
 }
 
 type Item = PackedBlock | SftItem;
@@ -295,7 +297,13 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return { runDir: run.dir, steps: r.steps, finalEval: r.lastEval, checkpoint: r.checkpoint };
+    return {
+      runDir: run.dir,
+      steps: r.steps,
+      finalEval: r.lastEval,
+      checkpoint: r.checkpoint,
+      ...(source ? { modelSource: source } : {}),
+    };
   } finally {
     await supervisor.shutdown();
   }

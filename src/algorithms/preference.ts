@@ -336,7 +336,13 @@ export async function trainPreference(
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return { runDir: run.dir, steps: r.steps, finalEval: r.lastEval, checkpoint: r.checkpoint };
+    return {
+      runDir: run.dir,
+      steps: r.steps,
+      finalEval: r.lastEval,
+      checkpoint: r.checkpoint,
+      ...(source ? { modelSource: source } : {}),
+    };
   } finally {
     await supervisor.shutdown();
   }

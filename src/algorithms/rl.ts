@@ -511,7 +511,13 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
     await pending?.gen.catch(() => undefined);
-    return { runDir: run.dir, steps: r.steps, finalEval: r.lastEval, checkpoint: r.checkpoint };
+    return {
+      runDir: run.dir,
+      steps: r.steps,
+      finalEval: r.lastEval,
+      checkpoint: r.checkpoint,
+      ...(source ? { modelSource: source } : {}),
+    };
   } finally {
     await supervisor.shutdown();
   }

@@ -107,7 +107,9 @@ describe('LoRA handoff: a LoRA checkpoint is its adapted model everywhere', () =
         runtime: { backend: 'wasm' },
       },
     });
-    await trainPreference(config);
+    const dpo = await trainPreference(config);
+    expect(dpo.modelSource?.checkpoint).toMatchObject({ step: 6, pick: 'best' });
+    expect(dpo.modelSource?.adapters).toEqual([sftCheckpoint]);
     const dpo0 = evalAt(join(root, 'dpo'), 0);
     // The quantity both runs report about the same tokens: SFT's eval is the mean NLL of the
     // eval completions' tokens (`loss`, over `tokens` of them); DPO's `logps/chosen` is the mean
