@@ -1,4 +1,4 @@
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { CHATML_TEMPLATE, type ChatMessage, renderChat } from '../data/index.js';
 import { loadTokenizer } from '../data/tokenizer/index.js';
@@ -106,8 +106,10 @@ export async function runChat(
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   try {
     process.stdout.write('(empty line or Ctrl-D to quit)\n');
-    for (;;) {
-      const line = await rl.question('you> ').catch(() => '');
+    // Lines are read through the interface's iterator, which buffers them: piped input that
+    // arrives while the model is still answering is kept (rl.question would drop it and hang).
+    process.stdout.write('you> ');
+    for await (const line of rl) {
       if (line.trim() === '') break;
       messages.push({ role: 'user', content: line });
       const text = renderChat(template, messages, { addGenerationPrompt: true });
@@ -115,7 +117,7 @@ export async function runChat(
         .decode(await sample(tok.encode(text, { addSpecialTokens: false }), stop))
         .trim();
       messages.push({ role: 'assistant', content: reply });
-      process.stdout.write(`model> ${reply}\n`);
+      process.stdout.write(`model> ${reply}\nyou> `);
     }
     return 0;
   } finally {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { runLogprobs } from '../../src/cli/logprobs.js';
 import { runMerge } from '../../src/cli/merge.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { DpoConfig, RlConfig, RmConfig, SftConfig } from '../../src/config/schema.js';
+import { CHATML_TEMPLATE, renderChat } from '../../src/data/chat.js';
 import { loadTokenizer } from '../../src/data/tokenizer/index.js';
 import * as tf from '../../src/kernels/tf.js';
 import { generate } from '../../src/policy/generate.js';
@@ -209,6 +211,54 @@ describe('LoRA handoff: a LoRA checkpoint is its adapted model everywhere', () =
     expect(printed).toBe(await greedy(adapted));
     expect(printed).not.toBe(await greedy(base));
     tf.dispose([...adapted.params.values(), ...base.params.values()]);
+  }, 300_000);
+
+  it('troupe chat talks with the adapted model', async () => {
+    const tok = await loadTokenizer(sftCheckpoint);
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join('src', 'cli', 'main.ts'),
+        'chat',
+        '--model',
+        sftRun,
+        '--temperature',
+        '0',
+        '--max-new-tokens',
+        '8',
+        '--backend',
+        'wasm',
+      ],
+      { input: 'Great phone\n\n', encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(
+      /--model .*: run directory .*LoRA checkpoint .*with its adapter merged/,
+    );
+    const text = renderChat(
+      tok.chatTemplate ?? CHATML_TEMPLATE,
+      [{ role: 'user', content: 'Great phone' }],
+      {
+        addGenerationPrompt: true,
+      },
+    );
+    const stop = [tok.eosTokenId, tok.tokenToId('<|im_end|>')].filter(
+      (x): x is number => x !== undefined,
+    );
+    const reply = async (m: CausalLM) => {
+      const out = await generate(m, [tok.encode(text, { addSpecialTokens: false })], {
+        maxNewTokens: 8,
+        temperature: 0,
+        stopTokenIds: stop,
+      });
+      m.dispose();
+      return tok.decode(out.responses[0].filter((t) => !stop.includes(t))).trim();
+    };
+    const want = await reply(await loadModel(sftCheckpoint));
+    expect(r.stdout).toContain(`model> ${want}\n`);
+    expect(want).not.toBe(await reply(await loadHfModel(sftCheckpoint)));
   }, 300_000);
 
   it('a LoRA reward model scores with its adapter as a `model` reward source; PPO takes it as critic.path', async () => {
