@@ -103,8 +103,9 @@ static inline float *arg_f32_at(Args *a, size_t i, uint32_t index, const char *n
   return p;
 }
 
-/* An Int32Array, else a TypeError. */
-static inline int32_t *arg_i32(Args *a, size_t i, const char *name, size_t *len) {
+/* A typed array of `type`, else a TypeError "name must be <what>". */
+static inline void *arg_typed(Args *a, size_t i, const char *name, napi_typedarray_type want,
+                              const char *what, size_t *len) {
   *len = 0;
   if (a->failed) return NULL;
   bool is;
@@ -112,11 +113,21 @@ static inline int32_t *arg_i32(Args *a, size_t i, const char *name, size_t *len)
   void *ptr = NULL;
   if (napi_is_typedarray(a->env, a->argv[i], &is) != napi_ok || !is ||
       napi_get_typedarray_info(a->env, a->argv[i], &type, len, &ptr, NULL, NULL) != napi_ok ||
-      type != napi_int32_array) {
-    args_fail(a, false, name, "must be an Int32Array");
+      type != want) {
+    args_fail(a, false, name, what);
     return NULL;
   }
-  return (int32_t *)ptr;
+  return ptr;
+}
+
+/* An Int32Array, else a TypeError. */
+static inline int32_t *arg_i32(Args *a, size_t i, const char *name, size_t *len) {
+  return (int32_t *)arg_typed(a, i, name, napi_int32_array, "must be an Int32Array", len);
+}
+
+/* A Float64Array, else a TypeError. */
+static inline double *arg_f64(Args *a, size_t i, const char *name, size_t *len) {
+  return (double *)arg_typed(a, i, name, napi_float64_array, "must be a Float64Array", len);
 }
 
 /* An integer in [min, 2^31), else a RangeError. */

@@ -1,8 +1,10 @@
 /*
  * One pre-norm decoder block with a KV cache, as one call: what `block()` in
  * src/policy/model/block.ts computes for the new tokens of a cached forward (generation), for
- * GPT-2 (LayerNorm, GELU MLP, biases) and Llama / Qwen2 (RMSNorm, SwiGLU, RoPE, grouped-query
- * heads, optional q/k/v biases). Decoding one token of a small model ran ~26 tfjs kernels per
+ * GPT-2 (LayerNorm, GELU MLP, biases), Llama / Qwen2 / Mistral (RMSNorm, SwiGLU, RoPE,
+ * grouped-query heads, optional biases), Qwen3 (q/k norms), Gemma 2 / 3 ((1 + w) norms, sandwich
+ * norms, GeGLU, a query scale, attention soft-cap) and Phi-3 (partial rotary). Sliding windows
+ * are in the attention bias the caller passes. Decoding one token of a small model ran ~26 tfjs kernels per
  * layer, each a few µs of dispatch around less than that of arithmetic; here the arithmetic is
  * the same loops the separate kernels run (troupe_gemm, the fused norms and activations, the
  * softmax rows), in the same order, so results agree with the tfjs path to float32 rounding.
@@ -37,6 +39,10 @@ enum {
   UP_B,
   DOWN_W,
   DOWN_B,
+  Q_NORM_W,
+  K_NORM_W,
+  ATTN_OUT_NORM_W,
+  MLP_OUT_NORM_W,
   N_PARAMS
 };
 
@@ -45,29 +51,58 @@ static const char *const PARAM_NAMES[N_PARAMS] = {
     "attn.k.weight",    "attn.k.bias",    "attn.v.weight",    "attn.v.bias",
     "attn.o.weight",    "attn.o.bias",    "mlp_norm.weight",  "mlp_norm.bias",
     "mlp.gate.weight",  "mlp.gate.bias",  "mlp.up.weight",    "mlp.up.bias",
-    "mlp.down.weight",  "mlp.down.bias"};
+    "mlp.down.weight",  "mlp.down.bias",  "attn.q_norm.weight", "attn.k_norm.weight",
+    "attn_out_norm.weight", "mlp_out_norm.weight"};
 
 /* dims, in order */
-enum { D_B, D_T, D_HIDDEN, D_HEADS, D_KV, D_HD, D_INTER, D_PAST, D_CAP, D_NORM, D_MLP, N_DIMS };
+enum {
+  D_B,
+  D_T,
+  D_HIDDEN,
+  D_HEADS,
+  D_KV,
+  D_HD,
+  D_INTER,
+  D_PAST,
+  D_CAP,
+  D_NORM,     /* 0 layer, 1 rms, 2 rms with (1 + w) gains */
+  D_MLP,      /* 0 gelu, 1 swiglu, 2 geglu */
+  D_ROT,      /* rotated width of each head (RoPE tables [B·T, rot]); hd unless partial */
+  D_QKNORM,   /* 1: RMSNorm over each query and key head */
+  D_SANDWICH, /* 1: norms on the attention and MLP outputs before their residual adds */
+  N_DIMS
+};
+/* floats, in order */
+enum { F_EPS, F_SCALE, F_SOFTCAP, N_FLOATS };
 
 typedef struct {
-  int64_t B, T, d, H, KV, hd, I, P, cap;
-  bool rms, swiglu;
+  int64_t B, T, d, H, KV, hd, I, P, cap, rot;
+  bool rms, unit, qknorm, sandwich;
+  int mlp; /* 0 gelu, 1 swiglu, 2 geglu */
+  float eps, scale, softcap; /* softcap 0: none */
 } Dims;
 
-static void norm(const Dims *m, const float *x, const float *w, const float *b, float eps,
-                 float *y, float *stats) {
-  const int64_t R = m->B * m->T;
-  if (m->rms) troupe_rms_norm_forward(x, w, R, m->d, eps, y, stats);
-  else troupe_layer_norm_forward(x, w, b, R, m->d, eps, y, stats, stats + R);
+/* γ, or 1 + γ (Gemma) in `tmp` */
+static const float *gain(const Dims *m, const float *w, int64_t n, float *tmp) {
+  if (!m->unit) return w;
+  for (int64_t i = 0; i < n; i++) tmp[i] = 1.0f + w[i];
+  return tmp;
 }
 
-/* x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁], for each of `heads` heads of row r. */
+/* the model's norm over rows of `cols`: LayerNorm, RMSNorm, or RMSNorm with 1 + γ */
+static void norm_rows(const Dims *m, const float *x, const float *w, const float *b, int64_t rows,
+                      int64_t cols, float *y, float *stats, float *tmp) {
+  if (m->rms) troupe_rms_norm_forward(x, gain(m, w, cols, tmp), rows, cols, m->eps, y, stats);
+  else troupe_layer_norm_forward(x, w, b, rows, cols, m->eps, y, stats, stats + rows);
+}
+
+/* x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁], on the first `rot` channels of each
+ * of `heads` heads of row r (the rest pass through). */
 static void rope(float *x, const float *cos, const float *sin, int64_t R, int64_t heads,
-                 int64_t hd) {
-  const int64_t half = hd / 2;
+                 int64_t hd, int64_t rot) {
+  const int64_t half = rot / 2;
   for (int64_t r = 0; r < R; r++) {
-    const float *c = cos + r * hd, *s = sin + r * hd;
+    const float *c = cos + r * rot, *s = sin + r * rot;
     for (int64_t h = 0; h < heads; h++) {
       float *v = x + (r * heads + h) * hd;
       for (int64_t i = 0; i < half; i++) {
@@ -83,14 +118,19 @@ static void rope(float *x, const float *cos, const float *sin, int64_t R, int64_
  * One query row against S keys: sc = softmax(scale·q·K[j] + bias[j]), out = Σ_j sc[j]·V[j].
  * Decoding (a few new tokens): dot products and axpys, no BLAS call per (b, h).
  */
+/* scale·s, soft-capped as c·tanh(scale·s/c) when c > 0 (Gemma 2) */
+static inline float score(float s, float scale, float cap) {
+  return cap > 0 ? tanhf(s * (scale / cap)) * cap : scale * s;
+}
+
 static void attend_row(const float *q, const float *K, const float *V, const float *bias,
-                       int64_t S, int64_t hd, float scale, float *sc, float *out) {
+                       int64_t S, int64_t hd, float scale, float cap, float *sc, float *out) {
   for (int64_t j = 0; j < S; j++) {
     const float *kj = K + j * hd;
     float dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int64_t i = 0; i < hd; i++) dot += q[i] * kj[i];
-    sc[j] = scale * dot + bias[j];
+    sc[j] = score(dot, scale, cap) + bias[j];
   }
   troupe_softmax_row(sc, S);
   for (int64_t i = 0; i < hd; i++) out[i] = 0;
@@ -110,7 +150,7 @@ static void attend_row(const float *q, const float *K, const float *V, const flo
 static void attend(const Dims *m, const float *q, const float *kc, const float *vc,
                    const float *bias, int64_t S, float *scores, float *att) {
   const int64_t B = m->B, T = m->T, H = m->H, hd = m->hd, rep = m->H / m->KV, ld = H * hd;
-  const float scale = 1.0f / sqrtf((float)hd);
+  const float scale = m->scale, cap = m->softcap;
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++) {
       const float *K = kc + (b * m->KV + h / rep) * m->cap * hd;
@@ -120,13 +160,13 @@ static void attend(const Dims *m, const float *q, const float *kc, const float *
       float *oh = att + (b * T * H + h) * hd;
       if (T <= 4) {
         for (int64_t t = 0; t < T; t++)
-          attend_row(qh + t * ld, K, V, bh + t * S, S, hd, scale, scores, oh + t * ld);
+          attend_row(qh + t * ld, K, V, bh + t * S, S, hd, scale, cap, scores, oh + t * ld);
         continue;
       }
       troupe_gemm_ld(false, true, T, S, hd, qh, ld, K, hd, scores, S);
       for (int64_t t = 0; t < T; t++) {
         float *sc = scores + t * S;
-        for (int64_t j = 0; j < S; j++) sc[j] = scale * sc[j] + bh[t * S + j];
+        for (int64_t j = 0; j < S; j++) sc[j] = score(sc[j], scale, cap) + bh[t * S + j];
         troupe_softmax_row(sc, S);
       }
       troupe_gemm_ld(false, false, T, hd, S, scores, S, V, hd, oh, ld);
@@ -142,82 +182,123 @@ static void append(const Dims *m, const float *src, float *cache) {
                src + ((b * m->T + t) * m->KV + g) * m->hd, (size_t)m->hd * sizeof(float));
 }
 
-static void block(const Dims *m, float eps, const float *x, const float *const *w,
-                  const float *cos, const float *sin, const float *bias, float *kc, float *vc,
-                  float *y, float *work) {
+static void block(const Dims *m, const float *x, const float *const *w, const float *cos,
+                  const float *sin, const float *bias, float *kc, float *vc, float *y,
+                  float *work) {
   const int64_t R = m->B * m->T, d = m->d, qd = m->H * m->hd, kvd = m->KV * m->hd, S = m->P + m->T;
+  const bool gated = m->mlp != 0;
   float *a = work, *q = a + R * d, *k = q + R * qd, *v = k + R * kvd, *att = v + R * kvd;
   float *h1 = att + R * qd, *inner = h1 + R * d, *pre = inner + R * m->I, *up = pre + R * m->I;
-  float *stats = up + (m->swiglu ? R * m->I : 0), *scores = stats + 2 * R;
+  float *out = up + (gated ? R * m->I : 0), *stats = out + R * d;
+  float *tmp = stats + 2 * R * (m->H > 1 ? m->H : 1), *scores = tmp + (d > m->hd ? d : m->hd);
 
-  norm(m, x, w[ATTN_NORM_W], w[ATTN_NORM_B], eps, a, stats);
+  norm_rows(m, x, w[ATTN_NORM_W], w[ATTN_NORM_B], R, d, a, stats, tmp);
   troupe_linear(a, w[Q_W], w[Q_B], R, d, qd, q);
   troupe_linear(a, w[K_W], w[K_B], R, d, kvd, k);
   troupe_linear(a, w[V_W], w[V_B], R, d, kvd, v);
+  if (m->qknorm) { /* each head a row of hd, in place */
+    norm_rows(m, q, w[Q_NORM_W], NULL, R * m->H, m->hd, q, stats, tmp);
+    norm_rows(m, k, w[K_NORM_W], NULL, R * m->KV, m->hd, k, stats, tmp);
+  }
   if (cos) {
-    rope(q, cos, sin, R, m->H, m->hd);
-    rope(k, cos, sin, R, m->KV, m->hd);
+    rope(q, cos, sin, R, m->H, m->hd, m->rot);
+    rope(k, cos, sin, R, m->KV, m->hd, m->rot);
   }
   append(m, k, kc);
   append(m, v, vc);
   attend(m, q, kc, vc, bias, S, scores, att);
-  troupe_linear(att, w[O_W], w[O_B], R, qd, d, h1);
+  if (m->sandwich) {
+    troupe_linear(att, w[O_W], w[O_B], R, qd, d, out);
+    norm_rows(m, out, w[ATTN_OUT_NORM_W], NULL, R, d, h1, stats, tmp);
+  } else troupe_linear(att, w[O_W], w[O_B], R, qd, d, h1);
   for (int64_t i = 0; i < R * d; i++) h1[i] += x[i];
 
-  norm(m, h1, w[MLP_NORM_W], w[MLP_NORM_B], eps, a, stats);
-  if (m->swiglu) {
+  norm_rows(m, h1, w[MLP_NORM_W], w[MLP_NORM_B], R, d, a, stats, tmp);
+  if (gated) {
     troupe_linear(a, w[GATE_W], w[GATE_B], R, d, m->I, pre);
     troupe_linear(a, w[UP_W], w[UP_B], R, d, m->I, up);
-    troupe_silu_forward(pre, inner, R * m->I);
+    if (m->mlp == 1) troupe_silu_forward(pre, inner, R * m->I);
+    else troupe_gelu_forward(pre, inner, R * m->I);
     for (int64_t i = 0; i < R * m->I; i++) inner[i] *= up[i];
   } else {
     troupe_linear(a, w[UP_W], w[UP_B], R, d, m->I, pre);
     troupe_gelu_forward(pre, inner, R * m->I);
   }
-  troupe_linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, y);
+  if (m->sandwich) {
+    troupe_linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, out);
+    norm_rows(m, out, w[MLP_OUT_NORM_W], NULL, R, d, y, stats, tmp);
+  } else troupe_linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, y);
   for (int64_t i = 0; i < R * d; i++) y[i] += h1[i];
 }
 
 /* Each parameter's length, 0 where the block has none; whether it is required. */
 static void param_sizes(const Dims *m, uint64_t *size, bool *required) {
   const uint64_t d = m->d, qd = (uint64_t)m->H * m->hd, kvd = (uint64_t)m->KV * m->hd, I = m->I;
-  const uint64_t dq = mul_sat(d, qd), dkv = mul_sat(d, kvd), dI = mul_sat(d, I);
-  const uint64_t s[N_PARAMS] = {d, d, dq, qd, dkv, kvd, dkv, kvd, dq, d,
-                                d, d, dI, I,  dI,  I,   dI,  d};
+  const uint64_t dq = mul_sat(d, qd), dkv = mul_sat(d, kvd), dI = mul_sat(d, I), hd = m->hd;
+  const uint64_t s[N_PARAMS] = {d, d, dq, qd, dkv, kvd, dkv, kvd, dq, d, d,
+                                d, dI, I, dI, I, dI, d, hd, hd, d, d};
   for (int i = 0; i < N_PARAMS; i++) {
     size[i] = s[i];
-    required[i] = (i % 2 == 0 && i != GATE_W) || (!m->rms && (i == ATTN_NORM_B || i == MLP_NORM_B));
+    required[i] = i < Q_NORM_W && ((i % 2 == 0 && i != GATE_W) ||
+                                   (!m->rms && (i == ATTN_NORM_B || i == MLP_NORM_B)));
   }
-  required[GATE_W] = m->swiglu;
+  required[GATE_W] = m->mlp != 0;
+  required[Q_NORM_W] = required[K_NORM_W] = m->qknorm;
+  required[ATTN_OUT_NORM_W] = required[MLP_OUT_NORM_W] = m->sandwich;
 }
 
 /*
- * decodeBlock(dims, eps, x, params, cos, sin, bias, cacheK, cacheV, y)
- *   dims: Int32Array [B, T, d, H, KV, hd, I, P, cap, norm (0 layer, 1 rms), mlp (0 gelu, 1 swiglu)]
- *   params: an array of the 18 parameters in PARAM_NAMES' order (an empty Float32Array: none)
- *   cos, sin: [B·T, hd] RoPE tables, or both empty (learned positions)
+ * decodeBlock(dims, floats, x, params, cos, sin, bias, cacheK, cacheV, y)
+ *   dims: Int32Array [B, T, d, H, KV, hd, I, P, cap, norm, mlp, rot, qkNorm, sandwich] (see D_*)
+ *   floats: Float64Array [eps, query scale, attention soft-cap (0: none)]
+ *   params: an array of the 22 parameters in PARAM_NAMES' order (an empty Float32Array: none)
+ *   cos, sin: [B·T, rot] RoPE tables, or both empty (learned positions)
  *   bias: [B, T, P+T] additive attention bias; cacheK, cacheV: [B, KV, cap, hd], written at P..P+T−1
  *   x, y: [B, T, d]
  */
 static napi_value decode_block(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "decodeBlock", 10)) return NULL;
-  size_t ln;
+  size_t ln, lf;
   const int32_t *dv = arg_i32(&a, 0, "dims", &ln);
   args_need(&a, "dims", ln, N_DIMS);
+  const double *fv = arg_f64(&a, 1, "floats", &lf);
+  args_need(&a, "floats", lf, N_FLOATS);
   if (a.failed) return NULL;
   for (int i = 0; i < N_DIMS; i++) {
-    const int32_t lo = i == D_PAST || i == D_NORM || i == D_MLP ? 0 : 1;
-    if (dv[i] < lo || (i >= D_NORM && dv[i] > 1)) {
+    const bool flag = i == D_NORM || i == D_MLP || i == D_QKNORM || i == D_SANDWICH;
+    const int32_t lo = i == D_PAST || flag ? 0 : 1;
+    const int32_t hi = i == D_NORM || i == D_MLP ? 2 : flag ? 1 : INT32_MAX;
+    if (dv[i] < lo || dv[i] > hi) {
       args_fail(&a, true, "dims", "holds a value out of range");
       return NULL;
     }
   }
-  const Dims m = {dv[D_B],     dv[D_T],     dv[D_HIDDEN], dv[D_HEADS],    dv[D_KV],     dv[D_HD],
-                  dv[D_INTER], dv[D_PAST],  dv[D_CAP],    dv[D_NORM] == 1, dv[D_MLP] == 1};
+  const Dims m = {.B = dv[D_B],
+                  .T = dv[D_T],
+                  .d = dv[D_HIDDEN],
+                  .H = dv[D_HEADS],
+                  .KV = dv[D_KV],
+                  .hd = dv[D_HD],
+                  .I = dv[D_INTER],
+                  .P = dv[D_PAST],
+                  .cap = dv[D_CAP],
+                  .rot = dv[D_ROT],
+                  .rms = dv[D_NORM] >= 1,
+                  .unit = dv[D_NORM] == 2,
+                  .qknorm = dv[D_QKNORM] == 1,
+                  .sandwich = dv[D_SANDWICH] == 1,
+                  .mlp = dv[D_MLP],
+                  .eps = (float)fv[F_EPS],
+                  .scale = (float)fv[F_SCALE],
+                  .softcap = (float)fv[F_SOFTCAP]};
   if (m.H % m.KV != 0) args_fail(&a, true, "dims", "heads must be a multiple of kvHeads");
   if (m.P + m.T > m.cap) args_fail(&a, true, "dims", "past + new tokens exceed the cache capacity");
-  const float eps = (float)arg_num(&a, 1, "eps");
+  if (m.rot > m.hd || m.rot % 2) args_fail(&a, true, "dims", "rot must be even and at most hd");
+  if ((m.qknorm || m.sandwich || m.unit) && !m.rms)
+    args_fail(&a, true, "dims", "q/k, sandwich and (1 + w) norms need RMSNorm");
+  if (!(fv[F_EPS] > 0) || !(fv[F_SCALE] > 0) || !(fv[F_SOFTCAP] >= 0) || !isfinite(fv[F_SOFTCAP]))
+    args_fail(&a, true, "floats", "needs eps > 0, scale > 0 and a soft-cap ≥ 0");
   size_t lx, lc, ls, lb, lk, lv, ly;
   const float *x = arg_f32(&a, 2, "x", &lx);
   const float *w[N_PARAMS] = {0};
@@ -242,9 +323,8 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   args_need(&a, "x", lx, mul_sat(R, m.d));
   args_need(&a, "y", ly, mul_sat(R, m.d));
   if (!a.failed && (lc != 0 || ls != 0)) {
-    args_need(&a, "cos", lc, mul_sat(R, m.hd));
-    args_need(&a, "sin", ls, mul_sat(R, m.hd));
-    if (m.hd % 2) args_fail(&a, true, "dims", "head width must be even with RoPE");
+    args_need(&a, "cos", lc, mul_sat(R, m.rot));
+    args_need(&a, "sin", ls, mul_sat(R, m.rot));
   }
   args_need(&a, "bias", lb, mul_sat(R, S));
   const uint64_t cached = mul_sat((uint64_t)m.B * m.KV, (uint64_t)m.cap * m.hd);
@@ -252,15 +332,17 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   args_need(&a, "cacheV", lv, cached);
   if (a.failed) return NULL;
   const uint64_t qd = (uint64_t)m.H * m.hd, kvd = (uint64_t)m.KV * m.hd;
-  const uint64_t per_row =
-      2 * (uint64_t)m.d + 2 * qd + 2 * kvd + (m.swiglu ? 3 : 2) * (uint64_t)m.I + 2;
-  const uint64_t floats = add_sat(mul_sat(R, per_row), (uint64_t)m.T * S);
+  const uint64_t heads = m.H > 1 ? (uint64_t)m.H : 1;
+  const uint64_t per_row = 3 * (uint64_t)m.d + 2 * qd + 2 * kvd +
+                           (m.mlp != 0 ? 3 : 2) * (uint64_t)m.I + 2 * heads;
+  const uint64_t fixed = add_sat((uint64_t)m.T * S, (uint64_t)(m.d > m.hd ? m.d : m.hd));
+  const uint64_t floats = add_sat(mul_sat(R, per_row), fixed);
   float *work = floats > SIZE_MAX / sizeof(float) ? NULL : malloc(floats * sizeof(float));
   if (!work) {
     args_fail(&a, true, "decodeBlock", "could not allocate its workspace");
     return NULL;
   }
-  block(&m, eps, x, w, lc ? cos : NULL, sin, bias, kc, vc, y, work);
+  block(&m, x, w, lc ? cos : NULL, sin, bias, kc, vc, y, work);
   free(work);
   return NULL;
 }

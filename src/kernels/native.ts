@@ -85,13 +85,15 @@ export interface NativeAddon {
    * One decoder block over the new tokens of a cached forward (native/decode.c): norm, q/k/v
    * (RoPE), the keys and values written into the caches at P.., attention over 0..P+T−1, the
    * output projection, norm, MLP, both residuals.
-   *   dims [B, T, d, H, KV, hd, I, P, capacity, norm (0 layer, 1 rms), mlp (0 gelu, 1 swiglu)]
-   *   params: the 18 of DECODE_PARAMS (native-decode.ts) in order, an empty array where absent
-   *   cos, sin [B·T, hd] or empty; bias [B, T, P+T]; caches [B, KV, capacity, hd]; x, y [B, T, d]
+   *   dims [B, T, d, H, KV, hd, I, P, capacity, norm (0 layer, 1 rms, 2 rms with 1 + γ),
+   *         mlp (0 gelu, 1 swiglu, 2 geglu), rot (rotated width), qkNorm (0/1), sandwich (0/1)]
+   *   floats [eps, query scale, attention soft-cap (0: none)]
+   *   params: the 22 of DECODE_PARAMS (native-decode.ts) in order, an empty array where absent
+   *   cos, sin [B·T, rot] or empty; bias [B, T, P+T]; caches [B, KV, capacity, hd]; x, y [B, T, d]
    */
   decodeBlock(
     dims: Int32Array,
-    eps: number,
+    floats: Float64Array,
     x: Float32Array,
     params: Float32Array[],
     cos: Float32Array,

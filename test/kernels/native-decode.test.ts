@@ -119,11 +119,16 @@ describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`
       0,
       I * d,
       0,
+      0,
+      0,
+      0,
+      0,
     ].map(f);
-    const dims = (past: number, cap: number) =>
-      Int32Array.of(B, T, d, H, KV, hd, I, past, cap, 0, 0);
-    const call = (p: Float32Array[], dm = dims(0, 4)) =>
-      a.decodeBlock(dm, 1e-5, f(d), p, f(0), f(0), f(1), f(KV * 4 * hd), f(KV * 4 * hd), f(d));
+    const dims = (past: number, cap: number, extra = [0, 0, hd, 0, 0]) =>
+      Int32Array.of(B, T, d, H, KV, hd, I, past, cap, ...extra);
+    const floats = Float64Array.of(1e-5, 0.5, 0);
+    const call = (p: Float32Array[], dm = dims(0, 4), fl = floats) =>
+      a.decodeBlock(dm, fl, f(d), p, f(0), f(0), f(1), f(KV * 4 * hd), f(KV * 4 * hd), f(d));
     expect(() => call(params)).not.toThrow();
     const shortQ = params.map((p, i) => (i === 2 ? f(d * d - 1) : p));
     expect(() => call(shortQ)).toThrow(/attn\.q\.weight has 63 elements, needs 64/);
@@ -131,8 +136,18 @@ describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`
     expect(() => call(noNormBias)).toThrow(/attn_norm\.bias is required/);
     expect(() => call(params, dims(4, 4))).toThrow(/dims past \+ new tokens exceed the cache/);
     expect(() => call(params.slice(0, 17))).toThrow(/mlp\.down\.bias must be a Float32Array/);
+    // q/k norms and sandwich norms need their gains, and RMSNorm
+    expect(() => call(params, dims(0, 4, [1, 0, hd, 1, 0]))).toThrow(
+      /attn\.q_norm\.weight is required/,
+    );
+    expect(() => call(params, dims(0, 4, [0, 0, hd, 1, 0]))).toThrow(/need RMSNorm/);
+    expect(() => call(params, dims(0, 4, [1, 0, 3, 0, 0]))).toThrow(/rot must be even/);
+    expect(() => call(params, dims(0, 4), Float64Array.of(1e-5, 0.5, -1))).toThrow(
+      /floats needs eps > 0, scale > 0 and a soft-cap ≥ 0/,
+    );
+    expect(() => call(params, dims(0, 4), Float64Array.of(1e-5, 0.5))).toThrow(/floats has 2/);
     // a capacity the caches do not have
-    const roomy = Int32Array.of(B, T, d, H, KV, hd, I, 0, 2 ** 31 - 1, 0, 0);
+    const roomy = Int32Array.of(B, T, d, H, KV, hd, I, 0, 2 ** 31 - 1, 0, 0, hd, 0, 0);
     expect(() => call(params, roomy)).toThrow(/cacheK has 32 elements, needs 17179869176/);
   });
 });

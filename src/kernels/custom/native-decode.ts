@@ -34,6 +34,10 @@ export const DECODE_PARAMS = [
   'mlp.up.bias',
   'mlp.down.weight',
   'mlp.down.bias',
+  'attn.q_norm.weight',
+  'attn.k_norm.weight',
+  'attn_out_norm.weight',
+  'mlp_out_norm.weight',
 ] as const;
 
 /** One layer's cached keys and values on the host: [B, KV, capacity, hd] each, row-major. */
@@ -50,11 +54,21 @@ export interface DecodeBlockArgs {
   readonly headDim: number;
   readonly intermediate: number;
   readonly norm: 'layernorm' | 'rmsnorm';
-  readonly mlp: 'gelu' | 'swiglu';
+  /** RMSNorm gains as 1 + γ (Gemma). */
+  readonly normUnitOffset?: boolean;
+  readonly mlp: 'gelu' | 'swiglu' | 'geglu';
   readonly eps: number;
+  /** Attention scores q·k·scale; default 1/√headDim. */
+  readonly queryScale?: number;
+  /** Attention soft-cap c (scores c·tanh(s/c)); absent: none. */
+  readonly attnSoftcap?: number;
+  /** RMSNorm over each query and key head (`attn.q_norm`, `attn.k_norm` params). */
+  readonly qkNorm?: boolean;
+  /** Norms on the attention and MLP outputs before their residual adds. */
+  readonly sandwichNorms?: boolean;
   /** Additive attention bias, [B, T, P+T] in any shape of that size. */
   readonly bias: tf.Tensor;
-  /** RoPE tables, [B·T, hd] in any shape of that size; absent with learned positions. */
+  /** RoPE tables, [B·T, rot] in any shape of that size (rot ≤ hd: partial rotary); absent with learned positions. */
   readonly rope?: { readonly cos: tf.Tensor; readonly sin: tf.Tensor };
   /** Tokens already in the cache. */
   readonly past: number;
@@ -79,16 +93,16 @@ export function installNativeDecode(tfBackend: string): string[] {
     }: {
       inputs: Record<string, TensorInfo>;
       backend: unknown;
-      attrs: { dims: Int32Array; eps: number; cache: HostKV };
+      attrs: { dims: Int32Array; floats: Float64Array; cache: HostKV };
     }) => {
       const { x, bias, cos, sin } = inputs;
       const s = storageFor(backendName, backend);
       const y = s.output([...x.shape]); // views after the allocation (it can move the wasm heap)
       const params = DECODE_PARAMS.map((n) => (inputs[n] ? s.view(inputs[n]) : EMPTY));
-      const { dims, eps, cache } = attrs;
+      const { dims, floats, cache } = attrs;
       addon.decodeBlock(
         dims,
-        eps,
+        floats,
         s.view(x),
         params,
         cos ? s.view(cos) : EMPTY,
@@ -129,8 +143,16 @@ export function nativeDecodeBlock(
     a.intermediate,
     a.past,
     a.cache.capacity,
-    a.norm === 'rmsnorm' ? 1 : 0,
-    a.mlp === 'swiglu' ? 1 : 0,
+    a.norm === 'rmsnorm' ? (a.normUnitOffset ? 2 : 1) : 0,
+    { gelu: 0, swiglu: 1, geglu: 2 }[a.mlp],
+    a.rope ? a.rope.cos.size / (B * T) : a.headDim,
+    a.qkNorm ? 1 : 0,
+    a.sandwichNorms ? 1 : 0,
+  );
+  const floats = Float64Array.of(
+    a.eps,
+    a.queryScale ?? 1 / Math.sqrt(a.headDim),
+    a.attnSoftcap ?? 0,
   );
   const inputs: tf.NamedTensorMap = { x, bias: a.bias };
   if (a.rope) {
@@ -141,6 +163,6 @@ export function nativeDecodeBlock(
     const p = params[n];
     if (p) inputs[n] = p;
   }
-  const attrs = { dims, eps: a.eps, cache: a.cache } as unknown as tf.NamedAttrMap;
+  const attrs = { dims, floats, cache: a.cache } as unknown as tf.NamedAttrMap;
   return tf.engine().runKernel(DECODE_BLOCK, inputs, attrs) as tf.Tensor;
 }

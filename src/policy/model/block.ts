@@ -143,15 +143,7 @@ export function canDecodeNatively(x: tf.Tensor, ctx: BlockContext): boolean {
 
 /** The config switches the native decoder block implements (the others run block()). */
 export function nativeDecodeSupports(c: ModelConfig): boolean {
-  return (
-    !c.qkNorm &&
-    !c.normUnitOffset &&
-    !c.sandwichNorms &&
-    c.mlp !== 'geglu' &&
-    c.attnSoftcap === undefined &&
-    c.partialRotary === 1 &&
-    Math.abs(c.queryScale * Math.sqrt(c.headDim) - 1) < 1e-12
-  );
+  return c.norm === 'rmsnorm' || (!c.qkNorm && !c.sandwichNorms && !c.normUnitOffset);
 }
 
 /**
@@ -175,8 +167,13 @@ export function nativeBlock(
     headDim: c.headDim,
     intermediate: c.intermediate,
     norm: c.norm,
-    mlp: c.mlp as 'gelu' | 'swiglu',
+    normUnitOffset: c.normUnitOffset,
+    mlp: c.mlp,
     eps: c.normEps,
+    queryScale: c.queryScale,
+    attnSoftcap: c.attnSoftcap,
+    qkNorm: c.qkNorm,
+    sandwichNorms: c.sandwichNorms,
     bias: ctx.bias,
     rope: ctx.rope,
     past,
