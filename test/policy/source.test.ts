@@ -266,7 +266,11 @@ describe('model sources: LoRA checkpoints, adapter-only directories, run directo
     writeFileSync(join(dir, 'chat_template.jinja'), '{{ messages }}');
     const out = join(tmp(), 'merged');
     const r = await mergeToDirectory(dir, out);
-    expect(r.copied.map((c) => c.file)).toEqual(['tokenizer.json', 'chat_template.jinja']);
+    expect(r.copied.map((c) => c.file)).toEqual([
+      'tokenizer.json',
+      'chat_template.jinja',
+      'generation_config.json',
+    ]);
     expect(existsSync(join(out, 'adapter_config.json'))).toBe(false);
     expect(readFileSync(join(out, 'chat_template.jinja'), 'utf8')).toBe('{{ messages }}');
     const viaAdapter = await (await loadModel(dir)).stateDict();

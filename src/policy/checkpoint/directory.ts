@@ -5,7 +5,7 @@ import { TroupeError } from '../../errors.js';
 import type { ModelConfig } from '../config.js';
 import { writeFileAtomic } from './atomic.js';
 import type { SafetensorsDtype, WriteDtype } from './dtypes.js';
-import { fromHfConfig, toHfConfig } from './hf-config.js';
+import { fromHfConfig, toHfConfig, toHfGenerationConfig } from './hf-config.js';
 import { fromHfStateDict, isHfBuffer, toHfStateDict } from './hf-names.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 import { badCheckpoint, numel, type StateDict, type Tensor32 } from './tensor32.js';
@@ -13,13 +13,16 @@ import { badCheckpoint, numel, type StateDict, type Tensor32 } from './tensor32.
 /**
  * A Hugging Face model directory, as `save_pretrained` writes it:
  *
- *   config.json
+ *   config.json                                        (…ForCausalLM, or …ForSequenceClassification
+ *                                                       with one label for a reward model)
+ *   generation_config.json                             token ids generation uses (language models)
  *   model.safetensors                                  one file, or when larger than the shard limit:
  *   model-00001-of-0000N.safetensors ...               shards, filled greedily in parameter order
  *   model.safetensors.index.json                       { metadata: { total_size }, weight_map: { hfName: file } }
  */
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
+export const GENERATION_CONFIG = 'generation_config.json';
 /** transformers' default `max_shard_size` ("5GB"). */
 export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
@@ -100,8 +103,13 @@ export async function saveHfDirectory(
 ): Promise<void> {
   checkSaveOptions(options);
   const dtype = options.dtype ?? 'F32';
-  const hf = toHfStateDict(config, state);
-  const configJson = `${JSON.stringify(toHfConfig(config, { dtype }), null, 2)}\n`; // throws before any write
+  // A reward model (a score head) is a sequence classifier: transformers'
+  // AutoModelForSequenceClassification loads it as it is, so it is saved without an LM head.
+  const classifier = state.has('score.weight');
+  const kept = classifier ? new Map([...state].filter(([n]) => n !== 'lm_head.weight')) : state;
+  const hf = toHfStateDict(config, kept);
+  const hfConfig = toHfConfig(config, { dtype, sequenceClassification: classifier });
+  const configJson = `${JSON.stringify(hfConfig, null, 2)}\n`; // throws before any write
   await mkdir(dir, { recursive: true });
   const bytesPer = dtype === 'BF16' ? 2 : 4;
   const shards = shard(hf, bytesPer, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
@@ -127,6 +135,10 @@ export async function saveHfDirectory(
     written.add(INDEX_FILE);
   }
   await writeFileAtomic(join(dir, 'config.json'), configJson);
+  if (!classifier && !(GENERATION_CONFIG in (options.extraFiles ?? {}))) {
+    const gen = `${JSON.stringify(toHfGenerationConfig(config), null, 2)}\n`;
+    await writeFileAtomic(join(dir, GENERATION_CONFIG), gen);
+  }
   for (const [name, data] of Object.entries(options.extraFiles ?? {}))
     await writeFileAtomic(join(dir, name), data);
   for (const stale of (await readdir(dir)).filter((f) => OWN_FILE.test(f) && !written.has(f))) {

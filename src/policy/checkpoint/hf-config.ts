@@ -677,6 +677,20 @@ export function fromHfConfig(json: unknown, source = 'config.json'): ModelConfig
       'is set: quantized checkpoints are not supported; load the unquantized weights',
     );
   }
+  const arch = (json as Raw).architectures;
+  const classifier =
+    Array.isArray(arch) && arch.some((a) => /ForSequenceClassification$/.test(String(a)));
+  const id2label = (json as Raw).id2label;
+  const labels =
+    (json as Raw).num_labels ??
+    (typeof id2label === 'object' && id2label !== null ? Object.keys(id2label).length : 1);
+  if (classifier && labels !== 1) {
+    throw unsupported(
+      source,
+      'id2label',
+      `gives a classifier with ${labels} labels; Troupe reads reward models, which have one (num_labels: 1)`,
+    );
+  }
   let config: ModelConfig;
   try {
     config = importer(f);

@@ -75,7 +75,9 @@ export function fromHfStateDict(
     byCanon.set(canon, { name, t });
   }
   const heads = HEADS.filter((h) => byCanon.has(`${h}.weight`) || options.heads?.includes(h));
-  const { rules, shapes } = plan(config, heads);
+  // a reward model saved as …ForSequenceClassification has a score head and no LM head
+  const lmHead = config.tieEmbeddings || byCanon.has('lm_head.weight') || !heads.includes('score');
+  const { rules, shapes } = plan(config, heads, { lmHead });
   const missing = rules
     .filter((r) => !byCanon.has(r.hf))
     .map((r) => `${r.hf} (→ ${r.ours.join(', ')})`);
@@ -170,7 +172,8 @@ export function toHfStateDict(
 ): StateDict {
   const source = options.source ?? 'state dict';
   const heads = HEADS.filter((h) => ours.has(`${h}.weight`) || options.heads?.includes(h));
-  const { rules, shapes } = plan(config, heads);
+  const lmHead = config.tieEmbeddings || ours.has('lm_head.weight') || !heads.includes('score');
+  const { rules, shapes } = plan(config, heads, { lmHead });
   const missing = [...shapes.keys()].filter((n) => !ours.has(n));
   const unexpected = [...ours.keys()].filter((n) => !shapes.has(n));
   if (missing.length > 0 || unexpected.length > 0)

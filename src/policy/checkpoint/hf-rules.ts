@@ -153,11 +153,14 @@ export const FAMILIES: Readonly<Record<ModelConfig['family'], FamilyNames>> = {
   phi3: PHI3,
 };
 
-/** Rules for the config's parameters plus `heads`, each of our names covered exactly once. */
-export function plan(c: ModelConfig, heads: readonly HeadName[]) {
+/**
+ * Rules for the config's parameters plus `heads`, each of our names covered exactly once.
+ * `lmHead: false` leaves out an untied LM head (a sequence classifier has none).
+ */
+export function plan(c: ModelConfig, heads: readonly HeadName[], opts: { lmHead?: boolean } = {}) {
   const shapes = new Map<string, readonly number[]>();
   for (const s of [...paramSpecs(c), ...heads.flatMap((h) => headSpecs(c, h))])
-    shapes.set(s.name, s.shape);
+    if (opts.lmHead !== false || s.name !== 'lm_head.weight') shapes.set(s.name, s.shape);
   const headRules = heads.map((h) => rule(`${h}.weight`, `${h}.weight`, 'transpose'));
   const rules = [...FAMILIES[c.family].rules(c), ...headRules].filter((r) =>
     r.ours.every((n) => shapes.has(n)),

@@ -77,13 +77,22 @@ export class CausalLM {
     }
   }
 
-  /** A model from plain parameter data (a loaded checkpoint); every tensor must be present. */
+  /**
+   * A model from plain parameter data (a loaded checkpoint); every tensor must be present, except
+   * that a reward model (a `score` head) may come without an LM head, as transformers'
+   * `…ForSequenceClassification` saves it: it then scores and has values, but has no logits.
+   */
   static fromState(
     config: ModelConfig,
     state: Map<string, Tensor32>,
     heads: readonly HeadName[] = [],
   ): CausalLM {
-    const specs = [...paramSpecs(config), ...heads.flatMap((h) => headSpecs(config, h))];
+    const headless =
+      !config.tieEmbeddings && !state.has('lm_head.weight') && heads.includes('score');
+    const specs = [
+      ...paramSpecs(config).filter((s) => !(headless && s.name === 'lm_head.weight')),
+      ...heads.flatMap((h) => headSpecs(config, h)),
+    ];
     const values = new Map<string, tf.Tensor>();
     try {
       for (const s of specs) {
@@ -105,6 +114,11 @@ export class CausalLM {
     } finally {
       tf.dispose([...values.values()]);
     }
+  }
+
+  /** Whether the model has an LM head (a sequence classifier saved by transformers has none). */
+  get hasLmHead(): boolean {
+    return this.config.tieEmbeddings || this.params.has('lm_head.weight');
   }
 
   /** Every parameter's data (read with `await data()`, so it works on every backend). */
@@ -241,9 +255,8 @@ export class CausalLM {
   /** Logits of rows of hidden states, soft-capped where the config says so.  h: [N, d] → [N, V] */
   headLogits(h: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const z = this.config.tieEmbeddings
-        ? tf.matMul(h, need(this, 'embed.weight'), false, true) // (N, V) = h·Eᵀ
-        : tf.matMul(h, need(this, 'lm_head.weight'));
+      const { weight, tied } = this.headWeight();
+      const z = tied ? tf.matMul(h, weight, false, true) : tf.matMul(h, weight); // (N, V)
       const cap = this.config.finalSoftcap;
       return cap === undefined ? z : tf.mul(tf.tanh(tf.div(z, cap)), cap);
     });
@@ -269,6 +282,13 @@ export class CausalLM {
   /** The LM head's matrix: the embedding [V, d] when tied, else `lm_head.weight` [d, V]. */
   headWeight(): { weight: tf.Variable; tied: boolean } {
     const tied = this.config.tieEmbeddings;
+    if (!this.hasLmHead) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        'This model has no LM head: it was saved as a sequence classifier (a reward model), which ' +
+          'scores sequences but cannot give next-token logits',
+      );
+    }
     return { weight: need(this, tied ? 'embed.weight' : 'lm_head.weight'), tied };
   }
 

@@ -7,6 +7,7 @@ import {
   saveHfDirectory,
   toHfStateDict,
 } from '../../../src/policy/checkpoint/index.js';
+import { readSafetensors } from '../../../src/policy/checkpoint/safetensors.js';
 import { expectSameState, GPT2, LLAMA, QWEN2, seededState, tmpDir } from './fixtures.js';
 
 const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8'));
@@ -36,7 +37,7 @@ describe('Hugging Face directories', () => {
 
   it('shards past maxShardBytes, with an index transformers reads', async () => {
     const dir = tmpDir();
-    const state = seededState(LLAMA, ['score']);
+    const state = seededState(LLAMA, ['value_head']);
     await saveHfDirectory(dir, LLAMA, state, { maxShardBytes: 3000 });
     const files = readdirSync(dir).sort();
     const shards = files.filter((f) => f.startsWith('model-'));
@@ -44,7 +45,12 @@ describe('Hugging Face directories', () => {
     shards.forEach((f, i) => {
       expect(f).toBe(`model-0000${i + 1}-of-0000${shards.length}.safetensors`);
     });
-    expect(files).toEqual(['config.json', ...shards, 'model.safetensors.index.json']);
+    expect(files).toEqual([
+      'config.json',
+      'generation_config.json',
+      ...shards,
+      'model.safetensors.index.json',
+    ]);
 
     const index = readJson(join(dir, 'model.safetensors.index.json'));
     const hf = toHfStateDict(LLAMA, state);
@@ -69,8 +75,34 @@ describe('Hugging Face directories', () => {
     expect(existsSync(join(dir, 'model.safetensors.index.json'))).toBe(true);
     const state = seededState(GPT2, [], 2);
     await saveHfDirectory(dir, GPT2, state);
-    expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+    ]);
     expectSameState((await loadHfDirectory(dir)).state, state);
+  });
+
+  it('a reward model (score head) is a sequence classifier: no LM head, one label, no generation config', async () => {
+    const dir = tmpDir();
+    const state = seededState(LLAMA, ['score']);
+    await saveHfDirectory(dir, LLAMA, state);
+    expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(readJson(join(dir, 'config.json'))).toMatchObject({
+      architectures: ['LlamaForSequenceClassification'],
+      num_labels: 1,
+    });
+    const { tensors } = await readSafetensors(join(dir, 'model.safetensors'));
+    expect(tensors.has('lm_head.weight')).toBe(false);
+    expect(tensors.get('score.weight')!.shape).toEqual([1, LLAMA.hidden]);
+    const loaded = await loadHfDirectory(dir);
+    const want = new Map([...state].filter(([n]) => n !== 'lm_head.weight'));
+    expectSameState(loaded.state, want);
+    // without a score head, a missing LM head is still an error
+    const noHead = new Map([...want].filter(([n]) => n !== 'score.weight'));
+    await expect(saveHfDirectory(tmpDir(), LLAMA, noHead)).rejects.toThrow(
+      /missing 1: lm_head\.weight/,
+    );
   });
 
   it('BF16 loads back within bfloat16 precision', async () => {

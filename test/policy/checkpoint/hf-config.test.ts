@@ -294,6 +294,16 @@ describe('config.json import', () => {
       "describes an invalid model: Model config 'headDim'",
     ],
     [
+      'a classifier with two labels',
+      {
+        ...LLAMA_JSON,
+        architectures: ['LlamaForSequenceClassification'],
+        id2label: { 0: 'NEG', 1: 'POS' },
+      },
+      'UNSUPPORTED',
+      "'id2label' gives a classifier with 2 labels",
+    ],
+    [
       'an unknown model_type',
       { model_type: 'bert' },
       'UNKNOWN_NAME',
