@@ -5,65 +5,235 @@ import { parseArgs } from 'node:util';
 import { textOf } from '../algorithms/lm.js';
 import { readExamples } from '../data/datasets/index.js';
 import {
-  type BpeTokenizer,
   loadTokenizer,
   saveTokenizer,
+  type Tokenizer,
   trainBpe,
+  trainUnigram,
+  trainWordPiece,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
+
+/** The tokenizer kinds `troupe tokenizer train` makes. */
+const KINDS = ['bpe', 'wordpiece', 'unigram'] as const;
+type Kind = (typeof KINDS)[number];
+
+/** One option of `troupe tokenizer train`: what parseArgs reads and what --help says. */
+interface TrainOption {
+  readonly name: string;
+  readonly type: 'string' | 'boolean';
+  /** Shown in the usage line, e.g. N. */
+  readonly value?: string;
+  readonly default?: string;
+  /** The kinds it applies to; all when absent. */
+  readonly kinds?: readonly Kind[];
+  readonly help: string;
+}
+
+const SPECIALS: Readonly<Record<Kind, string>> = {
+  bpe: '<|endoftext|>,<|pad|>,<|im_start|>,<|im_end|>',
+  wordpiece: '[PAD],[UNK],[CLS],[SEP],[MASK]',
+  unigram: '<unk>,<s>,</s>',
+};
+
+/** The one table the parser and the help text are made from. */
+export const TRAIN_OPTIONS: readonly TrainOption[] = [
+  {
+    name: 'input',
+    type: 'string',
+    value: 'DATA.jsonl',
+    help: 'JSONL or Parquet dataset (any column convention); required',
+  },
+  {
+    name: 'output',
+    type: 'string',
+    value: 'DIR',
+    help: 'where tokenizer.json and tokenizer_config.json go; required',
+  },
+  {
+    name: 'kind',
+    type: 'string',
+    value: KINDS.join('|'),
+    default: 'bpe',
+    help: 'bpe: byte-level BPE (GPT-2 style); wordpiece: BERT-style WordPiece (BertNormalizer, [CLS] A [SEP]); unigram: SentencePiece-style Unigram (NFKC, Metaspace)',
+  },
+  {
+    name: 'vocab-size',
+    type: 'string',
+    value: 'N',
+    default: '8192',
+    help: 'final vocabulary size, special tokens included',
+  },
+  {
+    name: 'min-frequency',
+    type: 'string',
+    value: 'N',
+    default: '2',
+    kinds: ['bpe', 'wordpiece'],
+    help: 'a pair seen fewer times is never merged',
+  },
+  {
+    name: 'special-tokens',
+    type: 'string',
+    value: 'a,b',
+    help: `given the first ids, in order; default per kind: ${KINDS.map((k) => `${k} ${SPECIALS[k]}`).join('; ')}`,
+  },
+  {
+    name: 'cased',
+    type: 'boolean',
+    kinds: ['wordpiece'],
+    help: 'keep case and accents (default: lowercase, accents stripped)',
+  },
+  {
+    name: 'limit-alphabet',
+    type: 'string',
+    value: 'N',
+    kinds: ['wordpiece'],
+    help: 'keep only the N most frequent characters',
+  },
+  {
+    name: 'max-piece-length',
+    type: 'string',
+    value: 'N',
+    default: '16',
+    kinds: ['unigram'],
+    help: 'longest piece, in characters',
+  },
+  { name: 'help', type: 'boolean', help: 'print this help' },
+];
+
+const usageOf = (o: TrainOption) => `--${o.name}${o.value === undefined ? '' : ` ${o.value}`}`;
+
+export const TRAIN_USAGE = `troupe tokenizer train ${TRAIN_OPTIONS.filter((o) => o.name !== 'help')
+  .map((o) => (o.name === 'input' || o.name === 'output' ? usageOf(o) : `[${usageOf(o)}]`))
+  .join(' ')}`;
 
 /** encode: `{"text": ...}` lines → `{"ids": [...]}`; decode: the reverse. */
 export const TOKENIZER_USAGE =
   'troupe tokenizer encode|decode --tokenizer FILE|DIR --input IN.jsonl --output OUT.jsonl [--no-special-tokens] [--skip-special-tokens]\n' +
-  '             troupe tokenizer train --input DATA.jsonl --output DIR [--vocab-size N] [--min-frequency N] [--special-tokens a,b]';
+  `             ${TRAIN_USAGE}`;
+
+/** `troupe tokenizer train --help`: every option of the table, with its default and kinds. */
+export function trainHelp(): string {
+  const width = Math.max(...TRAIN_OPTIONS.map((o) => usageOf(o).length));
+  const lines = TRAIN_OPTIONS.map((o) => {
+    const notes = [
+      o.default === undefined ? undefined : `default ${o.default}`,
+      o.kinds === undefined ? undefined : `--kind ${o.kinds.join('|')} only`,
+    ].filter((n) => n !== undefined);
+    return `  ${usageOf(o).padEnd(width)}  ${o.help}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
+  });
+  return [
+    `usage: ${TRAIN_USAGE}`,
+    '',
+    'Trains a tokenizer on the text of a dataset and saves it in the Hugging Face layout.',
+    '',
+    ...lines,
+    '',
+  ].join('\n');
+}
+
+function intOption(values: Record<string, unknown>, name: string, min: number): number {
+  const raw = values[name];
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `--${name} must be an integer ≥ ${min}, got '${String(raw)}'`,
+    );
+  }
+  return n;
+}
 
 /**
- * `troupe tokenizer train`: a byte-level BPE trained on the text of a dataset (any column
- * convention), saved as tokenizer.json + tokenizer_config.json.
+ * `troupe tokenizer train`: a byte-level BPE, WordPiece or Unigram tokenizer trained on the
+ * text of a dataset (any column convention), saved as tokenizer.json + tokenizer_config.json.
  */
 async function runTrainTokenizer(args: string[], log: (line: string) => void): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: {
-      input: { type: 'string' },
-      output: { type: 'string' },
-      'vocab-size': { type: 'string', default: '8192' },
-      'min-frequency': { type: 'string', default: '2' },
-      'special-tokens': {
-        type: 'string',
-        default: '<|endoftext|>,<|pad|>,<|im_start|>,<|im_end|>',
-      },
-    },
+    options: Object.fromEntries(
+      TRAIN_OPTIONS.map((o) => [
+        o.name,
+        { type: o.type, ...(o.default === undefined ? {} : { default: o.default }) },
+      ]),
+    ),
     strict: true,
   });
-  if (!values.input || !values.output) {
+  if (values['help'] === true) {
+    process.stdout.write(trainHelp());
+    return 0;
+  }
+  if (!values['input'] || !values['output']) {
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `--input and --output are required. Usage: ${TOKENIZER_USAGE}`,
+      `--input and --output are required. Usage: ${TRAIN_USAGE}`,
     );
   }
-  const vocabSize = Number(values['vocab-size']);
-  const minFrequency = Number(values['min-frequency']);
-  if (!Number.isInteger(vocabSize) || vocabSize < 257) {
+  const kind = values['kind'] as string;
+  if (!(KINDS as readonly string[]).includes(kind)) {
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `--vocab-size must be an integer > 256, got '${values['vocab-size']}'`,
+      `--kind must be one of ${KINDS.join(', ')}, got '${kind}'`,
     );
   }
-  const specialTokens = values['special-tokens'].split(',').filter((t) => t !== '');
+  const k = kind as Kind;
+  for (const o of TRAIN_OPTIONS) {
+    const given = args.some((a) => a === `--${o.name}` || a.startsWith(`--${o.name}=`));
+    if (given && o.kinds !== undefined && !o.kinds.includes(k)) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `--${o.name} applies to --kind ${o.kinds.join('|')}, not ${k}`,
+      );
+    }
+  }
+  const vocabSize = intOption(values, 'vocab-size', 2);
+  const specialTokens = String(values['special-tokens'] ?? SPECIALS[k])
+    .split(',')
+    .filter((t) => t !== '');
   const texts: string[] = [];
-  for await (const ex of readExamples(values.input)) texts.push(...textOf(ex));
+  for await (const ex of readExamples(values['input'] as string)) texts.push(...textOf(ex));
   const t0 = performance.now();
-  const tok = trainBpe(texts, {
-    vocabSize,
-    minFrequency,
-    specialTokens,
-    eosToken: specialTokens[0],
-    padToken: specialTokens[1],
-  });
-  await saveTokenizer(values.output, tok);
+  let tok: Tokenizer;
+  if (k === 'bpe') {
+    if (vocabSize < 257) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `--vocab-size must be an integer > 256 for --kind bpe, got '${vocabSize}'`,
+      );
+    }
+    tok = trainBpe(texts, {
+      vocabSize,
+      minFrequency: intOption(values, 'min-frequency', 0),
+      specialTokens,
+      eosToken: specialTokens[0],
+      padToken: specialTokens[1],
+    });
+  } else if (k === 'wordpiece') {
+    const cased = values['cased'] === true;
+    tok = trainWordPiece(texts, {
+      vocabSize,
+      minFrequency: intOption(values, 'min-frequency', 0),
+      specialTokens,
+      unkToken: specialTokens.find((t) => t === '[UNK]') ?? specialTokens[1],
+      lowercase: !cased,
+      stripAccents: !cased,
+      limitAlphabet:
+        values['limit-alphabet'] === undefined ? undefined : intOption(values, 'limit-alphabet', 1),
+    });
+  } else {
+    tok = trainUnigram(texts, {
+      vocabSize,
+      specialTokens,
+      unkToken: specialTokens[0],
+      bosToken: specialTokens[1],
+      eosToken: specialTokens[2],
+      maxPieceLength: intOption(values, 'max-piece-length', 1),
+    });
+  }
+  await saveTokenizer(values['output'] as string, tok);
   log(
-    `trained ${tok.vocabSize} tokens on ${texts.length} texts in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${values.output}`,
+    `trained ${tok.vocabSize} tokens on ${texts.length} texts in ${((performance.now() - t0) / 1000).toFixed(1)} s → ${values['output']} (${k})`,
   );
   return 0;
 }
@@ -74,7 +244,7 @@ interface Mode {
   convert(rec: Record<string, unknown>, where: string): { out: unknown; tokens: number };
 }
 
-function modes(tok: BpeTokenizer, values: Record<string, unknown>): Record<string, Mode> {
+function modes(tok: Tokenizer, values: Record<string, unknown>): Record<string, Mode> {
   return {
     encode: {
       example: '{"text": "Hello"}',

@@ -26,4 +26,6 @@ export {
   Tokenizer,
 } from './tokenizer.js';
 export { type TrainBpeOptions, trainBpe } from './train.js';
+export { type TrainUnigramOptions, trainUnigram } from './train-unigram.js';
+export { type TrainWordPieceOptions, trainWordPiece } from './train-wordpiece.js';
 export type { TokenizerLike } from './types.js';

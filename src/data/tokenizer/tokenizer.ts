@@ -6,7 +6,12 @@ import { buildModel, type Model } from './models/index.js';
 import { buildDecoder, type Decoder } from './pipeline/decoders.js';
 import { buildNormalizer, type Normalizer } from './pipeline/normalizers.js';
 import { buildPostProcessor } from './pipeline/post-processors.js';
-import { buildPreTokenizer, chain, type Emit } from './pipeline/pre-tokenizers.js';
+import {
+  buildPreTokenizer,
+  chain,
+  type Emit,
+  type PreTokenizer,
+} from './pipeline/pre-tokenizers.js';
 import type { Template, TemplatePiece, TokenizerSpec } from './spec.js';
 import type { TokenizerLike } from './types.js';
 
@@ -37,6 +42,8 @@ export class Tokenizer implements TokenizerLike {
 
   private readonly model: Model;
   private readonly normalizer: Normalizer | null;
+  /** The pre-tokenizer's steps in order. */
+  private readonly steps: readonly PreTokenizer[];
   /** Pre-tokenizes a stretch of normalized text into `this.out`. */
   private readonly cutStretch: Emit;
   /** Where `cutStretch` puts ids: the array of the encode in progress. */
@@ -63,6 +70,7 @@ export class Tokenizer implements TokenizerLike {
     const fast =
       this.model instanceof BpeModel && this.model.byteLevelReady && last?.raw !== undefined;
     this.byteLevel = fast ? (this.model as BpeModel) : undefined;
+    this.steps = steps.map((s) => s.run);
     this.cutStretch = chain(
       steps.map((s, i) => (fast && i === steps.length - 1 ? s.raw! : s.run)),
       (piece) => this.encodePiece(piece, this.out),
@@ -110,6 +118,29 @@ export class Tokenizer implements TokenizerLike {
   /** The token strings of `encode` (the model's pieces, added tokens as their content). */
   tokenize(text: string, opts: { readonly addSpecialTokens?: boolean } = {}): string[] {
     return this.encode(text, opts).map((id) => this.idToToken(id)!);
+  }
+
+  /**
+   * The pre-tokens the model sees for `text` (added tokens left out): normalized and cut by the
+   * pre-tokenizer, byte-mapped where a final ByteLevel step would map them. What a trainer
+   * counts.
+   */
+  preTokenize(text: string): string[] {
+    const pieces: string[] = [];
+    const sink = chain(this.steps, (piece) => pieces.push(piece));
+    this.rawSplitter.split(
+      wellFormed(text),
+      (stretch, start) => {
+        const normalized = this.normalizer === null ? stretch : this.normalizer(stretch);
+        this.normalizedSplitter.split(
+          normalized,
+          (s, sub) => sink(s, start === 0 && sub === 0),
+          () => undefined,
+        );
+      },
+      () => undefined,
+    );
+    return pieces;
   }
 
   decode(ids: readonly number[], opts: { readonly skipSpecialTokens?: boolean } = {}): string {

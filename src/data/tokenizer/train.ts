@@ -81,9 +81,7 @@ class CandidateHeap {
 
 /**
  * Byte-level BPE training over pre-token counts: repeatedly merge the most frequent adjacent
- * pair. Pair counts are updated incrementally from the words that contain the merged pair (an
- * index pair → words), and a lazy max-heap holds candidates: a popped count that no longer
- * matches is pushed back with the current one (counts of existing pairs only ever fall).
+ * pair (see `mergeSymbols`), starting from the 256 byte symbols in table order.
  */
 export function learnMerges(
   counts: ReadonlyMap<string, number>,
@@ -91,15 +89,50 @@ export function learnMerges(
   minFrequency: number,
 ): LearnedBpe {
   const order = BYTE_TO_CHAR.map((c, b) => ({ c, b })).sort((x, y) => (x.c < y.c ? -1 : 1));
-  const tokens = order.map((o) => o.c);
   const symOfByte = new Int32Array(256);
   order.forEach((o, i) => {
     symOfByte[o.b] = i;
   });
-  const idOf = new Map(tokens.map((t, i) => [t, i]));
   const enc = new TextEncoder();
   const words = [...counts.keys()].map((w) => Array.from(enc.encode(w), (b) => symOfByte[b]));
-  const freq = [...counts.values()];
+  return mergeSymbols({
+    tokens: order.map((o) => o.c),
+    words,
+    keys: [...counts.keys()],
+    freq: [...counts.values()],
+    maxMerges,
+    maxTokens: Number.POSITIVE_INFINITY,
+    minFrequency,
+    join: (a, b) => a + b,
+  });
+}
+
+/** What `mergeSymbols` starts from and when it stops. */
+export interface MergeInput {
+  /** The initial symbols' strings (symbol id = index). Grown in place as merges add tokens. */
+  readonly tokens: string[];
+  /** Each distinct word as symbol ids, and its key and count. */
+  readonly words: number[][];
+  readonly keys: readonly string[];
+  readonly freq: readonly number[];
+  readonly maxMerges: number;
+  /** Stop once this many symbols exist (HF's BpeTrainer stops at the vocab size). */
+  readonly maxTokens: number;
+  /** A pair seen fewer times than this is never merged; training stops there. */
+  readonly minFrequency: number;
+  /** The string of a merged pair (WordPiece drops the right side's `##`). */
+  readonly join: (a: string, b: string) => string;
+}
+
+/**
+ * BPE's merge loop (HF's BpeTrainer): repeatedly merge the most frequent adjacent pair, ties to
+ * the smaller (a, b). Pair counts are updated incrementally from the words that contain the
+ * merged pair (an index pair → words), and a lazy max-heap holds candidates: a popped count that
+ * no longer matches is pushed back with the current one (counts of existing pairs only fall).
+ */
+export function mergeSymbols(input: MergeInput): LearnedBpe {
+  const { tokens, words, freq, maxMerges, maxTokens, minFrequency, join } = input;
+  const idOf = new Map(tokens.map((t, i) => [t, i]));
   const pairCount = new Map<number, number>();
   const where = new Map<number, Set<number>>();
   const addPairs = (w: number, sign: number) => {
@@ -119,7 +152,7 @@ export function learnMerges(
   for (const [key, count] of pairCount)
     heap.push({ count, a: Math.floor(key / SHIFT), b: key % SHIFT });
   const merges: [number, number, number][] = [];
-  while (merges.length < maxMerges && heap.size > 0) {
+  while (merges.length < maxMerges && tokens.length < maxTokens && heap.size > 0) {
     const top = heap.pop();
     const key = top.a * SHIFT + top.b;
     const current = pairCount.get(key) ?? 0;
@@ -128,7 +161,7 @@ export function learnMerges(
       continue;
     }
     if (current < Math.max(1, minFrequency)) break;
-    const str = tokens[top.a] + tokens[top.b];
+    const str = join(tokens[top.a], tokens[top.b]);
     let ab = idOf.get(str);
     if (ab === undefined) {
       ab = tokens.push(str) - 1;
@@ -161,8 +194,7 @@ export function learnMerges(
       if (count > 0) heap.push({ count, a: Math.floor(k / SHIFT), b: k % SHIFT });
     }
   }
-  const keys = [...counts.keys()];
-  return { tokens, merges, words: new Map(keys.map((k, i) => [k, words[i]])) };
+  return { tokens, merges, words: new Map(input.keys.map((k, i) => [k, words[i]])) };
 }
 
 /** Counts the pre-tokens of the texts, with special tokens cut out first. */
