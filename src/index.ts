@@ -80,7 +80,14 @@ export {
   loadTokenizer,
   PATTERNS,
   saveTokenizer,
+  Tokenizer,
+  type TokenizerSpec,
+  type TrainUnigramOptions,
+  type TrainWordPieceOptions,
+  tokenizerFromJson,
   trainBpe,
+  trainUnigram,
+  trainWordPiece,
 } from './data/tokenizer/index.js';
 export type { TokenizerLike } from './data/tokenizer/types.js';
 export { type ErrorCode, hasCode, TroupeError } from './errors.js';
