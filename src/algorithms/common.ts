@@ -5,7 +5,7 @@ import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
 import { useBlasThreads } from '../kernels/native.js';
-import type { ModelConfig } from '../policy/config.js';
+import type { DropoutRates, ModelConfig } from '../policy/config.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
 import { paramSpecs } from '../policy/params.js';
 import { describeModelSource, type ModelSource, resolveModelSource } from '../policy/source.js';
@@ -22,9 +22,11 @@ import {
 
 /** What every trainer's config shares (the fields these helpers read). */
 interface TrainerConfig {
+  readonly algorithm: string;
   readonly seed: number;
   readonly model: {
     readonly gradientCheckpointing: boolean;
+    readonly dropout?: boolean | Partial<DropoutRates>;
     readonly lora?: TrainableArgs['lora'] extends infer L ? Omit<NonNullable<L>, 'seed'> : never;
   };
   readonly optim: {
@@ -147,7 +149,13 @@ export function scheduleOf(c: TrainerConfig): Schedule {
   });
 }
 
-/** Optimizer, clipping, checkpointing and LoRA arguments of a trainable actor. */
+/**
+ * Algorithms that train with the model's dropout unless `model.dropout` says otherwise: as TRL's
+ * SFT; its reward and DPO trainers disable dropout, and so do OpenRLHF and verl for RL.
+ */
+const DROPOUT_BY_DEFAULT: readonly string[] = ['pretrain', 'sft'];
+
+/** Optimizer, clipping, checkpointing, LoRA and dropout arguments of a trainable actor. */
 export function trainableOptions(
   c: TrainerConfig,
 ): Omit<TrainableArgs, 'model' | 'resumeFrom' | 'heads'> {
@@ -162,6 +170,10 @@ export function trainableOptions(
     maxGradNorm: c.optim.maxGradNorm,
     gradientCheckpointing: c.model.gradientCheckpointing,
     lora: c.model.lora ? { ...c.model.lora, seed: c.seed } : undefined,
+    dropout: {
+      rates: c.model.dropout ?? DROPOUT_BY_DEFAULT.includes(c.algorithm),
+      seed: c.seed,
+    },
   };
 }
 

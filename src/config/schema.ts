@@ -63,6 +63,24 @@ export const modelSchema = z
     lora: loraSchema.optional(),
     /** Recompute each block in backward (less memory, ~15–30 % slower). */
     gradientCheckpointing: z.boolean().default(false),
+    /**
+     * Dropout while training: true = the model's own rates (config.json's attn_pdrop,
+     * attention_dropout, …), false = none, or rates { embedding, attention, residual }.
+     * Default per algorithm, as TRL: on for pretrain and sft; off for rm and dpo
+     * (disable_dropout) and for the online algorithms (as OpenRLHF and verl).
+     */
+    dropout: z
+      .union([
+        z.boolean(),
+        z
+          .object({
+            embedding: z.number().min(0).lt(1).optional(),
+            attention: z.number().min(0).lt(1).optional(),
+            residual: z.number().min(0).lt(1).optional(),
+          })
+          .strict(),
+      ])
+      .optional(),
   })
   .strict()
   .superRefine((m, ctx) => {

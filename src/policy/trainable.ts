@@ -1,4 +1,4 @@
-import type { ModelConfig } from './config.js';
+import { type DropoutRates, type ModelConfig, NO_DROPOUT } from './config.js';
 import { loadHfModel, loadModel, loadOptimizer, saveModel, saveOptimizer } from './io.js';
 import { Lora, type LoraConfig } from './lora.js';
 import { CausalLM } from './model/causal-lm.js';
@@ -28,6 +28,12 @@ export interface TrainableArgs {
   readonly lora?: LoraConfig & { readonly seed: number };
   /** Continue from a checkpoint written by `saveCheckpoint` (weights or adapters + optimizer). */
   readonly resumeFrom?: string;
+  /**
+   * Dropout while training: `true` the model config's rates (a checkpoint's `attn_pdrop`,
+   * `attention_dropout`, …), `false` none, or rates given here (absent ones from the config);
+   * `seed` keys the masks with the step and actor. Default: none.
+   */
+  readonly dropout?: { readonly rates: boolean | Partial<DropoutRates>; readonly seed: number };
 }
 
 /**
@@ -74,6 +80,9 @@ export class Trainable {
       trainable: (n) => names.has(n),
     });
     if (args.resumeFrom) await loadOptimizer(args.resumeFrom, opt);
+    const rates = args.dropout?.rates ?? false;
+    if (rates === false) model.setDropout(NO_DROPOUT);
+    else if (rates !== true) model.setDropout({ ...model.config.dropout, ...rates });
     const t = new Trainable(model, opt, lora, args, reducer, actor);
     t.trainableNames.splice(0, t.trainableNames.length, ...names);
     return t;
@@ -88,13 +97,15 @@ export class Trainable {
     return this.args.gradientCheckpointing ?? false;
   }
 
-  /** One optimiser step over micro-batch losses; `step` keys the LoRA dropout draws. */
+  /** One optimiser step over micro-batch losses; `step` keys the dropout draws (model and LoRA). */
   async step(
     lossFns: ReadonlyArray<() => WeightedLoss>,
     lr: number,
     step: number,
   ): Promise<StepOutcome> {
     if (this.lora) this.lora.dropoutKey = { seed: this.args.lora!.seed, step, actor: this.actor };
+    if (this.args.dropout)
+      this.model.dropoutKey = { seed: this.args.dropout.seed, step, actor: this.actor };
     try {
       return await optimizerStep(this.model, this.optimizer, lossFns, {
         lr,
@@ -104,6 +115,7 @@ export class Trainable {
       });
     } finally {
       if (this.lora) this.lora.dropoutKey = undefined;
+      this.model.dropoutKey = undefined;
     }
   }
 

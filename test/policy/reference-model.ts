@@ -18,10 +18,23 @@ export function referenceForward(
   state: Map<string, Tensor32>,
   ids: number[][],
   mask: number[][],
+  /**
+   * Training-time dropout masks by purpose (`embed`, `attn/{l}`, `resid_attn/{l}`,
+   * `resid_mlp/{l}`), in the model's shapes: [B, T, d], and [B, KV, rep·T, T] for attention.
+   */
+  dropout?: (purpose: string, shape: number[], rate: number) => ArrayLike<number>,
 ): { hidden: Float64Array; logits: Float64Array } {
   const B = ids.length;
   const T = ids[0].length;
   const d = c.hidden;
+  const rep = c.heads / c.kvHeads;
+  const masks = new Map<string, ArrayLike<number> | null>();
+  /** The mask of `purpose` (drawn once for the whole batch), or null without dropout. */
+  const maskOf = (purpose: string, shape: number[], rate: number) => {
+    if (!dropout || rate === 0) return null;
+    if (!masks.has(purpose)) masks.set(purpose, dropout(purpose, shape, rate));
+    return masks.get(purpose)!;
+  };
   const hd = c.headDim;
   const W = (n: string) => {
     const t = state.get(n);
@@ -44,10 +57,15 @@ export function referenceForward(
       for (let i = 0; i < d; i++) {
         let v = W('embed.weight')[ids[b][t] * d + i] * c.embedScale;
         if (c.positions === 'learned') v += W('pos_embed.weight')[pos[t] * d + i];
-        row.push(v);
+        const m = maskOf('embed', [B, T, d], c.dropout.embedding);
+        row.push(m ? v * m[(b * T + t) * d + i] : v);
       }
       x.push(row);
     }
+    const residual = (rows: number[][], purpose: string) => {
+      const m = maskOf(purpose, [B, T, d], c.dropout.residual);
+      return m ? rows.map((r, t) => r.map((v, i) => v * m[(b * T + t) * d + i])) : rows;
+    };
     for (let l = 0; l < c.layers; l++) {
       const pre = `layers.${l}`;
       const a = x.map((r) => normRow(c, r, `${pre}.attn_norm`, W, has));
@@ -117,8 +135,11 @@ export function referenceForward(
           const m = Math.max(...s);
           const e = s.map((z) => Math.exp(z - m));
           const z = e.reduce((u, w) => u + w, 0);
+          const am = maskOf(`attn/${l}`, [B, c.kvHeads, rep * T, T], c.dropout.attention);
+          const row = ((b * c.kvHeads + g) * rep * T + (h % rep) * T + t) * T; // its mask row
           allowed.forEach((j, n) => {
-            for (let i = 0; i < hd; i++) out[h * hd + i] += (e[n] / z) * v[j][g * hd + i];
+            const p = (e[n] / z) * (am ? am[row + j] : 1);
+            for (let i = 0; i < hd; i++) out[h * hd + i] += p * v[j][g * hd + i];
           });
         }
         att.push(out);
@@ -135,7 +156,8 @@ export function referenceForward(
         ),
         `${pre}.attn_out_norm`,
       );
-      x = x.map((r, t) => add(r, o[t]));
+      const oDrop = residual(o, `resid_attn/${l}`);
+      x = x.map((r, t) => add(r, oDrop[t]));
       const m = x.map((r) => normRow(c, r, `${pre}.mlp_norm`, W, has));
       const gelu = (u: number) =>
         0.5 * u * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (u + 0.044715 * u ** 3)));
@@ -164,7 +186,8 @@ export function referenceForward(
         ),
         `${pre}.mlp_out_norm`,
       );
-      x = x.map((r, t) => add(r, down[t]));
+      const downDrop = residual(down, `resid_mlp/${l}`);
+      x = x.map((r, t) => add(r, downDrop[t]));
     }
     for (let t = 0; t < T; t++) {
       const hrow = normRow(c, x[t], 'final_norm', W, has);

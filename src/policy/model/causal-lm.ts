@@ -3,7 +3,7 @@ import { logProbsFromLogits } from '../../kernels/numerics/index.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import * as tf from '../../kernels/tf.js';
 import type { Tensor32 } from '../checkpoint/index.js';
-import { layerAttention, type ModelConfig } from '../config.js';
+import { type DropoutRates, layerAttention, type ModelConfig, validateConfig } from '../config.js';
 import { headLogProbs } from '../lm-head.js';
 import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
 import { attentionBias, lastTokenIndex, positionIds, type TokenBatch } from './batch.js';
@@ -37,7 +37,8 @@ let nextModelId = 0;
  * as tfjs variables, an LM head, and optional value and score heads.
  */
 export class CausalLM {
-  readonly config: ModelConfig;
+  /** The model's config (its dropout rates can be changed for training with `setDropout`). */
+  config: ModelConfig;
   /** Every parameter by Troupe name (see params.ts), LM and heads. */
   readonly params: Map<string, tf.Variable>;
   readonly specs: Map<string, ParamSpec>;
@@ -114,6 +115,14 @@ export class CausalLM {
     } finally {
       tf.dispose([...values.values()]);
     }
+  }
+
+  /**
+   * The dropout rates training applies (and a saved config.json records): the checkpoint's own
+   * by default; `NO_DROPOUT` turns them off, as TRL's `disable_dropout`.
+   */
+  setDropout(rates: DropoutRates): void {
+    this.config = validateConfig({ ...this.config, dropout: rates });
   }
 
   /** Whether the model has an LM head (a sequence classifier saved by transformers has none). */
