@@ -57,6 +57,8 @@ export class Tokenizer implements TokenizerLike {
   /** Added tokens matched in the raw text, and those matched in normalized text. */
   private readonly rawSplitter: AddedTokenSplitter;
   private readonly normalizedSplitter: AddedTokenSplitter;
+  /** Cuts a long pre-token into parts that tokenize independently (SentencePiece BPE). */
+  private readonly cutLong: ((piece: string, emit: (part: string) => void) => void) | undefined;
   /** Pre-token → ids; a bare number for the common one-token case. Oldest entry evicted. */
   private readonly cache = new Map<string, number | number[]>();
 
@@ -75,6 +77,7 @@ export class Tokenizer implements TokenizerLike {
       steps.map((s, i) => (fast && i === steps.length - 1 ? s.raw! : s.run)),
       (piece) => this.encodePiece(piece, this.out),
     );
+    this.cutLong = this.model instanceof BpeModel ? this.model.metaspaceCuts() : undefined;
     this.decoder = buildDecoder(spec.decoder, w('decoder'));
     this.template = buildPostProcessor(spec.postProcessor, w('post_processor'));
     let size = this.model.size;
@@ -198,6 +201,12 @@ export class Tokenizer implements TokenizerLike {
   }
 
   private encodePiece(piece: string, out: number[]): void {
+    if (piece.length > MAX_CACHED_CHARS && this.cutLong !== undefined) {
+      this.cutLong(piece, (part) => this.encodeCached(part, out));
+    } else this.encodeCached(piece, out);
+  }
+
+  private encodeCached(piece: string, out: number[]): void {
     const hit = this.cache.get(piece);
     if (hit !== undefined) {
       if (typeof hit === 'number') out.push(hit);

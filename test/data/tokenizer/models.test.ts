@@ -181,6 +181,22 @@ describe('BPE with byte_fallback, unk_token and fuse_unk', () => {
   });
 });
 
+describe('SentencePiece BPE: long stretches cut before ▁ where no token spans the cut', () => {
+  // '>▁' is a token, so a cut between '>' and '▁' would change the result; 'a▁' is none.
+  const t = tok({
+    type: 'BPE',
+    vocab: { '▁': 0, a: 1, b: 2, '>': 3, '>▁': 4, '▁b': 5, '▁a': 6 },
+    merges: ['> ▁', '▁ b', '▁ a'],
+  });
+
+  it('gives a long stretch the ids of the whole, also where a token glues a character to ▁', () => {
+    const text = `${'a▁b'.repeat(30)}>▁b▁a`;
+    expect(text.length).toBeGreaterThan(64);
+    // 'a▁b' → a, ▁b; '>▁b' → '>▁' (rank 0) then b; '▁a' → ▁a.
+    expect(ids(t, text)).toEqual([...Array(30).fill([1, 5]).flat(), 4, 2, 6]);
+  });
+});
+
 describe('Metaspace prepend_scheme and added tokens', () => {
   const vocab = { '<s>': 0, '▁': 1, h: 2, i: 3, '▁hi': 4, hi: 5, '▁h': 6 };
   const ms = (scheme: string) =>

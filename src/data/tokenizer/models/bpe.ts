@@ -101,6 +101,41 @@ export class BpeModel implements Model {
     }
   }
 
+  /**
+   * For SentencePiece-style BPE (no pre-tokenizer: a whole stretch of text is one word), cuts
+   * that leave the result unchanged: before each ▁ that follows a character c other than ▁,
+   * unless some token contains "c▁". No merge can then span the cut, and ▁ (a token) ends any
+   * unknown run, so the parts tokenize to what the whole does, and can be cached. Undefined
+   * when the model cannot be cut this way.
+   */
+  metaspaceCuts(): ((piece: string, emit: (part: string) => void) => void) | undefined {
+    const m = '\u2581';
+    const { vocab } = this.data;
+    if (this.ignoreMerges || this.prefix !== '' || this.suffix !== '' || !vocab.has(m)) {
+      return undefined;
+    }
+    // Characters that some token glues to a following ▁: no cut after them.
+    const glue = new Set<string>();
+    for (const tok of vocab.keys()) {
+      for (let i = tok.indexOf(m, 1); i > 0; i = tok.indexOf(m, i + 1)) {
+        const lo = tok.charCodeAt(i - 1);
+        const prev = lo >= 0xdc00 && lo <= 0xdfff && i >= 2 ? tok.slice(i - 2, i) : tok[i - 1];
+        if (prev !== m) glue.add(prev);
+      }
+    }
+    return (piece, emit) => {
+      let start = 0;
+      for (let i = piece.indexOf(m, 1); i > 0; i = piece.indexOf(m, i + 1)) {
+        const lo = piece.charCodeAt(i - 1);
+        const prev = lo >= 0xdc00 && lo <= 0xdfff && i >= 2 ? piece.slice(i - 2, i) : piece[i - 1];
+        if (prev === m || glue.has(prev)) continue;
+        emit(piece.slice(start, i));
+        start = i;
+      }
+      emit(piece.slice(start));
+    };
+  }
+
   /** Whether `tokenizeUtf8` gives what `tokenize` gives on the byte-level symbols of a piece. */
   get byteLevelReady(): boolean {
     return this.prefix === '' && this.suffix === '';
