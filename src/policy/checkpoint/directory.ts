@@ -5,7 +5,7 @@ import { TroupeError } from '../../errors.js';
 import type { ModelConfig } from '../config.js';
 import { writeFileAtomic } from './atomic.js';
 import type { SafetensorsDtype, WriteDtype } from './dtypes.js';
-import { fromHfConfig, toHfConfig, toHfGenerationConfig } from './hf-config.js';
+import { fromHfConfig, hfConfigJson, toHfConfig, toHfGenerationConfig } from './hf-config.js';
 import { fromHfStateDict, isHfBuffer, toHfStateDict } from './hf-names.js';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 import { badCheckpoint, numel, type StateDict, type Tensor32 } from './tensor32.js';
@@ -109,7 +109,7 @@ export async function saveHfDirectory(
   const kept = classifier ? new Map([...state].filter(([n]) => n !== 'lm_head.weight')) : state;
   const hf = toHfStateDict(config, kept);
   const hfConfig = toHfConfig(config, { dtype, sequenceClassification: classifier });
-  const configJson = `${JSON.stringify(hfConfig, null, 2)}\n`; // throws before any write
+  const configJson = hfConfigJson(hfConfig); // throws before any write
   await mkdir(dir, { recursive: true });
   const bytesPer = dtype === 'BF16' ? 2 : 4;
   const shards = shard(hf, bytesPer, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);

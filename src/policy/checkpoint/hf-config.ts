@@ -1015,6 +1015,39 @@ export function toHfConfig(c: ModelConfig, options: HfConfigOptions = {}): Raw {
   }
 }
 
+/**
+ * Fields transformers types as float (its config classes are strict dataclasses: a soft-cap of
+ * `4` is refused where `4.0` is taken). JSON has one number type, so these are written with a
+ * decimal point.
+ */
+const FLOAT_FIELDS = [
+  'rms_norm_eps',
+  'layer_norm_epsilon',
+  'rope_theta',
+  'rope_local_base_freq',
+  'factor',
+  'low_freq_factor',
+  'high_freq_factor',
+  'attention_factor',
+  'beta_fast',
+  'beta_slow',
+  'mscale',
+  'mscale_all_dim',
+  'partial_rotary_factor',
+  'attn_logit_softcapping',
+  'final_logit_softcapping',
+  'attention_dropout',
+  'embd_pdrop',
+  'attn_pdrop',
+  'resid_pdrop',
+];
+const FLOAT_FIELD = new RegExp(`("(?:${FLOAT_FIELDS.join('|')})": )(-?\\d+)(?=,?\\n)`, 'g');
+
+/** A config object as config.json text (2-space indent), floats written as floats. */
+export function hfConfigJson(config: Raw): string {
+  return `${JSON.stringify(config, null, 2).replace(FLOAT_FIELD, '$1$2.0')}\n`;
+}
+
 /** generation_config.json: the token ids generation starts, stops and pads with. */
 export function toHfGenerationConfig(c: ModelConfig): Raw {
   const eos = c.eosTokenIds && c.eosTokenIds.length > 1 ? [...c.eosTokenIds] : c.eosTokenId;

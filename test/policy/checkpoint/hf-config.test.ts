@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { TroupeError } from '../../../src/errors.js';
 import {
   fromHfConfig,
+  hfConfigJson,
   hfModelType,
   toHfConfig,
   toHfGenerationConfig,
@@ -416,6 +417,19 @@ describe('config.json export', () => {
       attn_pdrop: 0.2,
       resid_pdrop: 0.3,
     });
+  });
+
+  it('writes the fields transformers types as float with a decimal point (its strict configs refuse 4 for 4.0)', () => {
+    const c = fromHfConfig(
+      JSON.parse(readFileSync(join(FIXTURES, 'gemma2', 'config.json'), 'utf8')),
+    );
+    const text = hfConfigJson(toHfConfig(c));
+    expect(text).toContain('"final_logit_softcapping": 4.0,');
+    expect(text).toContain('"attn_logit_softcapping": 3.0,');
+    expect(text).toContain('"rope_theta": 10000.0,');
+    expect(text).toContain('"query_pre_attn_scalar": 12,'); // an int in transformers
+    expect(text).toContain('"num_hidden_layers": 3,');
+    expect(fromHfConfig(JSON.parse(text))).toEqual(c);
   });
 
   it('writes a reward model as …ForSequenceClassification with one label', () => {
