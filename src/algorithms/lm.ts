@@ -27,6 +27,7 @@ import {
   trainBpe,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
+import { freshConfig } from '../policy/checkpoint/hf-config.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
 import { readModelConfig } from '../policy/io.js';
 import type { ModelSource } from '../policy/source.js';
@@ -124,13 +125,22 @@ export async function modelConfig(
     padTokenId: tok.padTokenId,
     bosTokenId: tok.bosTokenId,
   };
-  return i.family === 'gpt2'
-    ? gpt2Config({ ...common, ...(i.intermediate ? { intermediate: i.intermediate } : {}) })
-    : llamaConfig({
-        ...common,
-        kvHeads: i.kvHeads ?? i.heads,
-        intermediate: i.intermediate ?? Math.ceil((8 * i.hidden) / 3 / 64) * 64,
-      });
+  const intermediate = i.intermediate ?? Math.ceil((8 * i.hidden) / 3 / 64) * 64;
+  if (i.family === 'gpt2')
+    return gpt2Config({ ...common, ...(i.intermediate ? { intermediate: i.intermediate } : {}) });
+  if (i.family === 'llama')
+    return llamaConfig({
+      ...common,
+      kvHeads: i.kvHeads ?? i.heads,
+      intermediate,
+      headDim: i.headDim ?? i.hidden / i.heads,
+    });
+  return freshConfig(i.family === 'gemma3' ? 'gemma3_text' : i.family, {
+    ...common,
+    kvHeads: i.kvHeads,
+    headDim: i.headDim,
+    intermediate,
+  });
 }
 
 export function textOf(e: Example): string[] {

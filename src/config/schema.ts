@@ -25,12 +25,20 @@ export const loraSchema = z
 /** A fresh model's shape (from scratch); the vocabulary size comes from the tokenizer. */
 export const modelInitSchema = z
   .object({
-    family: z.enum(['gpt2', 'llama']).default('gpt2'),
+    /**
+     * The architecture: gpt2, llama, or any transformers model type Troupe runs (qwen2, qwen3,
+     * mistral, gemma2, gemma3 (text), phi3), with that type's defaults for everything not here.
+     */
+    family: z
+      .enum(['gpt2', 'llama', 'qwen2', 'qwen3', 'mistral', 'gemma2', 'gemma3', 'phi3'])
+      .default('gpt2'),
     hidden: positiveInt,
     layers: positiveInt,
     heads: positiveInt,
-    /** Key/value heads (llama family); default = heads. */
+    /** Key/value heads (grouped-query attention); default = heads. */
     kvHeads: positiveInt.optional(),
+    /** Width of one head; default hidden / heads. */
+    headDim: positiveInt.optional(),
     /** MLP width; default 4·hidden (gpt2) or ≈ 8/3·hidden rounded to 64 (llama). */
     intermediate: positiveInt.optional(),
     /** Longest sequence the model handles. */

@@ -712,6 +712,61 @@ export function fromHfConfig(json: unknown, source = 'config.json'): ModelConfig
   return config;
 }
 
+/** The sizes a fresh model is given; everything else is its transformers config class's default. */
+export interface FreshSizes {
+  readonly vocabSize: number;
+  readonly hidden: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly kvHeads?: number;
+  readonly headDim?: number;
+  readonly intermediate: number;
+  readonly maxPositions: number;
+  readonly bosTokenId?: number;
+  readonly eosTokenId?: number;
+  readonly padTokenId?: number;
+}
+
+/**
+ * A fresh model of a transformers `model_type`: exactly what that type's config class gives for
+ * these sizes (its defaults for RoPE base, norms, windows, soft-caps, tying), so a model
+ * pretrained from scratch as `qwen3` or `gemma2` is that architecture. Gemma's query scalar is the
+ * head width (its default 256 belongs to its own head width).
+ */
+export function freshConfig(type: HfModelType, s: FreshSizes): ModelConfig {
+  const headDim = s.headDim ?? s.hidden / s.heads;
+  const tokens = {
+    bos_token_id: s.bosTokenId,
+    eos_token_id: s.eosTokenId,
+    pad_token_id: s.padTokenId,
+  };
+  const json: Raw =
+    type === 'gpt2'
+      ? {
+          n_embd: s.hidden,
+          n_layer: s.layers,
+          n_head: s.heads,
+          n_inner: s.intermediate,
+          n_positions: s.maxPositions,
+        }
+      : {
+          hidden_size: s.hidden,
+          num_hidden_layers: s.layers,
+          num_attention_heads: s.heads,
+          num_key_value_heads: s.kvHeads ?? s.heads,
+          head_dim: headDim,
+          intermediate_size: s.intermediate,
+          max_position_embeddings: s.maxPositions,
+          ...(type === 'gemma2' || type === 'gemma3_text'
+            ? { query_pre_attn_scalar: headDim }
+            : {}),
+        };
+  return fromHfConfig(
+    { model_type: type, vocab_size: s.vocabSize, ...json, ...tokens },
+    `a fresh ${type} model`,
+  );
+}
+
 function cannot(c: ModelConfig, what: string): TroupeError {
   return new TroupeError(
     'UNSUPPORTED',
