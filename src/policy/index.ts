@@ -1,5 +1,14 @@
 export * as checkpoint from './checkpoint/index.js';
-export { gpt2Config, llamaConfig, type ModelConfig, validateConfig } from './config.js';
+export {
+  type DropoutRates,
+  gpt2Config,
+  type LayerAttention,
+  llamaConfig,
+  type ModelConfig,
+  NO_DROPOUT,
+  type RopeScaling,
+  validateConfig,
+} from './config.js';
 export { type GenerateOptions, type Generation, generate } from './generate.js';
 export {
   type LoadModelOptions,

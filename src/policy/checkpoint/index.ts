@@ -15,7 +15,17 @@ export {
   type SafetensorsDtype,
   type WriteDtype,
 } from './dtypes.js';
-export { fromHfConfig, HF_FAMILY, type HfModelType, hfModelType, toHfConfig } from './hf-config.js';
+export {
+  freshConfig,
+  fromHfConfig,
+  HF_FAMILY,
+  HF_MODEL_TYPES,
+  type HfModelType,
+  hfConfigJson,
+  hfModelType,
+  toHfConfig,
+  toHfGenerationConfig,
+} from './hf-config.js';
 export { fromHfStateDict, type HfNameOptions, isHfBuffer, toHfStateDict } from './hf-names.js';
 export {
   parseSafetensors,
