@@ -18,7 +18,7 @@ const TARGETS: Record<string, string[]> = {
   phi3: ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'],
 };
 
-async function fit(t: Trainable, rows: number[][], steps: number): Promise<number[]> {
+async function fitRows(t: Trainable, rows: number[][], steps: number): Promise<number[]> {
   const batch = rightPad(rows, 0);
   const losses: number[] = [];
   for (let s = 1; s <= steps; s++) {
@@ -39,7 +39,7 @@ describe('every family trains, fully and with LoRA', () => {
     const source = await resolveModelSource(join(FIXTURES, name));
     const rows = want.rows.slice(0, 2);
     const full = await Trainable.create({ model: { source }, optimizer: { lr: 1e-2 } }, 'policy');
-    const fullLosses = await fit(full, rows, 6);
+    const fullLosses = await fitRows(full, rows, 6);
     expect(fullLosses.at(-1)!).toBeLessThan(0.8 * fullLosses[0]);
     full.model.dispose();
     full.optimizer.dispose();
@@ -54,7 +54,7 @@ describe('every family trains, fully and with LoRA', () => {
       'policy',
     );
     const base = await lora.model.stateDict();
-    const loraLosses = await fit(lora, rows, 6);
+    const loraLosses = await fitRows(lora, rows, 6);
     expect(loraLosses.at(-1)!).toBeLessThan(0.9 * loraLosses[0]);
     for (const [n, t] of await lora.model.stateDict()) {
       if (!n.includes('.lora_')) expect(t.data, n).toEqual(base.get(n)!.data);
