@@ -177,6 +177,31 @@ export function trainableOptions(
   };
 }
 
+/** What a trainer returns. */
+export interface TrainResult {
+  readonly runDir: string;
+  readonly steps: number;
+  readonly finalEval?: Readonly<Record<string, number>>;
+  readonly checkpoint?: string;
+  /** What `model.path` led to (a run's checkpoint, a LoRA checkpoint's base and adapters). */
+  readonly modelSource?: ModelSource;
+}
+
+/** A trainer's result from its step loop's outcome. */
+export function trainResult(
+  run: RunDir,
+  r: { steps: number; lastEval?: Readonly<Record<string, number>>; checkpoint?: string },
+  source: ModelSource | undefined,
+): TrainResult {
+  return {
+    runDir: run.dir,
+    steps: r.steps,
+    finalEval: r.lastEval,
+    checkpoint: r.checkpoint,
+    ...(source ? { modelSource: source } : {}),
+  };
+}
+
 /** Whether step `step` (1-based, just taken) evaluates and saves; the last step does both. */
 export function cadence(
   c: TrainerConfig,

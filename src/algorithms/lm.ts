@@ -40,7 +40,9 @@ import {
   runSteps,
   saveTrainerCheckpoint,
   shareCores,
+  type TrainResult,
   trainableOptions,
+  trainResult,
 } from './common.js';
 
 /** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
@@ -60,14 +62,7 @@ export interface TrainOptions {
   readonly events?: TrainEvents;
 }
 
-export interface TrainResult {
-  readonly runDir: string;
-  readonly steps: number;
-  readonly finalEval?: Readonly<Record<string, number>>;
-  readonly checkpoint?: string;
-  /** What `model.path` led to (a run's checkpoint, a LoRA checkpoint's base and adapters). */
-  readonly modelSource?: ModelSource;
-}
+export type { TrainResult };
 
 type Item = PackedBlock | SftItem;
 
@@ -307,13 +302,7 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return {
-      runDir: run.dir,
-      steps: r.steps,
-      finalEval: r.lastEval,
-      checkpoint: r.checkpoint,
-      ...(source ? { modelSource: source } : {}),
-    };
+    return trainResult(run, r, source);
   } finally {
     await supervisor.shutdown();
   }

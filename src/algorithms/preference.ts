@@ -18,6 +18,7 @@ import {
   saveTrainerCheckpoint,
   shareCores,
   trainableOptions,
+  trainResult,
 } from './common.js';
 import {
   modelConfig,
@@ -336,13 +337,7 @@ export async function trainPreference(
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return {
-      runDir: run.dir,
-      steps: r.steps,
-      finalEval: r.lastEval,
-      checkpoint: r.checkpoint,
-      ...(source ? { modelSource: source } : {}),
-    };
+    return trainResult(run, r, source);
   } finally {
     await supervisor.shutdown();
   }

@@ -36,6 +36,7 @@ import {
   saveTrainerCheckpoint,
   shareCores,
   trainableOptions,
+  trainResult,
 } from './common.js';
 import {
   modelConfig,
@@ -511,13 +512,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
     await pending?.gen.catch(() => undefined);
-    return {
-      runDir: run.dir,
-      steps: r.steps,
-      finalEval: r.lastEval,
-      checkpoint: r.checkpoint,
-      ...(source ? { modelSource: source } : {}),
-    };
+    return trainResult(run, r, source);
   } finally {
     await supervisor.shutdown();
   }

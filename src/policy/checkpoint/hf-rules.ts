@@ -95,57 +95,52 @@ function llamaNorms(c: ModelConfig, h: string, p: string): Rule[] {
   return out;
 }
 
-const LLAMA: FamilyNames = {
-  rules(c) {
-    const out = [rule('model.embed_tokens.weight', 'embed.weight')];
-    for (let i = 0; i < c.layers; i++) {
-      const [h, p] = [`model.layers.${i}`, `layers.${i}`];
-      out.push(...llamaNorms(c, h, p));
-      for (const x of ['q', 'k', 'v', 'o']) {
-        out.push(rule(`${h}.self_attn.${x}_proj.weight`, `${p}.attn.${x}.weight`, 'transpose'));
-        out.push(rule(`${h}.self_attn.${x}_proj.bias`, `${p}.attn.${x}.bias`));
+/**
+ * The Llama-style layout: `model.` embeddings, per layer the norms and `projections(c, h, p)`
+ * (h the HF layer prefix, p ours), the final norm and an untied `lm_head`.
+ */
+function llamaLayout(projections: (c: ModelConfig, h: string, p: string) => Rule[]): FamilyNames {
+  return {
+    rules(c) {
+      const out = [rule('model.embed_tokens.weight', 'embed.weight')];
+      for (let i = 0; i < c.layers; i++) {
+        const [h, p] = [`model.layers.${i}`, `layers.${i}`];
+        out.push(...llamaNorms(c, h, p), ...projections(c, h, p));
       }
-      for (const x of ['gate', 'up', 'down']) {
-        out.push(rule(`${h}.mlp.${x}_proj.weight`, `${p}.mlp.${x}.weight`, 'transpose'));
-        out.push(rule(`${h}.mlp.${x}_proj.bias`, `${p}.mlp.${x}.bias`));
-      }
-    }
-    out.push(rule('model.norm.weight', 'final_norm.weight'));
-    out.push(rule('lm_head.weight', 'lm_head.weight', 'transpose'));
-    return out;
-  },
-  canonical: (n) => n,
-  isBuffer: (n) => /(^|\.)rotary_emb\.inv_freq$/.test(n),
-  embedding: 'model.embed_tokens.weight',
-};
+      out.push(rule('model.norm.weight', 'final_norm.weight'));
+      out.push(rule('lm_head.weight', 'lm_head.weight', 'transpose'));
+      return out;
+    },
+    canonical: (n) => n,
+    isBuffer: (n) => /(^|\.)rotary_emb\.inv_freq$/.test(n),
+    embedding: 'model.embed_tokens.weight',
+  };
+}
+
+/** Llama, Qwen, Mistral, Gemma: one nn.Linear per projection (weights [out, in], optional biases). */
+const LLAMA = llamaLayout((_c, h, p) => {
+  const out: Rule[] = [];
+  const linear = (hf: string, ours: string) =>
+    out.push(
+      rule(`${hf}.weight`, `${ours}.weight`, 'transpose'),
+      rule(`${hf}.bias`, `${ours}.bias`),
+    );
+  for (const x of ['q', 'k', 'v', 'o']) linear(`${h}.self_attn.${x}_proj`, `${p}.attn.${x}`);
+  for (const x of ['gate', 'up', 'down']) linear(`${h}.mlp.${x}_proj`, `${p}.mlp.${x}`);
+  return out;
+});
 
 /** Phi-3: Llama names, but q/k/v as one `qkv_proj` and gate/up as one `gate_up_proj`. */
-const PHI3: FamilyNames = {
-  rules(c) {
-    const out = [rule('model.embed_tokens.weight', 'embed.weight')];
-    for (let i = 0; i < c.layers; i++) {
-      const [h, p] = [`model.layers.${i}`, `layers.${i}`];
-      const qkv = ['q', 'k', 'v'].map((x) => `${p}.attn.${x}.weight`);
-      out.push(
-        ...llamaNorms(c, h, p),
-        rule(`${h}.self_attn.qkv_proj.weight`, qkv, 'stack'),
-        rule(`${h}.self_attn.o_proj.weight`, `${p}.attn.o.weight`, 'transpose'),
-        rule(
-          `${h}.mlp.gate_up_proj.weight`,
-          [`${p}.mlp.gate.weight`, `${p}.mlp.up.weight`],
-          'stack',
-        ),
-        rule(`${h}.mlp.down_proj.weight`, `${p}.mlp.down.weight`, 'transpose'),
-      );
-    }
-    out.push(rule('model.norm.weight', 'final_norm.weight'));
-    out.push(rule('lm_head.weight', 'lm_head.weight', 'transpose'));
-    return out;
-  },
-  canonical: (n) => n,
-  isBuffer: (n) => /(^|\.)rotary_emb\.inv_freq$/.test(n),
-  embedding: 'model.embed_tokens.weight',
-};
+const PHI3 = llamaLayout((_c, h, p) => [
+  rule(
+    `${h}.self_attn.qkv_proj.weight`,
+    ['q', 'k', 'v'].map((x) => `${p}.attn.${x}.weight`),
+    'stack',
+  ),
+  rule(`${h}.self_attn.o_proj.weight`, `${p}.attn.o.weight`, 'transpose'),
+  rule(`${h}.mlp.gate_up_proj.weight`, [`${p}.mlp.gate.weight`, `${p}.mlp.up.weight`], 'stack'),
+  rule(`${h}.mlp.down_proj.weight`, `${p}.mlp.down.weight`, 'transpose'),
+]);
 
 export const FAMILIES: Readonly<Record<ModelConfig['family'], FamilyNames>> = {
   gpt2: GPT2,
