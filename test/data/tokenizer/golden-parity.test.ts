@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { report } from './fixtures.js';
+import { mobyDick, report } from './fixtures.js';
 import { goldenCorpus, goldenNames, loadGoldenTokenizer, readGolden } from './golden.js';
 
 /**
@@ -75,5 +75,17 @@ describe.each(goldenNames())('golden parity with tokenizers: %s', (name) => {
       g.specialTexts.length,
       g.pairs.length,
     ]);
+  });
+});
+
+describe('long inputs', () => {
+  it('encodes 300 kB as one string in linear time (the grapheme segmenter of Precompiled is not)', async () => {
+    // V8's Intl.Segmenter took 20 s over 100k characters; Troupe segments only non-ASCII runs.
+    const tok = await loadGoldenTokenizer(readGolden('t5-unigram').source);
+    const text = mobyDick().slice(0, 300_000);
+    const t0 = performance.now();
+    const ids = tok.encode(text, { addSpecialTokens: false });
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(ids.length).toBeGreaterThan(text.length / 5);
   });
 });
