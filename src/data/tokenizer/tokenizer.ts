@@ -57,6 +57,8 @@ export class Tokenizer implements TokenizerLike {
   /** Added tokens matched in the raw text, and those matched in normalized text. */
   private readonly rawSplitter: AddedTokenSplitter;
   private readonly normalizedSplitter: AddedTokenSplitter;
+  /** Whether a stretch's normalized start must be checked (Metaspace prepend_scheme 'first'). */
+  private readonly usesStart: boolean;
   /** Cuts a long pre-token into parts that tokenize independently (SentencePiece BPE). */
   private readonly cutLong: ((piece: string, emit: (part: string) => void) => void) | undefined;
   /** Pre-token → ids; a bare number for the common one-token case. Oldest entry evicted. */
@@ -73,6 +75,7 @@ export class Tokenizer implements TokenizerLike {
       this.model instanceof BpeModel && this.model.byteLevelReady && last?.raw !== undefined;
     this.byteLevel = fast ? (this.model as BpeModel) : undefined;
     this.steps = steps.map((s) => s.run);
+    this.usesStart = steps.some((s) => s.usesStart === true);
     this.cutStretch = chain(
       steps.map((s, i) => (fast && i === steps.length - 1 ? s.raw! : s.run)),
       (piece) => this.encodePiece(piece, this.out),
@@ -135,9 +138,10 @@ export class Tokenizer implements TokenizerLike {
       wellFormed(text),
       (stretch, start) => {
         const normalized = this.normalizer === null ? stretch : this.normalizer(stretch);
+        const first = start === 0 && this.startsAtOrigin(stretch);
         this.normalizedSplitter.split(
           normalized,
-          (s, sub) => sink(s, start === 0 && sub === 0),
+          (s, sub) => sink(s, first && sub === 0),
           () => undefined,
         );
       },
@@ -189,15 +193,21 @@ export class Tokenizer implements TokenizerLike {
       wellFormed(text),
       (stretch, start) => {
         const normalized = this.normalizer === null ? stretch : this.normalizer(stretch);
+        const first = start === 0 && this.startsAtOrigin(stretch);
         this.normalizedSplitter.split(
           normalized,
-          (s, sub) => this.cutStretch(s, start === 0 && sub === 0),
+          (s, sub) => this.cutStretch(s, first && sub === 0),
           pushToken,
         );
       },
       pushToken,
     );
     return out;
+  }
+
+  /** Whether the normalized text of the input's first stretch still starts at its offset 0. */
+  private startsAtOrigin(stretch: string): boolean {
+    return !this.usesStart || this.normalizer?.keepsStart?.(stretch) !== false;
   }
 
   private encodePiece(piece: string, out: number[]): void {

@@ -17,7 +17,7 @@ export const GOLDEN_DIR = join(import.meta.dirname, '../../fixtures/tokenizers')
 /** Where a golden tokenizer's file is: npm's, one built by the script, or GPT-2's own files. */
 type Source =
   | { readonly package: string; readonly replace?: Readonly<Record<string, unknown>> }
-  | { readonly file: string }
+  | { readonly file: string; readonly replace?: Readonly<Record<string, unknown>> }
   | { readonly gpt2Files: string };
 
 export interface Golden {
@@ -57,8 +57,10 @@ export function readGolden(name: string): Golden {
 /** The tokenizer a golden file was made with, loaded by Troupe. */
 export async function loadGoldenTokenizer(source: Source): Promise<Tokenizer> {
   if ('gpt2Files' in source) return gpt2();
-  if ('file' in source) return loadTokenizer(join(GOLDEN_DIR, source.file));
-  const file = packageFile(source.package, 'models/tokenizer.json');
+  const file =
+    'file' in source
+      ? join(GOLDEN_DIR, source.file)
+      : packageFile(source.package, 'models/tokenizer.json');
   if (source.replace === undefined) return loadTokenizer(file);
   const json = { ...JSON.parse(readFileSync(file, 'utf8')), ...source.replace };
   return tokenizerFromJson(

@@ -227,6 +227,27 @@ describe('Metaspace prepend_scheme and added tokens', () => {
     expect(ids(ms('first'), '<s>hi')).toEqual([0, 5]);
   });
 
+  it("does not prepend with 'first' where the normalizer dropped the input's first character", () => {
+    // HF 0.23: Strip(left) on "  hi" → "hi" at offset 2, and BertNormalizer drops a leading NUL.
+    const first = (normalizer: unknown) =>
+      tokenizerFromJson({
+        normalizer,
+        pre_tokenizer: {
+          type: 'Metaspace',
+          replacement: '▁',
+          prepend_scheme: 'first',
+          split: true,
+        },
+        model: { type: 'WordPiece', vocab: { '[UNK]': 0 } },
+      });
+    const strip = first({ type: 'Strip', strip_left: true, strip_right: false });
+    expect(strip.preTokenize('  hi')).toEqual(['hi']);
+    expect(strip.preTokenize('hi there')).toEqual(['▁hi', '▁there']);
+    const bert = first({ type: 'BertNormalizer', lowercase: false });
+    expect(bert.preTokenize('\u0000hi')).toEqual(['hi']);
+    expect(bert.preTokenize('hi')).toEqual(['▁hi']);
+  });
+
   it('drops ▁ in the first token when decoding unless the scheme is never', () => {
     expect(ms('first').decode([4, 4])).toBe('hi hi');
     expect(ms('never').decode([4, 4])).toBe(' hi hi');

@@ -9,7 +9,7 @@ import {
   PUNCTUATION,
   WHITESPACE,
 } from './chars.js';
-import type { Normalizer } from './normalizers.js';
+import { type Normalizer, withStart } from './normalizers.js';
 import type { PreTokenizer } from './pre-tokenizers.js';
 import { charRuns, splitText } from './split.js';
 
@@ -57,13 +57,21 @@ export function bertNormalizer(v: Obj, w: Where): Normalizer {
   const chinese = bool(v, 'handle_chinese_chars', w, true);
   const lowercase = bool(v, 'lowercase', w, true);
   const accents = bool(v, 'strip_accents', w, lowercase);
-  return (s) => {
+  const f = (s: string) => {
     if (clean) s = cleanText(s);
     if (chinese) s = spaceChinese(s);
     if (accents) s = stripAccents(s);
     if (lowercase) s = lowercaseChars(s);
     return s;
   };
+  // The first character goes if clean_text drops it, or (NFD'd) it is a non-spacing mark.
+  return withStart(f, (s) => {
+    const cp = s.codePointAt(0);
+    if (cp === undefined) return true;
+    if (clean && cleanText(String.fromCodePoint(cp)) === '') return false;
+    const first = s.normalize('NFD').codePointAt(0)!;
+    return !(accents && (charFlags(first) & MARK_NONSPACING) !== 0);
+  });
 }
 
 /** Unicode punctuation or an ASCII symbol/punctuation mark (HF's `is_bert_punc`). */

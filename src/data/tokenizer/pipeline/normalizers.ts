@@ -11,24 +11,52 @@ import { regexRuns } from './split.js';
  * them on a NormalizedString that also tracks offsets; Troupe needs only the text. They run on
  * each stretch of text between added tokens, as HF runs them.
  */
-export type Normalizer = (text: string) => string;
+export interface Normalizer {
+  (text: string): string;
+  /**
+   * Whether the output still begins with what the input began with, for normalizers that can
+   * drop the first character (absent: always). HF tracks offsets, and Metaspace's
+   * prepend_scheme 'first' prepends only to text that starts at offset 0 of the input.
+   */
+  readonly keepsStart?: (text: string) => boolean;
+}
+
+/** A normalizer function with its `keepsStart` test. */
+export const withStart = (
+  f: (text: string) => string,
+  keepsStart: (text: string) => boolean,
+): Normalizer => Object.assign(f, { keepsStart });
+
+const firstCp = (s: string) => s.codePointAt(0) ?? -1;
 
 /** A regex or literal pattern replaced by `content` everywhere (HF's Replace). */
-export function replacer(v: Obj, w: Where): (s: string) => string {
+export function replacer(v: Obj, w: Where): Normalizer {
   const p = pattern(v, 'pattern', w);
   const content = str(v, 'content', w);
   if ('string' in p) {
     const from = p.string;
-    return from === '' ? (s) => s : (s) => (s.includes(from) ? s.replaceAll(from, content) : s);
+    if (from === '') return (s) => s;
+    const f = (s: string) => (s.includes(from) ? s.replaceAll(from, content) : s);
+    // Replaced by something, a match keeps its place; replaced by nothing, a leading one goes.
+    return content === '' ? withStart(f, (s) => !s.startsWith(from)) : f;
   }
-  const runs = regexRuns(compilePattern(p.regex));
-  return (s) => {
+  const re = compilePattern(p.regex);
+  const runs = regexRuns(re);
+  const f = (s: string) => {
     let out = '';
     runs(s, (a, b, m) => {
       out += m ? content : s.slice(a, b);
     });
     return out;
   };
+  if (content !== '') return f;
+  return withStart(f, (s) => {
+    let leading = false;
+    runs(s, (a, _b, m) => {
+      if (a === 0 && m) leading = true;
+    });
+    return !leading;
+  });
 }
 
 const isWs = (cp: number) => has(cp, WHITESPACE);
@@ -47,10 +75,18 @@ function strip(s: string, left: boolean, right: boolean): string {
 }
 
 /** SentencePiece's NMT normalization of control characters and odd spaces (HF's Nmt). */
+/** Control characters SentencePiece's NMT normalization drops. */
+const nmtDrops = (cp: number) =>
+  (cp >= 1 && cp <= 8) ||
+  cp === 0xb ||
+  (cp >= 0xe && cp <= 0x1f) ||
+  cp === 0x7f ||
+  cp === 0x8f ||
+  cp === 0x9f;
+
 function nmt(s: string): string {
   return mapCodePoints(s, (cp, ch) => {
-    if ((cp >= 1 && cp <= 8) || cp === 0xb || (cp >= 0xe && cp <= 0x1f)) return '';
-    if (cp === 0x7f || cp === 0x8f || cp === 0x9f) return '';
+    if (nmtDrops(cp)) return '';
     if (cp === 9 || cp === 0xa || cp === 0xc || cp === 0xd || cp === 0x1680) return ' ';
     if ((cp >= 0x200b && cp <= 0x200f) || cp === 0x2028 || cp === 0x2029) return ' ';
     if (cp === 0x2581 || cp === 0xfeff || cp === 0xfffd) return ' ';
@@ -73,15 +109,20 @@ export const NORMALIZERS: Readonly<Record<string, Builder<Normalizer>>> = {
   Strip: (v, w) => {
     const left = bool(v, 'strip_left', w, true);
     const right = bool(v, 'strip_right', w, true);
-    return (s) => strip(s, left, right);
+    const f = (s: string) => strip(s, left, right);
+    return left ? withStart(f, (s) => !isWs(firstCp(s))) : f;
   },
-  StripAccents: () => (s) => mapCodePoints(s, (cp, ch) => ((charFlags(cp) & MARK) !== 0 ? '' : ch)),
+  StripAccents: () =>
+    withStart(
+      (s) => mapCodePoints(s, (cp, ch) => ((charFlags(cp) & MARK) !== 0 ? '' : ch)),
+      (s) => s === '' || (charFlags(firstCp(s)) & MARK) === 0,
+    ),
   Replace: replacer,
   Prepend: (v, w) => {
     const prefix = str(v, 'prepend', w);
     return (s) => (s.length > 0 ? prefix + s : s);
   },
-  Nmt: () => nmt,
+  Nmt: () => withStart(nmt, (s) => !nmtDrops(firstCp(s))),
   ByteLevel: () => (s) => bytesToSymbols(new TextEncoder().encode(s)),
   BertNormalizer: bertNormalizer,
   Precompiled: precompiled,
@@ -90,10 +131,18 @@ export const NORMALIZERS: Readonly<Record<string, Builder<Normalizer>>> = {
       buildNormalizer(n, at(w, `normalizers[${i}]`)),
     );
     const run = steps.filter((f): f is Normalizer => f !== null);
-    return (s) => {
+    const apply = (s: string) => {
       for (const f of run) s = f(s);
       return s;
     };
+    if (run.every((f) => f.keepsStart === undefined)) return apply;
+    return withStart(apply, (s) => {
+      for (const f of run) {
+        if (f.keepsStart?.(s) === false) return false;
+        s = f(s);
+      }
+      return true;
+    });
   },
 };
 

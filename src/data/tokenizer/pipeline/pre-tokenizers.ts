@@ -42,6 +42,8 @@ export interface PreTokenizerStep {
   readonly type: string;
   readonly run: PreTokenizer;
   readonly raw?: PreTokenizer;
+  /** Whether it reads `atStart` (Metaspace with prepend_scheme 'first'). */
+  readonly usesStart?: boolean;
 }
 
 /** A piece cut by the runs; a sub-piece keeps `atStart` only if it begins the piece. */
@@ -130,7 +132,11 @@ export const PRE_TOKENIZERS: Readonly<
 > = {
   ByteLevel: byteLevel,
   Split: (v, w) => ({ type: 'Split', run: split(v, w) }),
-  Metaspace: (v, w) => ({ type: 'Metaspace', run: metaspace(v, w) }),
+  Metaspace: (v, w) => ({
+    type: 'Metaspace',
+    run: metaspace(v, w),
+    usesStart: v['prepend_scheme'] === 'first',
+  }),
   BertPreTokenizer: single(bertPreTokenizer),
   Whitespace: single(cut(invertRuns(regexRuns(WHITESPACE_RE)), 'Removed')),
   WhitespaceSplit: single(cut(charRuns(isWs), 'Removed')),

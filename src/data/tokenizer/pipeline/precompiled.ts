@@ -111,11 +111,14 @@ export function precompiled(v: Obj, w: Where): Normalizer {
     }
     return r;
   };
-  return (s) => {
+  const f: Normalizer = (s: string) => {
     let out = '';
     forEachGrapheme(s, (g) => {
       out += replace(g) ?? g;
     });
     return out;
   };
+  // No `keepsStart`: HF records no offset change for a first grapheme mapped to nothing (its
+  // `replace` has no earlier character to charge it to), so the text still starts at 0.
+  return f;
 }
