@@ -48,7 +48,7 @@ describe('troupe doctor', () => {
     await expect(troupe('doctr')).rejects.toMatchObject({
       code: 2,
       stderr: expect.stringContaining(
-        "unknown command 'doctr'. Known: demo, pretrain, sft, rm, dpo, ppo, grpo, rloo, reinforce, config, generate, chat, doctor, logprobs, tokenizer",
+        "unknown command 'doctr'. Known: demo, pretrain, sft, rm, dpo, ppo, grpo, rloo, reinforce, config, generate, chat, merge, doctor, logprobs, tokenizer",
       ),
     });
     await expect(troupe('doctor', '--jsn')).rejects.toMatchObject({
