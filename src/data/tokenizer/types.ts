@@ -1,5 +1,5 @@
 /**
- * What the rest of Troupe needs from a tokenizer. Troupe's byte-level BPE implements it; so can
+ * What the rest of Troupe needs from a tokenizer. Troupe's `Tokenizer` implements it; so can
  * an adapter over another library.
  */
 export interface TokenizerLike {

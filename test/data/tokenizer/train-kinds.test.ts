@@ -12,6 +12,7 @@ import {
 } from '../../../src/data/tokenizer/index.js';
 import { suffixIntervals } from '../../../src/data/tokenizer/suffix-array.js';
 import { digamma } from '../../../src/data/tokenizer/train-unigram.js';
+import { Model, marginals, viterbi } from '../../../src/data/tokenizer/train-unigram-lattice.js';
 import { hasCode } from '../../../src/errors.js';
 import { GOLDEN_DIR } from './golden.js';
 import { TROUPE_TRAINED } from './trained.js';
@@ -64,6 +65,34 @@ describe('trainUnigram', () => {
     expect(digamma(0.5)).toBeCloseTo(-gamma - 2 * Math.LN2, 9);
     const h9 = [...Array(9).keys()].reduce((s, k) => s + 1 / (k + 1), 0);
     expect(digamma(10)).toBeCloseTo(h9 - gamma, 9);
+  });
+
+  it('counts pieces by forward-backward over a hand-worked lattice, and finds best and second-best paths', () => {
+    // "ab" with a −1, b −2, ab −2.5: paths [a, b] (−3) and [ab] (−2.5), so
+    // P(ab) = e^−2.5 / (e^−3 + e^−2.5) = 1 / (1 + e^−0.5) and P(a) = P(b) = 1 − P(ab).
+    const model = new Model([
+      ['<UNK>', Number.NaN],
+      ['a', -1],
+      ['b', -2],
+      ['ab', -2.5],
+    ]);
+    const lattice = model.lattice('ab');
+    const expected = new Float64Array(4);
+    const logZ = marginals(lattice, 2, expected);
+    const pAb = 1 / (1 + Math.exp(-0.5));
+    expect(logZ).toBeCloseTo(2 * Math.log(Math.exp(-3) + Math.exp(-2.5)), 12);
+    expect([...expected]).toEqual(
+      [0, 2 * (1 - pAb), 2 * (1 - pAb), 2 * pAb].map((x) => expect.closeTo(x, 12)),
+    );
+    const best = viterbi(lattice)!;
+    expect(best.map((n) => lattice.id[n])).toEqual([3]);
+    expect(viterbi(lattice, best[0])!.map((n) => lattice.id[n])).toEqual([1, 2]);
+    // 'c' has no piece: the unknown piece at min score − 10 = −12.5 covers it.
+    const unk = model.lattice('ac');
+    expect(viterbi(unk)!.map((n) => [unk.id[n], unk.score[n]])).toEqual([
+      [1, -1],
+      [0, -12.5],
+    ]);
   });
 
   it('seeds from exactly the suffix tree’s internal nodes (checked against brute force)', () => {
