@@ -179,10 +179,10 @@ static napi_value adamw_step(napi_env env, napi_callback_info info) {
 
 bool troupe_define_host(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      TROUPE_EXPORT("axpy", axpy),
-      TROUPE_EXPORT("sumSquares", sum_squares),
-      TROUPE_EXPORT("scale", scale),
-      TROUPE_EXPORT("adamwStep", adamw_step),
+      TROUPE_EXPORT_EXACT("axpy", axpy),
+      TROUPE_EXPORT_EXACT("sumSquares", sum_squares),
+      TROUPE_EXPORT_EXACT("scale", scale),
+      TROUPE_EXPORT_EXACT("adamwStep", adamw_step),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -211,8 +211,47 @@ static napi_value config(napi_env env, napi_callback_info info) {
   return out;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+/* MXCSR: FTZ (bit 15) flushes subnormal results, DAZ (bit 6) reads subnormal inputs as zero. */
+unsigned long troupe_flush_begin(void) {
+  const unsigned int csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040);
+  return csr;
+}
+void troupe_flush_end(unsigned long saved) { _mm_setcsr((unsigned int)saved); }
+#elif defined(__aarch64__)
+/* FPCR.FZ (bit 24): subnormal inputs and results are zero. */
+unsigned long troupe_flush_begin(void) {
+  unsigned long fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  __asm__ volatile("msr fpcr, %0" ::"r"(fpcr | (1UL << 24)));
+  return fpcr;
+}
+void troupe_flush_end(unsigned long saved) { __asm__ volatile("msr fpcr, %0" ::"r"(saved)); }
+#else
+unsigned long troupe_flush_begin(void) { return 0; }
+void troupe_flush_end(unsigned long saved) { (void)saved; }
+#endif
+
+napi_value troupe_flush_call(napi_env env, napi_callback_info info) {
+  void *data = NULL;
+  size_t argc = 0;
+  if (napi_get_cb_info(env, info, &argc, NULL, NULL, &data) != napi_ok || data == NULL) {
+    napi_throw_error(env, NULL, "troupe native: a function without its body");
+    return NULL;
+  }
+  const unsigned long saved = troupe_flush_begin();
+  napi_value out = ((napi_callback)data)(env, info);
+  troupe_flush_end(saved);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
+  /* OpenBLAS starts its thread pool as it loads: its threads keep the mode they start with */
+  const unsigned long saved = troupe_flush_begin();
   load_blas();
+  troupe_flush_end(saved);
   if (load_error) {
     napi_throw_error(env, NULL, load_error);
     return NULL;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { trainLm } from '../../src/algorithms/lm.js';
 import { trainPreference } from '../../src/algorithms/preference.js';
 import { loadConfig } from '../../src/config/load.js';
-import type { DpoConfig, PretrainConfig, SftConfig } from '../../src/config/schema.js';
+import type { DpoConfig, PretrainConfig, RmConfig, SftConfig } from '../../src/config/schema.js';
 import type { Suite } from './types.js';
 
 type Row = { figure: string; value: number; unit: string; note: string };
@@ -71,7 +71,7 @@ async function bothCores(out: string, quick: boolean, log: (line: string) => voi
 export const algorithmsSuite: Suite = {
   name: 'algorithms',
   description:
-    'end-to-end trainer throughput: SFT tokens/s and DPO pairs/s (tiny GPT-2, one policy actor, wasm)',
+    'end-to-end trainer throughput: SFT tokens/s, DPO and reward-model pairs/s (tiny GPT-2, one policy actor, wasm)',
   async run({ quick, log }) {
     const steps = quick ? 6 : 20;
     const out = mkdtempSync(join(tmpdir(), 'troupe-bench-'));
@@ -137,6 +137,28 @@ export const algorithmsSuite: Suite = {
         note: `median of ${dpoRates.length} steps, 8 pairs per step, reference precomputed`,
       });
       log(`DPO ${median(dpoRates).toFixed(1)} pairs/s`);
+      const rmRates: number[] = [];
+      await trainPreference(
+        await loadConfig<RmConfig>('rm', {
+          object: {
+            ...common,
+            output: join(out, 'rm'),
+            data: { train: 'data/sentiment/preferences.jsonl', maxLength: 96 },
+          },
+        }),
+        {
+          events: {
+            onMetrics: (s, step, v) => s === 'train' && step > 1 && rmRates.push(v['pairs_per_s']),
+          },
+        },
+      );
+      rows.push({
+        figure: 'reward model pairs/s',
+        value: median(rmRates),
+        unit: 'pairs/s',
+        note: `median of ${rmRates.length} steps, 8 pairs per step (a score head read at one token per row)`,
+      });
+      log(`RM ${median(rmRates).toFixed(1)} pairs/s`);
       rows.push(...(await bothCores(out, quick, log)));
     } finally {
       rmSync(out, { recursive: true, force: true });

@@ -219,3 +219,24 @@ describe.skipIf(skip !== null)('native TroupeLinear (x·W + b in one kernel)', (
     expect(() => lin(f(6), f(6), f(0), 0, 3, 2, f(4))).toThrow(/rows must be an integer/);
   });
 });
+
+describe.skipIf(skip !== null)('native kernels flush subnormals, and only while they run', () => {
+  it('a subnormal input reads as zero inside a kernel; JavaScript keeps IEEE subnormals', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const tiny = 1e-39; // a float32 subnormal (the smallest normal is 1.18e-38)
+    const x = Float32Array.of(tiny, 1);
+    const w = Float32Array.of(1, 1); // [2, 1]
+    const y = new Float32Array(1);
+    a.linearForward(x.subarray(0, 1), w.subarray(0, 1), new Float32Array(0), 1, 1, 1, y);
+    expect(Math.fround(tiny)).toBeGreaterThan(0);
+    expect(y[0]).toBe(0); // flushed: the FPU's slow path for subnormals is never taken
+    // the thread's mode was restored: JS arithmetic still produces subnormals
+    const half = Number.MIN_VALUE * 1;
+    expect(half).toBeGreaterThan(0);
+    expect(new Float32Array([tiny * 1])[0]).toBeGreaterThan(0);
+    // a normal input is untouched
+    a.linearForward(Float32Array.of(2e-38), Float32Array.of(1), new Float32Array(0), 1, 1, 1, y);
+    expect(y[0]).toBeCloseTo(2e-38, 44);
+  });
+});
