@@ -144,7 +144,8 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   [
     'tokenizer',
     {
-      summary: 'JSONL text ↔ token ids with a tokenizer.json (encode, decode)',
+      summary:
+        'train a tokenizer (byte-level BPE, WordPiece, Unigram), or JSONL text ↔ token ids (train, encode, decode)',
       usage: TOKENIZER_USAGE,
       run: (args) => runTokenizer(args, (line) => process.stderr.write(`${line}\n`)),
     },
