@@ -87,9 +87,9 @@ export function decodeFrame(buf: ArrayBuffer | Uint8Array): Frame {
   const { v, kind, payload } = value as Record<string, unknown>;
   if (typeof v !== 'number' || !SUPPORTED_FRAME_VERSIONS.includes(v)) {
     badFrame(
-      `Frame version ${JSON.stringify(v)} is not supported; this reader understands ` +
+      `Frame version ${describe(v)} is not supported; this reader understands ` +
         `version ${SUPPORTED_FRAME_VERSIONS.join(', ')}. Are both ends the same Troupe version?`,
-      { got: v, supported: [...SUPPORTED_FRAME_VERSIONS] },
+      { got: plainDetail(v), supported: [...SUPPORTED_FRAME_VERSIONS] },
     );
   }
   if (typeof kind !== 'string' || kind === '') {
@@ -129,7 +129,9 @@ const EXPERIENCE_KEYS = new Set<string>([
 export function decodeExperience(buf: ArrayBuffer | Uint8Array): Experience {
   const { kind, payload } = decodeFrame(buf);
   if (kind !== EXPERIENCE_FRAME) {
-    badFrame(`Expected a frame of kind '${EXPERIENCE_FRAME}', got '${kind}'`, { kind });
+    badFrame(`Expected a frame of kind '${EXPERIENCE_FRAME}', got '${clip(kind)}'`, {
+      kind: clip(kind),
+    });
   }
   if (payload === null || typeof payload !== 'object') {
     badFrame(`An '${EXPERIENCE_FRAME}' frame holds an object, got ${describe(payload)}`);
@@ -175,7 +177,16 @@ export function encodeRollout(r: RolloutLayout): ArrayBuffer {
 export function decodeRollout(buf: ArrayBuffer | Uint8Array): RolloutLayout {
   const { kind, payload } = decodeFrame(buf);
   if (kind !== ROLLOUT_FRAME) {
-    badFrame(`Expected a frame of kind '${ROLLOUT_FRAME}', got '${kind}'`, { kind });
+    badFrame(`Expected a frame of kind '${ROLLOUT_FRAME}', got '${clip(kind)}'`, {
+      kind: clip(kind),
+    });
+  }
+  if (payload === null || typeof payload !== 'object') {
+    badFrame(`A '${ROLLOUT_FRAME}' frame holds an object, got ${describe(payload)}`);
+  }
+  const unknown = Object.keys(payload).filter((k) => !ROLLOUT_KEYS.has(k));
+  if (unknown.length > 0) {
+    badFrame(`A '${ROLLOUT_FRAME}' frame has unknown fields: ${unknown.join(', ')}`, { unknown });
   }
   try {
     checkRolloutLayout(payload as RolloutLayout);
@@ -189,6 +200,14 @@ export function decodeRollout(buf: ArrayBuffer | Uint8Array): RolloutLayout {
   return payload as RolloutLayout;
 }
 
+const ROLLOUT_KEYS = new Set<string>([
+  'sequences',
+  'attentionMask',
+  'actionMask',
+  'promptLength',
+  'shape',
+]);
+
 /** A layout is an Experience's layout without its per-action and reward fields. */
 function checkRolloutLayout(r: RolloutLayout): void {
   if (r === null || typeof r !== 'object') {
@@ -197,17 +216,42 @@ function checkRolloutLayout(r: RolloutLayout): void {
   const count = (x: unknown) => (Number.isSafeInteger(x) && (x as number) > 0 ? (x as number) : 0);
   const B = count(r.shape?.batch);
   const A = count(r.shape?.actions);
+  // Stand-ins for the fields a layout lacks, sized only once actionMask shows B·A is real: a frame
+  // that claims a huge shape must not make the reader allocate it (the check fails at actionMask).
+  const real = r.actionMask instanceof Uint8Array && r.actionMask.length === B * A;
   checkExperienceLayout({
-    ...r,
-    actionLogProbs: new Float32Array(B * A),
-    rewards: new Float32Array(B),
+    sequences: r.sequences,
+    attentionMask: r.attentionMask,
+    actionMask: r.actionMask,
+    promptLength: r.promptLength,
+    shape: r.shape,
+    actionLogProbs: new Float32Array(real ? B * A : 0),
+    rewards: new Float32Array(real ? B : 0),
     info: {},
   } as Experience);
 }
 
+/**
+ * A decoded value in a message. Frames are untrusted bytes: msgpack int64 / uint64 decode as
+ * BigInt, which JSON.stringify refuses, so scalars other than strings are written with String().
+ */
 function describe(x: unknown): string {
-  if (x === null || typeof x !== 'object') return JSON.stringify(x) ?? String(x);
+  if (typeof x === 'string') return JSON.stringify(clip(x));
+  if (typeof x === 'bigint') return `${x}n (an int64)`;
+  if (x === null || typeof x !== 'object') return String(x);
   if (Array.isArray(x)) return `an array of ${x.length}`;
-  const name = x.constructor?.name;
-  return name === undefined || name === 'Object' ? 'an object' : `a ${name}`;
+  const name = typeof x.constructor === 'function' ? x.constructor.name : '';
+  if (name === '' || name === 'Object') return 'an object';
+  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`;
+}
+
+/** A string from a frame, cut to a length a message can show. */
+function clip(s: string): string {
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
+
+/** A decoded scalar as error details (plain data, JSON-safe): a BigInt becomes its digits. */
+function plainDetail(x: unknown): unknown {
+  if (typeof x === 'bigint') return x.toString();
+  return x === null || typeof x !== 'object' ? x : describe(x);
 }

@@ -81,6 +81,14 @@ function fail(code: 'BAD_ARGUMENT' | 'SHAPE_MISMATCH', message: string, field: s
   throw new TroupeError(code, `Experience.${field}: ${message}`, { details: { field } });
 }
 
+/** A value as a message shows it: a field may hold anything when it came from a frame. */
+function shown(x: unknown): string {
+  if (x === null || (typeof x !== 'object' && typeof x !== 'function')) return String(x);
+  if (Array.isArray(x)) return `an array of ${x.length}`;
+  const name = typeof x.constructor === 'function' ? x.constructor.name : '';
+  return name === '' || name === 'Object' ? 'an object' : name;
+}
+
 function isCount(n: unknown, min: number): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= min;
 }
@@ -94,11 +102,7 @@ function dimsOf(dims: FieldSpec['dims'], s: ExperienceShape): number[] {
 function checkArray(name: string, value: unknown, type: ArrayType, dims: number[]): void {
   const n = dims.reduce((a, b) => a * b, 1);
   const want = `${type.name} of length ${n} [${dims.join(', ')}]`;
-  if (!(value instanceof type)) {
-    const got =
-      value === null || typeof value !== 'object' ? String(value) : value.constructor.name;
-    fail('BAD_ARGUMENT', `expected ${want}, got ${got}`, name);
-  }
+  if (!(value instanceof type)) fail('BAD_ARGUMENT', `expected ${want}, got ${shown(value)}`, name);
   if (value.length !== n)
     fail('SHAPE_MISMATCH', `expected ${want}, got length ${value.length}`, name);
 }
@@ -111,20 +115,20 @@ function checkArray(name: string, value: unknown, type: ArrayType, dims: number[
 export function checkExperienceLayout(e: Experience): void {
   const s = e.shape;
   if (s === null || typeof s !== 'object')
-    fail('BAD_ARGUMENT', `expected an object, got ${s}`, 'shape');
+    fail('BAD_ARGUMENT', `expected an object, got ${shown(s)}`, 'shape');
   if (!isCount(s.batch, 1))
-    fail('BAD_ARGUMENT', `expected an integer ≥ 1, got ${s.batch}`, 'shape.batch');
+    fail('BAD_ARGUMENT', `expected an integer ≥ 1, got ${shown(s.batch)}`, 'shape.batch');
   if (!isCount(s.actions, 1)) {
-    fail('BAD_ARGUMENT', `expected an integer ≥ 1, got ${s.actions}`, 'shape.actions');
+    fail('BAD_ARGUMENT', `expected an integer ≥ 1, got ${shown(s.actions)}`, 'shape.actions');
   }
   if (!isCount(e.promptLength, 0)) {
-    fail('BAD_ARGUMENT', `expected an integer ≥ 0, got ${e.promptLength}`, 'promptLength');
+    fail('BAD_ARGUMENT', `expected an integer ≥ 0, got ${shown(e.promptLength)}`, 'promptLength');
   }
   if (s.length !== e.promptLength + s.actions) {
     fail(
       'SHAPE_MISMATCH',
       `expected promptLength + actions = ${e.promptLength} + ${s.actions} = ` +
-        `${e.promptLength + s.actions}, got ${s.length}`,
+        `${e.promptLength + s.actions}, got ${shown(s.length)}`,
       'shape.length',
     );
   }
@@ -134,7 +138,7 @@ export function checkExperienceLayout(e: Experience): void {
     checkArray(f.key, value, f.type, dimsOf(f.dims, s));
   }
   if (e.info === null || typeof e.info !== 'object') {
-    fail('BAD_ARGUMENT', `expected a record of Float32Array, got ${e.info}`, 'info');
+    fail('BAD_ARGUMENT', `expected a record of Float32Array, got ${shown(e.info)}`, 'info');
   }
   for (const [k, v] of Object.entries(e.info)) checkArray(`info.${k}`, v, Float32Array, [s.batch]);
 }
