@@ -321,7 +321,8 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       position: state?.loader,
     });
     // Start the generator on the policy's weights (a resumed policy's, not the initial ones).
-    await policy[0].call.publishWeights();
+    const weightsStep = new WeightsSteps();
+    weightsStep.published(await policy[0].call.publishWeights(), state?.step ?? 0);
     await generator.call.sync();
 
     /** The generator's rows for `prompts` × n samples, retried on a generator restart. */
@@ -442,7 +443,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       const updated = await update(experience, s, lr);
       t.update = (performance.now() - t1) / 1000;
       const t2 = performance.now();
-      await policy[0].call.publishWeights();
+      weightsStep.published(await policy[0].call.publishWeights(), s + 1);
       pendingSync = generator.call.sync();
       if (!c.rollout.offPolicy) await pendingSync;
       t.sync = (performance.now() - t2) / 1000;
@@ -458,7 +459,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
         ...made.metrics,
         ...updated,
         kl_coef: kl.value,
-        'rollout/weights_version': g.version,
+        'rollout/weights_version': weightsStep.of(g.version),
         ...Object.fromEntries(PHASES.map((p) => [`timing/${p}_s`, t[p]])),
         'timing/step_s': (performance.now() - t0) / 1000,
         'timing/messaging_s': messaging,
@@ -515,6 +516,32 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
     return trainResult(run, r, source);
   } finally {
     await supervisor.shutdown();
+  }
+}
+
+/**
+ * `rollout/weights_version`: the policy step whose weights sampled a batch (0: the start weights;
+ * one behind the step on-policy, two with `offPolicy`), so it continues across a resume. The
+ * version the generator reports is the shared-memory write count of this process, from 0 again
+ * after a resume; this maps it to steps (the last few publishes are all a batch can be from).
+ */
+class WeightsSteps {
+  private readonly steps = new Map<number, number>();
+
+  published(version: number, step: number): void {
+    this.steps.set(version, step);
+    if (this.steps.size > 4) this.steps.delete(this.steps.keys().next().value!);
+  }
+
+  of(version: number): number {
+    const step = this.steps.get(version);
+    if (step === undefined) {
+      throw new TroupeError(
+        'UNSUPPORTED',
+        `rl: the generator sampled with weights version ${version}, which this run did not publish`,
+      );
+    }
+    return step;
   }
 }
 

@@ -129,8 +129,9 @@ describe('online RL on worker-thread actors', () => {
       // The generator samples with exactly the weights the policy scores with (on-policy).
       expect(m['rollout/logprob_diff']).toBeLessThan(1e-4);
     }
-    // Four optimiser steps (2 epochs × 2 minibatches) per iteration, each published once.
-    expect(train.map((m) => m['rollout/weights_version'])).toEqual([2, 4, 6]);
+    // Four optimiser steps (2 epochs × 2 minibatches) per iteration, published once: each batch
+    // is sampled with the weights of the step before it (0: the start weights).
+    expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2]);
     const evals = readMetrics(r.runDir, 'eval');
     expect(evals.map((e) => e.step)).toEqual([0, 3]);
     expect(Number.isFinite(evals[1]['reward'])).toBe(true);
