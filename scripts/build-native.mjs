@@ -9,27 +9,42 @@
  *
  *   node scripts/build-native.mjs            build; exit 1 on failure
  *   node scripts/build-native.mjs --optional build if possible; say why not and exit 0
+ *
+ * It is Troupe's `install` script (with --optional), so a clone's `npm ci` and a project that
+ * installs Troupe as a dependency both build it where they can; and the `troupe-build-native` bin,
+ * so a dependent project builds it later with `npx troupe-build-native`. When it does not build,
+ * the reason is also left in native/build/not-built.txt, where `troupe doctor` reads it (npm hides
+ * the output of a dependency's install script unless it fails).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const optional = process.argv.includes('--optional');
 const out = join(root, 'native', 'build', 'troupe_native.node');
+const notBuilt = join(root, 'native', 'build', 'not-built.txt');
+// The same command src/kernels/native.ts names: a dependency's bin, or the clone's npm script.
+const retry = root.split(sep).includes('node_modules')
+  ? 'npx troupe-build-native'
+  : 'npm run build:native';
 
 function give(reason) {
-  const line = `native kernels not built: ${reason}`;
+  mkdirSync(dirname(notBuilt), { recursive: true });
+  writeFileSync(notBuilt, `${reason}\n`);
+  const line = `troupe: native kernels not built: ${reason}`;
   if (optional) {
-    process.stderr.write(`${line} (optional: Troupe runs on wasm/cpu without them)\n`);
+    process.stderr.write(
+      `${line}\n  Troupe runs on wasm/cpu without them; to build them later: ${retry}\n`,
+    );
     process.exit(0);
   }
   process.stderr.write(`${line}\n`);
   process.exit(1);
 }
 
-if (process.env.TROUPE_NATIVE === '0') give('TROUPE_NATIVE=0');
+if (process.env.TROUPE_NATIVE === '0') give('TROUPE_NATIVE=0 in the environment');
 const cc = ['cc', 'gcc', 'clang'].find((c) => spawnSync(c, ['--version']).status === 0);
 if (!cc) give('no C compiler (cc, gcc or clang) on PATH');
 const headerDirs = [
@@ -82,6 +97,7 @@ try {
   execFileSync(cc, args, { stdio: 'inherit' });
   // A rename, not an overwrite: a process that has the old addon loaded keeps its mapping.
   renameSync(`${out}.${process.pid}.tmp`, out);
+  rmSync(notBuilt, { force: true });
 } catch (e) {
   rmSync(`${out}.${process.pid}.tmp`, { force: true });
   give(`${cc} failed: ${e.message}`);
@@ -89,7 +105,7 @@ try {
 try {
   const addon = (await import('node:module')).createRequire(import.meta.url)(out);
   process.stderr.write(
-    `native kernels built: ${out} (${addon.config()}, ${addon.threads()} threads)\n`,
+    `troupe: native kernels built: ${out} (${addon.config()}, ${addon.threads()} threads)\n`,
   );
 } catch (e) {
   give(`built, but it does not load: ${e.message}`);

@@ -26,7 +26,12 @@ export interface DoctorReport {
         /** What would make it faster here, if anything. */
         readonly hint?: string;
       }
-    | { readonly available: false; readonly reason: string };
+    | {
+        readonly available: false;
+        readonly reason: string;
+        /** The command that builds them, where that is the fix. */
+        readonly fix?: string;
+      };
   readonly threads: {
     readonly logicalCpus: number;
     readonly perWasmActor: number;
@@ -74,7 +79,9 @@ export async function runDoctor(opts: { measure?: boolean } = {}): Promise<Docto
     auto: { backend: auto.backend, device: auto.device, note: auto.note, reason: auto.reason },
     native: (() => {
       const n = nativeKernels();
-      if (!n.available) return { available: false as const, reason: n.reason };
+      if (!n.available) {
+        return { available: false as const, reason: n.reason, ...(n.fix ? { fix: n.fix } : {}) };
+      }
       const blas = n.addon.config();
       return { available: true as const, blas, threads: n.addon.threads(), hint: blasHint(blas) };
     })(),

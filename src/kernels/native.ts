@@ -1,13 +1,14 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /**
  * Troupe's optional native CPU kernels (native/troupe_native.c: a Node-API addon over OpenBLAS),
- * built by `npm run build:native` where a C compiler and OpenBLAS exist (`apt-get install
- * libopenblas-dev`). Everything runs without it; with it, BatchMatMul on the wasm and cpu backends
- * goes to a multithreaded BLAS. `TROUPE_NATIVE=0` turns it off.
+ * built by Troupe's install script where a C compiler and OpenBLAS exist (`apt-get install
+ * libopenblas-dev`), or later by `npm run build:native` (`npx troupe-build-native` in a project
+ * that depends on Troupe). Everything runs without it; with it, BatchMatMul on the wasm and cpu
+ * backends goes to a multithreaded BLAS. `TROUPE_NATIVE=0` turns it off.
  */
 export interface NativeAddon {
   /**
@@ -197,12 +198,45 @@ export interface NativeAddon {
 
 export type NativeStatus =
   | { readonly available: true; readonly addon: NativeAddon; readonly path: string }
-  | { readonly available: false; readonly reason: string };
+  | {
+      readonly available: false;
+      readonly reason: string;
+      /** The command that builds it, where building is the fix. */
+      readonly fix?: string;
+    };
 
 /** Where `npm run build:native` puts the addon (the same from src/kernels and dist/kernels). */
 export const NATIVE_ADDON_PATH = fileURLToPath(
   new URL('../../native/build/troupe_native.node', import.meta.url),
 );
+/** Why the last build attempt (the install script's, say) did not build it; build-native.mjs writes it. */
+const NOT_BUILT_PATH = fileURLToPath(new URL('../../native/build/not-built.txt', import.meta.url));
+
+/** True when this copy of Troupe is a dependency, installed under a node_modules folder. */
+const installedAsDependency = (path: string) => /[\\/]node_modules[\\/]/.test(path);
+
+/**
+ * The command that builds the addon from where this copy of Troupe is: the `troupe-build-native`
+ * bin in a project that depends on Troupe, the npm script in a clone.
+ */
+export function nativeBuildCommand(path: string = NATIVE_ADDON_PATH): string {
+  return installedAsDependency(path) ? 'npx troupe-build-native' : 'npm run build:native';
+}
+
+/** Why the addon is not there: the last build's own words, or what an install that built nothing means. */
+export function notBuiltReason(
+  lastAttempt: string | undefined,
+  path: string = NATIVE_ADDON_PATH,
+): string {
+  if (lastAttempt !== undefined) return `not built (the last attempt said: ${lastAttempt.trim()})`;
+  if (installedAsDependency(path)) {
+    return (
+      "not built: Troupe's install script did not run (npm skips it under --ignore-scripts, and " +
+      'npm 11 until it is approved: npm install-scripts approve troupe)'
+    );
+  }
+  return 'not built';
+}
 
 let cached: NativeStatus | undefined;
 
@@ -256,10 +290,16 @@ export function nativeKernels(): NativeStatus {
   if (process.env.TROUPE_NATIVE === '0') {
     cached = { available: false, reason: 'turned off by TROUPE_NATIVE=0' };
   } else if (!existsSync(NATIVE_ADDON_PATH)) {
+    let lastAttempt: string | undefined;
+    try {
+      lastAttempt = readFileSync(NOT_BUILT_PATH, 'utf8');
+    } catch {
+      lastAttempt = undefined;
+    }
     cached = {
       available: false,
-      reason:
-        'not built: run `npm run build:native` (needs a C compiler and OpenBLAS: apt-get install libopenblas-dev)',
+      reason: `${notBuiltReason(lastAttempt)}; build them with \`${nativeBuildCommand()}\` (needs a C compiler and OpenBLAS: apt-get install libopenblas-dev)`,
+      fix: nativeBuildCommand(),
     };
   } else {
     try {
@@ -269,7 +309,8 @@ export function nativeKernels(): NativeStatus {
     } catch (e) {
       cached = {
         available: false,
-        reason: `${NATIVE_ADDON_PATH} did not load: ${(e as Error).message}`,
+        reason: `${NATIVE_ADDON_PATH} did not load: ${(e as Error).message}; rebuild it with \`${nativeBuildCommand()}\``,
+        fix: nativeBuildCommand(),
       };
     }
   }

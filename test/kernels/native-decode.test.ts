@@ -1,15 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { nativeKernels } from '../../src/kernels/native.js';
 import * as tf from '../../src/kernels/tf.js';
 import { Lora } from '../../src/policy/lora.js';
 import { leftPad, type TokenBatch } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
 import { expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';
+import { native, nativeSkip as skip } from '../helpers/native.js';
 import { randomRows, randomState, TINY } from '../policy/fixtures.js';
 
-const native = nativeKernels();
-const skip = native.available ? null : native.reason;
 const FAMILIES = Object.keys(TINY) as (keyof typeof TINY)[];
 
 /**

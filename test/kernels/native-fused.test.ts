@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FUSED, installNativeFused } from '../../src/kernels/custom/native-fused.js';
-import { nativeKernels } from '../../src/kernels/native.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { lmLoss } from '../../src/policy/lm-loss.js';
@@ -8,10 +7,9 @@ import { rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { geluTanh, layerNorm, rmsNorm, silu } from '../../src/policy/model/layers.js';
 import { expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';
+import { native, nativeSkip as skip } from '../helpers/native.js';
 import { randomRows, randomState, TINY } from '../policy/fixtures.js';
 
-const native = nativeKernels();
-const skip = native.available ? null : native.reason;
 const EPS = 1e-5;
 
 function random(n: number, purpose: string, mean = 0, std = 1): Float32Array {

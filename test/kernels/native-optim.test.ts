@@ -5,15 +5,13 @@ import {
   nativeAdamWKernel,
   setNativeOptim,
 } from '../../src/kernels/custom/native-optim.js';
-import { nativeKernels } from '../../src/kernels/native.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { AdamW } from '../../src/policy/optim/index.js';
 import type { ParamSpec } from '../../src/policy/params.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';
+import { native, nativeSkip as skip } from '../helpers/native.js';
 
-const native = nativeKernels();
-const skip = native.available ? null : native.reason;
 const addon = () => {
   if (!native.available) throw new Error('unreachable: the suite is skipped');
   return native.addon;

@@ -6,13 +6,10 @@ import {
   SCALED_SOFTMAX,
   scaledSoftmax,
 } from '../../src/kernels/custom/native-rows.js';
-import { nativeKernels } from '../../src/kernels/native.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { expectClose, read, useBackend } from '../helpers/backends.js';
-
-const native = nativeKernels();
-const skip = native.available ? null : native.reason;
+import { native, nativeSkip as skip } from '../helpers/native.js';
 
 const rng = (purpose: string) => RandomStream.of({ seed: 9, step: 0, actor: 'test', purpose });
 

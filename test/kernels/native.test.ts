@@ -1,13 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setCpuBatchMatMul, setWasmBatchMatMul } from '../../src/kernels/custom/index.js';
 import { nativeLinear } from '../../src/kernels/custom/native-linear.js';
-import { nativeKernels } from '../../src/kernels/native.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { expectClose, read, useBackend } from '../helpers/backends.js';
-
-const native = nativeKernels();
-const skip = native.available ? null : native.reason;
+import { native, nativeSkip as skip } from '../helpers/native.js';
 
 /** op(X) of a row-major matrix with c columns, as plain numbers. */
 function op(x: ArrayLike<number>, c: number, t: boolean): (i: number, j: number) => number {
@@ -128,8 +125,9 @@ for (const backend of ['wasm', 'cpu'] as const) {
 describe.skipIf(skip !== null)('native addon arguments', () => {
   it('refuses bad sizes and types before touching memory, naming the argument', () => {
     if (!native.available) return;
+    const addon = native.addon;
     const f = (n: number) => new Float32Array(n);
-    const s = native.addon.sgemmBatched;
+    const s = addon.sgemmBatched;
     expect(() => s(false, false, 1, 4, 4, 4, f(15), 0, f(16), 0, f(16))).toThrow(
       /a is shorter than/,
     );
@@ -140,20 +138,21 @@ describe.skipIf(skip !== null)('native addon arguments', () => {
     expect(() =>
       s(false, false, 1, 4, 4, 4, new Float64Array(16) as never, 0, f(16), 0, f(16)),
     ).toThrow(/a must be a Float32Array/);
-    expect(() => native.addon.setThreads(0)).toThrow(/setThreads/);
+    expect(() => addon.setThreads(0)).toThrow(/setThreads/);
   });
 
   it('refuses sizes whose element count overflows 64 bits instead of wrapping past the check', () => {
     if (!native.available) return;
+    const addon = native.addon;
     const f = (n: number) => new Float32Array(n);
     const big = 2 ** 31 - 1;
     // batch·M·N and G·H·R·C are ~2^93 and ~2^124: wrapped, they passed as tiny counts
     expect(() =>
-      native.addon.sgemmBatched(false, false, big, big, big, 1, f(0), 0, f(0), 0, f(0)),
+      addon.sgemmBatched(false, false, big, big, big, 1, f(0), 0, f(0), 0, f(0)),
     ).toThrow(/a is shorter than/);
-    expect(() =>
-      native.addon.scaledSoftmax(f(0), f(0), 65536, 65536, 65536, 65536, 1, f(0)),
-    ).toThrow(/x has 0 elements, needs 18446744073709551615/);
+    expect(() => addon.scaledSoftmax(f(0), f(0), 65536, 65536, 65536, 65536, 1, f(0))).toThrow(
+      /x has 0 elements, needs 18446744073709551615/,
+    );
   });
 });
 

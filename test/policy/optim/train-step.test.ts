@@ -1,6 +1,5 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { nativeAdamWKernel, setNativeOptim } from '../../../src/kernels/custom/native-optim.js';
-import { nativeKernels } from '../../../src/kernels/native.js';
 import * as tf from '../../../src/kernels/tf.js';
 import type { CausalLM } from '../../../src/policy/model/causal-lm.js';
 import { AdamW, reference as ref } from '../../../src/policy/optim/index.js';
@@ -11,6 +10,7 @@ import {
   type WeightedLoss,
 } from '../../../src/policy/train-step.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, useBackend } from '../../helpers/backends.js';
+import { nativeSkip } from '../../helpers/native.js';
 import { normal } from './helpers.js';
 
 /** A two-layer net's parameters, plus one the loss never touches (it steps with zeros). */
@@ -97,10 +97,8 @@ function expectSameRun(got: Run, want: Run, what: string): void {
   }
 }
 
-const native = nativeKernels();
-
 for (const [backend, skip] of BACKEND_CASES) {
-  const why = skip ?? (native.available ? null : native.reason);
+  const why = skip ?? nativeSkip;
   describe.skipIf(why !== null)(
     `optimizerStep, native path on and off, on ${backend}${why ? ` (${why})` : ''}`,
     () => {
