@@ -24,6 +24,10 @@ const PLAIN_WIDTH = 100;
 /**
  * Renders `ProgressState`s: on a TTY one line rewritten in place (`\r`, then erase to the end
  * of the line), elsewhere a plain line every `every` steps and at the end.
+ *
+ * One reporter serves several runs in turn (the demo's stages): `finish()` ends a run, and a
+ * state whose total differs or whose step goes back starts a new one, so the cadence of one run
+ * never carries into the next.
  */
 export class ProgressReporter {
   private readonly stream: ProgressStream;
@@ -33,6 +37,7 @@ export class ProgressReporter {
   private readonly now: () => number;
   private lastDraw = Number.NEGATIVE_INFINITY;
   private lastStep: number | undefined;
+  private lastTotal: number | undefined;
   private pending: ProgressState | undefined;
 
   constructor(options: ProgressReporterOptions) {
@@ -44,6 +49,10 @@ export class ProgressReporter {
   }
 
   update(state: ProgressState): void {
+    const newRun =
+      this.lastStep !== undefined && (state.total !== this.lastTotal || state.step < this.lastStep);
+    // The previous run ended without finish(): finish it (its held-back line too), then start afresh.
+    if (newRun) this.finish();
     if (this.tty) {
       const t = this.now();
       if (t - this.lastDraw < this.minIntervalMs && !state.done) {
@@ -61,16 +70,25 @@ export class ProgressReporter {
     if (crossed || (state.done && this.lastStep !== state.step)) this.draw(state);
   }
 
-  /** Draw the last state if it was held back, and end the line on a TTY. */
+  /** Draw the last state if it was held back, end the line on a TTY, and forget the run. */
   finish(state?: ProgressState): void {
     const last = state ?? this.pending;
     if (last && last.step !== this.lastStep) this.draw(last);
     if (this.tty && this.lastStep !== undefined) this.stream.write('\n');
+    this.reset();
+  }
+
+  private reset(): void {
+    this.lastStep = undefined;
+    this.lastTotal = undefined;
+    this.pending = undefined;
+    this.lastDraw = Number.NEGATIVE_INFINITY;
   }
 
   private draw(state: ProgressState): void {
     this.pending = undefined;
     this.lastStep = state.step;
+    this.lastTotal = state.total;
     if (this.tty) {
       // One column short of the terminal: writing the last column wraps on some terminals.
       const width = Math.max(20, (this.stream.columns ?? 80) - 1);

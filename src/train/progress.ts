@@ -26,6 +26,28 @@ export interface ProgressUpdate {
   readonly loss?: number;
   /** Tokens processed by the steps since the previous update. */
   readonly tokens?: number;
+  /** The step's metrics; those in `PROGRESS_METRICS` are shown beside the loss. */
+  readonly values?: Readonly<Record<string, number>>;
+}
+
+/**
+ * What the progress line shows beside the loss, [label, metrics key], when a step reports the
+ * key: the sampled reward and KL of an RL iteration, the pair accuracy of DPO and reward models.
+ */
+export const PROGRESS_METRICS: ReadonlyArray<readonly [label: string, key: string]> = [
+  ['reward', 'reward/mean'],
+  ['kl', 'kl'],
+  ['acc', 'rewards/accuracies'],
+  ['acc', 'rm/accuracy'],
+];
+
+/** The `PROGRESS_METRICS` a step's values hold, in that order. */
+function shownMetrics(
+  values: Readonly<Record<string, number>>,
+): ReadonlyArray<readonly [string, number]> {
+  return PROGRESS_METRICS.filter(([, key]) => key in values).map(
+    ([label, key]) => [label, values[key]!] as const,
+  );
 }
 
 export interface ProgressState {
@@ -43,6 +65,8 @@ export interface ProgressState {
   /** Seconds left at the smoothed rate; 0 when done, undefined while the rate is unknown. */
   readonly etaS?: number;
   readonly loss?: number;
+  /** Other metrics of the latest step worth a glance ([label, value]; see `PROGRESS_METRICS`). */
+  readonly metrics?: ReadonlyArray<readonly [string, number]>;
   readonly done: boolean;
 }
 
@@ -110,11 +134,17 @@ export class ProgressTracker {
       this.lastStep = step;
       this.pendingTokens = 0;
     }
-    this.current = this.snapshot(step, info.loss ?? this.current.loss, t);
+    const metrics = info.values ? shownMetrics(info.values) : this.current.metrics;
+    this.current = this.snapshot(step, info.loss ?? this.current.loss, t, metrics);
     return this.current;
   }
 
-  private snapshot(step: number, loss: number | undefined, t: number): ProgressState {
+  private snapshot(
+    step: number,
+    loss: number | undefined,
+    t: number,
+    metrics?: ReadonlyArray<readonly [string, number]>,
+  ): ProgressState {
     const done = step >= this.total;
     const known = this.emaSeconds > 0;
     const stepsPerSec = known ? this.emaSteps / this.emaSeconds : undefined;
@@ -134,6 +164,7 @@ export class ProgressTracker {
       ...(tokensPerSec === undefined ? {} : { tokensPerSec }),
       ...(etaS === undefined ? {} : { etaS }),
       ...(loss === undefined ? {} : { loss }),
+      ...(metrics === undefined || metrics.length === 0 ? {} : { metrics }),
       done,
     };
   }
@@ -149,12 +180,16 @@ const MAX_BAR = 30;
 /** Below this many cells the bar is left out. */
 const MIN_BAR = 5;
 
-/** `step 120/1000 ▕███░░░░░░░░░░░░░░░░░▏ 12% loss 2.314 tok/s 1.2k eta 3m12s`, at most `width` columns. */
+/**
+ * `step 120/1000 ▕███░░░░░░░░░░░░░░░░░▏ 12% loss 2.314 tok/s 1.2k eta 3m12s` (an RL step adds
+ * `reward 0.41 kl 0.012` after the loss), at most `width` columns.
+ */
 export function formatProgress(state: ProgressState, options: FormatProgressOptions = {}): string {
   const width = options.width ?? 80;
   const head = `${state.unit} ${state.step}/${state.total}`;
   const tail: string[] = [`${Math.floor(state.fraction * 100)}%`];
   if (state.loss !== undefined) tail.push(`loss ${formatValue(state.loss)}`);
+  for (const [label, value] of state.metrics ?? []) tail.push(`${label} ${formatValue(value)}`);
   if (state.tokensPerSec !== undefined) tail.push(`tok/s ${formatCompact(state.tokensPerSec)}`);
   else if (state.stepsPerSec !== undefined)
     tail.push(`${state.unit}/s ${formatCompact(state.stepsPerSec)}`);

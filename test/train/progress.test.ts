@@ -107,6 +107,34 @@ describe('formatProgress', () => {
   });
 });
 
+describe('the metrics beside the loss', () => {
+  it("an RL step's sampled reward and KL, a preference step's accuracy, kept until replaced", () => {
+    const clock = fakeClock();
+    const p = new ProgressTracker({ total: 20, now: clock.now });
+    clock.set(1000);
+    const s1 = p.update(1, {
+      loss: -0.0084,
+      values: { 'reward/mean': 0.2734375, 'reward/std': 0.44, kl: 0.00123, lr: 3e-4 },
+    });
+    expect(s1.metrics).toEqual([
+      ['reward', 0.2734375],
+      ['kl', 0.00123],
+    ]);
+    expect(formatProgress(s1, { width: 100 })).toMatch(
+      /^step 1\/20 ▕█░+▏ 5% loss -0\.0084 reward 0\.2734 kl 0\.00123 step\/s 1\.00 eta 19s$/,
+    );
+    clock.set(2000);
+    expect(p.update(2, { loss: 1 }).metrics).toEqual(s1.metrics);
+    const dpo = new ProgressTracker({ total: 5 }).update(1, {
+      values: { loss: 0.69, 'rewards/accuracies': 0.5 },
+    });
+    expect(dpo.metrics).toEqual([['acc', 0.5]]);
+    expect(new ProgressTracker({ total: 5 }).update(1, { values: { lr: 1 } }).metrics).toBe(
+      undefined,
+    );
+  });
+});
+
 describe('formatting helpers', () => {
   it.each([
     [0.52345, '0.52'],
@@ -174,5 +202,65 @@ describe('ProgressReporter (cli)', () => {
     r.finish();
     expect(out.chunks.map((c) => /^step (\d+)/.exec(c)![1])).toEqual(['1', '12', '20', '33', '35']);
     expect(out.chunks.every((c) => c.endsWith('\n') && !c.includes('\r'))).toBe(true);
+  });
+
+  /** The steps of the plain lines printed for the runs of `runs` ([total, steps]) in turn. */
+  function plainLines(runs: ReadonlyArray<readonly [number, number[]]>, finishEach: boolean) {
+    const out = sink(false);
+    const r = new ProgressReporter({ stream: out.stream });
+    for (const [total, steps] of runs) {
+      for (const step of steps) {
+        r.update(state({ step, total, fraction: step / total, done: step === total }));
+      }
+      if (finishEach) r.finish();
+    }
+    return out.chunks.map((c) => /^step (\d+\/\d+)/.exec(c)![1]);
+  }
+
+  const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+  it("off a TTY, one reporter over several runs (the demo's stages): each run gets its own cadence", () => {
+    // 300 steps, then 60, then 20: every 5% of each, and each one's last step.
+    const stages = [
+      [300, range(1, 300)],
+      [60, range(1, 60)],
+      [20, range(1, 20)],
+    ] as const;
+    for (const finishEach of [true, false]) {
+      const lines = plainLines(stages, finishEach);
+      const of = (total: number) => lines.filter((l) => l.endsWith(`/${total}`));
+      expect(of(300)).toHaveLength(21); // step 1, then 15, 30, …, 300
+      expect(of(60)).toEqual(['1/60', ...range(1, 20).map((k) => `${3 * k}/60`)]);
+      expect(of(20)).toEqual(range(1, 20).map((k) => `${k}/20`));
+    }
+  });
+
+  it('off a TTY, a run of the same length after another (a step going back) is a new run', () => {
+    expect(
+      plainLines(
+        [
+          [10, range(1, 10)],
+          [10, range(1, 10)],
+        ],
+        false,
+      ),
+    ).toEqual([...range(1, 10), ...range(1, 10)].map((k) => `${k}/10`));
+  });
+
+  it('on a TTY, a new run ends the line of the last, drawing its held-back state first', () => {
+    const out = sink(true);
+    const clock = fakeClock();
+    const r = new ProgressReporter({ stream: out.stream, now: clock.now, minIntervalMs: 100 });
+    r.update(state({ step: 1, total: 5, fraction: 0.2 }));
+    clock.set(10);
+    r.update(state({ step: 2, total: 5, fraction: 0.4 })); // held back
+    clock.set(20);
+    r.update(state({ step: 1, total: 8, fraction: 0.125 })); // a new run: drawn at once
+    expect(out.chunks.map((c) => /^\r(step \S+)/.exec(c)?.[1] ?? JSON.stringify(c))).toEqual([
+      'step 1/5',
+      'step 2/5',
+      '"\\n"',
+      'step 1/8',
+    ]);
   });
 });
