@@ -335,7 +335,7 @@ export async function runSteps(
     };
     run.appendMetrics(step, values, { split: 'train' });
     o.events?.onMetrics?.('train', step, values);
-    o.events?.onProgress?.(progress.update(step, { loss: r.loss, tokens: r.tokens }));
+    o.events?.onProgress?.(progress.update(step, { loss: r.loss, tokens: r.tokens, values }));
     const when = cadence(c, step, stopAt);
     if (when.evaluate) lastEval = await evaluate(step);
     if (when.save) checkpoint = await hooks.save(step, lastEval);
