@@ -213,7 +213,7 @@ class SupervisedThread {
           reject(
             new TroupeError(
               'ACTOR_TIMEOUT',
-              `Call ${role}.${method}() did not answer within ${timeoutMs} ms; restarting '${this.name}'`,
+              `Call ${role}.${method}() did not answer within ${timeoutMs} ms: this call fails, and thread '${this.name}' is replaced for the calls after it`,
               {
                 details: { actor: role, method, timeoutMs },
               },

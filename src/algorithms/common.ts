@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { LogRecord } from '../actors/protocol.js';
+import { Supervisor } from '../actors/supervisor.js';
 import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
@@ -92,13 +93,17 @@ export async function openRun(
       ? `resuming from ${resumed.dir} (step ${resumed.step})`
       : `new run: ${config.algorithm}`,
   );
-  const data = await loadTrainEval({
-    train: config.data.train,
-    ...(config.data.eval ? { eval: config.data.eval } : { evalFraction: config.data.evalFraction }),
-    seed: config.seed,
-    columns: config.data.columns,
-    format,
-  });
+  const data = await guardRun(run, () =>
+    loadTrainEval({
+      train: config.data.train,
+      ...(config.data.eval
+        ? { eval: config.data.eval }
+        : { evalFraction: config.data.evalFraction }),
+      seed: config.seed,
+      columns: config.data.columns,
+      format,
+    }),
+  );
   return { run, state, data };
 }
 
@@ -180,9 +185,18 @@ export function trainableOptions(
 /** What a trainer returns. */
 export interface TrainResult {
   readonly runDir: string;
+  /** The step the run stopped at (steps taken, counting those before a resume). */
   readonly steps: number;
+  /** The last evaluation of this invocation, and the step it was taken at (`finalEvalStep`). */
   readonly finalEval?: Readonly<Record<string, number>>;
+  readonly finalEvalStep?: number;
+  /** The latest checkpoint: what `--resume` continues from. */
   readonly checkpoint?: string;
+  /**
+   * True when `signal` stopped the run before its last step: the step under way was finished
+   * and checkpointed (`checkpoint`), and `resume: true` continues from there.
+   */
+  readonly aborted: boolean;
   /** What `model.path` led to (a run's checkpoint, a LoRA checkpoint's base and adapters). */
   readonly modelSource?: ModelSource;
 }
@@ -190,14 +204,15 @@ export interface TrainResult {
 /** A trainer's result from its step loop's outcome. */
 export function trainResult(
   run: RunDir,
-  r: { steps: number; lastEval?: Readonly<Record<string, number>>; checkpoint?: string },
+  r: LoopOutcome,
   source: ModelSource | undefined,
 ): TrainResult {
   return {
     runDir: run.dir,
     steps: r.steps,
-    finalEval: r.lastEval,
+    ...(r.lastEval ? { finalEval: r.lastEval.values, finalEvalStep: r.lastEval.step } : {}),
     checkpoint: r.checkpoint,
+    aborted: r.aborted,
     ...(source ? { modelSource: source } : {}),
   };
 }
@@ -215,6 +230,74 @@ export function cadence(
   };
 }
 
+/** Errors already written to a run's log.txt (so the trainer's guard does not repeat them). */
+const recorded = new WeakSet<object>();
+
+/** `[CODE] message (actor 'reward', reward source 'flaky')`, and the causes under it. */
+export function describeFailure(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const err = e as Error & { code?: string; actor?: string; details?: Record<string, unknown> };
+  const actor = err.actor ?? err.details?.['actor'];
+  const source = err.details?.['source'];
+  const where = [
+    actor === undefined ? undefined : `actor '${actor}'`,
+    source === undefined ? undefined : `reward source '${source}'`,
+  ].filter((x) => x !== undefined);
+  const causes: string[] = [];
+  for (let c = err.cause as Error | undefined, depth = 0; c && depth < 4; depth++) {
+    const code = (c as { code?: string }).code;
+    causes.push(`caused by: ${code ? `[${code}] ` : ''}${c.message ?? String(c)}`);
+    c = c.cause as Error | undefined;
+  }
+  return [
+    `${err.code ? `[${err.code}] ` : ''}${err.message}${where.length > 0 ? ` (${where.join(', ')})` : ''}`,
+    ...causes,
+  ].join('\n  ');
+}
+
+/**
+ * A run that fails: the error (code, message, the actor or reward source it came from) goes
+ * to log.txt and report.html is written with what the run got to, then the error goes on.
+ */
+export async function recordFailure(run: RunDir, e: unknown, step?: number): Promise<void> {
+  if (e && typeof e === 'object') {
+    if (recorded.has(e)) return;
+    recorded.add(e);
+  }
+  run.log(`run failed${step === undefined ? '' : ` in step ${step + 1}`}: ${describeFailure(e)}`);
+  await writeReport(run).catch((r: Error) =>
+    run.log(`report.html could not be written: ${r.message}`),
+  );
+}
+
+/** Run a trainer's body, recording a failure in the run directory before it propagates. */
+export async function guardRun<T>(run: RunDir, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (e) {
+    await recordFailure(run, e);
+    throw e;
+  }
+}
+
+/**
+ * A supervisor for a run's actors: their log records and restarts go to log.txt and to
+ * `onLog` (the terminal shows warnings, and so every restart).
+ */
+export function runSupervisor(run: RunDir, ev: { onLog?(record: LogRecord): void }): Supervisor {
+  return new Supervisor({
+    onLog: (r) => {
+      run.log(`[${r.actor}] ${r.level}: ${r.message}`);
+      ev.onLog?.(r);
+    },
+    onRestart: (e) => {
+      const message = `actor '${e.thread}' restarted (restart ${e.restart}) after: ${(e.cause as Error)?.message ?? e.cause}`;
+      run.log(message);
+      ev.onLog?.({ actor: e.thread, level: 'warn', message, time: Date.now() });
+    },
+  });
+}
+
 /**
  * One checkpoint: the actor's weights (or adapters) and optimizer, the tokenizer, the trainer
  * state (step, data position, last eval), committed to the run (latest, best by eval loss,
@@ -225,6 +308,7 @@ export async function saveTrainerCheckpoint(
   actor: { call: { saveCheckpoint(dir: string): Promise<void> } },
   step: number,
   loader: LoaderPosition,
+  /** The eval of this very step, if it was evaluated: it ranks the checkpoint for `best`. */
   lastEval: Readonly<Record<string, number>> | undefined,
   tok: BpeTokenizer,
   o: {
@@ -280,15 +364,29 @@ export interface LoopHooks {
   step(step: number, lr: number): Promise<StepReport>;
   /** Evaluate after step `step` (0 = before training); undefined when there is no eval data. */
   evaluate(step: number): Promise<Readonly<Record<string, number>> | undefined>;
-  /** Write a checkpoint after step `step`; returns its directory. */
-  save(step: number, lastEval: Readonly<Record<string, number>> | undefined): Promise<string>;
+  /**
+   * Write a checkpoint after step `step`; returns its directory. `evaluated` is the eval of
+   * this step when it was evaluated (it ranks the checkpoint), else undefined: a checkpoint is
+   * never credited with an earlier step's eval.
+   */
+  save(step: number, evaluated: Readonly<Record<string, number>> | undefined): Promise<string>;
+}
+
+/** How a step loop ended. */
+export interface LoopOutcome {
+  readonly steps: number;
+  readonly lastEval?: { readonly step: number; readonly values: Readonly<Record<string, number>> };
+  readonly checkpoint?: string;
+  readonly aborted: boolean;
 }
 
 /**
  * The step loop every trainer shares: from `start` until `train.steps` (or `stopAfterSteps`
  * more, or an abort), each step logged to the run and reported, evaluated and checkpointed on
  * the config's cadence, the report rewritten at the end. Reads like the algorithm:
- * step → metrics → eval → save.
+ * step → metrics → eval → save. An abort lets the step under way finish, then checkpoints it
+ * (as the cadence's own saves, ranked only by an eval of that step) and stops; a failure is
+ * written to log.txt with the step it happened in, and the report is still written.
  */
 export async function runSteps(
   c: TrainerConfig,
@@ -307,40 +405,53 @@ export async function runSteps(
       onProgress?(state: ProgressState): void;
     };
   },
-): Promise<{ steps: number; lastEval?: Readonly<Record<string, number>>; checkpoint?: string }> {
+): Promise<LoopOutcome> {
   const schedule = scheduleOf(c);
   const progress = new ProgressTracker({ total: c.train.steps, initial: start });
+  let lastEval: LoopOutcome['lastEval'];
   const evaluate = async (step: number) => {
     const values = await hooks.evaluate(step);
     if (values) {
       run.appendMetrics(step, values, { split: 'eval' });
       o.events?.onMetrics?.('eval', step, values);
+      lastEval = { step, values };
     }
     return values;
   };
-  let lastEval = start === 0 ? await evaluate(0) : undefined;
   const stopAt = Math.min(c.train.steps, start + (o.stopAfterSteps ?? Number.POSITIVE_INFINITY));
   let checkpoint: string | undefined;
   let step = start;
-  while (step < stopAt && !o.signal?.aborted) {
-    const lr = schedule(step);
-    const t0 = performance.now();
-    const r = await hooks.step(step, lr);
-    step++;
-    const secs = (performance.now() - t0) / 1000;
-    const values = {
-      ...r.values,
-      lr,
-      ...(r.tokens === undefined ? {} : { tokens_per_s: r.tokens / secs }),
-    };
-    run.appendMetrics(step, values, { split: 'train' });
-    o.events?.onMetrics?.('train', step, values);
-    o.events?.onProgress?.(progress.update(step, { loss: r.loss, tokens: r.tokens, values }));
-    const when = cadence(c, step, stopAt);
-    if (when.evaluate) lastEval = await evaluate(step);
-    if (when.save) checkpoint = await hooks.save(step, lastEval);
+  try {
+    if (start === 0 && !o.signal?.aborted) await evaluate(0);
+    while (step < stopAt && !o.signal?.aborted) {
+      const lr = schedule(step);
+      const t0 = performance.now();
+      const r = await hooks.step(step, lr);
+      step++;
+      const secs = (performance.now() - t0) / 1000;
+      const values = {
+        ...r.values,
+        lr,
+        ...(r.tokens === undefined ? {} : { tokens_per_s: r.tokens / secs }),
+      };
+      run.appendMetrics(step, values, { split: 'train' });
+      o.events?.onMetrics?.('train', step, values);
+      o.events?.onProgress?.(progress.update(step, { loss: r.loss, tokens: r.tokens, values }));
+      const when = cadence(c, step, stopAt);
+      const evaluated = when.evaluate ? await evaluate(step) : undefined;
+      if (when.save || o.signal?.aborted) checkpoint = await hooks.save(step, evaluated);
+    }
+  } catch (e) {
+    await recordFailure(run, e, step);
+    throw e;
   }
+  const aborted = o.signal?.aborted === true && step < stopAt;
+  checkpoint ??= (await run.latestCheckpoint())?.dir;
   await writeReport(run);
-  run.log(`stopped at step ${step}`);
-  return { steps: step, lastEval, checkpoint };
+  run.log(
+    aborted
+      ? `interrupted: stopped after step ${step} of ${c.train.steps}; ${checkpoint ? `resume from ${checkpoint}` : 'no checkpoint to resume from'}`
+      : `stopped at step ${step}`,
+  );
+  return { steps: step, lastEval, checkpoint, aborted };
 }

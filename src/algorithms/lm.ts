@@ -7,8 +7,7 @@ import {
   type PolicyRole,
   type TrainBatch,
 } from '../actors/roles/policy.js';
-import type { Actor } from '../actors/supervisor.js';
-import { Supervisor } from '../actors/supervisor.js';
+import type { Actor, Supervisor } from '../actors/supervisor.js';
 import type { LmConfig, PretrainConfig, SftConfig } from '../config/schema.js';
 import {
   collateBlocks,
@@ -33,11 +32,14 @@ import { readModelConfig } from '../policy/io.js';
 import type { ModelSource } from '../policy/source.js';
 import type { ProgressState } from '../train/progress.js';
 import type { RunDir } from '../train/run-dir.js';
+import type { TrainerState } from '../train/trainer-state.js';
 import {
+  guardRun,
   openModelSource,
   openRun,
   reduceCapacity,
   runSteps,
+  runSupervisor,
   saveTrainerCheckpoint,
   shareCores,
   type TrainResult,
@@ -257,8 +259,18 @@ function shard(b: TrainBatch, replicas: number, micro: number): TrainBatch[][] {
  * optimizer, schedule step, data order and dropout streams all continue exactly.
  */
 export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promise<TrainResult> {
-  const ev = opts.events ?? {};
   const { run, state, data } = await openRun(config, opts, config.data.format);
+  return guardRun(run, () => trainLmRun(config, opts, run, state, data));
+}
+
+async function trainLmRun(
+  config: LmConfig,
+  opts: TrainOptions,
+  run: RunDir,
+  state: TrainerState | undefined,
+  data: { train: Example[]; eval: Example[] },
+): Promise<TrainResult> {
+  const ev = opts.events ?? {};
   const resumed = run.resumedFrom;
   const source = await startSource(config, run, ev);
   const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
@@ -274,7 +286,7 @@ export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promis
     position: state?.loader,
   });
 
-  const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
+  const supervisor = runSupervisor(run, ev);
   try {
     shareCores(run, config.runtime.replicas, config.runtime.blasThreads);
     const policies = await startPolicies(config, mconfig, source, supervisor, resumed?.dir);

@@ -1,5 +1,5 @@
 import { createAllReduce } from '../actors/allreduce.js';
-import { type Actor, Supervisor } from '../actors/supervisor.js';
+import type { Actor, Supervisor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
 import {
   collatePreferences,
@@ -11,10 +11,14 @@ import type { Example } from '../data/datasets/index.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import type { ModelConfig } from '../policy/config.js';
+import type { RunDir } from '../train/run-dir.js';
+import type { TrainerState } from '../train/trainer-state.js';
 import {
+  guardRun,
   openRun,
   reduceCapacity,
   runSteps,
+  runSupervisor,
   saveTrainerCheckpoint,
   shareCores,
   trainableOptions,
@@ -247,8 +251,18 @@ export async function trainPreference(
   config: PreferenceConfig,
   opts: TrainOptions = {},
 ): Promise<TrainResult> {
-  const ev = opts.events ?? {};
   const { run, state, data } = await openRun(config, opts, config.data.format ?? 'preference');
+  return guardRun(run, () => trainPreferenceRun(config, opts, run, state, data));
+}
+
+async function trainPreferenceRun(
+  config: PreferenceConfig,
+  opts: TrainOptions,
+  run: RunDir,
+  state: TrainerState | undefined,
+  data: { train: Example[]; eval: Example[] },
+): Promise<TrainResult> {
+  const ev = opts.events ?? {};
   const resumed = run.resumedFrom;
   const source = await startSource(config, run, ev);
   const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
@@ -257,7 +271,7 @@ export async function trainPreference(
   const evalPairs = data.eval.length > 0 ? toPairs(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
   const objective = objectiveOf(config);
-  const supervisor = new Supervisor({ onLog: (r) => ev.onLog?.(r) });
+  const supervisor = runSupervisor(run, ev);
   try {
     const runtime = { backend: config.runtime.backend, device: config.runtime.device };
     const initial = source ? { source } : { config: mconfig, seed: config.seed };

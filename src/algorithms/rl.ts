@@ -2,14 +2,16 @@ import { join } from 'node:path';
 import * as Comlink from 'comlink';
 import { createAllReduce } from '../actors/allreduce.js';
 import type { RoleRef } from '../actors/role.js';
-import { type Actor, Supervisor } from '../actors/supervisor.js';
+import type { Actor, Supervisor } from '../actors/supervisor.js';
 import type { RlConfig } from '../config/schema.js';
 import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
+import type { Example } from '../data/datasets/index.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { hasCode, TroupeError } from '../errors.js';
 import type { ModelSource } from '../policy/source.js';
 import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
 import type { DetailedReward, RewardBatch } from '../reward/types.js';
+import { ConstantRewardWatch, constantRewardHint } from '../reward/watch.js';
 import {
   type AssembleParams,
   experienceMetrics,
@@ -27,11 +29,14 @@ import {
   type Scorers,
 } from '../rollout/maker.js';
 import type { RunDir } from '../train/run-dir.js';
+import type { TrainerState } from '../train/trainer-state.js';
 import {
+  guardRun,
   openModelSource,
   openRun,
   reduceCapacity,
   runSteps,
+  runSupervisor,
   type StepReport,
   saveTrainerCheckpoint,
   shareCores,
@@ -141,7 +146,11 @@ async function startCast(
     {
       name: 'reward',
       role: rewardRole,
-      args: { sources: rewardSources, poolThreads: c.reward.poolThreads },
+      args: {
+        sources: rewardSources,
+        poolThreads: c.reward.poolThreads,
+        timeoutMs: c.reward.timeoutMs,
+      },
     },
     { runtime: { backend: 'cpu' } },
   );
@@ -254,9 +263,18 @@ function meanOf(records: readonly Readonly<Record<string, number>>[]): Record<st
  * With `rollout.offPolicy` the next batch is generated while this one trains (one step stale).
  */
 export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Promise<TrainResult> {
-  const c = config;
+  const { run, state, data } = await openRun(config, opts, 'prompt');
+  return guardRun(run, () => trainRlRun(config, opts, run, state, data));
+}
+
+async function trainRlRun(
+  c: RlConfig,
+  opts: RlTrainOptions,
+  run: RunDir,
+  state: TrainerState | undefined,
+  data: { train: Example[]; eval: Example[] },
+): Promise<TrainResult> {
   const ev = opts.events ?? {};
-  const { run, state, data } = await openRun(c, opts, 'prompt');
   const resumed = run.resumedFrom;
   const promptTexts = (xs: typeof data.train) =>
     xs.flatMap((e) => (e.kind === 'prompt' && typeof e.prompt === 'string' ? [e.prompt] : []));
@@ -282,13 +300,7 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
   const eos = tok.eosTokenId;
   const pad = tok.padTokenId ?? eos ?? 0;
   const n = c.rollout.samplesPerPrompt;
-  const supervisor = new Supervisor({
-    onLog: (r) => ev.onLog?.(r),
-    onRestart: (e) =>
-      run.log(
-        `actor '${e.thread}' restarted (${e.restart}): ${(e.cause as Error)?.message ?? e.cause}`,
-      ),
-  });
+  const supervisor = runSupervisor(run, ev);
   try {
     const initial = source ? { source } : { config: mconfig, seed: c.seed };
     // the policy replicas and the generator, plus a critic and a reference when used
@@ -306,8 +318,21 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       opts.rewardRole ?? REWARD,
     );
     const { policy, generator, reward, reference, critic } = cast;
+    // The reward actor limits each source (naming it); this limit, a little longer, catches a
+    // thread stuck in code that never yields, so that no reward can hang the run.
     const rewardCall =
-      c.reward.timeoutMs > 0 ? reward.withTimeout(c.reward.timeoutMs) : reward.call;
+      c.reward.timeoutMs > 0
+        ? reward.withTimeout(c.reward.timeoutMs + REWARD_GRACE_MS)
+        : reward.call;
+    const watch = new ConstantRewardWatch(
+      CONSTANT_REWARD_ITERATIONS,
+      Object.fromEntries(
+        c.reward.sources.flatMap((s) => {
+          const hint = constantRewardHint(s.type);
+          return hint ? [[s.name ?? s.type, hint]] : [];
+        }),
+      ),
+    );
     const savedKl = (state?.extra as { klCoef?: number } | undefined)?.klCoef;
     const kl: KlController =
       c.rl.kl.target !== undefined
@@ -351,14 +376,25 @@ export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Prom
       eosTokenId: eos,
     };
     const score = (batch: RewardBatch): Promise<DetailedReward> =>
-      retryCrashed(run, 'reward', () => rewardCall.score(batch));
+      retryCrashed(run, 'reward', () => rewardCall.score(batch)).catch((e) => {
+        throw hasCode(e, 'ACTOR_TIMEOUT') ? stuckReward(c, e) : e;
+      });
+    /** Training batches' rewards, watched for a source that scores every completion alike. */
+    const scoreTrain = async (batch: RewardBatch): Promise<DetailedReward> => {
+      const r = await score(batch);
+      for (const message of watch.observe(r.parts)) {
+        run.log(`warning: ${message}`);
+        ev.onLog?.({ actor: 'trainer', level: 'warn', message, time: Date.now() });
+      }
+      return r;
+    };
     const scorers: Scorers = {
       policy: (frame) => policy[0].call.actionLogprobs(frame),
       reference: reference
         ? (frame) => retryCrashed(run, 'reference', () => reference.call.actionLogprobs(frame))
         : undefined,
       critic: critic ? (frame) => critic.call.values(frame) : undefined,
-      reward: score,
+      reward: scoreTrain,
     };
     const assembleParams = (): AssembleParams => ({
       estimator: c.rl.estimator,
@@ -543,6 +579,24 @@ class WeightsSteps {
     }
     return step;
   }
+}
+
+/** Extra time the reward actor gets past `reward.timeoutMs` before it counts as stuck. */
+const REWARD_GRACE_MS = 30_000;
+/** Iterations of identical rewards from a source before the run warns about it. */
+const CONSTANT_REWARD_ITERATIONS = 3;
+
+/** The reward actor did not answer at all: a source is stuck in code that never yields. */
+function stuckReward(c: RlConfig, e: TroupeError): TroupeError {
+  const names = c.reward.sources.map((s) => `'${s.name ?? s.type}'`).join(', ');
+  return new TroupeError(
+    'ACTOR_TIMEOUT',
+    `reward: the reward actor did not answer within reward.timeoutMs ${c.reward.timeoutMs} ms + ${REWARD_GRACE_MS / 1000} s, so a source (${names}) is stuck in code that never yields; the run stops here (its checkpoints are kept) and the reward thread is replaced`,
+    {
+      cause: e,
+      details: { actor: 'reward', sources: c.reward.sources.map((s) => s.name ?? s.type) },
+    },
+  );
 }
 
 /** An RL learner's step as metrics under its namespace (`actor/loss`, `critic/grad_norm`, …). */

@@ -1,7 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { trainLm } from '../algorithms/lm.js';
 import { trainPreference } from '../algorithms/preference.js';
 import { trainRl } from '../algorithms/rl.js';
@@ -13,9 +12,38 @@ import { startRuntime } from '../kernels/runtime.js';
 import { generate } from '../policy/generate.js';
 import { loadModel } from '../policy/io.js';
 import { formatValue } from '../train/format.js';
+import { type CommandSpec, helpOf, intOption, parseOptions, usageOf } from './options.js';
 import { terminalEvents } from './train.js';
 
-export const DEMO_USAGE = 'troupe demo [--output DIR] [--steps N] [--backend NAME]';
+export const DEMO_SPEC: CommandSpec = {
+  name: 'demo',
+  summary:
+    'the built-in end-to-end job on shipped data: tokenizer + pretraining with eval and a sample, a reward model and DPO from that checkpoint, SFT then GRPO on arithmetic',
+  options: [
+    {
+      name: 'output',
+      type: 'string',
+      value: 'DIR',
+      help: 'where the run directories go (default: a new directory under the system temp dir)',
+    },
+    {
+      name: 'steps',
+      type: 'string',
+      value: 'N',
+      default: '300',
+      help: 'pretraining steps (the reward model and DPO take a fifth as many)',
+    },
+    {
+      name: 'backend',
+      type: 'string',
+      value: 'NAME',
+      default: 'auto',
+      help: 'tensor backend of every actor',
+    },
+  ],
+};
+
+export const DEMO_USAGE = usageOf(DEMO_SPEC);
 
 /** The data that ships with Troupe (`data/` beside `dist/` or `src/`). */
 export const SHIPPED_DATA = fileURLToPath(new URL('../../data/', import.meta.url));
@@ -25,16 +53,18 @@ export const SHIPPED_DATA = fileURLToPath(new URL('../../data/', import.meta.url
  * (shipped), evaluating before and after, then sample from the checkpoint. No download.
  */
 export async function runDemo(args: string[], log: (line: string) => void): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      output: { type: 'string', default: join(tmpdir(), `troupe-demo-${Date.now()}`) },
-      steps: { type: 'string', default: '300' },
-      backend: { type: 'string', default: 'auto' },
-    },
-    strict: true,
-  });
-  const steps = Number(values.steps);
+  const parsed = parseOptions(DEMO_SPEC, args);
+  if (!parsed) {
+    process.stdout.write(helpOf(DEMO_SPEC));
+    return 0;
+  }
+  const values = {
+    output:
+      (parsed.values['output'] as string | undefined) ??
+      join(tmpdir(), `troupe-demo-${Date.now()}`),
+    backend: parsed.values['backend'] as string,
+  };
+  const steps = intOption(parsed.values, 'steps', 3);
   const config = await loadConfig<PretrainConfig>('pretrain', {
     object: {
       output: values.output,
@@ -54,7 +84,7 @@ export async function runDemo(args: string[], log: (line: string) => void): Prom
         batchSize: 8,
         evalEvery: Math.max(1, Math.floor(steps / 3)),
         evalBatches: 8,
-        saveEvery: steps,
+        saveEvery: 0,
       },
       runtime: { backend: values.backend },
     },

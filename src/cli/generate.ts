@@ -1,5 +1,4 @@
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { CHATML_TEMPLATE, type ChatMessage, renderChat } from '../data/index.js';
 import { loadTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
@@ -7,47 +6,116 @@ import { RandomStream } from '../kernels/random.js';
 import { startRuntime } from '../kernels/runtime.js';
 import { generate } from '../policy/generate.js';
 import { loadModel } from '../policy/io.js';
+import type { CausalLM } from '../policy/model/causal-lm.js';
+import { positionLimit } from '../policy/model/rope.js';
 import { describeModelSource, resolveModelSource } from '../policy/source.js';
+import {
+  type CommandSpec,
+  helpOf,
+  intOption,
+  numberOption,
+  type OptionSpec,
+  type OptionValues,
+  parseOptions,
+  usageOf,
+} from './options.js';
 
-export const GENERATE_USAGE =
-  'troupe generate --model DIR|RUN --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--backend NAME]';
-export const CHAT_USAGE =
-  'troupe chat --model DIR|RUN [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S]';
+/** Sampling options of `generate` and `chat`: one table, read by the parser and by --help. */
+const SAMPLING: readonly OptionSpec[] = [
+  {
+    name: 'model',
+    type: 'string',
+    value: 'DIR|RUN',
+    required: true,
+    help: 'a saved model: a Hugging Face directory, a LoRA checkpoint or a run directory (its best checkpoint)',
+  },
+  {
+    name: 'max-new-tokens',
+    type: 'string',
+    value: 'N',
+    default: '64',
+    help: "most tokens to generate (fewer where the model's context ends)",
+  },
+  { name: 'temperature', type: 'string', value: 'T', default: '0.8', help: '0 = greedy' },
+  {
+    name: 'top-k',
+    type: 'string',
+    value: 'K',
+    default: '0',
+    help: 'sample from the K most likely tokens (0 = all)',
+  },
+  {
+    name: 'top-p',
+    type: 'string',
+    value: 'P',
+    default: '1',
+    help: 'nucleus sampling: the smallest set of tokens with probability ≥ P',
+  },
+  { name: 'seed', type: 'string', value: 'S', default: '0', help: 'seed of the sampling stream' },
+  {
+    name: 'backend',
+    type: 'string',
+    value: 'NAME',
+    default: 'auto',
+    help: 'tensor backend: auto, wasm, cpu, webgpu, tensorflow, tensorflow-gpu',
+  },
+];
 
-const SAMPLING = {
-  model: { type: 'string' },
-  'max-new-tokens': { type: 'string', default: '64' },
-  temperature: { type: 'string', default: '0.8' },
-  'top-k': { type: 'string', default: '0' },
-  'top-p': { type: 'string', default: '1' },
-  seed: { type: 'string', default: '0' },
-  backend: { type: 'string', default: 'auto' },
-} as const;
+export const GENERATE_SPEC: CommandSpec = {
+  name: 'generate',
+  summary:
+    "sample a completion of --prompt from a saved model (stopping at EOS, --max-new-tokens or the model's context)",
+  options: [
+    SAMPLING[0],
+    { name: 'prompt', type: 'string', value: 'TEXT', required: true, help: 'the text to continue' },
+    ...SAMPLING.slice(1),
+  ],
+};
 
-function num(values: Record<string, unknown>, key: string): number {
-  const v = Number(values[key]);
-  if (!Number.isFinite(v))
+export const CHAT_SPEC: CommandSpec = {
+  name: 'chat',
+  summary:
+    'talk to a saved model through its chat template (ChatML when it has none); one line per turn from the terminal or piped stdin, an empty line or end of input ends it',
+  options: [
+    ...SAMPLING,
+    { name: 'system', type: 'string', value: 'TEXT', help: 'a system message to start with' },
+  ],
+};
+
+export const GENERATE_USAGE = usageOf(GENERATE_SPEC);
+export const CHAT_USAGE = usageOf(CHAT_SPEC);
+
+const num = numberOption;
+
+/**
+ * How many tokens may follow `promptTokens` within the model's context (its positions); a
+ * prompt that leaves no room is refused with both numbers.
+ */
+export function roomFor(model: CausalLM, promptTokens: number, what: string): number {
+  const limit = positionLimit(model.config);
+  if (promptTokens >= limit) {
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `--${key} must be a number, got '${String(values[key])}'`,
+      `${what} is ${promptTokens} tokens, and the model's context is ${limit} positions: nothing can follow it; shorten it`,
+      { details: { promptTokens, context: limit } },
     );
-  return v;
+  }
+  return limit - promptTokens;
 }
 
-async function session(
-  values: Record<string, string | boolean | undefined>,
-  log: (line: string) => void,
-) {
-  if (!values['model']) throw new TroupeError('BAD_ARGUMENT', '--model DIR is required');
+async function session(values: OptionValues, log: (line: string) => void) {
   await startRuntime({ backend: values['backend'] as never });
   const source = await resolveModelSource(values['model'] as string, { field: '--model' });
   log(`--model ${source.path}: ${describeModelSource(source)}`);
   const tok = await loadTokenizer(source.tokenizerDir ?? source.dir);
   const model = await loadModel(source);
   let turn = 0;
-  const sample = async (ids: number[], stop: number[]) => {
+  const asked = intOption(values, 'max-new-tokens', 1);
+  /** A completion of `ids`: up to --max-new-tokens, fewer where the model's context ends. */
+  const sample = async (ids: number[], stop: number[], what: string) => {
+    const room = roomFor(model, ids.length, what);
     const out = await generate(model, [ids], {
-      maxNewTokens: num(values, 'max-new-tokens'),
+      maxNewTokens: Math.min(asked, room),
       temperature: num(values, 'temperature'),
       topK: num(values, 'top-k'),
       topP: num(values, 'top-p'),
@@ -59,7 +127,13 @@ async function session(
         purpose: 'sample',
       }),
     });
-    return out.responses[0].filter((t) => !stop.includes(t));
+    const response = out.responses[0];
+    const full = room < asked && response.length === room && !out.stopped[0];
+    if (full)
+      log(
+        `stopped at the model's context (${positionLimit(model.config)} positions): ${room} of the ${asked} new tokens asked for`,
+      );
+    return response.filter((t) => !stop.includes(t));
   };
   return { model, tok, sample };
 }
@@ -69,18 +143,18 @@ export async function runGenerate(
   args: string[],
   log: (line: string) => void = () => {},
 ): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { ...SAMPLING, prompt: { type: 'string' } },
-    strict: true,
-  });
-  if (values.prompt === undefined)
-    throw new TroupeError('BAD_ARGUMENT', `--prompt is required. Usage: ${GENERATE_USAGE}`);
+  const parsed = parseOptions(GENERATE_SPEC, args);
+  if (!parsed) {
+    process.stdout.write(helpOf(GENERATE_SPEC));
+    return 0;
+  }
+  const { values } = parsed;
+  const prompt = values['prompt'] as string;
   const { model, tok, sample } = await session(values, log);
   try {
-    const ids = tok.encode(values.prompt);
+    const ids = tok.encode(prompt);
     const stop = tok.eosTokenId === undefined ? [] : [tok.eosTokenId];
-    process.stdout.write(`${values.prompt}${tok.decode(await sample(ids, stop))}\n`);
+    process.stdout.write(`${prompt}${tok.decode(await sample(ids, stop, '--prompt'))}\n`);
     return 0;
   } finally {
     model.dispose();
@@ -92,17 +166,19 @@ export async function runChat(
   args: string[],
   log: (line: string) => void = () => {},
 ): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { ...SAMPLING, system: { type: 'string' } },
-    strict: true,
-  });
+  const parsed = parseOptions(CHAT_SPEC, args);
+  if (!parsed) {
+    process.stdout.write(helpOf(CHAT_SPEC));
+    return 0;
+  }
+  const { values } = parsed;
   const { model, tok, sample } = await session(values, log);
   const template = tok.chatTemplate ?? CHATML_TEMPLATE;
   const stop = [tok.eosTokenId, tok.tokenToId('<|im_end|>')].filter(
     (x): x is number => x !== undefined,
   );
-  const messages: ChatMessage[] = values.system ? [{ role: 'system', content: values.system }] : [];
+  const system = values['system'] as string | undefined;
+  const messages: ChatMessage[] = system ? [{ role: 'system', content: system }] : [];
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   try {
     process.stdout.write('(empty line or Ctrl-D to quit)\n');
@@ -114,7 +190,13 @@ export async function runChat(
       messages.push({ role: 'user', content: line });
       const text = renderChat(template, messages, { addGenerationPrompt: true });
       const reply = tok
-        .decode(await sample(tok.encode(text, { addSpecialTokens: false }), stop))
+        .decode(
+          await sample(
+            tok.encode(text, { addSpecialTokens: false }),
+            stop,
+            'the conversation so far',
+          ),
+        )
         .trim();
       messages.push({ role: 'assistant', content: reply });
       process.stdout.write(`model> ${reply}\nyou> `);

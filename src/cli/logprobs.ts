@@ -2,7 +2,6 @@ import { createReadStream, existsSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { loadTokenizer } from '../data/tokenizer/index.js';
 import type { TokenizerLike } from '../data/tokenizer/types.js';
 import { TroupeError } from '../errors.js';
@@ -11,9 +10,46 @@ import { loadModel } from '../policy/io.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { tokenLogprobs } from '../policy/score.js';
 import { describeModelSource, resolveModelSource } from '../policy/source.js';
+import { type CommandSpec, helpOf, intOption, parseOptions, usageOf } from './options.js';
 
-export const LOGPROBS_USAGE =
-  'troupe logprobs --model DIR|RUN --input FILE.jsonl --output OUT.jsonl [--tokenizer FILE|DIR] [--batch-size N] [--backend NAME]';
+export const LOGPROBS_SPEC: CommandSpec = {
+  name: 'logprobs',
+  summary:
+    'per-token log-probs and totals of JSONL rows under a model (scoring, perplexity): {"input_ids": [...]} lines, or {"text": ...} with a tokenizer',
+  options: [
+    {
+      name: 'model',
+      type: 'string',
+      value: 'DIR|RUN',
+      required: true,
+      help: 'a saved model (any model path)',
+    },
+    {
+      name: 'input',
+      type: 'string',
+      value: 'FILE.jsonl',
+      required: true,
+      help: 'one row per line',
+    },
+    {
+      name: 'output',
+      type: 'string',
+      value: 'OUT.jsonl',
+      required: true,
+      help: 'one result per row (written to OUT.partial, renamed when every line succeeded)',
+    },
+    {
+      name: 'tokenizer',
+      type: 'string',
+      value: 'FILE|DIR',
+      help: 'for {"text"} rows (default: the model\'s tokenizer.json, when it has one)',
+    },
+    { name: 'batch-size', type: 'string', value: 'N', default: '8', help: 'rows per forward pass' },
+    { name: 'backend', type: 'string', value: 'NAME', default: 'auto', help: 'tensor backend' },
+  ],
+};
+
+export const LOGPROBS_USAGE = usageOf(LOGPROBS_SPEC);
 
 interface Line {
   readonly lineNo: number;
@@ -98,29 +134,19 @@ export function record(ids: number[], lps: number[]) {
  * succeeded, so a failure never leaves a truncated file under the requested name.
  */
 export async function runLogprobs(args: string[], log: (line: string) => void): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: 'string' },
-      input: { type: 'string' },
-      output: { type: 'string' },
-      'batch-size': { type: 'string', default: '8' },
-      tokenizer: { type: 'string' },
-      backend: { type: 'string', default: 'auto' },
-    },
-    strict: true,
-  });
-  for (const k of ['model', 'input', 'output'] as const) {
-    if (!values[k])
-      throw new TroupeError('BAD_ARGUMENT', `--${k} is required. Usage: ${LOGPROBS_USAGE}`);
+  const parsed = parseOptions(LOGPROBS_SPEC, args);
+  if (!parsed) {
+    process.stdout.write(helpOf(LOGPROBS_SPEC));
+    return 0;
   }
-  const batchSize = Number(values['batch-size']);
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `--batch-size must be an integer ≥ 1, got '${values['batch-size']}'`,
-    );
-  }
+  const values = parsed.values as {
+    model: string;
+    input: string;
+    output: string;
+    tokenizer?: string;
+    backend: string;
+  };
+  const batchSize = intOption(parsed.values, 'batch-size', 1);
   const rt = await startRuntime({ backend: values.backend as never });
   const source = await resolveModelSource(values.model!, { field: '--model' });
   log(`--model ${source.path}: ${describeModelSource(source)}`);

@@ -1,161 +1,101 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { DEMO_USAGE, runDemo } from './demo.js';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DEMO_SPEC, runDemo } from './demo.js';
 import { formatDoctor, runDoctor } from './doctor.js';
-import { CHAT_USAGE, GENERATE_USAGE, runChat, runGenerate } from './generate.js';
-import { LOGPROBS_USAGE, runLogprobs } from './logprobs.js';
-import { MERGE_USAGE, runMerge } from './merge.js';
-import { runTokenizer, TOKENIZER_USAGE } from './tokenizer.js';
-import { runConfigShow, runTrain, TRAIN_USAGE } from './train.js';
+import { CHAT_SPEC, GENERATE_SPEC, runChat, runGenerate } from './generate.js';
+import { LOGPROBS_SPEC, runLogprobs } from './logprobs.js';
+import { MERGE_SPEC, runMerge } from './merge.js';
+import { type CommandSpec, helpOf, parseOptions, usageOf, wantsHelp } from './options.js';
+import { runTokenizer, TOKENIZER_USAGE, tokenizerHelp } from './tokenizer.js';
+import { ALGORITHMS, CONFIG_SHOW_SPEC, runConfigShow, runTrain, trainSpec } from './train.js';
 
-/** A `troupe` sub-command: typed data, looked up by name. */
-interface Command {
+/**
+ * A `troupe` sub-command: typed data, looked up by name. `troupe NAME --help` (or `-h`) prints
+ * `help(args)` — or, for a command without one, its summary and usage — and exits 0.
+ */
+export interface Command {
   readonly summary: string;
   readonly usage: string;
+  help?(args: readonly string[]): string;
   run(args: string[]): Promise<number>;
 }
 
 const err = (line: string) => process.stderr.write(`${line}\n`);
 
-const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
-  [
-    'demo',
-    {
-      summary:
-        'the built-in end-to-end job: tokenizer + pretraining on shipped text, eval, a sample',
-      usage: DEMO_USAGE,
-      run: (args) => runDemo(args, err),
-    },
+/** A command whose options are a table: its usage line and --help are made from the table. */
+const fromSpec = (spec: CommandSpec, run: (args: string[]) => Promise<number>): Command => ({
+  summary: spec.summary,
+  usage: usageOf(spec),
+  help: () => helpOf(spec),
+  run,
+});
+
+const DOCTOR_SPEC: CommandSpec = {
+  name: 'doctor',
+  summary:
+    'what this machine can run: backends (and what to install), the one auto picks, threads, native kernels, matmul GFLOP/s per backend',
+  options: [
+    { name: 'json', type: 'boolean', help: 'the same report as JSON' },
+    { name: 'no-measure', type: 'boolean', help: 'skip the matmul measurement' },
   ],
-  [
-    'pretrain',
-    {
-      summary: 'next-token pretraining on packed text (data parallel, resumable)',
-      usage: TRAIN_USAGE('pretrain'),
-      run: (args) => runTrain('pretrain', args, err),
-    },
-  ],
-  [
-    'sft',
-    {
-      summary: 'supervised fine-tuning on prompt/completion or chat data (full or LoRA)',
-      usage: TRAIN_USAGE('sft'),
-      run: (args) => runTrain('sft', args, err),
-    },
-  ],
-  [
-    'rm',
-    {
-      summary: 'reward model (Bradley–Terry on a score head) from preference pairs',
-      usage: TRAIN_USAGE('rm'),
-      run: (args) => runTrain('rm', args, err),
-    },
-  ],
-  [
-    'dpo',
-    {
-      summary: 'DPO and its family (cDPO, IPO, SimPO, ORPO) on preference pairs',
-      usage: TRAIN_USAGE('dpo'),
-      run: (args) => runTrain('dpo', args, err),
-    },
-  ],
-  ...(
-    [
-      [
-        'ppo',
-        'PPO with a critic (GAE) and a KL penalty in the reward, on prompts and your rewards',
-      ],
-      ['grpo', 'GRPO: group-normalised advantages over n samples per prompt, KL as a loss term'],
-      ['rloo', 'RLOO: leave-one-out baseline over n samples per prompt'],
-      ['reinforce', 'REINFORCE++ (or -baseline): whitened returns, token-level KL in the reward'],
-    ] as const
-  ).map(
-    ([name, summary]) =>
-      [
-        name,
-        { summary, usage: TRAIN_USAGE(name), run: (args: string[]) => runTrain(name, args, err) },
-      ] as const,
-  ),
+};
+
+async function doctor(args: string[]): Promise<number> {
+  const parsed = parseOptions(DOCTOR_SPEC, args);
+  if (!parsed) {
+    process.stdout.write(helpOf(DOCTOR_SPEC));
+    return 0;
+  }
+  const report = await runDoctor({ measure: parsed.values['no-measure'] !== true });
+  process.stdout.write(
+    parsed.values['json'] ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctor(report)}\n`,
+  );
+  return 0;
+}
+
+/** Every command, in the order `troupe --help` lists them: one entry each. */
+export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
+  ['demo', fromSpec(DEMO_SPEC, (args) => runDemo(args, err))],
+  ...ALGORITHMS.map((a) => [a, fromSpec(trainSpec(a), (args) => runTrain(a, args, err))] as const),
   [
     'config',
     {
-      summary: 'show the resolved config of a run, every default filled in',
-      usage:
-        'troupe config show --algorithm pretrain|sft|rm|dpo|ppo|grpo|rloo|reinforce [--config run.yaml] [--section.key value …]',
+      summary: CONFIG_SHOW_SPEC.summary,
+      usage: usageOf(CONFIG_SHOW_SPEC),
+      help: () => helpOf(CONFIG_SHOW_SPEC),
       run: (args) => runConfigShow(args),
     },
   ],
-  [
-    'generate',
-    {
-      summary: 'sample a completion from a saved model',
-      usage: GENERATE_USAGE,
-      run: (args) => runGenerate(args, err),
-    },
-  ],
-  [
-    'chat',
-    {
-      summary: 'talk to a saved model through its chat template',
-      usage: CHAT_USAGE,
-      run: (args) => runChat(args, err),
-    },
-  ],
-  [
-    'merge',
-    {
-      summary:
-        'a LoRA checkpoint (or a run) as a plain Hugging Face model: base + adapter merged, tokenizer copied',
-      usage: MERGE_USAGE,
-      run: (args) => runMerge(args, err),
-    },
-  ],
-  [
-    'doctor',
-    {
-      summary: 'backends available, the one auto picks, threads, matmul GFLOP/s per backend',
-      usage: 'troupe doctor [--json] [--no-measure]',
-      async run(args) {
-        const { values } = parseArgs({
-          args,
-          options: {
-            json: { type: 'boolean', default: false },
-            'no-measure': { type: 'boolean', default: false },
-          },
-          strict: true,
-        });
-        const report = await runDoctor({ measure: !values['no-measure'] });
-        process.stdout.write(
-          values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctor(report)}\n`,
-        );
-        return 0;
-      },
-    },
-  ],
-  [
-    'logprobs',
-    {
-      summary:
-        'per-token log-probs and totals of JSONL token rows under a model (scoring, perplexity)',
-      usage: LOGPROBS_USAGE,
-      run: (args) => runLogprobs(args, (line) => process.stderr.write(`${line}\n`)),
-    },
-  ],
+  ['generate', fromSpec(GENERATE_SPEC, (args) => runGenerate(args, err))],
+  ['chat', fromSpec(CHAT_SPEC, (args) => runChat(args, err))],
+  ['merge', fromSpec(MERGE_SPEC, (args) => runMerge(args, err))],
+  ['doctor', fromSpec(DOCTOR_SPEC, doctor)],
+  ['logprobs', fromSpec(LOGPROBS_SPEC, (args) => runLogprobs(args, err))],
   [
     'tokenizer',
     {
       summary:
         'train a tokenizer (byte-level BPE, WordPiece, Unigram), or JSONL text ↔ token ids (train, encode, decode)',
       usage: TOKENIZER_USAGE,
-      run: (args) => runTokenizer(args, (line) => process.stderr.write(`${line}\n`)),
+      help: tokenizerHelp,
+      run: (args) => runTokenizer(args, err),
     },
   ],
 ]);
+
+/** The package's version, from its package.json (beside `src/` and `dist/`). */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  return String(pkg.version);
+}
 
 function help(): string {
   const width = Math.max(...[...COMMANDS.keys()].map((k) => k.length));
   return [
     'troupe: actor-model RLHF on Node.js worker threads',
+    '',
+    'usage: troupe COMMAND [options]    troupe COMMAND --help    troupe --version',
     '',
     'Commands:',
     ...[...COMMANDS].map(
@@ -166,10 +106,18 @@ function help(): string {
   ].join('\n');
 }
 
-async function main(argv: string[]): Promise<number> {
+/**
+ * `troupe ARGS…`: the exit status. 0 done; 1 failed (the error on stderr); 2 an unknown
+ * command; 130 a run stopped by Ctrl-C (checkpointed, resumable).
+ */
+export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     process.stdout.write(help());
+    return 0;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`troupe ${version()}\n`);
     return 0;
   }
   const command = COMMANDS.get(name);
@@ -178,6 +126,10 @@ async function main(argv: string[]): Promise<number> {
       `troupe: unknown command '${name}'. Known: ${[...COMMANDS.keys()].join(', ')}.\n`,
     );
     return 2;
+  }
+  if (wantsHelp(rest)) {
+    process.stdout.write(command.help?.(rest) ?? `usage: ${command.usage}\n\n${command.summary}\n`);
+    return 0;
   }
   try {
     return await command.run(rest);
@@ -188,4 +140,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+/** Run when this file is the program (`troupe`, `node dist/cli/main.js`), not when imported. */
+function isProgram(): boolean {
+  try {
+    return realpathSync(process.argv[1] ?? '') === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+if (isProgram()) process.exitCode = await main(process.argv.slice(2));

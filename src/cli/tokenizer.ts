@@ -1,7 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { textOf } from '../algorithms/lm.js';
 import { readExamples } from '../data/datasets/index.js';
 import {
@@ -13,21 +12,24 @@ import {
   trainWordPiece,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
+import {
+  type CommandSpec,
+  HELP,
+  helpOf,
+  intOption,
+  type OptionSpec,
+  parseOptions,
+  usageOf,
+} from './options.js';
 
 /** The tokenizer kinds `troupe tokenizer train` makes. */
 const KINDS = ['bpe', 'wordpiece', 'unigram'] as const;
 type Kind = (typeof KINDS)[number];
 
 /** One option of `troupe tokenizer train`: what parseArgs reads and what --help says. */
-interface TrainOption {
-  readonly name: string;
-  readonly type: 'string' | 'boolean';
-  /** Shown in the usage line, e.g. N. */
-  readonly value?: string;
-  readonly default?: string;
+interface TrainOption extends OptionSpec {
   /** The kinds it applies to; all when absent. */
   readonly kinds?: readonly Kind[];
-  readonly help: string;
 }
 
 const SPECIALS: Readonly<Record<Kind, string>> = {
@@ -36,113 +38,158 @@ const SPECIALS: Readonly<Record<Kind, string>> = {
   unigram: '<unk>,<s>,</s>',
 };
 
+const forKinds = (o: TrainOption): TrainOption =>
+  o.kinds ? { ...o, only: `--kind ${o.kinds.join('|')}` } : o;
+
 /** The one table the parser and the help text are made from. */
-export const TRAIN_OPTIONS: readonly TrainOption[] = [
-  {
-    name: 'input',
-    type: 'string',
-    value: 'DATA.jsonl',
-    help: 'JSONL or Parquet dataset (any column convention); required',
-  },
-  {
-    name: 'output',
-    type: 'string',
-    value: 'DIR',
-    help: 'where tokenizer.json and tokenizer_config.json go; required',
-  },
-  {
-    name: 'kind',
-    type: 'string',
-    value: KINDS.join('|'),
-    default: 'bpe',
-    help: 'bpe: byte-level BPE (GPT-2 style); wordpiece: BERT-style WordPiece (BertNormalizer, [CLS] A [SEP]); unigram: SentencePiece-style Unigram (NFKC, Metaspace)',
-  },
-  {
-    name: 'vocab-size',
-    type: 'string',
-    value: 'N',
-    default: '8192',
-    help: 'final vocabulary size, special tokens included',
-  },
-  {
-    name: 'min-frequency',
-    type: 'string',
-    value: 'N',
-    default: '2',
-    kinds: ['bpe', 'wordpiece'],
-    help: 'a pair seen fewer times is never merged',
-  },
-  {
-    name: 'special-tokens',
-    type: 'string',
-    value: 'a,b',
-    help: `given the first ids, in order (bpe: the first is EOS, the second PAD; wordpiece: [UNK] must be one; unigram: unk, BOS, EOS); default per kind: ${KINDS.map((k) => `${k} ${SPECIALS[k]}`).join('; ')}`,
-  },
-  {
-    name: 'cased',
-    type: 'boolean',
-    kinds: ['wordpiece'],
-    help: 'keep case and accents (default: lowercase, accents stripped)',
-  },
-  {
-    name: 'limit-alphabet',
-    type: 'string',
-    value: 'N',
-    kinds: ['wordpiece'],
-    help: 'keep only the N most frequent characters',
-  },
-  {
-    name: 'max-piece-length',
-    type: 'string',
-    value: 'N',
-    default: '16',
-    kinds: ['unigram'],
-    help: 'longest piece, in characters',
-  },
-  { name: 'help', type: 'boolean', help: 'print this help' },
-];
+export const TRAIN_OPTIONS: readonly TrainOption[] = (
+  [
+    {
+      name: 'input',
+      type: 'string',
+      value: 'DATA.jsonl',
+      required: true,
+      help: 'JSONL or Parquet dataset (any column convention)',
+    },
+    {
+      name: 'output',
+      type: 'string',
+      value: 'DIR',
+      required: true,
+      help: 'where tokenizer.json and tokenizer_config.json go',
+    },
+    {
+      name: 'kind',
+      type: 'string',
+      value: KINDS.join('|'),
+      default: 'bpe',
+      help: 'bpe: byte-level BPE (GPT-2 style); wordpiece: BERT-style WordPiece (BertNormalizer, [CLS] A [SEP]); unigram: SentencePiece-style Unigram (NFKC, Metaspace)',
+    },
+    {
+      name: 'vocab-size',
+      type: 'string',
+      value: 'N',
+      default: '8192',
+      help: 'final vocabulary size, special tokens included',
+    },
+    {
+      name: 'min-frequency',
+      type: 'string',
+      value: 'N',
+      default: '2',
+      kinds: ['bpe', 'wordpiece'],
+      help: 'a pair seen fewer times is never merged',
+    },
+    {
+      name: 'special-tokens',
+      type: 'string',
+      value: 'a,b',
+      help: `given the first ids, in order (bpe: the first is EOS, the second PAD; wordpiece: [UNK] must be one; unigram: unk, BOS, EOS); default per kind: ${KINDS.map((k) => `${k} ${SPECIALS[k]}`).join('; ')}`,
+    },
+    {
+      name: 'cased',
+      type: 'boolean',
+      kinds: ['wordpiece'],
+      help: 'keep case and accents (default: lowercase, accents stripped)',
+    },
+    {
+      name: 'limit-alphabet',
+      type: 'string',
+      value: 'N',
+      kinds: ['wordpiece'],
+      help: 'keep only the N most frequent characters',
+    },
+    {
+      name: 'max-piece-length',
+      type: 'string',
+      value: 'N',
+      default: '16',
+      kinds: ['unigram'],
+      help: 'longest piece, in characters',
+    },
+    HELP,
+  ] satisfies readonly TrainOption[]
+).map(forKinds);
 
-const usageOf = (o: TrainOption) => `--${o.name}${o.value === undefined ? '' : ` ${o.value}`}`;
+export const TRAIN_SPEC: CommandSpec = {
+  name: 'tokenizer train',
+  summary: 'Trains a tokenizer on the text of a dataset and saves it in the Hugging Face layout.',
+  options: TRAIN_OPTIONS,
+};
 
-export const TRAIN_USAGE = `troupe tokenizer train ${TRAIN_OPTIONS.filter((o) => o.name !== 'help')
-  .map((o) => (o.name === 'input' || o.name === 'output' ? usageOf(o) : `[${usageOf(o)}]`))
-  .join(' ')}`;
+export const TRAIN_USAGE = usageOf(TRAIN_SPEC);
 
-/** encode: `{"text": ...}` lines → `{"ids": [...]}`; decode: the reverse. */
-export const TOKENIZER_USAGE =
-  'troupe tokenizer encode|decode --tokenizer FILE|DIR --input IN.jsonl --output OUT.jsonl [--no-special-tokens] [--skip-special-tokens]\n' +
-  `             ${TRAIN_USAGE}`;
+/** `troupe tokenizer encode|decode`: `{"text": ...}` lines → `{"ids": [...]}` lines, or back. */
+const codecSpec = (sub: 'encode' | 'decode'): CommandSpec => ({
+  name: `tokenizer ${sub}`,
+  summary:
+    sub === 'encode'
+      ? '{"text": ...} JSONL lines to {"ids": [...]} lines, with any tokenizer.json Troupe reads'
+      : '{"ids": [...]} JSONL lines to {"text": ...} lines',
+  options: [
+    {
+      name: 'tokenizer',
+      type: 'string',
+      value: 'FILE|DIR',
+      required: true,
+      help: 'a tokenizer.json, or the directory holding it',
+    },
+    {
+      name: 'input',
+      type: 'string',
+      value: 'IN.jsonl',
+      required: true,
+      help: 'one record per line',
+    },
+    {
+      name: 'output',
+      type: 'string',
+      value: 'OUT.jsonl',
+      required: true,
+      help: 'one line per non-blank input line (written to OUT.partial, renamed when every line succeeded)',
+    },
+    sub === 'encode'
+      ? {
+          name: 'no-special-tokens',
+          type: 'boolean',
+          help: "leave out the tokenizer's template tokens (BOS, [CLS] …)",
+        }
+      : {
+          name: 'skip-special-tokens',
+          type: 'boolean',
+          help: 'leave special tokens out of the text',
+        },
+  ],
+});
 
-/** `troupe tokenizer train --help`: every option of the table, with its default and kinds. */
-export function trainHelp(): string {
-  const width = Math.max(...TRAIN_OPTIONS.map((o) => usageOf(o).length));
-  const lines = TRAIN_OPTIONS.map((o) => {
-    const notes = [
-      o.default === undefined ? undefined : `default ${o.default}`,
-      o.kinds === undefined ? undefined : `--kind ${o.kinds.join('|')} only`,
-    ].filter((n) => n !== undefined);
-    return `  ${usageOf(o).padEnd(width)}  ${o.help}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
-  });
+/** The sub-commands of `troupe tokenizer`, by name: the parser, the usage and --help read it. */
+export const TOKENIZER_COMMANDS: ReadonlyMap<string, CommandSpec> = new Map([
+  ['train', TRAIN_SPEC],
+  ['encode', codecSpec('encode')],
+  ['decode', codecSpec('decode')],
+]);
+
+/** One usage line per sub-command. */
+export const TOKENIZER_USAGE = [...TOKENIZER_COMMANDS.values()]
+  .map((c, i) => `${i === 0 ? '' : '             '}${usageOf(c)}`)
+  .join('\n');
+
+/** `troupe tokenizer [SUB] --help`: the sub-command's help, or every sub-command's usage. */
+export function tokenizerHelp(args: readonly string[]): string {
+  const sub = TOKENIZER_COMMANDS.get(args[0] ?? '');
+  if (sub) return helpOf(sub);
   return [
-    `usage: ${TRAIN_USAGE}`,
+    'usage:',
+    ...[...TOKENIZER_COMMANDS.values()].map((c) => `  ${usageOf(c)}\n      ${c.summary}`),
     '',
-    'Trains a tokenizer on the text of a dataset and saves it in the Hugging Face layout.',
-    '',
-    ...lines,
+    '`troupe tokenizer SUB --help` lists the options of SUB.',
     '',
   ].join('\n');
 }
 
-function intOption(values: Record<string, unknown>, name: string, min: number): number {
-  const raw = values[name];
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `--${name} must be an integer ≥ ${min}, got '${String(raw)}'`,
-    );
-  }
-  return n;
+/** `troupe tokenizer train --help`: every option of the table, with its default and kinds. */
+export function trainHelp(): string {
+  return helpOf(TRAIN_SPEC);
 }
 
 /**
@@ -150,26 +197,12 @@ function intOption(values: Record<string, unknown>, name: string, min: number): 
  * text of a dataset (any column convention), saved as tokenizer.json + tokenizer_config.json.
  */
 async function runTrainTokenizer(args: string[], log: (line: string) => void): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: Object.fromEntries(
-      TRAIN_OPTIONS.map((o) => [
-        o.name,
-        { type: o.type, ...(o.default === undefined ? {} : { default: o.default }) },
-      ]),
-    ),
-    strict: true,
-  });
-  if (values['help'] === true) {
+  const parsed = parseOptions(TRAIN_SPEC, args);
+  if (!parsed) {
     process.stdout.write(trainHelp());
     return 0;
   }
-  if (!values['input'] || !values['output']) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `--input and --output are required. Usage: ${TRAIN_USAGE}`,
-    );
-  }
+  const { values } = parsed;
   const kind = values['kind'] as string;
   if (!(KINDS as readonly string[]).includes(kind)) {
     throw new TroupeError(
@@ -304,33 +337,24 @@ function parseRecord(text: string, where: string, example: string): Record<strin
  */
 export async function runTokenizer(args: string[], log: (line: string) => void): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub === 'train') return runTrainTokenizer(rest, log);
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      tokenizer: { type: 'string' },
-      input: { type: 'string' },
-      output: { type: 'string' },
-      'no-special-tokens': { type: 'boolean', default: false },
-      'skip-special-tokens': { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (sub !== 'encode' && sub !== 'decode') {
+  const spec = TOKENIZER_COMMANDS.get(sub ?? '');
+  if (!spec) {
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `Unknown tokenizer command '${sub ?? ''}'. Known: encode, decode. Usage: ${TOKENIZER_USAGE}`,
+      `Unknown tokenizer command '${sub ?? ''}'. Known: ${[...TOKENIZER_COMMANDS.keys()].join(', ')}. Usage: ${TOKENIZER_USAGE}`,
     );
   }
-  for (const k of ['tokenizer', 'input', 'output'] as const) {
-    if (!values[k]) {
-      throw new TroupeError('BAD_ARGUMENT', `--${k} is required. Usage: ${TOKENIZER_USAGE}`);
-    }
+  if (sub === 'train') return runTrainTokenizer(rest, log);
+  const parsed = parseOptions(spec, rest);
+  if (!parsed) {
+    process.stdout.write(helpOf(spec));
+    return 0;
   }
-  const input = values.input!;
-  const output = values.output!;
-  const tok = await loadTokenizer(values.tokenizer!);
-  const mode = modes(tok, values)[sub];
+  const { values } = parsed;
+  const input = values['input'] as string;
+  const output = values['output'] as string;
+  const tok = await loadTokenizer(values['tokenizer'] as string);
+  const mode = modes(tok, values)[sub as 'encode' | 'decode'];
   const partial = `${output}.partial`;
   const out = await open(partial, 'w');
   const t0 = performance.now();

@@ -1,15 +1,82 @@
-import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { type TrainOptions, type TrainResult, trainLm } from '../algorithms/lm.js';
 import { trainPreference } from '../algorithms/preference.js';
 import { trainRl } from '../algorithms/rl.js';
+import { configFields, defaultConfigYaml } from '../config/defaults.js';
 import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
-import type { DpoConfig, LmConfig, RlConfig, RmConfig } from '../config/schema.js';
-import { TroupeError } from '../errors.js';
+import {
+  CONFIG_SCHEMAS,
+  type DpoConfig,
+  type LmConfig,
+  type RlConfig,
+  type RmConfig,
+} from '../config/schema.js';
+import { lookup, TroupeError } from '../errors.js';
 import { formatValue } from '../train/format.js';
+import { type CommandSpec, HELP, helpOf, parseOptions, usageOf } from './options.js';
 import { ProgressReporter } from './progress-reporter.js';
 
-export const TRAIN_USAGE = (algo: string) =>
-  `troupe ${algo} --config run.yaml [--resume] [--section.key value …]`;
+export type Algorithm = 'pretrain' | 'sft' | 'rm' | 'dpo' | 'ppo' | 'grpo' | 'rloo' | 'reinforce';
+
+/** The training commands, in the order `troupe --help` lists them, and what each trains. */
+export const TRAIN_SUMMARIES: Readonly<Record<Algorithm, string>> = {
+  pretrain: 'next-token pretraining on packed text (data parallel, resumable)',
+  sft: 'supervised fine-tuning on prompt/completion or chat data (full or LoRA)',
+  rm: 'reward model (Bradley–Terry on a score head) from preference pairs',
+  dpo: 'DPO and its family (cDPO, IPO, SimPO, ORPO, KTO) on preference pairs',
+  ppo: 'PPO with a critic (GAE) and a KL penalty in the reward, on prompts and your rewards',
+  grpo: 'GRPO: group-normalised advantages over n samples per prompt, KL as a loss term',
+  rloo: 'RLOO: leave-one-out baseline over n samples per prompt',
+  reinforce: 'REINFORCE++ (or -baseline): whitened returns, token-level KL in the reward',
+};
+
+export const ALGORITHMS = Object.keys(TRAIN_SUMMARIES) as Algorithm[];
+
+/** Exit status of a run that Ctrl-C (or an abort) stopped, as shells report SIGINT: 128 + 2. */
+export const EXIT_INTERRUPTED = 130;
+
+/** The config fields of an algorithm, one line per section: what `--section.key` can set. */
+function fieldLines(algorithm: string): string[] {
+  const sections = new Map<string, string[]>();
+  for (const f of configFields(lookup(CONFIG_SCHEMAS, algorithm, 'algorithm'))) {
+    if (f.path === 'algorithm') continue;
+    const [head, ...tail] = f.path.split('.');
+    const within = f.path.split('.').slice(0, -1).join('.');
+    const required = f.required ? (f.inOptional ? ` (required with ${within})` : ' (required)') : '';
+    const name = `${tail.join('.') || head}${required}`;
+    const key = tail.length === 0 ? '' : head;
+    sections.set(key, [...(sections.get(key) ?? []), name]);
+  }
+  const width = Math.max(...[...sections.keys()].map((k) => k.length));
+  return [...sections].map(
+    ([k, names]) => `  ${(k || '(top)').padEnd(Math.max(width, 5))}  ${names.join(', ')}`,
+  );
+}
+
+/** `troupe <algorithm>`: its options, and the config fields that can be overridden. */
+export function trainSpec(algorithm: Algorithm): CommandSpec {
+  return {
+    name: algorithm,
+    summary: TRAIN_SUMMARIES[algorithm],
+    options: [
+      { name: 'config', type: 'string', value: 'run.yaml', help: 'the run config (YAML)' },
+      {
+        name: 'resume',
+        type: 'boolean',
+        help: "continue the run in the config's output directory from its latest checkpoint",
+      },
+    ],
+    rest: '[--section.key value …]',
+    notes: [
+      `Any config field can be set on the command line, over the file: --output runs/x --train.steps 50 --optim.lr 1e-3 (or --key=value). Without --config, the fields marked required must all be given so. \`troupe config show --algorithm ${algorithm}\` prints every default.`,
+      `Config fields of ${algorithm}, by section:\n${fieldLines(algorithm).join('\n')}`,
+      'Ctrl-C finishes the step under way, saves a checkpoint and exits 130; the same command with --resume continues from it (Ctrl-C twice kills at once). A failed run exits 1 and writes the error to log.txt in the run directory, and report.html as far as it got.',
+    ],
+  };
+}
+
+export const TRAIN_USAGE = (algo: Algorithm) => usageOf(trainSpec(algo));
 
 /** Renders a trainer's events on the terminal: a progress line, eval results, actor warnings. */
 export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
@@ -33,8 +100,6 @@ export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
   };
 }
 
-export type Algorithm = 'pretrain' | 'sft' | 'rm' | 'dpo' | 'ppo' | 'grpo' | 'rloo' | 'reinforce';
-
 /** The trainer of each algorithm. */
 export function trainerFor(
   algorithm: Algorithm,
@@ -54,20 +119,32 @@ function finalEvalLine(e: Readonly<Record<string, number>>): string {
     .join(', ');
 }
 
-/** `troupe pretrain|sft|rm|dpo`: load and validate the config, train, report where everything went. */
+/** An argument as a shell would need it typed again (`runs/x` as is, `my run` quoted). */
+function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * `troupe <algorithm>`: load and validate the config, train, report where everything went.
+ * Ctrl-C stops after the step under way, which is checkpointed: the exit status is then 130
+ * and the command to continue is printed. A failure points at the run's log.txt.
+ */
 export async function runTrain(
   algorithm: Algorithm,
   args: string[],
   log: (line: string) => void,
 ): Promise<number> {
-  const { rest, overrides } = splitOverrides(args, new Set(['config', 'resume']));
-  const { values } = parseArgs({
-    args: rest,
-    options: { config: { type: 'string' }, resume: { type: 'boolean', default: false } },
-    strict: true,
-  });
+  const spec = trainSpec(algorithm);
+  const flags = new Set([...spec.options, HELP].map((o) => o.name));
+  const { rest, overrides } = splitOverrides(args, flags);
+  const parsed = parseOptions(spec, rest);
+  if (!parsed) {
+    process.stdout.write(helpOf(spec));
+    return 0;
+  }
+  const values = parsed.values as { config?: string; resume?: boolean };
   if (!values.config && overrides.length === 0) {
-    throw new TroupeError('BAD_ARGUMENT', `--config is required. Usage: ${TRAIN_USAGE(algorithm)}`);
+    throw new TroupeError('BAD_ARGUMENT', `--config is required. Usage: ${usageOf(spec)}`);
   }
   const config = await loadConfig<LmConfig | RmConfig | DpoConfig | RlConfig>(algorithm, {
     file: values.config,
@@ -75,7 +152,7 @@ export async function runTrain(
   });
   const ac = new AbortController();
   const stop = () => {
-    log('\nstopping after this step (Ctrl-C again to kill)…');
+    log('\nCtrl-C: stopping after this step, which is then checkpointed (Ctrl-C again to kill)…');
     ac.abort();
     process.off('SIGINT', stop);
   };
@@ -91,30 +168,76 @@ export async function runTrain(
       events,
     });
     progress.finish();
+    const evalLine = r.finalEval
+      ? `${r.aborted ? 'last' : 'final'} eval (step ${r.finalEvalStep}): ${finalEvalLine(r.finalEval)}`
+      : undefined;
+    if (r.aborted) {
+      log(`interrupted after step ${r.steps} of ${config.train.steps}; run directory ${r.runDir}`);
+      if (evalLine) log(evalLine);
+      if (r.checkpoint) {
+        log(`checkpoint: ${r.checkpoint}`);
+        const again = [...args.filter((a) => a !== '--resume'), '--resume'].map(shellQuote);
+        log(`resume with: troupe ${algorithm} ${again.join(' ')}`);
+      } else log('no checkpoint was written (stopped before the first step): nothing to resume');
+      return EXIT_INTERRUPTED;
+    }
     log(`done: ${r.steps} steps; run directory ${r.runDir} (metrics.jsonl, report.html)`);
-    if (r.finalEval) log(`final eval: ${finalEvalLine(r.finalEval)}`);
+    if (evalLine) log(evalLine);
     if (r.checkpoint) log(`checkpoint: ${r.checkpoint}`);
     return 0;
+  } catch (e) {
+    progress.finish();
+    if (existsSync(join(config.output, 'log.txt')))
+      log(`the run failed: the error is in ${join(config.output, 'log.txt')} (and report.html)`);
+    throw e;
   } finally {
     process.off('SIGINT', stop);
   }
 }
 
+/** `troupe config show`: the resolved config of a run, or an algorithm's defaults. */
+export const CONFIG_SHOW_SPEC: CommandSpec = {
+  name: 'config show',
+  summary:
+    "the resolved config of a run, every default filled in; with --algorithm alone, that algorithm's defaults and what a config must give",
+  options: [
+    {
+      name: 'algorithm',
+      type: 'string',
+      value: ALGORITHMS.join('|'),
+      help: "the algorithm (default: the config's own `algorithm`)",
+    },
+    { name: 'config', type: 'string', value: 'run.yaml', help: 'the run config (YAML)' },
+  ],
+  rest: '[--section.key value …]',
+};
+
+/** `troupe config <sub-command>`: show. */
+export const CONFIG_COMMANDS: ReadonlyMap<string, CommandSpec> = new Map([
+  ['show', CONFIG_SHOW_SPEC],
+]);
+
 /** `troupe config show --algorithm NAME [--config FILE] [overrides]`: the resolved config. */
 export async function runConfigShow(args: string[]): Promise<number> {
   const [sub, ...rest0] = args;
-  if (sub !== 'show')
+  if (!sub || !CONFIG_COMMANDS.has(sub))
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `Usage: troupe config show --algorithm pretrain|sft [--config run.yaml] [--section.key value …]`,
+      `Unknown config command '${sub ?? ''}'. Known: ${[...CONFIG_COMMANDS.keys()].join(', ')}. Usage: ${usageOf(CONFIG_SHOW_SPEC)}`,
     );
-  const { rest, overrides } = splitOverrides(rest0, new Set(['config', 'algorithm']));
-  const { values } = parseArgs({
-    args: rest,
-    options: { config: { type: 'string' }, algorithm: { type: 'string' } },
-    strict: true,
-  });
+  const flags = new Set([...CONFIG_SHOW_SPEC.options, HELP].map((o) => o.name));
+  const { rest, overrides } = splitOverrides(rest0, flags);
+  const parsed = parseOptions(CONFIG_SHOW_SPEC, rest);
+  if (!parsed) {
+    process.stdout.write(helpOf(CONFIG_SHOW_SPEC));
+    return 0;
+  }
+  const values = parsed.values as { config?: string; algorithm?: string };
   const algorithm = values.algorithm ?? (await algorithmOf(values.config));
+  if (!values.config && overrides.length === 0) {
+    process.stdout.write(defaultConfigYaml(algorithm));
+    return 0;
+  }
   const config = await loadConfig(algorithm, { file: values.config, overrides });
   process.stdout.write(configToYaml(config));
   return 0;

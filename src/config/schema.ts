@@ -158,7 +158,10 @@ export const trainSchema = z
     evalEvery: z.number().int().min(0).default(50),
     /** Batches of the eval split per evaluation; 0 = all of it. */
     evalBatches: z.number().int().min(0).default(8),
-    /** Save a checkpoint every N steps (and at the end); 0 = only at the end. */
+    /**
+     * Save a checkpoint every N steps (and at the end, and when a run is interrupted); 0 = only
+     * at the end. A multiple of evalEvery, so that each checkpoint has an eval that ranks it.
+     */
     saveEvery: z.number().int().min(0).default(100),
     /** Checkpoints kept (the best and the latest are always kept). */
     keepLast: positiveInt.default(2),
@@ -206,6 +209,16 @@ function batchRules(
       code: 'custom',
       path: ['optim', 'warmupSteps'],
       message: `warmupSteps ${c.optim.warmupSteps} exceeds train.steps ${c.train.steps}, so warmup would never finish: lower it or raise train.steps`,
+    });
+  }
+  const { evalEvery, saveEvery, steps } = c.train;
+  if (evalEvery > 0 && saveEvery > 0 && saveEvery < steps && saveEvery % evalEvery !== 0) {
+    const lo = Math.floor(saveEvery / evalEvery) * evalEvery;
+    const hi = lo + evalEvery;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['train', 'saveEvery'],
+      message: `saveEvery ${saveEvery} is not a multiple of train.evalEvery ${evalEvery}, so some checkpoints would have no eval of their own to rank them for best.json (as TRL's load_best_model_at_end requires save_steps to be a multiple of eval_steps): set saveEvery to ${lo > 0 ? `${lo} or ${hi}` : hi}, or evalEvery to a divisor of ${saveEvery}`,
     });
   }
   const per = c.runtime.replicas * c.train.gradAccum;
@@ -338,6 +351,9 @@ const RL_DEFAULTS: Readonly<
   },
 };
 
+/** The default `reward.timeoutMs`: 10 minutes. */
+export const REWARD_TIMEOUT_MS = 600_000;
+
 /** One reward source: a built-in, a module, an HTTP scorer or a reward model, with its weight. */
 const rewardSourceSchema = z
   .object({
@@ -449,8 +465,12 @@ function rlSchema(algorithm: RlAlgorithm) {
           sources: z.array(rewardSourceSchema).min(1),
           /** Threads for `module` sources. */
           poolThreads: positiveInt.default(1),
-          /** Per-call limit on the reward actor, ms (0: none). */
-          timeoutMs: z.number().int().min(0).default(0),
+          /**
+           * Limit on each reward source's call, ms: past it the call is aborted and the run
+           * stops with an error naming the source. Generous by default (10 min), so that a
+           * scorer that never answers cannot hang a run; 0: no limit.
+           */
+          timeoutMs: z.number().int().min(0).default(REWARD_TIMEOUT_MS),
         })
         .strict(),
     })

@@ -4,6 +4,7 @@ import { type RoleFactory, roleRef } from '../actors/role.js';
 import { TroupeError } from '../errors.js';
 import { type DetailedRewardSource, weightedSum } from './combine.js';
 import { type RewardSpec, rewardFromSpec } from './registry.js';
+import { withTimeout } from './timeout.js';
 import type { DetailedReward, RewardBatch, RewardSource } from './types.js';
 
 export interface RewardArgs {
@@ -11,6 +12,11 @@ export interface RewardArgs {
   readonly sources: readonly (RewardSpec & { readonly weight?: number })[];
   /** Threads of the task pool for `module` sources (default 1); no pool is started when there are none. */
   readonly poolThreads?: number;
+  /**
+   * A limit on each source's call, ms (`reward.timeoutMs`): past it the call is aborted and
+   * fails with TASK_TIMEOUT naming the source. 0 or absent: none.
+   */
+  readonly timeoutMs?: number;
 }
 
 export interface RewardRole {
@@ -41,12 +47,15 @@ function bad(message: string, details: Record<string, unknown> = {}): TroupeErro
  */
 export function planRewardSources(args: RewardArgs): PlannedSource[] {
   if (args === null || typeof args !== 'object') throw bad('arguments must be an object');
-  const { sources, poolThreads } = args;
+  const { sources, poolThreads, timeoutMs } = args;
   if (!Array.isArray(sources) || sources.length === 0) {
     throw bad("'sources' must list at least one reward source ({ type: 'exact-match', … })");
   }
   if (poolThreads !== undefined && !(Number.isInteger(poolThreads) && poolThreads > 0)) {
     throw bad(`'poolThreads' must be an integer > 0, got ${poolThreads}`);
+  }
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs >= 0)) {
+    throw bad(`'timeoutMs' must be a number ≥ 0 (0: no limit), got ${timeoutMs}`);
   }
   const planned: PlannedSource[] = [];
   const seen = new Map<string, number>();
@@ -113,13 +122,16 @@ export const createReward: RoleFactory<RewardRole, RewardArgs> = async (args, ct
     ? new TaskPool({ name: `${ctx.name}/pool`, maxThreads: args.poolThreads ?? 1 })
     : undefined;
   try {
-    const parts = planned.map((p) => ({
-      source: rewardFromSpec(p.spec, { pool }),
-      weight: p.weight,
-    }));
-    await Promise.all(
-      parts.map(({ source }) => (source as RewardSource & { load?: () => Promise<void> }).load?.()),
-    );
+    const log = (message: string, data?: Record<string, unknown>) => ctx.log('warn', message, data);
+    const parts = planned.map((p) => {
+      const source = rewardFromSpec(p.spec, { pool, log });
+      return {
+        source: args.timeoutMs ? withTimeout(source, args.timeoutMs, 'reward.timeoutMs') : source,
+        weight: p.weight,
+        load: (source as RewardSource & { load?: () => Promise<void> }).load,
+      };
+    });
+    await Promise.all(parts.map((p) => p.load?.()));
     ctx.log(
       'info',
       `reward ready: ${planned.map((p) => `${p.weight} × ${p.name}`).join(' + ')}`,
@@ -127,7 +139,10 @@ export const createReward: RoleFactory<RewardRole, RewardArgs> = async (args, ct
     );
     return new Reward(
       planned.map((p) => p.name),
-      weightedSum(parts, ctx.name),
+      weightedSum(
+        parts.map(({ source, weight }) => ({ source, weight })),
+        ctx.name,
+      ),
     );
   } catch (e) {
     await pool?.destroy().catch(() => {});

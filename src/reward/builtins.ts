@@ -19,10 +19,12 @@ const exactMatchSchema = z.strictObject(
     /** The dataset column holding the reference answer. */
     column: z.string().min(1, 'must name a dataset column').default('answer'),
     /**
+     * `auto` (default): `numeric` where the reference is a number (`7`, `-2.5`, `1,234`), else
+     * `trim-lower` — so `" 7."` matches `"7"`, as the math verifiers of TRL and verl score it;
      * `numeric`: compare the last number of the final answer numerically; `trim-lower`: compare
      * the final answer trimmed and lowercased; `none`: compare the final answer as is.
      */
-    normalize: z.enum(['none', 'numeric', 'trim-lower']).default('trim-lower'),
+    normalize: z.enum(['auto', 'none', 'numeric', 'trim-lower']).default('auto'),
   },
   { error: refuseUnknownKeys(EXACT_KEYS) },
 );
@@ -41,9 +43,17 @@ function column(batch: RewardBatch, col: string, source: string): readonly unkno
   return values;
 }
 
+/** A reference answer that is a number: a number, or text that is one number and nothing else. */
+const NUMERIC_ANSWER = /^\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?\s*$/;
+const isNumericAnswer = (ref: unknown) =>
+  typeof ref === 'number' ||
+  (typeof ref === 'string' && /\d/.test(ref) && NUMERIC_ANSWER.test(ref));
+
 /**
  * 1 when the completion's final answer (last `\boxed{…}`, else after `####`, else the whole
- * completion) equals the row's reference in `column`, else 0.
+ * completion) equals the row's reference in `column`, else 0. By default (`normalize: auto`)
+ * a numeric reference is compared with the final answer's last number (`" 7."`, `"= 7"`,
+ * `"\\boxed{7.0}"` all match `7`), any other trimmed and lowercased.
  */
 export function exactMatch(options: ExactMatchOptions = {}): RewardSource {
   const o = parseOptions(exactMatchSchema, options, 'exactMatch');
@@ -51,14 +61,16 @@ export function exactMatch(options: ExactMatchOptions = {}): RewardSource {
     const refs = column(batch, o.column, 'exactMatch');
     return batch.completions.map((c, i) => {
       const ref = refs[i];
-      if (o.normalize === 'numeric') {
+      const mode =
+        o.normalize === 'auto' ? (isNumericAnswer(ref) ? 'numeric' : 'trim-lower') : o.normalize;
+      if (mode === 'numeric') {
         const got = lastNumber(c);
         const want = typeof ref === 'number' ? ref : lastNumber(String(ref ?? ''));
         return got !== undefined && want !== undefined && numbersEqual(got, want) ? 1 : 0;
       }
       const got = finalAnswerText(c);
       const want = String(ref ?? '');
-      return o.normalize === 'none'
+      return mode === 'none'
         ? Number(got === want)
         : Number(got.trim().toLowerCase() === want.trim().toLowerCase());
     });

@@ -70,7 +70,7 @@ export function moduleSource(
         ? moduleUrlOrPath
         : pathToFileURL(isAbsolute(moduleUrlOrPath) ? moduleUrlOrPath : resolve(moduleUrlOrPath))
             .href;
-  return defineSource(name, (batch, opts) => {
+  const source = defineSource(name, (batch, opts) => {
     const task: UserRewardTask = { module, exportName, batch };
     return pool.run<unknown[]>(ADAPTER, 'runUserReward', task, {
       task: `reward '${name}'`,
@@ -78,4 +78,22 @@ export function moduleSource(
       timeoutMs,
     });
   });
+  /** Import the module and check its export now: a bad module fails before the first batch. */
+  const load = async () => {
+    try {
+      await pool.run(
+        ADAPTER,
+        'checkUserReward',
+        { module, exportName },
+        { task: `reward '${name}'` },
+      );
+    } catch (e) {
+      const inner = (e as Error).cause ?? e;
+      throw new TroupeError('BAD_REWARD', `reward '${name}': ${(inner as Error).message}`, {
+        cause: e,
+        details: { source: name, module },
+      });
+    }
+  };
+  return Object.freeze({ ...source, load });
 }

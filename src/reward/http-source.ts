@@ -37,6 +37,30 @@ class AttemptError extends Error {
   }
 }
 
+/**
+ * Why a request failed, from the cause chain fetch hides behind "fetch failed":
+ * `ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:8000` (each of an AggregateError's, too).
+ */
+export function networkReason(e: unknown): string {
+  const reasons: string[] = [];
+  const visit = (x: unknown, depth: number) => {
+    if (!(x instanceof Error) || depth > 6) return;
+    const inner = x instanceof AggregateError ? x.errors : x.cause === undefined ? [] : [x.cause];
+    if (inner.length > 0) {
+      for (const i of inner) visit(i, depth + 1);
+      return;
+    }
+    const code = (x as { code?: unknown }).code;
+    const text =
+      typeof code === 'string' && !x.message.startsWith(code) ? `${code}: ${x.message}` : x.message;
+    if (!reasons.includes(text)) reasons.push(text);
+  };
+  visit(e, 0);
+  const top = e instanceof Error ? e.message : String(e);
+  const deeper = reasons.filter((r) => r !== top);
+  return deeper.length > 0 ? `${top} (${deeper.join('; ')})` : top;
+}
+
 function excerpt(text: string): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length > 200 ? `${flat.slice(0, 200)}…` : flat;
@@ -88,19 +112,25 @@ async function attempt(
     if (signal?.aborted) throw e;
     if (timedOut)
       throw new AttemptError(`no response within ${o.timeoutMs} ms`, true, undefined, { cause: e });
-    throw new AttemptError(`network error: ${(e as Error).message}`, true, undefined, { cause: e });
+    throw new AttemptError(`network error: ${networkReason(e)}`, true, undefined, { cause: e });
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
   }
 }
 
+export interface HttpSourceHooks {
+  /** Told of each failed attempt that is retried (the reward actor logs it as a warning). */
+  readonly log?: (message: string, data?: Record<string, unknown>) => void;
+}
+
 /**
  * A reward from an HTTP service: POST `{ prompts, completions, columns }` as JSON, expect
  * `{ rewards: number[] }`. Each attempt has its own timeout; network errors, timeouts and 5xx
- * are retried with exponential backoff, 4xx and malformed bodies are not.
+ * are retried with exponential backoff (each retry told to `hooks.log`), 4xx and malformed
+ * bodies are not. A network error says its cause (`ECONNREFUSED: connect ECONNREFUSED …`).
  */
-export function httpSource(options: HttpSourceOptions): RewardSource {
+export function httpSource(options: HttpSourceOptions, hooks: HttpSourceHooks = {}): RewardSource {
   const o = parseOptions(httpSchema, options, 'httpSource');
   return defineSource(o.name, async (batch: RewardBatch, opts) => {
     const body = JSON.stringify({
@@ -130,7 +160,12 @@ export function httpSource(options: HttpSourceOptions): RewardSource {
             },
           );
         }
-        await sleep(o.backoffMs * 2 ** i, undefined, { signal: opts.signal }).catch(() => {});
+        const wait = o.backoffMs * 2 ** i;
+        hooks.log?.(
+          `reward '${o.name}': POST ${o.url} attempt ${i + 1} of ${o.retries + 1} failed: ${(e as Error).message}; retrying in ${wait} ms`,
+          { source: o.name, url: o.url, attempt: i + 1, status: (e as AttemptError).status },
+        );
+        await sleep(wait, undefined, { signal: opts.signal }).catch(() => {});
       }
     }
   });

@@ -9,6 +9,8 @@ import type { RewardSource } from './types.js';
 /** What a spec-built source may need beyond its options (module sources need a pool). */
 export interface RewardContext {
   readonly pool?: TaskPool;
+  /** Where a source reports what it retries or works around (the reward actor's log). */
+  readonly log?: (message: string, data?: Record<string, unknown>) => void;
 }
 
 type Factory = (options: Record<string, unknown>, ctx: RewardContext) => RewardSource;
@@ -49,7 +51,7 @@ export const REWARD_BUILTINS: ReadonlyMap<string, Factory> = new Map<string, Fac
   ['length', (o) => lengthPenalty(o as Parameters<typeof lengthPenalty>[0])],
   ['sentiment', (o) => lexiconSentiment(o)],
   ['module', moduleFromSpec],
-  ['http', (o) => httpSource(o as Parameters<typeof httpSource>[0])],
+  ['http', (o, ctx) => httpSource(o as Parameters<typeof httpSource>[0], { log: ctx.log })],
   ['model', (o) => rewardModelSource(o as Parameters<typeof rewardModelSource>[0])],
 ]);
 

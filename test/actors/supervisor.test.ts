@@ -97,7 +97,7 @@ describe('Supervisor with real worker threads', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(err).toMatchObject({ code: 'ACTOR_TIMEOUT' });
     expect((err as Error).message).toBe(
-      "Call stuck.block() did not answer within 300 ms; restarting 'stuck'",
+      "Call stuck.block() did not answer within 300 ms: this call fails, and thread 'stuck' is replaced for the calls after it",
     );
     expect(await a.call.echo('alive')).toBe('alive');
     expect(a.restarts).toBe(1);

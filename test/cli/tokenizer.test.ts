@@ -104,7 +104,7 @@ describe('troupe tokenizer', () => {
       '--tokenizer is required',
     );
     await expect(run('tokenize')).rejects.toThrow(
-      "Unknown tokenizer command 'tokenize'. Known: encode, decode",
+      "Unknown tokenizer command 'tokenize'. Known: train, encode, decode. Usage: troupe tokenizer train --input DATA.jsonl",
     );
     await expect(
       run('encode', '--tokenizer', join(dir, 'nowhere'), '--input', 'x', '--output', 'y'),

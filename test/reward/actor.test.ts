@@ -183,10 +183,12 @@ describe('the reward actor', () => {
     expect(e.message).toMatch(
       /^reward 'judge': POST http:\/\/127\.0\.0\.1:1\/ failed after 1 attempt/,
     );
-    // A module that throws keeps the pool's code, with the source named.
+    // A module that throws keeps the pool's code, with the source named and the line it threw at.
     await expect(thrower.call.score(batchOf(['a']))).rejects.toMatchObject({
       code: 'TASK_FAILED',
-      message: expect.stringMatching(/^reward 'thrower': .*cannot reach the judge$/),
+      message: expect.stringMatching(
+        /^reward 'thrower': .*Error: cannot reach the judge \(at .*user-rewards\.mjs:11:9\)$/,
+      ),
     });
   });
 
