@@ -104,11 +104,16 @@ describe('tokenizeSft', () => {
   });
 
   it('refuses rows that are not SFT rows, and bad options', () => {
-    expect(
-      error(() => tokenizeSft(tok, ex({ prompt: 'p', chosen: 'a', rejected: 'b' }))).message,
-    ).toBe(
-      'tokenizeSft: SFT reads text, messages or prompt/completion rows, got a preference row; use tokenizePreference',
+    const pair = error(() => tokenizeSft(tok, ex({ prompt: 'p', chosen: 'a', rejected: 'b' })));
+    expect(pair.code).toBe('BAD_DATA');
+    expect(pair.message).toMatch(/this row is a preference pair .* train it with rm or dpo/);
+    const promptOnly = error(() => tokenizeSft(tok, ex({ prompt: 'p', answer: 'a' })));
+    expect(promptOnly.message).toBe(
+      "sft.jsonl:4: SFT trains on rows with a 'completion' (and a 'prompt'), a 'text' or " +
+        "'messages'; this row has a 'prompt' but no 'completion' column (prompt-only rows are " +
+        'for RL): add one, or rename the column that holds it with data.columns: { answer: completion }',
     );
+    expect(promptOnly.details).toMatchObject({ file: 'sft.jsonl', line: 4, kind: 'prompt' });
     expect(error(() => tokenizeSft(tok, ex({ text: 'a' }), { maxLength: 0 })).message).toBe(
       "tokenizeSft: 'maxLength' must be a positive integer, got 0",
     );
@@ -297,6 +302,57 @@ describe('packing', () => {
     const batch = collateBlocks(blocks);
     expect(batch.tokens.batch).toBe(blocks.length);
     expect(batch.tokens.length).toBe(5);
+  });
+
+  it('equals the plain definition on seeded random documents (empty ones, every option)', () => {
+    // Reference: the stream is the documents each followed by EOS; block k is
+    // stream[k·bs … (k+1)·bs]; target t > 0 counts unless boundaries are masked and it starts a doc.
+    let seed = 7;
+    const draw = (n: number) => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed % n;
+    };
+    for (let trial = 0; trial < 60; trial++) {
+      const docs = Array.from({ length: 1 + draw(6) }, () =>
+        Array.from({ length: draw(3) === 0 ? 0 : draw(12) }, () => 1 + draw(50)),
+      );
+      const opts = {
+        blockSize: 1 + draw(6),
+        eosId: 0,
+        remainder: draw(2) ? ('pad' as const) : ('drop' as const),
+        padId: 99,
+        maskBoundaries: draw(2) === 1,
+      };
+      const stream = docs.flatMap((d) => [...d, 0]);
+      const starts = docs.flatMap((d) => [...d, 0].map((_, i) => (i === 0 ? 1 : 0)));
+      const want: { ids: number[]; mask: number[]; lossMask: number[] }[] = [];
+      const n = opts.blockSize + 1;
+      for (let at = 0; at < stream.length - 1; at += opts.blockSize) {
+        const real = Math.min(n, stream.length - at);
+        if (real < n && opts.remainder === 'drop') break;
+        want.push({
+          ids: Array.from({ length: n }, (_, t) => (t < real ? stream[at + t] : 99)),
+          mask: Array.from({ length: n }, (_, t) => (t < real ? 1 : 0)),
+          lossMask: Array.from({ length: n }, (_, t) =>
+            t > 0 && t < real && !(opts.maskBoundaries && starts[at + t]) ? 1 : 0,
+          ),
+        });
+        if (real < n) break;
+      }
+      const got = packDocuments(docs, opts).map((b) => ({
+        ids: b.ids,
+        mask: [...b.mask],
+        lossMask: [...b.lossMask],
+      }));
+      expect(got, JSON.stringify({ docs, opts })).toEqual(want);
+    }
+  });
+
+  it('packs a 200,000-token document into 200,000 blocks (no spread of the blocks: it overflowed the stack)', () => {
+    const doc = Array.from({ length: 200_000 }, (_, i) => 1 + (i % 1000));
+    const blocks = packDocuments([doc], { blockSize: 1, eosId: 0 });
+    expect(blocks).toHaveLength(200_000);
+    expect(blocks[199_999].ids).toEqual([1000, 0]);
   });
 
   it('refuses a bad block size', () => {

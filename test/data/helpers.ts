@@ -35,7 +35,7 @@ export function gpt2Tokenizer(
         if (part === '') continue;
         const special = SPECIALS[part];
         if (special !== undefined) ids.push(special);
-        else ids.push(...encode(part));
+        else for (const id of encode(part)) ids.push(id);
       }
       return ids;
     },

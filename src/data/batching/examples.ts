@@ -1,7 +1,7 @@
 import { TroupeError } from '../../errors.js';
 import { type TokenizeChatOptions, type TokenizedChat, tokenizeChat } from '../chat.js';
 import type { Example, PreferenceExample } from '../datasets/formats.js';
-import type { DataLocation } from '../datasets/location.js';
+import { type DataLocation, dataError } from '../datasets/location.js';
 import type { ChatMessage } from '../messages.js';
 import type { TokenizerLike } from '../tokenizer/types.js';
 import { checkLengthOptions, fitLength, type LengthOptions, truncatePrompt } from './length.js';
@@ -61,10 +61,15 @@ export function tokenizeSft(
       break;
     }
     default:
-      throw new TroupeError(
-        'UNSUPPORTED',
-        `tokenizeSft: SFT reads text, messages or prompt/completion rows, got a ${example.kind} row` +
-          (example.kind === 'preference' ? '; use tokenizePreference' : '; use tokenizePrompt'),
+      throw dataError(
+        where,
+        `SFT trains on rows with a 'completion' (and a 'prompt'), a 'text' or 'messages'; this row ` +
+          (example.kind === 'preference'
+            ? "is a preference pair ('chosen', 'rejected'): train it with rm or dpo, or read " +
+              "'chosen' as the completion with data.columns: { chosen: completion }"
+            : "has a 'prompt' but no 'completion' column (prompt-only rows are for RL): add one, " +
+              'or rename the column that holds it with data.columns: { answer: completion }'),
+        { kind: example.kind },
       );
   }
   const keep = fitLength(ids.length, promptLength, opts, where);
@@ -99,9 +104,11 @@ export function tokenizePreference(
 ): PreferenceItem | undefined {
   checkLengthOptions(opts, 'tokenizePreference');
   if (example.kind !== 'preference') {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `tokenizePreference: expected a preference row, got a ${(example as Example).kind} row`,
+    throw dataError(
+      (example as Example).where,
+      `expected a preference row ('chosen' and 'rejected', and a 'prompt' or a shared start), ` +
+        `got a ${(example as Example).kind} row`,
+      { kind: (example as Example).kind },
     );
   }
   const c = example.conversational
@@ -157,9 +164,10 @@ export function tokenizePrompt(
 ): PromptItem {
   checkLengthOptions(opts, 'tokenizePrompt');
   if (example.kind === 'text' || example.kind === 'messages') {
-    throw new TroupeError(
-      'UNSUPPORTED',
-      `tokenizePrompt: a ${example.kind} row has no prompt; RL reads rows with a 'prompt' column`,
+    throw dataError(
+      example.where,
+      `a ${example.kind} row has no prompt; RL reads rows with a 'prompt' column`,
+      { kind: example.kind },
     );
   }
   const ids = example.conversational

@@ -43,7 +43,7 @@ export class Packer {
   private readonly padId: number;
   private readonly pad: boolean;
   private readonly maskBoundaries: boolean;
-  /** Tokens not yet emitted, and whether each starts a document. */
+  /** Tokens not yet emitted (fewer than blockSize + 1), and whether each starts a document. */
   private tokens: number[] = [];
   private starts: number[] = [];
 
@@ -71,56 +71,57 @@ export class Packer {
     this.maskBoundaries = opts.maskBoundaries ?? false;
   }
 
-  /** Add one document's ids; returns the blocks it completes. */
+  /** Add one document's ids; returns the blocks it completes (one pass, any document length). */
   push(doc: readonly number[]): PackedBlock[] {
-    for (let i = 0; i < doc.length; i++) {
-      this.tokens.push(doc[i]);
-      this.starts.push(i === 0 ? 1 : 0);
-    }
-    this.tokens.push(this.eosId);
-    this.starts.push(doc.length === 0 ? 1 : 0);
     const out: PackedBlock[] = [];
-    const n = this.blockSize + 1;
-    let at = 0;
-    while (this.tokens.length - at >= n) {
-      out.push(this.block(at, n));
-      at += this.blockSize;
-    }
-    if (at > 0) {
-      this.tokens = this.tokens.slice(at);
-      this.starts = this.starts.slice(at);
-    }
+    for (let i = 0; i < doc.length; i++) this.add(doc[i], i === 0 ? 1 : 0, out);
+    this.add(this.eosId, doc.length === 0 ? 1 : 0, out);
     return out;
+  }
+
+  /** One token onto the stream; a full block is emitted, and its last token starts the next. */
+  private add(id: number, start: number, out: PackedBlock[]): void {
+    this.tokens.push(id);
+    this.starts.push(start);
+    if (this.tokens.length <= this.blockSize) return;
+    out.push(this.block(this.blockSize + 1));
+    this.tokens = [id];
+    this.starts = [start];
   }
 
   /** The last, partial block: none with 'drop', or padded to full size with 'pad'. */
   finish(): PackedBlock[] {
     const real = this.tokens.length;
-    const out = this.pad && real >= 2 ? [this.block(0, real)] : [];
+    const out = this.pad && real >= 2 ? [this.block(real)] : [];
     this.tokens = [];
     this.starts = [];
     return out;
   }
 
-  private block(at: number, real: number): PackedBlock {
+  /** A block of the first `real` buffered tokens, padded to blockSize + 1. */
+  private block(real: number): PackedBlock {
     const n = this.blockSize + 1;
     const ids = new Array<number>(n).fill(this.padId);
     const mask = new Uint8Array(n);
     const lossMask = new Uint8Array(n);
     for (let t = 0; t < real; t++) {
-      ids[t] = this.tokens[at + t];
+      ids[t] = this.tokens[t];
       mask[t] = 1;
-      lossMask[t] = t > 0 && !(this.maskBoundaries && this.starts[at + t]) ? 1 : 0;
+      lossMask[t] = t > 0 && !(this.maskBoundaries && this.starts[t]) ? 1 : 0;
     }
     return { ids, mask, lossMask };
   }
 }
 
-/** Pack a list of tokenized documents at once (see `Packer`). */
+/**
+ * Pack tokenized documents (see `Packer`). `docs` is read one document at a time, so a generator
+ * that tokenizes as it goes never holds more than one document's ids. Blocks are appended one by
+ * one: a spread (`out.push(...blocks)`) overflows the call stack past ~100k blocks.
+ */
 export function packDocuments(docs: Iterable<readonly number[]>, opts: PackOptions): PackedBlock[] {
   const packer = new Packer(opts);
   const out: PackedBlock[] = [];
-  for (const doc of docs) out.push(...packer.push(doc));
-  out.push(...packer.finish());
+  for (const doc of docs) for (const block of packer.push(doc)) out.push(block);
+  for (const block of packer.finish()) out.push(block);
   return out;
 }

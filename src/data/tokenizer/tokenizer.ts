@@ -238,9 +238,10 @@ export class Tokenizer implements TokenizerLike {
     if (template !== null) {
       const out: number[] = [];
       const pieces: readonly TemplatePiece[] = b === undefined ? template.single : template.pair;
+      // Appended id by id: a spread of a long text's ids overflows the call stack.
       for (const p of pieces) {
-        if (p.kind === 'special') out.push(...p.ids);
-        else out.push(...(p.which === 'A' ? a : (b ?? [])));
+        const ids = p.kind === 'special' ? p.ids : p.which === 'A' ? a : (b ?? []);
+        for (const id of ids) out.push(id);
       }
       return out;
     }

@@ -137,6 +137,14 @@ describe('tokenizer.json loading', () => {
     expect(tok.encodePair(' the', 'the', { addSpecialTokens: false })).toEqual([259, 116, 258]);
   });
 
+  it('puts the template around a text of 300,000 tokens (no spread of the ids: it overflowed the stack)', () => {
+    const ids = tok.encode(' the'.repeat(300_000));
+    expect(ids).toHaveLength(300_001);
+    expect(ids[0]).toBe(300);
+    expect(ids[300_000]).toBe(259);
+    expect(tok.encodePair(' the'.repeat(150_000), ' the'.repeat(150_000))).toHaveLength(300_002);
+  });
+
   it('reads the same merges from the "a b" and the ["a", "b"] forms', () => {
     const pairs = mini({
       model: {
