@@ -36,7 +36,25 @@ describe('exactMatch', () => {
     expect(await scores(s.score(batch))).toEqual([1, 1, 1, 0, 0]);
   });
 
-  it('trim-lower (default) and none compare the final answer text', async () => {
+  it('auto (default): a numeric reference matches numerically, so " 7." scores 1 against "7"', async () => {
+    const s = exactMatch();
+    const batch = batchOf(
+      [' 7.', '7', '= 7', '\\boxed{7.0}', '#### 1,234', ' 8.', '-3', 'seven', '7 8'],
+      { answer: ['7', 7, ' 7 ', '7', '1234', '7', '-3', '7', '7'] },
+    );
+    // '7 8': the final answer's last number is 8.
+    expect(await scores(s.score(batch))).toEqual([1, 1, 1, 1, 1, 0, 1, 0, 0]);
+    // A reference that is not a number alone is compared as text (trimmed, lowercased).
+    const text = batchOf([' Paris ', '7 apples', '7'], { answer: ['paris', '7 apples', 'v7'] });
+    expect(await scores(s.score(text))).toEqual([1, 1, 0]);
+    // trim-lower, asked for by name, keeps the old behaviour: ' 7.' is not '7'.
+    const strict = exactMatch({ normalize: 'trim-lower' });
+    expect(await scores(strict.score(batchOf([' 7.', ' 7 '], { answer: ['7', '7'] })))).toEqual([
+      0, 1,
+    ]);
+  });
+
+  it('trim-lower and none compare the final answer text', async () => {
     const batch = batchOf(['  Paris ', 'paris', '#### PARIS'], {
       answer: ['paris', 'Paris', 'paris'],
     });
