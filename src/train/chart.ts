@@ -1,11 +1,14 @@
 /**
- * A line chart as inline SVG text: x = step, y = value, one path per series, tick labels on
- * both axes. No script, no external asset, no xmlns URL (inline SVG in HTML needs none).
+ * A line chart as inline SVG text: x = step or wall time, y = value (linear or log), one or two
+ * paths per series (the raw values, and a smoothed line over them), tick labels on both axes.
+ * No script, no external asset, no xmlns URL (inline SVG in HTML needs none).
  */
 
 export interface Point {
   readonly step: number;
   readonly value: number;
+  /** Seconds since the run started (for the wall-time axis); absent or NaN when unknown. */
+  readonly time?: number;
 }
 
 export interface Series {
@@ -13,6 +16,17 @@ export interface Series {
   readonly color: string;
   /** In step order; non-finite values are skipped (the line breaks there). */
   readonly points: readonly Point[];
+  /** The smoothed line, drawn over the raw one (which is then drawn faint). */
+  readonly smoothed?: readonly Point[];
+  /** Dashed (eval beside train, when runs are overlaid). */
+  readonly dashed?: boolean;
+}
+
+export interface ChartOptions {
+  /** What x is: the step, or seconds since the run started. Default 'step'. */
+  readonly x?: 'step' | 'time';
+  /** A log10 y axis (every value must be positive). Default false. */
+  readonly logY?: boolean;
 }
 
 const W = 640;
@@ -61,122 +75,200 @@ export function formatTick(v: number, step: number): string {
   return v.toFixed(decimals);
 }
 
+/**
+ * Ticks of a log axis over [lo, hi] (both > 0): the powers of ten, with 2 and 5 between them
+ * while the range spans at most two decades, and the decades' ends always included.
+ */
+export function logTicks(lo: number, hi: number): number[] {
+  const a = Math.floor(Math.log10(lo) + 1e-9);
+  const b = Math.ceil(Math.log10(hi) - 1e-9);
+  const mantissas = b - a <= 2 ? [1, 2, 5] : [1];
+  const ticks: number[] = [];
+  for (let e = a; e <= b; e++) {
+    for (const m of mantissas) {
+      const t = Number((m * 10 ** e).toPrecision(12));
+      if (t <= 10 ** b) ticks.push(t);
+    }
+  }
+  return ticks;
+}
+
+/** A log tick: `0.001`, `0.5`, `20`, `1e+4`, `1e-5`. */
+export function formatLogTick(v: number): string {
+  return v >= 1e4 || v < 1e-3 ? v.toExponential(0) : String(v);
+}
+
+/** Round-number seconds for a wall-time axis: about `target` ticks over [0, hi]. */
+export function timeTicks(hi: number, target = 6): number[] {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600];
+  const step = steps.find((s) => hi / s <= target) ?? 86400 * Math.ceil(hi / 86400 / target);
+  const ticks: number[] = [];
+  for (let t = 0; t <= hi + 1e-9; t += step) ticks.push(t);
+  return ticks;
+}
+
+/** Seconds as a tick label: `45s`, `2m`, `2m30s`, `1h`, `1h30m`. */
+export function formatSeconds(s: number): string {
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ''}`;
+  const m = Math.floor(s / 60) % 60;
+  return `${Math.floor(s / 3600)}h${m ? `${m}m` : ''}`;
+}
+
 const f1 = (x: number) => String(Math.round(x * 10) / 10);
 
 /** A step tick: `500`, `2500`, `12.5k`, `1000k`. */
 const formatStep = (s: number) => (s >= 1e4 ? `${Number((s / 1000).toPrecision(6))}k` : String(s));
 
+interface Xy {
+  readonly x: number;
+  readonly y: number;
+}
+
 /**
- * Keep at most a min and a max per horizontal pixel, in step order: a 100k-step curve stays a
- * few thousand points without losing its spikes.
+ * Keep at most a min and a max per horizontal pixel, in x order: a 100k-step curve stays a few
+ * thousand points without losing its spikes.
  */
-function decimate(points: readonly Point[], x: (s: number) => number): Point[] {
+function decimate(points: readonly Xy[], px: (x: number) => number): Xy[] {
   if (points.length <= 2 * PLOT_W) return [...points];
-  const out: Point[] = [];
+  const out: Xy[] = [];
   let col = Number.NaN;
-  let lo: Point | undefined;
-  let hi: Point | undefined;
+  let lo: Xy | undefined;
+  let hi: Xy | undefined;
   const flush = () => {
     if (!lo || !hi) return;
     if (lo === hi) out.push(lo);
-    else out.push(...(lo.step <= hi.step ? [lo, hi] : [hi, lo]));
+    else out.push(...(lo.x <= hi.x ? [lo, hi] : [hi, lo]));
   };
   for (const p of points) {
-    const c = Math.floor(x(p.step));
+    const c = Math.floor(px(p.x));
     if (c !== col) {
       flush();
       col = c;
       lo = p;
       hi = p;
     } else {
-      if (p.value < lo!.value) lo = p;
-      if (p.value > hi!.value) hi = p;
+      if (p.y < lo!.y) lo = p;
+      if (p.y > hi!.y) hi = p;
     }
   }
   flush();
   return out;
 }
 
-/** Runs of consecutive finite points: a NaN or ±Inf ends one. */
-function segments(points: readonly Point[]): Point[][] {
-  const out: Point[][] = [[]];
+/** Runs of consecutive drawable points: a NaN or ±Inf (or a point without an x) ends one. */
+function segments(points: readonly Point[], xOf: (p: Point) => number): Xy[][] {
+  const out: Xy[][] = [[]];
   for (const p of points) {
-    if (Number.isFinite(p.value)) out[out.length - 1]!.push(p);
+    const x = xOf(p);
+    if (Number.isFinite(p.value) && Number.isFinite(x))
+      out[out.length - 1]!.push({ x, y: p.value });
     else if (out[out.length - 1]!.length > 0) out.push([]);
   }
   return out.filter((s) => s.length > 0);
 }
 
 /** The chart of `series`; `ariaLabel` names it for screen readers. */
-export function renderChart(series: readonly Series[], ariaLabel: string): string {
-  const finite = series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.value)));
+export function renderChart(
+  series: readonly Series[],
+  ariaLabel: string,
+  options: ChartOptions = {},
+): string {
+  const byTime = options.x === 'time';
+  const xOf = (p: Point) => (byTime ? (p.time ?? Number.NaN) : p.step);
+  const drawable = series.flatMap((s) => segments(s.points, xOf).flat());
+  const logY = options.logY === true && drawable.every((p) => p.y > 0);
   const parts: string[] = [];
   parts.push(
-    `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(ariaLabel)}" class="chart">`,
+    `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(ariaLabel)}" class="chart" ` +
+      `data-x="${byTime ? 'time' : 'step'}" data-y="${logY ? 'log' : 'linear'}">`,
   );
-  if (finite.length === 0) {
+  if (drawable.length === 0) {
     parts.push(
       `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="empty">no finite values</text></svg>`,
     );
     return parts.join('');
   }
-  const steps = finite.map((p) => p.step);
-  const values = finite.map((p) => p.value);
-  const xMin = Math.min(...steps);
-  const xMax = Math.max(...steps);
-  const yt = niceTicks(Math.min(...values), Math.max(...values));
-  const y0 = yt.ticks[0]!;
-  const y1 = yt.ticks[yt.ticks.length - 1]!;
-  // One step alone still gets a width: centre it.
+  const xs = drawable.map((p) => p.x);
+  const ys = drawable.map((p) => p.y);
+  const xMin = byTime ? 0 : Math.min(...xs);
+  const xMax = Math.max(...xs);
+  const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
+  const yTicks = logY ? logTicks(lo, hi) : niceTicks(lo, hi).ticks;
+  const yStep = logY ? 1 : niceTicks(lo, hi).step;
+  const fy = logY ? Math.log10 : (v: number) => v;
+  const y0 = fy(yTicks[0]!);
+  const y1 = fy(yTicks[yTicks.length - 1]!);
+  // One x alone still gets a width: centre it.
   const [xa, xb] = xMax > xMin ? [xMin, xMax] : [xMin - 1, xMin + 1];
-  const x = (s: number) => M.left + ((s - xa) / (xb - xa)) * PLOT_W;
-  const y = (v: number) => M.top + (1 - (v - y0) / (y1 - y0)) * PLOT_H;
-  const xt = niceTicks(xa, xb, 6);
+  const px = (x: number) => M.left + ((x - xa) / (xb - xa)) * PLOT_W;
+  const py = (v: number) => M.top + (1 - (fy(v) - y0) / (y1 - y0)) * PLOT_H;
+  const xTicks = byTime
+    ? timeTicks(xb).filter((t) => t >= xa)
+    : niceTicks(xa, xb, 6).ticks.filter((t) => t >= xa && t <= xb && Number.isInteger(t));
 
   parts.push('<g class="grid">');
-  for (const t of yt.ticks) {
-    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${f1(y(t))}" y2="${f1(y(t))}"/>`);
+  for (const t of yTicks) {
+    parts.push(`<line x1="${M.left}" x2="${W - M.right}" y1="${f1(py(t))}" y2="${f1(py(t))}"/>`);
   }
   parts.push('</g><g class="axis">');
   parts.push(`<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + PLOT_H}"/>`);
   parts.push(
     `<line x1="${M.left}" x2="${W - M.right}" y1="${M.top + PLOT_H}" y2="${M.top + PLOT_H}"/>`,
   );
-  for (const t of yt.ticks) {
+  for (const t of yTicks) {
+    const label = logY ? formatLogTick(t) : formatTick(t, yStep);
     parts.push(
-      `<text x="${M.left - 6}" y="${f1(y(t))}" text-anchor="end" dominant-baseline="middle">${escapeHtml(formatTick(t, yt.step))}</text>`,
+      `<text x="${M.left - 6}" y="${f1(py(t))}" text-anchor="end" dominant-baseline="middle">${escapeHtml(label)}</text>`,
     );
   }
-  for (const t of xt.ticks.filter((t) => t >= xa && t <= xb && Number.isInteger(t))) {
-    const px = f1(x(t));
-    parts.push(`<line x1="${px}" x2="${px}" y1="${M.top + PLOT_H}" y2="${M.top + PLOT_H + 4}"/>`);
+  for (const t of xTicks) {
+    const x = f1(px(t));
+    parts.push(`<line x1="${x}" x2="${x}" y1="${M.top + PLOT_H}" y2="${M.top + PLOT_H + 4}"/>`);
     parts.push(
-      `<text x="${px}" y="${M.top + PLOT_H + 16}" text-anchor="middle">${escapeHtml(formatStep(t))}</text>`,
+      `<text x="${x}" y="${M.top + PLOT_H + 16}" text-anchor="middle">${escapeHtml(byTime ? formatSeconds(t) : formatStep(t))}</text>`,
     );
   }
+  const xLabel = byTime ? 'wall time' : 'step';
   parts.push(
-    `<text x="${M.left + PLOT_W / 2}" y="${H - 4}" text-anchor="middle" class="label">step</text>`,
+    `<text x="${M.left + PLOT_W / 2}" y="${H - 4}" text-anchor="middle" class="label">${xLabel}${logY ? ' · log scale' : ''}</text>`,
   );
   parts.push('</g>');
 
-  for (const s of series) {
-    const segs = segments(s.points).map((seg) => decimate(seg, x));
-    const d = segs
+  const pathOf = (segs: Xy[][]) =>
+    segs
       .map((seg) =>
-        seg.map((p, i) => `${i === 0 ? 'M' : 'L'}${f1(x(p.step))} ${f1(y(p.value))}`).join(''),
+        seg.map((p, i) => `${i === 0 ? 'M' : 'L'}${f1(px(p.x))} ${f1(py(p.y))}`).join(''),
       )
       .join('');
+  for (const s of series) {
+    const segs = segments(s.points, xOf).map((seg) => decimate(seg, px));
     const color = escapeHtml(s.color);
-    parts.push(`<g class="series"><title>${escapeHtml(s.label)}</title>`);
-    if (d !== '') parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
+    const dash = s.dashed ? ' stroke-dasharray="5 3"' : '';
+    parts.push(
+      `<g class="series" data-label="${escapeHtml(s.label)}"><title>${escapeHtml(s.label)}</title>`,
+    );
+    const d = pathOf(segs);
+    if (d !== '') {
+      const cls = s.smoothed ? 'raw' : 'line';
+      parts.push(
+        `<path class="${cls}" d="${d}" fill="none" stroke="${color}" stroke-width="1.5"${dash}/>`,
+      );
+    }
+    if (s.smoothed) {
+      const ds = pathOf(segments(s.smoothed, xOf).map((seg) => decimate(seg, px)));
+      if (ds !== '') {
+        parts.push(
+          `<path class="smooth" d="${ds}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`,
+        );
+      }
+    }
     const n = segs.reduce((a, seg) => a + seg.length, 0);
     // Markers for sparse series, and for points that no line passes through.
     for (const seg of segs) {
       if (n > MARKERS_UP_TO && seg.length > 1) continue;
       for (const p of seg) {
-        parts.push(
-          `<circle cx="${f1(x(p.step))}" cy="${f1(y(p.value))}" r="2.5" fill="${color}"/>`,
-        );
+        parts.push(`<circle cx="${f1(px(p.x))}" cy="${f1(py(p.y))}" r="2.5" fill="${color}"/>`);
       }
     }
     parts.push('</g>');

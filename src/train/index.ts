@@ -21,7 +21,16 @@ export {
   ProgressTracker,
   type ProgressUpdate,
 } from './progress.js';
-export { REPORT_FILE, type ReportOptions, renderReport, writeReport } from './report.js';
+export {
+  type LiveOptions,
+  REPORT_FILE,
+  type ReportOptions,
+  type RunInput,
+  readRun,
+  renderReport,
+  renderRuns,
+  writeReport,
+} from './report.js';
 export {
   type AppendMetricsOptions,
   type CreateRunDirOptions,

@@ -1,90 +1,186 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
 import { escapeHtml, type Point, renderChart, type Series } from './chart.js';
+import { CONFIG_YAML, METRICS_FILE, REPORT_FILE } from './files.js';
 import { formatDuration, formatValue } from './format.js';
 import { type MetricRow, parseMetrics, SPLITS, type Split } from './metrics.js';
-import { CONFIG_YAML, METRICS_FILE } from './run-dir.js';
+import {
+  collectMetrics,
+  constantValue,
+  groupMetrics,
+  type MetricData,
+  type MetricSeries,
+  SMOOTH_FROM,
+  smooth,
+  wantsLogScale,
+} from './report-data.js';
 
 /**
- * A run's report: one self-contained HTML file (inline CSS and SVG, no script, nothing fetched;
- * a Content-Security-Policy says so to the browser too) with a chart per metric, a table of the
- * final values and the config. Every piece of user text is escaped.
+ * A run's report, or several runs overlaid: one self-contained HTML file (inline CSS, SVG and
+ * one small inline script, nothing fetched; a Content-Security-Policy admits that script alone)
+ * with charts grouped by metric prefix (`actor/`, `critic/`, `reward/`, `timing/`), each drawn
+ * against the step and against wall time, smoothed over the raw values, on a log axis where the
+ * values span decades; constant metrics listed instead of drawn; the final values and the config.
+ *
+ * While a run goes on its report is "live": the script reloads the page every `reloadSeconds`,
+ * until the file stops changing for `staleAfterSeconds` (a run killed without a last write); the
+ * report written when the run ends has no reload. Every piece of user text is escaped.
  */
-export const REPORT_FILE = 'report.html';
+export { REPORT_FILE } from './files.js';
+
+export interface LiveOptions {
+  /** The page reloads itself this often. */
+  readonly reloadSeconds: number;
+  /** A page this much older than its writing stops reloading and says the run may have stopped. */
+  readonly staleAfterSeconds: number;
+}
+
+export const DEFAULT_LIVE: LiveOptions = { reloadSeconds: 15, staleAfterSeconds: 600 };
 
 export interface ReportOptions {
   readonly title: string;
   /** Shown in a <pre>: a string as it is, anything else as YAML. */
   readonly config?: unknown;
+  /** The report of a run still going: it reloads itself (see `LiveOptions`). Default: not live. */
+  readonly live?: LiveOptions;
+  /** EMA weight of the smoothed lines, in [0, 1); default 0.6 (TensorBoard's). */
+  readonly smoothing?: number;
+  /** When the page was written, in ms since the epoch (tests fix it); default now. */
+  readonly writtenAt?: number;
 }
 
-const COLORS: Record<Split, string> = { train: '#2563eb', eval: '#ea580c' };
-
-interface MetricSummary {
+/** One run of a report: its name, the text of its metrics.jsonl, and its config if known. */
+export interface RunInput {
   readonly name: string;
-  readonly points: Record<Split, Point[]>;
+  readonly metrics: string;
+  readonly config?: unknown;
 }
 
-/** Metrics in the order they first appear, each with its train and eval points in file order. */
-function collect(rows: readonly MetricRow[]): MetricSummary[] {
-  const byName = new Map<string, MetricSummary>();
-  for (const row of rows) {
-    for (const [name, value] of Object.entries(row.values)) {
-      let m = byName.get(name);
-      if (!m) {
-        m = { name, points: { train: [], eval: [] } };
-        byName.set(name, m);
-      }
-      m.points[row.split].push({ step: row.step, value });
-    }
-  }
-  return [...byName.values()];
+const SPLIT_COLORS: Record<Split, string> = { train: '#2563eb', eval: '#ea580c' };
+/** One colour per run when runs are overlaid (train solid, eval dashed). */
+const RUN_COLORS = [
+  '#2563eb',
+  '#dc2626',
+  '#16a34a',
+  '#9333ea',
+  '#ea580c',
+  '#0891b2',
+  '#ca8a04',
+  '#db2777',
+  '#4b5563',
+  '#65a30d',
+];
+
+interface Run {
+  readonly name: string;
+  readonly rows: MetricRow[];
+  readonly config?: unknown;
+}
+
+interface Styled {
+  readonly label: string;
+  readonly color: string;
+  readonly dashed: boolean;
+}
+
+function styleOf(runs: readonly Run[], s: MetricSeries): Styled {
+  if (runs.length === 1) return { label: s.split, color: SPLIT_COLORS[s.split], dashed: false };
+  return {
+    label: `${runs[s.run]!.name} ${s.split}`,
+    color: RUN_COLORS[s.run % RUN_COLORS.length]!,
+    dashed: s.split === 'eval',
+  };
 }
 
 const nonFinite = (ps: readonly Point[]) => ps.filter((p) => !Number.isFinite(p.value)).length;
 
-function skippedNote(m: MetricSummary): string {
-  const counts = SPLITS.map((s) => [s, nonFinite(m.points[s])] as const).filter(([, n]) => n > 0);
+function skippedNote(runs: readonly Run[], m: MetricData): string {
+  const counts = m.series
+    .map((s) => [styleOf(runs, s).label, nonFinite(s.points)] as const)
+    .filter(([, n]) => n > 0);
   if (counts.length === 0) return '';
   const total = counts.reduce((a, [, n]) => a + n, 0);
   const by = counts.map(([s, n]) => `${s} ${n}`).join(', ');
-  return `<p class="note">${total} NaN/Inf point${total === 1 ? '' : 's'} skipped (${by})</p>`;
+  return `<p class="note">${total} NaN/Inf point${total === 1 ? '' : 's'} skipped (${escapeHtml(by)})</p>`;
 }
 
-function figure(m: MetricSummary): string {
-  const splits = SPLITS.filter((s) => m.points[s].length > 0);
-  const series: Series[] = splits.map((s) => ({ label: s, color: COLORS[s], points: m.points[s] }));
-  const legend = splits
+function figure(runs: readonly Run[], m: MetricData, weight: number): string {
+  const series: Series[] = m.series.map((s) => ({
+    ...styleOf(runs, s),
+    points: s.points,
+    ...(s.points.length > SMOOTH_FROM && weight > 0 ? { smoothed: smooth(s.points, weight) } : {}),
+  }));
+  const keys = series
     .map(
       (s) =>
-        `<span class="key"><span class="swatch" style="background:${COLORS[s]}"></span>${s}</span>`,
+        `<span class="key"><span class="swatch${s.dashed ? ' dashed' : ''}" style="border-color:${escapeHtml(s.color)}"></span>${escapeHtml(s.label)}</span>`,
     )
     .join('');
-  const name = escapeHtml(m.name);
+  const logY = wantsLogScale(m);
   return (
-    `<figure><figcaption><span class="name">${name}</span>${legend}</figcaption>` +
-    renderChart(series, m.name) +
-    skippedNote(m) +
+    `<figure data-metric="${escapeHtml(m.name)}"><figcaption><span class="name">${escapeHtml(m.name)}</span>` +
+    `<span class="keys">${keys}</span></figcaption>` +
+    `<div class="by-step">${renderChart(series, m.name, { x: 'step', logY })}</div>` +
+    `<div class="by-time">${renderChart(series, `${m.name} against wall time`, { x: 'time', logY })}</div>` +
+    skippedNote(runs, m) +
     '</figure>'
   );
 }
 
-function lastCell(ps: readonly Point[]): string {
-  const last = ps[ps.length - 1];
+function constantsLine(m: readonly [MetricData, number][]): string {
+  if (m.length === 0) return '';
+  const items = m
+    .map(
+      ([d, v]) =>
+        `<span class="const">${escapeHtml(d.name)} = ${escapeHtml(formatValue(v))}</span>`,
+    )
+    .join(' ');
+  return `<p class="constants">Constant (not drawn): ${items}</p>`;
+}
+
+function groupSection(
+  runs: readonly Run[],
+  group: string,
+  metrics: MetricData[],
+  w: number,
+): string {
+  const constant: [MetricData, number][] = [];
+  const drawn: MetricData[] = [];
+  for (const m of metrics) {
+    const c = constantValue(m);
+    if (c === undefined) drawn.push(m);
+    else constant.push([m, c]);
+  }
+  const title = group === '' ? 'main' : `${group}/`;
+  const what = `${drawn.length} chart${drawn.length === 1 ? '' : 's'}${constant.length ? `, ${constant.length} constant` : ''}`;
+  return (
+    `<details class="group" open data-group="${escapeHtml(group)}"><summary><span class="gname">${escapeHtml(title)}</span> ` +
+    `<span class="count">${what}</span></summary>` +
+    `<div class="charts">${drawn.map((m) => figure(runs, m, w)).join('\n')}</div>` +
+    `${constantsLine(constant)}</details>`
+  );
+}
+
+function lastCell(ps: readonly Point[] | undefined): string {
+  const last = ps?.[ps.length - 1];
   if (!last) return '<td></td><td></td>';
   return `<td class="num">${escapeHtml(formatValue(last.value))}</td><td class="num">${last.step}</td>`;
 }
 
-function finalTable(metrics: readonly MetricSummary[]): string {
+function finalTable(metrics: readonly MetricData[], run: number): string {
   const head =
     '<tr><th>metric</th><th>train (last)</th><th>at step</th><th>eval (last)</th><th>at step</th><th>NaN/Inf</th></tr>';
   const body = metrics
     .map((m) => {
-      const skipped = nonFinite(m.points.train) + nonFinite(m.points.eval);
+      const of = (split: Split) => m.series.find((s) => s.run === run && s.split === split)?.points;
+      if (!of('train') && !of('eval')) return '';
+      const skipped = SPLITS.reduce((a, s) => a + nonFinite(of(s) ?? []), 0);
       return (
-        `<tr><td>${escapeHtml(m.name)}</td>${lastCell(m.points.train)}${lastCell(m.points.eval)}` +
+        `<tr><td>${escapeHtml(m.name)}</td>${lastCell(of('train'))}${lastCell(of('eval'))}` +
         `<td class="num">${skipped || ''}</td></tr>`
       );
     })
@@ -107,44 +203,150 @@ function configText(config: unknown): string {
   return typeof config === 'string' ? config : toYaml(config);
 }
 
+/**
+ * The page's only script: keeps the axis and smoothing choices in the URL's fragment (so a
+ * reload keeps them) and, on a live page, reloads it until the run ends or the page goes stale.
+ */
+const SCRIPT = `(() => {
+  const b = document.body;
+  const form = document.getElementById('controls');
+  const saved = new URLSearchParams(location.hash.slice(1));
+  for (const el of form.elements) {
+    if (!saved.has(el.name)) continue;
+    if (el.type === 'radio') el.checked = saved.get(el.name) === el.value;
+    if (el.type === 'checkbox') el.checked = saved.get(el.name) === '1';
+  }
+  form.addEventListener('change', () => {
+    const p = new URLSearchParams();
+    for (const el of form.elements) {
+      if (el.type === 'radio' && el.checked) p.set(el.name, el.value);
+      if (el.type === 'checkbox') p.set(el.name, el.checked ? '1' : '0');
+    }
+    try { history.replaceState(null, '', '#' + p); } catch (e) { location.hash = String(p); }
+  });
+  if (b.dataset.live !== '1') return;
+  const age = Date.now() - Number(b.dataset.written);
+  const status = document.getElementById('status');
+  if (age > Number(b.dataset.staleS) * 1000) {
+    status.textContent = 'Not updated for ' + Math.round(age / 60000) + ' min: the run may have stopped. This page no longer reloads itself.';
+    status.className = 'status stale';
+    return;
+  }
+  setTimeout(() => location.reload(), Number(b.dataset.reloadS) * 1000);
+})();`;
+const SCRIPT_HASH = createHash('sha256').update(SCRIPT).digest('base64');
+
 const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1320px;padding:0 16px;color:#1f2937}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px}
-.summary{color:#6b7280;margin:0 0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px}h3{font-size:15px;margin:16px 0 6px}
+.summary{color:#6b7280;margin:0 0 4px}
+.status{font-size:13px;margin:4px 0 12px;color:#6b7280}.status.live{color:#15803d}.status.stale{color:#b45309}
+.controls{display:flex;gap:18px;align-items:center;margin:0 0 14px;font-size:13px;color:#374151}
+.controls fieldset{border:0;margin:0;padding:0;display:flex;gap:8px}.controls legend{float:left;margin-right:6px;color:#6b7280}
+.group{margin:0 0 18px}.group>summary{cursor:pointer;font-size:16px;font-weight:600;margin:0 0 10px}
+.group .count{font-weight:400;color:#6b7280;font-size:13px}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:16px}
 figure{margin:0;border:1px solid #e5e7eb;border-radius:6px;padding:10px 12px}
 figcaption{display:flex;gap:14px;align-items:center;margin-bottom:4px}
 .name{font-weight:600;margin-right:auto;overflow-wrap:anywhere}
-.key{color:#4b5563;font-size:12px}.swatch{display:inline-block;width:14px;height:3px;margin:0 5px 3px 0;vertical-align:middle}
+.keys{display:flex;flex-wrap:wrap;gap:4px 12px;justify-content:flex-end}
+.key{color:#4b5563;font-size:12px;white-space:nowrap}
+.swatch{display:inline-block;width:16px;height:0;border-top:3px solid;margin:0 5px 3px 0;vertical-align:middle}.swatch.dashed{border-top-style:dashed}
 svg.chart{width:100%;height:auto;display:block}
 .grid line{stroke:#eef0f3}.axis line{stroke:#9ca3af}
 svg text{font-size:11px;fill:#4b5563}svg text.label{fill:#6b7280}svg text.empty{font-size:14px}
+body:has(#x-time:checked) .by-step{display:none}
+body:not(:has(#x-time:checked)) .by-time{display:none}
+body:has(#smooth:checked) path.raw{opacity:.3}
+body:not(:has(#smooth:checked)) path.smooth{display:none}
 .note{color:#b45309;font-size:12px;margin:4px 0 0}
+.constants{color:#4b5563;font-size:13px;margin:10px 0 0}.const{white-space:nowrap;margin-right:10px}
 table{border-collapse:collapse}th,td{padding:4px 12px;border-bottom:1px solid #e5e7eb;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f9fafb;border:1px solid #e5e7eb;border-radius:6px;padding:12px;overflow:auto}
 `;
 
-/** The report of a `metrics.jsonl` text, as one HTML page. */
-export function renderReport(metricsJsonlText: string, options: ReportOptions): string {
-  const rows = parseMetrics(metricsJsonlText);
-  const metrics = collect(rows);
+function controls(weight: number): string {
+  return (
+    '<form id="controls" class="controls">' +
+    '<fieldset><legend>x axis</legend>' +
+    '<label><input type="radio" name="x" value="step" id="x-step" checked> step</label>' +
+    '<label><input type="radio" name="x" value="time" id="x-time"> wall time</label></fieldset>' +
+    `<label><input type="checkbox" name="smooth" id="smooth" checked> smoothed (EMA ${weight})</label>` +
+    '</form>'
+  );
+}
+
+function statusLine(writtenAt: number, live: LiveOptions | undefined): string {
+  const when = new Date(writtenAt)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
+  if (!live) return `<p id="status" class="status">Written ${when}.</p>`;
+  return (
+    `<p id="status" class="status live">Live: rewritten as the run goes, and this page reloads every ` +
+    `${live.reloadSeconds} s until the run ends (last written ${when}).</p>`
+  );
+}
+
+/** The report of one or more runs as one HTML page (several runs are overlaid, a colour each). */
+export function renderRuns(inputs: readonly RunInput[], options: ReportOptions): string {
+  const runs: Run[] = inputs.map((r) => ({
+    name: r.name,
+    rows: parseMetrics(r.metrics, `${r.name}/${METRICS_FILE}`),
+    config: r.config,
+  }));
+  const weight = options.smoothing ?? 0.6;
+  const writtenAt = options.writtenAt ?? Date.now();
+  const metrics = collectMetrics(runs);
   const title = escapeHtml(options.title);
-  const config =
-    options.config === undefined
+  const many = runs.length > 1;
+  const summaries = runs
+    .map(
+      (r) =>
+        `<p class="summary">${many ? `<b>${escapeHtml(r.name)}</b>: ` : ''}${escapeHtml(summary(r.rows))}</p>`,
+    )
+    .join('');
+  const finals =
+    metrics.length === 0
       ? ''
-      : `<h2>Config</h2><pre>${escapeHtml(configText(options.config))}</pre>`;
+      : '<h2>Final values</h2>' +
+        runs
+          .map((r, i) => `${many ? `<h3>${escapeHtml(r.name)}</h3>` : ''}${finalTable(metrics, i)}`)
+          .join('');
+  const configs = runs
+    .filter((r) => r.config !== undefined)
+    .map((r) =>
+      many
+        ? `<details><summary>${escapeHtml(r.name)}</summary><pre>${escapeHtml(configText(r.config))}</pre></details>`
+        : `<pre>${escapeHtml(configText(r.config))}</pre>`,
+    )
+    .join('');
+  const live = options.live;
+  const body = live
+    ? ` data-live="1" data-written="${writtenAt}" data-reload-s="${live.reloadSeconds}" data-stale-s="${live.staleAfterSeconds}"`
+    : ' data-live="0"';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-${SCRIPT_HASH}'">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${title}</title><style>${CSS}</style></head>
-<body><h1>${title}</h1><p class="summary">${escapeHtml(summary(rows))}</p>
-<div class="charts">${metrics.map(figure).join('\n')}</div>
-${metrics.length > 0 ? `<h2>Final values</h2>${finalTable(metrics)}` : ''}
-${config}
+<body${body}><h1>${title}</h1>${summaries}
+${statusLine(writtenAt, live)}
+${metrics.length > 0 ? controls(weight) : ''}
+${groupMetrics(metrics)
+  .map((g) => groupSection(runs, g.group, g.metrics, weight))
+  .join('\n')}
+${finals}
+${configs ? `<h2>Config</h2>${configs}` : ''}
+<script>${SCRIPT}</script>
 </body></html>
 `;
+}
+
+/** The report of a `metrics.jsonl` text, as one HTML page. */
+export function renderReport(metricsJsonlText: string, options: ReportOptions): string {
+  return renderRuns([{ name: 'run', metrics: metricsJsonlText, config: options.config }], options);
 }
 
 async function readIfPresent(path: string): Promise<string | undefined> {
@@ -156,13 +358,68 @@ async function readIfPresent(path: string): Promise<string | undefined> {
   }
 }
 
-/** Write `report.html` into a run directory from its metrics.jsonl and config.yaml; returns its path. */
-export async function writeReport(run: string | { readonly dir: string }): Promise<string> {
+function readIfPresentSync(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** A run directory's metrics and config, as a report input named after the directory. */
+export async function readRun(dir: string): Promise<RunInput> {
+  return {
+    name: basename(dir),
+    metrics: (await readIfPresent(join(dir, METRICS_FILE))) ?? '',
+    config: await readIfPresent(join(dir, CONFIG_YAML)),
+  };
+}
+
+/**
+ * Write `report.html` into a run directory from its metrics.jsonl and config.yaml: the report of
+ * a run that has ended (no reload; given the `RunDir`, its live rewrites stop). Returns its path.
+ */
+export async function writeReport(
+  run: string | { readonly dir: string; endLiveReport?(): void },
+): Promise<string> {
   const dir = typeof run === 'string' ? run : run.dir;
-  const metrics = (await readIfPresent(join(dir, METRICS_FILE))) ?? '';
-  const config = await readIfPresent(join(dir, CONFIG_YAML));
-  const html = renderReport(metrics, { title: `Troupe run: ${basename(dir)}`, config });
+  // A run directory stops rewriting its live report: this one is the last.
+  if (typeof run !== 'string') run.endLiveReport?.();
+  const html = renderRuns([await readRun(dir)], { title: `Troupe run: ${basename(dir)}` });
   const path = join(dir, REPORT_FILE);
   await writeFileAtomic(path, html);
+  return path;
+}
+
+/**
+ * The live report of a run directory, written synchronously (the trainer calls it between
+ * steps, and a later final `writeReport` must not be overtaken): through a temporary file
+ * renamed over report.html.
+ */
+export function writeLiveReportSync(
+  dir: string,
+  live: LiveOptions = DEFAULT_LIVE,
+  writtenAt: number = Date.now(),
+): string {
+  const html = renderRuns(
+    [
+      {
+        name: basename(dir),
+        metrics: readIfPresentSync(join(dir, METRICS_FILE)) ?? '',
+        config: readIfPresentSync(join(dir, CONFIG_YAML)),
+      },
+    ],
+    { title: `Troupe run: ${basename(dir)}`, live, writtenAt },
+  );
+  const path = join(dir, REPORT_FILE);
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, html);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
   return path;
 }

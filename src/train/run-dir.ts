@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -10,32 +10,47 @@ import {
   Checkpoints,
   type CommitOptions,
 } from './checkpoints.js';
-import { formatMetricLine, metricsUpTo, type Split } from './metrics.js';
+import { CHECKPOINTS_DIR, CONFIG_JSON, CONFIG_YAML, LOG_FILE, METRICS_FILE } from './files.js';
+import { DEFAULT_LIVE_REPORT, LiveReport, type LiveReportOptions } from './live-report.js';
+import { formatMetricLine, metricsUpTo, parseMetrics, type Split } from './metrics.js';
+import {
+  eventFileName,
+  fileVersionEvent,
+  metricsRecord,
+  TROUPE_EVENT_FILE,
+  tfRecord,
+} from './tfevents.js';
 
 /**
  * A training run's directory:
  *
  *   config.yaml, config.json     the resolved config (YAML to read, JSON to load)
  *   metrics.jsonl                one line per logged step and split (see ./metrics.ts)
+ *   events.out.tfevents.….troupe the same metrics for TensorBoard (see ./tfevents.ts)
  *   log.txt                      timestamped log lines
  *   checkpoints/                 step-N directories and the latest/best pointers (see ./checkpoints.ts)
- *   report.html                  written by `writeReport`
+ *   report.html                  kept current while the run goes (./live-report.ts), and written
+ *                                by `writeReport` when it ends
  *
- * Appends to metrics.jsonl and log.txt are synchronous, one write per line: they stay in order,
- * cannot be left un-awaited, and a crash cuts at most the last line (which readers drop). Every
- * other file is written to a temporary file and renamed over its name.
+ * Appends to metrics.jsonl, the event file and log.txt are synchronous, one write per line: they
+ * stay in order, cannot be left un-awaited, and a crash cuts at most the last line (which readers
+ * drop). The event file is derived from metrics.jsonl: a resume writes it anew from the lines
+ * kept. Every other file is written to a temporary file and renamed over its name.
  */
-export const CONFIG_YAML = 'config.yaml';
-export const CONFIG_JSON = 'config.json';
-export const METRICS_FILE = 'metrics.jsonl';
-export const LOG_FILE = 'log.txt';
-export const CHECKPOINTS_DIR = 'checkpoints';
+export { CHECKPOINTS_DIR, CONFIG_JSON, CONFIG_YAML, LOG_FILE, METRICS_FILE } from './files.js';
 
 export interface RunDirOptions {
   /** Keep this many most recent checkpoints, plus the best; default all. */
   readonly keepLast?: number;
   /** Clock in milliseconds since the epoch (tests inject one); default `Date.now`. */
   readonly now?: () => number;
+  /** Write TensorBoard event files beside metrics.jsonl. Default true. */
+  readonly tensorboard?: boolean;
+  /**
+   * Keep report.html current while the run goes (after each eval, and every `minIntervalMs`
+   * of train steps; see ./live-report.ts), or not (false). Default on.
+   */
+  readonly liveReport?: boolean | Partial<LiveReportOptions>;
 }
 
 export interface CreateRunDirOptions extends RunDirOptions {
@@ -94,11 +109,26 @@ export class RunDir {
   /** Set by `create({ resume: true })` and `resume()`: the checkpoint the run continues from. */
   resumedFrom: CheckpointRef | undefined;
   private readonly now: () => number;
+  private readonly tensorboard: boolean;
+  private live: LiveReport | undefined;
+  /** The event file appends go to; made at the first append (or by a resume). */
+  private eventsPath: string | undefined;
 
   private constructor(dir: string, options: RunDirOptions) {
     this.dir = dir;
     this.now = options.now ?? Date.now;
     this.checkpoints = new Checkpoints(join(dir, CHECKPOINTS_DIR), options.keepLast);
+    this.tensorboard = options.tensorboard ?? true;
+    const live = options.liveReport ?? true;
+    this.live =
+      live === false
+        ? undefined
+        : new LiveReport(
+            dir,
+            { ...DEFAULT_LIVE_REPORT, ...(live === true ? {} : live) },
+            this.now,
+            (e) => this.log(`report.html could not be rewritten during the run: ${e.message}`),
+          );
   }
 
   /**
@@ -165,16 +195,52 @@ export class RunDir {
     return JSON.parse(await readFile(join(this.dir, CONFIG_JSON), 'utf8'));
   }
 
-  /** Append `{ step, split, time, ...record }` to metrics.jsonl (NaN and ±Inf are kept). */
+  /**
+   * Append `{ step, split, time, ...record }` to metrics.jsonl (NaN and ±Inf are kept) and to the
+   * TensorBoard event file, then rewrite the live report if it is time.
+   */
   appendMetrics(
     step: number,
     record: Readonly<Record<string, number>>,
     options: AppendMetricsOptions,
   ): void {
-    appendFileSync(
-      this.metricsPath,
-      formatMetricLine(step, options.split, this.now() / 1000, record),
-    );
+    const time = this.now() / 1000;
+    appendFileSync(this.metricsPath, formatMetricLine(step, options.split, time, record));
+    if (this.tensorboard) {
+      if (this.eventsPath === undefined) {
+        this.eventsPath = join(this.dir, eventFileName(time));
+        appendFileSync(this.eventsPath, tfRecord(fileVersionEvent(time)));
+      }
+      appendFileSync(this.eventsPath, metricsRecord(time, step, options.split, record));
+    }
+    this.live?.after(options.split);
+  }
+
+  /** Stop rewriting report.html after appends (`writeReport` calls it: its report is the last). */
+  endLiveReport(): void {
+    this.live = undefined;
+  }
+
+  /** The TensorBoard event files Troupe wrote in this run directory. */
+  eventFiles(): string[] {
+    return readdirSync(this.dir)
+      .filter((f) => TROUPE_EVENT_FILE.test(f))
+      .map((f) => join(this.dir, f));
+  }
+
+  /** Write the event file anew from a metrics.jsonl text, replacing the ones there. */
+  private async rewriteEvents(metricsText: string): Promise<void> {
+    for (const f of this.eventFiles()) rmSync(f, { force: true });
+    this.eventsPath = undefined;
+    const rows = parseMetrics(metricsText, this.metricsPath);
+    if (rows.length === 0) return;
+    const path = join(this.dir, eventFileName(this.now() / 1000));
+    const records = [
+      tfRecord(fileVersionEvent(rows[0]!.time)),
+      ...rows.map((r) => metricsRecord(r.time, r.step, r.split, r.values)),
+    ];
+    await writeFileAtomic(path, Buffer.concat(records));
+    this.eventsPath = path;
   }
 
   /** Append `line` (each of its lines) to log.txt, prefixed with an ISO timestamp. */
@@ -187,17 +253,21 @@ export class RunDir {
     appendFileSync(this.logPath, text);
   }
 
-  /** Drop the metrics lines of steps after `step` (rewrites metrics.jsonl atomically). */
+  /**
+   * Drop the metrics lines of steps after `step` (rewrites metrics.jsonl atomically), and write
+   * the event file anew from the lines kept (which also drops a record a crash cut short).
+   */
   async truncateAfter(step: number): Promise<void> {
     let text: string;
     try {
       text = await readFile(this.metricsPath, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      text = '';
     }
     const kept = metricsUpTo(text, step, this.metricsPath);
     if (kept !== text) await writeFileAtomic(this.metricsPath, kept);
+    if (this.tensorboard) await this.rewriteEvents(kept);
   }
 
   /**
