@@ -7,6 +7,7 @@ import { CHAT_SPEC, GENERATE_SPEC, runChat, runGenerate } from './generate.js';
 import { LOGPROBS_SPEC, runLogprobs } from './logprobs.js';
 import { MERGE_SPEC, runMerge } from './merge.js';
 import { type CommandSpec, helpOf, parseOptions, usageOf, wantsHelp } from './options.js';
+import { REPORT_SPEC, runReport } from './report.js';
 import { runTokenizer, TOKENIZER_USAGE, tokenizerHelp } from './tokenizer.js';
 import { ALGORITHMS, CONFIG_SHOW_SPEC, runConfigShow, runTrain, trainSpec } from './train.js';
 
@@ -82,6 +83,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
       run: (args) => runTokenizer(args, err),
     },
   ],
+  ['report', fromSpec(REPORT_SPEC, (args) => runReport(args, err))],
 ]);
 
 /** The package's version, from its package.json (beside `src/` and `dist/`). */
