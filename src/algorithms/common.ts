@@ -259,12 +259,12 @@ export function describeFailure(e: unknown): string {
  * A run that fails: the error (code, message, the actor or reward source it came from) goes
  * to log.txt and report.html is written with what the run got to, then the error goes on.
  */
-export async function recordFailure(run: RunDir, e: unknown, step?: number): Promise<void> {
+export async function recordFailure(run: RunDir, e: unknown, during?: string): Promise<void> {
   if (e && typeof e === 'object') {
     if (recorded.has(e)) return;
     recorded.add(e);
   }
-  run.log(`run failed${step === undefined ? '' : ` in step ${step + 1}`}: ${describeFailure(e)}`);
+  run.log(`run failed${during === undefined ? '' : ` in ${during}`}: ${describeFailure(e)}`);
   await writeReport(run).catch((r: Error) =>
     run.log(`report.html could not be written: ${r.message}`),
   );
@@ -421,11 +421,14 @@ export async function runSteps(
   const stopAt = Math.min(c.train.steps, start + (o.stopAfterSteps ?? Number.POSITIVE_INFINITY));
   let checkpoint: string | undefined;
   let step = start;
+  /** What the loop is doing, for the log of a failure. */
+  let during = 'the eval before training (step 0)';
   try {
     if (start === 0 && !o.signal?.aborted) await evaluate(0);
     while (step < stopAt && !o.signal?.aborted) {
       const lr = schedule(step);
       const t0 = performance.now();
+      during = `step ${step + 1}`;
       const r = await hooks.step(step, lr);
       step++;
       const secs = (performance.now() - t0) / 1000;
@@ -438,11 +441,13 @@ export async function runSteps(
       o.events?.onMetrics?.('train', step, values);
       o.events?.onProgress?.(progress.update(step, { loss: r.loss, tokens: r.tokens, values }));
       const when = cadence(c, step, stopAt);
+      during = `the eval at step ${step}`;
       const evaluated = when.evaluate ? await evaluate(step) : undefined;
+      during = `the checkpoint of step ${step}`;
       if (when.save || o.signal?.aborted) checkpoint = await hooks.save(step, evaluated);
     }
   } catch (e) {
-    await recordFailure(run, e, step);
+    await recordFailure(run, e, during);
     throw e;
   }
   const aborted = o.signal?.aborted === true && step < stopAt;
