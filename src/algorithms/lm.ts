@@ -8,6 +8,7 @@ import {
   type TrainBatch,
 } from '../actors/roles/policy.js';
 import type { Actor, Supervisor } from '../actors/supervisor.js';
+import { type SequenceConfig, sequenceProblem } from '../config/positions.js';
 import type { LmConfig, PretrainConfig, SftConfig } from '../config/schema.js';
 import {
   collateBlocks,
@@ -18,7 +19,10 @@ import {
   type SftItem,
   tokenizeSft,
 } from '../data/batching/index.js';
+import { allDroppedError } from '../data/batching/length.js';
 import type { Example } from '../data/datasets/index.js';
+import { dataError } from '../data/datasets/location.js';
+import { splitOrigin } from '../data/split.js';
 import {
   type BpeTokenizer,
   loadTokenizer,
@@ -29,6 +33,7 @@ import { TroupeError } from '../errors.js';
 import { freshConfig } from '../policy/checkpoint/hf-config.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../policy/config.js';
 import { readModelConfig } from '../policy/io.js';
+import { positionLimit } from '../policy/model/rope.js';
 import type { ModelSource } from '../policy/source.js';
 import type { ProgressState } from '../train/progress.js';
 import type { RunDir } from '../train/run-dir.js';
@@ -104,13 +109,34 @@ function tokenizerOf(source: ModelSource): string {
   );
 }
 
-/** The model config: from `model.init` (vocabulary from the tokenizer) or the start model. */
+/**
+ * The model config: from `model.init` (vocabulary from the tokenizer) or the start model, whose
+ * positions are checked against the run's longest row here, before any actor starts (a fresh
+ * model's were checked at config load; see config/positions.ts).
+ */
 export async function modelConfig(
-  config: Pick<LmConfig, 'model'>,
+  config: Pick<LmConfig, 'model'> & SequenceConfig,
   tok: BpeTokenizer,
   source?: ModelSource,
 ): Promise<ModelConfig> {
-  if (source) return readModelConfig(source);
+  if (source) {
+    const c = await readModelConfig(source);
+    const problem = sequenceProblem(
+      config,
+      positionLimit(c),
+      `the model at model.path (${source.dir})`,
+    );
+    if (problem) {
+      throw new TroupeError('BAD_ARGUMENT', `${problem.path.join('.')}: ${problem.message}`, {
+        details: {
+          field: problem.path.join('.'),
+          modelPath: source.dir,
+          positions: positionLimit(c),
+        },
+      });
+    }
+    return c;
+  }
   const i = config.model.init!;
   const common = {
     vocabSize: tok.vocabSize,
@@ -162,44 +188,55 @@ export function textOf(e: Example): string[] {
   }
 }
 
-/** Examples → items: packed blocks (pretrain) or tokenised SFT examples. */
+/**
+ * Examples → items: packed blocks (pretrain) or tokenised SFT examples. Documents are tokenised
+ * one at a time as the packer takes them. A split that yields nothing is refused naming its file
+ * and why: too few tokens for one block, or every example over data.maxLength.
+ */
 function toItems(
   config: LmConfig,
   tok: BpeTokenizer,
   examples: readonly Example[],
-  split: string,
+  split: 'train' | 'eval',
 ): Item[] {
+  const origin = splitOrigin(config.data, split);
   if (config.algorithm === 'pretrain') {
-    const texts = examples.map((e) => {
-      if (e.kind !== 'text') {
-        throw new TroupeError(
-          'BAD_DATA',
-          `pretrain reads rows with a 'text' column; ${split} data has '${e.kind}' rows (use sft for those)`,
-        );
+    let tokens = 0;
+    const docs = function* () {
+      for (const e of examples) {
+        if (e.kind !== 'text') {
+          throw dataError(
+            e.where,
+            `pretrain reads rows with a 'text' column; this is a '${e.kind}' row (train those with sft)`,
+            { kind: e.kind },
+          );
+        }
+        const ids = tok.encode(e.text, { addSpecialTokens: false });
+        tokens += ids.length + 1; // and its EOS
+        yield ids;
       }
-      return e.text;
-    });
-    const docs = texts.map((t) => tok.encode(t, { addSpecialTokens: false }));
-    const blocks = packDocuments(docs, {
-      blockSize: config.data.blockSize,
-      eosId: tok.eosTokenId ?? 0,
-    });
+    };
+    const { blockSize } = config.data;
+    const blocks = packDocuments(docs(), { blockSize, eosId: tok.eosTokenId ?? 0 });
     if (blocks.length === 0) {
+      const lower = tokens >= 2 ? `lower data.blockSize to ${tokens - 1} or less` : undefined;
+      const fixes = split === 'eval' ? ['add text to it', lower] : [lower, 'add text'];
+      const rows = `${examples.length} row${examples.length === 1 ? '' : 's'}, an EOS after each`;
       throw new TroupeError(
         'BAD_DATA',
-        `${split} data has fewer than ${config.data.blockSize + 1} tokens: lower data.blockSize`,
+        `${origin}: ${tokens} token${tokens === 1 ? '' : 's'} (${rows}), fewer than the ` +
+          `${blockSize + 1} of one block (data.blockSize ${blockSize} + 1): ` +
+          fixes.filter((f) => f !== undefined).join(', or '),
+        { details: { split, tokens, blockSize } },
       );
     }
     return blocks;
   }
   const sft = config as SftConfig;
+  const opts = { maxLength: config.data.maxLength, overlong: 'drop', appendEos: true } as const;
   const items: SftItem[] = [];
   for (const e of examples) {
-    const it = tokenizeSft(tok, e, {
-      maxLength: config.data.maxLength,
-      overlong: 'drop',
-      appendEos: true,
-    });
+    const it = tokenizeSft(tok, e, opts);
     if (!it) continue;
     items.push(
       sft.sft.completionOnly
@@ -207,11 +244,14 @@ function toItems(
         : { ...it, lossMask: Uint8Array.from(it.ids, (_, i) => (i > 0 ? 1 : 0)) },
     );
   }
-  if (items.length === 0)
-    throw new TroupeError(
-      'BAD_DATA',
-      `no ${split} example fits data.maxLength ${config.data.maxLength}`,
-    );
+  if (items.length === 0) {
+    let shortest = Number.POSITIVE_INFINITY;
+    for (const e of examples) {
+      const n = tokenizeSft(tok, e, { appendEos: true })!.ids.length;
+      if (n < shortest) shortest = n;
+    }
+    throw allDroppedError(origin, 'example', examples.length, config.data.maxLength, shortest);
+  }
   return items;
 }
 

@@ -7,9 +7,11 @@ import {
   type PreferenceItem,
   tokenizePreference,
 } from '../data/batching/index.js';
-import type { Example } from '../data/datasets/index.js';
+import { allDroppedError } from '../data/batching/length.js';
+import type { Example, PreferenceExample } from '../data/datasets/index.js';
+import { dataError } from '../data/datasets/location.js';
+import { splitOrigin } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
-import { TroupeError } from '../errors.js';
 import type { ModelConfig } from '../policy/config.js';
 import type { RunDir } from '../train/run-dir.js';
 import type { TrainerState } from '../train/trainer-state.js';
@@ -143,29 +145,41 @@ function collateKto(padId: number) {
   };
 }
 
+/** Preference rows → tokenised pairs; a split that keeps none is refused naming its file. */
 function toPairs(
   c: PreferenceConfig,
   tok: BpeTokenizer,
   examples: readonly Example[],
-  split: string,
+  split: 'train' | 'eval',
 ): Pair[] {
+  const opts = { maxLength: c.data.maxLength, overlong: 'drop', appendEos: true } as const;
   const out: Pair[] = [];
   for (const e of examples) {
     if (e.kind !== 'preference') {
-      throw new TroupeError(
-        'BAD_DATA',
-        `${c.algorithm} reads preference rows (prompt, chosen, rejected); ${split} data has '${e.kind}' rows`,
+      throw dataError(
+        e.where,
+        `${c.algorithm} reads preference rows (prompt, chosen, rejected); this is a '${e.kind}' row`,
+        { kind: e.kind },
       );
     }
-    const it = tokenizePreference(tok, e, {
-      maxLength: c.data.maxLength,
-      overlong: 'drop',
-      appendEos: true,
-    });
+    const it = tokenizePreference(tok, e, opts);
     if (it) out.push(it);
   }
-  if (out.length === 0)
-    throw new TroupeError('BAD_DATA', `no ${split} pair fits data.maxLength ${c.data.maxLength}`);
+  if (out.length === 0) {
+    // A pair is dropped when either side is over maxLength: its longer side is what must fit.
+    let shortest = Number.POSITIVE_INFINITY;
+    for (const e of examples) {
+      const it = tokenizePreference(tok, e as PreferenceExample, { appendEos: true })!;
+      shortest = Math.min(shortest, Math.max(it.chosen.length, it.rejected.length));
+    }
+    throw allDroppedError(
+      splitOrigin(c.data, split),
+      'pair',
+      examples.length,
+      c.data.maxLength,
+      shortest,
+    );
+  }
   return out;
 }
 

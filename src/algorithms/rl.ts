@@ -5,7 +5,9 @@ import type { RoleRef } from '../actors/role.js';
 import type { Actor, Supervisor } from '../actors/supervisor.js';
 import type { RlConfig } from '../config/schema.js';
 import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
+import { promptsDroppedError } from '../data/batching/length.js';
 import type { Example } from '../data/datasets/index.js';
+import { splitOrigin } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { hasCode, TroupeError } from '../errors.js';
 import type { ModelSource } from '../policy/source.js';
@@ -79,14 +81,23 @@ type Phase = (typeof PHASES)[number];
 
 type Prompt = PromptRow & { readonly ids: number[] };
 
-function toPrompts(c: RlConfig, tok: BpeTokenizer, items: readonly PromptItem[]): Prompt[] {
-  return items
-    .filter((it) => it.ids.length > 0 && it.ids.length <= c.data.maxLength)
-    .map((it) => ({
-      ids: it.ids,
-      text: typeof it.prompt === 'string' ? it.prompt : tok.decode(it.ids),
-      columns: it.extra,
-    }));
+/** Prompts of 1…maxLength tokens; a split that keeps none is refused naming its file and why. */
+function toPrompts(
+  c: RlConfig,
+  tok: BpeTokenizer,
+  items: readonly PromptItem[],
+  split: 'train' | 'eval',
+): Prompt[] {
+  const kept = items.filter((it) => it.ids.length > 0 && it.ids.length <= c.data.maxLength);
+  if (items.length > 0 && kept.length === 0) {
+    const lengths = items.map((it) => it.ids.length);
+    throw promptsDroppedError(splitOrigin(c.data, split), lengths, c.data.maxLength);
+  }
+  return kept.map((it) => ({
+    ids: it.ids,
+    text: typeof it.prompt === 'string' ? it.prompt : tok.decode(it.ids),
+    columns: it.extra,
+  }));
 }
 
 /** The actors of a run: policy replicas, generator, reward, and a reference and critic when used. */
@@ -289,14 +300,8 @@ async function trainRlRun(
   const tok = await runTokenizer(c, run, () => promptTexts(data.train), source);
   const mconfig = await modelConfig(c, tok, source);
   const itemsOf = (xs: typeof data.train) => xs.map((e) => tokenizePrompt(tok, e));
-  const train = toPrompts(c, tok, itemsOf(data.train));
-  const evalPrompts = toPrompts(c, tok, itemsOf(data.eval));
-  if (train.length === 0) {
-    throw new TroupeError(
-      'BAD_DATA',
-      `${c.data.train}: no prompt fits data.maxLength ${c.data.maxLength}`,
-    );
-  }
+  const train = toPrompts(c, tok, itemsOf(data.train), 'train');
+  const evalPrompts = toPrompts(c, tok, itemsOf(data.eval), 'eval');
   const eos = tok.eosTokenId;
   const pad = tok.padTokenId ?? eos ?? 0;
   const n = c.rollout.samplesPerPrompt;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type SequenceConfig, sequenceProblem } from './positions.js';
 
 /**
  * The run config, one zod schema per component, composed per algorithm. Every field documents
@@ -231,10 +232,22 @@ function batchRules(
   }
 }
 
+/** batchRules, and the longest row against a fresh model's positions (see positions.ts). */
+function lmRules(
+  c: Parameters<typeof batchRules>[0] & SequenceConfig & { model: z.infer<typeof modelSchema> },
+  ctx: z.RefinementCtx,
+) {
+  batchRules(c, ctx);
+  const init = c.model.init;
+  if (!init) return;
+  const problem = sequenceProblem(c, init.maxPositions, 'model.init', 'model.init.maxPositions');
+  if (problem) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
+}
+
 export const pretrainConfigSchema = z
   .object({ algorithm: z.literal('pretrain'), ...common, train: trainSchema })
   .strict()
-  .superRefine(batchRules);
+  .superRefine(lmRules);
 
 export const sftConfigSchema = z
   .object({
@@ -250,7 +263,7 @@ export const sftConfigSchema = z
       .default({ completionOnly: true }),
   })
   .strict()
-  .superRefine(batchRules);
+  .superRefine(lmRules);
 
 export const rmConfigSchema = z
   .object({
@@ -268,7 +281,7 @@ export const rmConfigSchema = z
       .default({ margin: 0, centerRewardsCoefficient: 0 }),
   })
   .strict()
-  .superRefine(batchRules);
+  .superRefine(lmRules);
 
 export const dpoConfigSchema = z
   .object({
@@ -309,7 +322,7 @@ export const dpoConfigSchema = z
       }),
   })
   .strict()
-  .superRefine(batchRules);
+  .superRefine(lmRules);
 
 /** The online algorithms, and what each defaults to (OpenRLHF / verl / TRL conventions). */
 export const RL_ALGORITHMS = ['ppo', 'grpo', 'rloo', 'reinforce'] as const;

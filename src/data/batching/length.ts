@@ -74,3 +74,56 @@ export function fitLength(
     maxLength: max,
   });
 }
+
+/**
+ * BAD_DATA for a split whose every example `overlong: 'drop'` dropped: how many there were, the
+ * shortest one's length, and the maxLength that would keep it. `origin` names the file.
+ */
+export function allDroppedError(
+  origin: string,
+  what: string,
+  rows: number,
+  maxLength: number,
+  shortest: number,
+): TroupeError {
+  return new TroupeError(
+    'BAD_DATA',
+    `${origin}: every ${what} is longer than data.maxLength ${maxLength} tokens, so all ${rows} ` +
+      `were dropped (the shortest has ${shortest}); raise data.maxLength to at least ${shortest}`,
+    { details: { rows, maxLength, shortest } },
+  );
+}
+
+/**
+ * BAD_DATA for a split of RL prompts that keeps none: each was empty (no tokens) or longer than
+ * data.maxLength. `lengths` are the prompts' token counts.
+ */
+export function promptsDroppedError(
+  origin: string,
+  lengths: readonly number[],
+  maxLength: number,
+): TroupeError {
+  let empty = 0;
+  let long = 0;
+  let shortest = Number.POSITIVE_INFINITY;
+  for (const n of lengths) {
+    if (n === 0) empty++;
+    else if (n > maxLength) {
+      long++;
+      shortest = Math.min(shortest, n);
+    }
+  }
+  const parts = [
+    long > 0
+      ? `${long} longer than data.maxLength ${maxLength} tokens (the shortest has ${shortest})`
+      : '',
+    empty > 0 ? `${empty} empty (no tokens)` : '',
+  ].filter((p) => p !== '');
+  const fix =
+    long > 0 ? `raise data.maxLength to at least ${shortest}` : 'give the rows a non-empty prompt';
+  return new TroupeError(
+    'BAD_DATA',
+    `${origin}: no prompt was kept: of ${lengths.length}, ${parts.join(' and ')}; ${fix}`,
+    { details: { rows: lengths.length, empty, long, maxLength } },
+  );
+}
