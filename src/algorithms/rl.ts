@@ -327,7 +327,7 @@ async function trainRlRun(
     // thread stuck in code that never yields, so that no reward can hang the run.
     const rewardCall =
       c.reward.timeoutMs > 0
-        ? reward.withTimeout(c.reward.timeoutMs + REWARD_GRACE_MS)
+        ? reward.withTimeout(c.reward.timeoutMs + rewardGraceMs(c))
         : reward.call;
     const watch = new ConstantRewardWatch(
       CONSTANT_REWARD_ITERATIONS,
@@ -586,8 +586,11 @@ class WeightsSteps {
   }
 }
 
-/** Extra time the reward actor gets past `reward.timeoutMs` before it counts as stuck. */
-const REWARD_GRACE_MS = 30_000;
+/**
+ * Extra time the reward actor gets past `reward.timeoutMs` before it counts as stuck: as long
+ * again, at most 30 s.
+ */
+const rewardGraceMs = (c: RlConfig) => Math.min(30_000, c.reward.timeoutMs);
 /** Iterations of identical rewards from a source before the run warns about it. */
 const CONSTANT_REWARD_ITERATIONS = 3;
 
@@ -596,7 +599,7 @@ function stuckReward(c: RlConfig, e: TroupeError): TroupeError {
   const names = c.reward.sources.map((s) => `'${s.name ?? s.type}'`).join(', ');
   return new TroupeError(
     'ACTOR_TIMEOUT',
-    `reward: the reward actor did not answer within reward.timeoutMs ${c.reward.timeoutMs} ms + ${REWARD_GRACE_MS / 1000} s, so a source (${names}) is stuck in code that never yields; the run stops here (its checkpoints are kept) and the reward thread is replaced`,
+    `reward: the reward actor did not answer within reward.timeoutMs ${c.reward.timeoutMs} ms + ${rewardGraceMs(c)} ms, so a source (${names}) is stuck in code that never yields; the run stops here (its checkpoints are kept) and the reward thread is replaced`,
     {
       cause: e,
       details: { actor: 'reward', sources: c.reward.sources.map((s) => s.name ?? s.type) },

@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { COMMANDS, main } from '../../src/cli/main.js';
 import { usageOf } from '../../src/cli/options.js';
 import { TOKENIZER_COMMANDS, trainHelp } from '../../src/cli/tokenizer.js';
-import { ALGORITHMS } from '../../src/cli/train.js';
+import { ALGORITHMS, terminalEvents } from '../../src/cli/train.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { loadConfig } from '../../src/config/load.js';
 
@@ -164,5 +164,24 @@ describe('troupe config show', () => {
   it('an unknown sub-command lists the known ones', async () => {
     const r = await troupe('config', 'print');
     expect(r.stderr).toContain("Unknown config command 'print'. Known: show.");
+  });
+});
+
+describe('the terminal view of a run', () => {
+  it("shows actor warnings (restarts among them) and errors, and the trainer's notes", () => {
+    const lines: string[] = [];
+    const stream = { write: (c: string) => lines.push(c) > 0, isTTY: false };
+    const { events } = terminalEvents(stream as unknown as NodeJS.WriteStream);
+    const log = (actor: string, level: 'info' | 'warn' | 'error', message: string) =>
+      events.onLog({ actor, level, message, time: 0 });
+    log('reward', 'warn', "actor 'reward' restarted (restart 1) after: thread exited with code 1");
+    log('policy', 'error', 'out of memory');
+    log('policy', 'info', 'RL policy ready: 12 trainable tensors');
+    log('trainer', 'info', 'model.path runs/sft: its best checkpoint');
+    expect(lines).toEqual([
+      "[reward] warn: actor 'reward' restarted (restart 1) after: thread exited with code 1\n",
+      '[policy] error: out of memory\n',
+      'model.path runs/sft: its best checkpoint\n',
+    ]);
   });
 });
