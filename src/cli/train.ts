@@ -43,7 +43,11 @@ function fieldLines(algorithm: string): string[] {
     if (f.path === 'algorithm') continue;
     const [head, ...tail] = f.path.split('.');
     const within = f.path.split('.').slice(0, -1).join('.');
-    const required = f.required ? (f.inOptional ? ` (required with ${within})` : ' (required)') : '';
+    const required = f.required
+      ? f.inOptional
+        ? ` (required with ${within})`
+        : ' (required)'
+      : '';
     const name = `${tail.join('.') || head}${required}`;
     const key = tail.length === 0 ? '' : head;
     sections.set(key, [...(sections.get(key) ?? []), name]);

@@ -173,7 +173,7 @@ describe('the terminal view of a run', () => {
     const stream = { write: (c: string) => lines.push(c) > 0, isTTY: false };
     const { events } = terminalEvents(stream as unknown as NodeJS.WriteStream);
     const log = (actor: string, level: 'info' | 'warn' | 'error', message: string) =>
-      events.onLog({ actor, level, message, time: 0 });
+      events.onLog({ actor, level, message });
     log('reward', 'warn', "actor 'reward' restarted (restart 1) after: thread exited with code 1");
     log('policy', 'error', 'out of memory');
     log('policy', 'info', 'RL policy ready: 12 trainable tensors');
