@@ -5,7 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { trainLm } from '../../src/algorithms/lm.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { PretrainConfig, SftConfig } from '../../src/config/schema.js';
+import { tokenizeSft } from '../../src/data/batching/index.js';
+import { loadTrainEval } from '../../src/data/split.js';
+import { loadTokenizer } from '../../src/data/tokenizer/index.js';
+import { loadModel } from '../../src/policy/io.js';
 import { parseMetrics } from '../../src/train/metrics.js';
+import { maskedNll } from './fixtures/completion-nll.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'troupe-lm-'));
 
@@ -121,6 +126,39 @@ describe('pretraining and SFT', () => {
     expect(readFileSync(join(r.checkpoint!, 'adapter_config.json'), 'utf8')).toContain(
       '"peft_type": "LORA"',
     );
+    // The final eval is the completion-only NLL of the first eval batch, by hand: the eval split
+    // and the run's tokenizer read again, every target before the completion unweighted, the
+    // saved (adapter-merged) model's logits in float64.
+    const c = config as SftConfig;
+    const tok = await loadTokenizer(join(out, 'tokenizer'));
+    const { eval: held } = await loadTrainEval({
+      train: c.data.train,
+      evalFraction: c.data.evalFraction,
+      seed: c.seed,
+      columns: c.data.columns,
+      format: 'completion',
+    });
+    const items = held
+      .map((e) => tokenizeSft(tok, e, { maxLength: 80, overlong: 'drop', appendEos: true }))
+      .filter((it) => it !== undefined)
+      .slice(0, c.train.batchSize * c.train.evalBatches);
+    for (const [i, it] of items.entries()) {
+      const e = held.find((x) => x.where?.line === it.where?.line)!;
+      const prompt = e.kind === 'completion' && typeof e.prompt === 'string' ? e.prompt : '';
+      const P = tok.encode(prompt).length;
+      expect(
+        [...it.lossMask.subarray(0, P)].every((m) => m === 0),
+        `item ${i} prompt`,
+      ).toBe(true);
+      expect(
+        [...it.lossMask.subarray(P)].every((m) => m === 1),
+        `item ${i} completion`,
+      ).toBe(true);
+    }
+    const model = await loadModel(r.checkpoint!);
+    const want = await maskedNll(model, items);
+    model.dispose();
+    expect(Math.abs(r.finalEval!['loss'] - want)).toBeLessThan(1e-5);
   }, 180_000);
 
   it('rejects a bad config with the field named and how to fix it', async () => {
