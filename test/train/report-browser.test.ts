@@ -85,10 +85,34 @@ async function screenshot(page: Page, name: string, selector?: string): Promise<
   return png;
 }
 
+/*
+ * The callbacks given to page.evaluate run in the page, where these exist; this project's types
+ * have no DOM, so the little of it they use is declared here (module-local).
+ */
+interface PageElement {
+  readonly textContent: string | null;
+  readonly classList: { contains(c: string): boolean };
+  getBoundingClientRect(): { width: number; height: number };
+  getAttribute(name: string): string | null;
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): Iterable<PageElement>;
+  getTotalLength(): number;
+}
+declare const document: {
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): Iterable<PageElement>;
+  getElementById(id: string): PageElement | null;
+  readonly body: { readonly dataset: Record<string, string | undefined> };
+};
+declare function getComputedStyle(e: PageElement): {
+  borderTopColor: string;
+  borderTopStyle: string;
+};
+
 /** What the page shows, read from the DOM as laid out (only what is displayed counts). */
 function layout(page: Page) {
   return page.evaluate(() => {
-    const shown = (e: Element) => {
+    const shown = (e: PageElement) => {
       const r = e.getBoundingClientRect();
       return r.width > 0 && r.height > 0;
     };
@@ -105,7 +129,7 @@ function layout(page: Page) {
           y: svg?.getAttribute('data-y') ?? null,
           width: svg ? Math.round(svg.getBoundingClientRect().width) : 0,
           // Drawn length of the visible lines, in px.
-          drawn: Math.round(paths.reduce((a, p) => a + (p as SVGPathElement).getTotalLength(), 0)),
+          drawn: Math.round(paths.reduce((a, p) => a + p.getTotalLength(), 0)),
           smooth: paths.filter((p) => p.classList.contains('smooth')).length,
           keys: [...f.querySelectorAll('.key')].filter(shown).map((k) => ({
             text: k.textContent,
