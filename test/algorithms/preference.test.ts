@@ -5,6 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { trainPreference } from '../../src/algorithms/preference.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { DpoConfig, RmConfig } from '../../src/config/schema.js';
+import { tokenizePreference } from '../../src/data/batching/index.js';
+import type { PreferenceExample } from '../../src/data/datasets/index.js';
+import { loadTrainEval } from '../../src/data/split.js';
+import { loadTokenizer } from '../../src/data/tokenizer/index.js';
+import { loadModel } from '../../src/policy/io.js';
+import { maskedLogps } from './fixtures/completion-nll.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'troupe-pref-'));
 
@@ -88,23 +94,83 @@ describe('preference training on shipped pairs', () => {
     }
   }, 240_000);
 
-  it.each([
-    ['simpo (reference-free)', { dpo: { loss: 'simpo', beta: 2 } }],
-    ['ipo with a live reference actor', { dpo: { loss: 'ipo', beta: 0.5, reference: 'actor' } }],
-    ['kto on the pairs unpaired', { dpo: { loss: 'kto', beta: 0.1 } }],
-  ])(
-    '%s trains and evaluates',
-    async (_name, extra) => {
-      const r = await trainPreference(
-        await config<DpoConfig>('dpo', {
-          ...extra,
-          optim: { lr: 1e-3, warmupSteps: 0 },
-          train: { steps: 2, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
-        }),
-      );
-      expect(r.steps).toBe(2);
-      expect(Number.isFinite(r.finalEval?.['loss'])).toBe(true);
+  // Known answers for the other losses (which this test only checked for finiteness before).
+  const short = {
+    optim: { lr: 1e-3, warmupSteps: 0 },
+    train: { steps: 2, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+  };
+  const evalsOf = (evals: Record<string, number>[]) => ({
+    events: {
+      onMetrics: (split: string, _s: number, v: Readonly<Record<string, number>>) =>
+        split === 'eval' && evals.push({ ...v }),
     },
-    240_000,
-  );
+  });
+
+  it('ipo with a live reference actor: the step-0 eval is (0 − 1/(2β))² = 1/(4β²) exactly', async () => {
+    // TRL trl/trainer/dpo_trainer.py (dpo_loss, "ipo"): losses = (logits − 1/(2β))², logits the
+    // per-token-mean log-ratio margin, 0 while the policy is the reference.
+    const evals: Record<string, number>[] = [];
+    await trainPreference(
+      await config<DpoConfig>('dpo', {
+        ...short,
+        dpo: { loss: 'ipo', beta: 0.5, reference: 'actor' },
+      }),
+      evalsOf(evals),
+    );
+    expect(evals[0]['loss']).toBeCloseTo(1 / (4 * 0.5 ** 2), 5);
+    expect(evals[0]['rewards/margins']).toBeCloseTo(0, 6);
+    expect(Math.abs(evals[1]['loss'] - evals[0]['loss'])).toBeGreaterThan(1e-4); // it trained
+  }, 240_000);
+
+  it('kto on the pairs unpaired: the step-0 eval is mean(λ·(1 − σ(0))) = (λ_D + λ_U)/4', async () => {
+    // TRL trl/trainer/kto_trainer.py (kto_loss): 1 − σ(β(ρ − z0)) per desirable example,
+    // 1 − σ(β(z0 − ρ)) per undesirable, weighted, concatenated and averaged; ρ = z0 = 0 at step 0,
+    // and unpairing gives as many desirable as undesirable examples.
+    const evals: Record<string, number>[] = [];
+    await trainPreference(
+      await config<DpoConfig>('dpo', {
+        ...short,
+        dpo: { loss: 'kto', beta: 0.1, desirableWeight: 3, undesirableWeight: 1 },
+      }),
+      evalsOf(evals),
+    );
+    expect(evals[0]['loss']).toBeCloseTo((3 + 1) / 4, 5);
+    expect(evals[0]['kto/kl']).toBeCloseTo(0, 6);
+    expect(evals[0]['count/chosen']).toBe(evals[0]['count/rejected']);
+  }, 240_000);
+
+  it('simpo: the final eval equals SimPO computed by hand from the saved model', async () => {
+    // TRL trl/trainer/cpo_trainer.py (cpo_loss, "simpo"): logits = ā_c − ā_r − γ/β with ā the
+    // per-token mean log-prob of a reply, loss −log σ(β·logits); β = 2, γ = 0.5.
+    const c = await config<DpoConfig>('dpo', { ...short, dpo: { loss: 'simpo', beta: 2 } });
+    const r = await trainPreference(c);
+    const tok = await loadTokenizer(join(c.output, 'tokenizer'));
+    const { eval: held } = await loadTrainEval({
+      train: c.data.train,
+      evalFraction: c.data.evalFraction,
+      seed: c.seed,
+      format: 'preference',
+    });
+    const pairs = held
+      .map((e) =>
+        tokenizePreference(tok, e as PreferenceExample, {
+          maxLength: c.data.maxLength,
+          overlong: 'drop',
+          appendEos: true,
+        }),
+      )
+      .filter((p) => p !== undefined)
+      .slice(0, c.train.batchSize);
+    const model = await loadModel(r.checkpoint!);
+    let loss = 0;
+    for (const p of pairs) {
+      const ch = await maskedLogps(model, p.chosen, p.chosenMask);
+      const rj = await maskedLogps(model, p.rejected, p.rejectedMask);
+      const z = 2 * (ch.sum / ch.n - rj.sum / rj.n) - 0.5;
+      loss += Math.log1p(Math.exp(-z)) / pairs.length; // −log σ(z)
+    }
+    model.dispose();
+    expect(pairs).toHaveLength(4);
+    expect(Math.abs(r.finalEval!['loss'] - loss)).toBeLessThan(1e-5);
+  }, 240_000);
 });
