@@ -125,47 +125,75 @@ interface Xy {
   readonly y: number;
 }
 
+/** The x of a point on the chosen axis (NaN when it has none). */
+type XOf = (p: Point) => number;
+
+/** The extent of the drawable points (finite value and x) of all series; undefined if none. */
+function extent(
+  series: readonly (readonly Point[])[],
+  xOf: XOf,
+): { x0: number; x1: number; y0: number; y1: number; positive: boolean } | undefined {
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  let positive = true;
+  for (const points of series) {
+    for (const p of points) {
+      const x = xOf(p);
+      if (!Number.isFinite(p.value) || !Number.isFinite(x)) continue;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (p.value < y0) y0 = p.value;
+      if (p.value > y1) y1 = p.value;
+      if (p.value <= 0) positive = false;
+    }
+  }
+  return x0 <= x1 ? { x0, x1, y0, y1, positive } : undefined;
+}
+
 /**
- * Keep at most a min and a max per horizontal pixel, in x order: a 100k-step curve stays a few
- * thousand points without losing its spikes.
+ * Runs of consecutive drawable points (a NaN or ±Inf, or a point without an x, ends one), each
+ * decimated to at most a min and a max per horizontal pixel, in x order: a 100k-step curve stays
+ * a few thousand points without losing its spikes. One pass, allocating only what is kept.
  */
-function decimate(points: readonly Xy[], px: (x: number) => number): Xy[] {
-  if (points.length <= 2 * PLOT_W) return [...points];
-  const out: Xy[] = [];
+function segments(points: readonly Point[], xOf: XOf, px: (x: number) => number): Xy[][] {
+  const dense = points.length > 2 * PLOT_W;
+  const out: Xy[][] = [];
+  let seg: Xy[] = [];
   let col = Number.NaN;
   let lo: Xy | undefined;
   let hi: Xy | undefined;
   const flush = () => {
-    if (!lo || !hi) return;
-    if (lo === hi) out.push(lo);
-    else out.push(...(lo.x <= hi.x ? [lo, hi] : [hi, lo]));
+    if (lo && hi) {
+      if (lo === hi) seg.push(lo);
+      else seg.push(...(lo.x <= hi.x ? [lo, hi] : [hi, lo]));
+    }
+    lo = hi = undefined;
+  };
+  const end = () => {
+    flush();
+    if (seg.length > 0) out.push(seg);
+    seg = [];
+    col = Number.NaN;
   };
   for (const p of points) {
-    const c = Math.floor(px(p.x));
+    const x = xOf(p);
+    if (!Number.isFinite(p.value) || !Number.isFinite(x)) {
+      end();
+      continue;
+    }
+    if (!dense) {
+      seg.push({ x, y: p.value });
+      continue;
+    }
+    const c = Math.floor(px(x));
     if (c !== col) {
       flush();
       col = c;
-      lo = p;
-      hi = p;
-    } else {
-      if (p.y < lo!.y) lo = p;
-      if (p.y > hi!.y) hi = p;
-    }
+      lo = hi = { x, y: p.value };
+    } else if (p.value < lo!.y) lo = { x, y: p.value };
+    else if (p.value > hi!.y) hi = { x, y: p.value };
   }
-  flush();
+  end();
   return out;
-}
-
-/** Runs of consecutive drawable points: a NaN or ±Inf (or a point without an x) ends one. */
-function segments(points: readonly Point[], xOf: (p: Point) => number): Xy[][] {
-  const out: Xy[][] = [[]];
-  for (const p of points) {
-    const x = xOf(p);
-    if (Number.isFinite(p.value) && Number.isFinite(x))
-      out[out.length - 1]!.push({ x, y: p.value });
-    else if (out[out.length - 1]!.length > 0) out.push([]);
-  }
-  return out.filter((s) => s.length > 0);
 }
 
 /** The chart of `series`; `ariaLabel` names it for screen readers. */
@@ -175,25 +203,26 @@ export function renderChart(
   options: ChartOptions = {},
 ): string {
   const byTime = options.x === 'time';
-  const xOf = (p: Point) => (byTime ? (p.time ?? Number.NaN) : p.step);
-  const drawable = series.flatMap((s) => segments(s.points, xOf).flat());
-  const logY = options.logY === true && drawable.every((p) => p.y > 0);
+  const xOf: XOf = byTime ? (p) => p.time ?? Number.NaN : (p) => p.step;
+  // The smoothed lines are weighted means of the points: within their extent.
+  const ext = extent(
+    series.map((s) => s.points),
+    xOf,
+  );
+  const logY = options.logY === true && ext !== undefined && ext.positive;
   const parts: string[] = [];
   parts.push(
     `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(ariaLabel)}" class="chart" ` +
       `data-x="${byTime ? 'time' : 'step'}" data-y="${logY ? 'log' : 'linear'}">`,
   );
-  if (drawable.length === 0) {
+  if (ext === undefined) {
     parts.push(
       `<text x="${W / 2}" y="${H / 2}" text-anchor="middle" class="empty">no finite values</text></svg>`,
     );
     return parts.join('');
   }
-  const xs = drawable.map((p) => p.x);
-  const ys = drawable.map((p) => p.y);
-  const xMin = byTime ? 0 : Math.min(...xs);
-  const xMax = Math.max(...xs);
-  const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
+  const xMin = byTime ? 0 : ext.x0;
+  const { x1: xMax, y0: lo, y1: hi } = ext;
   const yTicks = logY ? logTicks(lo, hi) : niceTicks(lo, hi).ticks;
   const yStep = logY ? 1 : niceTicks(lo, hi).step;
   const fy = logY ? Math.log10 : (v: number) => v;
@@ -242,7 +271,7 @@ export function renderChart(
       )
       .join('');
   for (const s of series) {
-    const segs = segments(s.points, xOf).map((seg) => decimate(seg, px));
+    const segs = segments(s.points, xOf, px);
     const color = escapeHtml(s.color);
     const dash = s.dashed ? ' stroke-dasharray="5 3"' : '';
     parts.push(
@@ -256,7 +285,7 @@ export function renderChart(
       );
     }
     if (s.smoothed) {
-      const ds = pathOf(segments(s.smoothed, xOf).map((seg) => decimate(seg, px)));
+      const ds = pathOf(segments(s.smoothed, xOf, px));
       if (ds !== '') {
         parts.push(
           `<path class="smooth" d="${ds}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`,

@@ -35,33 +35,34 @@ export function groupOf(name: string): string {
 
 /** Metrics in the order they first appear (run by run), each with a series per run and split. */
 export function collectMetrics(runs: readonly ReportRun[]): MetricData[] {
-  const byName = new Map<string, Map<string, Point[]>>();
+  // name → points per (run, split), at index run · SPLITS.length + split
+  const byName = new Map<string, Point[][]>();
+  const slots = runs.length * SPLITS.length;
   runs.forEach((run, r) => {
-    const times = run.rows.map((row) => row.time).filter(Number.isFinite);
-    const start = times.length > 0 ? Math.min(...times) : Number.NaN;
+    let start = Number.POSITIVE_INFINITY;
+    for (const row of run.rows) if (row.time < start) start = row.time;
     for (const row of run.rows) {
-      for (const [name, value] of Object.entries(row.values)) {
+      const slot = r * SPLITS.length + SPLITS.indexOf(row.split);
+      const time = row.time - start;
+      for (const name in row.values) {
         let series = byName.get(name);
         if (!series) {
-          series = new Map();
+          series = Array.from({ length: slots }, () => []);
           byName.set(name, series);
         }
-        const key = `${r}:${row.split}`;
-        let points = series.get(key);
-        if (!points) {
-          points = [];
-          series.set(key, points);
-        }
-        points.push({ step: row.step, value, time: row.time - start });
+        series[slot]!.push({ step: row.step, value: row.values[name]!, time });
       }
     }
   });
-  return [...byName].map(([name, map]) => {
+  return [...byName].map(([name, slotted]) => {
     const series: MetricSeries[] = [];
-    runs.forEach((_, r) => {
-      for (const split of SPLITS) {
-        const points = map.get(`${r}:${split}`);
-        if (points) series.push({ run: r, split, points });
+    slotted.forEach((points, i) => {
+      if (points.length > 0) {
+        series.push({
+          run: Math.floor(i / SPLITS.length),
+          split: SPLITS[i % SPLITS.length]!,
+          points,
+        });
       }
     });
     return { name, group: groupOf(name), series };
@@ -92,9 +93,15 @@ export function groupMetrics(
  * every run and split), else undefined: such a metric gets a line in a list, not a chart.
  */
 export function constantValue(m: MetricData): number | undefined {
-  const values = m.series.flatMap((s) => s.points.map((p) => p.value));
-  if (values.length < 2 || !values.every(Number.isFinite)) return undefined;
-  return values.every((v) => v === values[0]) ? values[0] : undefined;
+  let n = 0;
+  let first = Number.NaN;
+  for (const s of m.series) {
+    for (const p of s.points) {
+      if (!Number.isFinite(p.value) || (n > 0 && p.value !== first)) return undefined;
+      if (n++ === 0) first = p.value;
+    }
+  }
+  return n >= 2 ? first : undefined;
 }
 
 /** A log axis helps where every value is positive and they span more than this ratio. */
@@ -102,9 +109,17 @@ const LOG_RATIO = 30;
 
 /** True when a log y axis shows the metric better: all finite values > 0, spanning ≥ 30×. */
 export function wantsLogScale(m: MetricData): boolean {
-  const values = m.series.flatMap((s) => s.points.map((p) => p.value)).filter(Number.isFinite);
-  if (values.length < 2 || values.some((v) => v <= 0)) return false;
-  return Math.max(...values) / Math.min(...values) >= LOG_RATIO;
+  let [lo, hi, n] = [Number.POSITIVE_INFINITY, 0, 0];
+  for (const s of m.series) {
+    for (const p of s.points) {
+      if (!Number.isFinite(p.value)) continue;
+      if (p.value <= 0) return false;
+      if (p.value < lo) lo = p.value;
+      if (p.value > hi) hi = p.value;
+      n++;
+    }
+  }
+  return n >= 2 && hi / lo >= LOG_RATIO;
 }
 
 /** Series with more points than this get a smoothed line (sparse ones are drawn as they are). */
