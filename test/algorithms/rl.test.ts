@@ -106,25 +106,27 @@ describe('online RL on worker-thread actors', () => {
     expect(r.steps).toBe(3);
     const train = readMetrics(r.runDir, 'train');
     expect(train).toHaveLength(3);
-    for (const m of train) {
-      for (const k of [
-        'reward/mean',
-        'reward/sentiment/mean',
-        'reward/length/mean',
-        'kl',
-        'actor/pg_loss',
-        'actor/pg_clipfrac',
-        'actor/kl_loss',
-        'actor/entropy',
-        'response_length/mean',
-        'tokens_per_s',
-        'timing/generate_s',
-        'timing/reference_s',
-        'timing/reward_s',
-        'timing/update_s',
-        'timing/sync_s',
-      ]) {
-        expect(Number.isFinite(m[k]), k).toBe(true);
+    for (const [i, m] of train.entries()) {
+      // The total is the weighted sum of the sources (1 × sentiment + 0.1 × length).
+      expect(m['reward/mean']).toBeCloseTo(
+        m['reward/sentiment/mean'] + 0.1 * m['reward/length/mean'],
+        6,
+      );
+      // Before the first update the policy is the reference: the rollout's KL is 0, after it not.
+      if (i === 0) expect(Math.abs(m['kl'])).toBeLessThan(1e-7);
+      else expect(Math.abs(m['kl'])).toBeGreaterThan(1e-7);
+      expect(m['actor/kl_loss']).toBeGreaterThanOrEqual(0); // k3 ≥ 0
+      expect(m['actor/pg_clipfrac']).toBeGreaterThanOrEqual(0);
+      expect(m['actor/pg_clipfrac']).toBeLessThanOrEqual(1);
+      // A tiny fresh model is near uniform over the 300 tokens: entropy just under ln 300.
+      expect(m['actor/entropy']).toBeLessThan(Math.log(300));
+      expect(m['actor/entropy']).toBeGreaterThan(Math.log(300) - 0.5);
+      expect(m['response_length/mean']).toBeGreaterThanOrEqual(1);
+      expect(m['response_length/mean']).toBeLessThanOrEqual(6);
+      expect(m['tokens_per_s']).toBeGreaterThan(0);
+      for (const phase of ['generate', 'reference', 'reward', 'update', 'sync']) {
+        expect(m[`timing/${phase}_s`], phase).toBeGreaterThanOrEqual(0);
+        expect(m[`timing/${phase}_s`], phase).toBeLessThanOrEqual(m['timing/step_s']);
       }
       // The generator samples with exactly the weights the policy scores with (on-policy).
       expect(m['rollout/logprob_diff']).toBeLessThan(1e-4);
@@ -134,7 +136,9 @@ describe('online RL on worker-thread actors', () => {
     expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2]);
     const evals = readMetrics(r.runDir, 'eval');
     expect(evals.map((e) => e.step)).toEqual([0, 3]);
-    expect(Number.isFinite(evals[1]['reward'])).toBe(true);
+    for (const e of evals) {
+      expect(e['reward']).toBeCloseTo(e['reward/sentiment'] + 0.1 * e['reward/length'], 6);
+    }
   }, 120_000);
 
   it('PPO with a critic and one-step-off-policy generation resumes where it stopped', async () => {
@@ -148,13 +152,15 @@ describe('online RL on worker-thread actors', () => {
     expect(first.steps).toBe(2);
     expect(existsSync(join(first.checkpoint!, 'critic', 'model.safetensors'))).toBe(true);
     const trainA = readMetrics(first.runDir, 'train');
-    for (const k of [
-      'critic/vf_loss',
-      'critic/explained_variance',
-      'values/mean',
-      'timing/critic_s',
-    ])
-      expect(Number.isFinite(trainA[1][k]), k).toBe(true);
+    for (const m of trainA) {
+      // The critic's loss is its clipped value loss alone; explained variance is at most 1.
+      expect(m['critic/loss']).toBe(m['critic/vf_loss']);
+      expect(m['critic/vf_loss']).toBeGreaterThan(0);
+      expect(m['critic/explained_variance']).toBeLessThanOrEqual(1);
+      expect(m['timing/critic_s']).toBeGreaterThan(0);
+    }
+    // The critic moved between the two batches' value estimates.
+    expect(trainA[1]['values/mean']).not.toBe(trainA[0]['values/mean']);
     // Off-policy: the second batch was sampled before the first update was synced.
     expect(trainA[1]['rollout/logprob_diff']).toBeGreaterThan(1e-4);
     const second = await trainRl(c, { resume: true });
@@ -165,17 +171,45 @@ describe('online RL on worker-thread actors', () => {
     expect(trainB[2]['kl_coef']).not.toBe(0.05);
   }, 180_000);
 
-  it('RLOO and REINFORCE++ run on the same loop', async () => {
-    for (const algorithm of ['rloo', 'reinforce'] as const) {
-      const r = await trainRl(
-        await config(algorithm, {
-          train: { steps: 2, batchSize: 2, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
-        }),
-      );
-      const train = readMetrics(r.runDir, 'train');
-      expect(train).toHaveLength(2);
-      expect(Number.isFinite(train[1]['advantages/mean'])).toBe(true);
+  it('RLOO and REINFORCE++ on the same loop: advantages and loss as computed by hand', async () => {
+    // One new token per response, so token statistics are row statistics, and a reward of
+    // i mod 4 for row i: every group of 4 samples scores s = 0, 1, 2, 3 (no KL in the reward).
+    const extra = (train: Record<string, unknown>, rollout: Record<string, unknown>) => ({
+      train: { steps: 2, evalEvery: 0, evalBatches: 1, saveEvery: 0, ...train },
+      rollout: { maxNewTokens: 1, ...rollout },
+      rl: { kl: { mode: 'none' } },
+      reward: {
+        sources: [{ type: 'module', path: resolve('test/algorithms/fixtures/index-reward.mjs') }],
+      },
+    });
+    // RLOO (Ahmadian et al. 2024; TRL trl/trainer/rloo_trainer.py, OpenRLHF "rloo"): a_i =
+    // s_i − mean_{j≠i} s_j = k/(k−1)·(s_i − s̄) = 4/3·(−1.5, −0.5, 0.5, 1.5) = (−2, −2/3, 2/3, 2).
+    const rloo = readMetrics(
+      (await trainRl(await config('rloo', extra({ batchSize: 2 }, { samplesPerPrompt: 4 }))))
+        .runDir,
+      'train',
+    );
+    // REINFORCE++ (Hu 2025; OpenRLHF openrlhf/trainer/ppo_utils/experience_maker.py): the return
+    // of a one-token response is its reward, whitened over the batch's 8 tokens with the
+    // unbiased variance: population std √(7/8), mean 0; the critic-free returns stay raw.
+    const rpp = readMetrics(
+      (await trainRl(await config('reinforce', extra({ batchSize: 8 }, {})))).runDir,
+      'train',
+    );
+    for (const [m, std] of [
+      ...rloo.map((m) => [m, Math.sqrt((4 + 4 / 9 + 4 / 9 + 4) / 4)] as const),
+      ...rpp.map((m) => [m, Math.sqrt(7 / 8)] as const),
+    ]) {
+      expect(m['response_length/mean']).toBe(1);
+      expect(m['reward/mean']).toBe(1.5);
+      expect(Math.abs(m['advantages/mean'])).toBeLessThan(1e-6);
+      expect(m['advantages/std']).toBeCloseTo(std, 6);
+      // On-policy, one epoch of one minibatch: ratio 1, so the token-mean loss is −mean(Â) = 0.
+      expect(m['actor/pg_clipfrac']).toBe(0);
+      expect(Math.abs(m['actor/pg_loss'])).toBeLessThan(1e-6);
     }
+    expect(rpp.map((m) => m['returns/mean'])).toEqual([1.5, 1.5]);
+    expect(rloo.map((m) => m['returns/mean'])).toEqual(rloo.map((m) => m['advantages/mean']));
   }, 120_000);
 
   it('survives a reward actor crash: the supervisor restarts it and the run finishes', async () => {
