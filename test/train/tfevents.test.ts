@@ -67,13 +67,17 @@ function fields(msg: Uint8Array): Field[] {
     const key = Number(varint());
     const field = key >> 3;
     const wire = key & 7;
+    /** The next `n` bytes. */
+    const take = (n: number) => {
+      const b = msg.subarray(i, i + n);
+      i += n;
+      return b;
+    };
     if (wire === 0) out.push({ field, wire, int: varint() });
-    else if (wire === 1) out.push({ field, wire, raw: msg.subarray(i, (i += 8)) });
-    else if (wire === 5) out.push({ field, wire, raw: msg.subarray(i, (i += 4)) });
-    else if (wire === 2) {
-      const n = Number(varint());
-      out.push({ field, wire, bytes: msg.subarray(i, (i += n)) });
-    } else throw new Error(`wire type ${wire}`);
+    else if (wire === 1) out.push({ field, wire, raw: take(8) });
+    else if (wire === 5) out.push({ field, wire, raw: take(4) });
+    else if (wire === 2) out.push({ field, wire, bytes: take(Number(varint())) });
+    else throw new Error(`wire type ${wire}`);
   }
   return out;
 }
