@@ -241,6 +241,24 @@ for (const [backend, skip] of BACKEND_CASES) {
       tf.dispose([pt, qt]);
     });
 
+    it('k3 near log r = 0 matches float64, computed in shaders too (2,048 copies)', async () => {
+      // Small uploaded tensors run on the CPU under WebGPU; tiled, they run in its shaders, whose
+      // expm1 is exp(x) − 1 (k3 at log r = −1e-4 came out −6e-8, not 5e-9).
+      const d = [
+        -0.2, -0.1001, -0.0999, -1e-2, -1e-3, -1e-4, -1e-6, 0, 1e-6, 1e-4, 1e-3, 0.0999, 0.1001,
+        0.2,
+      ];
+      const logp = d.map(() => -2);
+      const logq = d.map((x) => Math.fround(-2 + x));
+      const pt = tf.tile(f32(logp, [d.length]), [2048]);
+      const qt = tf.tile(f32(logq, [d.length]), [2048]);
+      const got = (await evaluate(() => klEstimate('k3', pt, qt))).subarray(0, d.length);
+      const want = ref.klEstimate('k3', logp.map(Math.fround), logq, undefined);
+      expectClose(got, want, { atol: 1e-10, rtol: 1e-3, what: 'k3' });
+      expect(got.every((v) => v >= 0)).toBe(true);
+      tf.dispose([pt, qt]);
+    });
+
     it('KL known answers: logp = ln 0.5, logq = ln 0.25', async () => {
       // log r = logq − logp = −ln 2.
       // k1 = ln 2 ≈ 0.693147; k2 = ½ (ln 2)² ≈ 0.240227; k3 = e^(−ln 2) + ln 2 − 1 = ln 2 − ½ ≈ 0.193147.

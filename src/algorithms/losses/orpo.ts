@@ -16,17 +16,32 @@ import { chosenNll } from './simpo.js';
  */
 export const ORPO_MAX_MEAN_LOGP = -1e-7;
 
+/** Below this |x| log1mexp uses a series: −expm1(x) = −x·(1 + x/2 + x²/6 + …). */
+const LOG1MEXP_SERIES = 0.1;
+
 /**
  * log(1 − eˣ) for x < 0, without cancellation (Mächler 2012, "Accurately Computing
- * log(1 − exp(−|a|))"): log(−expm1(x)) for x > −ln 2, log1p(−eˣ) below. Each branch gets its
- * input clamped to its own side, so the branch `where` drops is finite and so is its gradient.
+ * log(1 − exp(−|a|))"): log(−expm1(x)) for x > −ln 2, log1p(−eˣ) below. Near 0 (|x| < 0.1)
+ * −expm1(x) is taken from its series, log(−x) + log1p(x/2 + x²/6 + x³/24 + x⁴/120 + x⁵/720)
+ * (truncation ≈ x⁶/5040): WebGPU's expm1 is exp(x) − 1, which at x = −1e-7 in float32 gives
+ * log(1.19e-7) = −15.94 for −16.12. Each branch gets its input clamped to its own side, so the
+ * branch `where` drops is finite and so is its gradient.
  *   x: any shape, ≤ ORPO_MAX_MEAN_LOGP → same shape
  */
 export function log1mexp(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const near = tf.log(tf.neg(tf.expm1(tf.maximum(x, -Math.LN2)))); // x ∈ [−ln 2, 0)
+    const t = tf.clipByValue(x, -LOG1MEXP_SERIES, -1e-30); // x ∈ [−0.1, 0)
+    // x/2 + x²/6 + x³/24 + x⁴/120 + x⁵/720 by Horner: x·(1/2 + x·(1/6 + x·(…)))
+    let poly: tf.Tensor = tf.mul(t, 1 / 720);
+    for (const c of [1 / 120, 1 / 24, 1 / 6, 1 / 2]) poly = tf.mul(t, tf.add(c, poly));
+    const tiny = tf.add(tf.log(tf.neg(t)), tf.log1p(poly));
+    const near = tf.log(tf.neg(tf.expm1(tf.clipByValue(x, -Math.LN2, -LOG1MEXP_SERIES)))); // [−ln 2, −0.1)
     const far = tf.log1p(tf.neg(tf.exp(tf.minimum(x, -Math.LN2)))); // x ≤ −ln 2
-    return tf.where(tf.greater(x, -Math.LN2), near, far);
+    return tf.where(
+      tf.greater(x, -LOG1MEXP_SERIES),
+      tiny,
+      tf.where(tf.greater(x, -Math.LN2), near, far),
+    );
   });
 }
 

@@ -12,6 +12,7 @@ import {
 import * as tf from '../../../src/kernels/tf.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, useBackend } from '../../helpers/backends.js';
 import { dpoInputs, evaluate, f32 } from './fixtures.js';
+import { log1mexp, refOrpo, sigmoid } from './reference.js';
 
 /*
  * Hand-computed values on tiny batches (arithmetic in the comments, digits from a float64
@@ -299,35 +300,46 @@ for (const [backend, skip] of BACKEND_CASES) {
         expect(kto.metrics['kto/kl']).toBe(0.5);
       });
 
-      it('orpo stays finite at mean log-probs of 0 and far below', async () => {
+      it('orpo at mean log-probs of 0 and far below: loss, metrics and gradients by hand', async () => {
+        // ā = 0 and −1e-9 are held at −1e-7 (gradient 0 through the odds there; TRL's formula
+        // gives infinite log odds); ā = −20 is far in the log1p(−eˣ) branch.
+        const [c, r, n, beta] = [[0, -80, -1e-9], [-80, 0, -3], [4, 4, 1], 0.1];
+        const want = refOrpo({ pc: c, pr: r, nc: n, nr: n }, beta);
+        // ∂L/∂c_b = −1/Σn (NLL) − (β/B)·(1 − σ(r_b))·LO′(ā_c)/n_b, ∂L/∂rej_b = +(β/B)·(1 −
+        // σ(r_b))·LO′(ā_r)/n_b, with LO′(ā) = 1/(1 − e^ā) where ā is not held, else 0.
+        const lo = (a: number) => Math.min(a, -1e-7) - log1mexp(Math.min(a, -1e-7));
+        const dlo = (a: number) => (a > -1e-7 ? 0 : -1 / Math.expm1(a));
+        const B = c.length;
+        const total = n.reduce((x, y) => x + y, 0);
+        const wantGc: number[] = [];
+        const wantGr: number[] = [];
+        for (let b = 0; b < B; b++) {
+          const [ac, ar] = [c[b] / n[b], r[b] / n[b]];
+          const w = (beta / B) * (1 - sigmoid(lo(ac) - lo(ar)));
+          wantGc.push(-1 / total - (w * dlo(ac)) / n[b]);
+          wantGr.push((w * dlo(ar)) / n[b]);
+        }
         await expectNoLeak(async () => {
-          const chosen = f32([0, -80, -1e-9]);
-          const rejected = f32([-80, 0, -3]);
-          const lengths = f32([4, 4, 1]);
+          const chosen = f32(c);
+          const rejected = f32(r);
+          const lengths = f32(n);
+          const inputs = (cc: tf.Tensor, rr: tf.Tensor) => ({
+            policyChosenLogps: cc,
+            policyRejectedLogps: rr,
+            chosenLengths: lengths,
+            rejectedLengths: lengths,
+          });
           const [gc, gr] = tf.grads(
-            (c: tf.Tensor, r: tf.Tensor) =>
-              orpoLoss(
-                {
-                  policyChosenLogps: c,
-                  policyRejectedLogps: r,
-                  chosenLengths: lengths,
-                  rejectedLengths: lengths,
-                },
-                { beta: 0.1 },
-              ).loss,
+            (cc: tf.Tensor, rr: tf.Tensor) => orpoLoss(inputs(cc, rr), { beta }).loss,
           )([chosen, rejected]);
-          const out = orpoLoss(
-            {
-              policyChosenLogps: chosen,
-              policyRejectedLogps: rejected,
-              chosenLengths: lengths,
-              rejectedLengths: lengths,
-            },
-            { beta: 0.1 },
-          );
-          for (const t of [gc, gr, out.loss, ...Object.values(out.metrics)]) {
-            for (const v of await t.data()) expect(Number.isFinite(v)).toBe(true);
-          }
+          const out = orpoLoss(inputs(chosen, rejected), { beta });
+          expectClose([(await out.loss.data())[0]], [want.loss], { ...TOL, what: 'loss' });
+          const got: Record<string, number> = {};
+          for (const [k, v] of Object.entries(out.metrics)) got[k] = (await v.data())[0];
+          expectValues(got, want.metrics);
+          expectClose(await gc.data(), wantGc, { ...TOL, what: '∂L/∂chosen' });
+          expectClose(await gr.data(), wantGr, { ...TOL, what: '∂L/∂rejected' });
+          expect(wantGc[0]).toBe(-1 / total); // held: only the NLL term
           tf.dispose([chosen, rejected, lengths, gc, gr, out.loss, ...Object.values(out.metrics)]);
         });
       });
