@@ -53,6 +53,7 @@ import {
   type TrainOptions,
   type TrainResult,
 } from './lm.js';
+import { loadPending, savePending } from './rl-pending.js';
 import {
   type CriticRole,
   type GeneratedBatch,
@@ -448,6 +449,13 @@ async function trainRlRun(
     let pending: { prompts: Prompt[]; gen: Promise<GeneratedBatch> } | undefined;
     let pendingSync: Promise<number> | undefined;
     let savedPosition = loader.position;
+    // Off-policy: the batch the checkpoint's run had generated ahead, for the step after it.
+    const restored =
+      resumed && c.rollout.offPolicy ? await loadPending(resumed.dir, -1) : undefined;
+    if (restored) {
+      weightsStep.published(-1, restored.weightsStep); // -1: never a published (even) version
+      pending = { prompts: loader.next().value as Prompt[], gen: Promise.resolve(restored.batch) };
+    }
 
     const actors = [
       ...policy,
@@ -546,7 +554,16 @@ async function trainRlRun(
           await pendingSync;
           return saveTrainerCheckpoint(run, policy[0], s, savedPosition, lastEval, tok, {
             best: { key: 'reward', mode: 'max' },
-            also: critic ? (dir) => critic.call.saveCheckpoint(join(dir, 'critic')) : undefined,
+            also: async (dir) => {
+              if (critic) await critic.call.saveCheckpoint(join(dir, 'critic'));
+              const ahead = pending && (await pending.gen);
+              if (ahead) {
+                await savePending(dir, {
+                  batch: ahead,
+                  weightsStep: weightsStep.of(ahead.version),
+                });
+              }
+            },
             extra: { klCoef: kl.value },
           });
         },

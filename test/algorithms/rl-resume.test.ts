@@ -9,7 +9,8 @@ import { parseMetrics } from '../../src/train/metrics.js';
 
 /**
  * A resumed RL run equals the run that was never interrupted: every logged value of every step
- * (wall-clock timings and throughput aside) and the final weights, bit for bit. Tiny configs:
+ * (wall-clock timings and throughput aside) and the final weights, bit for bit; GRPO on-policy,
+ * PPO (critic, adaptive KL) one step off-policy. Tiny configs:
  * a 1-layer GPT-2 of width 16, 4 prompts × 2 samples, 4 new tokens, 4 steps stopped after 2.
  */
 function config(algorithm: RlConfig['algorithm'], output: string) {
@@ -24,7 +25,8 @@ function config(algorithm: RlConfig['algorithm'], output: string) {
       data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0.02, maxLength: 24 },
       optim: { lr: 3e-3, schedule: 'cosine', warmupSteps: 1 },
       train: { steps: 4, batchSize: 4, evalEvery: 2, evalBatches: 1, saveEvery: 2 },
-      rollout: { maxNewTokens: 4, samplesPerPrompt: 2 },
+      // PPO generates one batch ahead (offPolicy): the checkpoint must keep that batch too.
+      rollout: { maxNewTokens: 4, samplesPerPrompt: 2, offPolicy: algorithm === 'ppo' },
       // An adaptive KL coefficient: its state must come back from the checkpoint too.
       rl: algorithm === 'ppo' ? { kl: { target: 0.01, coef: 0.05 } } : {},
       reward: { sources: [{ type: 'sentiment' }, { type: 'length', weight: 0.1, target: 4 }] },
@@ -65,16 +67,21 @@ describe('RL resume', () => {
       const b = metrics(interrupted);
       expect(b.filter((r) => r.split === 'train').map((r) => r.step)).toEqual([1, 2, 3, 4]);
       expect(b).toEqual(a);
-      // The weights version counts on across the resume: step k samples with step k−1's weights.
+      // The weights version counts on across the resume: step k samples with step k−1's weights
+      // (k−2's when generated ahead, the start weights for the first two).
       expect(
         b.filter((r) => r.split === 'train').map((r) => r.values['rollout/weights_version']),
-      ).toEqual([0, 1, 2, 3]);
+      ).toEqual(algorithm === 'ppo' ? [0, 0, 1, 2] : [0, 1, 2, 3]);
+
       // Something was learned and logged (so equal metrics are not equal emptiness).
       expect(new Set(a.map((r) => r.values['actor/loss'])).size).toBeGreaterThan(2);
       expect(
         file(interrupted, 'model.safetensors').equals(file(straight, 'model.safetensors')),
       ).toBe(true);
       if (algorithm === 'ppo') {
+        // Step 3's batch, kept in the checkpoint, was sampled before step 2's update.
+        const step3 = b.find((r) => r.split === 'train' && r.step === 3)!;
+        expect(step3.values['rollout/logprob_diff']).toBeGreaterThan(1e-4);
         const critic = ['critic', 'model.safetensors'];
         expect(file(interrupted, ...critic).equals(file(straight, ...critic))).toBe(true);
         const kl = a.filter((r) => r.split === 'train').map((r) => r.values['kl_coef']);
