@@ -79,6 +79,12 @@ describe('RL resume', () => {
         file(interrupted, 'model.safetensors').equals(file(straight, 'model.safetensors')),
       ).toBe(true);
       if (algorithm === 'ppo') {
+        for (const m of a.filter((r) => r.split === 'train').map((r) => r.values)) {
+          // The critic's loss is its clipped value loss alone; explained variance is at most 1.
+          expect(m['critic/loss']).toBe(m['critic/vf_loss']);
+          expect(m['critic/vf_loss']).toBeGreaterThan(0);
+          expect(m['critic/explained_variance']).toBeLessThanOrEqual(1);
+        }
         // Step 3's batch, kept in the checkpoint, was sampled before step 2's update.
         const step3 = b.find((r) => r.split === 'train' && r.step === 3)!;
         expect(step3.values['rollout/logprob_diff']).toBeGreaterThan(1e-4);
