@@ -39,12 +39,19 @@ describe('moduleSource (a user module in a real TaskPool)', () => {
     );
   });
 
-  it('wraps a module that throws, keeping the cause chain', async () => {
+  it('wraps a module that throws, keeping the cause chain and the line it threw at', async () => {
     const s = moduleSource('judge', FIXTURES, 'throws', { pool, timeoutMs: 20_000 });
     const e = (await s.score(batchOf(['a'])).catch((x: unknown) => x)) as TroupeError;
     expect(e).toMatchObject({ code: 'TASK_FAILED' });
-    expect(e.message).toMatch(/^reward 'judge': .*cannot reach the judge$/);
-    expect(((e.cause as Error).cause as Error).message).toBe('cannot reach the judge');
+    expect(e.message).toMatch(
+      /^reward 'judge': .*Error: cannot reach the judge \(at .*user-rewards\.mjs:11:9\)$/,
+    );
+    // source → pool task → where in the module → the module's own error.
+    const where = (e.cause as Error).cause as TroupeError;
+    expect(where.details).toMatchObject({
+      where: expect.stringMatching(/user-rewards\.mjs:11:9$/),
+    });
+    expect((where.cause as Error).message).toBe('cannot reach the judge');
   });
 
   it('checks what the module returns (NaN), and names a missing export', async () => {
