@@ -114,6 +114,18 @@ describe('tokenizeSft', () => {
         'for RL): add one, or rename the column that holds it with data.columns: { answer: completion }',
     );
     expect(promptOnly.details).toMatchObject({ file: 'sft.jsonl', line: 4, kind: 'prompt' });
+    // A conversation with no assistant turn has no target: refused by its line, not by lmLoss.
+    expect(error(() => tokenizeSft(tok, ex({ messages: [user('hi')] }))).message).toBe(
+      "sft.jsonl:4: this conversation has no 'assistant' message: SFT trains on the assistant's turns",
+    );
+    expect(
+      error(() => tokenizeSft(tok, ex({ prompt: [user('hi')], completion: [user('again')] })))
+        .message,
+    ).toBe(
+      "sft.jsonl:4: this row's completion has no 'assistant' message: SFT trains on the assistant's turns",
+    );
+    // An empty string completion still trains on its EOS.
+    expect([...tokenizeSft(tok, ex({ prompt: 'a', completion: '' }))!.lossMask]).toEqual([0, 1]);
     expect(error(() => tokenizeSft(tok, ex({ text: 'a' }), { maxLength: 0 })).message).toBe(
       "tokenizeSft: 'maxLength' must be a positive integer, got 0",
     );

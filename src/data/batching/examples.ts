@@ -72,6 +72,16 @@ export function tokenizeSft(
         { kind: example.kind },
       );
   }
+  if (mask.indexOf(1) < 0) {
+    // Nothing to learn from (and a batch of such rows has no target at all).
+    throw dataError(
+      where,
+      example.kind === 'messages'
+        ? "this conversation has no 'assistant' message: SFT trains on the assistant's turns"
+        : "this row's completion has no 'assistant' message: SFT trains on the assistant's turns",
+      { kind: example.kind },
+    );
+  }
   const keep = fitLength(ids.length, promptLength, opts, where);
   if (keep === undefined) return undefined;
   return withWhere({ ids: ids.slice(0, keep), lossMask: mask.slice(0, keep) }, where);
