@@ -161,7 +161,13 @@ export async function runDemo(args: string[], log: (line: string) => void): Prom
     );
     const seen: Array<Readonly<Record<string, number>>> = [];
     const pr = await trainPreference(await preference(algorithm, extra), {
-      events: { ...events, onMetrics: (split, _step, v) => split === 'eval' && seen.push(v) },
+      events: {
+        ...events,
+        onMetrics: (split, step, v) => {
+          events.onMetrics?.(split, step, v); // the terminal's `eval @ step` lines
+          if (split === 'eval') seen.push(v);
+        },
+      },
     });
     progress.finish();
     log(
@@ -213,7 +219,10 @@ export async function runDemo(args: string[], log: (line: string) => void): Prom
     {
       events: {
         ...events,
-        onMetrics: (split, _step, v) => split === 'eval' && accuracy.push(v['reward/exact-match']),
+        onMetrics: (split, step, v) => {
+          events.onMetrics?.(split, step, v);
+          if (split === 'eval') accuracy.push(v['reward/exact-match']);
+        },
       },
     },
   );

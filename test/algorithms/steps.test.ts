@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -85,7 +85,8 @@ describe('runSteps', () => {
     expect(readFileSync(run.logPath, 'utf8')).toContain(
       'interrupted: stopped after step 5 of 20; resume from ckpt-5',
     );
-    expect(existsSync(join(run.dir, 'report.html'))).toBe(true);
+    // the report's final write (a live one exists from the first eval on)
+    expect(readFileSync(join(run.dir, 'report.html'), 'utf8')).toContain('data-live="0"');
   });
 
   it('an abort on a step that saves anyway saves once; one before the first step saves nothing', async () => {
@@ -132,7 +133,7 @@ describe('runSteps', () => {
       "run failed in step 3: [BAD_REWARD] reward 'flaky': row 2 is NaN (actor 'reward', reward source 'flaky')",
     );
     expect(log).toContain('caused by: inner');
-    expect(existsSync(join(run.dir, 'report.html'))).toBe(true);
+    expect(readFileSync(join(run.dir, 'report.html'), 'utf8')).toContain('data-live="0"');
     // The trainer's own guard sees the same error again: it is not logged twice.
     await recordFailure(run, boom);
     expect(readFileSync(run.logPath, 'utf8').split('run failed').length).toBe(2);
