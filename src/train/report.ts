@@ -188,15 +188,26 @@ function finalTable(metrics: readonly MetricData[], run: number): string {
   return `<table><thead>${head}</thead><tbody>${body}</tbody></table>`;
 }
 
+/** Smallest and largest of values (a loop: a spread of a long run's rows overflows the stack). */
+function range(values: Iterable<number>): { min: number; max: number; n: number } {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  let n = 0;
+  for (const v of values) {
+    if (!Number.isFinite(v)) continue;
+    if (v < min) min = v;
+    if (v > max) max = v;
+    n++;
+  }
+  return { min, max, n };
+}
+
 function summary(rows: readonly MetricRow[]): string {
   if (rows.length === 0) return 'No metrics recorded yet.';
-  const steps = rows.map((r) => r.step);
-  const times = rows.map((r) => r.time).filter(Number.isFinite);
-  const wall =
-    times.length > 1
-      ? ` · ${formatDuration(Math.max(...times) - Math.min(...times))} wall time`
-      : '';
-  return `${rows.length} records · steps ${Math.min(...steps)}–${Math.max(...steps)}${wall}`;
+  const steps = range(rows.map((r) => r.step));
+  const times = range(rows.map((r) => r.time));
+  const wall = times.n > 1 ? ` · ${formatDuration(times.max - times.min)} wall time` : '';
+  return `${rows.length} records · steps ${steps.min}–${steps.max}${wall}`;
 }
 
 function configText(config: unknown): string {

@@ -89,6 +89,13 @@ describe('renderReport', () => {
     );
   });
 
+  it('a long run (200,000 rows) renders: no spread of its rows into Math.min/max', () => {
+    const rows: string[] = [];
+    for (let s = 1; s <= 200_000; s++) rows.push(line(s, 'train', { loss: 1 / s }));
+    const html = renderReport(rows.join(''), { title: 'long' });
+    expect(html).toContain('200000 records · steps 1–200000');
+  });
+
   it('a metric with only NaN values still gets its (empty) chart', () => {
     const html = renderReport(line(1, 'train', { kl: 'NaN' }) + line(2, 'train', { kl: 'NaN' }), {
       title: 't',
