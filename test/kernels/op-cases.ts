@@ -66,6 +66,7 @@ function noGrad(
 export const OP_CASES: readonly OpCase[] = [
   // Element-wise, unary.
   unary('Abs', tf.abs),
+  unary('Step', (x) => tf.step(x)), // the gradient of Abs
   unary('Neg', tf.neg),
   unary('Exp', tf.exp),
   unary('Expm1', tf.expm1),
