@@ -143,5 +143,11 @@ bool troupe_define_fused(napi_env env, napi_value exports); /* fused.c: norms, a
 bool troupe_define_host(napi_env env, napi_value exports);  /* host.c: optimizer-side loops */
 bool troupe_define_rows(napi_env env, napi_value exports);  /* rows.c: softmax rows, sums */
 bool troupe_define_decode(napi_env env, napi_value exports); /* decode.c: a cached decoder block */
+bool troupe_define_bf16(napi_env env, napi_value exports);   /* bf16.c: bf16 products, fp32 sums */
+
+/* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
+bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+                      const float *b, float *c);
+const char *troupe_bf16_path(void);
 
 #endif

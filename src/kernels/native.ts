@@ -83,6 +83,23 @@ export interface NativeAddon {
   /** out[j] = Σ_i x[i, j] over an [outer, inner] view. */
   columnSums(x: Float32Array, outer: number, inner: number, out: Float32Array): void;
   /**
+   * c [M, N] = op(a)·op(b) with a and b rounded to bfloat16 and fp32 sums (native/bf16.c): AMX
+   * tiles, AVX512-BF16 or, elsewhere, the fp32 sgemm on the rounded values. a is [M, K]
+   * ([K, M] when transA), b [K, N] ([N, K] when transB), row-major.
+   */
+  bf16Gemm(
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+  ): void;
+  /** Which kernel bf16Gemm runs on this machine: 'amx', 'avx512-bf16' or 'fp32'. */
+  bf16Path(): string;
+  /**
    * One decoder block over the new tokens of a cached forward (native/decode.c): norm, q/k/v
    * (RoPE), the keys and values written into the caches at P.., attention over 0..P+T−1, the
    * output projection, norm, MLP, both residuals.
