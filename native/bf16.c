@@ -16,7 +16,9 @@
  * four tiles over the whole K. Measured on one Xeon core (2048^3): ~600 GFLOP/s; PyTorch 2.13's
  * oneDNN 743, Debian's oneDNN 2.6.3 448, OpenBLAS fp32 ~150.
  */
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
