@@ -12,15 +12,22 @@ export interface SerializedError {
   readonly details?: Record<string, unknown>;
   readonly stack?: string;
   readonly actor?: string;
+  /** Where the actor ran (`worker thread`, `process 4242`), for the stack. */
+  readonly where?: string;
   readonly cause?: SerializedError;
 }
 
 const MAX_CAUSE_DEPTH = 8;
 
-/** Plain data for `e` (any thrown value), tagged with the actor it came from. */
-export function serializeError(e: unknown, actor?: string, depth = 0): SerializedError {
+/** Plain data for `e` (any thrown value), tagged with the actor it came from and where it ran. */
+export function serializeError(
+  e: unknown,
+  actor?: string,
+  depth = 0,
+  where?: string,
+): SerializedError {
   if (!(e instanceof Error)) {
-    return { name: 'NonError', message: typeof e === 'string' ? e : safeJson(e), actor };
+    return { name: 'NonError', message: typeof e === 'string' ? e : safeJson(e), actor, where };
   }
   const err = e as Error & { code?: unknown; details?: unknown; actor?: unknown };
   const cause =
@@ -34,6 +41,7 @@ export function serializeError(e: unknown, actor?: string, depth = 0): Serialize
     details: isPlain(err.details) ? (err.details as Record<string, unknown>) : undefined,
     stack: err.stack,
     actor: typeof err.actor === 'string' ? err.actor : actor,
+    where,
     cause,
   };
 }
@@ -53,7 +61,9 @@ export function deserializeError(s: SerializedError): Error & { actor?: string; 
     Object.defineProperty(err, 'name', { value: s.name, configurable: true });
   if (s.actor) err.actor = s.actor;
   if (s.stack)
-    err.stack = s.actor ? `${s.stack}\n    at actor '${s.actor}' (worker thread)` : s.stack;
+    err.stack = s.actor
+      ? `${s.stack}\n    at actor '${s.actor}' (${s.where ?? 'worker thread'})`
+      : s.stack;
   return err;
 }
 
@@ -76,21 +86,24 @@ function safeJson(v: unknown): string {
 }
 
 let installedFor: string | undefined;
+let installedWhere: string | undefined;
 
 /**
  * Replace comlink's error transfer (which keeps only name, message and stack) with one that
- * keeps code, details, cause and the actor's name. Install on both sides of the channel.
+ * keeps code, details, cause and the actor's name (and, on a host, where it runs). Install on
+ * both sides of the channel.
  */
-export function installErrorTransfer(actor?: string): void {
+export function installErrorTransfer(actor?: string, where?: string): void {
   if (installedFor !== undefined) return;
   installedFor = actor ?? '';
+  installedWhere = where;
   const stock = Comlink.transferHandlers.get('throw');
   if (!stock) throw new Error("comlink has no 'throw' transfer handler to replace");
   Comlink.transferHandlers.set('throw', {
     canHandle: stock.canHandle,
     serialize: (thrown: unknown) => {
       const { value } = thrown as { value: unknown };
-      return [serializeError(value, installedFor || undefined), []];
+      return [serializeError(value, installedFor || undefined, 0, installedWhere), []];
     },
     deserialize: (s: unknown) => {
       throw deserializeError(s as SerializedError);

@@ -1,45 +1,45 @@
-import type { MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { TroupeError } from '../errors.js';
-import { type RuntimeSpec, startRuntime } from '../kernels/runtime.js';
+import { startRuntime } from '../kernels/runtime.js';
+import { checkCrossable } from './crossing.js';
 import { installErrorTransfer, serializeError } from './errors.js';
-import type { ControlMessage } from './protocol.js';
+import type { ControlMessage, HostCommand } from './protocol.js';
 import type { ActorContext, RoleFactory } from './role.js';
+import type { HostBoot, Isolation } from './transport.js';
 
-/** One role hosted by a thread, with the port its comlink calls arrive on. */
-export interface HostedRole {
-  readonly name: string;
-  readonly module: string;
-  readonly exportName: string;
-  readonly args: unknown;
-  readonly port: MessagePort;
+/**
+ * The host side of a transport: what the actor host needs from the thread or process it runs in.
+ * `worker-entry.ts` builds it from MessagePorts, `process-entry.ts` from the IPC channel.
+ */
+export interface HostIO {
+  readonly isolation: Isolation;
+  /** The endpoint on which role `name`'s calls arrive; `close` stops them arriving. */
+  endpoint(name: string): Comlink.Endpoint & { close(): void };
+  send(m: ControlMessage): void;
+  onCommand(listener: (c: HostCommand) => void): void;
+  /** Add microseconds the roles spent inside methods. */
+  addBusy(us: number): void;
+  /** How the host names itself in a remote error's stack (`worker thread`, `process 4242`). */
+  readonly where: string;
 }
 
-/** What a thread is started with (its `workerData`). */
-export interface BootData {
-  /** The thread's name (the actor's, or the colocated group's). */
-  readonly thread: string;
-  readonly runtime: RuntimeSpec;
-  readonly roles: readonly HostedRole[];
-  readonly control: MessagePort;
-  /**
-   * Microseconds the thread's roles spent inside their methods (BigInt64 slot 0, summed with
-   * Atomics.add as each call settles): the controller compares it with its round trips.
-   */
-  readonly busy?: SharedArrayBuffer;
-}
-
-/** `role` with every method timed into `busy` (call to settle, awaits included). */
-function timed(role: object, busy: SharedArrayBuffer | undefined): object {
-  if (!busy) return role;
-  const total = new BigInt64Array(busy, 0, 1);
-  const add = (t0: number) =>
-    Atomics.add(total, 0, BigInt(Math.round((performance.now() - t0) * 1000)));
+/**
+ * `role` with every method timed (call to settle, awaits included) and, in a process host, its
+ * results checked for what cannot cross (a SharedWeights handle), so the caller gets an error
+ * naming the method instead of comlink's "Unserializable return value".
+ */
+function instrument(role: object, name: string, io: HostIO): object {
+  const add = (t0: number) => io.addBusy(Math.round((performance.now() - t0) * 1000));
+  const crossing = io.isolation === 'process';
   return new Proxy(role, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver);
       if (typeof v !== 'function') return v;
+      const method = String(prop);
+      const check = (out: unknown) => {
+        if (crossing) checkCrossable(out, 'result', `${name}.${method}()'s result`, name);
+        return out;
+      };
       return (...args: unknown[]) => {
         const t0 = performance.now();
         let out: unknown;
@@ -49,42 +49,58 @@ function timed(role: object, busy: SharedArrayBuffer | undefined): object {
           add(t0);
           throw e;
         }
-        if (out instanceof Promise) return out.finally(() => add(t0));
+        if (out instanceof Promise) return out.then(check).finally(() => add(t0));
         add(t0);
-        return out;
+        return check(out);
       };
     },
   });
 }
 
-function context(
-  name: string,
-  runtime: ActorContext['runtime'],
-  control: MessagePort,
-): ActorContext {
-  const send = (m: ControlMessage) => control.postMessage(m);
+function context(name: string, runtime: ActorContext['runtime'], io: HostIO): ActorContext {
   return {
     name,
     runtime,
     log: (level, message, data) =>
-      send({ type: 'log', record: { actor: name, level, message, data, time: Date.now() } }),
+      io.send({ type: 'log', record: { actor: name, level, message, data, time: Date.now() } }),
     metric: (metric, value, step) =>
-      send({
+      io.send({
         type: 'metric',
         record: { actor: name, name: metric, value, step, time: Date.now() },
       }),
   };
 }
 
+/** A role may free what it holds (its tensors) when it is stopped while its host runs on. */
+interface Disposable {
+  dispose?(): unknown;
+}
+
 /**
- * The thread side of an actor: start the tensor runtime for the thread's device, build each
- * hosted role from its factory, expose it with comlink on its own port, then say ready (or why
- * not) on the control port.
+ * The host side of an actor: start the tensor runtime for the host's device, build each role
+ * from its factory, expose it with comlink on its own endpoint, then say ready (or why not) on
+ * the control channel. Afterwards it answers `stop-role`: the role's endpoint is closed, its
+ * `dispose()` runs, and its tensors (if it disposed them) are gone while the others carry on.
  */
-export async function boot(data: BootData): Promise<void> {
-  const { control } = data;
+export async function boot(data: HostBoot, io: HostIO): Promise<void> {
+  const built = new Map<string, { role: Disposable; close(): void }>();
+  io.onCommand((c) => {
+    if (c.type !== 'stop-role') return;
+    void stopRole(c.role).then(
+      () => io.send({ type: 'role-stopped', role: c.role }),
+      (e: unknown) =>
+        io.send({ type: 'role-stopped', role: c.role, error: serializeError(e, c.role) }),
+    );
+  });
+  const stopRole = async (name: string) => {
+    const r = built.get(name);
+    if (!r) return;
+    built.delete(name);
+    r.close();
+    await r.role.dispose?.();
+  };
   try {
-    installErrorTransfer(data.thread);
+    installErrorTransfer(data.thread, io.where);
     const runtime = await startRuntime(data.runtime);
     for (const r of data.roles) {
       const mod = (await import(r.module)) as Record<string, unknown>;
@@ -95,21 +111,16 @@ export async function boot(data: BootData): Promise<void> {
           `Role module ${r.module} has no factory '${r.exportName}' (exports: ${Object.keys(mod).join(', ')})`,
         );
       }
-      const role = await (factory as RoleFactory<object, unknown>)(
+      const role = (await (factory as RoleFactory<object, unknown>)(
         r.args,
-        context(r.name, runtime, control),
-      );
-      Comlink.expose(timed(role, data.busy), nodeEndpoint(r.port));
+        context(r.name, runtime, io),
+      )) as Disposable;
+      const ep = io.endpoint(r.name);
+      Comlink.expose(instrument(role, r.name, io), ep);
+      built.set(r.name, { role, close: () => ep.close() });
     }
-    control.postMessage({
-      type: 'ready',
-      runtime,
-      roles: data.roles.map((r) => r.name),
-    } satisfies ControlMessage);
+    io.send({ type: 'ready', runtime, roles: data.roles.map((r) => r.name) });
   } catch (e) {
-    control.postMessage({
-      type: 'start-failed',
-      error: serializeError(e, data.thread),
-    } satisfies ControlMessage);
+    io.send({ type: 'start-failed', error: serializeError(e, data.thread) });
   }
 }

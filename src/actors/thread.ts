@@ -1,15 +1,12 @@
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { TroupeError } from '../errors.js';
 import type { RuntimeInfo, RuntimeSpec } from '../kernels/runtime.js';
 import { deserializeError, installErrorTransfer } from './errors.js';
-import type { HostedRole } from './host.js';
 import type { ControlMessage, LogRecord, MetricRecord } from './protocol.js';
 import type { RoleRef } from './role.js';
-import { startThread } from './spawn.js';
+import type { HostExit, HostTransport, Launcher, LaunchOptions } from './transport.js';
 
-/** One role of a thread, as the controller describes it. */
+/** One role of a host, as the controller describes it. */
 export interface RoleSpec {
   readonly name: string;
   readonly role: RoleRef<unknown, unknown>;
@@ -21,71 +18,77 @@ export interface ThreadEvents {
   metric(record: MetricRecord): void;
 }
 
+/** "exit code 3", "killed by SIGKILL": how a host ended, for messages. */
+export function describeExit(exit: HostExit): string {
+  return exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
+}
+
 /**
- * One live worker thread hosting one or more roles (colocated roles share its tensor runtime).
- * Owns the worker, the control port and one comlink port per role; `stop` leaves nothing behind.
+ * One live host — a worker thread or a child process, whichever transport it came from —
+ * hosting one or more roles (colocated roles share its tensor runtime). Owns the transport and
+ * one comlink proxy per role; `stop` leaves nothing behind.
  */
 export class LiveThread {
   readonly remotes = new Map<string, Comlink.Remote<Record<string, unknown>>>();
   runtime: RuntimeInfo | undefined;
-  private readonly worker: Worker;
-  private readonly ports: MessagePort[] = [];
-  private readonly control: MessagePort;
-  private exitCode: number | undefined;
-  private lastError: unknown;
-  private readonly exitListeners: Array<(code: number, error: unknown) => void> = [];
+  private exit: HostExit | undefined;
+  private readonly exitListeners: Array<(exit: HostExit) => void> = [];
+  private readonly roleStops = new Map<string, (error: unknown) => void>();
 
   private constructor(
     readonly name: string,
-    runtime: RuntimeSpec,
-    roles: readonly RoleSpec[],
+    private readonly transport: HostTransport,
+    roles: readonly string[],
     private readonly events: ThreadEvents,
-    busy: SharedArrayBuffer | undefined,
+    private readonly busy: SharedArrayBuffer | undefined,
   ) {
-    installErrorTransfer();
-    const control = new MessageChannel();
-    this.control = control.port1;
-    const hosted: HostedRole[] = [];
-    for (const r of roles) {
-      const ch = new MessageChannel();
-      this.ports.push(ch.port1);
-      this.remotes.set(r.name, Comlink.wrap(nodeEndpoint(ch.port1)));
-      hosted.push({
-        name: r.name,
-        module: r.role.module,
-        exportName: r.role.exportName,
-        args: r.args,
-        port: ch.port2,
-      });
-    }
-    this.worker = startThread(
-      { thread: name, runtime, roles: hosted, control: control.port2, busy },
-      [control.port2, ...hosted.map((h) => h.port)],
-    );
-    // Always listen for errors: an unhandled worker error would otherwise kill the process.
-    this.worker.on('error', (e) => {
-      this.lastError = e;
-    });
-    this.worker.on('exit', (code) => {
-      this.exitCode = code;
-      for (const l of this.exitListeners) l(code, this.lastError);
-    });
-    this.control.on('message', (m: ControlMessage) => {
-      if (m.type === 'log') this.events.log(m.record);
-      else if (m.type === 'metric') this.events.metric(m.record);
+    for (const r of roles) this.remotes.set(r, Comlink.wrap(transport.endpoint(r)));
+    transport.onControl((m) => this.control(m));
+    transport.onExit((exit) => {
+      this.exit = exit;
+      for (const settle of this.roleStops.values()) settle(undefined);
+      for (const l of this.exitListeners.splice(0)) l(exit);
     });
   }
 
-  /** Start a thread and wait for its ready handshake (or its failure, or the timeout). */
+  private control(m: ControlMessage): void {
+    if (m.type === 'log') this.events.log(m.record);
+    else if (m.type === 'metric') this.events.metric(m.record);
+    else if (m.type === 'busy' && this.busy) {
+      Atomics.add(new BigInt64Array(this.busy, 0, 1), 0, BigInt(m.us));
+    } else if (m.type === 'role-stopped') {
+      this.roleStops.get(m.role)?.(m.error ? deserializeError(m.error) : undefined);
+    }
+  }
+
+  /** Start a host with `launch` and wait for its ready handshake (or its failure, or the timeout). */
   static async start(
     name: string,
+    launch: Launcher,
     runtime: RuntimeSpec,
     roles: readonly RoleSpec[],
     events: ThreadEvents,
     timeoutMs: number,
-    busy?: SharedArrayBuffer,
+    options: LaunchOptions = {},
   ): Promise<LiveThread> {
-    const t = new LiveThread(name, runtime, roles, events, busy);
+    installErrorTransfer();
+    const boot = {
+      thread: name,
+      runtime,
+      roles: roles.map((r) => ({
+        name: r.name,
+        module: r.role.module,
+        exportName: r.role.exportName,
+        args: r.args,
+      })),
+    };
+    const t = new LiveThread(
+      name,
+      launch(boot, options),
+      roles.map((r) => r.name),
+      events,
+      options.busy,
+    );
     try {
       t.runtime = await t.handshake(timeoutMs);
       return t;
@@ -96,10 +99,11 @@ export class LiveThread {
   }
 
   private handshake(timeoutMs: number): Promise<RuntimeInfo> {
+    const kind = this.isolation === 'process' ? 'process' : 'thread';
     return new Promise((resolve, reject) => {
       const fail = (message: string, cause?: unknown) =>
         reject(
-          new TroupeError('ACTOR_START_FAILED', `Actor thread '${this.name}' ${message}`, {
+          new TroupeError('ACTOR_START_FAILED', `Actor ${kind} '${this.name}' ${message}`, {
             cause,
             details: { actor: this.name },
           }),
@@ -108,7 +112,9 @@ export class LiveThread {
         () => fail(`did not become ready within ${timeoutMs} ms`),
         timeoutMs,
       );
-      const onMessage = (m: ControlMessage) => {
+      let settled = false;
+      this.transport.onControl((m) => {
+        if (settled) return;
         if (m.type === 'ready') {
           done();
           resolve(m.runtime);
@@ -117,46 +123,69 @@ export class LiveThread {
           const cause = deserializeError(m.error);
           fail(`failed to start: ${cause.message}`, cause);
         }
-      };
-      const onExit = (code: number, error: unknown) => {
+      });
+      this.onExit((exit) => {
+        if (settled) return;
         done();
+        const error = exit.error as Error | undefined;
         fail(
-          `exited with code ${code} before it was ready${error ? `: ${(error as Error).message}` : ''}`,
+          `exited (${describeExit(exit)}) before it was ready${error ? `: ${error.message}` : ''}`,
           error,
         );
-      };
+      });
       const done = () => {
+        settled = true;
         clearTimeout(timer);
-        this.control.off('message', onMessage);
-        const i = this.exitListeners.indexOf(onExit);
-        if (i >= 0) this.exitListeners.splice(i, 1);
       };
-      this.control.on('message', onMessage);
-      this.exitListeners.push(onExit);
     });
   }
 
-  get exited(): boolean {
-    return this.exitCode !== undefined;
+  get isolation(): HostTransport['isolation'] {
+    return this.transport.isolation;
   }
 
-  /** Called once when the thread exits (crash, kill or stop), with the last worker error. */
-  onExit(listener: (code: number, error: unknown) => void): void {
-    if (this.exitCode !== undefined) listener(this.exitCode, this.lastError);
+  get exited(): boolean {
+    return this.exit !== undefined;
+  }
+
+  /** Called once when the host exits (crash, kill or stop), with how and its last error. */
+  onExit(listener: (exit: HostExit) => void): void {
+    if (this.exit !== undefined) listener(this.exit);
     else this.exitListeners.push(listener);
   }
 
-  /** The OS-level thread id, for tests that kill it. */
-  get threadId(): number {
-    return this.worker.threadId;
+  /** The worker's thread id (threads; undefined for a process), for diagnostics and tests. */
+  get threadId(): number | undefined {
+    return this.transport.threadId;
   }
 
-  /** Terminate the worker and close every port. Idempotent. */
+  /** The process the roles run in: the child's for a process host, this one's for a thread. */
+  get pid(): number {
+    return this.transport.pid;
+  }
+
+  /**
+   * Stop one role while the host runs on for the others: its channel closes and its `dispose()`
+   * runs there. Resolves when the host says so (or has exited); rejects with dispose's error.
+   */
+  stopRole(role: string): Promise<void> {
+    this.remotes.delete(role);
+    this.transport.release(role);
+    if (this.exit) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.roleStops.set(role, (error) => {
+        this.roleStops.delete(role);
+        if (error) reject(error);
+        else resolve();
+      });
+      this.transport.command({ type: 'stop-role', role });
+    });
+  }
+
+  /** End the host and release its channels. Idempotent. */
   async stop(): Promise<void> {
-    // Closing the ports is enough: comlink proxies over a closed port hold nothing.
+    // Closing the channels is enough: comlink proxies over a closed port hold nothing.
     this.remotes.clear();
-    for (const p of this.ports) p.close();
-    this.control.close();
-    if (this.exitCode === undefined) await this.worker.terminate();
+    await this.transport.close();
   }
 }

@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+import { TroupeError } from '../../errors.js';
 import type { Device } from '../device.js';
 import * as tf from '../tf.js';
 import { loadOptional } from './load.js';
@@ -35,13 +37,41 @@ async function probeNative(kind: 'cpu' | 'gpu'): Promise<ProbeResult> {
 }
 
 /**
- * libtensorflow places work on the process' GPUs; worker threads share the process, so
- * `gpu:N` is honoured by exposing only GPU N before the library first loads in this process.
+ * libtensorflow places work on the process' GPUs and reads CUDA_VISIBLE_DEVICES once, when it
+ * first loads in the process. An actor on `gpu:N` runs in its own process, whose environment the
+ * supervisor set from `processEnv`, so this leaves it alone; in a process that runs the backend
+ * on its main thread (a script), it exposes only GPU N if nothing chose yet.
  */
 function pinCudaDevice(device: Device): void {
   if (device.kind === 'gpu' && process.env['CUDA_VISIBLE_DEVICES'] === undefined) {
     process.env['CUDA_VISIBLE_DEVICES'] = String(device.index);
   }
+}
+
+/**
+ * The environment a process needs to see GPU `device.index` as its only GPU. Indices count the
+ * GPUs this process can see: with CUDA_VISIBLE_DEVICES=4,6 inherited, `gpu:1` is physical GPU 6.
+ */
+function cudaEnv(
+  device: Device,
+  inherited: Readonly<Record<string, string | undefined>>,
+): Record<string, string> {
+  const visible = inherited['CUDA_VISIBLE_DEVICES'];
+  if (visible === undefined) return { CUDA_VISIBLE_DEVICES: String(device.index) };
+  const ids = visible
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (device.index >= ids.length) {
+    throw new TroupeError(
+      'BAD_DEVICE',
+      `Device 'gpu:${device.index}' is not visible: CUDA_VISIBLE_DEVICES=${JSON.stringify(visible)} ` +
+        `exposes ${ids.length} GPU${ids.length === 1 ? '' : 's'}` +
+        (ids.length > 0 ? ` (gpu:0 to gpu:${ids.length - 1})` : ''),
+      { details: { device: `gpu:${device.index}`, visible } },
+    );
+  }
+  return { CUDA_VISIBLE_DEVICES: ids[device.index] };
 }
 
 function nativeAdapter(name: BackendName, kind: 'cpu' | 'gpu'): BackendAdapter {
@@ -65,6 +95,15 @@ function nativeAdapter(name: BackendName, kind: 'cpu' | 'gpu'): BackendAdapter {
         ? `libtensorflow CUDA, ${device.kind}:${device.index}`
         : 'libtensorflow';
     },
+    installed() {
+      try {
+        createRequire(import.meta.url).resolve(PKG[kind]);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    ...(kind === 'gpu' ? { processEnv: cudaEnv } : {}),
   };
 }
 

@@ -24,4 +24,17 @@ export interface BackendAdapter {
   readonly install: string;
   probe(): Promise<ProbeResult>;
   activate(device: Device): Promise<string>;
+  /**
+   * Set for a backend whose native library chooses its devices once per process, as it loads
+   * (libtensorflow reads CUDA_VISIBLE_DEVICES then): the environment a fresh process needs to
+   * place this backend's tensors on `device`, given the environment it would inherit. A worker
+   * thread shares the controller's process and cannot honour such a device; the supervisor
+   * starts the actor in a child process with this environment instead.
+   */
+  processEnv?(
+    device: Device,
+    inherited: Readonly<Record<string, string | undefined>>,
+  ): Record<string, string>;
+  /** Whether the backend's package is installed, checked without loading it. */
+  installed?(): boolean;
 }
