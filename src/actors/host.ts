@@ -28,7 +28,7 @@ export interface HostIO {
  * results checked for what cannot cross (a SharedWeights handle), so the caller gets an error
  * naming the method instead of comlink's "Unserializable return value".
  */
-function instrument(role: object, name: string, io: HostIO): object {
+function instrument(role: object, name: string, host: string, io: HostIO): object {
   const add = (t0: number) => io.addBusy(Math.round((performance.now() - t0) * 1000));
   const crossing = io.isolation === 'process';
   return new Proxy(role, {
@@ -37,7 +37,7 @@ function instrument(role: object, name: string, io: HostIO): object {
       if (typeof v !== 'function') return v;
       const method = String(prop);
       const check = (out: unknown) => {
-        if (crossing) checkCrossable(out, 'result', `${name}.${method}()'s result`, name);
+        if (crossing) checkCrossable(out, 'result', `${name}.${method}()'s result`, host);
         return out;
       };
       return (...args: unknown[]) => {
@@ -116,7 +116,7 @@ export async function boot(data: HostBoot, io: HostIO): Promise<void> {
         context(r.name, runtime, io),
       )) as Disposable;
       const ep = io.endpoint(r.name);
-      Comlink.expose(instrument(role, r.name, io), ep);
+      Comlink.expose(instrument(role, r.name, data.thread, io), ep);
       built.set(r.name, { role, close: () => ep.close() });
     }
     io.send({ type: 'ready', runtime, roles: data.roles.map((r) => r.name) });

@@ -19,6 +19,14 @@ describe('the built package', () => {
       >({ name: 'counter', role, args: { start: 41 } }, { runtime: { backend: 'cpu' } });
       expect(await a.call.next()).toBe(42);
       expect(await a.call.where()).toMatchObject({ backend: 'cpu', name: 'counter' });
+      // The same role in a child process (dist/actors/process-entry.js, no loader either).
+      const p = await sup.spawn<{ next(): number; where(): { pid: number } }, { start: number }>(
+        { name: 'counter-process', role, args: { start: 1 } },
+        { runtime: { backend: 'cpu' }, isolation: 'process' },
+      );
+      expect(await p.call.next()).toBe(2);
+      expect(p.pid).not.toBe(process.pid);
+      expect((await p.call.where()).pid).toBe(p.pid);
     } finally {
       await sup.shutdown();
     }
