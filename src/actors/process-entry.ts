@@ -22,12 +22,10 @@ const commandListeners: Array<(c: HostCommand) => void> = [];
 let host = '';
 let busyUs = 0;
 const channels = new RoleChannels((role, data) => {
-  // Report the in-method time before the answer, so the controller has it on settling.
-  if (busyUs > 0) {
-    post({ kind: 'control', message: { type: 'busy', us: busyUs } });
-    busyUs = 0;
-  }
-  post({ kind: 'call', role, data });
+  // The in-method time rides on the answer, so the controller has counted it on settling.
+  const busy = busyUs;
+  busyUs = 0;
+  post({ kind: 'call', role, data, busyUs: busy > 0 ? busy : undefined });
 });
 
 const io: HostIO = {

@@ -78,6 +78,9 @@ class ProcessTransport implements HostTransport {
       if (e.message.type === 'fatal') this.lastError = deserializeError(e.message.error);
       for (const l of this.controlListeners) l(e.message);
     } else if (e.kind === 'call') {
+      if (e.busyUs !== undefined) {
+        for (const l of this.controlListeners) l({ type: 'busy', us: e.busyUs });
+      }
       this.channels.deliver(e.role, e.data);
     }
   }

@@ -13,9 +13,9 @@ export type ControlMessage =
   | { readonly type: 'log'; readonly record: LogRecord }
   | { readonly type: 'metric'; readonly record: MetricRecord }
   /**
-   * Microseconds the roles spent in methods since the last report (process hosts only; a thread
-   * adds them to a SharedArrayBuffer instead). Sent before the call's answer, so the controller
-   * has counted a call's time by the time the call settles.
+   * Microseconds the roles spent in methods since the last report (process hosts, where it
+   * travels on the answer's envelope and is handed on as this message before the answer; a
+   * thread adds them to a SharedArrayBuffer instead), so a call's time is counted when it settles.
    */
   | { readonly type: 'busy'; readonly us: number }
   /** Answer to `stop-role`: the role's channel is closed and its `dispose()` (if any) ran. */
@@ -37,7 +37,17 @@ export type ProcessEnvelope =
   | { readonly kind: 'boot'; readonly boot: HostBoot }
   | { readonly kind: 'control'; readonly message: ControlMessage }
   | { readonly kind: 'command'; readonly command: HostCommand }
-  | { readonly kind: 'call'; readonly role: string; readonly data: unknown };
+  /**
+   * A comlink message of `role`. From the child, `busyUs` carries the microseconds its roles
+   * spent in methods since the last one (the `busy` control message, folded into the answer it
+   * precedes so that a call costs two IPC messages, not three).
+   */
+  | {
+      readonly kind: 'call';
+      readonly role: string;
+      readonly data: unknown;
+      readonly busyUs?: number;
+    };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
