@@ -29,7 +29,7 @@ export const startProcess: Launcher = (boot, { env }) => {
   );
   const child = fork(entry, [], {
     env: { ...process.env, ...env },
-    execArgv: fromSources ? ['--import', tsxLoader()] : [],
+    execArgv: childExecArgv(),
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -37,6 +37,17 @@ export const startProcess: Launcher = (boot, { env }) => {
   t.send({ kind: 'boot', boot });
   return t;
 };
+
+/**
+ * The child's Node flags: this process's (as `fork` and worker threads inherit them, so a
+ * controller run with `--import tsx` gives its role modules the same loader), less the
+ * inspector's (a second process cannot listen on the same port), plus tsx's loader when Troupe
+ * itself runs from its TypeScript sources.
+ */
+function childExecArgv(): string[] {
+  const own = process.execArgv.filter((a) => !/^--inspect/.test(a));
+  return fromSources ? [...own, '--import', tsxLoader()] : own;
+}
 
 class ProcessTransport implements HostTransport {
   readonly isolation = 'process';

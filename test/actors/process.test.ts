@@ -137,9 +137,11 @@ describe('supervising a process actor', () => {
       { runtime: { backend: 'cpu' }, isolation: 'process', restart: { backoffMs: 5 } },
     );
     const first = a.pid!;
-    const err = await a.call.crash().catch((x: unknown) => x);
-    expect(err).toMatchObject({ code: 'ACTOR_CRASHED', details: { exitCode: 6 } });
-    expect((err as Error).message).toBe("Actor process 'mortal' died (exit code 6)");
+    // An uncaught error: the child reports it before it exits, and the controller says it.
+    const err = await a.call.explode('boom').catch((x: unknown) => x);
+    expect(err).toMatchObject({ code: 'ACTOR_CRASHED', details: { exitCode: 1 } });
+    expect((err as Error).message).toBe("Actor process 'mortal' died (exit code 1): boom");
+    expect(((err as Error).cause as Error).stack).toContain('lifecycle-role');
     expect((await a.call.where()).name).toBe('mortal');
     expect(a.restarts).toBe(1);
     expect(alive(first)).toBe(false);
