@@ -8,13 +8,6 @@ export { TaskPool, type TaskPoolOptions } from './actors/pool.js';
 export type { LogLevel, LogRecord, MetricRecord } from './actors/protocol.js';
 export { type ActorContext, type RoleFactory, type RoleRef, roleRef } from './actors/role.js';
 export {
-  POLICY,
-  type PolicyArgs,
-  type PolicyRole,
-  type StepResult,
-  type TrainBatch,
-} from './actors/roles/policy.js';
-export {
   type Actor,
   type ActorSpec,
   type ActorUsage,
@@ -35,24 +28,36 @@ export { type TrainEvents, type TrainOptions, type TrainResult, trainLm } from '
 export * from './algorithms/losses/index.js';
 export { type PreferenceConfig, trainPreference } from './algorithms/preference.js';
 export { type RlTrainOptions, trainRl } from './algorithms/rl.js';
+export { CRITIC, type CriticArgs, type CriticRole } from './algorithms/roles/critic.js';
 export {
-  actionLogProbs,
-  type CriticArgs,
-  type CriticRole,
+  GENERATOR,
   type GeneratedBatch,
   type GeneratorArgs,
   type GeneratorRole,
-  type PolicyLossConfig,
-  type ReferenceArgs,
-  type ReferenceRole,
-  RL_CRITIC,
-  RL_GENERATOR,
-  RL_POLICY,
-  RL_REFERENCE,
-  type RlPolicyArgs,
-  type RlPolicyRole,
+} from './algorithms/roles/generator.js';
+export { actionLogProbs } from './algorithms/roles/logprobs.js';
+export {
+  POLICY,
+  type PolicyArgs,
+  type PolicyRole,
   type RlStepMetrics,
-} from './algorithms/roles/rl.js';
+  type StepResult,
+  type TrainBatch,
+} from './algorithms/roles/policy.js';
+export {
+  type PairBatch,
+  type PairLearnerRole,
+  PREFERENCE_LEARNER,
+  type PreferenceArgs,
+  type RefLogps,
+} from './algorithms/roles/preference-learner.js';
+export { REFERENCE, type ReferenceArgs, type ReferenceRole } from './algorithms/roles/reference.js';
+export { createReward, REWARD, type RewardRole } from './algorithms/roles/reward.js';
+export {
+  REWARD_MODEL,
+  type RewardModelArgs,
+  type RewardModelRole,
+} from './algorithms/roles/reward-model.js';
 export { configToYaml, loadConfig } from './config/load.js';
 export {
   CONFIG_SCHEMAS,

@@ -20,6 +20,8 @@ export const actorSchema = z
     device: z.string().optional(),
     /** Backend for the actor's runtime; `auto` picks the best available. */
     backend: z.enum(BACKENDS).default('auto'),
+    /** BLAS threads per call of the actor's thread (native kernels). Unset: the process's. */
+    blasThreads: z.number().int().min(1).optional(),
     /** Share the thread (and runtime, and device) of this other actor. */
     colocateWith: z.string().optional(),
   })
@@ -72,6 +74,12 @@ export const topologySchema = z
           `a colocated actor shares '${host.name}''s device (${host.device ?? 'default'}); remove 'device' here`,
         );
       }
+      if (a.blasThreads !== undefined && a.blasThreads !== host.blasThreads) {
+        at(
+          'blasThreads',
+          `a colocated actor shares '${host.name}''s thread and its BLAS threads (${host.blasThreads ?? 'default'}); remove 'blasThreads' here`,
+        );
+      }
       if (a.backend !== 'auto' && a.backend !== host.backend) {
         at(
           'backend',
@@ -122,7 +130,11 @@ export function planThreads(t: Topology): ThreadPlan[] {
       const name = a.replicas > 1 ? `${a.name}/${r}` : a.name;
       plans.set(name, {
         thread: name,
-        runtime: { backend: a.backend as BackendName | 'auto', device: a.device },
+        runtime: {
+          backend: a.backend as BackendName | 'auto',
+          device: a.device,
+          ...(a.blasThreads === undefined ? {} : { blasThreads: a.blasThreads }),
+        },
         actors: [{ name, role: a.role, replica: r, replicas: a.replicas }],
       });
     }

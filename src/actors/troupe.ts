@@ -1,22 +1,116 @@
-import { TroupeError } from '../errors.js';
+import { hasCode, TroupeError } from '../errors.js';
+import type { RuntimeInfo } from '../kernels/runtime.js';
+import { type AllReduceShared, createAllReduce } from './allreduce.js';
 import type { RoleRef } from './role.js';
 import type { Actor, ActorSpec, Supervisor, ThreadOptions } from './supervisor.js';
-import { planThreads, type Topology } from './topology.js';
+import { planThreads, type ThreadPlan, type Topology } from './topology.js';
 
 /** Where one actor instance sits: what its role factory is told about it. */
 export interface Placement {
   readonly name: string;
   readonly replica: number;
   readonly replicas: number;
+  /**
+   * Its data-parallel group: set for each replica of an actor with replicas > 1 whose role says
+   * how many values it all-reduces (`reduceLength`); one group per actor, made by the launcher.
+   */
+  readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
 }
 
-/** How to build each role of a topology: its reference and its arguments per placement. */
-export type RoleTable = Readonly<
-  Record<
-    string,
-    { readonly ref: RoleRef<unknown, unknown>; readonly args: (p: Placement) => unknown }
-  >
->;
+/** How to build one role of a topology. */
+export interface RoleEntry {
+  readonly ref: RoleRef<unknown, unknown>;
+  /**
+   * Its arguments for one placement. `started` holds every actor named in `after`, already
+   * running (the generator reads the policy's weights handle from it).
+   */
+  readonly args: (p: Placement, started: Troupe) => unknown;
+  /** Actors that must be running before this role's arguments are made. */
+  readonly after?: readonly string[];
+  /** Values a replica all-reduces each step: replicas > 1 of this role get a shared group. */
+  readonly reduceLength?: number;
+  /**
+   * Stateless (a reward, a reference, a generator that syncs on start): a call that failed
+   * because the thread crashed is made again on the restarted thread (see `retryingCrashed`).
+   */
+  readonly retryCrashed?: boolean;
+}
+
+/** How to build each role of a topology, by the role names the topology's actors play. */
+export type RoleTable = Readonly<Record<string, RoleEntry>>;
+
+export interface LaunchOptions extends Omit<ThreadOptions, 'runtime'> {
+  /** Told of each retried call (the actor, the method, which attempt, the crash). */
+  readonly onRetry?: (e: {
+    readonly actor: string;
+    readonly method: string;
+    readonly attempt: number;
+    readonly cause: unknown;
+  }) => void;
+}
+
+/** Where an actor runs: its thread (colocated actors share one) and that thread's runtime. */
+export interface ActorWhere {
+  readonly actor: string;
+  readonly thread: string;
+  readonly runtime: RuntimeInfo | undefined;
+  readonly threadId: number | undefined;
+}
+
+/** Tries of a crashed call, the first included (as many as the supervisor's default restarts). */
+const CRASH_TRIES = 3;
+
+/**
+ * `actor` with every call that fails with ACTOR_CRASHED (its thread died and the supervisor is
+ * restarting it) made again, on the restarted thread, up to CRASH_TRIES in all. For stateless
+ * roles only: the call must be safe to repeat. The supervisor's `retryOnCrash` hook will take
+ * this over (issue #16); until it lands, this is the one place a crashed call is retried.
+ */
+export function retryingCrashed<R>(actor: Actor<R>, onRetry: LaunchOptions['onRetry']): Actor<R> {
+  const retrying = (remote: object) =>
+    new Proxy(
+      {},
+      {
+        get: (_, method) => {
+          if (typeof method !== 'string' || method === 'then') return undefined;
+          return async (...args: unknown[]) => {
+            for (let attempt = 1; ; attempt++) {
+              try {
+                return await (remote as Record<string, (...a: unknown[]) => unknown>)[method](
+                  ...args,
+                );
+              } catch (e) {
+                if (!hasCode(e, 'ACTOR_CRASHED') || attempt >= CRASH_TRIES) throw e;
+                onRetry?.({ actor: actor.name, method, attempt, cause: e });
+              }
+            }
+          };
+        },
+      },
+    );
+  return new Proxy(actor, {
+    get(target, prop, receiver) {
+      if (prop === 'call') return retrying(target.call as object);
+      if (prop === 'withTimeout') return (ms: number) => retrying(target.withTimeout(ms) as object);
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+}
+
+/** Refuses threads that wait for each other, before any starts. */
+function checkAcyclic(plans: readonly ThreadPlan[], deps: readonly number[][]): void {
+  const done = new Set<number>();
+  const visit = (i: number, path: readonly number[]) => {
+    if (done.has(i)) return;
+    if (path.includes(i)) {
+      const cycle = [...path.slice(path.indexOf(i)), i].map((t) => plans[t].thread);
+      throw new TroupeError('BAD_TOPOLOGY', `Actors wait for each other: ${cycle.join(' → ')}`);
+    }
+    for (const t of deps[i]) visit(t, [...path, i]);
+    done.add(i);
+  };
+  for (let i = 0; i < plans.length; i++) visit(i, []);
+}
 
 /**
  * A launched topology: every actor started on its thread, looked up with its role's type.
@@ -24,18 +118,22 @@ export type RoleTable = Readonly<
  */
 export class Troupe {
   private constructor(
-    private readonly actors: ReadonlyMap<
+    private readonly actors: Map<
       string,
       { readonly role: RoleRef<unknown, unknown>; readonly handles: Actor<unknown>[] }
     >,
+    private readonly plans: readonly ThreadPlan[],
   ) {}
 
-  /** Start every thread of `topology` under `supervisor` (in parallel) and wait for all. */
+  /**
+   * Start every thread of `topology` under `supervisor` and wait for all: threads in parallel,
+   * except that a thread waits for the threads of the actors its roles name in `after`.
+   */
   static async launch(
     supervisor: Supervisor,
     topology: Topology,
     roles: RoleTable,
-    options: Omit<ThreadOptions, 'runtime'> = {},
+    options: LaunchOptions = {},
   ): Promise<Troupe> {
     for (const a of topology.actors) {
       if (!roles[a.role]) {
@@ -46,36 +144,85 @@ export class Troupe {
       }
     }
     const plans = planThreads(topology);
-    const started = await Promise.all(
-      plans.map((plan) => {
-        const specs: ActorSpec<unknown, unknown>[] = plan.actors.map((a) => ({
-          name: a.name,
-          role: roles[a.role].ref,
-          args: roles[a.role].args(a),
-        }));
-        return supervisor.spawnColocated(plan.thread, specs, { ...options, runtime: plan.runtime });
-      }),
-    );
-    const byActor = new Map<
-      string,
-      { role: RoleRef<unknown, unknown>; handles: Actor<unknown>[] }
-    >();
+    const baseOf = (instance: string) =>
+      topology.actors.find((x) => instance === x.name || instance.startsWith(`${x.name}/`))!;
+    const threadOf = new Map<string, number>();
     plans.forEach((plan, i) => {
-      plan.actors.forEach((a, j) => {
-        const base = topology.actors.find(
-          (x) => a.name === x.name || a.name.startsWith(`${x.name}/`),
-        )!;
-        const entry = byActor.get(base.name) ?? { role: roles[base.role].ref, handles: [] };
-        entry.handles[a.replica] = started[i][j];
-        byActor.set(base.name, entry);
+      for (const a of plan.actors) threadOf.set(baseOf(a.name).name, i);
+    });
+    const deps = plans.map((plan, i) => {
+      const names = new Set(plan.actors.flatMap((a) => roles[a.role].after ?? []));
+      return [...names].map((name) => {
+        const t = threadOf.get(name);
+        if (t === undefined) {
+          throw new TroupeError(
+            'BAD_TOPOLOGY',
+            `Thread '${plan.thread}' needs actor '${name}' started first, and the topology has none`,
+          );
+        }
+        if (t === i) {
+          throw new TroupeError(
+            'BAD_TOPOLOGY',
+            `Thread '${plan.thread}': an actor there needs '${name}' running before it starts, so the two cannot share a thread; place them apart`,
+          );
+        }
+        return t;
       });
     });
-    return new Troupe(byActor);
+    const groups = new Map<string, AllReduceShared>();
+    for (const a of topology.actors) {
+      const length = roles[a.role].reduceLength;
+      if (a.replicas > 1 && length !== undefined)
+        groups.set(a.name, createAllReduce(a.replicas, length));
+    }
+    const { onRetry, ...threadOptions } = options;
+    const troupe = new Troupe(new Map(), plans);
+    checkAcyclic(plans, deps);
+    const starts = new Map<number, Promise<void>>();
+    const start = (i: number): Promise<void> => {
+      const known = starts.get(i);
+      if (known) return known;
+      const p = Promise.all(deps[i].map(start)).then(async () => {
+        const plan = plans[i];
+        const specs: ActorSpec<unknown, unknown>[] = [];
+        for (const a of plan.actors) {
+          const shared = groups.get(baseOf(a.name).name);
+          const placement = shared ? { ...a, dataParallel: { shared, rank: a.replica } } : a;
+          specs.push({
+            name: a.name,
+            role: roles[a.role].ref,
+            args: await roles[a.role].args(placement, troupe),
+          });
+        }
+        const started = await supervisor.spawnColocated(plan.thread, specs, {
+          ...threadOptions,
+          runtime: plan.runtime,
+        });
+        plan.actors.forEach((a, j) => {
+          const base = baseOf(a.name);
+          const entry = troupe.actors.get(base.name) ?? { role: roles[base.role].ref, handles: [] };
+          const handle = started[j];
+          entry.handles[a.replica] = roles[base.role].retryCrashed
+            ? retryingCrashed(handle, onRetry)
+            : handle;
+          troupe.actors.set(base.name, entry);
+        });
+      });
+      starts.set(i, p);
+      return p;
+    };
+    await Promise.all(plans.map((_, i) => start(i)));
+    return troupe;
   }
 
   /** The actor `name`, typed by its role (which must be the one the topology gave it). */
   actor<R>(ref: RoleRef<R, unknown>, name: string): Actor<R> {
     return this.replicas(ref, name)[0];
+  }
+
+  /** The actor `name` if the topology has it (an optional actor: the critic, the reference). */
+  find<R>(ref: RoleRef<R, unknown>, name: string): Actor<R> | undefined {
+    return this.actors.has(name) ? this.actor(ref, name) : undefined;
   }
 
   /** Every replica of actor `name`, in rank order. */
@@ -93,5 +240,40 @@ export class Troupe {
       );
     }
     return entry.handles as Actor<R>[];
+  }
+
+  /** Every actor instance (replicas by their own names), in thread order. */
+  all(): Actor<unknown>[] {
+    return this.plans.flatMap((plan) =>
+      plan.actors.map((a) => {
+        const base = [...this.actors.entries()].find(
+          ([name]) => a.name === name || a.name.startsWith(`${name}/`),
+        )!;
+        return base[1].handles[a.replica];
+      }),
+    );
+  }
+
+  /** One actor instance per thread, in thread order (for what is counted per thread: usage). */
+  hosts(): Actor<unknown>[] {
+    const all = this.all();
+    let k = 0;
+    return this.plans.map((plan) => {
+      const first = all[k];
+      k += plan.actors.length;
+      return first;
+    });
+  }
+
+  /** Where each actor instance runs: its thread's name, runtime and id. */
+  where(): ActorWhere[] {
+    const all = this.all();
+    let k = 0;
+    return this.plans.flatMap((plan) =>
+      plan.actors.map((a) => {
+        const h = all[k++];
+        return { actor: a.name, thread: plan.thread, runtime: h.runtime, threadId: h.threadId };
+      }),
+    );
   }
 }

@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
 import type { LogRecord } from '../actors/protocol.js';
+import type { Troupe } from '../actors/troupe.js';
 import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
-import { useBlasThreads } from '../kernels/native.js';
 import type { DropoutRates, ModelConfig } from '../policy/config.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
 import { paramSpecs } from '../policy/params.js';
@@ -54,15 +54,6 @@ interface TrainerConfig {
  * What every trainer starts with: its run directory (new, or resumed from the latest checkpoint,
  * with that checkpoint's trainer state) and its train / eval examples.
  */
-/**
- * Share this machine's cores out among the run's `computing` actors as BLAS threads per call
- * (`runtime.blasThreads` or TROUPE_BLAS_THREADS when set), before they start; logged.
- */
-export function shareCores(run: RunDir, computing: number, configured?: number): void {
-  const blas = useBlasThreads(computing, configured);
-  run.log(`BLAS threads per call: ${blas} (${computing} computing actor(s))`);
-}
-
 export async function openRun(
   config: {
     readonly algorithm: string;
@@ -201,6 +192,19 @@ export interface TrainResult {
   readonly aborted: boolean;
   /** What `model.path` led to (a run's checkpoint, a LoRA checkpoint's base and adapters). */
   readonly modelSource?: ModelSource;
+  /** Where each actor ran: its thread (colocated actors share one) and that thread's runtime. */
+  readonly actors?: readonly ActorRun[];
+}
+
+/** Where one actor instance of a run ran, as its thread's runtime reported it. */
+export interface ActorRun {
+  readonly actor: string;
+  readonly thread: string;
+  readonly backend: string | undefined;
+  readonly device: string | undefined;
+  /** BLAS threads per call of its thread (with the native kernels). */
+  readonly blasThreads: number | undefined;
+  readonly threadId: number | undefined;
 }
 
 /** A trainer's result from its step loop's outcome. */
@@ -208,7 +212,16 @@ export function trainResult(
   run: RunDir,
   r: LoopOutcome,
   source: ModelSource | undefined,
+  troupe?: Troupe,
 ): TrainResult {
+  const actors = troupe?.where().map((w) => ({
+    actor: w.actor,
+    thread: w.thread,
+    backend: w.runtime?.backend,
+    device: w.runtime?.device,
+    blasThreads: w.runtime?.blasThreads,
+    threadId: w.threadId,
+  }));
   return {
     runDir: run.dir,
     steps: r.steps,
@@ -216,6 +229,7 @@ export function trainResult(
     checkpoint: r.checkpoint,
     aborted: r.aborted,
     ...(source ? { modelSource: source } : {}),
+    ...(actors ? { actors } : {}),
   };
 }
 

@@ -1,13 +1,6 @@
 import { join } from 'node:path';
-import { createAllReduce } from '../actors/allreduce.js';
 import type { LogRecord } from '../actors/protocol.js';
-import {
-  POLICY,
-  type PolicyArgs,
-  type PolicyRole,
-  type TrainBatch,
-} from '../actors/roles/policy.js';
-import type { Actor, Supervisor } from '../actors/supervisor.js';
+import type { Actor } from '../actors/supervisor.js';
 import { type SequenceConfig, sequenceProblem } from '../config/positions.js';
 import type { LmConfig, PretrainConfig, SftConfig } from '../config/schema.js';
 import {
@@ -46,11 +39,12 @@ import {
   runSteps,
   runSupervisor,
   saveTrainerCheckpoint,
-  shareCores,
   type TrainResult,
   trainableOptions,
   trainResult,
 } from './common.js';
+import { type AlgorithmTopology, launch, plays } from './launch.js';
+import { POLICY, type PolicyArgs, type PolicyRole, type TrainBatch } from './roles/policy.js';
 
 /** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
 export interface TrainEvents {
@@ -328,8 +322,16 @@ async function trainLmRun(
 
   const supervisor = runSupervisor(run, ev);
   try {
-    shareCores(run, config.runtime.replicas, config.runtime.blasThreads);
-    const policies = await startPolicies(config, mconfig, source, supervisor, resumed?.dir);
+    const cast = await launch(LM_TOPOLOGY, config, {
+      supervisor,
+      input: {
+        model: source ? { source } : { config: mconfig, seed: config.seed },
+        resumeFrom: resumed?.dir,
+      },
+      reduceLength: reduceCapacity(mconfig),
+      log: (m) => run.log(m),
+    });
+    const policies = cast.troupe.replicas(POLICY, 'policy');
     const r = await runSteps(
       config,
       run,
@@ -354,7 +356,7 @@ async function trainLmRun(
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return trainResult(run, r, source);
+    return trainResult(run, r, source, cast.troupe);
   } finally {
     await supervisor.shutdown();
   }
@@ -373,38 +375,23 @@ export async function startSource(
   });
 }
 
-async function startPolicies(
-  config: LmConfig,
-  mconfig: ModelConfig,
-  source: ModelSource | undefined,
-  supervisor: Supervisor,
-  resumeFrom: string | undefined,
-): Promise<Actor<PolicyRole>[]> {
-  const n = config.runtime.replicas;
-  let dataParallel: ((r: number) => PolicyArgs['dataParallel']) | undefined;
-  if (n > 1) {
-    const shared = createAllReduce(n, reduceCapacity(mconfig));
-    dataParallel = (rank) => ({ shared, rank });
-  }
-  const base: PolicyArgs = {
-    model: source ? { source } : { config: mconfig, seed: config.seed },
-    ...trainableOptions(config),
-    resumeFrom,
-  };
-  const runtime = { backend: config.runtime.backend, device: config.runtime.device };
-  return Promise.all(
-    Array.from({ length: n }, (_, r) =>
-      supervisor.spawn(
-        {
-          name: n > 1 ? `policy/${r}` : 'policy',
-          role: POLICY,
-          args: { ...base, dataParallel: dataParallel?.(r) },
-        },
-        { runtime },
-      ),
-    ),
-  );
+/** What a pretraining or SFT run hands its actors. */
+export interface LmInput {
+  readonly model: PolicyArgs['model'];
+  readonly resumeFrom: string | undefined;
 }
+
+/** Pretraining and SFT: N data-parallel policy replicas. */
+export const LM_TOPOLOGY: AlgorithmTopology<'pretrain' | 'sft', LmConfig, LmInput> = {
+  policy: plays(POLICY, {
+    args: (c: LmConfig, x: LmInput, p) => ({
+      model: x.model,
+      ...trainableOptions(c),
+      resumeFrom: x.resumeFrom,
+      dataParallel: p.dataParallel,
+    }),
+  }),
+};
 
 async function evalLoss(
   policy: Actor<PolicyRole>,

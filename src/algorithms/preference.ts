@@ -1,5 +1,4 @@
-import { createAllReduce } from '../actors/allreduce.js';
-import type { Actor, Supervisor } from '../actors/supervisor.js';
+import type { Actor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
 import {
   collatePreferences,
@@ -12,7 +11,7 @@ import type { Example, PreferenceExample } from '../data/datasets/index.js';
 import { dataError } from '../data/datasets/location.js';
 import { splitOrigin } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
-import type { ModelConfig } from '../policy/config.js';
+import type { TrainableArgs } from '../policy/trainable.js';
 import type { RunDir } from '../train/run-dir.js';
 import type { TrainerState } from '../train/trainer-state.js';
 import {
@@ -22,10 +21,10 @@ import {
   runSteps,
   runSupervisor,
   saveTrainerCheckpoint,
-  shareCores,
   trainableOptions,
   trainResult,
 } from './common.js';
+import { type AlgorithmTopology, launch, plays } from './launch.js';
 import {
   modelConfig,
   runTokenizer,
@@ -34,14 +33,15 @@ import {
   type TrainResult,
   textOf,
 } from './lm.js';
+import { needsReference, type PreferenceParams } from './losses/index.js';
 import {
-  type Objective,
   type PairBatch,
+  type PairLearnerRole,
   PREFERENCE_LEARNER,
-  type PreferenceArgs,
-  type PreferenceRole,
   type RefLogps,
-} from './roles/preference.js';
+} from './roles/preference-learner.js';
+import { REFERENCE, type ReferenceRole } from './roles/reference.js';
+import { REWARD_MODEL } from './roles/reward-model.js';
 
 export type PreferenceConfig = RmConfig | DpoConfig;
 
@@ -55,32 +55,62 @@ interface Batch {
   readonly ref?: RefLogps;
 }
 
-function objectiveOf(c: PreferenceConfig): Objective {
-  if (c.algorithm === 'rm')
-    return {
-      kind: 'rm',
-      margin: c.rm.margin,
-      centerRewardsCoefficient: c.rm.centerRewardsCoefficient,
-    };
+/** The DPO-family loss's hyperparameters: those its registry entry reads. */
+function paramsOf(c: DpoConfig): PreferenceParams {
   const { loss, beta, labelSmoothing, gamma, desirableWeight, undesirableWeight } = c.dpo;
-  const params =
-    loss === 'sigmoid'
-      ? { beta, labelSmoothing }
-      : loss === 'simpo'
-        ? { beta, labelSmoothing, gamma }
-        : loss === 'kto'
-          ? { beta, desirableWeight, undesirableWeight }
-          : { beta };
-  return { kind: 'dpo', loss, params };
+  return loss === 'sigmoid'
+    ? { beta, labelSmoothing }
+    : loss === 'simpo'
+      ? { beta, labelSmoothing, gamma }
+      : loss === 'kto'
+        ? { beta, desirableWeight, undesirableWeight }
+        : { beta };
 }
 
-const usesReference = (c: PreferenceConfig) =>
-  c.algorithm === 'dpo' &&
-  (c.dpo.loss === 'sigmoid' || c.dpo.loss === 'ipo' || c.dpo.loss === 'kto');
-
 /** KTO's mismatched rows change with each batch, so its reference serves every step. */
-const liveReference = (c: PreferenceConfig) =>
-  c.algorithm === 'dpo' && (c.dpo.reference === 'actor' || c.dpo.loss === 'kto');
+const liveReference = (c: DpoConfig) => c.dpo.reference === 'actor' || c.dpo.loss === 'kto';
+
+/** What a reward-model or DPO run hands its actors. */
+export interface PreferenceInput {
+  readonly model: TrainableArgs['model'];
+  readonly resumeFrom: string | undefined;
+}
+
+/** Reward modelling: N data-parallel replicas of the reward model being trained. */
+export const RM_TOPOLOGY: AlgorithmTopology<'rm', RmConfig, PreferenceInput> = {
+  rm: plays(REWARD_MODEL, {
+    args: (c: RmConfig, x: PreferenceInput, p) => ({
+      model: x.model,
+      ...trainableOptions(c),
+      resumeFrom: x.resumeFrom,
+      margin: c.rm.margin,
+      centerRewardsCoefficient: c.rm.centerRewardsCoefficient,
+      dataParallel: p.dataParallel,
+    }),
+  }),
+};
+
+/**
+ * The DPO family: N data-parallel learners and, for losses whose registry entry reads reference
+ * log-probs (`needsReference`), the frozen reference — precomputed once (then idle) or live.
+ */
+export const DPO_TOPOLOGY: AlgorithmTopology<'dpo', DpoConfig, PreferenceInput> = {
+  dpo: plays(PREFERENCE_LEARNER, {
+    args: (c: DpoConfig, x: PreferenceInput, p) => ({
+      model: x.model,
+      ...trainableOptions(c),
+      resumeFrom: x.resumeFrom,
+      loss: c.dpo.loss,
+      params: paramsOf(c),
+      dataParallel: p.dataParallel,
+    }),
+  }),
+  reference: plays(REFERENCE, {
+    when: (c: DpoConfig) => needsReference(c.dpo.loss),
+    computes: liveReference,
+    args: (_c: DpoConfig, x: PreferenceInput) => ({ model: x.model }),
+  }),
+};
 
 type Item = Pair | Unpaired;
 
@@ -240,7 +270,7 @@ function shard(b: Batch, replicas: number, micro: number): Batch[][] {
 
 /** Reference log-probs for every pair, computed once (batch by batch) on a reference actor. */
 async function precomputeReference(
-  ref: Actor<PreferenceRole>,
+  ref: Actor<ReferenceRole>,
   pairs: Pair[],
   batchSize: number,
   padId: number,
@@ -284,39 +314,36 @@ async function trainPreferenceRun(
   const train = toPairs(config, tok, data.train, 'train');
   const evalPairs = data.eval.length > 0 ? toPairs(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
-  const objective = objectiveOf(config);
   const supervisor = runSupervisor(run, ev);
   try {
-    const runtime = { backend: config.runtime.backend, device: config.runtime.device };
-    const initial = source ? { source } : { config: mconfig, seed: config.seed };
-    const computing = config.runtime.replicas + (liveReference(config) ? 1 : 0);
-    shareCores(run, computing, config.runtime.blasThreads);
-    let reference: Actor<PreferenceRole> | undefined;
-    if (usesReference(config)) {
-      reference = await supervisor.spawn(
-        { name: 'reference', role: PREFERENCE_LEARNER, args: { model: initial, objective } },
-        { runtime },
-      );
-      if (!liveReference(config)) {
-        await precomputeReference(
-          reference,
-          [...train, ...evalPairs],
-          config.train.batchSize,
-          padId,
-        );
-        run.log(`reference log-probs precomputed for ${train.length + evalPairs.length} pairs`);
-        reference = undefined;
-      }
-    }
-    const learners = await startLearners(
-      config,
-      mconfig,
-      initial,
-      objective,
-      supervisor,
-      resumed?.dir,
-      runtime,
+    const model = source ? { source } : { config: mconfig, seed: config.seed };
+    const launched =
+      config.algorithm === 'rm'
+        ? await launch(RM_TOPOLOGY, config, {
+            supervisor,
+            input: { model, resumeFrom: resumed?.dir },
+            reduceLength: reduceCapacity(mconfig),
+            log: (m) => run.log(m),
+          })
+        : await launch(DPO_TOPOLOGY, config, {
+            supervisor,
+            input: { model, resumeFrom: resumed?.dir },
+            reduceLength: reduceCapacity(mconfig),
+            log: (m) => run.log(m),
+          });
+    const { troupe } = launched;
+    const learners: Actor<PairLearnerRole>[] = troupe.replicas(
+      config.algorithm === 'rm' ? REWARD_MODEL : PREFERENCE_LEARNER,
+      config.algorithm,
     );
+    let reference = troupe.find(REFERENCE, 'reference');
+    if (reference && config.algorithm === 'dpo' && !liveReference(config)) {
+      await precomputeReference(reference, [...train, ...evalPairs], config.train.batchSize, padId);
+      run.log(`reference log-probs precomputed for ${train.length + evalPairs.length} pairs`);
+      // TODO(#16, Actor.stop): free the reference's thread here (`await reference.stop()`) once
+      // the supervisor has Actor.stop(); until then it idles until shutdown, as it always did.
+      reference = undefined;
+    }
     // KTO trains on unpaired examples; every other loss on pairs.
     const kto = config.algorithm === 'dpo' && config.dpo.loss === 'kto';
     const make = (kto ? collateKto(padId) : collate(padId)) as (items: Item[]) => Batch;
@@ -365,45 +392,14 @@ async function trainPreferenceRun(
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return trainResult(run, r, source);
+    return trainResult(run, r, source, troupe);
   } finally {
     await supervisor.shutdown();
   }
 }
 
-async function startLearners(
-  config: PreferenceConfig,
-  mconfig: ModelConfig,
-  initial: PreferenceArgs['model'],
-  objective: Objective,
-  supervisor: Supervisor,
-  resumeFrom: string | undefined,
-  runtime: { backend: PreferenceConfig['runtime']['backend']; device?: string },
-): Promise<Actor<PreferenceRole>[]> {
-  const n = config.runtime.replicas;
-  const shared = n > 1 ? createAllReduce(n, reduceCapacity(mconfig)) : undefined;
-  const base: PreferenceArgs = {
-    model: initial,
-    objective,
-    ...trainableOptions(config),
-    resumeFrom,
-  };
-  return Promise.all(
-    Array.from({ length: n }, (_, r) =>
-      supervisor.spawn(
-        {
-          name: n > 1 ? `${config.algorithm}/${r}` : config.algorithm,
-          role: PREFERENCE_LEARNER,
-          args: { ...base, dataParallel: shared ? { shared, rank: r } : undefined },
-        },
-        { runtime },
-      ),
-    ),
-  );
-}
-
 async function evaluatePairs(
-  learner: Actor<PreferenceRole>,
+  learner: Actor<PairLearnerRole>,
   pairs: Item[],
   config: PreferenceConfig,
   make: (items: Item[]) => Batch,

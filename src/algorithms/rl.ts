@@ -1,17 +1,15 @@
 import { join } from 'node:path';
 import * as Comlink from 'comlink';
-import { createAllReduce } from '../actors/allreduce.js';
 import type { RoleRef } from '../actors/role.js';
-import type { Actor, Supervisor } from '../actors/supervisor.js';
-import type { RlConfig } from '../config/schema.js';
+import type { RlAlgorithm, RlConfig } from '../config/schema.js';
 import { DataLoader, type PromptItem, tokenizePrompt } from '../data/batching/index.js';
 import { promptsDroppedError } from '../data/batching/length.js';
 import type { Example } from '../data/datasets/index.js';
 import { splitOrigin } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { hasCode, TroupeError } from '../errors.js';
+import { readModelConfig } from '../policy/io.js';
 import type { ModelSource } from '../policy/source.js';
-import { REWARD, type RewardArgs, type RewardRole } from '../reward/actor.js';
 import type { DetailedReward, RewardBatch } from '../reward/types.js';
 import { ConstantRewardWatch, constantRewardHint } from '../reward/watch.js';
 import {
@@ -41,10 +39,10 @@ import {
   runSupervisor,
   type StepReport,
   saveTrainerCheckpoint,
-  shareCores,
   trainableOptions,
   trainResult,
 } from './common.js';
+import { type AlgorithmTopology, launch, plays } from './launch.js';
 import {
   modelConfig,
   runTokenizer,
@@ -54,19 +52,11 @@ import {
   type TrainResult,
 } from './lm.js';
 import { loadPending, savePending } from './rl-pending.js';
-import {
-  type CriticRole,
-  type GeneratedBatch,
-  type GeneratorRole,
-  type ReferenceRole,
-  RL_CRITIC,
-  RL_GENERATOR,
-  RL_POLICY,
-  RL_REFERENCE,
-  type RlPolicyArgs,
-  type RlPolicyRole,
-  type RlStepMetrics,
-} from './roles/rl.js';
+import { CRITIC } from './roles/critic.js';
+import { GENERATOR, type GeneratedBatch } from './roles/generator.js';
+import { POLICY, type PolicyArgs, type RlStepMetrics } from './roles/policy.js';
+import { REFERENCE } from './roles/reference.js';
+import { REWARD, type RewardArgs, type RewardRole } from './roles/reward.js';
 
 export interface RlTrainOptions extends TrainOptions {
   /**
@@ -101,109 +91,83 @@ function toPrompts(
   }));
 }
 
-/** The actors of a run: policy replicas, generator, reward, and a reference and critic when used. */
-interface Cast {
-  readonly policy: Actor<RlPolicyRole>[];
-  readonly generator: Actor<GeneratorRole>;
-  readonly reward: Actor<RewardRole>;
-  readonly reference?: Actor<ReferenceRole>;
-  readonly critic?: Actor<CriticRole>;
-}
-
 const usesReference = (c: RlConfig) => c.rl.kl.mode !== 'none' && c.rl.kl.coef > 0;
 
-async function startCast(
-  c: RlConfig,
-  supervisor: Supervisor,
-  initial: RlPolicyArgs['model'],
-  criticSource: ModelSource | undefined,
-  rewardSources: RlConfig['reward']['sources'],
-  mcapacity: number,
-  resumeFrom: string | undefined,
-  rewardRole: RoleRef<RewardRole, RewardArgs>,
-): Promise<Cast> {
-  const runtime = { backend: c.runtime.backend, device: c.runtime.device };
-  const n = c.runtime.replicas;
-  const shared = n > 1 ? createAllReduce(n, mcapacity) : undefined;
-  const base: RlPolicyArgs = {
-    model: initial,
-    ...trainableOptions(c),
-    resumeFrom,
-    temperature: c.rollout.temperature,
-    loss: {
-      clipLow: c.rl.clipLow,
-      clipHigh: c.rl.clipHigh,
-      dualClip: c.rl.dualClip,
-      aggMode: c.rl.aggMode,
-      entropyCoef: c.rl.entropyCoef,
-      klLoss:
-        c.rl.kl.mode === 'loss' && c.rl.kl.coef > 0
-          ? { coef: c.rl.kl.coef, estimator: c.rl.kl.estimator }
-          : undefined,
-    },
-  };
-  const policyP = Promise.all(
-    Array.from({ length: n }, (_, r) =>
-      supervisor.spawn(
-        {
-          name: n > 1 ? `policy/${r}` : 'policy',
-          role: RL_POLICY,
-          args: { ...base, dataParallel: shared ? { shared, rank: r } : undefined },
-        },
-        { runtime },
-      ),
-    ),
-  );
-  const rewardP = supervisor.spawn(
-    {
-      name: 'reward',
-      role: rewardRole,
-      args: {
-        sources: rewardSources,
-        poolThreads: c.reward.poolThreads,
-        timeoutMs: c.reward.timeoutMs,
-      },
-    },
-    { runtime: { backend: 'cpu' } },
-  );
-  const referenceP = usesReference(c)
-    ? supervisor.spawn(
-        {
-          name: 'reference',
-          role: RL_REFERENCE,
-          args: { model: initial, temperature: c.rollout.temperature },
-        },
-        { runtime },
-      )
-    : undefined;
-  const criticP =
-    c.rl.estimator === 'gae'
-      ? supervisor.spawn(
-          {
-            name: 'critic',
-            role: RL_CRITIC,
-            args: {
-              model: criticSource ? { source: criticSource } : initial,
-              ...trainableOptions(c),
-              resumeFrom: resumeFrom ? join(resumeFrom, 'critic') : undefined,
-              loss: {
-                clip: c.critic.valueClip > 0 ? c.critic.valueClip : undefined,
-                aggMode: c.rl.aggMode,
-              },
-            },
-          },
-          { runtime },
-        )
-      : undefined;
-  const policy = await policyP;
-  const weights = await policy[0].call.weightsHandle();
-  const generator = await supervisor.spawn(
-    { name: 'generator', role: RL_GENERATOR, args: { model: initial, weights } },
-    { runtime },
-  );
-  const [reward, reference, critic] = await Promise.all([rewardP, referenceP, criticP]);
-  return { policy, generator, reward, reference, critic };
+/** What an RL run hands its actors. */
+export interface RlInput {
+  /** The policy's start (also the generator's, the reference's and by default the critic's). */
+  readonly model: PolicyArgs['model'];
+  readonly criticSource: ModelSource | undefined;
+  /** The reward sources, `model` paths resolved. */
+  readonly rewardSources: RlConfig['reward']['sources'];
+  readonly resumeFrom: string | undefined;
 }
+
+/**
+ * Online RL: policy replicas (trainers), a generator (samples; pulls the policy's weights from
+ * shared memory, so it starts after the policy), a reward actor (the configured sources, on
+ * `cpu` unless placed), and a reference (when a KL is used) and a critic (the `gae` estimator).
+ */
+export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
+  policy: plays(POLICY, {
+    args: (c: RlConfig, x: RlInput, p) => ({
+      model: x.model,
+      ...trainableOptions(c),
+      resumeFrom: x.resumeFrom,
+      dataParallel: p.dataParallel,
+      rl: {
+        temperature: c.rollout.temperature,
+        loss: {
+          clipLow: c.rl.clipLow,
+          clipHigh: c.rl.clipHigh,
+          dualClip: c.rl.dualClip,
+          aggMode: c.rl.aggMode,
+          entropyCoef: c.rl.entropyCoef,
+          klLoss:
+            c.rl.kl.mode === 'loss' && c.rl.kl.coef > 0
+              ? { coef: c.rl.kl.coef, estimator: c.rl.kl.estimator }
+              : undefined,
+        },
+      },
+    }),
+  }),
+  generator: plays(GENERATOR, {
+    needs: ['policy'],
+    retryCrashed: true,
+    args: async (_c: RlConfig, x: RlInput, _p, started) => ({
+      model: x.model,
+      weights: await started.actor(POLICY, 'policy').call.weightsHandle(),
+    }),
+  }),
+  reward: plays(REWARD, {
+    placement: { backend: 'cpu' },
+    computes: () => false,
+    retryCrashed: true,
+    args: (c: RlConfig, x: RlInput) => ({
+      sources: x.rewardSources,
+      poolThreads: c.reward.poolThreads,
+      timeoutMs: c.reward.timeoutMs,
+    }),
+  }),
+  reference: plays(REFERENCE, {
+    when: usesReference,
+    retryCrashed: true,
+    args: (c: RlConfig, x: RlInput) => ({ model: x.model, temperature: c.rollout.temperature }),
+  }),
+  critic: plays(CRITIC, {
+    when: (c: RlConfig) => c.rl.estimator === 'gae',
+    args: (c: RlConfig, x: RlInput, p) => ({
+      model: x.criticSource ? { source: x.criticSource } : x.model,
+      ...trainableOptions(c),
+      resumeFrom: x.resumeFrom ? join(x.resumeFrom, 'critic') : undefined,
+      loss: {
+        clip: c.critic.valueClip > 0 ? c.critic.valueClip : undefined,
+        aggMode: c.rl.aggMode,
+      },
+      dataParallel: p.dataParallel,
+    }),
+  }),
+};
 
 /**
  * The reward sources with each `model` source's path resolved here (a run directory to its
@@ -222,21 +186,6 @@ async function modelRewardSources(
       return { ...s, path: source.dir };
     }),
   );
-}
-
-/**
- * A call to a stateless actor (reward, reference), tried again when its thread crashed and the
- * supervisor restarted it. Any other error, or a crash that uses up the restarts, stops the step.
- */
-async function retryCrashed<T>(run: RunDir, what: string, f: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await f();
-    } catch (e) {
-      if (!hasCode(e, 'ACTOR_CRASHED') || attempt >= 3) throw e;
-      run.log(`${what}: the actor crashed (${(e as Error).message}); retrying on its restart`);
-    }
-  }
 }
 
 /** The micro-batches of each replica: rows split evenly over replicas, then over `micro`. */
@@ -308,22 +257,27 @@ async function trainRlRun(
   const n = c.rollout.samplesPerPrompt;
   const supervisor = runSupervisor(run, ev);
   try {
-    const initial = source ? { source } : { config: mconfig, seed: c.seed };
-    // the policy replicas and the generator, plus a critic and a reference when used
-    const computing =
-      c.runtime.replicas + 1 + (c.rl.estimator === 'gae' ? 1 : 0) + (usesReference(c) ? 1 : 0);
-    shareCores(run, computing, c.runtime.blasThreads);
-    const cast = await startCast(
-      c,
+    const rewardRole = opts.rewardRole ?? REWARD;
+    // A critic of another model (critic.path) all-reduces its own parameters.
+    const criticConfig = criticSource ? await readModelConfig(criticSource) : mconfig;
+    const { troupe } = await launch(RL_TOPOLOGY, c, {
       supervisor,
-      initial,
-      criticSource,
-      await modelRewardSources(c, run, ev.onLog),
-      reduceCapacity(mconfig),
-      resumed?.dir,
-      opts.rewardRole ?? REWARD,
-    );
-    const { policy, generator, reward, reference, critic } = cast;
+      input: {
+        model: source ? { source } : { config: mconfig, seed: c.seed },
+        criticSource,
+        rewardSources: await modelRewardSources(c, run, ev.onLog),
+        resumeFrom: resumed?.dir,
+      },
+      reduceLength: (actor) => reduceCapacity(actor === 'critic' ? criticConfig : mconfig),
+      roles: { reward: rewardRole },
+      log: (m) => run.log(m),
+    });
+    const policy = troupe.replicas(POLICY, 'policy');
+    const generator = troupe.actor(GENERATOR, 'generator');
+    const reward = troupe.actor(rewardRole, 'reward');
+    const reference = troupe.find(REFERENCE, 'reference');
+    const critics = troupe.find(CRITIC, 'critic') ? troupe.replicas(CRITIC, 'critic') : [];
+    const critic = critics[0];
     // The reward actor limits each source (naming it); this limit, a little longer, catches a
     // thread stuck in code that never yields, so that no reward can hang the run.
     const rewardCall =
@@ -356,25 +310,25 @@ async function trainRlRun(
     weightsStep.published(await policy[0].call.publishWeights(), state?.step ?? 0);
     await generator.call.sync();
 
-    /** The generator's rows for `prompts` × n samples, retried on a generator restart. */
+    /**
+     * The generator's rows for `prompts` × n samples. A generator that crashed is restarted by
+     * the supervisor and syncs the latest weights as it starts; the call is retried there.
+     */
     const sample = (prompts: readonly Prompt[], step: number, greedy = false) =>
-      retryCrashed(run, 'generator', async () => {
-        await generator.call.sync(); // a restarted generator starts from the initial weights
-        return generator.call.generate(
-          prompts.flatMap((p) => Array.from({ length: greedy ? 1 : n }, () => p.ids)),
-          {
-            maxNewTokens: c.rollout.maxNewTokens,
-            temperature: greedy ? 0 : c.rollout.temperature,
-            topK: greedy ? 0 : c.rollout.topK,
-            topP: greedy ? 1 : c.rollout.topP,
-            stopTokenIds: eos === undefined ? [] : [eos],
-            padTokenId: pad,
-            sampling: greedy
-              ? undefined
-              : { seed: c.seed, step, actor: 'generator', purpose: 'sample' },
-          },
-        );
-      });
+      generator.call.generate(
+        prompts.flatMap((p) => Array.from({ length: greedy ? 1 : n }, () => p.ids)),
+        {
+          maxNewTokens: c.rollout.maxNewTokens,
+          temperature: greedy ? 0 : c.rollout.temperature,
+          topK: greedy ? 0 : c.rollout.topK,
+          topP: greedy ? 1 : c.rollout.topP,
+          stopTokenIds: eos === undefined ? [] : [eos],
+          padTokenId: pad,
+          sampling: greedy
+            ? undefined
+            : { seed: c.seed, step, actor: 'generator', purpose: 'sample' },
+        },
+      );
 
     const maker: MakerOptions = {
       samplesPerPrompt: n,
@@ -382,7 +336,7 @@ async function trainRlRun(
       eosTokenId: eos,
     };
     const score = (batch: RewardBatch): Promise<DetailedReward> =>
-      retryCrashed(run, 'reward', () => rewardCall.score(batch)).catch((e) => {
+      rewardCall.score(batch).catch((e) => {
         throw hasCode(e, 'ACTOR_TIMEOUT') ? stuckReward(c, e) : e;
       });
     /** Training batches' rewards, watched for a source that scores every completion alike. */
@@ -396,9 +350,7 @@ async function trainRlRun(
     };
     const scorers: Scorers = {
       policy: (frame) => policy[0].call.actionLogprobs(frame),
-      reference: reference
-        ? (frame) => retryCrashed(run, 'reference', () => reference.call.actionLogprobs(frame))
-        : undefined,
+      reference: reference ? (frame) => reference.call.actionLogprobs(frame) : undefined,
       critic: critic ? (frame) => critic.call.values(frame) : undefined,
       reward: scoreTrain,
     };
@@ -435,12 +387,13 @@ async function trainRlRun(
             return Comlink.transfer(fs, fs);
           };
           const key = step * c.rl.epochs * c.rl.miniBatches + k++;
+          const criticMicro = shardRows(rows, critics.length, 1);
           const [ps, cs] = await Promise.all([
             Promise.all(policy.map((p, i) => p.call.step(frames(micro[i]), lr, key))),
-            critic ? critic.call.step(frames([rows]), criticLr, key) : undefined,
+            Promise.all(critics.map((v, i) => v.call.step(frames(criticMicro[i]), criticLr, key))),
           ]);
           policyRecords.push(record('actor', ps[0]));
-          if (cs) criticRecords.push(record('critic', cs));
+          if (cs.length > 0) criticRecords.push(record('critic', cs[0]));
         }
       }
       return { ...meanOf(policyRecords), ...(critic ? meanOf(criticRecords) : {}) };
@@ -457,13 +410,8 @@ async function trainRlRun(
       pending = { prompts: loader.next().value as Prompt[], gen: Promise.resolve(restored.batch) };
     }
 
-    const actors = [
-      ...policy,
-      generator,
-      reward,
-      ...(reference ? [reference] : []),
-      ...(critic ? [critic] : []),
-    ];
+    // One per thread: usage is counted per thread, which colocated actors share.
+    const actors = troupe.hosts();
     const step = async (s: number, lr: number): Promise<StepReport> => {
       const t = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
       const usage0 = actors.map((a) => a.usage());
@@ -571,7 +519,7 @@ async function trainRlRun(
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
     await pending?.gen.catch(() => undefined);
-    return trainResult(run, r, source);
+    return trainResult(run, r, source, troupe);
   } finally {
     await supervisor.shutdown();
   }

@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { describePlacement, type PlacedConfig } from '../algorithms/launch.js';
 import { type TrainOptions, type TrainResult, trainLm } from '../algorithms/lm.js';
 import { trainPreference } from '../algorithms/preference.js';
 import { trainRl } from '../algorithms/rl.js';
-import { configFields, defaultConfigYaml } from '../config/defaults.js';
+import { placementOf } from '../algorithms/topologies.js';
+import { configFields, defaultConfig, defaultConfigYaml } from '../config/defaults.js';
 import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
 import {
   CONFIG_SCHEMAS,
@@ -239,12 +241,22 @@ export async function runConfigShow(args: string[]): Promise<number> {
   const values = parsed.values as { config?: string; algorithm?: string };
   const algorithm = values.algorithm ?? (await algorithmOf(values.config));
   if (!values.config && overrides.length === 0) {
-    process.stdout.write(defaultConfigYaml(algorithm));
+    const yaml = defaultConfigYaml(algorithm);
+    process.stdout.write(`${yaml}${placementComment(defaultConfig(algorithm).config)}`);
     return 0;
   }
   const config = await loadConfig(algorithm, { file: values.config, overrides });
-  process.stdout.write(configToYaml(config));
+  process.stdout.write(`${configToYaml(config)}${placementComment(config)}`);
   return 0;
+}
+
+/**
+ * Where the run's actors will run, `actors.*` resolved (a thread per line), as YAML comments so
+ * that the output stays a config the loader takes back.
+ */
+function placementComment(config: unknown): string {
+  const lines = describePlacement(placementOf(config as PlacedConfig));
+  return `# Placement (actors.*, every default resolved), one thread per line:\n${lines.map((l) => `#   ${l}\n`).join('')}`;
 }
 
 async function algorithmOf(file: string | undefined): Promise<string> {

@@ -1,4 +1,11 @@
 import { z } from 'zod';
+import {
+  type ActorAlgorithm,
+  type ActorPlacementConfig,
+  actorsSchema,
+  BACKEND_NAMES,
+  mainLearner,
+} from './actors.js';
 import { type SequenceConfig, sequenceProblem } from './positions.js';
 
 /**
@@ -171,12 +178,11 @@ export const trainSchema = z
 
 export const runtimeSchema = z
   .object({
-    backend: z
-      .enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'webgpu', 'cpu'])
-      .default('auto'),
-    /** `cpu`, `gpu` or `gpu:N`. */
+    /** Every model actor's backend, unless `actors.<name>.backend` says otherwise. */
+    backend: z.enum(BACKEND_NAMES).default('auto'),
+    /** `cpu`, `gpu` or `gpu:N`: every model actor's device, unless `actors.<name>.device` says otherwise. */
     device: z.string().optional(),
-    /** Data-parallel policy replicas (one thread each). */
+    /** Data-parallel replicas of the main learner (one thread each), unless `actors.<name>.replicas` says otherwise. */
     replicas: positiveInt.default(1),
     /**
      * BLAS threads per call with the native kernels. Default: the cores shared out among the
@@ -199,9 +205,11 @@ const common = {
 
 function batchRules(
   c: {
+    algorithm: ActorAlgorithm;
     train: z.infer<typeof trainSchema>;
     runtime: z.infer<typeof runtimeSchema>;
     optim: z.infer<typeof optimSchema>;
+    actors?: Readonly<Record<string, ActorPlacementConfig | undefined>>;
   },
   ctx: z.RefinementCtx,
 ) {
@@ -222,12 +230,15 @@ function batchRules(
       message: `saveEvery ${saveEvery} is not a multiple of train.evalEvery ${evalEvery}, so some checkpoints would have no eval of their own to rank them for best.json (as TRL's load_best_model_at_end requires save_steps to be a multiple of eval_steps): set saveEvery to ${lo > 0 ? `${lo} or ${hi}` : hi}, or evalEvery to a divisor of ${saveEvery}`,
     });
   }
-  const per = c.runtime.replicas * c.train.gradAccum;
+  const learner = mainLearner(c.algorithm);
+  const own = c.actors?.[learner]?.replicas;
+  const per = (own ?? c.runtime.replicas) * c.train.gradAccum;
   if (c.train.batchSize % per !== 0) {
+    const replicas = own === undefined ? 'runtime.replicas' : `actors.${learner}.replicas`;
     ctx.addIssue({
       code: 'custom',
       path: ['train', 'batchSize'],
-      message: `batchSize ${c.train.batchSize} must be a multiple of runtime.replicas × train.gradAccum = ${per}; change batchSize to ${Math.ceil(c.train.batchSize / per) * per} or lower gradAccum`,
+      message: `batchSize ${c.train.batchSize} must be a multiple of ${replicas} × train.gradAccum = ${per}; change batchSize to ${Math.ceil(c.train.batchSize / per) * per} or lower gradAccum`,
     });
   }
 }
@@ -245,7 +256,12 @@ function lmRules(
 }
 
 export const pretrainConfigSchema = z
-  .object({ algorithm: z.literal('pretrain'), ...common, train: trainSchema })
+  .object({
+    algorithm: z.literal('pretrain'),
+    ...common,
+    actors: actorsSchema('pretrain'),
+    train: trainSchema,
+  })
   .strict()
   .superRefine(lmRules);
 
@@ -253,6 +269,7 @@ export const sftConfigSchema = z
   .object({
     algorithm: z.literal('sft'),
     ...common,
+    actors: actorsSchema('sft'),
     train: trainSchema,
     sft: z
       .object({
@@ -269,6 +286,7 @@ export const rmConfigSchema = z
   .object({
     algorithm: z.literal('rm'),
     ...common,
+    actors: actorsSchema('rm'),
     train: trainSchema,
     rm: z
       .object({
@@ -287,6 +305,7 @@ export const dpoConfigSchema = z
   .object({
     algorithm: z.literal('dpo'),
     ...common,
+    actors: actorsSchema('dpo'),
     train: trainSchema,
     dpo: z
       .object({
@@ -385,6 +404,7 @@ function rlSchema(algorithm: RlAlgorithm) {
     .object({
       algorithm: z.literal(algorithm),
       ...common,
+      actors: actorsSchema(algorithm),
       data: dataSchema.extend({
         /** RL reads prompt rows ({prompt, ...columns}); the extra columns reach the rewards. */
         format: z.enum(['prompt']).default('prompt'),

@@ -256,6 +256,8 @@ export function notBuiltReason(
 }
 
 let cached: NativeStatus | undefined;
+/** This thread's own BLAS threads per call, once its runtime gave it some (`useThreadBlasThreads`). */
+let threadBlas: number | undefined;
 
 /**
  * BLAS threads per call: TROUPE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else 1. The pool is per
@@ -263,6 +265,7 @@ let cached: NativeStatus | undefined;
  * starts them (`planBlasThreads`).
  */
 function blasThreads(): number {
+  if (threadBlas !== undefined) return threadBlas;
   const raw = process.env.TROUPE_BLAS_THREADS ?? process.env.OPENBLAS_NUM_THREADS;
   const n = raw === undefined ? 1 : Number(raw);
   return Number.isInteger(n) && n >= 1 ? n : 1;
@@ -301,6 +304,49 @@ export function useBlasThreads(computeActors: number, configured?: number): numb
   return n;
 }
 
+/**
+ * Give this thread its own BLAS threads per call (an actor's `blasThreads`, from its runtime
+ * spec), whatever the process default. Takes effect now if the addon is loaded, else when it loads.
+ */
+export function useThreadBlasThreads(n: number): void {
+  threadBlas = n;
+  if (cached?.available) cached.addon.setThreads(n);
+}
+
+/** This thread's BLAS threads per call, when the native kernels are loaded in it; else undefined. */
+export function threadBlasThreads(): number | undefined {
+  return cached?.available ? blasThreads() : undefined;
+}
+
+/**
+ * The addon with every kernel keeping this thread's BLAS thread count. OpenBLAS keeps one count
+ * per process (openblas_set_num_threads sets a global), so an actor given 2 threads and one given
+ * 1 would otherwise each run with whichever set it last: each call first puts this thread's count
+ * back when another thread changed it (one cheap getter call while all threads agree).
+ */
+function ownThreads(raw: NativeAddon): NativeAddon {
+  const own: Record<string, unknown> = {};
+  // Node-API exports are not enumerable: list them by name.
+  for (const name of Object.getOwnPropertyNames(raw)) {
+    const f = (raw as unknown as Record<string, (...a: unknown[]) => unknown>)[name];
+    if (typeof f !== 'function') own[name] = f;
+    else if (name === 'threads' || name === 'config') own[name] = f;
+    else if (name === 'setThreads') {
+      own[name] = (n: number) => {
+        raw.setThreads(n);
+        threadBlas = n;
+      };
+    } else {
+      own[name] = (...args: unknown[]) => {
+        const want = blasThreads();
+        if (raw.threads() !== want) raw.setThreads(want);
+        return f(...args);
+      };
+    }
+  }
+  return own as unknown as NativeAddon;
+}
+
 /** The native addon if it is built and loads (once per thread), or why not. */
 export function nativeKernels(): NativeStatus {
   if (cached) return cached;
@@ -320,7 +366,7 @@ export function nativeKernels(): NativeStatus {
     };
   } else {
     try {
-      const addon = createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon;
+      const addon = ownThreads(createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon);
       addon.setThreads(blasThreads());
       cached = { available: true, addon, path: NATIVE_ADDON_PATH };
     } catch (e) {

@@ -8,6 +8,7 @@ import {
 } from './backends/index.js';
 import { installCustomKernels } from './custom/index.js';
 import { type Device, formatDevice, parseDevice } from './device.js';
+import { threadBlasThreads, useThreadBlasThreads } from './native.js';
 import * as tf from './tf.js';
 
 /** What an actor asks for: a backend (or `auto`) and, optionally, a device. */
@@ -15,6 +16,8 @@ export interface RuntimeSpec {
   readonly backend?: BackendName | 'auto';
   /** `cpu`, `gpu` or `gpu:N`. Unset: the chosen backend's own device. */
   readonly device?: string;
+  /** BLAS threads per call of this thread's native kernels. Unset: the process's default. */
+  readonly blasThreads?: number;
 }
 
 export interface BackendAttempt {
@@ -34,6 +37,8 @@ export interface RuntimeInfo {
   readonly attempts: readonly BackendAttempt[];
   /** Kernels and gradients Troupe registered on top of tfjs. */
   readonly customKernels: readonly string[];
+  /** BLAS threads per call of this thread's native kernels; absent without them. */
+  readonly blasThreads?: number;
 }
 
 let current: RuntimeInfo | undefined;
@@ -61,6 +66,7 @@ async function activate(
 ): Promise<RuntimeInfo> {
   const note = await adapter.activate(device);
   const customKernels = installCustomKernels(adapter.tfName);
+  const blasThreads = threadBlasThreads();
   current = {
     backend: adapter.name,
     device: formatDevice(device),
@@ -68,6 +74,7 @@ async function activate(
     reason,
     attempts,
     customKernels,
+    ...(blasThreads === undefined ? {} : { blasThreads }),
   };
   return current;
 }
@@ -138,6 +145,7 @@ async function startAuto(device: Device | undefined): Promise<RuntimeInfo> {
 export async function startRuntime(spec: RuntimeSpec = {}): Promise<RuntimeInfo> {
   // tfjs prints "install our node backend" banners to the console; Troupe reports instead.
   tf.env().set('PROD', true);
+  if (spec.blasThreads !== undefined) useThreadBlasThreads(spec.blasThreads);
   const device = spec.device === undefined ? undefined : parseDevice(spec.device);
   const name = spec.backend ?? 'auto';
   return name === 'auto' ? startAuto(device) : startExplicit(backendAdapter(name), device);

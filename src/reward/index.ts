@@ -1,11 +1,3 @@
-export {
-  createReward,
-  type PlannedSource,
-  planRewardSources,
-  REWARD,
-  type RewardArgs,
-  type RewardRole,
-} from './actor.js';
 export type {
   ExactMatchOptions,
   LengthPenaltyOptions,
@@ -29,6 +21,7 @@ export {
   rewardModelIds,
   rewardModelSource,
 } from './model-source.js';
+export { type PlannedSource, planRewardSources, type RewardArgs } from './plan.js';
 export {
   REWARD_BUILTINS,
   type RewardContext,

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { AllReduce, createAllReduce } from '../../src/actors/allreduce.js';
-import { POLICY, policyReduceLength } from '../../src/actors/roles/policy.js';
 import { Supervisor } from '../../src/actors/supervisor.js';
+import { policyReduceLength } from '../../src/algorithms/roles/models.js';
+import { POLICY } from '../../src/algorithms/roles/policy.js';
 import { llamaConfig } from '../../src/policy/config.js';
 import { rightPad } from '../../src/policy/model/batch.js';
 import { paramSpecs } from '../../src/policy/params.js';

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { actionLogProbs } from '../../src/algorithms/roles/rl.js';
+import { actionLogProbs } from '../../src/algorithms/roles/logprobs.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { generate } from '../../src/policy/generate.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { trainRl } from '../../src/algorithms/rl.js';
-import { actionLogProbs } from '../../src/algorithms/roles/rl.js';
+import { actionLogProbs } from '../../src/algorithms/roles/logprobs.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { RlConfig } from '../../src/config/schema.js';
 import * as tf from '../../src/kernels/tf.js';

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Actor, Supervisor } from '../../src/actors/supervisor.js';
+import { REWARD, type RewardRole } from '../../src/algorithms/roles/reward.js';
 import { tokenizePreference } from '../../src/data/batching/examples.js';
 import type { PreferenceExample } from '../../src/data/datasets/formats.js';
 import { saveTokenizer, trainBpe } from '../../src/data/tokenizer/index.js';
@@ -15,9 +16,7 @@ import { rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import {
   planRewardSources,
-  REWARD,
   type RewardArgs,
-  type RewardRole,
   rewardFromSpec,
   rewardModelSource,
 } from '../../src/reward/index.js';

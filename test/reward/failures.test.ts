@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LogRecord } from '../../src/actors/protocol.js';
 import { type Actor, Supervisor } from '../../src/actors/supervisor.js';
-import { REWARD, type RewardArgs, type RewardRole } from '../../src/reward/actor.js';
+import { REWARD, type RewardArgs, type RewardRole } from '../../src/algorithms/roles/reward.js';
 import { networkReason } from '../../src/reward/http-source.js';
 import { defineSource, httpSource } from '../../src/reward/index.js';
 import { withTimeout } from '../../src/reward/timeout.js';

@@ -8,6 +8,14 @@ export type {
   UnpairedInputs,
 } from './inputs.js';
 export { ktoLoss } from './kto.js';
+export {
+  type PairObjectiveInputs,
+  type PolicyLossConfig,
+  type PolicyObjectiveInputs,
+  policyObjective,
+  preferenceObjective,
+  rewardModelObjective,
+} from './objectives.js';
 export { log1mexp, ORPO_MAX_MEAN_LOGP, orpoLoss } from './orpo.js';
 export {
   AGG_MODES,

@@ -1,18 +1,34 @@
 import * as Comlink from 'comlink';
+import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { SharedWeights, type SharedWeightsHandle, weightManifest } from '../../actors/weights.js';
 import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
+import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../../policy/config.js';
 import { type GenerateOptions, type Generation, generate } from '../../policy/generate.js';
 import { lmLoss } from '../../policy/lm-loss.js';
 import type { TokenBatch } from '../../policy/model/batch.js';
+import { paramSpecs } from '../../policy/params.js';
 import { tokenLogprobs } from '../../policy/score.js';
-import { Trainable, type TrainableArgs } from '../../policy/trainable.js';
-import { AllReduce, type AllReduceShared } from '../allreduce.js';
-import { type RoleFactory, roleRef } from '../role.js';
+import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
+import { decodeExperience, decodeRollout } from '../../rollout/codec.js';
+import type { Experience } from '../../rollout/experience.js';
+import type { AggMode } from '../losses/index.js';
+import { type PolicyLossConfig, policyObjective } from '../losses/objectives.js';
+import { actionLogProbs, read } from './logprobs.js';
+import { createReplica, type DataParallel } from './models.js';
+
+/*
+ * The policy: the model being trained. Language modelling (pretraining, SFT) trains it on
+ * token batches; online RL on experience frames with the PPO surrogate, after which it publishes
+ * its weights into shared memory for the generator.
+ */
 
 export interface PolicyArgs extends TrainableArgs {
   /** This replica's place in a data-parallel group (gradients all-reduced every step). */
-  readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
+  readonly dataParallel?: DataParallel;
+  /** Online RL: the sampling temperature (log-probs are of logits/τ) and the policy's loss. */
+  readonly rl?: { readonly temperature: number; readonly loss: PolicyLossConfig };
 }
 
 /** A training batch as plain arrays (it crosses threads). `lossMask` selects the target tokens. */
@@ -26,6 +42,13 @@ export interface StepResult {
   readonly tokens: number;
   /** Global gradient norm before clipping. */
   readonly gradNorm: number;
+}
+
+/** What one optimiser step of an RL learner reports (weighted means over its micro-batches). */
+export interface RlStepMetrics {
+  readonly loss: number;
+  readonly gradNorm: number;
+  readonly metrics: Readonly<Record<string, number>>;
 }
 
 export interface PolicyRole {
@@ -45,14 +68,43 @@ export interface PolicyRole {
   logprobs(rows: number[][]): Promise<number[][]>;
   /** Every trainable parameter concatenated in name order (transferred, not copied). */
   flatParams(): Promise<Float32Array>;
+  /** RL: shared memory this policy publishes its weights into (rank 0), for the generator. */
+  weightsHandle(): Promise<SharedWeightsHandle>;
+  /** RL: publish the current weights (LoRA merged in); returns the new version. */
+  publishWeights(): Promise<number>;
+  /** RL: log π_θ and the entropy of every action of a rollout frame, no gradient. */
+  actionLogprobs(frame: ArrayBuffer): Promise<{ logp: Float32Array; entropy: Float32Array }>;
+  /** RL: one optimiser step of the policy loss on this replica's micro-batches (experience frames). */
+  step(frames: readonly ArrayBuffer[], lr: number, step: number): Promise<RlStepMetrics>;
   /** The model (HF layout) — or the PEFT adapters — plus the optimizer state, into `dir`. */
   saveCheckpoint(dir: string): Promise<void>;
   /** The model with LoRA merged in, as a plain HF directory. */
   saveMerged(dir: string): Promise<void>;
 }
 
+const tokensOf = (e: Experience) => e.actionMask.reduce((n, m) => n + m, 0);
+
+/** The weight of a micro-batch in the step's mean: its tokens (token-mean) or its rows. */
+export function microWeight(e: Experience, mode: AggMode): number {
+  return mode === 'token-mean' ? tokensOf(e) : e.shape.batch;
+}
+
+/** A per-action field of an experience as a (B, A) tensor; refused by name when absent. */
+export function perAction(e: Experience, x: Float32Array | undefined, field: string): tf.Tensor {
+  if (!x) throw new TroupeError('BAD_ARGUMENT', `experience frame has no '${field}'`);
+  return tf.tensor2d(x, [e.shape.batch, e.shape.actions]);
+}
+
 class Policy implements PolicyRole {
-  constructor(private readonly t: Trainable) {}
+  private readonly names: string[];
+  private shared: SharedWeights | undefined;
+
+  constructor(
+    private readonly t: Trainable,
+    private readonly args: PolicyArgs,
+  ) {
+    this.names = paramSpecs(t.model.config).map((s) => s.name);
+  }
 
   async describe() {
     const model = this.t.model;
@@ -101,6 +153,90 @@ class Policy implements PolicyRole {
     return Comlink.transfer(out, [out.buffer]);
   }
 
+  /** The weights as the generator takes them: every base parameter, LoRA merged in. */
+  private async state() {
+    const lora = this.t.lora;
+    if (lora) lora.merge();
+    try {
+      const state = new Map<string, { shape: number[]; data: Float32Array }>();
+      for (const n of this.names) {
+        const v = this.t.model.params.get(n)!;
+        state.set(n, { shape: v.shape, data: (await v.data()) as Float32Array });
+      }
+      return state;
+    } finally {
+      if (lora) lora.unmerge();
+    }
+  }
+
+  async weightsHandle() {
+    if (!this.shared)
+      this.shared = SharedWeights.create(weightManifest(await this.state()), 'float32');
+    return this.shared.handle;
+  }
+
+  async publishWeights() {
+    await this.weightsHandle();
+    return this.shared!.write(await this.state());
+  }
+
+  private rl() {
+    if (!this.args.rl) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        'policy: this policy was started without `rl` arguments (temperature, loss), so it cannot take RL steps',
+      );
+    }
+    return this.args.rl;
+  }
+
+  async actionLogprobs(frame: ArrayBuffer) {
+    const r = decodeRollout(frame);
+    const { temperature } = this.rl();
+    const out = tf.tidy(() => {
+      const { logp, entropy } = actionLogProbs(this.t.model, r, { temperature, entropy: true });
+      return [logp, entropy!];
+    });
+    const logp = await read(out[0]);
+    const entropy = await read(out[1]);
+    return Comlink.transfer({ logp, entropy }, [logp.buffer, entropy.buffer]);
+  }
+
+  /** One micro-batch's loss: the model's log-probs (and entropy) into the policy objective. */
+  private lossOf(e: Experience) {
+    const { temperature, loss: c } = this.rl();
+    const mask = tf.tensor2d(e.actionMask, [e.shape.batch, e.shape.actions], 'float32');
+    const { logp, entropy } = actionLogProbs(this.t.model, e, {
+      temperature,
+      checkpoint: this.t.gradientCheckpointing,
+      entropy: c.entropyCoef > 0,
+    });
+    // Without a coefficient the entropy is not computed here (its full-vocabulary logits would
+    // cost a backward); the rollout's entropy (actionLogprobs) is the metric then.
+    return policyObjective(
+      {
+        logp,
+        oldLogp: perAction(e, e.actionLogProbs, 'actionLogProbs'),
+        advantages: perAction(e, e.advantages, 'advantages'),
+        mask,
+        entropy,
+        refLogp: c.klLoss ? perAction(e, e.refLogProbs, 'refLogProbs') : undefined,
+      },
+      c,
+    );
+  }
+
+  async step(frames: readonly ArrayBuffer[], lr: number, step: number): Promise<RlStepMetrics> {
+    const micro = frames.map((f) => decodeExperience(f));
+    const { aggMode } = this.rl().loss;
+    const out = await this.t.step(
+      micro.map((e) => () => ({ ...this.lossOf(e), weight: microWeight(e, aggMode) })),
+      lr,
+      step,
+    );
+    return { loss: out.loss, gradNorm: out.gradNorm, metrics: out.metrics };
+  }
+
   saveCheckpoint(dir: string) {
     return this.t.saveCheckpoint(dir);
   }
@@ -110,52 +246,15 @@ class Policy implements PolicyRole {
   }
 }
 
-/** The all-reduce of a data-parallel replica, checked against the model's size. */
-export async function replicaReducer(
-  args: { readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number } },
-  trainableSize: number,
-): Promise<AllReduce | undefined> {
-  const dp = args.dataParallel;
-  if (!dp) return undefined;
-  const length = policyReduceLength(trainableSize);
-  if (dp.shared.length < length) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `data parallel: the all-reduce group holds ${dp.shared.length} values, this model needs ${length} (trainable parameters + 2 + metrics)`,
-    );
-  }
-  return new AllReduce(dp.shared, dp.rank);
-}
-
-/**
- * A trainable model in this thread, all-reducing with its data-parallel peers when it has some.
- * The group is checked against the model's size once the model exists.
- */
-export async function createReplica(
-  args: TrainableArgs & {
-    readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
-  },
-  actor: string,
-): Promise<Trainable> {
-  let reducer: AllReduce | undefined;
-  const lazy = args.dataParallel ? { sum: (v: Float32Array) => reducer!.sum(v) } : undefined;
-  const t = await Trainable.create(args, actor, lazy);
-  reducer = await replicaReducer(args, t.trainableSize);
-  return t;
-}
-
 export const createPolicy: RoleFactory<PolicyRole, PolicyArgs> = async (args, ctx) => {
   const t = await createReplica(args, ctx.name);
   ctx.log(
     'info',
-    `policy ready: ${t.model.config.family}, ${t.trainableNames.length} trainable tensors`,
+    args.rl
+      ? `RL policy ready: ${t.trainableNames.length} trainable tensors`
+      : `policy ready: ${t.model.config.family}, ${t.trainableNames.length} trainable tensors`,
   );
-  return new Policy(t);
+  return new Policy(t, args);
 };
 
 export const POLICY = roleRef<PolicyRole, PolicyArgs>(import.meta.url, 'createPolicy');
-
-/** The all-reduce length a policy needs: its trainable parameters, the loss and the weight. */
-export function policyReduceLength(paramCount: number): number {
-  return paramCount + 2;
-}

@@ -1,16 +1,16 @@
-import type { AllReduceShared } from '../../actors/allreduce.js';
 import { type RoleFactory, roleRef } from '../../actors/role.js';
-import { createReplica } from '../../actors/roles/policy.js';
 import * as tf from '../../kernels/tf.js';
 import type { TokenBatch } from '../../policy/model/batch.js';
-import type { CausalLM } from '../../policy/model/causal-lm.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
-import {
-  bradleyTerryLoss,
-  type PreferenceLossName,
-  type PreferenceParams,
-  preferenceLoss,
-} from '../losses/index.js';
+import type { LossOutput, PreferenceLossName, PreferenceParams } from '../losses/index.js';
+import { preferenceObjective } from '../losses/objectives.js';
+import { replyLogps } from './logprobs.js';
+import { createReplica, type DataParallel } from './models.js';
+
+/*
+ * The preference learner: a policy trained by a DPO-family loss (DPO, cDPO, IPO, SimPO, ORPO,
+ * KTO) on the log-probs of its replies, against the reference's where the loss reads them.
+ */
 
 /**
  * A preference batch as plain arrays: 2B rows, the B chosen sequences then the B rejected ones,
@@ -31,15 +31,6 @@ export interface RefLogps {
   readonly rejected: Float32Array;
 }
 
-export type Objective =
-  | { readonly kind: 'dpo'; readonly loss: PreferenceLossName; readonly params: PreferenceParams }
-  | { readonly kind: 'rm'; readonly margin?: number; readonly centerRewardsCoefficient?: number };
-
-export interface PreferenceArgs extends TrainableArgs {
-  readonly objective: Objective;
-  readonly dataParallel?: { readonly shared: AllReduceShared; readonly rank: number };
-}
-
 export interface StepMetrics {
   readonly loss: number;
   readonly pairs: number;
@@ -47,116 +38,38 @@ export interface StepMetrics {
   readonly metrics: Readonly<Record<string, number>>;
 }
 
-export interface PreferenceRole {
-  /** Σ log π(reply) of every row (no gradient): what a reference actor serves. */
-  sequenceLogps(batch: PairBatch): Promise<RefLogps>;
-  /** One optimiser step of the objective on this replica's pairs. */
+/** What the preference trainer asks of a learner: the preference learner, or the reward model. */
+export interface PairLearnerRole {
+  /** One optimiser step of the learner's loss on this replica's pairs. */
   step(
     micro: readonly { batch: PairBatch; ref?: RefLogps }[],
     lr: number,
     step: number,
   ): Promise<StepMetrics>;
-  /** The objective's loss and metrics on a batch, no update (held-out accuracy, …). */
+  /** The loss and metrics on a batch, no update (held-out accuracy, …). */
   evaluate(
     batch: PairBatch,
     ref?: RefLogps,
   ): Promise<{ loss: number; metrics: Record<string, number> }>;
-  /** Reward-model scores of each row (objective `rm`). */
-  scores(batch: TokenBatch): Promise<Float32Array>;
   saveCheckpoint(dir: string): Promise<void>;
   saveMerged(dir: string): Promise<void>;
 }
 
-/** Σ and count of log π over each row's reply tokens.  → sum [2B], count [2B] */
-function replyLogps(
-  model: CausalLM,
-  b: PairBatch,
-  checkpoint: boolean,
-): { sum: tf.Tensor; count: tf.Tensor } {
-  const { batch: R, length: T } = b;
-  const d = model.config.hidden;
-  const hidden = model.forward(b, { checkpoint });
-  const h = tf.reshape(tf.slice(hidden, [0, 0, 0], [R, T - 1, d]), [R * (T - 1), d]);
-  const ids = tf.tensor2d(b.ids, [R, T], 'int32');
-  const targets = tf.reshape(tf.slice(ids, [0, 1], [R, T - 1]), [R * (T - 1)]);
-  const lp = tf.reshape(model.tokenLogProbs(h, targets), [R, T - 1]); // position t predicts t+1
-  const mask = tf.slice(tf.tensor2d(b.lossMask, [R, T], 'float32'), [0, 1], [R, T - 1]);
-  return { sum: tf.sum(tf.mul(lp, mask), 1), count: tf.sum(mask, 1) };
+export interface PreferenceArgs extends TrainableArgs {
+  readonly loss: PreferenceLossName;
+  readonly params: PreferenceParams;
+  readonly dataParallel?: DataParallel;
 }
 
-const halves = (x: tf.Tensor) => {
-  const B = (x.shape[0] as number) / 2;
-  return [tf.slice(x, [0], [B]), tf.slice(x, [B], [B])];
-};
-
-class PreferenceLearner implements PreferenceRole {
+/**
+ * A pair learner over a Trainable, given its loss on one batch: the step (micro-batches, weighed
+ * by their pairs), the evaluation and the checkpoints the preference trainer calls.
+ */
+export class PairLearner implements PairLearnerRole {
   constructor(
-    private readonly t: Trainable,
-    private readonly objective: Objective,
+    protected readonly t: Trainable,
+    private readonly lossOf: (b: PairBatch, ref: RefLogps | undefined, ckpt: boolean) => LossOutput,
   ) {}
-
-  /** The objective's loss on one batch: DPO family on reply log-probs, or Bradley–Terry on scores. */
-  private lossOf(b: PairBatch, ref: RefLogps | undefined, checkpoint: boolean) {
-    const model = this.t.model;
-    if (this.objective.kind === 'rm') {
-      const [chosenRewards, rejectedRewards] = halves(
-        model.scores(model.forward(b, { checkpoint }), b),
-      );
-      const margin = this.objective.margin
-        ? tf.fill([chosenRewards.shape[0] as number], this.objective.margin)
-        : undefined;
-      return bradleyTerryLoss(
-        { chosenRewards, rejectedRewards, margin },
-        { centerRewardsCoefficient: this.objective.centerRewardsCoefficient },
-      );
-    }
-    const { sum, count } = replyLogps(model, b, checkpoint);
-    if (this.objective.loss === 'kto') {
-      if (!b.desirable || !ref)
-        throw new Error('KTO needs desirable labels and reference log-probs');
-      const [policyLogps, policyKlLogps] = halves(sum);
-      return preferenceLoss(
-        'kto',
-        {
-          policyLogps,
-          policyKlLogps,
-          refLogps: tf.tensor1d(ref.chosen),
-          refKlLogps: tf.tensor1d(ref.rejected),
-          desirable: tf.tensor1d(b.desirable, 'float32'),
-        },
-        this.objective.params,
-      );
-    }
-    const [policyChosenLogps, policyRejectedLogps] = halves(sum);
-    const [chosenLengths, rejectedLengths] = halves(count);
-    const needsLengths =
-      this.objective.loss === 'ipo' ||
-      this.objective.loss === 'simpo' ||
-      this.objective.loss === 'orpo';
-    return preferenceLoss(
-      this.objective.loss,
-      {
-        policyChosenLogps,
-        policyRejectedLogps,
-        ...(ref
-          ? { refChosenLogps: tf.tensor1d(ref.chosen), refRejectedLogps: tf.tensor1d(ref.rejected) }
-          : {}),
-        ...(needsLengths ? { chosenLengths, rejectedLengths } : {}),
-      } as never,
-      this.objective.params,
-    );
-  }
-
-  async sequenceLogps(b: PairBatch): Promise<RefLogps> {
-    const sum = tf.tidy(() => replyLogps(this.t.model, b, false).sum);
-    try {
-      const all = (await sum.data()) as Float32Array;
-      const B = b.batch / 2;
-      return { chosen: all.slice(0, B), rejected: all.slice(B) };
-    } finally {
-      sum.dispose();
-    }
-  }
 
   async step(
     micro: readonly { batch: PairBatch; ref?: RefLogps }[],
@@ -188,15 +101,6 @@ class PreferenceLearner implements PreferenceRole {
     }
   }
 
-  async scores(b: TokenBatch): Promise<Float32Array> {
-    const s = tf.tidy(() => this.t.model.scores(this.t.model.forward(b), b));
-    try {
-      return (await s.data()) as Float32Array;
-    } finally {
-      s.dispose();
-    }
-  }
-
   saveCheckpoint(dir: string) {
     return this.t.saveCheckpoint(dir);
   }
@@ -206,20 +110,32 @@ class PreferenceLearner implements PreferenceRole {
   }
 }
 
-export const createPreferenceLearner: RoleFactory<PreferenceRole, PreferenceArgs> = async (
+export const createPreferenceLearner: RoleFactory<PairLearnerRole, PreferenceArgs> = async (
   args,
   ctx,
 ) => {
-  const heads = args.objective.kind === 'rm' ? (['score'] as const) : [];
-  const t = await createReplica({ ...args, heads: [...(args.heads ?? []), ...heads] }, ctx.name);
-  ctx.log(
-    'info',
-    `${args.objective.kind} learner ready: ${t.trainableNames.length} trainable tensors`,
-  );
-  return new PreferenceLearner(t, args.objective);
+  const t = await createReplica(args, ctx.name);
+  ctx.log('info', `dpo learner ready: ${t.trainableNames.length} trainable tensors`);
+  return new PairLearner(t, (b, ref, checkpoint) => {
+    const { sum, count } = replyLogps(t.model, b, checkpoint);
+    if (args.loss === 'kto' && (!b.desirable || !ref))
+      throw new Error('KTO needs desirable labels and reference log-probs');
+    return preferenceObjective(
+      args.loss,
+      {
+        sum,
+        count,
+        ...(ref
+          ? { refChosen: tf.tensor1d(ref.chosen), refRejected: tf.tensor1d(ref.rejected) }
+          : {}),
+        ...(b.desirable ? { desirable: tf.tensor1d(b.desirable, 'float32') } : {}),
+      },
+      args.params,
+    );
+  });
 };
 
-export const PREFERENCE_LEARNER = roleRef<PreferenceRole, PreferenceArgs>(
+export const PREFERENCE_LEARNER = roleRef<PairLearnerRole, PreferenceArgs>(
   import.meta.url,
   'createPreferenceLearner',
 );

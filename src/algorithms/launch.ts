@@ -1,0 +1,285 @@
+import type { RoleRef } from '../actors/role.js';
+import type { Supervisor } from '../actors/supervisor.js';
+import { type Topology, topologySchema } from '../actors/topology.js';
+import { type LaunchOptions, type Placement, type RoleTable, Troupe } from '../actors/troupe.js';
+import {
+  type ActorAlgorithm,
+  type ActorEntry,
+  type ActorPlacementConfig,
+  ALGORITHM_ACTORS,
+} from '../config/actors.js';
+import { TroupeError } from '../errors.js';
+import type { BackendName } from '../kernels/backends/index.js';
+import { planBlasThreads, useBlasThreads } from '../kernels/native.js';
+
+/*
+ * The launcher: an algorithm's topology (data: which actors, what each plays, when a run has it,
+ * what it needs) plus the config's `actors` section (where each runs) become a running Troupe.
+ * Placement is resolved by a pure function, so `troupe config show` prints exactly what a run
+ * will start.
+ */
+
+type Backend = BackendName | 'auto';
+
+/** One actor of an algorithm's topology. `C` is the algorithm's config, `I` what a run hands in. */
+export interface CastMember<C, I> {
+  // biome-ignore lint/suspicious/noExplicitAny: each member plays its own role type
+  readonly role: RoleRef<any, any>;
+  /** Whether a run of `c` has this actor (default: always): the critic only for `gae`, … */
+  readonly when?: (c: C) => boolean;
+  /**
+   * Whether it does tensor work while the others do, so that its thread gets a share of the
+   * cores as BLAS threads (default: always; the reward actor and a precomputed reference not).
+   */
+  readonly computes?: (c: C) => boolean;
+  /** Its placement where neither `actors.<name>` nor anything else says (the reward: `cpu`). */
+  readonly placement?: { readonly backend: Backend; readonly device?: string };
+  /** Actors whose start it waits for, because its arguments read them. */
+  readonly needs?: readonly string[];
+  /** Stateless: a call that fails because its thread crashed is retried on the restart. */
+  readonly retryCrashed?: boolean;
+  /** Its arguments for one replica; `started` holds the actors of `needs`, running. */
+  readonly args: (c: C, input: I, p: Placement, started: Troupe) => unknown;
+}
+
+/**
+ * A member playing `role`, its arguments checked against the role's at compile time:
+ * `plays(GENERATOR, { needs: ['policy'], args: … })`.
+ */
+export function plays<R, A, C, I>(
+  role: RoleRef<R, A>,
+  m: Omit<CastMember<C, I>, 'role' | 'args'> & {
+    readonly args: (c: C, input: I, p: Placement, started: Troupe) => A | Promise<A>;
+  },
+): CastMember<C, I> {
+  return { ...m, role };
+}
+
+/** An algorithm's topology: one member per actor name that `actors.<name>` of its config takes. */
+export type AlgorithmTopology<A extends ActorAlgorithm, C, I> = {
+  readonly [N in keyof (typeof ALGORITHM_ACTORS)[A]]: CastMember<C, I>;
+};
+
+/** The fields of a config the placement reads. */
+export interface PlacedConfig {
+  readonly algorithm: ActorAlgorithm;
+  readonly runtime: {
+    readonly backend: Backend;
+    readonly device?: string;
+    readonly replicas: number;
+    readonly blasThreads?: number;
+  };
+  readonly actors?: Readonly<Record<string, ActorPlacementConfig | undefined>>;
+}
+
+/** Where one actor of a run runs, every default resolved. */
+export interface PlacedActor {
+  readonly name: string;
+  /** The thread (shared with its host when colocated; `name/r` per replica). */
+  readonly thread: string;
+  readonly backend: Backend;
+  readonly device?: string;
+  readonly blasThreads: number;
+  readonly replicas: number;
+  readonly colocateWith?: string;
+  readonly trainable: boolean;
+  readonly computes: boolean;
+}
+
+export interface ResolvedPlacement {
+  /** The run's actors, in the topology's order. */
+  readonly actors: readonly PlacedActor[];
+  /** As a topology spec (`Troupe.launch` starts it). */
+  readonly topology: Topology;
+  /** Threads that compute alongside each other (replicas count one each). */
+  readonly computing: number;
+  /** BLAS threads per call of a thread whose actor does not set its own. */
+  readonly blasThreads: number;
+}
+
+function bad(field: string, message: string): TroupeError {
+  return new TroupeError('BAD_ARGUMENT', `${field}: ${message}`, { details: { field } });
+}
+
+/**
+ * Where each actor of a run of `c` runs. Unset fields keep what runs did before `actors`
+ * existed: every model actor on `runtime.backend` / `runtime.device`, the reward actor (or any
+ * member with a `placement`) on its own, the main learner with `runtime.replicas` replicas and
+ * every other actor one, and each thread `runtime.blasThreads` BLAS threads, or the cores
+ * shared out among the computing threads. A colocated actor takes its host's thread, runtime and
+ * BLAS threads. Errors name the config field.
+ */
+export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfig, I>(
+  topology: AlgorithmTopology<A, C, I>,
+  c: C,
+): ResolvedPlacement {
+  const members = topology as unknown as Readonly<Record<string, CastMember<C, I>>>;
+  const table: Readonly<Record<string, ActorEntry>> = ALGORITHM_ACTORS[c.algorithm];
+  const given = c.actors ?? {};
+  const present = Object.keys(members).filter((n) => members[n].when?.(c) ?? true);
+  for (const [name, p] of Object.entries(given)) {
+    if (p !== undefined && !present.includes(name)) {
+      throw bad(
+        `actors.${name}`,
+        `this ${c.algorithm} run has no '${name}' actor (its actors: ${present.join(', ')}); remove the entry`,
+      );
+    }
+  }
+  const cfg = (name: string): ActorPlacementConfig => given[name] ?? {};
+  const hostOf = (name: string): string | undefined => {
+    const host = cfg(name).colocateWith;
+    if (host !== undefined && !present.includes(host)) {
+      throw bad(
+        `actors.${name}.colocateWith`,
+        `this ${c.algorithm} run has no '${host}' actor (its actors: ${present.join(', ')})`,
+      );
+    }
+    return host;
+  };
+  const computes = (name: string) => members[name].computes?.(c) ?? true;
+  const replicasOf = (name: string) =>
+    cfg(name).replicas ?? (table[name].replicasFromRuntime ? c.runtime.replicas : 1);
+  const hosts = present.filter((n) => hostOf(n) === undefined);
+  // A thread computes when its host or any actor sharing it does; each replica is a thread.
+  const computing = hosts.reduce((n, h) => {
+    const busy = computes(h) || present.some((x) => hostOf(x) === h && computes(x));
+    return n + (busy ? replicasOf(h) : 0);
+  }, 0);
+  const blasThreads = planBlasThreads(computing, c.runtime.blasThreads);
+  const own = (name: string) => {
+    const p = cfg(name);
+    const fixed = members[name].placement;
+    return {
+      backend: p.backend ?? fixed?.backend ?? c.runtime.backend,
+      device: p.device ?? (fixed ? fixed.device : c.runtime.device),
+      blasThreads: p.blasThreads ?? blasThreads,
+    };
+  };
+  const spec = present.map((name) => {
+    const host = hostOf(name);
+    const p = cfg(name);
+    const where = host === undefined ? own(name) : own(host);
+    return {
+      name,
+      role: name,
+      replicas: replicasOf(name),
+      // A colocated actor shares its host's: what it sets itself must agree (checked below).
+      backend: p.backend ?? where.backend,
+      device: p.device ?? where.device,
+      blasThreads: p.blasThreads ?? where.blasThreads,
+      ...(host === undefined ? {} : { colocateWith: host }),
+    };
+  });
+  const parsed = topologySchema.safeParse({ actors: spec });
+  if (!parsed.success) {
+    const [issue] = parsed.error.issues;
+    const [, index, field] = issue.path as [string, number | undefined, string | undefined];
+    const at = index === undefined ? 'actors' : `actors.${spec[index].name}`;
+    throw bad(field === undefined ? at : `${at}.${field}`, issue.message);
+  }
+  const topo = parsed.data;
+  const threadOf = (name: string, replicas: number) => {
+    const host = hostOf(name) ?? name;
+    const sharing = [host, ...present.filter((x) => hostOf(x) === host)];
+    if (sharing.length > 1) return sharing.join('+');
+    return replicas > 1 ? `${host}/0…${replicas - 1}` : host;
+  };
+  return {
+    actors: topo.actors.map((a) => ({
+      name: a.name,
+      thread: threadOf(a.name, a.replicas),
+      backend: a.backend,
+      ...(a.device === undefined ? {} : { device: a.device }),
+      blasThreads: a.blasThreads!,
+      replicas: a.replicas,
+      ...(a.colocateWith === undefined ? {} : { colocateWith: a.colocateWith }),
+      trainable: table[a.name].trainable,
+      computes: computes(a.name),
+    })),
+    topology: topo,
+    computing,
+    blasThreads,
+  };
+}
+
+/** One line per thread: which actors, on what, with how many BLAS threads. */
+export function describePlacement(p: ResolvedPlacement): string[] {
+  const lines: string[] = [];
+  for (const a of p.actors) {
+    if (a.colocateWith !== undefined) continue;
+    const sharing = p.actors.filter((x) => x.colocateWith === a.name).map((x) => x.name);
+    const who = sharing.length > 0 ? ` (${[a.name, ...sharing].join(', ')})` : '';
+    const replicas = a.replicas > 1 ? `, ${a.replicas} data-parallel replicas` : '';
+    lines.push(
+      `${a.thread}${who}: backend ${a.backend}, device ${a.device ?? 'default'}, ${a.blasThreads} BLAS thread${a.blasThreads === 1 ? '' : 's'}${replicas}`,
+    );
+  }
+  return lines;
+}
+
+export interface LaunchInput<I> {
+  readonly supervisor: Supervisor;
+  /** What the members' `args` read: the start model, the resume directory, … */
+  readonly input: I;
+  /** Values a data-parallel replica of `actor` all-reduces (its model's parameters and more). */
+  readonly reduceLength: number | ((actor: string) => number);
+  /** A role of your own in place of a member's (the same arguments): `{ reward: MY_REWARD }`. */
+  readonly roles?: Readonly<Record<string, RoleRef<unknown, unknown>>>;
+  /** The run's log (what was placed where, retried calls). */
+  readonly log: (message: string) => void;
+  readonly options?: Omit<LaunchOptions, 'onRetry'>;
+}
+
+/** A running cast: the troupe and where it was placed. */
+export interface Cast {
+  readonly troupe: Troupe;
+  readonly placement: ResolvedPlacement;
+}
+
+/**
+ * Start a run's actors: resolve their placement, give each thread its BLAS threads, make the
+ * data-parallel groups of replicated learners, and launch the topology (the generator after the
+ * policy whose weights it reads, everything else in parallel). Calls to stateless actors that
+ * fail because their thread crashed are retried on the restart, each said in the log.
+ */
+export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I>(
+  topology: AlgorithmTopology<A, C, I>,
+  c: C,
+  l: LaunchInput<I>,
+): Promise<Cast> {
+  const members = topology as unknown as Readonly<Record<string, CastMember<C, I>>>;
+  const placement = resolvePlacement(topology, c);
+  // The default for every thread (and anything else this process starts), as before.
+  useBlasThreads(placement.computing, c.runtime.blasThreads);
+  l.log(
+    `BLAS threads per call: ${placement.blasThreads} (${placement.computing} computing actor(s))`,
+  );
+  const roles: RoleTable = Object.fromEntries(
+    placement.actors.map((a) => {
+      const m = members[a.name];
+      return [
+        a.name,
+        {
+          ref: l.roles?.[a.name] ?? m.role,
+          args: (p: Placement, started: Troupe) => m.args(c, l.input, p, started),
+          after: m.needs,
+          reduceLength: !a.trainable
+            ? undefined
+            : typeof l.reduceLength === 'number'
+              ? l.reduceLength
+              : l.reduceLength(a.name),
+          retryCrashed: m.retryCrashed,
+        },
+      ];
+    }),
+  );
+  const troupe = await Troupe.launch(l.supervisor, placement.topology, roles, {
+    ...l.options,
+    onRetry: (e) =>
+      l.log(
+        `${e.actor}: the actor crashed (${(e.cause as Error).message}); retrying on its restart`,
+      ),
+  });
+  for (const line of describePlacement(placement)) l.log(`placed ${line}`);
+  return { troupe, placement };
+}

@@ -1,0 +1,104 @@
+import * as Comlink from 'comlink';
+import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { SharedWeights, type SharedWeightsHandle, unpackWeights } from '../../actors/weights.js';
+import { TroupeError } from '../../errors.js';
+import { RandomStream, type StreamKey } from '../../kernels/random.js';
+import * as tf from '../../kernels/tf.js';
+import { type GenerateOptions, generate } from '../../policy/generate.js';
+import type { CausalLM } from '../../policy/model/causal-lm.js';
+import { type GeneratedRows, layoutOf } from '../../rollout/assemble.js';
+import { encodeRollout } from '../../rollout/codec.js';
+import { frozenModel, type ModelSpec } from './models.js';
+
+/*
+ * The generator samples rollouts (OpenRLHF's and veRL's vLLM engine) with the policy's latest
+ * published weights, which it copies from shared memory: when it starts, when it restarts after
+ * a crash (so a restarted generator never serves stale weights), and on each `sync`.
+ */
+
+export interface GeneratorArgs {
+  /** The model's shape and start weights (the policy's start). */
+  readonly model: ModelSpec;
+  /** The policy's published weights; `sync` copies them in. */
+  readonly weights: SharedWeightsHandle;
+}
+
+/** One generated batch: its layout (as a rollout frame) and what the controller reads. */
+export interface GeneratedBatch {
+  /** A `rollout` frame of the rows (encodeRollout). */
+  readonly frame: ArrayBuffer;
+  readonly responses: number[][];
+  /** log π of each sampled token at generation time (for the train/generate mismatch metric). */
+  readonly logprobs: number[][];
+  readonly stopped: boolean[];
+  /** The weights version the rows were sampled with. */
+  readonly version: number;
+}
+
+export interface GeneratorRole {
+  /** Sample `maxNewTokens` per prompt (each prompt once: repeat it for n samples). */
+  generate(
+    prompts: number[][],
+    opts: Omit<GenerateOptions, 'rng'> & { readonly sampling?: StreamKey },
+  ): Promise<GeneratedBatch>;
+  /** Copy in the policy's latest published weights; returns their version. */
+  sync(): Promise<number>;
+}
+
+/** Copy the policy's weights in when they are newer than `version`; returns the version held. */
+function syncFrom(shared: SharedWeights, model: CausalLM, version: number): number {
+  const snap = shared.readIfChanged(version);
+  if (!snap) return version;
+  const state = unpackWeights(shared.manifest, snap.buffer, shared.dtype);
+  for (const [name, { shape, data }] of state) {
+    const v = model.params.get(name);
+    if (!v)
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `generator: the policy sent '${name}', which this model lacks`,
+      );
+    tf.tidy(() => v.assign(tf.tensor(data, shape as number[])));
+  }
+  return snap.version;
+}
+
+export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async (args, ctx) => {
+  const model = await frozenModel(args.model);
+  const shared = SharedWeights.attach(args.weights);
+  // Whatever the policy has published so far: nothing at a run's start, the latest on a restart.
+  let version = syncFrom(shared, model, 0);
+  // generate() awaits between tokens: a sync must not swap weights mid-batch.
+  let busy: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(f: () => Promise<T>): Promise<T> => {
+    const run = busy.then(f, f);
+    busy = run.catch(() => undefined);
+    return run;
+  };
+  ctx.log(
+    'info',
+    version !== 0 ? `generator ready (weights version ${version})` : 'generator ready',
+  );
+  return {
+    generate: (prompts, opts) =>
+      exclusive(async () => {
+        const rng = opts.sampling ? RandomStream.of(opts.sampling) : undefined;
+        const g = await generate(model, prompts, { ...opts, rng });
+        const frame = encodeRollout(layoutOf(g as GeneratedRows));
+        const out: GeneratedBatch = {
+          frame,
+          responses: g.responses,
+          logprobs: g.logprobs,
+          stopped: g.stopped,
+          version,
+        };
+        return Comlink.transfer(out, [frame]);
+      }),
+    sync: () =>
+      exclusive(async () => {
+        version = syncFrom(shared, model, version);
+        return version;
+      }),
+  };
+};
+
+export const GENERATOR = roleRef<GeneratorRole, GeneratorArgs>(import.meta.url, 'createGenerator');
