@@ -1,4 +1,4 @@
-import { hasCode, TroupeError } from '../errors.js';
+import { TroupeError } from '../errors.js';
 import type { RuntimeInfo } from '../kernels/runtime.js';
 import { type AllReduceShared, createAllReduce } from './allreduce.js';
 import type { RoleRef } from './role.js';
@@ -31,23 +31,16 @@ export interface RoleEntry {
   readonly reduceLength?: number;
   /**
    * Stateless (a reward, a reference, a generator that syncs on start): a call that failed
-   * because the thread crashed is made again on the restarted thread (see `retryingCrashed`).
+   * because the thread crashed is sent again to the restarted thread, up to this many times
+   * (the supervisor's `retryOnCrash`).
    */
-  readonly retryCrashed?: boolean;
+  readonly retryOnCrash?: number;
 }
 
 /** How to build each role of a topology, by the role names the topology's actors play. */
 export type RoleTable = Readonly<Record<string, RoleEntry>>;
 
-export interface LaunchOptions extends Omit<ThreadOptions, 'runtime'> {
-  /** Told of each retried call (the actor, the method, which attempt, the crash). */
-  readonly onRetry?: (e: {
-    readonly actor: string;
-    readonly method: string;
-    readonly attempt: number;
-    readonly cause: unknown;
-  }) => void;
-}
+export type LaunchOptions = Omit<ThreadOptions, 'runtime'>;
 
 /** Where an actor runs: its thread (colocated actors share one) and that thread's runtime. */
 export interface ActorWhere {
@@ -55,46 +48,6 @@ export interface ActorWhere {
   readonly thread: string;
   readonly runtime: RuntimeInfo | undefined;
   readonly threadId: number | undefined;
-}
-
-/** Tries of a crashed call, the first included (as many as the supervisor's default restarts). */
-const CRASH_TRIES = 3;
-
-/**
- * `actor` with every call that fails with ACTOR_CRASHED (its thread died and the supervisor is
- * restarting it) made again, on the restarted thread, up to CRASH_TRIES in all. For stateless
- * roles only: the call must be safe to repeat. The supervisor's `retryOnCrash` hook will take
- * this over (issue #16); until it lands, this is the one place a crashed call is retried.
- */
-export function retryingCrashed<R>(actor: Actor<R>, onRetry: LaunchOptions['onRetry']): Actor<R> {
-  const retrying = (remote: object) =>
-    new Proxy(
-      {},
-      {
-        get: (_, method) => {
-          if (typeof method !== 'string' || method === 'then') return undefined;
-          return async (...args: unknown[]) => {
-            for (let attempt = 1; ; attempt++) {
-              try {
-                return await (remote as Record<string, (...a: unknown[]) => unknown>)[method](
-                  ...args,
-                );
-              } catch (e) {
-                if (!hasCode(e, 'ACTOR_CRASHED') || attempt >= CRASH_TRIES) throw e;
-                onRetry?.({ actor: actor.name, method, attempt, cause: e });
-              }
-            }
-          };
-        },
-      },
-    );
-  return new Proxy(actor, {
-    get(target, prop, receiver) {
-      if (prop === 'call') return retrying(target.call as object);
-      if (prop === 'withTimeout') return (ms: number) => retrying(target.withTimeout(ms) as object);
-      return Reflect.get(target, prop, receiver);
-    },
-  });
 }
 
 /** Refuses threads that wait for each other, before any starts. */
@@ -175,7 +128,6 @@ export class Troupe {
       if (a.replicas > 1 && length !== undefined)
         groups.set(a.name, createAllReduce(a.replicas, length));
     }
-    const { onRetry, ...threadOptions } = options;
     const troupe = new Troupe(new Map(), plans);
     checkAcyclic(plans, deps);
     const starts = new Map<number, Promise<void>>();
@@ -188,23 +140,22 @@ export class Troupe {
         for (const a of plan.actors) {
           const shared = groups.get(baseOf(a.name).name);
           const placement = shared ? { ...a, dataParallel: { shared, rank: a.replica } } : a;
+          const { ref, retryOnCrash } = roles[a.role];
           specs.push({
             name: a.name,
-            role: roles[a.role].ref,
+            role: ref,
             args: await roles[a.role].args(placement, troupe),
+            ...(retryOnCrash ? { retryOnCrash } : {}),
           });
         }
         const started = await supervisor.spawnColocated(plan.thread, specs, {
-          ...threadOptions,
+          ...options,
           runtime: plan.runtime,
         });
         plan.actors.forEach((a, j) => {
           const base = baseOf(a.name);
           const entry = troupe.actors.get(base.name) ?? { role: roles[base.role].ref, handles: [] };
-          const handle = started[j];
-          entry.handles[a.replica] = roles[base.role].retryCrashed
-            ? retryingCrashed(handle, onRetry)
-            : handle;
+          entry.handles[a.replica] = started[j];
           troupe.actors.set(base.name, entry);
         });
       });

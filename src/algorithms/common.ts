@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { LogRecord } from '../actors/protocol.js';
-import type { Troupe } from '../actors/troupe.js';
+import type { ActorWhere } from '../actors/troupe.js';
 import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
@@ -212,9 +212,9 @@ export function trainResult(
   run: RunDir,
   r: LoopOutcome,
   source: ModelSource | undefined,
-  troupe?: Troupe,
+  started?: readonly ActorWhere[],
 ): TrainResult {
-  const actors = troupe?.where().map((w) => ({
+  const actors = started?.map((w) => ({
     actor: w.actor,
     thread: w.thread,
     backend: w.runtime?.backend,

@@ -1,7 +1,13 @@
 import type { RoleRef } from '../actors/role.js';
 import type { Supervisor } from '../actors/supervisor.js';
 import { type Topology, topologySchema } from '../actors/topology.js';
-import { type LaunchOptions, type Placement, type RoleTable, Troupe } from '../actors/troupe.js';
+import {
+  type ActorWhere,
+  type LaunchOptions,
+  type Placement,
+  type RoleTable,
+  Troupe,
+} from '../actors/troupe.js';
 import {
   type ActorAlgorithm,
   type ActorEntry,
@@ -36,7 +42,7 @@ export interface CastMember<C, I> {
   readonly placement?: { readonly backend: Backend; readonly device?: string };
   /** Actors whose start it waits for, because its arguments read them. */
   readonly needs?: readonly string[];
-  /** Stateless: a call that fails because its thread crashed is retried on the restart. */
+  /** Stateless: a call that fails because its thread crashed is sent again to the restart. */
   readonly retryCrashed?: boolean;
   /** Its arguments for one replica; `started` holds the actors of `needs`, running. */
   readonly args: (c: C, input: I, p: Placement, started: Troupe) => unknown;
@@ -136,6 +142,21 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
     }
     return host;
   };
+  for (const name of present) {
+    const host = hostOf(name);
+    if (host === undefined) continue;
+    const waits = members[name].needs?.includes(host)
+      ? [name, host]
+      : members[host].needs?.includes(name)
+        ? [host, name]
+        : undefined;
+    if (waits) {
+      throw bad(
+        `actors.${name}.colocateWith`,
+        `'${waits[0]}' starts after '${waits[1]}' (its arguments read it), so the two cannot share a thread; remove colocateWith`,
+      );
+    }
+  }
   const computes = (name: string) => members[name].computes?.(c) ?? true;
   const replicasOf = (name: string) =>
     cfg(name).replicas ?? (table[name].replicasFromRuntime ? c.runtime.replicas : 1);
@@ -217,6 +238,9 @@ export function describePlacement(p: ResolvedPlacement): string[] {
   return lines;
 }
 
+/** Times a crashed call of a stateless actor is sent again (three tries in all, as restarts). */
+const CRASH_RETRIES = 2;
+
 export interface LaunchInput<I> {
   readonly supervisor: Supervisor;
   /** What the members' `args` read: the start model, the resume directory, … */
@@ -224,23 +248,25 @@ export interface LaunchInput<I> {
   /** Values a data-parallel replica of `actor` all-reduces (its model's parameters and more). */
   readonly reduceLength: number | ((actor: string) => number);
   /** A role of your own in place of a member's (the same arguments): `{ reward: MY_REWARD }`. */
-  readonly roles?: Readonly<Record<string, RoleRef<unknown, unknown>>>;
-  /** The run's log (what was placed where, retried calls). */
+  readonly roles?: Readonly<Record<string, RoleRef<unknown, unknown> | undefined>>;
+  /** The run's log (what was placed where). */
   readonly log: (message: string) => void;
-  readonly options?: Omit<LaunchOptions, 'onRetry'>;
+  readonly options?: LaunchOptions;
 }
 
-/** A running cast: the troupe and where it was placed. */
+/** A running cast: the troupe, where it was placed, and where each actor started. */
 export interface Cast {
   readonly troupe: Troupe;
   readonly placement: ResolvedPlacement;
+  /** Each actor instance's thread and runtime as it started (before any stop or restart). */
+  readonly started: readonly ActorWhere[];
 }
 
 /**
  * Start a run's actors: resolve their placement, give each thread its BLAS threads, make the
  * data-parallel groups of replicated learners, and launch the topology (the generator after the
  * policy whose weights it reads, everything else in parallel). Calls to stateless actors that
- * fail because their thread crashed are retried on the restart, each said in the log.
+ * fail because their thread crashed are sent again to the restarted thread by the supervisor.
  */
 export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I>(
   topology: AlgorithmTopology<A, C, I>,
@@ -268,18 +294,12 @@ export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I
             : typeof l.reduceLength === 'number'
               ? l.reduceLength
               : l.reduceLength(a.name),
-          retryCrashed: m.retryCrashed,
+          retryOnCrash: m.retryCrashed ? CRASH_RETRIES : undefined,
         },
       ];
     }),
   );
-  const troupe = await Troupe.launch(l.supervisor, placement.topology, roles, {
-    ...l.options,
-    onRetry: (e) =>
-      l.log(
-        `${e.actor}: the actor crashed (${(e.cause as Error).message}); retrying on its restart`,
-      ),
-  });
+  const troupe = await Troupe.launch(l.supervisor, placement.topology, roles, l.options);
   for (const line of describePlacement(placement)) l.log(`placed ${line}`);
-  return { troupe, placement };
+  return { troupe, placement, started: troupe.where() };
 }

@@ -356,7 +356,7 @@ async function trainLmRun(
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return trainResult(run, r, source, cast.troupe);
+    return trainResult(run, r, source, cast.started);
   } finally {
     await supervisor.shutdown();
   }

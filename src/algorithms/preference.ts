@@ -340,8 +340,9 @@ async function trainPreferenceRun(
     if (reference && config.algorithm === 'dpo' && !liveReference(config)) {
       await precomputeReference(reference, [...train, ...evalPairs], config.train.batchSize, padId);
       run.log(`reference log-probs precomputed for ${train.length + evalPairs.length} pairs`);
-      // TODO(#16, Actor.stop): free the reference's thread here (`await reference.stop()`) once
-      // the supervisor has Actor.stop(); until then it idles until shutdown, as it always did.
+      // Its work is done: free its thread and model (a colocated reference leaves its host be).
+      await reference.stop();
+      run.log('reference actor stopped');
       reference = undefined;
     }
     // KTO trains on unpaired examples; every other loss on pairs.
@@ -392,7 +393,7 @@ async function trainPreferenceRun(
       },
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
-    return trainResult(run, r, source, troupe);
+    return trainResult(run, r, source, launched.started);
   } finally {
     await supervisor.shutdown();
   }

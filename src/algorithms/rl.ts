@@ -64,6 +64,11 @@ export interface RlTrainOptions extends TrainOptions {
    * that takes the same arguments, e.g. one wrapping your reward model.
    */
   readonly rewardRole?: RoleRef<RewardRole, RewardArgs>;
+  /**
+   * Roles of your own in place of the topology's, by actor name (each taking the same arguments
+   * and serving the same methods as the one it replaces): `{ generator: MY_GENERATOR }`.
+   */
+  readonly roles?: Readonly<Partial<Record<keyof typeof RL_TOPOLOGY, RoleRef<unknown, unknown>>>>;
 }
 
 /** Phases of one iteration, timed on the controller (seconds). */
@@ -257,10 +262,16 @@ async function trainRlRun(
   const n = c.rollout.samplesPerPrompt;
   const supervisor = runSupervisor(run, ev);
   try {
-    const rewardRole = opts.rewardRole ?? REWARD;
+    const roles: Readonly<Record<string, RoleRef<unknown, unknown> | undefined>> = {
+      ...opts.roles,
+      ...(opts.rewardRole ? { reward: opts.rewardRole } : {}),
+    };
+    /** The role actor `name` plays: the topology's, or the caller's own. */
+    const roleOf = <R, A>(name: keyof typeof RL_TOPOLOGY, own: RoleRef<R, A>) =>
+      (roles[name] as RoleRef<R, A> | undefined) ?? own;
     // A critic of another model (critic.path) all-reduces its own parameters.
     const criticConfig = criticSource ? await readModelConfig(criticSource) : mconfig;
-    const { troupe } = await launch(RL_TOPOLOGY, c, {
+    const cast = await launch(RL_TOPOLOGY, c, {
       supervisor,
       input: {
         model: source ? { source } : { config: mconfig, seed: c.seed },
@@ -269,14 +280,16 @@ async function trainRlRun(
         resumeFrom: resumed?.dir,
       },
       reduceLength: (actor) => reduceCapacity(actor === 'critic' ? criticConfig : mconfig),
-      roles: { reward: rewardRole },
+      roles,
       log: (m) => run.log(m),
     });
-    const policy = troupe.replicas(POLICY, 'policy');
-    const generator = troupe.actor(GENERATOR, 'generator');
-    const reward = troupe.actor(rewardRole, 'reward');
-    const reference = troupe.find(REFERENCE, 'reference');
-    const critics = troupe.find(CRITIC, 'critic') ? troupe.replicas(CRITIC, 'critic') : [];
+    const { troupe } = cast;
+    const policy = troupe.replicas(roleOf('policy', POLICY), 'policy');
+    const generator = troupe.actor(roleOf('generator', GENERATOR), 'generator');
+    const reward = troupe.actor(roleOf('reward', REWARD), 'reward');
+    const reference = troupe.find(roleOf('reference', REFERENCE), 'reference');
+    const criticRef = roleOf('critic', CRITIC);
+    const critics = troupe.find(criticRef, 'critic') ? troupe.replicas(criticRef, 'critic') : [];
     const critic = critics[0];
     // The reward actor limits each source (naming it); this limit, a little longer, catches a
     // thread stuck in code that never yields, so that no reward can hang the run.
@@ -519,7 +532,7 @@ async function trainRlRun(
       { stopAfterSteps: opts.stopAfterSteps, signal: opts.signal, events: ev },
     );
     await pending?.gen.catch(() => undefined);
-    return trainResult(run, r, source, troupe);
+    return trainResult(run, r, source, cast.started);
   } finally {
     await supervisor.shutdown();
   }

@@ -61,7 +61,8 @@ export async function guardRun<T>(run: RunDir, body: () => Promise<T>): Promise<
 
 /**
  * A supervisor for a run's actors: their log records and restarts go to log.txt and to
- * `onLog` (the terminal shows warnings, and so every restart).
+ * `onLog` (the terminal shows warnings, and so every restart); calls retried on a restart
+ * (stateless actors' `retryOnCrash`) to log.txt.
  */
 export function runSupervisor(run: RunDir, ev: { onLog?(record: LogRecord): void }): Supervisor {
   return new Supervisor({
@@ -74,5 +75,9 @@ export function runSupervisor(run: RunDir, ev: { onLog?(record: LogRecord): void
       run.log(message);
       ev.onLog?.({ actor: e.thread, level: 'warn', message, time: Date.now() });
     },
+    onRetry: (e) =>
+      run.log(
+        `${e.actor}: the actor crashed (${(e.cause as Error)?.message ?? e.cause}); retrying ${e.actor}.${e.method}() on its restart`,
+      ),
   });
 }

@@ -153,4 +153,35 @@ describe('run configs', () => {
     expect(shown.optim.eps).toBe(1e-8);
     expect(shown.runtime.replicas).toBe(1);
   });
+
+  it('troupe config show prints where each actor will run, actors.* resolved, as comments', async () => {
+    const show = (...args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', MAIN, 'config', 'show', ...args], {
+        timeout: 60_000,
+      });
+    const defaults = await show('--algorithm', 'grpo');
+    expect(defaults.stdout).toContain(
+      '# Placement (actors.*, every default resolved), one thread per line:\n' +
+        '#   policy: backend auto, device default, ',
+    );
+    expect(defaults.stdout).toMatch(/# {3}reward: backend cpu, device default, \d+ BLAS thread/);
+    const { stdout } = await show(
+      '--config',
+      fileURLToPath(new URL('grpo-arithmetic.yaml', EXAMPLES)),
+      '--actors.reference.colocateWith',
+      'policy',
+      '--actors.reward.backend',
+      'wasm',
+      '--actors.generator.blasThreads',
+      '2',
+    );
+    expect(parse(stdout).actors).toEqual({
+      reference: { colocateWith: 'policy' },
+      reward: { backend: 'wasm' },
+      generator: { blasThreads: 2 },
+    });
+    expect(stdout).toMatch(/# {3}policy\+reference \(policy, reference\): backend \w+/);
+    expect(stdout).toMatch(/# {3}generator: backend \w+, device default, 2 BLAS threads/);
+    expect(stdout).toMatch(/# {3}reward: backend wasm/);
+  });
 });

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { Supervisor } from '../../src/actors/supervisor.js';
 import { planBlasThreads } from '../../src/kernels/native.js';
+import { nativeSkip } from '../helpers/native.js';
+import { BLAS } from './fixtures/blas-role.js';
 
 describe('planBlasThreads', () => {
   it('shares the cores out among the computing actors, at least one each', () => {
@@ -14,5 +17,28 @@ describe('planBlasThreads', () => {
     expect(planBlasThreads(1, undefined, { TROUPE_BLAS_THREADS: '1' }, 2)).toBe(1);
     expect(planBlasThreads(4, undefined, { OPENBLAS_NUM_THREADS: '2' }, 2)).toBe(2);
     expect(planBlasThreads(1, undefined, { TROUPE_BLAS_THREADS: 'many' }, 2)).toBe(2); // ignored
+  });
+});
+
+describe.skipIf(nativeSkip !== null)("an actor's blasThreads", () => {
+  it('reach its thread: each native call runs with its own count, though OpenBLAS keeps one per process', async () => {
+    const sup = new Supervisor();
+    try {
+      const one = await sup.spawn(
+        { name: 'one', role: BLAS, args: {} },
+        { runtime: { backend: 'cpu', blasThreads: 1 } },
+      );
+      // Started second, it set the process's count to 2 as it loaded the addon.
+      const two = await sup.spawn(
+        { name: 'two', role: BLAS, args: {} },
+        { runtime: { backend: 'cpu', blasThreads: 2 } },
+      );
+      expect([one.runtime?.blasThreads, two.runtime?.blasThreads]).toEqual([1, 2]);
+      expect(await one.call.afterMatmul()).toEqual({ runtime: 1, openblas: 1 });
+      expect(await two.call.afterMatmul()).toEqual({ runtime: 2, openblas: 2 });
+      expect(await one.call.afterMatmul()).toEqual({ runtime: 1, openblas: 1 });
+    } finally {
+      await sup.shutdown();
+    }
   });
 });

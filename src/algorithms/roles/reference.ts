@@ -22,6 +22,8 @@ export interface ReferenceRole {
   actionLogprobs(frame: ArrayBuffer): Promise<Float32Array>;
   /** Σ log π_ref(reply) of every row of a preference batch (chosen rows, then rejected rows). */
   sequenceLogps(batch: PairBatch): Promise<RefLogps>;
+  /** Free the model (`Actor.stop()` on a reference that shares its thread with others). */
+  dispose(): void;
 }
 
 export const createReference: RoleFactory<ReferenceRole, ReferenceArgs> = async (args, ctx) => {
@@ -39,6 +41,7 @@ export const createReference: RoleFactory<ReferenceRole, ReferenceArgs> = async 
       const B = b.batch / 2;
       return { chosen: all.slice(0, B), rejected: all.slice(B) };
     },
+    dispose: () => model.dispose(),
   };
 };
 

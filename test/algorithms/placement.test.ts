@@ -1,0 +1,132 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { ActorRun } from '../../src/algorithms/common.js';
+import { trainPreference } from '../../src/algorithms/preference.js';
+import { trainRl } from '../../src/algorithms/rl.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { DpoConfig, RlConfig } from '../../src/config/schema.js';
+import { CRASHING_GENERATOR } from './fixtures/crashing-generator.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'troupe-placement-'));
+
+function readMetrics(dir: string, split: 'train' | 'eval'): Record<string, number>[] {
+  return readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.split === split);
+}
+
+/** The tiny GRPO job of rl.test.ts: a fresh GPT-2 on the sentiment prompts, wasm. */
+function grpo(extra: Record<string, unknown> = {}) {
+  return loadConfig<RlConfig>('grpo', {
+    object: {
+      output: tmp(),
+      model: {
+        init: { family: 'gpt2', hidden: 32, layers: 1, heads: 2, maxPositions: 64 },
+        tokenizer: { train: { vocabSize: 300 } },
+      },
+      data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0.02, maxLength: 24 },
+      optim: { lr: 1e-3, schedule: 'constant' },
+      train: { steps: 3, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+      rollout: { maxNewTokens: 6 },
+      reward: { sources: [{ type: 'sentiment' }, { type: 'length', weight: 0.1, target: 6 }] },
+      runtime: { backend: 'wasm' },
+      ...extra,
+    },
+  });
+}
+
+const where = (actors: readonly ActorRun[] | undefined) =>
+  Object.fromEntries((actors ?? []).map((a) => [a.actor, a]));
+
+/** Every logged value but the clock's (timings, rates, messaging). */
+const numbers = (rows: Record<string, number>[]) =>
+  rows.map((m) =>
+    Object.fromEntries(
+      Object.entries(m).filter(
+        ([k]) => !k.startsWith('timing/') && k !== 'tokens_per_s' && k !== 'time',
+      ),
+    ),
+  );
+
+describe('placing actors from config', () => {
+  it('GRPO with the reward actor on wasm and the reference colocated with the policy: each ran where it was put, and the numbers are those of the default placement', async () => {
+    const placed = await trainRl(
+      await grpo({
+        actors: { reward: { backend: 'wasm' }, reference: { colocateWith: 'policy' } },
+      }),
+    );
+    const w = where(placed.actors);
+    expect(Object.keys(w).sort()).toEqual(['generator', 'policy', 'reference', 'reward']);
+    // The reference shares the policy's thread (one runtime, one thread id).
+    expect(w['policy'].thread).toBe('policy+reference');
+    expect(w['reference'].thread).toBe('policy+reference');
+    expect(w['reference'].threadId).toBe(w['policy'].threadId);
+    expect(w['reference'].backend).toBe('wasm');
+    // The reward actor runs on wasm, in its own thread (its default is cpu, below).
+    expect(w['reward']).toMatchObject({ thread: 'reward', backend: 'wasm' });
+    expect(w['generator']).toMatchObject({ thread: 'generator', backend: 'wasm' });
+    const threads = new Set(Object.values(w).map((a) => a.threadId));
+    expect(threads.size).toBe(3);
+    expect(threads.has(undefined)).toBe(false);
+    const log = readFileSync(join(placed.runDir, 'log.txt'), 'utf8');
+    expect(log).toContain('placed policy+reference (policy, reference): backend wasm');
+    expect(log).toContain('placed reward: backend wasm');
+
+    const plain = await trainRl(await grpo());
+    const d = where(plain.actors);
+    expect(d['reward']).toMatchObject({ thread: 'reward', backend: 'cpu' });
+    expect(d['reference'].thread).toBe('reference');
+    expect(new Set(Object.values(d).map((a) => a.threadId)).size).toBe(4);
+    // Placement moves actors, not the maths: every logged value but the clock's is the same.
+    expect(numbers(readMetrics(placed.runDir, 'train'))).toEqual(
+      numbers(readMetrics(plain.runDir, 'train')),
+    );
+    expect(placed.finalEval).toEqual(plain.finalEval);
+  }, 180_000);
+
+  it('a generator that crashes mid-run is restarted, syncs the latest weights as it starts, and its call is retried', async () => {
+    const marker = join(tmp(), 'crashed');
+    process.env.TROUPE_TEST_GEN_CRASH_MARKER = marker;
+    try {
+      const r = await trainRl(await grpo(), { roles: { generator: CRASHING_GENERATOR } });
+      expect(existsSync(marker)).toBe(true); // it did crash, sampling step 2
+      expect(r.steps).toBe(3);
+      const train = readMetrics(r.runDir, 'train');
+      // Step 2 was sampled by the restarted generator with step 1's weights, not its start ones.
+      expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2]);
+      for (const m of train) expect(m['rollout/logprob_diff']).toBeLessThan(1e-4);
+      const log = readFileSync(join(r.runDir, 'log.txt'), 'utf8');
+      expect(log).toMatch(/actor 'generator' restarted/);
+      expect(log).toMatch(/generator: the actor crashed .*retrying generator\.generate\(\)/);
+      expect(log).toMatch(/\[generator\] info: generator ready \(weights version \d+\)/);
+    } finally {
+      delete process.env.TROUPE_TEST_GEN_CRASH_MARKER;
+    }
+  }, 180_000);
+
+  it('DPO with a precomputed reference stops the reference once its log-probs are in', async () => {
+    const c = await loadConfig<DpoConfig>('dpo', {
+      object: {
+        output: tmp(),
+        model: {
+          init: { family: 'gpt2', hidden: 32, layers: 1, heads: 2, maxPositions: 64 },
+          tokenizer: { train: { vocabSize: 300 } },
+        },
+        data: { train: 'data/sentiment/preferences.jsonl', evalFraction: 0.1, maxLength: 48 },
+        train: { steps: 1, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+        runtime: { backend: 'wasm' },
+      },
+    });
+    const r = await trainPreference(c);
+    expect(r.steps).toBe(1);
+    expect(where(r.actors)['reference']).toMatchObject({ thread: 'reference', backend: 'wasm' });
+    const log = readFileSync(join(r.runDir, 'log.txt'), 'utf8');
+    expect(log.indexOf('reference actor stopped')).toBeGreaterThan(
+      log.indexOf('reference log-probs precomputed'),
+    );
+  }, 120_000);
+});
