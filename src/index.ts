@@ -24,6 +24,17 @@ export {
 } from './actors/topology.js';
 export { type Placement, type RoleTable, Troupe } from './actors/troupe.js';
 export { packWeights, SharedWeights, unpackWeights } from './actors/weights.js';
+export type { ActorRun } from './algorithms/common.js';
+export {
+  type AlgorithmTopology,
+  type CastMember,
+  describePlacement,
+  launch,
+  type PlacedActor,
+  plays,
+  type ResolvedPlacement,
+  resolvePlacement,
+} from './algorithms/launch.js';
 export { type TrainEvents, type TrainOptions, type TrainResult, trainLm } from './algorithms/lm.js';
 export * from './algorithms/losses/index.js';
 export { type PreferenceConfig, trainPreference } from './algorithms/preference.js';
@@ -58,6 +69,7 @@ export {
   type RewardModelArgs,
   type RewardModelRole,
 } from './algorithms/roles/reward-model.js';
+export { placementOf, TOPOLOGIES } from './algorithms/topologies.js';
 export { configToYaml, loadConfig } from './config/load.js';
 export {
   CONFIG_SCHEMAS,

@@ -1,16 +1,7 @@
 import type { Actor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
-import {
-  collatePreferences,
-  DataLoader,
-  type PreferenceItem,
-  tokenizePreference,
-} from '../data/batching/index.js';
-import { allDroppedError } from '../data/batching/length.js';
-import type { Example, PreferenceExample } from '../data/datasets/index.js';
-import { dataError } from '../data/datasets/location.js';
-import { splitOrigin } from '../data/split.js';
-import type { BpeTokenizer } from '../data/tokenizer/index.js';
+import { DataLoader } from '../data/batching/index.js';
+import type { Example } from '../data/datasets/index.js';
 import type { TrainableArgs } from '../policy/trainable.js';
 import type { RunDir } from '../train/run-dir.js';
 import type { TrainerState } from '../train/trainer-state.js';
@@ -25,35 +16,24 @@ import {
   trainResult,
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
-import {
-  modelConfig,
-  runTokenizer,
-  startSource,
-  type TrainOptions,
-  type TrainResult,
-  textOf,
-} from './lm.js';
+import type { TrainOptions, TrainResult } from './lm.js';
 import { needsReference, type PreferenceParams } from './losses/index.js';
+import { modelConfig, runTokenizer, startSource, textOf } from './model-setup.js';
 import {
-  type PairBatch,
-  type PairLearnerRole,
-  PREFERENCE_LEARNER,
-  type RefLogps,
-} from './roles/preference-learner.js';
+  type Batch,
+  collate,
+  collateKto,
+  type Item,
+  type Pair,
+  shard,
+  toPairs,
+  unpair,
+} from './preference-data.js';
+import { type PairLearnerRole, PREFERENCE_LEARNER } from './roles/preference-learner.js';
 import { REFERENCE, type ReferenceRole } from './roles/reference.js';
 import { REWARD_MODEL } from './roles/reward-model.js';
 
 export type PreferenceConfig = RmConfig | DpoConfig;
-
-/** A tokenised pair, with its reference log-probs once they are known. */
-interface Pair extends PreferenceItem {
-  ref?: { chosen: number; rejected: number };
-}
-
-interface Batch {
-  readonly pairs: PairBatch;
-  readonly ref?: RefLogps;
-}
 
 /** The DPO-family loss's hyperparameters: those its registry entry reads. */
 function paramsOf(c: DpoConfig): PreferenceParams {
@@ -111,162 +91,6 @@ export const DPO_TOPOLOGY: AlgorithmTopology<'dpo', DpoConfig, PreferenceInput> 
     args: (_c: DpoConfig, x: PreferenceInput) => ({ model: x.model }),
   }),
 };
-
-type Item = Pair | Unpaired;
-
-/** One KTO example: a prompt and one completion, labelled desirable or not. */
-interface Unpaired {
-  readonly ids: number[];
-  readonly mask: Uint8Array;
-  readonly promptLength: number;
-  readonly desirable: boolean;
-}
-
-/** Pairs → unpaired examples (chosen desirable, rejected undesirable), TRL's unpair_preference_dataset. */
-function unpair(pairs: readonly PreferenceItem[]): Unpaired[] {
-  return pairs.flatMap((p) => [
-    { ids: p.chosen, mask: p.chosenMask, promptLength: p.promptLength, desirable: true },
-    { ids: p.rejected, mask: p.rejectedMask, promptLength: p.promptLength, desirable: false },
-  ]);
-}
-
-/**
- * B unpaired examples → 2B rows: the examples, then each prompt with the next example's
- * completion (the mismatched rows whose log-ratio estimates KTO's KL term), right-padded.
- */
-function collateKto(padId: number) {
-  return (items: Unpaired[]): Batch => {
-    const B = items.length;
-    const rows: number[][] = [];
-    const masks: Uint8Array[] = [];
-    for (const it of items) {
-      rows.push(it.ids);
-      masks.push(it.mask);
-    }
-    for (let i = 0; i < B; i++) {
-      const host = items[i];
-      const donor = items[(i + 1) % B];
-      const completion = donor.ids.slice(donor.promptLength);
-      const ids = [...host.ids.slice(0, host.promptLength), ...completion];
-      const mask = new Uint8Array(ids.length);
-      mask.set(donor.mask.subarray(donor.promptLength), host.promptLength);
-      rows.push(ids);
-      masks.push(mask);
-    }
-    const T = Math.max(...rows.map((r) => r.length));
-    const ids = new Int32Array(2 * B * T).fill(padId);
-    const mask = new Uint8Array(2 * B * T);
-    const lossMask = new Uint8Array(2 * B * T);
-    rows.forEach((r, b) => {
-      ids.set(r, b * T);
-      mask.fill(1, b * T, b * T + r.length);
-      lossMask.set(masks[b], b * T);
-    });
-    return {
-      pairs: {
-        ids,
-        mask,
-        lossMask,
-        batch: 2 * B,
-        length: T,
-        desirable: Uint8Array.from(items, (it) => (it.desirable ? 1 : 0)),
-      },
-    };
-  };
-}
-
-/** Preference rows → tokenised pairs; a split that keeps none is refused naming its file. */
-function toPairs(
-  c: PreferenceConfig,
-  tok: BpeTokenizer,
-  examples: readonly Example[],
-  split: 'train' | 'eval',
-): Pair[] {
-  const opts = { maxLength: c.data.maxLength, overlong: 'drop', appendEos: true } as const;
-  const out: Pair[] = [];
-  for (const e of examples) {
-    if (e.kind !== 'preference') {
-      throw dataError(
-        e.where,
-        `${c.algorithm} reads preference rows (prompt, chosen, rejected); this is a '${e.kind}' row`,
-        { kind: e.kind },
-      );
-    }
-    const it = tokenizePreference(tok, e, opts);
-    if (it) out.push(it);
-  }
-  if (out.length === 0) {
-    // A pair is dropped when either side is over maxLength: its longer side is what must fit.
-    let shortest = Number.POSITIVE_INFINITY;
-    for (const e of examples) {
-      const it = tokenizePreference(tok, e as PreferenceExample, { appendEos: true })!;
-      shortest = Math.min(shortest, Math.max(it.chosen.length, it.rejected.length));
-    }
-    throw allDroppedError(
-      splitOrigin(c.data, split),
-      'pair',
-      examples.length,
-      c.data.maxLength,
-      shortest,
-    );
-  }
-  return out;
-}
-
-function collate(padId: number) {
-  return (items: Pair[]): Batch => {
-    const b = collatePreferences(items, { padId });
-    const pairs: PairBatch = { ...b.tokens, lossMask: b.lossMask };
-    const withRef = items.every((p) => p.ref);
-    return {
-      pairs,
-      ref: withRef
-        ? {
-            chosen: Float32Array.from(items, (p) => p.ref!.chosen),
-            rejected: Float32Array.from(items, (p) => p.ref!.rejected),
-          }
-        : undefined,
-    };
-  };
-}
-
-/** Pairs [lo, hi) of a batch of 2B rows (chosen rows, then rejected rows). */
-function pairSlice(b: Batch, lo: number, hi: number): Batch {
-  const { length: T } = b.pairs;
-  const B = b.pairs.batch / 2;
-  const take = <A extends Uint8Array | Int32Array>(x: A): A => {
-    const out = new (x.constructor as new (n: number) => A)(2 * (hi - lo) * T);
-    out.set(x.subarray(lo * T, hi * T), 0);
-    out.set(x.subarray((B + lo) * T, (B + hi) * T), (hi - lo) * T);
-    return out;
-  };
-  return {
-    pairs: {
-      ids: take(b.pairs.ids),
-      mask: take(b.pairs.mask),
-      lossMask: take(b.pairs.lossMask),
-      batch: 2 * (hi - lo),
-      length: T,
-      desirable: b.pairs.desirable?.slice(lo, hi),
-    },
-    ref: b.ref
-      ? { chosen: b.ref.chosen.slice(lo, hi), rejected: b.ref.rejected.slice(lo, hi) }
-      : undefined,
-  };
-}
-
-function shard(b: Batch, replicas: number, micro: number): Batch[][] {
-  const B = b.pairs.batch / 2;
-  const per = Math.ceil(B / replicas);
-  return Array.from({ length: replicas }, (_, r) => {
-    const lo = Math.min(r * per, B);
-    const hi = Math.min(lo + per, B);
-    const m = Math.ceil((hi - lo) / micro);
-    const parts: Batch[] = [];
-    for (let k = lo; k < hi; k += m) parts.push(pairSlice(b, k, Math.min(k + m, hi)));
-    return parts;
-  });
-}
 
 /** Reference log-probs for every pair, computed once (batch by batch) on a reference actor. */
 async function precomputeReference(

@@ -1,3 +1,8 @@
+/*
+ * Online RL's topology (RL_TOPOLOGY) and trainer. Past 300 lines because `trainRl` is still one
+ * function whose closures share the run's state; issue #16 item 3 splits it into rl/rollouts.ts,
+ * rl/learners.ts and rl/evaluate.ts with the step as four named calls.
+ */
 import { join } from 'node:path';
 import * as Comlink from 'comlink';
 import type { RoleRef } from '../actors/role.js';
@@ -43,14 +48,8 @@ import {
   trainResult,
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
-import {
-  modelConfig,
-  runTokenizer,
-  startSource,
-  type TrainEvents,
-  type TrainOptions,
-  type TrainResult,
-} from './lm.js';
+import type { TrainEvents, TrainOptions, TrainResult } from './lm.js';
+import { modelConfig, runTokenizer, startSource } from './model-setup.js';
 import { loadPending, savePending } from './rl-pending.js';
 import { CRITIC } from './roles/critic.js';
 import { GENERATOR, type GeneratedBatch } from './roles/generator.js';

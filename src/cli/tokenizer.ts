@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { textOf } from '../algorithms/lm.js';
+import { textOf } from '../algorithms/model-setup.js';
 import { readExamples } from '../data/datasets/index.js';
 import {
   loadTokenizer,

@@ -11,7 +11,9 @@ import { type SequenceConfig, sequenceProblem } from './positions.js';
 /**
  * The run config, one zod schema per component, composed per algorithm. Every field documents
  * itself; unknown keys fail; cross-field rules say why and how to fix. Validated once at the
- * boundary (`loadConfig`), then frozen.
+ * boundary (`loadConfig`), then frozen. (Past 300 lines: the components are small and only make
+ * sense composed; #16 item 4 derives each algorithm's composition from one ALGORITHMS registry,
+ * the seam this file splits along.)
  */
 
 const positiveInt = z.number().int().positive();
@@ -259,6 +261,7 @@ export const pretrainConfigSchema = z
   .object({
     algorithm: z.literal('pretrain'),
     ...common,
+    /** Where each actor runs (backend, device, BLAS threads, colocation, replicas): config/actors.ts. */
     actors: actorsSchema('pretrain'),
     train: trainSchema,
   })
@@ -269,6 +272,7 @@ export const sftConfigSchema = z
   .object({
     algorithm: z.literal('sft'),
     ...common,
+    /** Where each actor runs (backend, device, BLAS threads, colocation, replicas): config/actors.ts. */
     actors: actorsSchema('sft'),
     train: trainSchema,
     sft: z
@@ -286,6 +290,7 @@ export const rmConfigSchema = z
   .object({
     algorithm: z.literal('rm'),
     ...common,
+    /** Where each actor runs (backend, device, BLAS threads, colocation, replicas): config/actors.ts. */
     actors: actorsSchema('rm'),
     train: trainSchema,
     rm: z
@@ -305,6 +310,7 @@ export const dpoConfigSchema = z
   .object({
     algorithm: z.literal('dpo'),
     ...common,
+    /** Where each actor runs (backend, device, BLAS threads, colocation, replicas): config/actors.ts. */
     actors: actorsSchema('dpo'),
     train: trainSchema,
     dpo: z
@@ -404,6 +410,7 @@ function rlSchema(algorithm: RlAlgorithm) {
     .object({
       algorithm: z.literal(algorithm),
       ...common,
+      /** Where each actor runs (backend, device, BLAS threads, colocation, replicas): config/actors.ts. */
       actors: actorsSchema(algorithm),
       data: dataSchema.extend({
         /** RL reads prompt rows ({prompt, ...columns}); the extra columns reach the rewards. */
