@@ -108,10 +108,75 @@ export const matmulSuite: Suite = {
         });
         log(`${'blas'.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name}`);
       }
+      // bf16 products with fp32 sums (native/bf16.c: AMX, AVX512-BF16 or fp32), packing
+      // included, on the unbatched shapes and a 2048³ square; OpenBLAS fp32 beside the square.
+      const path = n.addon.bf16Path();
+      const square: MatMulShape = { a: [2048, 2048], b: [2048, 2048] };
+      const bf16Shapes = [
+        ...shapes.filter((x) => x.shape.a.length === 2),
+        { name: 'square 2048³', shape: square },
+      ];
+      for (const { name, shape } of bf16Shapes) {
+        const t = timeBf16(n.addon, shape, quick ? 100 : 300);
+        rows.push({
+          backend: 'bf16',
+          kernel: `bf16 direct (${path})`,
+          shape: `${name} ${describe(shape)}`,
+          gflops: t.gflops,
+          msPerCall: t.msPerCall,
+        });
+        log(`${'bf16'.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name} (${path})`);
+      }
+      const t = timeBlas(n.addon, square, quick ? 100 : 300);
+      rows.push({
+        backend: 'blas',
+        kernel: 'OpenBLAS direct',
+        shape: `square 2048³ ${describe(square)}`,
+        gflops: t.gflops,
+        msPerCall: t.msPerCall,
+      });
     }
     return { rows, markdown: table(rows) };
   },
 };
+
+/** bf16Gemm on plain Float32Arrays (2-D shapes), best of 3 rounds. */
+function timeBf16(
+  addon: NativeAddon,
+  s: MatMulShape,
+  minMs: number,
+): { gflops: number; msPerCall: number } {
+  const ta = s.transposeA ?? false;
+  const tb = s.transposeB ?? false;
+  const M = ta ? s.a[1] : s.a[0];
+  const K = ta ? s.a[0] : s.a[1];
+  const N = tb ? s.b[0] : s.b[1];
+  const a = new Float32Array(M * K).map((_, i) => Math.sin(i));
+  const b = new Float32Array(K * N).map((_, i) => Math.cos(i));
+  const c = new Float32Array(M * N);
+  const call = () => addon.bf16Gemm(ta, tb, M, N, K, a, b, c);
+  return bestOf(call, minMs, 2 * M * N * K);
+}
+
+/** Best per-call time of `call` over 3 rounds of at least `minMs` (and 3 calls) each. */
+function bestOf(
+  call: () => void,
+  minMs: number,
+  flop: number,
+): { gflops: number; msPerCall: number } {
+  call();
+  let best = Number.POSITIVE_INFINITY;
+  for (let round = 0; round < 3; round++) {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < minMs || n < 3) {
+      call();
+      n++;
+    }
+    best = Math.min(best, (performance.now() - t0) / n);
+  }
+  return { gflops: flop / (best * 1e6), msPerCall: best };
+}
 
 /** sgemmBatched on plain Float32Arrays, best of 3 rounds. */
 function timeBlas(
@@ -145,18 +210,7 @@ function timeBlas(
       batchB === 1 ? 0 : K * N,
       c,
     );
-  call();
-  let best = Number.POSITIVE_INFINITY;
-  for (let round = 0; round < 3; round++) {
-    let n = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < minMs || n < 3) {
-      call();
-      n++;
-    }
-    best = Math.min(best, (performance.now() - t0) / n);
-  }
-  return { gflops: (2 * batch * M * N * K) / (best * 1e6), msPerCall: best };
+  return bestOf(call, minMs, 2 * batch * M * N * K);
 }
 
 function table(rows: Row[]): string {

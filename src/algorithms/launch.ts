@@ -42,7 +42,7 @@ export interface CastMember<C, I> {
   readonly placement?: { readonly backend: Backend; readonly device?: string };
   /** Actors whose start it waits for, because its arguments read them. */
   readonly needs?: readonly string[];
-  /** Stateless: a call that fails because its thread crashed is sent again to the restart. */
+  /** Stateless: a call that fails because its thread crashed is sent again to its restart. */
   readonly retryCrashed?: boolean;
   /** Its arguments for one replica; `started` holds the actors of `needs`, running. */
   readonly args: (c: C, input: I, p: Placement, started: Troupe) => unknown;
