@@ -32,7 +32,9 @@ export type ErrorCode =
   | 'TASK_TIMEOUT'
   | 'TASK_ABORTED'
   /** A topology spec is invalid (the message names the field). */
-  | 'BAD_TOPOLOGY';
+  | 'BAD_TOPOLOGY'
+  /** A model endpoint (OpenAI-compatible HTTP server) failed or answered malformed (the message names the URL and status). */
+  | 'ENDPOINT_FAILED';
 
 export class TroupeError extends Error {
   override readonly name = 'TroupeError';

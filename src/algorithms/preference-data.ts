@@ -21,6 +21,25 @@ type PreferenceConfig = RmConfig | DpoConfig;
 /** A tokenised pair, with its reference log-probs once they are known. */
 export interface Pair extends PreferenceItem {
   ref?: { chosen: number; rejected: number };
+  /** The row's soft label `chosen_prob` = P(chosen ≻ rejected), when it has one. */
+  chosenProb?: number;
+}
+
+/** The soft-label column a reward model reads (Constitutional AI's feedback probabilities). */
+export const SOFT_LABEL_COLUMN = 'chosen_prob';
+
+/** A row's `chosen_prob`, checked: a number in [0, 1], or undefined when the row has none. */
+function softLabelOf(e: PreferenceExample): number | undefined {
+  const v = e.extra[SOFT_LABEL_COLUMN];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
+    throw dataError(
+      e.where,
+      `column '${SOFT_LABEL_COLUMN}' must be a probability in [0, 1] (P(chosen ≻ rejected)); got ${JSON.stringify(v)}`,
+      { column: SOFT_LABEL_COLUMN },
+    );
+  }
+  return v;
 }
 
 export interface Batch {
@@ -109,7 +128,8 @@ export function toPairs(
       );
     }
     const it = tokenizePreference(tok, e, opts);
-    if (it) out.push(it);
+    const chosenProb = softLabelOf(e);
+    if (it) out.push(chosenProb === undefined ? it : { ...it, chosenProb });
   }
   if (out.length === 0) {
     // A pair is dropped when either side is over maxLength: its longer side is what must fit.
@@ -134,8 +154,12 @@ export function collate(padId: number) {
     const b = collatePreferences(items, { padId });
     const pairs: PairBatch = { ...b.tokens, lossMask: b.lossMask };
     const withRef = items.every((p) => p.ref);
+    // Soft labels travel when any pair has one; a pair without is a hard label (p = 1).
+    const soft = items.some((p) => p.chosenProb !== undefined);
     return {
-      pairs,
+      pairs: soft
+        ? { ...pairs, chosenProb: Float32Array.from(items, (p) => p.chosenProb ?? 1) }
+        : pairs,
       ref: withRef
         ? {
             chosen: Float32Array.from(items, (p) => p.ref!.chosen),
@@ -164,6 +188,7 @@ export function pairSlice(b: Batch, lo: number, hi: number): Batch {
       batch: 2 * (hi - lo),
       length: T,
       desirable: b.pairs.desirable?.slice(lo, hi),
+      chosenProb: b.pairs.chosenProb?.slice(lo, hi),
     },
     ref: b.ref
       ? { chosen: b.ref.chosen.slice(lo, hi), rejected: b.ref.rejected.slice(lo, hi) }

@@ -2,6 +2,7 @@ import type { Actor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
 import { DataLoader } from '../data/batching/index.js';
 import type { Example } from '../data/datasets/index.js';
+import { TroupeError } from '../errors.js';
 import type { TrainableArgs } from '../policy/trainable.js';
 import type { RunDir } from '../train/run-dir.js';
 import type { TrainerState } from '../train/trainer-state.js';
@@ -25,6 +26,7 @@ import {
   collateKto,
   type Item,
   type Pair,
+  SOFT_LABEL_COLUMN,
   shard,
   toPairs,
   unpair,
@@ -54,6 +56,33 @@ const liveReference = (c: DpoConfig) => c.dpo.reference === 'actor' || c.dpo.los
 export interface PreferenceInput {
   readonly model: TrainableArgs['model'];
   readonly resumeFrom: string | undefined;
+  /** The reward model's loss (`rmLossOf`: rm.loss, or what the pairs call for). */
+  readonly rmLoss?: string;
+}
+
+/**
+ * rm.loss, or soft-bradley-terry when the training pairs carry soft labels (`chosen_prob`) and
+ * bradley-terry otherwise; soft labels with a margin are refused (the margin is a hard-label
+ * notion), and labels a hard loss would ignore are said in the run's log.
+ */
+export function rmLossOf(c: RmConfig, train: readonly Pair[], log: (m: string) => void): string {
+  const labelled = train.filter((p) => p.chosenProb !== undefined).length;
+  const loss = c.rm.loss ?? (labelled > 0 ? 'soft-bradley-terry' : 'bradley-terry');
+  if (loss === 'soft-bradley-terry' && c.rm.margin !== 0) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `rm.margin ${c.rm.margin}: the soft-bradley-terry loss (soft labels, ${SOFT_LABEL_COLUMN}) takes no margin; set rm.margin 0, or rm.loss bradley-terry`,
+      { details: { field: 'rm.margin' } },
+    );
+  }
+  if (loss === 'bradley-terry' && labelled > 0) {
+    log(`rm.loss bradley-terry ignores the ${SOFT_LABEL_COLUMN} of ${labelled} pairs`);
+  } else if (loss === 'soft-bradley-terry') {
+    log(
+      `rm loss soft-bradley-terry: ${labelled} of ${train.length} training pairs carry ${SOFT_LABEL_COLUMN} (the others count as 1)`,
+    );
+  }
+  return loss;
 }
 
 /** Reward modelling: N data-parallel replicas of the reward model being trained. */
@@ -63,6 +92,7 @@ export const RM_TOPOLOGY: AlgorithmTopology<'rm', RmConfig, PreferenceInput> = {
       model: x.model,
       ...trainableOptions(c),
       resumeFrom: x.resumeFrom,
+      loss: x.rmLoss,
       margin: c.rm.margin,
       centerRewardsCoefficient: c.rm.centerRewardsCoefficient,
       dataParallel: p.dataParallel,
@@ -145,7 +175,11 @@ async function trainPreferenceRun(
       config.algorithm === 'rm'
         ? await launch(RM_TOPOLOGY, config, {
             supervisor,
-            input: { model, resumeFrom: resumed?.dir },
+            input: {
+              model,
+              resumeFrom: resumed?.dir,
+              rmLoss: rmLossOf(config, train, (m) => run.log(m)),
+            },
             reduceLength: reduceCapacity(mconfig),
             log: (m) => run.log(m),
           })

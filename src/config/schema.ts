@@ -295,6 +295,12 @@ export const rmConfigSchema = z
     train: trainSchema,
     rm: z
       .object({
+        /**
+         * bradley-terry (hard labels), or soft-bradley-terry: cross-entropy against each pair's
+         * `chosen_prob` (Constitutional AI's feedback probabilities). Unset: soft-bradley-terry
+         * when the training pairs carry `chosen_prob`, else bradley-terry.
+         */
+        loss: z.enum(['bradley-terry', 'soft-bradley-terry']).optional(),
         /** Margin m in −log σ(r_c − r_r − m) (TRL's `margin` column, here one value). */
         margin: z.number().default(0),
         /** TRL's center_rewards_coefficient: + coef·mean((r_c + r_r)²). */

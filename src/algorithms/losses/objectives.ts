@@ -1,10 +1,11 @@
+import { lookup } from '../../errors.js';
 import { type KlEstimatorName, klEstimate } from '../../kernels/numerics/index.js';
 import * as tf from '../../kernels/tf.js';
 import type { LossOutput } from './common.js';
 import type { PreferenceParams } from './inputs.js';
 import { type AggMode, aggLoss, entropyBonus, ppoPolicyLoss } from './ppo.js';
 import { type PreferenceLossName, preferenceLoss } from './preference.js';
-import { bradleyTerryLoss } from './reward-model.js';
+import { REWARD_MODEL_LOSSES } from './reward-model.js';
 
 /*
  * What each learner role minimises, composed from the registered losses: pure and synchronous
@@ -126,15 +127,30 @@ export function preferenceObjective(
   );
 }
 
-/** Bradley–Terry on a reward model's scores of 2B rows (chosen, then rejected), margin m. */
+/**
+ * A reward-model loss (`REWARD_MODEL_LOSSES`, default bradley-terry) on a reward model's scores
+ * of 2B rows (chosen, then rejected): margin m for bradley-terry, soft labels p (B,) for
+ * soft-bradley-terry.
+ */
 export function rewardModelObjective(
   scores: tf.Tensor,
-  p: { readonly margin?: number; readonly centerRewardsCoefficient?: number },
+  p: {
+    readonly loss?: string;
+    readonly margin?: number;
+    readonly centerRewardsCoefficient?: number;
+  },
+  chosenProb?: Float32Array,
 ): LossOutput {
   const [chosenRewards, rejectedRewards] = halves(scores);
   const margin = p.margin ? tf.fill([chosenRewards.shape[0] as number], p.margin) : undefined;
-  return bradleyTerryLoss(
-    { chosenRewards, rejectedRewards, margin },
+  const loss = lookup(REWARD_MODEL_LOSSES, p.loss ?? 'bradley-terry', 'reward-model loss');
+  return loss(
+    {
+      chosenRewards,
+      rejectedRewards,
+      margin,
+      chosenProb: chosenProb ? tf.tensor1d(chosenProb, 'float32') : undefined,
+    },
     { centerRewardsCoefficient: p.centerRewardsCoefficient },
   );
 }

@@ -2,6 +2,7 @@ import { TroupeError } from '../../errors.js';
 import * as tf from '../../kernels/tf.js';
 import { type LossOutput, mean } from './common.js';
 import { checkRows } from './inputs.js';
+import { type SoftRewardModelInputs, softBradleyTerryLoss } from './soft-reward-model.js';
 
 export interface RewardModelInputs {
   /** (B,) float32: r_θ(x_b, y_c), the scalar score of each chosen sequence. */
@@ -77,4 +78,41 @@ export function bradleyTerryLoss(
     }
     return { loss, metrics };
   });
+}
+
+/** What a reward-model loss reads: the scores of each pair, and per-pair margins or soft labels. */
+export interface RewardModelLossInputs {
+  /** (B,) scores of the chosen and of the rejected sequences. */
+  readonly chosenRewards: tf.Tensor;
+  readonly rejectedRewards: tf.Tensor;
+  /** (B,) margins m_b (bradley-terry only). */
+  readonly margin?: tf.Tensor;
+  /** (B,) soft labels p_b = P(chosen ≻ rejected) in [0, 1] (soft-bradley-terry). */
+  readonly chosenProb?: tf.Tensor;
+}
+
+export type RewardModelLoss = (inputs: RewardModelLossInputs, p: RewardModelParams) => LossOutput;
+
+/**
+ * The reward-model loss registry (`rm.loss`): a new loss is its file plus one line here; an
+ * unknown name lists these.
+ */
+export const REWARD_MODEL_LOSSES: ReadonlyMap<string, RewardModelLoss> = new Map<
+  string,
+  RewardModelLoss
+>([
+  ['bradley-terry', bradleyTerryLoss],
+  ['soft-bradley-terry', (x, p) => softBradleyTerryLoss(softInputs(x), p)],
+]);
+
+/** The soft loss's inputs: a missing label is a hard one (p = 1); a margin is refused. */
+function softInputs(x: RewardModelLossInputs): SoftRewardModelInputs {
+  if (x.margin !== undefined) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      "Reward-model loss 'soft-bradley-terry' takes soft labels, not margins: set rm.margin 0",
+    );
+  }
+  const B = x.chosenRewards.shape[0] as number;
+  return { ...x, chosenProb: x.chosenProb ?? tf.ones([B]) };
 }

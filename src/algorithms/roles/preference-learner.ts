@@ -23,6 +23,8 @@ export interface PairBatch extends TokenBatch {
    * next row's completion, TRL `_get_kl_dataset`); `desirable` [B] labels the examples.
    */
   readonly desirable?: Uint8Array;
+  /** Reward models: [B] soft labels P(chosen ≻ rejected) (the pairs' `chosen_prob`). */
+  readonly chosenProb?: Float32Array;
 }
 
 /** Per-sequence reference log-probs Σ log π_ref(reply), for the chosen and the rejected rows. */

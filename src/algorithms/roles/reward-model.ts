@@ -13,6 +13,8 @@ import { PairLearner, type PairLearnerRole } from './preference-learner.js';
  */
 
 export interface RewardModelArgs extends TrainableArgs {
+  /** A `REWARD_MODEL_LOSSES` name (default bradley-terry; soft-bradley-terry reads soft labels). */
+  readonly loss?: string;
   /** Margin m in −log σ(r_c − r_r − m). */
   readonly margin?: number;
   /** TRL's center_rewards_coefficient: + coef·mean((r_c + r_r)²). */
@@ -28,7 +30,11 @@ export interface RewardModelRole extends PairLearnerRole {
 class RewardModel extends PairLearner implements RewardModelRole {
   constructor(t: Trainable, args: RewardModelArgs) {
     super(t, (b, _ref, checkpoint) =>
-      rewardModelObjective(t.model.scores(t.model.forward(b, { checkpoint }), b), args),
+      rewardModelObjective(
+        t.model.scores(t.model.forward(b, { checkpoint }), b),
+        args,
+        b.chosenProb,
+      ),
     );
   }
 
