@@ -27,7 +27,7 @@ import type { TrainEvents } from './lm.js';
 /** The tokenizer of a run: saved in the run directory, so a resume uses exactly the same one. */
 export async function runTokenizer(
   config: Pick<LmConfig, 'model'>,
-  run: RunDir,
+  run: Pick<RunDir, 'dir' | 'resumedFrom'>,
   texts: () => string[],
   source?: ModelSource,
 ): Promise<BpeTokenizer> {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { runSweepCommand, SWEEP_SPEC } from '../scaling/cli.js';
 import { DEMO_SPEC, runDemo } from './demo.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { CHAT_SPEC, GENERATE_SPEC, runChat, runGenerate } from './generate.js';
@@ -84,6 +85,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
     },
   ],
   ['report', fromSpec(REPORT_SPEC, (args) => runReport(args, err))],
+  ['sweep', fromSpec(SWEEP_SPEC, (args) => runSweepCommand(args, err))],
 ]);
 
 /** The package's version, from its package.json (beside `src/` and `dist/`). */
