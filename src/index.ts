@@ -182,4 +182,5 @@ export {
 } from './policy/index.js';
 export * from './reward/index.js';
 export * from './rollout/index.js';
+export * from './scaling/index.js';
 export * from './train/index.js';
