@@ -2,6 +2,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runSweepCommand, SWEEP_SPEC } from '../scaling/cli.js';
+import { CAI_SPEC, runCaiCommand } from './cai.js';
 import { DEMO_SPEC, runDemo } from './demo.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { CHAT_SPEC, GENERATE_SPEC, runChat, runGenerate } from './generate.js';
@@ -84,6 +85,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
       run: (args) => runTokenizer(args, err),
     },
   ],
+  ['cai', fromSpec(CAI_SPEC, (args) => runCaiCommand(args, err))],
   ['report', fromSpec(REPORT_SPEC, (args) => runReport(args, err))],
   ['sweep', fromSpec(SWEEP_SPEC, (args) => runSweepCommand(args, err))],
 ]);
