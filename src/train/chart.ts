@@ -49,7 +49,9 @@ export function escapeHtml(s: string): string {
 
 /** Round-number ticks (1, 2, 5 × 10^k) covering [lo, hi]; about `target` of them. */
 export function niceTicks(lo: number, hi: number, target = 5): { ticks: number[]; step: number } {
-  if (!(hi > lo)) {
+  // A range of a few ulps (a metric that is constant but for rounding) is drawn as flat: its
+  // tick index lo/step would pass 2^53, where i++ no longer moves and the tick loop never ends.
+  if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9)) {
     const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
     return niceTicks(lo - pad, lo + pad, target);
   }

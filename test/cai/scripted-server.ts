@@ -135,7 +135,8 @@ export async function startScripted(o: ScriptedOptions = {}): Promise<Scripted> 
           : { top_logprobs: [{ A: la + half, ' A': la + half, B: lb, C: -9 }] };
       } else {
         const letter = seed % 4 === 0 ? (better === 'A' ? 'B' : 'A') : better;
-        votes.push([text, letter]);
+        // The log-prob request that found none is not a vote.
+        if (!asksLogprobs) votes.push([text, letter]);
         answer = chat ? `(${letter})` : `${letter}) because`;
       }
     } else if (/^\s*(Rewrite|Revise)/.test(user)) {

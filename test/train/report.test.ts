@@ -318,6 +318,13 @@ describe('niceTicks / formatTick / logTicks / timeTicks', () => {
     expect(niceTicks(lo, hi).ticks).toEqual(ticks);
   });
 
+  it('a range of one ulp is a flat one (it used to loop for ever past 2^53 tick indices)', () => {
+    const lo = 0.46211715726000957;
+    const hi = 0.4621171572600096;
+    expect(hi > lo).toBe(true);
+    expect(niceTicks(lo, hi)).toEqual(niceTicks(lo, lo));
+  });
+
   it('log ticks: decades, with 2 and 5 between them over at most two decades', () => {
     expect(logTicks(3e-5, 0.2)).toEqual([1e-5, 1e-4, 0.001, 0.01, 0.1, 1]);
     expect(logTicks(0.3, 8)).toEqual([0.1, 0.2, 0.5, 1, 2, 5, 10]);
