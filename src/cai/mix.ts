@@ -10,8 +10,9 @@ import { completionRow, type DialogueMode, helpfulCount } from './sl.js';
 /*
  * The helpful samples SL-CAI mixes into its SFT data (the paper fine-tunes on revisions and on
  * the helpful model's answers to helpfulness prompts, so that harmlessness is not learnt at the
- * cost of helpfulness): rows of a file in the completion or messages convention as they are, or
- * prompt rows answered by the SL model. As many as make `fraction` of the SFT rows.
+ * cost of helpfulness): rows of a file in the completion or messages convention (written in the
+ * run's dialogue form, as the revisions are), or prompt rows answered by the SL model. As many
+ * as make `fraction` of the SFT rows.
  */
 
 export interface HelpfulSpec {
@@ -50,7 +51,11 @@ export async function helpfulRows(
   const toAnswer: Turn[][] = [];
   for (const e of picked) {
     if (e.kind === 'completion') {
-      out.push({ prompt: e.prompt, completion: e.completion });
+      const reply =
+        typeof e.completion === 'string'
+          ? e.completion.trim()
+          : e.completion.map((m) => m.content).join('\n');
+      out.push(completionRow(x.constitution, x.dialogue, promptTurns(e.prompt), reply));
     } else if (e.kind === 'messages') {
       const last = e.messages.at(-1)!;
       if (last.role !== 'assistant' || e.messages.length < 2) {
@@ -58,7 +63,8 @@ export async function helpfulRows(
           column: 'messages',
         });
       }
-      out.push({ prompt: e.messages.slice(0, -1), completion: [last] });
+      const turns = promptTurns(e.messages.slice(0, -1));
+      out.push(completionRow(x.constitution, x.dialogue, turns, last.content));
     } else if (e.kind === 'prompt') {
       toAnswer.push(promptTurns(e.prompt));
     } else {
