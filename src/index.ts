@@ -70,6 +70,7 @@ export {
   type RewardModelRole,
 } from './algorithms/roles/reward-model.js';
 export { placementOf, TOPOLOGIES } from './algorithms/topologies.js';
+export * from './cai/index.js';
 export { configToYaml, loadConfig } from './config/load.js';
 export {
   CONFIG_SCHEMAS,

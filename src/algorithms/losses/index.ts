@@ -45,8 +45,12 @@ export {
 } from './preference.js';
 export {
   bradleyTerryLoss,
+  REWARD_MODEL_LOSSES,
   type RewardModelInputs,
+  type RewardModelLoss,
+  type RewardModelLossInputs,
   type RewardModelParams,
 } from './reward-model.js';
 export { type SequenceLogps, sequenceLogps, splitChosenRejected } from './sequence.js';
 export { simpoLoss } from './simpo.js';
+export { type SoftRewardModelInputs, softBradleyTerryLoss } from './soft-reward-model.js';
