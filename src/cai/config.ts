@@ -119,7 +119,8 @@ export type CaiConfig = z.output<typeof caiConfigSchema>;
 /** The fields of each trainer the pipeline fills in, so a section may not set them. */
 const FILLED: Readonly<Record<'sft' | 'rm' | 'ppo', readonly string[]>> = {
   sft: ['algorithm', 'output', 'model.path', 'model.init', 'data.train'],
-  rm: ['algorithm', 'output', 'model.path', 'model.init', 'data.train'],
+  // The reward model may start from a model of its own (rl.rm.model.path).
+  rm: ['algorithm', 'output', 'model.init', 'data.train'],
   ppo: ['algorithm', 'output', 'model.path', 'model.init', 'data.train', 'reward'],
 };
 
@@ -235,4 +236,34 @@ export async function loadCaiConfig(o: {
     );
   }
   return r.data;
+}
+
+/**
+ * Every trainer section checked at once, with stand-in paths for what the pipeline will
+ * generate, so that a typo in rl.ppo fails before hours of generation rather than after.
+ */
+export function checkTrainerSections(c: CaiConfig, file: string): void {
+  const fill = (extra: Record<string, unknown> = {}) => ({
+    output: 'stage',
+    model: { path: 'model' },
+    data: { train: 'data.jsonl' },
+    ...extra,
+  });
+  if (c.sl) trainerConfig('sft', c.sl.sft, fill(), { file, field: 'sl.sft' });
+  if (c.rl) {
+    const rm = c.rl.rm as { model?: { path?: string } };
+    trainerConfig(
+      'rm',
+      c.rl.rm,
+      rm.model?.path ? { output: 'stage', data: { train: 'd.jsonl' } } : fill(),
+      {
+        file,
+        field: 'rl.rm',
+      },
+    );
+    trainerConfig('ppo', c.rl.ppo, fill({ reward: { sources: [{ type: 'model', path: 'rm' }] } }), {
+      file,
+      field: 'rl.ppo',
+    });
+  }
 }

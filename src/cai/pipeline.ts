@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { describeFailure } from '../algorithms/run-guard.js';
 import { TroupeError } from '../errors.js';
-import type { CaiConfig } from './config.js';
+import { type CaiConfig, checkTrainerSections } from './config.js';
 import { runRl } from './pipeline-rl.js';
 import { runSl } from './pipeline-sl.js';
 import { CaiRun, type CaiRunOptions } from './run.js';
@@ -40,6 +40,7 @@ export async function runCai(config: CaiConfig, o: CaiRunOptions = {}): Promise<
       );
     }
   }
+  checkTrainerSections(config, o.file ?? '(config object)');
   const p = new CaiRun(config, o);
   await p.open();
   let aborted = false;

@@ -1,9 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { trainPreference } from '../../src/algorithms/preference.js';
 import { loadCaiConfig, trainerConfig } from '../../src/cai/config.js';
+import { runCai } from '../../src/cai/pipeline.js';
 import { main } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { RmConfig } from '../../src/config/schema.js';
@@ -84,6 +85,18 @@ describe('CAI config', () => {
     expect(() => trainerConfig('ppo', { train: { steps: 0 } }, fill, where)).toThrow(
       /cai\.yaml: invalid config:\n {2}rl\.ppo\.train\.steps: /,
     );
+  });
+
+  it('a bad trainer section fails before the run starts, naming its full path', async () => {
+    const c = await loadCaiConfig({
+      object: {
+        ...BASE,
+        rl: { ...BASE.rl, rm: { train: { steps: 2 } }, ppo: { train: { stepz: 3 } } },
+      },
+    });
+    const msg = await refused(runCai(c));
+    expect(msg).toContain("rl.ppo.train: unknown key 'stepz'");
+    expect(existsSync(BASE.output)).toBe(false);
   });
 
   it('troupe cai refuses an unknown stage', async () => {
