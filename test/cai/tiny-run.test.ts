@@ -2,12 +2,15 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { trainPreference } from '../../src/algorithms/preference.js';
 import { loadCaiConfig } from '../../src/cai/config.js';
 import { loadConstitution } from '../../src/cai/constitution.js';
 import { promptTurns } from '../../src/cai/dialogue.js';
 import { runCai } from '../../src/cai/pipeline.js';
 import { feedbackPrompt } from '../../src/cai/prompts.js';
 import type { RlRecord } from '../../src/cai/rl.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { DpoConfig } from '../../src/config/schema.js';
 import { saveTokenizer, type Tokenizer, trainBpe } from '../../src/data/tokenizer/index.js';
 import * as tf from '../../src/kernels/tf.js';
 import { gpt2Config } from '../../src/policy/config.js';
@@ -64,7 +67,7 @@ const steps = (n: number, batchSize: number) => ({
   runtime: { backend: 'wasm' },
 });
 
-async function config() {
+async function config(over: Record<string, unknown> = {}) {
   return loadCaiConfig({
     object: {
       output: join(dir, 'run'),
@@ -92,6 +95,7 @@ async function config() {
         rm: { ...steps(4, 4), data: { evalFraction: 0, maxLength: 96 } },
         ppo: { ...steps(2, 2), data: { evalFraction: 0 }, rollout: { maxNewTokens: 6 } },
       },
+      ...over,
     },
   });
 }
@@ -189,5 +193,36 @@ describe('a tiny CAI run on CPU: SL → RM → PPO', () => {
     // A finished run resumed again does nothing but say so.
     const third = await runCai(c, { resume: true });
     expect(Object.keys(third.stages)).toHaveLength(5);
+
+    // The DPO variant reads the SL pairs as they are.
+    const dpo = await trainPreference(
+      await loadConfig<DpoConfig>('dpo', {
+        object: {
+          output: join(dir, 'dpo'),
+          model: { path: policy },
+          data: { train: join(run, 'sl-data', 'pairs.jsonl'), evalFraction: 0, maxLength: 160 },
+          train: { steps: 1, batchSize: 2, evalEvery: 0, saveEvery: 0 },
+          runtime: { backend: 'wasm' },
+        },
+      }),
+    );
+    expect(dpo.steps).toBe(1);
+  }, 600_000);
+
+  it('chat dialogue: rows of messages, rendered by the chat template (ChatML here)', async () => {
+    const c = await config({
+      output: join(dir, 'chat-run'),
+      dialogue: 'chat',
+      sl: { ...(await config()).sl, limit: 4, helpful: undefined },
+      rl: { ...(await config()).rl, limit: 4 },
+    });
+    const r = await runCai(c);
+    expect(Object.keys(r.stages)).toEqual(['sl-data', 'sft', 'rl-data', 'rm', 'ppo']);
+    const sft = lines(join(r.runDir, 'sl-data', 'sft.jsonl'));
+    expect(sft[0].prompt).toEqual([{ role: 'user', content: expect.any(String) }]);
+    expect(sft[0].completion).toEqual([{ role: 'assistant', content: expect.any(String) }]);
+    const rm = lines(join(r.runDir, 'rl-data', 'rm-pairs.jsonl'));
+    expect(rm[0].chosen).toEqual([{ role: 'assistant', content: expect.any(String) }]);
+    expect(lines(join(r.runDir, 'rl-data', 'prompts.jsonl'))[0].prompt[0].role).toBe('user');
   }, 600_000);
 });
