@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { trainPreference } from '../../src/algorithms/preference.js';
-import { loadCaiConfig, trainerConfig } from '../../src/cai/config.js';
+import { checkTrainerSections, loadCaiConfig, trainerConfig } from '../../src/cai/config.js';
 import { runCai } from '../../src/cai/pipeline.js';
 import { main } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -40,6 +40,16 @@ describe('CAI config', () => {
       endpoint: expect.objectContaining({ api: 'chat', topLogprobs: 5, retries: 2 }),
     });
     expect(c.dialogue).toBe('text');
+  });
+
+  it('examples/cai/*.yaml are valid, trainer sections included', async () => {
+    const files = readdirSync('examples/cai').filter((f) => f.endsWith('.yaml'));
+    expect(files).toContain('tiny.yaml');
+    for (const f of files) {
+      const file = join('examples/cai', f);
+      const c = await loadCaiConfig({ file });
+      expect(() => checkTrainerSections(c, file)).not.toThrow();
+    }
   });
 
   it('refuses what it cannot run, naming the field', async () => {
