@@ -65,7 +65,7 @@ export async function runRl(run: CaiRun): Promise<boolean> {
         },
         run.c.batchSize,
       );
-      const r = await runDataStage(dataDir, { stage: 'rl-data', ...run.c }, stage, {
+      const r = await runDataStage(dataDir, run.stageConfig('rl-data', base), stage, {
         resume: run.resumeOf('rl-data'),
         signal: run.o.signal,
         events: run.o.events,

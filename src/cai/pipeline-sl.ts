@@ -55,7 +55,7 @@ export async function runSl(run: CaiRun): Promise<boolean> {
         },
         run.c.batchSize,
       );
-      const r = await runDataStage<SlRecord>(dataDir, { stage: 'sl-data', ...run.c }, stage, {
+      const r = await runDataStage<SlRecord>(dataDir, run.stageConfig('sl-data'), stage, {
         resume: run.resumeOf('sl-data'),
         signal: run.o.signal,
         events: run.o.events,

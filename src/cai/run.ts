@@ -114,6 +114,22 @@ export class CaiRun {
     return existsSync(join(this.dir, stage, 'config.json'));
   }
 
+  /**
+   * What a data stage's output depends on (its config.json): the shared fields, the
+   * constitution as it was read, and its half's section without the trainer sections. A resume
+   * under a different one is refused (see `runDataStage`).
+   */
+  stageConfig(stage: 'sl-data' | 'rl-data', sampler?: string): Record<string, unknown> {
+    const { seed, dialogue, policy, batchSize, constitution } = this.c;
+    const shared = { stage, seed, dialogue, policy, batchSize, constitution };
+    if (stage === 'sl-data') {
+      const { sft: _, ...sl } = this.c.sl!;
+      return { ...shared, sl, rules: this.constitution };
+    }
+    const { rm: _r, ppo: _p, ...rl } = this.c.rl!;
+    return { ...shared, rl, sampler, rules: this.constitution };
+  }
+
   /** A Troupe model or an endpoint; `field` names it in errors. */
   async model(ref: CaiConfig['policy'] | { endpoint: unknown }, field: string): Promise<CaiModel> {
     if (typeof ref === 'object') {

@@ -74,6 +74,35 @@ async function readRecords<R>(path: string, keep: number): Promise<R[]> {
   return out;
 }
 
+/**
+ * A resume must generate what the first start would have: the records kept were made under the
+ * config in `dir`, so a different one is refused, naming the fields that differ.
+ */
+async function refuseChangedConfig(dir: string, config: unknown): Promise<void> {
+  const path = join(dir, 'config.json');
+  if (!existsSync(path)) return;
+  const was = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  const now = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  const differ = [...new Set([...Object.keys(was), ...Object.keys(now)])].flatMap((k) => {
+    const [a, b] = [was[k], now[k]];
+    if (JSON.stringify(a) === JSON.stringify(b)) return [];
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) {
+      const keys = [...new Set([...Object.keys(a), ...Object.keys(b as object)])];
+      return keys
+        .filter((j) => JSON.stringify((a as never)[j]) !== JSON.stringify((b as never)[j]))
+        .map((j) => `${k}.${j}`);
+    }
+    return [k];
+  });
+  if (differ.length > 0) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `Cannot resume ${dir}: its records were made under another config (${differ.join(', ')} differ); put those fields back, or start the run in a new directory`,
+      { details: { dir, fields: differ } },
+    );
+  }
+}
+
 /** Run (or resume) a stage in `dir`; `config` is what its config.json records. */
 export async function runDataStage<R>(
   dir: string,
@@ -81,6 +110,7 @@ export async function runDataStage<R>(
   stage: DataStage<R>,
   o: StageRunOptions = {},
 ): Promise<StageResult<R>> {
+  if (o.resume) await refuseChangedConfig(dir, config);
   const run = await RunDir.create(dir, { config, resume: o.resume ?? false, keepLast: 2 });
   return guardRun(run, async () => {
     const path = join(run.dir, RECORDS_FILE);

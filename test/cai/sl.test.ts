@@ -182,4 +182,24 @@ describe('SL-CAI on a scripted critic', () => {
       'resuming after batch 1 (2 records kept)',
     );
   });
+
+  it('refuses to resume under a different config, naming the fields', async () => {
+    const dir = tmp();
+    const ac = new AbortController();
+    const config = { seed: 7, sl: { revisions: 2, fewShot: 1 } };
+    await runDataStage(dir, config, slStage(endpoint('chat'), constitution, items, OPTS, 2), {
+      signal: ac.signal,
+      events: { onMetrics: () => ac.abort() },
+    });
+    const changed = { seed: 8, sl: { revisions: 3, fewShot: 1 } };
+    const e = await runDataStage(
+      dir,
+      changed,
+      slStage(endpoint('chat'), constitution, items, OPTS, 2),
+      { resume: true },
+    ).catch((x: unknown) => x);
+    expect((e as Error).message).toContain(
+      `Cannot resume ${dir}: its records were made under another config (seed, sl.revisions differ)`,
+    );
+  });
 });
