@@ -94,6 +94,9 @@ function positionsOf(lp: unknown): Positions | undefined {
 export class EndpointModel implements CaiModel {
   readonly describe: string;
   private readonly path: string;
+  /** Requests in flight, and those waiting for a slot. */
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(
     private readonly c: EndpointConfig,
@@ -113,14 +116,16 @@ export class EndpointModel implements CaiModel {
 
   async generate(prompts: readonly ModelPrompt[], s: Sampling): Promise<string[]> {
     const seeds = seedsOf(s.key, prompts.length);
-    const answers = await this.pool(prompts.length, (i) =>
-      this.ask(prompts[i], {
-        max_tokens: s.maxTokens,
-        temperature: s.temperature,
-        top_p: s.topP,
-        seed: seeds[i],
-        stop: this.stop,
-      }),
+    const answers = await Promise.all(
+      prompts.map((p, i) =>
+        this.ask(p, {
+          max_tokens: s.maxTokens,
+          temperature: s.temperature,
+          top_p: s.topP,
+          seed: seeds[i],
+          stop: this.stop,
+        }),
+      ),
     );
     return answers.map((a) => cutAtStop(a.text, this.stop));
   }
@@ -144,18 +149,14 @@ export class EndpointModel implements CaiModel {
 
   dispose(): void {}
 
-  /** Run `n` requests, `concurrency` at a time, answers in order. */
-  private async pool<T>(n: number, task: (i: number) => Promise<T>): Promise<T[]> {
-    const out: T[] = new Array(n);
-    let next = 0;
-    const worker = async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await task(i);
-      }
+  /** Wait for one of the `concurrency` request slots (every request of this model shares them). */
+  private async slot(): Promise<() => void> {
+    if (this.active >= this.c.concurrency) await new Promise<void>((ok) => this.waiting.push(ok));
+    this.active++;
+    return () => {
+      this.active--;
+      this.waiting.shift()?.();
     };
-    await Promise.all(Array.from({ length: Math.min(n, this.c.concurrency) }, worker));
-    return out;
   }
 
   private body(prompt: ModelPrompt, extra: Record<string, unknown>): string {
@@ -170,20 +171,25 @@ export class EndpointModel implements CaiModel {
   private async ask(prompt: ModelPrompt, extra: Record<string, unknown>): Promise<Answer> {
     const body = this.body(prompt, extra);
     for (let i = 0; ; i++) {
+      const release = await this.slot();
+      let failure: unknown;
       try {
         return await this.attempt(body);
       } catch (e) {
-        const retryable = e instanceof AttemptError && e.retryable;
-        if (!retryable || i >= this.c.retries) {
-          const status = (e as AttemptError).status;
-          throw new TroupeError(
-            'ENDPOINT_FAILED',
-            `POST ${this.path} failed${i > 0 ? ` after ${i + 1} attempts` : ''}: ${(e as Error).message}`,
-            { cause: e, details: { url: this.path, status, attempts: i + 1 } },
-          );
-        }
-        await sleep(200 * 2 ** i);
+        failure = e;
+      } finally {
+        release();
       }
+      const retryable = failure instanceof AttemptError && failure.retryable;
+      if (!retryable || i >= this.c.retries) {
+        const status = (failure as AttemptError).status;
+        throw new TroupeError(
+          'ENDPOINT_FAILED',
+          `POST ${this.path} failed${i > 0 ? ` after ${i + 1} attempts` : ''}: ${(failure as Error).message}`,
+          { cause: failure, details: { url: this.path, status, attempts: i + 1 } },
+        );
+      }
+      await sleep(200 * 2 ** i);
     }
   }
 

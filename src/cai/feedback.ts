@@ -104,13 +104,19 @@ export class Labeller {
           this.sampling(step, 'feedback-reasoning', this.o.reasoningTokens),
         )
       : undefined;
+    // Every question at once: an endpoint runs them `concurrency` at a time.
+    const answers = await Promise.all(
+      qs.map((x, i) =>
+        this.optionA(
+          feedbackPrompt(this.c, x.q, { shots: this.o.shots, reasoning: reasoning?.[i] }),
+          step,
+          i,
+        ),
+      ),
+    );
     const judgements: Judgement[] = [];
     for (const [i, x] of qs.entries()) {
-      const prompt = feedbackPrompt(this.c, x.q, {
-        shots: this.o.shots,
-        reasoning: reasoning?.[i],
-      });
-      const { pA, source, validVotes } = await this.optionA(prompt, step, i);
+      const { pA, source, validVotes } = answers[i];
       const p0 = x.d.firstIsA ? pA : 1 - pA;
       const p = this.o.chainOfThought ? clamp(p0, this.o.clamp[0], this.o.clamp[1]) : p0;
       judgements.push({
