@@ -4,7 +4,7 @@ import { trainPreference } from '../algorithms/preference.js';
 import { trainRl } from '../algorithms/rl.js';
 import type { RlConfig, RmConfig } from '../config/schema.js';
 import { loadExamples } from '../data/datasets/index.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { trainerConfig } from './config.js';
 import { promptTurns, renderText } from './dialogue.js';
 import { Labeller } from './feedback.js';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { trainLm } from '../algorithms/lm.js';
 import type { SftConfig } from '../config/schema.js';
 import { RandomStream } from '../kernels/random.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { trainerConfig } from './config.js';
 import { promptTurns } from './dialogue.js';
 import { helpfulRows } from './mix.js';

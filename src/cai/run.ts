@@ -6,7 +6,7 @@ import type { TrainEvents, TrainResult } from '../algorithms/lm.js';
 import { loadExamples } from '../data/datasets/index.js';
 import { TroupeError } from '../errors.js';
 import { startRuntime } from '../kernels/runtime.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import type { CaiConfig } from './config.js';
 import { type Constitution, loadConstitution } from './constitution.js';
 import { promptTurns } from './dialogue.js';

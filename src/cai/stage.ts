@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import type { TrainEvents } from '../algorithms/lm.js';
 import { guardRun } from '../algorithms/run-guard.js';
 import { TroupeError } from '../errors.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
 import { ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
 import { RunDir } from '../train/run-dir.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 /*
  * A resumable data-generation stage (SL-CAI's revisions, RL-CAI's labels) in a run directory of

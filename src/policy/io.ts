@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
-import { writeFileAtomic } from './checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { loadHfDirectory, type SaveOptions, saveHfDirectory } from './checkpoint/directory.js';
 import { fromHfConfig } from './checkpoint/hf-config.js';
 import { readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';

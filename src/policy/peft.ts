@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
-import { writeFileAtomic } from './checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
 import type { Tensor32 } from './checkpoint/tensor32.js';
 import { Lora, type LoraSite } from './lora.js';

@@ -1,7 +1,7 @@
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 /**
  * A run's checkpoints:

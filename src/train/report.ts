@@ -2,7 +2,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { escapeHtml, type Point, renderChart, type Series } from './chart.js';
 import { CONFIG_YAML, METRICS_FILE, REPORT_FILE } from './files.js';
 import { formatDuration, formatValue } from './format.js';

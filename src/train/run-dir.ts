@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { TroupeError } from '../errors.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import {
   type BestCheckpointRef,
   type CheckpointRef,

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoaderPosition } from '../data/index.js';
 import { TroupeError } from '../errors.js';
-import { writeFileAtomic } from '../policy/checkpoint/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 /**
  * `trainer_state.json`, one per checkpoint: where the step loop was, so that a resumed run

@@ -1,6 +1,6 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { TroupeError } from '../../errors.js';
-import { writeAll, writeAtomic } from './atomic.js';
+import { writeAll, writeAtomic } from '../../util/atomic.js';
 import {
   canDecode,
   decode,
