@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import { TroupeError } from '../errors.js';
-import type { BackendName } from '../kernels/backends/index.js';
+import { BACKEND_CHOICES, type BackendName } from '../kernels/backends/types.js';
 import { parseDevice } from '../kernels/device.js';
 import type { RuntimeSpec } from '../kernels/runtime.js';
 
 const NAME = /^[a-z][a-z0-9_-]*$/;
-const BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'webgpu', 'cpu'] as const;
 
 /** One actor of a topology. */
 export const actorSchema = z
@@ -19,7 +18,7 @@ export const actorSchema = z
     /** Device for the actor's runtime: `cpu`, `gpu`, `gpu:N`. Unset: the backend's own. */
     device: z.string().optional(),
     /** Backend for the actor's runtime; `auto` picks the best available. */
-    backend: z.enum(BACKENDS).default('auto'),
+    backend: z.enum(BACKEND_CHOICES).default('auto'),
     /** BLAS threads per call of the actor's thread (native kernels). Unset: the process's. */
     blasThreads: z.number().int().min(1).optional(),
     /** Share the thread (and runtime, and device) of this other actor. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { parseDevice } from '../kernels/device.js';
 
 /*
@@ -8,14 +9,8 @@ import { parseDevice } from '../kernels/device.js';
  * before the section existed (see `resolvePlacement` in src/algorithms/launch.ts).
  */
 
-export const BACKEND_NAMES = [
-  'auto',
-  'tensorflow-gpu',
-  'tensorflow',
-  'wasm',
-  'webgpu',
-  'cpu',
-] as const;
+/** The backends a config may name: `auto` and every backend (src/kernels/backends). */
+export const BACKEND_NAMES = BACKEND_CHOICES;
 
 /** What config validation knows of an actor: whether it trains, and its default replicas. */
 export interface ActorEntry {

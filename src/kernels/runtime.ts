@@ -53,7 +53,8 @@ function defaultDevice(adapter: BackendAdapter): Device {
 }
 
 function candidates(device: Device | undefined): BackendAdapter[] {
-  if (device?.kind === 'gpu') return [backendAdapter('tensorflow-gpu'), backendAdapter('webgpu')];
+  if (device?.kind === 'gpu')
+    return [...BACKENDS.values()].filter((a) => a.deviceKinds.includes('gpu'));
   const order = AUTO_ORDER.map((n) => backendAdapter(n));
   return device?.kind === 'cpu' ? order.filter((a) => a.deviceKinds.includes('cpu')) : order;
 }

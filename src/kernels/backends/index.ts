@@ -1,18 +1,31 @@
 import { lookup } from '../../errors.js';
 import { cpuBackend } from './cpu.js';
 import { tensorflowBackend, tensorflowGpuBackend } from './tensorflow.js';
-import type { BackendAdapter, BackendName } from './types.js';
+import { BACKEND_NAMES, type BackendAdapter, type BackendName } from './types.js';
 import { wasmBackend } from './wasm.js';
 import { webgpuBackend } from './webgpu.js';
 
-export type { BackendAdapter, BackendName, ProbeResult } from './types.js';
+export {
+  BACKEND_CHOICES,
+  BACKEND_NAMES,
+  type BackendAdapter,
+  type BackendChoice,
+  type BackendName,
+  type ProbeResult,
+} from './types.js';
 
-/** Every backend Troupe can run on, by Troupe name. */
+/** Each backend's adapter (the type refuses a name of `BACKEND_NAMES` without one). */
+const ADAPTERS = {
+  'tensorflow-gpu': tensorflowGpuBackend,
+  tensorflow: tensorflowBackend,
+  wasm: wasmBackend,
+  webgpu: webgpuBackend,
+  cpu: cpuBackend,
+} as const satisfies Record<BackendName, BackendAdapter>;
+
+/** Every backend Troupe can run on, by Troupe name, in the order of `BACKEND_NAMES`. */
 export const BACKENDS: ReadonlyMap<BackendName, BackendAdapter> = new Map(
-  [tensorflowGpuBackend, tensorflowBackend, wasmBackend, webgpuBackend, cpuBackend].map((b) => [
-    b.name,
-    b,
-  ]),
+  BACKEND_NAMES.map((n) => [n, ADAPTERS[n]]),
 );
 
 /** The order `auto` tries. `webgpu` is chosen only by name (see RUNTIME-NOTES: lavapipe is slow). */

@@ -1,7 +1,16 @@
 import type { Device } from '../device.js';
 
-/** The backends Troupe knows, in Troupe's names (not tfjs' registry names). */
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'webgpu' | 'cpu';
+/**
+ * The backends Troupe knows, in Troupe's names (not tfjs' registry names): the one list every
+ * other place reads (the adapters in `BACKENDS`, the config's and the topology's backend fields,
+ * `troupe doctor`). A new backend is its adapter file plus its name here and its line there.
+ */
+export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'webgpu', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** What a config or a topology may name: a backend, or `auto` (the best available here). */
+export const BACKEND_CHOICES = ['auto', ...BACKEND_NAMES] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export interface ProbeResult {
   readonly available: boolean;
