@@ -154,7 +154,6 @@ export {
   KVCache,
   Lora,
   type LoraConfig,
-  leftPad,
   llamaConfig,
   lmLoss,
   loadHfModel,
@@ -169,7 +168,6 @@ export {
   paramSpecs,
   readModelConfig,
   resolveModelSource,
-  rightPad,
   type SamplingOptions,
   SCHEDULES,
   type Schedule,
@@ -177,7 +175,6 @@ export {
   saveModel,
   saveOptimizer,
   type Tensor32,
-  type TokenBatch,
   tokenLogprobs,
   validateConfig,
 } from './policy/index.js';

@@ -4,6 +4,7 @@
  * gradient checkpointing, and memory. Kept apart from the suite so a test can run it on a very
  * small config, and so the suite can run each config in a child process of its own.
  */
+import { leftPad, rightPad, type TokenBatch } from '../../src/data/batching/collate.js';
 import * as tf from '../../src/kernels/tf.js';
 import {
   AdamW,
@@ -11,11 +12,8 @@ import {
   clipGradNorm,
   generate,
   KVCache,
-  leftPad,
   lmLoss,
   type ModelConfig,
-  rightPad,
-  type TokenBatch,
 } from '../../src/policy/index.js';
 import { optimizerStep } from '../../src/policy/train-step.js';
 

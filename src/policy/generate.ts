@@ -1,7 +1,7 @@
+import { leftPad, type TokenBatch } from '../data/batching/collate.js';
 import { TroupeError } from '../errors.js';
 import type { RandomStream } from '../kernels/random.js';
 import * as tf from '../kernels/tf.js';
-import { leftPad, type TokenBatch } from './model/batch.js';
 import type { CausalLM } from './model/causal-lm.js';
 import { KVCache } from './model/kv-cache.js';
 import { checkSampling, type SamplingOptions, sampleToken } from './sampling.js';

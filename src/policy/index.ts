@@ -22,7 +22,6 @@ export {
 export { lmLoss } from './lm-loss.js';
 export { Lora, type LoraConfig, type LoraSite, loraSites } from './lora.js';
 export { type MergeOptions, type MergeResult, mergeToDirectory } from './merge.js';
-export { leftPad, rightPad, type TokenBatch } from './model/batch.js';
 export { CausalLM, type ForwardOptions, type Tensor32 } from './model/causal-lm.js';
 export { KVCache } from './model/kv-cache.js';
 export {

@@ -1,6 +1,6 @@
+import type { TokenBatch } from '../data/batching/collate.js';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
-import type { TokenBatch } from './model/batch.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
 
 /**

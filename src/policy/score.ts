@@ -1,6 +1,6 @@
+import { rightPad } from '../data/batching/collate.js';
 import { logProbsFromLogits } from '../kernels/numerics/index.js';
 import * as tf from '../kernels/tf.js';
-import { rightPad } from './model/batch.js';
 import type { CausalLM } from './model/causal-lm.js';
 
 /**

@@ -1,10 +1,10 @@
 import { z } from 'zod';
+import { rightPad } from '../data/batching/collate.js';
 import { loadTokenizer } from '../data/tokenizer/io.js';
 import type { TokenizerLike } from '../data/tokenizer/types.js';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
 import { loadModel } from '../policy/io.js';
-import { rightPad } from '../policy/model/batch.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { parseOptions, refuseUnknownKeys } from '../policy/optim/options.js';
 import { resolveModelSource } from '../policy/source.js';

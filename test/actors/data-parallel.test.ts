@@ -3,8 +3,8 @@ import { AllReduce, createAllReduce } from '../../src/actors/allreduce.js';
 import { Supervisor } from '../../src/actors/supervisor.js';
 import { policyReduceLength } from '../../src/algorithms/roles/models.js';
 import { POLICY } from '../../src/algorithms/roles/policy.js';
+import { rightPad } from '../../src/data/batching/collate.js';
 import { llamaConfig } from '../../src/policy/config.js';
-import { rightPad } from '../../src/policy/model/batch.js';
 import { paramSpecs } from '../../src/policy/params.js';
 import { expectClose } from '../helpers/backends.js';
 

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { leftPad, type TokenBatch } from '../../src/data/batching/collate.js';
 import * as tf from '../../src/kernels/tf.js';
 import { Lora } from '../../src/policy/lora.js';
-import { leftPad, type TokenBatch } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
 import { expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';

@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rightPad } from '../../src/data/batching/collate.js';
 import { FUSED, installNativeFused } from '../../src/kernels/custom/native-fused.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { lmLoss } from '../../src/policy/lm-loss.js';
-import { rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { geluTanh, layerNorm, rmsNorm, silu } from '../../src/policy/model/layers.js';
 import { expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';

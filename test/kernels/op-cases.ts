@@ -1,7 +1,7 @@
+import { leftPad } from '../../src/data/batching/collate.js';
 import { scaledSoftmax } from '../../src/kernels/custom/native-rows.js';
 import { logProbsFromLogits } from '../../src/kernels/numerics/index.js';
 import * as tf from '../../src/kernels/tf.js';
-import { leftPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
 import { geluTanh, layerNorm, linear, rmsNorm, silu } from '../../src/policy/model/layers.js';

@@ -1,3 +1,4 @@
+import { leftPad } from '../../src/data/batching/collate.js';
 import {
   entropyFromLogits,
   klEstimate,
@@ -12,7 +13,6 @@ import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { lmLoss } from '../../src/policy/lm-loss.js';
 import { Lora } from '../../src/policy/lora.js';
-import { leftPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
 import { randomRows, randomState, TINY } from '../policy/fixtures.js';

@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { leftPad, type TokenBatch } from '../../src/data/batching/collate.js';
 import { RandomStream, type StreamKey } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { type ModelConfig, validateConfig } from '../../src/policy/config.js';
-import { leftPad, type TokenBatch } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { Trainable } from '../../src/policy/trainable.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rightPad } from '../../src/data/batching/collate.js';
 import * as tf from '../../src/kernels/tf.js';
 import { lmLoss } from '../../src/policy/lm-loss.js';
-import { rightPad } from '../../src/policy/model/batch.js';
 import { resolveModelSource } from '../../src/policy/source.js';
 import { Trainable } from '../../src/policy/trainable.js';
 import { useBackend } from '../helpers/backends.js';

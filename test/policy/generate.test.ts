@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { leftPad } from '../../src/data/batching/collate.js';
 import { logProbsFromLogits } from '../../src/kernels/numerics/index.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { generate } from '../../src/policy/generate.js';
-import { leftPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { nucleus, sampleToken } from '../../src/policy/sampling.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rightPad } from '../../src/data/batching/collate.js';
 import { lmLoss } from '../../src/policy/lm-loss.js';
-import { rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { expectNoLeak, read, useBackend } from '../helpers/backends.js';
 import { randomRows, randomState, TINY } from './fixtures.js';

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { leftPad, rightPad } from '../../src/data/batching/collate.js';
 import * as tf from '../../src/kernels/tf.js';
-import { leftPad, rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
 import { BACKEND_CASES, expectClose, expectNoLeak, read, useBackend } from '../helpers/backends.js';

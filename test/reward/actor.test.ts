@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Actor, Supervisor } from '../../src/actors/supervisor.js';
 import { REWARD, type RewardRole } from '../../src/algorithms/roles/reward.js';
+import { rightPad } from '../../src/data/batching/collate.js';
 import { tokenizePreference } from '../../src/data/batching/examples.js';
 import type { PreferenceExample } from '../../src/data/datasets/formats.js';
 import { saveTokenizer, trainBpe } from '../../src/data/tokenizer/index.js';
@@ -12,7 +13,6 @@ import type { TroupeError } from '../../src/errors.js';
 import * as tf from '../../src/kernels/tf.js';
 import { gpt2Config } from '../../src/policy/config.js';
 import { saveModel } from '../../src/policy/io.js';
-import { rightPad } from '../../src/policy/model/batch.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import {
   planRewardSources,

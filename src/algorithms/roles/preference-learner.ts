@@ -1,6 +1,6 @@
 import { type RoleFactory, roleRef } from '../../actors/role.js';
+import type { TokenBatch } from '../../data/batching/collate.js';
 import * as tf from '../../kernels/tf.js';
-import type { TokenBatch } from '../../policy/model/batch.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
 import type { LossOutput, PreferenceLossName, PreferenceParams } from '../losses/index.js';
 import { preferenceObjective } from '../losses/objectives.js';

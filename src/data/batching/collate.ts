@@ -1,7 +1,52 @@
 import { TroupeError } from '../../errors.js';
-import { leftPad, type TokenBatch } from '../../policy/model/batch.js';
 import type { PreferenceItem, PromptItem, SftItem } from './examples.js';
 import type { PackedBlock } from './pack.js';
+
+/**
+ * A batch of token rows as plain arrays: what the model needs to build positions and masks
+ * without reading tensors back. Rows are padded to one length; padding may be on either side.
+ *
+ *   ids:  [B·T] int32, row-major
+ *   mask: [B·T] 1 = real token, 0 = padding
+ */
+export interface TokenBatch {
+  readonly ids: Int32Array;
+  readonly mask: Uint8Array;
+  readonly batch: number;
+  readonly length: number;
+}
+
+/** Left-pad rows of different lengths into a batch (what generation wants: the last column is live). */
+export function leftPad(rows: readonly (readonly number[])[], padId: number): TokenBatch {
+  return pad(rows, padId, 'left');
+}
+
+/** Right-pad rows (what training wants: the prompt starts at column 0). */
+export function rightPad(rows: readonly (readonly number[])[], padId: number): TokenBatch {
+  return pad(rows, padId, 'right');
+}
+
+function pad(
+  rows: readonly (readonly number[])[],
+  padId: number,
+  side: 'left' | 'right',
+): TokenBatch {
+  if (rows.length === 0)
+    throw new TroupeError('BAD_ARGUMENT', 'A token batch needs at least one row');
+  const T = Math.max(...rows.map((r) => r.length));
+  if (T === 0) throw new TroupeError('BAD_ARGUMENT', 'Every row of the token batch is empty');
+  const B = rows.length;
+  const ids = new Int32Array(B * T).fill(padId);
+  const mask = new Uint8Array(B * T);
+  rows.forEach((r, b) => {
+    const start = side === 'left' ? T - r.length : 0;
+    for (let t = 0; t < r.length; t++) {
+      ids[b * T + start + t] = r[t];
+      mask[b * T + start + t] = 1;
+    }
+  });
+  return { ids, mask, batch: B, length: T };
+}
 
 /** A training batch: right-padded rows and the targets that count (what `lmLoss` takes). */
 export interface TrainBatch {

@@ -4,8 +4,11 @@ export {
   collatePreferences,
   collatePrompts,
   collateSft,
+  leftPad,
   type PreferenceBatch,
   type PromptBatch,
+  rightPad,
+  type TokenBatch,
   type TrainBatch,
 } from './collate.js';
 export {

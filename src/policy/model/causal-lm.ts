@@ -1,3 +1,4 @@
+import type { TokenBatch } from '../../data/batching/collate.js';
 import { TroupeError } from '../../errors.js';
 import { logProbsFromLogits } from '../../kernels/numerics/index.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
@@ -6,7 +7,7 @@ import type { Tensor32 } from '../checkpoint/index.js';
 import { type DropoutRates, layerAttention, type ModelConfig, validateConfig } from '../config.js';
 import { headLogProbs } from '../lm-head.js';
 import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
-import { attentionBias, lastTokenIndex, positionIds, type TokenBatch } from './batch.js';
+import { attentionBias, lastTokenIndex, positionIds } from './batch.js';
 import {
   type BlockContext,
   block,
