@@ -64,4 +64,5 @@ export {
   type ScorePhase,
   type Scorers,
 } from './maker.js';
+export type { DetailedReward, RewardBatch } from './reward-batch.js';
 export { checkWireTensor, WIRE_ARRAYS, type WireDtype, type WireTensor } from './wire-tensor.js';

@@ -1,7 +1,8 @@
-import type { DetailedReward, RewardBatch } from '../reward/types.js';
 import { type AssembleParams, assembleExperience, tokenStats } from './assemble.js';
 import { decodeRollout } from './codec.js';
 import type { Experience } from './experience.js';
+import type { DetailedReward, RewardBatch } from './reward-batch.js';
+import { PhaseTimes } from './timing.js';
 
 /*
  * The experience maker: a generated batch → in parallel on their own actors: the policy's
@@ -114,15 +115,8 @@ export async function makeExperience(
   params: AssembleParams,
   o: MakerOptions,
 ): Promise<MadeExperience> {
-  const seconds: Record<ScorePhase, number> = { logprobs: 0, reference: 0, critic: 0, reward: 0 };
-  const timed = async <T>(phase: ScorePhase, f: () => Promise<T>): Promise<T> => {
-    const t0 = performance.now();
-    try {
-      return await f();
-    } finally {
-      seconds[phase] = (performance.now() - t0) / 1000;
-    }
-  };
+  const times = new PhaseTimes<ScorePhase>(['logprobs', 'reference', 'critic', 'reward']);
+  const timed = <T>(phase: ScorePhase, f: () => Promise<T>) => times.time(phase, f);
   // Decoding copies every array out of the frame, and a scorer must not transfer the frame it is
   // given (the others read it too): each actor call structured-clones it.
   const layout = decodeRollout(g.frame);
@@ -152,5 +146,5 @@ export async function makeExperience(
     'rollout/logprob_diff': meanAbsDiff(old.logp, g.logprobs, actionMask, shape.actions),
     'rollout/stopped': g.stopped.filter(Boolean).length / g.stopped.length,
   };
-  return { experience, meanKl, metrics, seconds };
+  return { experience, meanKl, metrics, seconds: times.seconds };
 }
