@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { gpt2Config } from '../../src/policy/config.js';
 import { loadModel, saveModel } from '../../src/policy/io.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { useBackend } from '../helpers/backends.js';
+import { startScripted } from './scripted-server.js';
 
 /*
  * The whole pipeline for real on CPU: a tiny fresh GPT-2 (saved as a checkpoint) is the policy,
@@ -207,6 +208,49 @@ describe('a tiny CAI run on CPU: SL → RM → PPO', () => {
       }),
     );
     expect(dpo.steps).toBe(1);
+  }, 600_000);
+
+  it('RL-CAI alone with the pairs and labels from an endpoint that gives no log-probs', async () => {
+    const server = await startScripted({ noLogprobs: true });
+    try {
+      const prompts = join(dir, 'pairs-prompts.jsonl');
+      writeFileSync(
+        prompts,
+        Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `[red] #pairs q${i}` })).join(
+          '\n',
+        ),
+      );
+      const endpoint = { endpoint: { url: server.url, api: 'completions' } };
+      const base = await config();
+      const c = await config({
+        output: join(dir, 'endpoint-run'),
+        sl: undefined,
+        rl: {
+          ...base.rl,
+          prompts,
+          limit: undefined,
+          sampler: endpoint,
+          feedback: endpoint,
+          votes: 4,
+        },
+      });
+      const r = await runCai(c);
+      expect(Object.keys(r.stages)).toEqual(['rl-data', 'rm', 'ppo']);
+      expect(r.stages['rl-data']).toMatchObject({ labelSource: 'votes' });
+      const log = readFileSync(join(r.runDir, 'log.txt'), 'utf8');
+      expect(log).toContain(
+        `endpoint ${server.url}/completions gives no log-probs for the option letters: labels come from 4 sampled votes per question`,
+      );
+      const rows = lines(join(r.runDir, 'rl-data', 'rm-pairs.jsonl'));
+      // Means over 2 principles of vote shares k/4: multiples of 1/8.
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) {
+        expect(Math.abs(row.chosen_prob * 8 - Math.round(row.chosen_prob * 8))).toBeLessThan(1e-9);
+      }
+      expect(readFileSync(join(r.runDir, 'rm', 'log.txt'), 'utf8')).toContain('soft-bradley-terry');
+    } finally {
+      await server.close();
+    }
   }, 600_000);
 
   it('chat dialogue: rows of messages, rendered by the chat template (ChatML here)', async () => {
