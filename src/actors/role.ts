@@ -1,4 +1,6 @@
 import { fileURLToPath } from 'node:url';
+import * as Comlink from 'comlink';
+import { TroupeError } from '../errors.js';
 import type { RuntimeInfo } from '../kernels/runtime.js';
 import type { LogLevel } from './protocol.js';
 
@@ -45,4 +47,27 @@ export function roleRef<R, A>(module: string | URL, exportName: string): RoleRef
         : new URL(`file://${module}`).href;
   void fileURLToPath(href); // throws early on a malformed URL
   return { module: href, exportName };
+}
+
+/**
+ * `value`, marked so that the message carrying it (a role method's result, or an argument of a
+ * call to a role) moves the buffers of `owned` to the receiver instead of copying them. The sender
+ * gives each of them up (its arrays read as empty afterwards), so name only buffers that nothing
+ * on this side still reads; a typed array stands for its whole buffer. Across a process boundary
+ * (`isolation: process`) a transfer list means nothing and the value is copied. Roles and
+ * trainers call this, never comlink itself: comlink stays inside src/actors.
+ */
+export function transfer<T>(value: T, owned: Iterable<ArrayBufferLike | ArrayBufferView>): T {
+  const buffers = new Set<ArrayBuffer>();
+  for (const x of owned) {
+    const b = ArrayBuffer.isView(x) ? x.buffer : x;
+    if (!(b instanceof ArrayBuffer)) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        'transfer: a SharedArrayBuffer is shared, not moved; leave it out of the transfer list',
+      );
+    }
+    buffers.add(b);
+  }
+  return Comlink.transfer(value, [...buffers]);
 }

@@ -1,5 +1,4 @@
-import * as Comlink from 'comlink';
-import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import * as tf from '../../kernels/tf.js';
 import { decodeRollout } from '../../rollout/codec.js';
 import { actionLogProbs, read, replyLogps } from './logprobs.js';
@@ -34,7 +33,7 @@ export const createReference: RoleFactory<ReferenceRole, ReferenceArgs> = async 
     async actionLogprobs(frame) {
       const r = decodeRollout(frame);
       const lp = await read(tf.tidy(() => actionLogProbs(model, r, { temperature }).logp));
-      return Comlink.transfer(lp, [lp.buffer]);
+      return transfer(lp, [lp]);
     },
     async sequenceLogps(b) {
       const all = await read(tf.tidy(() => replyLogps(model, b, false).sum));

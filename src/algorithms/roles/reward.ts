@@ -1,6 +1,5 @@
-import * as Comlink from 'comlink';
 import { TaskPool } from '../../actors/pool.js';
-import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import { type DetailedRewardSource, weightedSum } from '../../reward/combine.js';
 import { planRewardSources, type RewardArgs } from '../../reward/plan.js';
 import { rewardFromSpec } from '../../reward/registry.js';
@@ -37,9 +36,7 @@ class Reward implements RewardRole {
   async score(batch: RewardBatch): Promise<DetailedReward> {
     const out = await this.combined.scoreDetailed(batch);
     // Every array is freshly made here: move them to the caller instead of copying.
-    const buffers = new Set<ArrayBuffer>([out.total.buffer as ArrayBuffer]);
-    for (const p of Object.values(out.parts)) buffers.add(p.buffer as ArrayBuffer);
-    return Comlink.transfer(out, [...buffers]);
+    return transfer(out, [out.total, ...Object.values(out.parts)]);
   }
 }
 
