@@ -2,11 +2,13 @@ import { nativeKernels } from '../native.js';
 import { getKernel, registerGradient, registerKernel, unregisterKernel } from '../tf.js';
 import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
+import { setCpuKernels } from './cpu-kernels.js';
 import { embeddingGatherGrad } from './gather-grad.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
 import { installNativeLinear } from './native-linear.js';
+import { installNativeNF4Linear } from './native-nf4-linear.js';
 import { installNativeOptim } from './native-optim.js';
 import { installNativeRows } from './native-rows.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
@@ -76,6 +78,7 @@ export function installCustomKernels(tfBackend: string): string[] {
     setWasmBatchMatMul(native ? 'native' : 'fast');
     added.push(`wasm:BatchMatMul(${native ? 'native BLAS' : 'fast'})`);
   }
+  if (tfBackend === 'cpu') added.push(...setCpuKernels(true));
   if (tfBackend === 'cpu' && nativeKernels().available) {
     setCpuBatchMatMul('native');
     added.push('cpu:BatchMatMul(native BLAS)');
@@ -83,6 +86,7 @@ export function installCustomKernels(tfBackend: string): string[] {
   if (nativeKernels().available && (tfBackend === 'wasm' || tfBackend === 'cpu')) {
     added.push(
       ...installNativeLinear(tfBackend),
+      ...installNativeNF4Linear(tfBackend),
       ...installNativeRows(tfBackend),
       ...installNativeFused(tfBackend),
       ...installNativeOptim(tfBackend),

@@ -1,0 +1,362 @@
+import { nativeKernels } from '../native.js';
+import {
+  backend_util,
+  type DataId,
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  registerKernel,
+  slice_util,
+  type TensorInfo,
+  unregisterKernel,
+  util,
+} from '../tf.js';
+
+/**
+ * Kernels for tfjs' pure-JS `cpu` backend where its own are per-element index arithmetic
+ * (`indexToLoc`/`locToIndex` with an array allocated per element) or worse. Profiled on a 2-layer
+ * GPT-2 training step (d 256, 2×128 tokens): the stock embedding gradient (UnsortedSegmentSum,
+ * one masked pass over the input per segment) took 30 s a call, Transpose, Sum over leading
+ * axes, broadcast Add/Multiply, Slice and PadV2 another ~0.5 s; the step took 56 s (369 ms on
+ * wasm). These are plain loops over the backend's own typed arrays (Sum in C with the addon):
+ * each walks its output once with an odometer over the outer axes and a strided inner loop.
+ * Other dtypes and forms go to the stock kernel. A model too big for wasm32's 4 GiB heap trains
+ * on this backend (docs/memory.md).
+ */
+
+interface CpuBackendLike {
+  data: { get(dataId: DataId): { values?: unknown } | undefined };
+  makeTensorInfo(shape: number[], dtype: string, values: Float32Array | Int32Array): TensorInfo;
+}
+
+type Args = {
+  inputs: Record<string, TensorInfo>;
+  backend: unknown;
+  attrs: Record<string, unknown>;
+};
+type Func = (args: Args) => TensorInfo;
+
+function f32(backend: CpuBackendLike, t: TensorInfo): Float32Array | undefined {
+  const v = backend.data.get(t.dataId)?.values;
+  return t.dtype === 'float32' && v instanceof Float32Array ? v : undefined;
+}
+
+function i32(backend: CpuBackendLike, t: TensorInfo): Int32Array | undefined {
+  const v = backend.data.get(t.dataId)?.values;
+  return t.dtype === 'int32' && v instanceof Int32Array ? v : undefined;
+}
+
+/**
+ * Copies `src` into `dst` along a strided walk: for each index i of `shape` (row-major),
+ * dst[dstBase + Σ i_a·dstStrides[a]] = src[srcBase + Σ i_a·srcStrides[a]]. The last axis is the
+ * inner loop; the others advance odometer-style.
+ */
+export function stridedCopy(
+  shape: readonly number[],
+  src: Float32Array | Int32Array,
+  srcBase: number,
+  srcStrides: readonly number[],
+  dst: Float32Array | Int32Array,
+  dstBase: number,
+  dstStrides: readonly number[],
+): void {
+  const rank = shape.length;
+  if (rank === 0) {
+    dst[dstBase] = src[srcBase];
+    return;
+  }
+  if (util.sizeFromShape(shape as number[]) === 0) return;
+  const n = shape[rank - 1];
+  const ss = srcStrides[rank - 1];
+  const ds = dstStrides[rank - 1];
+  const outer = rank - 1;
+  const index = new Array<number>(outer).fill(0);
+  let s = srcBase;
+  let d = dstBase;
+  for (;;) {
+    if (ss === 1 && ds === 1) dst.set(src.subarray(s, s + n), d);
+    else for (let j = 0; j < n; j++) dst[d + j * ds] = src[s + j * ss];
+    let a = outer - 1;
+    for (; a >= 0; a--) {
+      index[a]++;
+      s += srcStrides[a];
+      d += dstStrides[a];
+      if (index[a] < shape[a]) break;
+      s -= srcStrides[a] * shape[a];
+      d -= dstStrides[a] * shape[a];
+      index[a] = 0;
+    }
+    if (a < 0) return;
+  }
+}
+
+/** x transposed by `perm`: out[i] = x[perm⁻¹ i], as one strided copy. */
+function transpose(stock: Func): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { x } = args.inputs;
+    const xs = f32(backend, x) ?? i32(backend, x);
+    if (!xs) return stock(args);
+    const perm = args.attrs.perm as number[];
+    const outShape = perm.map((p) => x.shape[p]);
+    const inStrides = [...util.computeStrides(x.shape), 1];
+    const out = x.dtype === 'float32' ? new Float32Array(xs.length) : new Int32Array(xs.length);
+    stridedCopy(
+      outShape,
+      xs,
+      0,
+      perm.map((p) => inStrides[p]),
+      out,
+      0,
+      [...util.computeStrides(outShape), 1],
+    );
+    return backend.makeTensorInfo(outShape, x.dtype, out);
+  };
+}
+
+/** A slice, as one strided copy (contiguous runs as `set`). */
+function slice(stock: Func): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { x } = args.inputs;
+    const xs = f32(backend, x) ?? i32(backend, x);
+    if (!xs) return stock(args);
+    const [begin, size] = slice_util.parseSliceParams(
+      x as never,
+      args.attrs.begin as number[],
+      args.attrs.size as number[],
+    );
+    const n = util.sizeFromShape(size);
+    const out = x.dtype === 'float32' ? new Float32Array(n) : new Int32Array(n);
+    const strides = [...util.computeStrides(x.shape), 1];
+    if (n > 0) {
+      const base = x.shape.length === 0 ? 0 : slice_util.computeFlatOffset(begin, strides);
+      stridedCopy(size, xs, base, strides, out, 0, [...util.computeStrides(size), 1]);
+    }
+    return backend.makeTensorInfo(size, x.dtype, out);
+  };
+}
+
+/** Constant padding: the output filled, then the input copied into its place. */
+function padV2(stock: Func): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { x } = args.inputs;
+    const xs = f32(backend, x);
+    if (!xs) return stock(args);
+    const paddings = args.attrs.paddings as [number, number][];
+    const outShape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
+    const out = new Float32Array(util.sizeFromShape(outShape));
+    const value = Number(args.attrs.constantValue ?? 0);
+    if (value !== 0) out.fill(value);
+    const outStrides = [...util.computeStrides(outShape), 1];
+    const base = paddings.reduce((s, [lo], i) => s + lo * outStrides[i], 0);
+    stridedCopy(
+      x.shape,
+      xs,
+      0,
+      [...util.computeStrides(x.shape), 1],
+      out,
+      base,
+      outStrides.slice(0, x.shape.length),
+    );
+    return backend.makeTensorInfo(outShape, 'float32', out);
+  };
+}
+
+type BinaryOp = (a: number, b: number) => number;
+
+/**
+ * Element-wise a ∘ b with NumPy broadcasting on float32: both inputs are walked with strides in
+ * the output's index space (0 along a broadcast axis).
+ */
+function binary(stock: Func, op: BinaryOp): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { a, b } = args.inputs;
+    const as = f32(backend, a);
+    const bs = f32(backend, b);
+    if (!as || !bs) return stock(args);
+    const shape = backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
+    const out = new Float32Array(util.sizeFromShape(shape));
+    const rank = shape.length;
+    if (as.length === out.length && bs.length === out.length) {
+      for (let i = 0; i < out.length; i++) out[i] = op(as[i], bs[i]);
+      return backend.makeTensorInfo(shape, 'float32', out);
+    }
+    const strides = (s: readonly number[]) => {
+      const own = [...util.computeStrides(s as number[]), 1];
+      return shape.map((_d, i) => {
+        const j = i - (rank - s.length);
+        return j < 0 || s[j] === 1 ? 0 : own[j];
+      });
+    };
+    const sa = strides(a.shape);
+    const sb = strides(b.shape);
+    if (rank === 0 || out.length === 0) {
+      if (out.length) out[0] = op(as[0], bs[0]);
+      return backend.makeTensorInfo(shape, 'float32', out);
+    }
+    const n = shape[rank - 1];
+    const ia = sa[rank - 1];
+    const ib = sb[rank - 1];
+    const index = new Array<number>(rank - 1).fill(0);
+    let pa = 0;
+    let pb = 0;
+    for (let o = 0; o < out.length; o += n) {
+      if (ia === 1 && ib === 1) for (let j = 0; j < n; j++) out[o + j] = op(as[pa + j], bs[pb + j]);
+      else if (ib === 0) {
+        const y = bs[pb];
+        for (let j = 0; j < n; j++) out[o + j] = op(as[pa + j * ia], y);
+      } else if (ia === 0) {
+        const x = as[pa];
+        for (let j = 0; j < n; j++) out[o + j] = op(x, bs[pb + j]);
+      } else for (let j = 0; j < n; j++) out[o + j] = op(as[pa + j * ia], bs[pb + j * ib]);
+      for (let ax = rank - 2; ax >= 0; ax--) {
+        index[ax]++;
+        pa += sa[ax];
+        pb += sb[ax];
+        if (index[ax] < shape[ax]) break;
+        pa -= sa[ax] * shape[ax];
+        pb -= sb[ax] * shape[ax];
+        index[ax] = 0;
+      }
+    }
+    return backend.makeTensorInfo(shape, 'float32', out);
+  };
+}
+
+/** Σ over leading axes (every broadcast gradient: [B·T, d] → [d]) in one pass; others: stock. */
+function sum(stock: Func): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { x } = args.inputs;
+    const xs = f32(backend, x);
+    const rank = x.shape.length;
+    const raw = args.attrs.axis as number | number[];
+    const axes = [
+      ...new Set((Array.isArray(raw) ? raw : [raw]).map((a) => (a < 0 ? a + rank : a))),
+    ].sort((p, q) => p - q);
+    if (!xs || axes.length === 0 || axes.length >= rank || !axes.every((a, i) => a === i)) {
+      return stock(args);
+    }
+    const kept = x.shape.slice(axes.length);
+    const outer = util.sizeFromShape(x.shape.slice(0, axes.length));
+    const inner = util.sizeFromShape(kept);
+    const out = new Float32Array(inner);
+    const native = nativeKernels();
+    if (native.available) native.addon.columnSums(xs, outer, inner, out);
+    else {
+      for (let i = 0; i < outer; i++) {
+        const row = i * inner;
+        for (let j = 0; j < inner; j++) out[j] += xs[row + j];
+      }
+    }
+    const shape = args.attrs.keepDims ? [...axes.map(() => 1), ...kept] : kept;
+    return backend.makeTensorInfo(shape, 'float32', out);
+  };
+}
+
+/** out[s, …] = Σ_{i: ids[i] = s} x[i, …] (ids < 0 dropped, as TensorFlow): the embedding gradient. */
+function unsortedSegmentSum(stock: Func): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { x, segmentIds } = args.inputs;
+    const xs = f32(backend, x);
+    const ids = i32(backend, segmentIds);
+    if (!xs || !ids) return stock(args);
+    const numSegments = args.attrs.numSegments as number;
+    const inner = util.sizeFromShape(x.shape.slice(segmentIds.shape.length));
+    const out = new Float32Array(numSegments * inner);
+    for (let i = 0; i < ids.length; i++) {
+      const s = ids[i];
+      if (s < 0) continue;
+      if (s >= numSegments) {
+        throw new Error(
+          `UnsortedSegmentSum: segment id ${s} at ${i} is >= numSegments ${numSegments}`,
+        );
+      }
+      const src = i * inner;
+      const dst = s * inner;
+      for (let j = 0; j < inner; j++) out[dst + j] += xs[src + j];
+    }
+    return backend.makeTensorInfo(
+      [numSegments, ...x.shape.slice(segmentIds.shape.length)],
+      'float32',
+      out,
+    );
+  };
+}
+
+/** Row gathers (an embedding lookup: slices of ≥ 16 values) as slice copies; others: stock. */
+function gatherV2(stock: Func): Func {
+  return (args) => {
+    const backend = args.backend as CpuBackendLike;
+    const { x, indices } = args.inputs;
+    const xs = f32(backend, x);
+    const idx = i32(backend, indices);
+    if (!xs || !idx) return stock(args);
+    const axis = util.parseAxisParam(args.attrs.axis as number, x.shape)[0];
+    const batchDims = (args.attrs.batchDims as number) ?? 0;
+    const info = backend_util.segment_util.collectGatherOpShapeInfo(
+      x as never,
+      indices as never,
+      axis,
+      batchDims,
+    );
+    const { batchSize, outerSize, dimSize, sliceSize } = info;
+    if (batchDims !== 0 || sliceSize < 16) return stock(args);
+    for (let i = 0; i < idx.length; i++) {
+      if (idx[i] < 0 || idx[i] >= dimSize) {
+        throw new Error(`GatherV2: the index value ${idx[i]} is not in [0, ${dimSize - 1}]`);
+      }
+    }
+    const n = idx.length / batchSize;
+    const out = new Float32Array(util.sizeFromShape(info.outputShape));
+    for (let q = 0; q < outerSize; q++) {
+      for (let i = 0; i < n; i++) {
+        const from = (q * dimSize + idx[i]) * sliceSize;
+        out.set(xs.subarray(from, from + sliceSize), (q * n + i) * sliceSize);
+      }
+    }
+    return backend.makeTensorInfo(info.outputShape, 'float32', out);
+  };
+}
+
+const REPLACEMENTS: [string, (stock: Func) => Func][] = [
+  ['Transpose', transpose],
+  ['Slice', slice],
+  ['PadV2', padV2],
+  ['Add', (s) => binary(s, (a, b) => a + b)],
+  ['Sub', (s) => binary(s, (a, b) => a - b)],
+  ['Multiply', (s) => binary(s, (a, b) => a * b)],
+  ['RealDiv', (s) => binary(s, (a, b) => a / b)],
+  ['Sum', sum],
+  ['UnsortedSegmentSum', unsortedSegmentSum],
+  ['GatherV2', gatherV2],
+];
+
+const stockKernels = new Map<string, KernelConfig>();
+
+/**
+ * Replace the cpu backend's kernels above with these (`on`), or put the stock ones back (tests
+ * and benchmarks compare the two). Returns what it registered.
+ */
+export function setCpuKernels(on: boolean): string[] {
+  const added: string[] = [];
+  for (const [name, make] of REPLACEMENTS) {
+    const current = getKernel(name, 'cpu');
+    if (!stockKernels.has(name)) {
+      if (!current) continue;
+      stockKernels.set(name, current);
+    }
+    const stock = stockKernels.get(name)!;
+    if (current) unregisterKernel(name, 'cpu');
+    const kernelFunc = on
+      ? (make(stock.kernelFunc as unknown as Func) as unknown as KernelFunc)
+      : stock.kernelFunc;
+    registerKernel({ ...stock, kernelFunc });
+    if (on) added.push(`cpu:${name}(strided loops)`);
+  }
+  return added;
+}
