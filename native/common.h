@@ -109,6 +109,10 @@ void troupe_linear(const float *x, const float *w, const float *b, int64_t R, in
                    int64_t out, float *y);
 void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                     const float *b, int64_t ldb, float *c, int64_t ldc);
+/* troupe_native.c: C = op(A)·op(B) + beta·C with leading dimensions (beta 1: accumulate). */
+void troupe_gemm_ld_beta(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc);
 
 /* fused.c: the forward loops (per row of `cols`; mean and rstd get one value per row). */
 void troupe_layer_norm_forward(const float *restrict x, const float *restrict gamma,
@@ -144,6 +148,7 @@ bool troupe_define_host(napi_env env, napi_value exports);  /* host.c: optimizer
 bool troupe_define_rows(napi_env env, napi_value exports);  /* rows.c: softmax rows, sums */
 bool troupe_define_decode(napi_env env, napi_value exports); /* decode.c: a cached decoder block */
 bool troupe_define_bf16(napi_env env, napi_value exports);   /* bf16.c: bf16 products, fp32 sums */
+bool troupe_define_nf4(napi_env env, napi_value exports);    /* nf4.c: NF4 weights in matmuls */
 
 /* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,

@@ -137,6 +137,14 @@ void troupe_gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const flo
                 a, (int)lda, b, (int)ldb, 0.0f, c, (int)ldc);
 }
 
+/* C = op(A)·op(B) + beta·C with leading dimensions: beta 1 accumulates a product split along K. */
+void troupe_gemm_ld_beta(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc) {
+  cblas_sgemm_p(RowMajor, ta ? Trans : NoTrans, tb ? Trans : NoTrans, (int)M, (int)N, (int)K, 1.0f,
+                a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "sgemmBatched", 11)) return NULL;
@@ -266,7 +274,7 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports) ||
       !troupe_define_rows(env, exports) || !troupe_define_decode(env, exports) ||
-      !troupe_define_bf16(env, exports))
+      !troupe_define_bf16(env, exports) || !troupe_define_nf4(env, exports))
     return NULL;
   return exports;
 }

@@ -206,8 +206,51 @@ export interface NativeAddon {
     vOut?: Float32Array,
   ): void;
 
+  // NF4 weights (native/nf4.c): a matrix Q [out, in] as src/policy/quantize/nf4.ts stores it,
+  // given as (codes, absmaxCodes, absmaxScale, absmaxCode = the 256-value map, offset).
+  /** y[i] = Q's value start + i (flattened row-major), dequantised, for i < count. */
+  nf4Dequantize(
+    codes: Uint8Array,
+    absmaxCodes: Uint8Array,
+    absmaxScale: Float32Array,
+    absmaxCode: Float32Array,
+    offset: number,
+    start: number,
+    count: number,
+    y: Float32Array,
+  ): void;
+  /** y [rows, out] = x [rows, in]·Qᵀ, Q dequantised tileRows rows at a time (0: about 4 MB). */
+  nf4Linear(
+    x: Float32Array,
+    codes: Uint8Array,
+    absmaxCodes: Uint8Array,
+    absmaxScale: Float32Array,
+    absmaxCode: Float32Array,
+    offset: number,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    tileRows: number,
+    y: Float32Array,
+  ): void;
+  /** dx [rows, in] = dy [rows, out]·Q, Q dequantised tile by tile as in nf4Linear. */
+  nf4LinearGradX(
+    dy: Float32Array,
+    codes: Uint8Array,
+    absmaxCodes: Uint8Array,
+    absmaxScale: Float32Array,
+    absmaxCode: Float32Array,
+    offset: number,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    tileRows: number,
+    dx: Float32Array,
+  ): void;
+
   /** BLAS threads per call. */
   threads(): number;
+
   setThreads(n: number): void;
   /** The BLAS build (`OpenBLAS 0.3.21 … Haswell MAX_THREADS=64`). */
   config(): string;

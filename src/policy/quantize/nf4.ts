@@ -127,7 +127,7 @@ function blockwise(
     const inv = Math.fround(1 / Math.fround(m));
     for (let i = b * block; i < end; i++) {
       const s = Math.fround(x[i] * inv);
-      put(i, nearest(mid, s > 1 ? 1 : s < -1 ? -1 : s));
+      put(i, nearest(mid, Math.min(1, Math.max(-1, s))));
     }
   }
   return absmax;
