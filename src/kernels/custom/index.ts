@@ -9,7 +9,6 @@ import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
 import { installNativeLinear } from './native-linear.js';
 import { installNativeNF4Linear } from './native-nf4-linear.js';
-import { installNativeNF4Linear } from './native-nf4-linear.js';
 import { installNativeOptim } from './native-optim.js';
 import { installNativeRows } from './native-rows.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
@@ -87,7 +86,6 @@ export function installCustomKernels(tfBackend: string): string[] {
   if (nativeKernels().available && (tfBackend === 'wasm' || tfBackend === 'cpu')) {
     added.push(
       ...installNativeLinear(tfBackend),
-      ...installNativeNF4Linear(tfBackend),
       ...installNativeNF4Linear(tfBackend),
       ...installNativeRows(tfBackend),
       ...installNativeFused(tfBackend),
