@@ -4,15 +4,7 @@ import { anyDetached, buffersOf, findUncrossable } from '../../src/actors/crossi
 import { placeHost } from '../../src/actors/isolation.js';
 import { startProcess } from '../../src/actors/process.js';
 import { startThread } from '../../src/actors/spawn.js';
-
-const thrown = (f: () => unknown): unknown => {
-  try {
-    f();
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a throw');
-};
+import { thrown } from '../helpers/thrown.js';
 
 const gpu = (device: string, isolation?: 'thread' | 'process') => ({
   runtime: { backend: 'tensorflow-gpu' as const, device },

@@ -3,7 +3,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { transfer } from '../../src/actors/role.js';
-import { TroupeError } from '../../src/errors.js';
+import { thrown } from '../helpers/thrown.js';
 
 // A role on one end of a channel, its controller's handle on the other (as a host lays it out).
 const channels: MessageChannel[] = [];
@@ -50,14 +50,8 @@ describe('transfer', () => {
 
   it('refuses a SharedArrayBuffer, which is shared and cannot be moved', () => {
     const shared = new Float32Array(new SharedArrayBuffer(8));
-    let err: unknown;
-    try {
-      transfer(shared, [shared]);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(TroupeError);
-    expect((err as TroupeError).code).toBe('BAD_ARGUMENT');
-    expect((err as TroupeError).message).toMatch(/SharedArrayBuffer is shared, not moved/);
+    const err = thrown(() => transfer(shared, [shared]));
+    expect(err.code).toBe('BAD_ARGUMENT');
+    expect(err.message).toMatch(/SharedArrayBuffer is shared, not moved/);
   });
 });

@@ -12,7 +12,7 @@ import {
 } from '../../src/data/batching/index.js';
 import { Packer, packDocuments } from '../../src/data/batching/pack.js';
 import { type Example, parseExample } from '../../src/data/datasets/formats.js';
-import type { TroupeError } from '../../src/errors.js';
+import { thrown as error } from '../helpers/thrown.js';
 import { gpt2Tokenizer, maskedRuns, SPECIALS } from './helpers.js';
 
 const tok = gpt2Tokenizer();
@@ -27,15 +27,6 @@ function countedTargets(mask: Uint8Array, lossMask: Uint8Array, T: number): numb
   let n = 0;
   for (let i = 0; i < mask.length; i++) if (i % T > 0 && mask[i] && mask[i - 1] && lossMask[i]) n++;
   return n;
-}
-
-function error(fn: () => unknown): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    return e as TroupeError;
-  }
-  throw new Error('expected a throw');
 }
 
 describe('tokenizeSft', () => {

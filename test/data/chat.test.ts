@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CHATML_TEMPLATE, renderChat, tokenizeChat } from '../../src/data/chat.js';
 import type { ChatMessage } from '../../src/data/messages.js';
 import { hasCode } from '../../src/errors.js';
+import { thrown } from '../helpers/thrown.js';
 import { gpt2Tokenizer, maskedRuns, SPECIALS } from './helpers.js';
 
 const require = createRequire(import.meta.url);
@@ -19,15 +20,6 @@ const convo: ChatMessage[] = [
   { role: 'user', content: 'Name a whale.' },
   { role: 'assistant', content: 'The sperm whale.' },
 ];
-
-function thrown(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected a throw');
-}
 
 describe('renderChat', () => {
   it('renders ChatML by hand', () => {

@@ -21,6 +21,7 @@ import {
   sliceExperience,
 } from '../../src/rollout/index.js';
 import { expectClose } from '../helpers/backends.js';
+import { thrown } from '../helpers/thrown.js';
 import { floats, makeExperience } from './fixtures.js';
 
 /*
@@ -28,17 +29,6 @@ import { floats, makeExperience } from './fixtures.js';
  * minibatching, metrics and the rollout frame, each against hand-computed cases (arithmetic in
  * the comments) or plain-loop references written here.
  */
-
-/** The TroupeError `fn` throws (fails the test when it does not). */
-function thrown(fn: () => unknown): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TroupeError);
-    return e as TroupeError;
-  }
-  throw new Error('expected a TroupeError');
-}
 
 const EXACT = { atol: 1e-6, rtol: 1e-6 };
 const TOL = { atol: 1e-5, rtol: 1e-5 };

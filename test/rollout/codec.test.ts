@@ -1,7 +1,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { TroupeError } from '../../src/errors.js';
+import type { TroupeError } from '../../src/errors.js';
 import {
   checkExperience,
   checkWireTensor,
@@ -14,18 +14,8 @@ import {
   FRAME_VERSION,
   type WireTensor,
 } from '../../src/rollout/index.js';
+import { thrown } from '../helpers/thrown.js';
 import { makeExperience } from './fixtures.js';
-
-/** The TroupeError `fn` throws (fails the test when it does not). */
-function thrown(fn: () => void): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TroupeError);
-    return e as TroupeError;
-  }
-  throw new Error('expected a TroupeError');
-}
 
 /** float32 values from bit patterns (written through a Uint32Array: no NaN canonicalisation). */
 function f32FromBits(bits: number[]): Float32Array {

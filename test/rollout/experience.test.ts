@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { TroupeError } from '../../src/errors.js';
 import {
   checkExperience,
   checkExperienceLayout,
@@ -7,18 +6,8 @@ import {
   type Experience,
   experienceBytes,
 } from '../../src/rollout/index.js';
+import { thrown } from '../helpers/thrown.js';
 import { makeExperience } from './fixtures.js';
-
-/** The TroupeError `fn` throws (fails the test when it does not). */
-function thrown(fn: () => void): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TroupeError);
-    return e as TroupeError;
-  }
-  throw new Error('expected a TroupeError');
-}
 
 const withField = (e: Experience, patch: Record<string, unknown>) =>
   ({ ...e, ...patch }) as Experience;

@@ -8,7 +8,8 @@ import {
   saveTokenizer,
   tokenizerFromJson,
 } from '../../../src/data/tokenizer/index.js';
-import { hasCode, TroupeError } from '../../../src/errors.js';
+import { hasCode } from '../../../src/errors.js';
+import { thrown } from '../../helpers/thrown.js';
 
 const BOS = '<|begin_of_text|>';
 const EOT = '<|eot_id|>';
@@ -114,16 +115,6 @@ const CONFIG = {
   ],
   tokenizer_class: 'PreTrainedTokenizerFast',
 };
-
-function thrown(f: () => unknown): TroupeError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof TroupeError) return e;
-    throw e;
-  }
-  throw new Error('expected a TroupeError');
-}
 
 describe('tokenizer.json loading', () => {
   const tok = tokenizerFromJson(mini(), CONFIG);

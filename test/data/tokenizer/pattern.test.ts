@@ -1,22 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { compilePattern, PATTERNS, translatePattern } from '../../../src/data/tokenizer/index.js';
 import { forEachPiece } from '../../../src/data/tokenizer/tokenizer.js';
-import { hasCode, TroupeError } from '../../../src/errors.js';
+import { hasCode } from '../../../src/errors.js';
+import { thrown } from '../../helpers/thrown.js';
 
 function pieces(pattern: string, text: string): string[] {
   const out: string[] = [];
   forEachPiece(text, compilePattern(pattern), (p) => out.push(p));
   return out;
-}
-
-function thrown(f: () => unknown): TroupeError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof TroupeError) return e;
-    throw e;
-  }
-  throw new Error('expected a TroupeError');
 }
 
 describe('pre-tokeniser patterns', () => {

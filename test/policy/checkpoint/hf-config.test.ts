@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TroupeError } from '../../../src/errors.js';
 import {
   fromHfConfig,
   hfConfigJson,
@@ -10,6 +9,7 @@ import {
   toHfGenerationConfig,
 } from '../../../src/policy/checkpoint/hf-config.js';
 import type { ModelConfig } from '../../../src/policy/config.js';
+import { thrown } from '../../helpers/thrown.js';
 import { CASES, FIXTURES } from '../hf-fixtures.js';
 import { GPT2, LLAMA, QWEN2 } from './fixtures.js';
 
@@ -47,16 +47,6 @@ const LLAMA_JSON = {
   bos_token_id: 1,
   eos_token_id: 2,
 };
-
-function thrown(fn: () => unknown): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TroupeError);
-    return e as TroupeError;
-  }
-  throw new Error('expected a TroupeError');
-}
 
 describe('config.json import', () => {
   it('reads GPT-2 with transformers defaults (n_inner null → 4d, tied)', () => {

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { TroupeError } from '../../../src/errors.js';
 import { RandomStream } from '../../../src/kernels/random.js';
 import {
   fromHfStateDict,
@@ -7,20 +6,11 @@ import {
   toHfStateDict,
 } from '../../../src/policy/checkpoint/index.js';
 import { concatColumns, splitColumns, transpose2d } from '../../../src/policy/checkpoint/layout.js';
+import { thrown } from '../../helpers/thrown.js';
 import { bitsOf, expectSameState, GPT2, LLAMA, QWEN2, seededState } from './fixtures.js';
 
 /** Element [r][c] of a row-major [rows, cols] tensor. */
 const at = (t: Tensor32, r: number, c: number) => t.data[r * t.shape[t.shape.length - 1] + c];
-
-function thrown(fn: () => unknown): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TroupeError);
-    return e as TroupeError;
-  }
-  throw new Error('expected a TroupeError');
-}
 
 describe('layout helpers', () => {
   it('transpose2d matches a plain loop on odd shapes', () => {
