@@ -36,12 +36,35 @@ export const SUPPORTED_FRAME_VERSIONS: readonly number[] = [FRAME_VERSION];
 
 /** The kind of a frame that carries one Experience. */
 export const EXPERIENCE_FRAME = 'experience';
+/** The kind of a frame that carries a rollout's token layout (what scorers read). */
+export const ROLLOUT_FRAME = 'rollout';
 
-export interface Frame {
+/** A frame as `decodeFrame` reads it: a supported version, any kind, its payload not yet checked. */
+export interface FrameEnvelope {
   readonly kind: string;
   readonly version: number;
   readonly payload: unknown;
 }
+
+/**
+ * The frames Troupe sends, one member per kind: switch on `kind` and `payload` has that kind's
+ * type. `readFrame` returns one with its payload checked; a new kind is a member here and a line
+ * in `PAYLOADS` below.
+ */
+export type Frame =
+  | {
+      readonly kind: typeof EXPERIENCE_FRAME;
+      readonly version: number;
+      readonly payload: Experience;
+    }
+  | {
+      readonly kind: typeof ROLLOUT_FRAME;
+      readonly version: number;
+      readonly payload: RolloutLayout;
+    };
+
+export type FrameKind = Frame['kind'];
+type PayloadOf<K extends FrameKind> = Extract<Frame, { kind: K }>['payload'];
 
 // useRecords: false writes objects as plain msgpack maps (self-describing, no shared structures
 // between writer and reader); copyBuffers: see above.
@@ -67,7 +90,7 @@ export function encodeFrame(kind: string, payload: unknown): ArrayBuffer {
  * one of a version this reader does not understand (details: `got`, `supported`). Every typed
  * array in the payload is a fresh, aligned copy (see above): `buf` is not referenced afterwards.
  */
-export function decodeFrame(buf: ArrayBuffer | Uint8Array): Frame {
+export function decodeFrame(buf: ArrayBuffer | Uint8Array): FrameEnvelope {
   let bytes: Uint8Array;
   if (buf instanceof Uint8Array) bytes = buf;
   else if (buf instanceof ArrayBuffer) bytes = new Uint8Array(buf);
@@ -114,49 +137,14 @@ export function encodeExperience(e: Experience): ArrayBuffer {
   return encodeFrame(EXPERIENCE_FRAME, payload);
 }
 
-const EXPERIENCE_KEYS = new Set<string>([
-  ...EXPERIENCE_ARRAY_FIELDS,
-  'promptLength',
-  'shape',
-  'info',
-]);
-
 /**
  * The Experience in a frame from `encodeExperience`. Throws BAD_FRAME when the frame is of another
  * kind, has fields an Experience does not, or fails `checkExperienceLayout` (the cause says which
  * field). Values are not checked: call checkExperience for that.
  */
 export function decodeExperience(buf: ArrayBuffer | Uint8Array): Experience {
-  const { kind, payload } = decodeFrame(buf);
-  if (kind !== EXPERIENCE_FRAME) {
-    badFrame(`Expected a frame of kind '${EXPERIENCE_FRAME}', got '${clip(kind)}'`, {
-      kind: clip(kind),
-    });
-  }
-  if (payload === null || typeof payload !== 'object') {
-    badFrame(`An '${EXPERIENCE_FRAME}' frame holds an object, got ${describe(payload)}`);
-  }
-  const unknown = Object.keys(payload).filter((k) => !EXPERIENCE_KEYS.has(k));
-  if (unknown.length > 0) {
-    badFrame(`An '${EXPERIENCE_FRAME}' frame has unknown fields: ${unknown.join(', ')}`, {
-      unknown,
-    });
-  }
-  const e = payload as Experience;
-  try {
-    checkExperienceLayout(e);
-  } catch (cause) {
-    badFrame(
-      `An '${EXPERIENCE_FRAME}' frame does not hold a valid Experience: ${(cause as Error).message}`,
-      {},
-      cause,
-    );
-  }
-  return e;
+  return payloadOfKind(buf, EXPERIENCE_FRAME);
 }
-
-/** The kind of a frame that carries a rollout's token layout (what scorers read). */
-export const ROLLOUT_FRAME = 'rollout';
 
 /**
  * A rollout's token layout as one frame: what the reference, the critic and the policy score
@@ -175,38 +163,71 @@ export function encodeRollout(r: RolloutLayout): ArrayBuffer {
 
 /** The layout in a frame from `encodeRollout`; BAD_FRAME when it is not one, or is malformed. */
 export function decodeRollout(buf: ArrayBuffer | Uint8Array): RolloutLayout {
-  const { kind, payload } = decodeFrame(buf);
-  if (kind !== ROLLOUT_FRAME) {
-    badFrame(`Expected a frame of kind '${ROLLOUT_FRAME}', got '${clip(kind)}'`, {
-      kind: clip(kind),
-    });
-  }
-  if (payload === null || typeof payload !== 'object') {
-    badFrame(`A '${ROLLOUT_FRAME}' frame holds an object, got ${describe(payload)}`);
-  }
-  const unknown = Object.keys(payload).filter((k) => !ROLLOUT_KEYS.has(k));
-  if (unknown.length > 0) {
-    badFrame(`A '${ROLLOUT_FRAME}' frame has unknown fields: ${unknown.join(', ')}`, { unknown });
-  }
-  try {
-    checkRolloutLayout(payload as RolloutLayout);
-  } catch (cause) {
-    badFrame(
-      `A '${ROLLOUT_FRAME}' frame does not hold a valid rollout: ${(cause as Error).message}`,
-      {},
-      cause,
-    );
-  }
-  return payload as RolloutLayout;
+  return payloadOfKind(buf, ROLLOUT_FRAME);
 }
 
-const ROLLOUT_KEYS = new Set<string>([
-  'sequences',
-  'attentionMask',
-  'actionMask',
-  'promptLength',
-  'shape',
-]);
+/**
+ * Any frame Troupe sends, its payload checked as its kind's decoder checks it; BAD_FRAME for a
+ * kind Troupe does not send (details: `kind`, `known`).
+ */
+export function readFrame(buf: ArrayBuffer | Uint8Array): Frame {
+  const { kind, version, payload } = decodeFrame(buf);
+  if (!Object.hasOwn(PAYLOADS, kind)) {
+    const known = Object.keys(PAYLOADS);
+    badFrame(`Unknown frame kind '${clip(kind)}'; Troupe sends ${known.join(', ')}`, {
+      kind: clip(kind),
+      known,
+    });
+  }
+  const k = kind as FrameKind;
+  return { kind: k, version, payload: checkedPayload(k, payload) } as Frame;
+}
+
+/** What each kind's payload holds: its fields, what it is called in messages, and its check. */
+const PAYLOADS: {
+  readonly [K in FrameKind]: {
+    readonly keys: ReadonlySet<string>;
+    readonly noun: string;
+    readonly check: (p: PayloadOf<K>) => void;
+  };
+} = {
+  [EXPERIENCE_FRAME]: {
+    keys: new Set([...EXPERIENCE_ARRAY_FIELDS, 'promptLength', 'shape', 'info']),
+    noun: 'Experience',
+    check: checkExperienceLayout,
+  },
+  [ROLLOUT_FRAME]: {
+    keys: new Set(['sequences', 'attentionMask', 'actionMask', 'promptLength', 'shape']),
+    noun: 'rollout',
+    check: checkRolloutLayout,
+  },
+};
+
+/** The payload of a frame that must be of `kind`; BAD_FRAME when it is of another or malformed. */
+function payloadOfKind<K extends FrameKind>(buf: ArrayBuffer | Uint8Array, kind: K): PayloadOf<K> {
+  const { kind: got, payload } = decodeFrame(buf);
+  if (got !== kind) {
+    badFrame(`Expected a frame of kind '${kind}', got '${clip(got)}'`, { kind: clip(got) });
+  }
+  return checkedPayload(kind, payload);
+}
+
+/** `payload` as a frame of `kind` holds it: an object of that kind's fields, its layout valid. */
+function checkedPayload<K extends FrameKind>(kind: K, payload: unknown): PayloadOf<K> {
+  const { keys, noun, check } = PAYLOADS[kind];
+  const a = `${/^[aeiou]/i.test(kind) ? 'An' : 'A'} '${kind}' frame`;
+  if (payload === null || typeof payload !== 'object') {
+    badFrame(`${a} holds an object, got ${describe(payload)}`);
+  }
+  const unknown = Object.keys(payload).filter((k) => !keys.has(k));
+  if (unknown.length > 0) badFrame(`${a} has unknown fields: ${unknown.join(', ')}`, { unknown });
+  try {
+    check(payload as PayloadOf<K>);
+  } catch (cause) {
+    badFrame(`${a} does not hold a valid ${noun}: ${(cause as Error).message}`, {}, cause);
+  }
+  return payload as PayloadOf<K>;
+}
 
 /** A layout is an Experience's layout without its per-action and reward fields. */
 function checkRolloutLayout(r: RolloutLayout): void {

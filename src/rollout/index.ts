@@ -33,7 +33,10 @@ export {
   encodeRollout,
   FRAME_VERSION,
   type Frame,
+  type FrameEnvelope,
+  type FrameKind,
   ROLLOUT_FRAME,
+  readFrame,
   SUPPORTED_FRAME_VERSIONS,
 } from './codec.js';
 export {
