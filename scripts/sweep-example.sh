@@ -5,7 +5,7 @@
 # `troupe sweep` (--fit-only, --fit.bootstrap 500, ...).
 set -eu
 cd "$(dirname "$0")/.."
-npx tsx src/cli/main.ts sweep --config examples/sweep-moby-dick.yaml "$@"
+npx tsx src/cli/main.ts sweep --config examples/sweep/moby-dick.yaml "$@"
 out=runs/sweep-moby-dick
 dest=docs/scaling/moby-dick
 mkdir -p "$dest/svg"

@@ -145,3 +145,17 @@ describe('results table', () => {
     ]);
   });
 });
+
+describe('the shipped sweep example', () => {
+  it('examples/sweep/moby-dick.yaml loads and plans its 4 budgets × 6 sizes, each job a valid pretraining config', async () => {
+    const { loadSweepConfig } = await import('../../src/scaling/config.js');
+    const { planSweep } = await import('../../src/scaling/sweep.js');
+    const file = new URL('../../examples/sweep/moby-dick.yaml', import.meta.url).pathname;
+    const sweep = await loadSweepConfig(file);
+    expect(sweep.models.map((m) => m.name)).toEqual(['d16', 'd24', 'd32', 'd48', 'd64', 'd96']);
+    const { jobs, configs } = await planSweep(sweep);
+    expect(jobs).toHaveLength(24);
+    expect(configs.size).toBe(24);
+    for (const c of configs.values()) expect(c.train.steps).toBeGreaterThan(0);
+  });
+});
