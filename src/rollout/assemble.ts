@@ -182,37 +182,8 @@ export function assembleExperience(
   return { experience, meanKl: kl ? shaped.meanKl : 0 };
 }
 
-/** Rows `rows` of an Experience, every field (info included) taken in that order. */
-export function sliceExperience(e: Experience, rows: readonly number[]): Experience {
-  const { length: L, actions: A } = e.shape;
-  const take = <T extends Int32Array | Uint8Array | Float32Array>(x: T, width: number): T => {
-    const out = new (x.constructor as new (n: number) => T)(rows.length * width);
-    rows.forEach((r, i) => {
-      out.set(x.subarray(r * width, (r + 1) * width), i * width);
-    });
-    return out;
-  };
-  const opt = (x: Float32Array | undefined) => (x ? take(x, A) : undefined);
-  const out: Experience = {
-    sequences: take(e.sequences, L),
-    attentionMask: take(e.attentionMask, L),
-    actionMask: take(e.actionMask, A),
-    actionLogProbs: take(e.actionLogProbs, A),
-    refLogProbs: opt(e.refLogProbs),
-    values: opt(e.values),
-    returns: opt(e.returns),
-    advantages: opt(e.advantages),
-    kl: opt(e.kl),
-    rewards: take(e.rewards, 1),
-    promptLength: e.promptLength,
-    shape: { batch: rows.length, length: L, actions: A },
-    info: Object.fromEntries(Object.entries(e.info).map(([k, v]) => [k, take(v, 1)])),
-  };
-  for (const k of Object.keys(out) as (keyof Experience)[]) {
-    if (out[k] === undefined) delete (out as unknown as Record<string, unknown>)[k];
-  }
-  return out;
-}
+// It lives with FIELDS in experience.ts; re-exported here until rl/learners.ts imports it there.
+export { sliceExperience } from './experience.js';
 
 /**
  * The rows of a batch of B in `count` minibatches, shuffled by a seeded draw (OpenRLHF shuffles

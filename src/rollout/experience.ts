@@ -227,6 +227,35 @@ export function checkExperience(e: Experience): void {
   checkPadding(e);
 }
 
+/**
+ * Rows `rows` of an Experience (repeats and any order allowed) as an Experience of their own: every
+ * field of `FIELDS` that is present, at its row width, and every `info` array. Copies, not views.
+ */
+export function sliceExperience(e: Experience, rows: readonly number[]): Experience {
+  const shape = { batch: rows.length, length: e.shape.length, actions: e.shape.actions };
+  const out: Record<string, unknown> = { promptLength: e.promptLength, shape };
+  for (const f of FIELDS) {
+    const x = e[f.key];
+    if (x !== undefined)
+      out[f.key] = takeRows(x, rows, f.dims === 'B' ? 1 : dimsOf(f.dims, shape)[1]);
+  }
+  out.info = Object.fromEntries(Object.entries(e.info).map(([k, v]) => [k, takeRows(v, rows, 1)]));
+  return out as unknown as Experience;
+}
+
+/** Rows of `width` elements of a row-major array, in the order given, into a new array. */
+function takeRows<T extends Int32Array | Uint8Array | Float32Array>(
+  x: T,
+  rows: readonly number[],
+  width: number,
+): T {
+  const out = new (x.constructor as new (n: number) => T)(rows.length * width);
+  rows.forEach((r, i) => {
+    out.set(x.subarray(r * width, (r + 1) * width), i * width);
+  });
+  return out;
+}
+
 /** Bytes of payload an Experience holds (every typed array, info included). */
 export function experienceBytes(e: Experience): number {
   let bytes = 0;

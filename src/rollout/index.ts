@@ -21,7 +21,6 @@ export {
   layoutOf,
   minibatchRows,
   type RolloutLayout,
-  sliceExperience,
 } from './assemble.js';
 export {
   decodeExperience,
@@ -46,6 +45,7 @@ export {
   type Experience,
   type ExperienceShape,
   experienceBytes,
+  sliceExperience,
 } from './experience.js';
 export {
   AdaptiveKLController,
