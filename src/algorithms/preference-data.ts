@@ -110,6 +110,32 @@ export function collateKto(padId: number) {
   };
 }
 
+/** How the pairs of a run are batched, for each layout a preference loss's registry entry can have. */
+export interface Layout {
+  /** The training (or eval) items made from the tokenised pairs. */
+  items(pairs: Pair[]): Item[];
+  /** B items → a batch of 2B rows. */
+  collate(padId: number): (items: Item[]) => Batch;
+  /**
+   * Whether each row's reference log-probs can be computed once before training: not for the
+   * unpaired layout, whose mismatched (KL) rows pair each prompt with another row of its batch.
+   */
+  readonly precomputable: boolean;
+}
+
+export const LAYOUTS: Readonly<Record<'paired' | 'unpaired', Layout>> = {
+  paired: {
+    items: (pairs) => pairs,
+    collate: (padId) => collate(padId) as (items: Item[]) => Batch,
+    precomputable: true,
+  },
+  unpaired: {
+    items: unpair,
+    collate: (padId) => collateKto(padId) as (items: Item[]) => Batch,
+    precomputable: false,
+  },
+};
+
 /** Preference rows → tokenised pairs; a split that keeps none is refused naming its file. */
 export function toPairs(
   c: PreferenceConfig,

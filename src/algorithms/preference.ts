@@ -18,18 +18,18 @@ import {
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
 import type { TrainOptions, TrainResult } from './lm.js';
-import { needsReference, type PreferenceParams } from './losses/index.js';
+import { needsReference, type PreferenceParams, preferenceLossEntry } from './losses/index.js';
 import { modelConfig, runTokenizer, startSource, textOf } from './model-setup.js';
 import {
   type Batch,
   collate,
-  collateKto,
   type Item,
+  LAYOUTS,
+  type Layout,
   type Pair,
   SOFT_LABEL_COLUMN,
   shard,
   toPairs,
-  unpair,
 } from './preference-data.js';
 import { type PairLearnerRole, PREFERENCE_LEARNER } from './roles/preference-learner.js';
 import { REFERENCE, type ReferenceRole } from './roles/reference.js';
@@ -37,20 +37,19 @@ import { REWARD_MODEL } from './roles/reward-model.js';
 
 export type PreferenceConfig = RmConfig | DpoConfig;
 
-/** The DPO-family loss's hyperparameters: those its registry entry reads. */
+/** The DPO-family loss's hyperparameters: β and those of its registry entry's the config has. */
 function paramsOf(c: DpoConfig): PreferenceParams {
-  const { loss, beta, labelSmoothing, gamma, desirableWeight, undesirableWeight } = c.dpo;
-  return loss === 'sigmoid'
-    ? { beta, labelSmoothing }
-    : loss === 'simpo'
-      ? { beta, labelSmoothing, gamma }
-      : loss === 'kto'
-        ? { beta, desirableWeight, undesirableWeight }
-        : { beta };
+  const fields: Readonly<Record<string, unknown>> = c.dpo;
+  const read = preferenceLossEntry(c.dpo.loss).params.filter((p) => fields[p] !== undefined);
+  return { beta: c.dpo.beta, ...Object.fromEntries(read.map((p) => [p, fields[p]])) };
 }
 
-/** KTO's mismatched rows change with each batch, so its reference serves every step. */
-const liveReference = (c: DpoConfig) => c.dpo.reference === 'actor' || c.dpo.loss === 'kto';
+/** How a run of `c` batches its rows: as its loss's registry entry lays them out (rm: paired). */
+const layoutOf = (c: PreferenceConfig): Layout =>
+  LAYOUTS[c.algorithm === 'dpo' ? preferenceLossEntry(c.dpo.loss).layout : 'paired'];
+
+/** A reference serves every step when asked to, or when its rows change with each batch (KTO). */
+const liveReference = (c: DpoConfig) => c.dpo.reference === 'actor' || !layoutOf(c).precomputable;
 
 /** What a reward-model or DPO run hands its actors. */
 export interface PreferenceInput {
@@ -111,6 +110,7 @@ export const DPO_TOPOLOGY: AlgorithmTopology<'dpo', DpoConfig, PreferenceInput> 
       ...trainableOptions(c),
       resumeFrom: x.resumeFrom,
       loss: c.dpo.loss,
+      lossModule: preferenceLossEntry(c.dpo.loss).module,
       params: paramsOf(c),
       dataParallel: p.dataParallel,
     }),
@@ -203,11 +203,11 @@ async function trainPreferenceRun(
       run.log('reference actor stopped');
       reference = undefined;
     }
-    // KTO trains on unpaired examples; every other loss on pairs.
-    const kto = config.algorithm === 'dpo' && config.dpo.loss === 'kto';
-    const make = (kto ? collateKto(padId) : collate(padId)) as (items: Item[]) => Batch;
-    const trainItems: Item[] = kto ? unpair(train) : train;
-    const evalItems: Item[] = kto ? unpair(evalPairs) : evalPairs;
+    // Pairs, or (an unpaired loss: KTO) each pair as a desirable and an undesirable example.
+    const layout = layoutOf(config);
+    const make = layout.collate(padId);
+    const trainItems = layout.items(train);
+    const evalItems = layout.items(evalPairs);
     const loader = new DataLoader(trainItems, {
       batchSize: config.train.batchSize,
       seed: config.seed,

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { PREFERENCE_LOSSES } from '../algorithms/losses/preference.js';
+import { REWARD_MODEL_LOSSES } from '../algorithms/losses/reward-model.js';
 import {
   type ActorAlgorithm,
   type ActorPlacementConfig,
@@ -17,6 +19,17 @@ import { type SequenceConfig, sequenceProblem } from './positions.js';
  */
 
 const positiveInt = z.number().int().positive();
+
+/**
+ * A name in `registry`, checked as the config is validated, so that an entry registered at run
+ * time is accepted too: the schema holds no copy of the names. An unknown one lists them.
+ */
+export function registryName(registry: ReadonlyMap<string, unknown>, what: string) {
+  return z.string().refine((v) => registry.has(v), {
+    error: (issue) =>
+      `unknown ${what} '${String(issue.input)}'; known: ${[...registry.keys()].join(', ')}`,
+  });
+}
 
 /** LoRA adapters instead of full fine-tuning. */
 export const loraSchema = z
@@ -300,7 +313,7 @@ export const rmConfigSchema = z
          * `chosen_prob` (Constitutional AI's feedback probabilities). Unset: soft-bradley-terry
          * when the training pairs carry `chosen_prob`, else bradley-terry.
          */
-        loss: z.enum(['bradley-terry', 'soft-bradley-terry']).optional(),
+        loss: registryName(REWARD_MODEL_LOSSES, 'reward-model loss').optional(),
         /** Margin m in −log σ(r_c − r_r − m) (TRL's `margin` column, here one value). */
         margin: z.number().default(0),
         /** TRL's center_rewards_coefficient: + coef·mean((r_c + r_r)²). */
@@ -322,10 +335,11 @@ export const dpoConfigSchema = z
     dpo: z
       .object({
         /**
+         * A loss of PREFERENCE_LOSSES (src/algorithms/losses/preference.ts; docs/algorithms.md):
          * sigmoid (DPO), ipo, simpo (reference-free), orpo (reference-free), kto (unpaired: each
          * pair becomes a desirable and an undesirable example, as TRL's unpair_preference_dataset).
          */
-        loss: z.enum(['sigmoid', 'ipo', 'simpo', 'orpo', 'kto']).default('sigmoid'),
+        loss: registryName(PREFERENCE_LOSSES, 'preference loss').default('sigmoid'),
         /** β: strength of the KL anchor (DPO), or the reward scale (SimPO), or λ (ORPO). */
         beta: z.number().positive().default(0.1),
         /** cDPO label smoothing ε (sigmoid, simpo). */

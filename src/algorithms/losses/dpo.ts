@@ -4,8 +4,25 @@ import {
   checkPairedInputs,
   checkParams,
   type PairedInputs,
+  type PreferenceLossSpec,
   type PreferenceParams,
 } from './inputs.js';
+
+/** What `dpoSigmoidLoss` reads (its registry entry, and its checks). */
+export const SIGMOID: PreferenceLossSpec = {
+  layout: 'paired',
+  needsReference: true,
+  lengths: false,
+  params: ['labelSmoothing'],
+};
+
+/** What `ipoLoss` reads: per-token means of policy and reference log-probs. */
+export const IPO: PreferenceLossSpec = {
+  layout: 'paired',
+  needsReference: true,
+  lengths: true,
+  params: [],
+};
 
 /**
  * DPO (Rafailov et al. 2023, "Direct Preference Optimization", eq. 7), with the conservative
@@ -21,8 +38,8 @@ import {
  * logps/{chosen,rejected}.
  */
 export function dpoSigmoidLoss(inputs: PairedInputs, params: PreferenceParams): LossOutput {
-  checkParams('sigmoid', params, ['labelSmoothing']);
-  checkPairedInputs('sigmoid', inputs, { reference: true, lengths: false, nll: false });
+  checkParams('sigmoid', params, SIGMOID.params);
+  checkPairedInputs('sigmoid', inputs, { ...SIGMOID, nll: false });
   const { beta, labelSmoothing = 0 } = params;
   return tf.tidy(() => {
     const chosen = tf.sub(inputs.policyChosenLogps, inputs.refChosenLogps!); // (B,) log π/π_ref (y_c)
@@ -56,8 +73,8 @@ export function dpoSigmoidLoss(inputs: PairedInputs, params: PreferenceParams): 
  * Params: beta. Metrics as `dpoSigmoidLoss`.
  */
 export function ipoLoss(inputs: PairedInputs, params: PreferenceParams): LossOutput {
-  checkParams('ipo', params, []);
-  checkPairedInputs('ipo', inputs, { reference: true, lengths: true, nll: false });
+  checkParams('ipo', params, IPO.params);
+  checkPairedInputs('ipo', inputs, { ...IPO, nll: false });
   const { beta } = params;
   return tf.tidy(() => {
     const nc = inputs.chosenLengths!;

@@ -3,6 +3,7 @@ export { dpoSigmoidLoss, ipoLoss } from './dpo.js';
 export type {
   PairedInputs,
   PreferenceInputs,
+  PreferenceLossSpec,
   PreferenceParamName,
   PreferenceParams,
   UnpairedInputs,
@@ -41,7 +42,11 @@ export {
   PREFERENCE_LOSSES,
   type PreferenceLoss,
   type PreferenceLossName,
+  pairedLoss,
   preferenceLoss,
+  preferenceLossEntry,
+  registerPreferenceLoss,
+  unpairedLoss,
 } from './preference.js';
 export {
   bradleyTerryLoss,

@@ -89,6 +89,27 @@ export interface PreferenceParams {
 
 export type PreferenceParamName = keyof PreferenceParams;
 
+/**
+ * What a preference loss reads, declared once beside the loss: its registry entry carries it
+ * (the trainer reads it to decide whether to run a reference model, how to batch the data and
+ * which hyperparameters to pass), and the loss's own checks enforce it.
+ */
+export interface PreferenceLossSpec {
+  /**
+   * 'paired': `PairedInputs`, a chosen and a rejected response per prompt. 'unpaired':
+   * `UnpairedInputs` (KTO), each response labelled desirable or not; the trainer unpairs the
+   * pairs and builds each batch's mismatched rows, whose reference log-probs it therefore asks
+   * for at every step.
+   */
+  readonly layout: 'paired' | 'unpaired';
+  /** Reads π_ref log-probs: the trainer runs a reference model for it. */
+  readonly needsReference: boolean;
+  /** Reads each response's token count |y| (per-token means; paired losses). */
+  readonly lengths: boolean;
+  /** The hyperparameters it reads besides `beta`, in the order its errors list them. */
+  readonly params: readonly PreferenceParamName[];
+}
+
 const PARAM_RULES: Readonly<Record<PreferenceParamName, [string, (v: number) => boolean]>> = {
   beta: ['a positive finite number', (v) => v > 0 && Number.isFinite(v)],
   labelSmoothing: ['a number in [0, 0.5]', (v) => v >= 0 && v <= 0.5],
@@ -226,10 +247,10 @@ export function checkScalar(op: string, name: string, t: tf.Tensor): void {
   }
 }
 
-/** What a paired loss reads besides the policy log-probs. */
+/** What a paired loss reads besides the policy log-probs: its spec, and whether it has an NLL term. */
 export interface PairedNeeds {
   /** Reads refChosenLogps/refRejectedLogps (required) or refuses them (reference-free). */
-  readonly reference: boolean;
+  readonly needsReference: boolean;
   /** Reads chosenLengths/rejectedLengths (required) or refuses them. */
   readonly lengths: boolean;
   /** May read chosenNll (optional) or refuses it. */
@@ -240,7 +261,7 @@ export interface PairedNeeds {
 export function checkPairedInputs(op: string, inputs: PairedInputs, needs: PairedNeeds): number {
   const refs = ['refChosenLogps', 'refRejectedLogps'];
   const lengths = ['chosenLengths', 'rejectedLengths'];
-  if (needs.reference) {
+  if (needs.needsReference) {
     requireInputs(op, inputs, refs, 'its implicit reward is β·log(π_θ/π_ref)');
   } else {
     refuseInputs(op, inputs, refs, 'it is reference-free (needsReference() is false)');

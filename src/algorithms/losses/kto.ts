@@ -6,9 +6,18 @@ import {
   checkParams,
   checkRows,
   checkScalar,
+  type PreferenceLossSpec,
   type PreferenceParams,
   type UnpairedInputs,
 } from './inputs.js';
+
+/** What `ktoLoss` reads: unpaired examples with reference log-probs, summed (no lengths). */
+export const KTO: PreferenceLossSpec = {
+  layout: 'unpaired',
+  needsReference: true,
+  lengths: false,
+  params: ['desirableWeight', 'undesirableWeight'],
+};
 
 /**
  * KTO (Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization",
@@ -34,7 +43,7 @@ import {
  * log π_θ), count/chosen and count/rejected (how many of each, to weight means across ranks).
  */
 export function ktoLoss(inputs: UnpairedInputs, params: PreferenceParams): LossOutput {
-  checkParams('kto', params, ['desirableWeight', 'undesirableWeight']);
+  checkParams('kto', params, KTO.params);
   checkKtoInputs(inputs);
   const { beta, desirableWeight = 1, undesirableWeight = 1 } = params;
   return tf.tidy(() => {

@@ -1,10 +1,10 @@
-import { lookup } from '../../errors.js';
+import { lookup, TroupeError } from '../../errors.js';
 import { type KlEstimatorName, klEstimate } from '../../kernels/numerics/index.js';
 import * as tf from '../../kernels/tf.js';
 import type { LossOutput } from './common.js';
 import type { PreferenceParams } from './inputs.js';
 import { type AggMode, aggLoss, entropyBonus, ppoPolicyLoss } from './ppo.js';
-import { type PreferenceLossName, preferenceLoss } from './preference.js';
+import { preferenceLossEntry } from './preference.js';
 import { REWARD_MODEL_LOSSES } from './reward-model.js';
 
 /*
@@ -73,9 +73,6 @@ function halves(x: tf.Tensor): [tf.Tensor, tf.Tensor] {
   return [tf.slice(x, [0], [B]), tf.slice(x, [B], [B])];
 }
 
-/** Preference losses that read the reply lengths |y| (length-normalised log-probs). */
-const READS_LENGTHS: ReadonlySet<PreferenceLossName> = new Set(['ipo', 'simpo', 'orpo']);
-
 export interface PairObjectiveInputs {
   /**
    * (2B,) Σ log π_θ over each row's reply: the B chosen rows then the B rejected ones (KTO: the
@@ -91,19 +88,28 @@ export interface PairObjectiveInputs {
   readonly desirable?: tf.Tensor;
 }
 
-/** A DPO-family loss from per-row reply log-probs: the registered loss `name` on their halves. */
+/**
+ * A DPO-family loss from per-row reply log-probs: the registered loss `name` on their halves,
+ * laid out as its entry says (paired: chosen and rejected, with the reply lengths if it reads
+ * them; unpaired: the examples and their mismatched KL rows) and with the reference log-probs
+ * if it reads them. An unknown `name` is UNKNOWN_NAME listing the registered ones.
+ */
 export function preferenceObjective(
-  name: PreferenceLossName,
+  name: string,
   inputs: PairObjectiveInputs,
   params: PreferenceParams,
 ): LossOutput {
+  const loss = preferenceLossEntry(name);
   const [first, second] = halves(inputs.sum);
-  const ref = inputs.refChosen
-    ? { refChosenLogps: inputs.refChosen, refRejectedLogps: inputs.refRejected! }
-    : {};
-  if (name === 'kto') {
-    return preferenceLoss(
-      'kto',
+  if (loss.layout === 'unpaired') {
+    if (!inputs.desirable || !inputs.refChosen) {
+      throw new TroupeError(
+        'BAD_ARGUMENT',
+        `Preference loss '${name}' (unpaired) needs each example's desirable label and the reference log-probs of its rows`,
+        { details: { loss: name } },
+      );
+    }
+    return loss(
       {
         policyLogps: first,
         policyKlLogps: second,
@@ -115,14 +121,15 @@ export function preferenceObjective(
     );
   }
   const [chosenLengths, rejectedLengths] = halves(inputs.count);
-  return preferenceLoss(
-    name,
+  return loss(
     {
       policyChosenLogps: first,
       policyRejectedLogps: second,
-      ...ref,
-      ...(READS_LENGTHS.has(name) ? { chosenLengths, rejectedLengths } : {}),
-    } as never,
+      ...(loss.needsReference
+        ? { refChosenLogps: inputs.refChosen!, refRejectedLogps: inputs.refRejected! }
+        : {}),
+      ...(loss.lengths ? { chosenLengths, rejectedLengths } : {}),
+    },
     params,
   );
 }

@@ -4,9 +4,18 @@ import {
   checkPairedInputs,
   checkParams,
   type PairedInputs,
+  type PreferenceLossSpec,
   type PreferenceParams,
 } from './inputs.js';
 import { chosenNll } from './simpo.js';
+
+/** What `orpoLoss` reads: no reference, per-token means (and the chosen NLL, always). */
+export const ORPO: PreferenceLossSpec = {
+  layout: 'paired',
+  needsReference: false,
+  lengths: true,
+  params: [],
+};
 
 /**
  * Largest per-token mean log-prob the odds are taken at: ā = 0 (every token predicted with
@@ -64,8 +73,8 @@ export function log1mexp(x: tf.Tensor): tf.Tensor {
  * loss/nll, orpo/log_odds_ratio (mean log σ(r)), orpo/log_odds_chosen (mean r).
  */
 export function orpoLoss(inputs: PairedInputs, params: PreferenceParams): LossOutput {
-  checkParams('orpo', params, []);
-  checkPairedInputs('orpo', inputs, { reference: false, lengths: true, nll: true });
+  checkParams('orpo', params, ORPO.params);
+  checkPairedInputs('orpo', inputs, { ...ORPO, nll: true });
   const { beta } = params;
   return tf.tidy(() => {
     const pc = perToken(inputs.policyChosenLogps, inputs.chosenLengths!); // (B,) ā(y_c)

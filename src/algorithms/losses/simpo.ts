@@ -4,8 +4,17 @@ import {
   checkPairedInputs,
   checkParams,
   type PairedInputs,
+  type PreferenceLossSpec,
   type PreferenceParams,
 } from './inputs.js';
+
+/** What `simpoLoss` reads: no reference, per-token means. */
+export const SIMPO: PreferenceLossSpec = {
+  layout: 'paired',
+  needsReference: false,
+  lengths: true,
+  params: ['gamma', 'labelSmoothing', 'cpoAlpha'],
+};
 
 /**
  * SimPO (Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free
@@ -25,9 +34,9 @@ import {
  * when α > 0.
  */
 export function simpoLoss(inputs: PairedInputs, params: PreferenceParams): LossOutput {
-  checkParams('simpo', params, ['gamma', 'labelSmoothing', 'cpoAlpha']);
+  checkParams('simpo', params, SIMPO.params);
   const { beta, gamma = 0.5, labelSmoothing = 0, cpoAlpha = 0 } = params;
-  checkPairedInputs('simpo', inputs, { reference: false, lengths: true, nll: cpoAlpha > 0 });
+  checkPairedInputs('simpo', inputs, { ...SIMPO, nll: cpoAlpha > 0 });
   return tf.tidy(() => {
     const pc = perToken(inputs.policyChosenLogps, inputs.chosenLengths!); // (B,) ā(y_c)
     const pr = perToken(inputs.policyRejectedLogps, inputs.rejectedLengths!); // (B,) ā(y_r)

@@ -2,8 +2,9 @@ import { type RoleFactory, roleRef } from '../../actors/role.js';
 import type { TokenBatch } from '../../data/batching/collate.js';
 import * as tf from '../../kernels/tf.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
-import type { LossOutput, PreferenceLossName, PreferenceParams } from '../losses/index.js';
+import type { LossOutput, PreferenceParams } from '../losses/index.js';
 import { preferenceObjective } from '../losses/objectives.js';
+import { preferenceLossEntry } from '../losses/preference.js';
 import { replyLogps } from './logprobs.js';
 import { createReplica, type DataParallel } from './models.js';
 
@@ -58,7 +59,10 @@ export interface PairLearnerRole {
 }
 
 export interface PreferenceArgs extends TrainableArgs {
-  readonly loss: PreferenceLossName;
+  /** A loss of `PREFERENCE_LOSSES`. */
+  readonly loss: string;
+  /** The module that registers it, when it is not built in: imported here before the lookup. */
+  readonly lossModule?: string;
   readonly params: PreferenceParams;
   readonly dataParallel?: DataParallel;
 }
@@ -116,12 +120,12 @@ export const createPreferenceLearner: RoleFactory<PairLearnerRole, PreferenceArg
   args,
   ctx,
 ) => {
+  if (args.lossModule) await import(args.lossModule);
+  preferenceLossEntry(args.loss); // an unknown loss fails here, before the model is built
   const t = await createReplica(args, ctx.name);
   ctx.log('info', `dpo learner ready: ${t.trainableNames.length} trainable tensors`);
   return new PairLearner(t, (b, ref, checkpoint) => {
     const { sum, count } = replyLogps(t.model, b, checkpoint);
-    if (args.loss === 'kto' && (!b.desirable || !ref))
-      throw new Error('KTO needs desirable labels and reference log-probs');
     return preferenceObjective(
       args.loss,
       {
