@@ -11,6 +11,7 @@ import {
   tokenizeSft,
 } from '../data/batching/index.js';
 import { allDroppedError } from '../data/batching/length.js';
+import { shard } from '../data/batching/shard.js';
 import type { Example } from '../data/datasets/index.js';
 import { dataError } from '../data/datasets/location.js';
 import { splitOrigin } from '../data/split.js';
@@ -144,21 +145,6 @@ function rows(b: TrainBatch, begin: number, end: number): TrainBatch {
   };
 }
 
-/** Split a global batch into replicas × micro-batches (contiguous rows). */
-function shard(b: TrainBatch, replicas: number, micro: number): TrainBatch[][] {
-  const per = Math.ceil(b.batch / replicas);
-  const out: TrainBatch[][] = [];
-  for (let r = 0; r < replicas; r++) {
-    const lo = Math.min(r * per, b.batch);
-    const hi = Math.min(lo + per, b.batch);
-    const m = Math.ceil((hi - lo) / micro);
-    const parts: TrainBatch[] = [];
-    for (let k = lo; k < hi; k += m) parts.push(rows(b, k, Math.min(k + m, hi)));
-    out.push(parts);
-  }
-  return out;
-}
-
 /**
  * Pretraining (next-token loss on packed blocks) and SFT (loss on completion / assistant tokens)
  * on N data-parallel policy actors. The step loop: batch → shard → train step on every replica
@@ -211,10 +197,9 @@ async function trainLmRun(
       state?.step ?? 0,
       {
         step: async (step, lr) => {
-          const shards = shard(
-            loader.next().value as TrainBatch,
-            policies.length,
-            config.train.gradAccum,
+          const batch = loader.next().value as TrainBatch;
+          const shards = shard(batch.batch, policies.length, config.train.gradAccum, (lo, hi) =>
+            rows(batch, lo, hi),
           );
           const results = await Promise.all(
             policies.map((p, i) => p.call.trainStep(shards[i], lr, step)),
