@@ -34,7 +34,9 @@ export type ErrorCode =
   /** A topology spec is invalid (the message names the field). */
   | 'BAD_TOPOLOGY'
   /** A model endpoint (OpenAI-compatible HTTP server) failed or answered malformed (the message names the URL and status). */
-  | 'ENDPOINT_FAILED';
+  | 'ENDPOINT_FAILED'
+  /** Memory ran out, or would: the message says how much was needed, how much there is, and what to change. */
+  | 'OUT_OF_MEMORY';
 
 export class TroupeError extends Error {
   override readonly name = 'TroupeError';

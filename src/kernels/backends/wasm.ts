@@ -1,6 +1,7 @@
 import * as tf from '../tf.js';
 import { loadOptional } from './load.js';
 import type { BackendAdapter } from './types.js';
+import { guardWasmHeap, WASM_HEAP_MAX, type WasmModuleLike } from './wasm-heap-limit.js';
 
 type Listener = (...args: unknown[]) => void;
 const TRAPPED = ['uncaughtException', 'unhandledRejection'] as const;
@@ -25,7 +26,26 @@ async function withoutGlueHandlers<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** WebAssembly backend (XNNPACK, SIMD): the CPU default; single-threaded under Node. */
+/** The emscripten module behind this thread's wasm backend. */
+function wasmModule(): WasmModuleLike {
+  const backend = tf.findBackend('wasm') as unknown as { wasm?: WasmModuleLike } | null;
+  if (!backend?.wasm) throw new Error('the wasm backend is not initialised');
+  return backend.wasm;
+}
+
+/**
+ * The ceiling this thread's wasm heap is held to (bytes; default and most: wasm32's 4 GiB − 64 KiB).
+ * A lower one refuses tensors past it as a smaller heap would: the tests' out-of-memory cases.
+ */
+export function setWasmHeapLimit(bytes = WASM_HEAP_MAX): void {
+  guardWasmHeap(wasmModule(), Math.min(bytes, WASM_HEAP_MAX));
+}
+
+/**
+ * WebAssembly backend (XNNPACK, SIMD): the CPU default; single-threaded under Node. Its heap is
+ * wasm32's (4 GiB for every tensor of the thread), guarded so that running out is an
+ * OUT_OF_MEMORY error, never an abort (wasm-heap-limit.ts).
+ */
 export const wasmBackend: BackendAdapter = {
   name: 'wasm',
   tfName: 'wasm',
@@ -46,6 +66,7 @@ export const wasmBackend: BackendAdapter = {
       if (!ok) throw new Error('tf.setBackend("wasm") returned false');
       await tf.ready();
     });
+    guardWasmHeap(wasmModule());
     const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'SIMD' : 'no SIMD';
     return `XNNPACK, ${simd}, 1 thread`;
   },
