@@ -1,9 +1,10 @@
 import { TroupeError } from '../errors.js';
 import { RandomStream, type StreamKey } from '../kernels/random.js';
 import * as tf from '../kernels/tf.js';
-import { need, type ParamLookup, type Projection, plainProjection } from './model/block.js';
+import { need, type ParamLookup, type Projection } from './model/block.js';
 import type { CausalLM } from './model/causal-lm.js';
 import { linear } from './model/layers.js';
+import { projectionShape, quantizedBase } from './quantize/base.js';
 
 /** LoRA (Hu et al. 2021): W' = W + (α/r)·A·B on chosen projections, only A and B trained. */
 export interface LoraConfig {
@@ -148,7 +149,7 @@ function checkConfig(c: LoraConfig): void {
 export function loraSites(model: CausalLM, cfg: LoraConfig): LoraSite[] {
   const want = targets(model, cfg.targetModules);
   const sites: LoraSite[] = [];
-  const shape = (prefix: string) => model.params.get(`${prefix}.weight`)!.shape as [number, number];
+  const shape = (prefix: string) => projectionShape(model, prefix);
   for (let l = 0; l < model.config.layers; l++) {
     const p = `layers.${l}`;
     const fused = (name: string, parts: string[]) => {
@@ -194,6 +195,8 @@ export class Lora {
   readonly sites: readonly LoraSite[];
   readonly scale: number;
   private merged = false;
+  /** The projection the adapters sit on: the plain one, or an NF4 base's (QLoRA). */
+  private readonly base: Projection;
   /** Key of the current training step's dropout draws; undefined = no dropout (eval). */
   dropoutKey: StreamKey | undefined;
   private readonly byPart = new Map<string, { site: LoraSite; begin: number; size: number }>();
@@ -230,6 +233,7 @@ export class Lora {
       for (const part of s.parts)
         this.byPart.set(part.prefix, { site: s, begin: part.begin, size: part.size });
     }
+    this.base = model.project;
     model.project = this.projection();
   }
 
@@ -244,7 +248,7 @@ export class Lora {
 
   private projection(): Projection {
     return (x, prefix, get) => {
-      const base = linear(x, need(get, `${prefix}.weight`), get(`${prefix}.bias`));
+      const base = this.base(x, prefix, get);
       const hit = this.byPart.get(prefix);
       if (!hit || this.merged) return base;
       return tf.add(base, this.update(x, hit.site, hit.begin, hit.size, get));
@@ -274,6 +278,14 @@ export class Lora {
   /** Fold the adapters into the base weights (W += (α/r)·A·B); the projection then skips them. */
   merge(): void {
     if (this.merged) throw new TroupeError('BAD_ARGUMENT', 'LoRA adapters are already merged');
+    if (quantizedBase(this.model)) {
+      throw new TroupeError(
+        'UNSUPPORTED',
+        'LoRA adapters cannot be merged into an NF4 base (model.quantize: nf4): its weights are ' +
+          '4-bit. Save the adapters (PEFT) and merge them into the full-precision base with ' +
+          '`troupe merge`, which loads it unquantised',
+      );
+    }
     this.fold(+1);
     this.merged = true;
   }
@@ -290,7 +302,7 @@ export class Lora {
       this.model.params.delete(name);
       this.model.specs.delete(name);
     }
-    this.model.project = plainProjection;
+    this.model.project = this.base;
   }
 
   /** Undo `merge` (W −= (α/r)·A·B). */

@@ -119,7 +119,11 @@ export function fromHfStateDict(
 }
 
 /** Our tensors' data from one HF tensor (shape checked): one array per name of `r.ours`. */
-function importData(r: Rule, t: Tensor32, ours: readonly (readonly number[])[]): Float32Array[] {
+export function importData(
+  r: Rule,
+  t: Tensor32,
+  ours: readonly (readonly number[])[],
+): Float32Array[] {
   if (r.layout === 'same') return [t.data];
   if (r.layout === 'transpose') return [transpose2d(t.data, t.shape[0], t.shape[1])]; // [out, in] → [in, out]
   if (r.layout === 'stack') {

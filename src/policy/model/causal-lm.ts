@@ -83,16 +83,21 @@ export class CausalLM {
    * A model from plain parameter data (a loaded checkpoint); every tensor must be present, except
    * that a reward model (a `score` head) may come without an LM head, as transformers'
    * `…ForSequenceClassification` saves it: it then scores and has values, but has no logits.
+   * `absent`: parameters the model is built without (an NF4 base's projections, attached next:
+   * src/policy/quantize).
    */
   static fromState(
     config: ModelConfig,
     state: Map<string, Tensor32>,
     heads: readonly HeadName[] = [],
+    opts: { readonly absent?: ReadonlySet<string> } = {},
   ): CausalLM {
     const headless =
       !config.tieEmbeddings && !state.has('lm_head.weight') && heads.includes('score');
     const specs = [
-      ...paramSpecs(config).filter((s) => !(headless && s.name === 'lm_head.weight')),
+      ...paramSpecs(config).filter(
+        (s) => !(headless && s.name === 'lm_head.weight') && !opts.absent?.has(s.name),
+      ),
       ...heads.flatMap((h) => headSpecs(config, h)),
     ];
     const values = new Map<string, tf.Tensor>();
