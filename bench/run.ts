@@ -7,6 +7,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { actorsSuite } from './suites/actors.js';
 import { algorithmsSuite } from './suites/algorithms.js';
+import { bf16Suite } from './suites/bf16.js';
 import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
 import { modelSuite } from './suites/model.js';
@@ -24,6 +25,7 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [rlSuite.name, rlSuite],
   [algorithmsSuite.name, algorithmsSuite],
   [torchSuite.name, torchSuite],
+  [bf16Suite.name, bf16Suite],
 ]);
 
 const { values } = parseArgs({

@@ -12,9 +12,17 @@
  *
  * A is packed into 16x32 tiles (each a contiguous 1 KB: rows 64 bytes apart, so 16 rows never
  * alias one L1 set as a 4 KB stride would), B into 16-column panels of k-pairs (VNNI: [K/2][16][2]),
- * both zero-padded to multiples of 32. The AMX micro-kernel accumulates a 32x32 block of C in
- * four tiles over the whole K. Measured on one Xeon core (2048^3): ~600 GFLOP/s; PyTorch 2.13's
- * oneDNN 743, Debian's oneDNN 2.6.3 448, OpenBLAS fp32 ~150.
+ * both zero-padded to multiples of 32, into a per-thread scratch kept between calls. The AMX
+ * micro-kernel accumulates a 32x32 block of C in four tiles over the whole K.
+ *
+ * Threads: as many as the BLAS is set to (setThreads: one count for both kinds of product), one
+ * per 2^22 multiply-adds at most, from pool.c. They share the packing, then split C into column
+ * (or row) ranges of whole 32-blocks; each element's sum runs in the same order whatever the split,
+ * so 1 and n threads give the same bits. A batch of small products is shared out product by product.
+ *
+ * Measured on one Xeon core (thread CPU time, 2048^3): ~740 GFLOP/s with packing, ~1000 without;
+ * [512, 768]·[768, 768] ~700 (packing the fp32 operands is 38 % of it: 3.9 MB read at ~16 GB/s).
+ * PyTorch 2.13's oneDNN on bf16 tensors: 724 at 2048^3, ~1150 on the layer shape.
  */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -127,11 +135,11 @@ static inline __m512 load16(const float *x, int64_t ld, int64_t row, int64_t row
  * m: from A [M, K] the pairs of a row are contiguous; from A stored [K, M] (transA) rows k and
  * k+1 give the pairs of 16 m at once, which a 16x16 transpose turns into tile rows.
  */
-static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Mp, int64_t Kp,
-                   uint16_t *out) {
+static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Kp, int64_t m_lo,
+                   int64_t m_hi, uint16_t *out) {
   const int64_t kt = Kp / 32;
 #if defined(__AVX512BF16__)
-  for (int64_t m0 = 0; m0 < Mp; m0 += 16)
+  for (int64_t m0 = m_lo; m0 < m_hi; m0 += 16)
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       __m512i rows[16];
       if (!ta) {
@@ -149,7 +157,7 @@ static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Mp, in
     }
 #else
   const int64_t lda = ta ? M : K;
-  for (int64_t m0 = 0; m0 < Mp; m0 += 16)
+  for (int64_t m0 = m_lo; m0 < m_hi; m0 += 16)
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       uint16_t *tile = out + ((m0 / 16) * kt + k0 / 32) * 512;
       for (int64_t r = 0; r < 16; r++)
@@ -166,10 +174,10 @@ static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Mp, in
  * [K, N] rows k and k+1 give one panel row; from B stored [N, K] (transB) the pairs of a column
  * are contiguous, and a 16x16 transpose makes panel rows of them.
  */
-static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, int64_t Np,
-                   uint16_t *out) {
+static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, int64_t n_lo,
+                   int64_t n_hi, uint16_t *out) {
 #if defined(__AVX512BF16__)
-  for (int64_t n0 = 0; n0 < Np; n0 += 16) {
+  for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
     uint16_t *panel = out + (n0 / 16) * Kp * 16;
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       __m512i rows[16];
@@ -188,7 +196,7 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
   }
 #else
   const int64_t ldb = tb ? K : N;
-  for (int64_t n0 = 0; n0 < Np; n0 += 16) {
+  for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
     uint16_t *panel = out + (n0 / 16) * Kp * 16;
     for (int64_t k = 0; k < Kp; k += 2)
       for (int64_t j = 0; j < 16; j++) {
@@ -241,23 +249,24 @@ static inline void amx_block(const uint16_t *a0, const uint16_t *a1, const uint1
 }
 
 /*
- * Blocks of 64 rows x 256 columns: the 64 rows of A (64·K bf16) stay in L2 while the 256 columns
- * of B go by, and each 32-column B strip is reused by both row pairs from L1 (measured on one
- * Xeon core at 2048^3: 600 GFLOP/s blocked against 420 for one pass over all rows per strip).
+ * C rows [m_lo, m_hi) x columns [n_lo, n_hi) (multiples of 32), in blocks of 64 rows x 256
+ * columns: the 64 rows of A (64·K bf16) stay in L2 while the 256 columns of B go by, and each
+ * 32-column B strip is reused by both row pairs from L1 (measured on one Xeon core at 2048^3: 600
+ * GFLOP/s blocked against 420 for one pass over all rows per strip).
  */
-static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Mp,
-                     int64_t Np, int64_t Kp, float *c) {
+static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
+                     int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c) {
   enum { MC = 64, NC = 256 };
   const int64_t kt = Kp / 32;
   amx_configure();
-  for (int64_t nn = 0; nn < Np; nn += NC)
-    for (int64_t mm = 0; mm < Mp; mm += MC)
-      for (int64_t n0 = nn; n0 < nn + NC && n0 < Np; n0 += 32) {
+  for (int64_t nn = n_lo; nn < n_hi; nn += NC)
+    for (int64_t mm = m_lo; mm < m_hi; mm += MC)
+      for (int64_t n0 = nn; n0 < nn + NC && n0 < n_hi; n0 += 32) {
         const uint16_t *b0 = bp + (n0 / 16) * Kp * 16, *b1 = b0 + Kp * 16;
-        for (int64_t m0 = mm; m0 < mm + MC && m0 < Mp; m0 += 32) {
+        for (int64_t m0 = mm; m0 < mm + MC && m0 < m_hi; m0 += 32) {
           const uint16_t *a0 = ap + (m0 / 16) * kt * 512, *a1 = a0 + kt * 512;
           const int64_t rows = M - m0 < 32 ? M - m0 : 32, cols = N - n0 < 32 ? N - n0 : 32;
-          amx_block(a0, a1, b0, b1, kt, c + m0 * N + n0, N, rows, cols);
+          if (rows > 0 && cols > 0) amx_block(a0, a1, b0, b1, kt, c + m0 * N + n0, N, rows, cols);
         }
       }
   _tile_release();
@@ -269,13 +278,13 @@ static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t 
  * 16 rows of a 16x32 A tile (row r, k-pairs) against a 32-column strip of two B panels: 16x32
  * results in 32 zmm accumulators is too many; do 8 rows x 32 columns (16 accumulators).
  */
-static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Mp,
-                        int64_t Np, int64_t Kp, float *c) {
+static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
+                        int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c) {
   const int64_t kt = Kp / 32;
   float block[32 * 32];
-  for (int64_t n0 = 0; n0 < Np; n0 += 32) {
+  for (int64_t n0 = n_lo; n0 < n_hi; n0 += 32) {
     const uint16_t *b0 = bp + (n0 / 16) * Kp * 16, *b1 = b0 + Kp * 16;
-    for (int64_t m0 = 0; m0 < Mp; m0 += 32) {
+    for (int64_t m0 = m_lo; m0 < m_hi; m0 += 32) {
       for (int64_t half = 0; half < 32; half += 8) {
         __m512 acc[8][2];
         for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -308,19 +317,20 @@ static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64
 #endif
 
 /* the inputs rounded to bf16 values, then the fp32 gemm */
-static void gemm_fp32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
+static bool gemm_fp32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c) {
   float *ar = malloc((size_t)(M * K) * sizeof(float)), *br = malloc((size_t)(K * N) * sizeof(float));
   if (!ar || !br) {
     free(ar);
     free(br);
-    return;
+    return false;
   }
   for (int64_t i = 0; i < M * K; i++) ar[i] = from_bf16(to_bf16(a[i]));
   for (int64_t i = 0; i < K * N; i++) br[i] = from_bf16(to_bf16(b[i]));
   troupe_gemm(ta, tb, M, N, K, ar, br, c);
   free(ar);
   free(br);
+  return true;
 }
 
 static void choose_path(void) {
@@ -345,32 +355,159 @@ const char *troupe_bf16_path(void) {
   return path == PATH_AMX ? "amx" : path == PATH_AVX512 ? "avx512-bf16" : "fp32";
 }
 
+/*
+ * Packing scratch, one per thread, kept between calls: a fresh 16 MB allocation per call costs
+ * its page faults every time (2048^3: ~25 % of the call on these VMs). Buffers above SCRATCH_KEEP
+ * are given back after the call (a 50257-word LM head's packed operand is 77 MB).
+ */
+enum { SCRATCH_KEEP = 64 << 20 };
+static __thread uint16_t *scratch;
+static __thread size_t scratch_bytes;
+
+static uint16_t *scratch_get(size_t bytes) {
+  if (bytes <= scratch_bytes) return scratch;
+  free(scratch);
+  scratch_bytes = 0;
+  scratch = aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (scratch) scratch_bytes = (bytes + 63) / 64 * 64;
+  return scratch;
+}
+
+static void scratch_trim(void) {
+  if (scratch_bytes <= SCRATCH_KEEP) return;
+  free(scratch);
+  scratch = NULL;
+  scratch_bytes = 0;
+}
+
+/* One product: operands, padded sizes, packed buffers; threads split the packing, then C. */
+typedef struct {
+  bool ta, tb;
+  int64_t M, N, K, Mp, Np, Kp;
+  const float *a, *b;
+  float *c;
+  uint16_t *ap, *bp;
+  bool split_n; /* threads take columns of C (else rows), in 32-blocks */
+} Gemm;
+
+/* [lo, hi) of `total` units of `unit`, part t of n */
+static inline void share(int64_t total, int64_t unit, int t, int n, int64_t *lo, int64_t *hi) {
+  const int64_t units = total / unit;
+  *lo = units * t / n * unit;
+  *hi = units * (t + 1) / n * unit;
+}
+
+static void task_pack(void *ctx, int t, int n) {
+  const Gemm *g = ctx;
+  int64_t lo, hi;
+  share(g->Mp, 16, t, n, &lo, &hi);
+  pack_a(g->a, g->ta, g->M, g->K, g->Kp, lo, hi, g->ap);
+  share(g->Np, 16, t, n, &lo, &hi);
+  pack_b(g->b, g->tb, g->K, g->N, g->Kp, lo, hi, g->bp);
+}
+
+static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
+#ifdef HAVE_AMX
+  if (path == PATH_AMX) gemm_amx(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c);
+#endif
+#if defined(__AVX512BF16__)
+  if (path == PATH_AVX512)
+    gemm_avx512(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c);
+#endif
+  (void)g, (void)m_lo, (void)m_hi, (void)n_lo, (void)n_hi;
+}
+
+static void task_compute(void *ctx, int t, int n) {
+  const Gemm *g = ctx;
+  int64_t lo, hi;
+  share(g->split_n ? g->Np : g->Mp, 32, t, n, &lo, &hi);
+  if (g->split_n) compute(g, 0, g->Mp, lo, hi);
+  else compute(g, lo, hi, 0, g->Np);
+}
+
+/* Threads for a product of M·N·K: the BLAS count, one per 2^22 multiply-adds at most. */
+static int threads_for(int64_t M, int64_t N, int64_t K) {
+  const int64_t work = M * N * K >> 22;
+  const int want = troupe_threads();
+  return work < 1 ? 1 : work < want ? (int)work : want;
+}
+
+/* Pack and multiply with `threads` threads (packed operands in `buf`: Mp·Kp + Kp·Np values). */
+static void gemm_packed(Gemm *g, uint16_t *buf, int threads) {
+  g->ap = buf;
+  g->bp = buf + g->Mp * g->Kp;
+  g->split_n = g->Np >= g->Mp;
+  const int blocks = (int)((g->split_n ? g->Np : g->Mp) / 32);
+  if (threads > blocks) threads = blocks;
+  troupe_parallel(threads, task_pack, g);
+  troupe_parallel(threads, task_compute, g);
+}
+
+static Gemm plan(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, const float *b,
+                 float *c) {
+  return (Gemm){.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .Mp = (M + 31) / 32 * 32,
+                .Np = (N + 31) / 32 * 32, .Kp = (K + 31) / 32 * 32, .a = a, .b = b, .c = c};
+}
+
+static size_t packed_bytes(const Gemm *g) {
+  return (size_t)(g->Mp * g->Kp + g->Kp * g->Np) * sizeof(uint16_t);
+}
+
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c) {
   choose_path();
-  if (path == PATH_FP32) {
-    gemm_fp32(ta, tb, M, N, K, a, b, c);
+  if (path == PATH_FP32) return gemm_fp32(ta, tb, M, N, K, a, b, c);
+  Gemm g = plan(ta, tb, M, N, K, a, b, c);
+  uint16_t *buf = scratch_get(packed_bytes(&g));
+  if (!buf) return false;
+  gemm_packed(&g, buf, threads_for(M, N, K));
+  scratch_trim();
+  return true;
+}
+
+/* A batch of products split among threads, each product on one thread with its own scratch. */
+typedef struct {
+  bool ta, tb;
+  int64_t batch, M, N, K, sa, sb;
+  const float *a, *b;
+  float *c;
+  bool failed;
+} Batch;
+
+static void task_batch(void *ctx, int t, int n) {
+  Batch *q = ctx;
+  int64_t lo, hi;
+  share(q->batch, 1, t, n, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++) {
+    Gemm g = plan(q->ta, q->tb, q->M, q->N, q->K, q->a + i * q->sa, q->b + i * q->sb,
+                  q->c + i * q->M * q->N);
+    uint16_t *buf = scratch_get(packed_bytes(&g));
+    if (!buf) {
+      q->failed = true;
+      return;
+    }
+    gemm_packed(&g, buf, 1);
+  }
+  scratch_trim();
+}
+
+bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K,
+                              const float *a, int64_t sa, const float *b, int64_t sb, float *c) {
+  choose_path();
+  /* a shared B under untransposed, contiguous A rows: one product of batch·M rows */
+  if (sb == 0 && !ta && sa == M * K) {
+    M *= batch;
+    batch = 1;
+  }
+  const int threads = threads_for(batch * M, N, K);
+  if (path == PATH_FP32 || batch == 1 || threads == 1 || threads_for(M, N, K) == threads) {
+    for (int64_t i = 0; i < batch; i++)
+      if (!troupe_gemm_bf16(ta, tb, M, N, K, a + i * sa, b + i * sb, c + i * M * N)) return false;
     return true;
   }
-  const int64_t Mp = (M + 31) / 32 * 32, Np = (N + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
-  uint16_t *ap = aligned_alloc(64, (size_t)(Mp * Kp) * 2);
-  uint16_t *bp = aligned_alloc(64, (size_t)(Kp * Np) * 2);
-  if (!ap || !bp) {
-    free(ap);
-    free(bp);
-    return false;
-  }
-  pack_a(a, ta, M, K, Mp, Kp, ap);
-  pack_b(b, tb, K, N, Kp, Np, bp);
-#ifdef HAVE_AMX
-  if (path == PATH_AMX) gemm_amx(ap, bp, M, N, Mp, Np, Kp, c);
-#endif
-#if defined(__AVX512BF16__)
-  if (path == PATH_AVX512) gemm_avx512(ap, bp, M, N, Mp, Np, Kp, c);
-#endif
-  free(ap);
-  free(bp);
-  return true;
+  Batch q = {ta, tb, batch, M, N, K, sa, sb, a, b, c, false};
+  troupe_parallel(threads < batch ? threads : (int)batch, task_batch, &q);
+  return !q.failed;
 }
 
 /* bf16Gemm(transA, transB, M, N, K, a, b, c): c [M, N] = op(a)·op(b) in bf16 with fp32 sums */
@@ -388,6 +525,64 @@ static napi_value bf16_gemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * bf16GemmBatched(transA, transB, batch, M, N, K, a, strideA, b, strideB, c): for i < batch,
+ * C_i [M, N] = op(A_i)·op(B_i) in bf16 with fp32 sums, A_i = a + i·strideA, B_i = b + i·strideB
+ * (0 broadcasts), C_i = c + i·M·N: sgemmBatched's arguments.
+ */
+static napi_value bf16_gemm_batched(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16GemmBatched", 11)) return NULL;
+  const bool ta = arg_bool(&a, 0, "transA"), tb = arg_bool(&a, 1, "transB");
+  const int64_t batch = arg_int(&a, 2, "batch", 1), M = arg_int(&a, 3, "M", 1);
+  const int64_t N = arg_int(&a, 4, "N", 1), K = arg_int(&a, 5, "K", 1);
+  size_t la, lb, lc;
+  const float *A = arg_f32(&a, 6, "a", &la);
+  const int64_t sa = arg_int_in(&a, 7, "strideA", 0, INT64_MAX, "must be an integer >= 0");
+  const float *B = arg_f32(&a, 8, "b", &lb);
+  const int64_t sb = arg_int_in(&a, 9, "strideB", 0, INT64_MAX, "must be an integer >= 0");
+  float *C = arg_f32(&a, 10, "c", &lc);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "a", la, add_sat(mul_sat(batch - 1, sa), mul_sat(M, K)),
+                 "(batch - 1)·strideA + M·K");
+  args_need_expr(&a, "b", lb, add_sat(mul_sat(batch - 1, sb), mul_sat(K, N)),
+                 "(batch - 1)·strideB + K·N");
+  args_need_expr(&a, "c", lc, mul_sat(batch, mul_sat(M, N)), "batch·M·N");
+  if (a.failed) return NULL;
+  if (!troupe_gemm_bf16_batched(ta, tb, batch, M, N, K, A, sa, B, sb, C))
+    args_fail(&a, true, "bf16GemmBatched", "could not allocate its packed operands");
+  return NULL;
+}
+
+/*
+ * bf16Linear(x, w, bias, rows, in, out, y): y [rows, out] = x·W + bias in bf16 with fp32 sums,
+ * W [in, out] row-major; an empty bias is none (linearForward's arguments).
+ */
+static napi_value bf16_linear(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16Linear", 7)) return NULL;
+  size_t lx, lw, lb, ly;
+  const float *x = arg_f32(&a, 0, "x", &lx), *w = arg_f32(&a, 1, "w", &lw);
+  const float *bias = arg_f32(&a, 2, "bias", &lb);
+  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
+  const int64_t O = arg_int(&a, 5, "out", 1);
+  float *y = arg_f32(&a, 6, "y", &ly);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
+  args_need_expr(&a, "w", lw, mul_sat(I, O), "in·out");
+  if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
+  args_need_expr(&a, "y", ly, mul_sat(R, O), "rows·out");
+  if (a.failed) return NULL;
+  if (!troupe_gemm_bf16(false, false, R, O, I, x, w, y)) {
+    args_fail(&a, true, "bf16Linear", "could not allocate its packed operands");
+    return NULL;
+  }
+  if (lb != 0)
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t j = 0; j < O; j++) y[r * O + j] += bias[j];
+  return NULL;
+}
+
 /* bf16Path(): which kernel bf16Gemm runs here: "amx", "avx512-bf16" or "fp32" */
 static napi_value bf16_path(napi_env env, napi_callback_info info) {
   (void)info;
@@ -399,6 +594,8 @@ static napi_value bf16_path(napi_env env, napi_callback_info info) {
 bool troupe_define_bf16(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("bf16Gemm", bf16_gemm),
+      TROUPE_EXPORT("bf16GemmBatched", bf16_gemm_batched),
+      TROUPE_EXPORT("bf16Linear", bf16_linear),
       TROUPE_EXPORT("bf16Path", bf16_path),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;

@@ -150,9 +150,19 @@ bool troupe_define_decode(napi_env env, napi_value exports); /* decode.c: a cach
 bool troupe_define_bf16(napi_env env, napi_value exports);   /* bf16.c: bf16 products, fp32 sums */
 bool troupe_define_nf4(napi_env env, napi_value exports);    /* nf4.c: NF4 weights in matmuls */
 
+/* troupe_native.c: the BLAS threads per call now set (setThreads); the bf16 kernels use as many */
+int troupe_threads(void);
+
+/* pool.c: run fn(ctx, t, n) for t < n on this thread (t = 0) and its helpers; returns when done */
+typedef void (*troupe_task)(void *ctx, int t, int n);
+void troupe_parallel(int n, troupe_task fn, void *ctx);
+
 /* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c);
+/* bf16.c: for i < batch, C + i·M·N = op(A + i·sa)·op(B + i·sb) (sgemmBatched's layout) */
+bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K,
+                              const float *a, int64_t sa, const float *b, int64_t sb, float *c);
 const char *troupe_bf16_path(void);
 
 #endif

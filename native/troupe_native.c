@@ -193,6 +193,8 @@ static napi_value linear_forward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+int troupe_threads(void) { return get_threads_p ? get_threads_p() : 1; }
+
 static napi_value threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;

@@ -2,6 +2,7 @@ import { setCpuBatchMatMul, setWasmBatchMatMul } from '../../src/kernels/custom/
 import { type MatMulShape, timeMatMul } from '../../src/kernels/measure.js';
 import { type NativeAddon, nativeKernels } from '../../src/kernels/native.js';
 import { probeBackends, startRuntime } from '../../src/kernels/runtime.js';
+import { bf16VsTorch } from './bf16.js';
 import type { Suite } from './types.js';
 
 /**
@@ -26,7 +27,7 @@ export const SHAPES: ReadonlyArray<{ name: string; shape: MatMulShape }> = [
 
 const QUICK = new Set(['linear X·W', 'linear grad dX = dY·Wᵀ', 'attention Q·Kᵀ (and dP = dO·Vᵀ)']);
 
-type Row = {
+export type Row = {
   backend: string;
   kernel: string;
   shape: string;
@@ -34,7 +35,7 @@ type Row = {
   msPerCall: number;
 };
 
-function describe(s: MatMulShape): string {
+export function describe(s: MatMulShape): string {
   return `[${s.a}]${s.transposeA ? 'ᵀ' : ''}·[${s.b}]${s.transposeB ? 'ᵀ' : ''}`;
 }
 
@@ -108,40 +109,25 @@ export const matmulSuite: Suite = {
         });
         log(`${'blas'.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name}`);
       }
-      // bf16 products with fp32 sums (native/bf16.c: AMX, AVX512-BF16 or fp32), packing
-      // included, on the unbatched shapes and a 2048³ square; OpenBLAS fp32 beside the square.
-      const path = n.addon.bf16Path();
-      const square: MatMulShape = { a: [2048, 2048], b: [2048, 2048] };
-      const bf16Shapes = [
-        ...shapes.filter((x) => x.shape.a.length === 2),
-        { name: 'square 2048³', shape: square },
-      ];
-      for (const { name, shape } of bf16Shapes) {
-        const t = timeBf16(n.addon, shape, quick ? 100 : 300);
-        rows.push({
-          backend: 'bf16',
-          kernel: `bf16 direct (${path})`,
-          shape: `${name} ${describe(shape)}`,
-          gflops: t.gflops,
-          msPerCall: t.msPerCall,
-        });
-        log(`${'bf16'.padEnd(12)} ${t.gflops.toFixed(2).padStart(8)} GFLOP/s  ${name} (${path})`);
-      }
-      const t = timeBlas(n.addon, square, quick ? 100 : 300);
+      const t = timeBlas(n.addon, SQUARE, quick ? 100 : 300);
       rows.push({
         backend: 'blas',
         kernel: 'OpenBLAS direct',
-        shape: `square 2048³ ${describe(square)}`,
+        shape: `square 2048³ ${describe(SQUARE)}`,
         gflops: t.gflops,
         msPerCall: t.msPerCall,
       });
+      const bf16 = bf16VsTorch(n.addon, quick, log);
+      return { rows: [...rows, ...bf16.rows], markdown: `${table(rows)}\n\n${bf16.markdown}` };
     }
     return { rows, markdown: table(rows) };
   },
 };
 
+export const SQUARE: MatMulShape = { a: [2048, 2048], b: [2048, 2048] };
+
 /** bf16Gemm on plain Float32Arrays (2-D shapes), best of 3 rounds. */
-function timeBf16(
+export function timeBf16(
   addon: NativeAddon,
   s: MatMulShape,
   minMs: number,

@@ -1,26 +1,11 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { timeMatMul } from '../../src/kernels/measure.js';
 import { nativeKernels } from '../../src/kernels/native.js';
 import { startRuntime } from '../../src/kernels/runtime.js';
 import { SHAPES } from './matmul.js';
 import { runChild } from './model.js';
+import { runCompare, type TorchRow, torchAvailable } from './torch-child.js';
 import type { Suite } from './types.js';
-
-/** The Python that has PyTorch: the system one (Debian's python3-torch), or TROUPE_TORCH_PYTHON. */
-const PYTHON = process.env.TROUPE_TORCH_PYTHON ?? '/usr/bin/python3';
-const SCRIPT = fileURLToPath(new URL('../torch/compare.py', import.meta.url));
-
-interface TorchRow {
-  figure: string;
-  config: string;
-  threads: number;
-  value: number;
-  unit: string;
-}
 
 /** The matmul shapes compare.py times (by name, from the matmul suite). */
 const TORCH_MATMULS = new Set([
@@ -47,18 +32,6 @@ function medianOver<T extends { value: number }>(rows: readonly T[], key: (t: T)
   });
 }
 
-/** Whether the PyTorch side can run here, and why not. */
-export function torchAvailable(): { ok: true } | { ok: false; reason: string } {
-  const r = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], {
-    encoding: 'utf8',
-  });
-  if (r.status === 0) return { ok: true };
-  return {
-    ok: false,
-    reason: `${PYTHON} cannot import torch (apt-get install python3-torch, or set TROUPE_TORCH_PYTHON)`,
-  };
-}
-
 /**
  * Side by side with PyTorch (CPU, Debian's python3-torch): the same matmuls and the same
  * GPT-2-family configs (forward, training step, KV-cache generation), Troupe on wasm (with the
@@ -74,35 +47,16 @@ export const torchSuite: Suite = {
       log(`skipped: ${avail.reason}`);
       return { rows: [], markdown: `Skipped: ${avail.reason}.` };
     }
-    const dir = mkdtempSync(join(tmpdir(), 'troupe-torch-'));
     const configs = quick ? ['tiny'] : ['tiny', 'small', 'gpt2-124M'];
     const torch: { torch: string; cores: number; rows: TorchRow[] } = {
       torch: '',
       cores: 0,
       rows: [],
     };
-    // One process per config and thread count: torch.set_num_threads does not reach the OpenBLAS
-    // pool Debian's PyTorch multiplies with, which takes every core unless OPENBLAS_NUM_THREADS
-    // says otherwise at start-up (measured: "1 thread" ran at 2 cores' CPU time).
     const cores = availableParallelism();
     const runTorch = (config: string) => {
       for (const threads of [...new Set([1, cores])]) {
-        const out = join(dir, `${config}-${threads}.json`);
-        log(`PyTorch ${config}, ${threads} thread(s): ${PYTHON} ${SCRIPT}`);
-        const n = String(threads);
-        const r = spawnSync(
-          PYTHON,
-          [SCRIPT, '--config', config, '--out', out, '--threads', n, ...(quick ? ['--quick'] : [])],
-          {
-            encoding: 'utf8',
-            stdio: ['ignore', 'inherit', 'inherit'],
-            env: { ...process.env, OPENBLAS_NUM_THREADS: n, OMP_NUM_THREADS: n },
-          },
-        );
-        if (r.status !== 0) {
-          throw new Error(`compare.py --config ${config} --threads ${n} failed (exit ${r.status})`);
-        }
-        const one = JSON.parse(readFileSync(out, 'utf8')) as typeof torch;
+        const one = runCompare(config, threads, quick, log);
         torch.torch = one.torch;
         torch.cores = one.cores;
         torch.rows.push(
@@ -161,7 +115,6 @@ export const torchSuite: Suite = {
         }
       }
     } finally {
-      rmSync(dir, { recursive: true, force: true });
       if (saved === undefined) delete process.env.TROUPE_BLAS_THREADS;
       else process.env.TROUPE_BLAS_THREADS = saved;
     }

@@ -7,7 +7,8 @@ Writes one JSON object to --out: {"torch": version, "cores": n, "rows": [{figure
 threads, value, unit}, ...]}.
 
 The workloads mirror bench/suites/matmul.ts and bench/suites/model-measure.ts:
-  - fp32 matmul GFLOP/s on the GPT-2-layer shapes;
+  - fp32 matmul GFLOP/s on the GPT-2-layer shapes (--config matmul), and bf16 matmul GFLOP/s
+    on the bf16 kernel's shapes (--config matmul-bf16: bf16 tensors, oneDNN);
   - a GPT-2-family model (the same shapes and tied head as Troupe's gpt2Config): forward
     tokens/s, a training step (fwd + bwd + clip 1.0 + AdamW) tokens/s, greedy generation with a
     KV cache (prompt 32, 64 new tokens) tokens/s at batch 1 and 8.
@@ -104,6 +105,31 @@ class GPT2(torch.nn.Module):
         return self.ln_f(x) @ self.wte.weight.T  # tied head
 
 
+# bf16 products (bench/suites/matmul.ts times Troupe's bf16Gemm on the same shapes): bf16
+# tensors, so PyTorch runs oneDNN's bf16 matmul with no conversion in the timing.
+BF16_MATMULS = [
+    ("linear X·W", (512, 768), (768, 768), False, False),
+    ("linear grad dX = dY·Wᵀ", (512, 768), (768, 768), False, True),
+    ("linear grad dW = Xᵀ·dY", (512, 768), (512, 768), True, False),
+    ("square 2048³", (2048, 2048), (2048, 2048), False, False),
+]
+
+
+def matmul_rows(table, dtype, threads, quick, figure):
+    rows = []
+    for name, a, b, ta, tb in table:
+        A, Bm = torch.randn(a).to(dtype), torch.randn(b).to(dtype)
+        A = A.transpose(-2, -1) if ta else A
+        Bm = Bm.transpose(-2, -1) if tb else Bm
+        M, K = A.shape[-2], A.shape[-1]
+        N = Bm.shape[-1]
+        batch = A.shape[0] if A.dim() == 3 else 1
+        s = timed(lambda: A @ Bm, min_s=0.2 if quick else 0.5, min_calls=5)
+        rows.append(dict(figure=f"{figure} {name}", config="gpt2-layer", threads=threads,
+                         value=2 * batch * M * N * K / s / 1e9, unit="GFLOP/s"))
+    return rows
+
+
 def model_rows(name, c, threads, quick):
     rows = []
     torch.manual_seed(0)
@@ -148,7 +174,7 @@ def model_rows(name, c, threads, quick):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--config", required=True, choices=["matmul", *CONFIGS])
+    ap.add_argument("--config", required=True, choices=["matmul", "matmul-bf16", *CONFIGS])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
         "--threads",
@@ -163,16 +189,9 @@ def main():
     for threads in [args.threads] if args.threads else sorted({1, cores}):
         torch.set_num_threads(threads)
         if args.config == "matmul":
-            for name, a, b, ta, tb in MATMULS:
-                A, Bm = torch.randn(a), torch.randn(b)
-                A = A.transpose(-2, -1) if ta else A
-                Bm = Bm.transpose(-2, -1) if tb else Bm
-                M, K = A.shape[-2], A.shape[-1]
-                N = Bm.shape[-1]
-                batch = A.shape[0] if A.dim() == 3 else 1
-                s = timed(lambda: A @ Bm, min_s=0.2 if args.quick else 0.5)
-                rows.append(dict(figure=f"matmul {name}", config="gpt2-layer", threads=threads,
-                                 value=2 * batch * M * N * K / s / 1e9, unit="GFLOP/s"))
+            rows += matmul_rows(MATMULS, torch.float32, threads, args.quick, "matmul")
+        elif args.config == "matmul-bf16":
+            rows += matmul_rows(BF16_MATMULS, torch.bfloat16, threads, args.quick, "bf16 matmul")
         else:
             rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

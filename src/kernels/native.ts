@@ -85,7 +85,8 @@ export interface NativeAddon {
   /**
    * c [M, N] = op(a)·op(b) with a and b rounded to bfloat16 and fp32 sums (native/bf16.c): AMX
    * tiles, AVX512-BF16 or, elsewhere, the fp32 sgemm on the rounded values. a is [M, K]
-   * ([K, M] when transA), b [K, N] ([N, K] when transB), row-major.
+   * ([K, M] when transA), b [K, N] ([N, K] when transB), row-major. Runs on this thread's BLAS
+   * thread count (setThreads), from 2^22 multiply-adds a thread.
    */
   bf16Gemm(
     transA: boolean,
@@ -96,6 +97,33 @@ export interface NativeAddon {
     a: Float32Array,
     b: Float32Array,
     c: Float32Array,
+  ): void;
+  /**
+   * for i < batch: C_i [M, N] = op(A_i)·op(B_i) as bf16Gemm computes it, A_i at a[i·strideA],
+   * B_i at b[i·strideB] (0 broadcasts), C_i at c[i·M·N]: sgemmBatched's arguments.
+   */
+  bf16GemmBatched(
+    transA: boolean,
+    transB: boolean,
+    batch: number,
+    M: number,
+    N: number,
+    K: number,
+    a: Float32Array,
+    strideA: number,
+    b: Float32Array,
+    strideB: number,
+    c: Float32Array,
+  ): void;
+  /** y [rows, out] = x·W + bias as bf16Gemm computes x·W, W [in, out]; an empty bias is none. */
+  bf16Linear(
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    y: Float32Array,
   ): void;
   /** Which kernel bf16Gemm runs on this machine: 'amx', 'avx512-bf16' or 'fp32'. */
   bf16Path(): string;

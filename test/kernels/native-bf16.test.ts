@@ -86,6 +86,119 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     },
   );
 
+  it('on 2 threads: equal to the float64 reference, and bit for bit to 1 thread', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const saved = a.threads();
+    try {
+      const rng = RandomStream.of({ seed: 11, step: 0, actor: 'bf16-threads' });
+      // big enough to be split (2^22 multiply-adds a thread): by columns, then by rows; odd
+      // sizes cut the splits' edges
+      for (const [M, N, K] of [
+        [97, 161, 600],
+        [300, 70, 520],
+      ]) {
+        for (const [ta, tb] of [
+          [false, false],
+          [true, true],
+        ] as const) {
+          const x = rng.normal(M * K);
+          const y = rng.normal(K * N);
+          const one = new Float32Array(M * N);
+          const two = new Float32Array(M * N).fill(Number.NaN);
+          a.setThreads(1);
+          a.bf16Gemm(ta, tb, M, N, K, x, y, one);
+          a.setThreads(2);
+          a.bf16Gemm(ta, tb, M, N, K, x, y, two);
+          expect(two).toEqual(one);
+          const want = reference(ta, tb, M, N, K, x, y);
+          for (let i = 0; i < two.length; i++) {
+            expect(Math.abs(two[i] - want.sum[i])).toBeLessThanOrEqual(
+              want.scale[i] * 2 ** -23 * (K + 4) + 1e-30,
+            );
+          }
+        }
+      }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
+  it('batched: each product as bf16Gemm gives it (strides, a broadcast operand, 1 and 2 threads)', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const saved = a.threads();
+    try {
+      const rng = RandomStream.of({ seed: 12, step: 0, actor: 'bf16-batch' });
+      // 24 products of 2^18.5 multiply-adds: split among the threads, one product each at a time
+      const [batch, M, N, K] = [24, 64, 64, 96];
+      const cases = [
+        { ta: false, tb: false, sa: M * K, sb: K * N }, // each its own
+        { ta: false, tb: true, sa: M * K, sb: 0 }, // B shared: folded into one product
+        { ta: true, tb: false, sa: 0, sb: K * N }, // A shared
+        { ta: true, tb: true, sa: M * K + 3, sb: K * N + 5 }, // strides past the matrices
+      ];
+      for (const threads of [1, 2]) {
+        a.setThreads(threads);
+        for (const { ta, tb, sa, sb } of cases) {
+          const x = rng.normal((batch - 1) * sa + M * K);
+          const y = rng.normal((batch - 1) * sb + K * N);
+          const c = new Float32Array(batch * M * N).fill(Number.NaN);
+          a.bf16GemmBatched(ta, tb, batch, M, N, K, x, sa, y, sb, c);
+          for (let i = 0; i < batch; i++) {
+            const one = new Float32Array(M * N);
+            a.bf16Gemm(
+              ta,
+              tb,
+              M,
+              N,
+              K,
+              x.subarray(i * sa, i * sa + M * K),
+              y.subarray(i * sb, i * sb + K * N),
+              one,
+            );
+            expect(c.subarray(i * M * N, (i + 1) * M * N), `${threads} ${sa} ${sb} ${i}`).toEqual(
+              one,
+            );
+          }
+        }
+      }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
+  it('bf16Linear: x·W + bias, W [in, out]; no bias when it is empty', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const rng = RandomStream.of({ seed: 13, step: 0, actor: 'bf16-linear' });
+    const [R, I, O] = [37, 50, 29];
+    const x = rng.normal(R * I);
+    const w = rng.normal(I * O);
+    const b = rng.normal(O);
+    const y = new Float32Array(R * O);
+    const plain = new Float32Array(R * O);
+    a.bf16Linear(x, w, b, R, I, O, y);
+    a.bf16Gemm(false, false, R, O, I, x, w, plain);
+    for (let i = 0; i < y.length; i++) expect(y[i]).toBe(Math.fround(plain[i] + b[i % O]));
+    a.bf16Linear(x, w, new Float32Array(0), R, I, O, y);
+    expect(y).toEqual(plain);
+  });
+
+  it('bad arguments name the function and the argument', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const f = (n: number) => new Float32Array(n);
+    expect(() => a.bf16GemmBatched(false, false, 2, 3, 4, 5, f(30), 15, f(20), 0, f(23))).toThrow(
+      /bf16GemmBatched.*\bc\b.*batch·M·N/,
+    );
+    expect(() => a.bf16GemmBatched(false, false, 2, 3, 4, 5, f(29), 15, f(20), 0, f(24))).toThrow(
+      /\ba\b.*strideA/,
+    );
+    expect(() => a.bf16Linear(f(6), f(5), f(0), 2, 3, 2, f(4))).toThrow(/bf16Linear.*\bw\b/);
+    expect(() => a.bf16Linear(f(6), f(6), f(1), 2, 3, 2, f(4))).toThrow(/bias/);
+  });
+
   it('rounds its inputs to bf16: a value between two bf16 numbers is not kept', () => {
     const a = native.available ? native.addon : undefined;
     if (!a) return;
@@ -106,7 +219,10 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       const r = RandomStream.of({ seed: 5, step: 0, actor: 'p' });
       const x = r.normal(45 * 70), y = r.normal(70 * 37), c = new Float32Array(45 * 37);
       a.bf16Gemm(false, true, 45, 37, 70, x, y, c);
-      process.stdout.write(JSON.stringify({ path: a.bf16Path(), c: Array.from(c) }));`;
+      a.setThreads(2); // and split between 2 threads
+      const u = r.normal(130 * 500), v = r.normal(500 * 150), w = new Float32Array(130 * 150);
+      a.bf16Gemm(true, false, 130, 150, 500, u, v, w);
+      process.stdout.write(JSON.stringify({ path: a.bf16Path(), c: [...c, ...w] }));`;
     const run = (path: string) =>
       JSON.parse(
         execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
