@@ -2,6 +2,7 @@ import type { TokenBatch } from '../data/batching/collate.js';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
+import { targetLogProbs } from './target-logprobs.js';
 
 /**
  * Next-token cross-entropy, averaged over the target tokens that count: position t predicts
@@ -37,12 +38,7 @@ export function lmLoss(
   if (tokens === 0)
     throw new TroupeError('BAD_ARGUMENT', 'lmLoss: no target token is selected by the masks');
   const loss = tf.tidy(() => {
-    const d = model.config.hidden;
-    const hidden = model.forward(batch, opts);
-    const inputs = tf.reshape(tf.slice(hidden, [0, 0, 0], [B, T - 1, d]), [B * (T - 1), d]); // (N, d)
-    const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
-    const targets = tf.reshape(tf.slice(ids, [0, 1], [B, T - 1]), [B * (T - 1)]); // (N,)
-    const lp = model.tokenLogProbs(inputs, targets); // (N,) chunked: never all [N, V] logits
+    const lp = tf.reshape(targetLogProbs(model, batch, {}, opts).logp, [B * (T - 1)]); // (N,)
     return tf.div(tf.neg(tf.sum(tf.mul(lp, tf.tensor1d(w)))), tokens) as tf.Scalar;
   });
   return { loss, tokens };

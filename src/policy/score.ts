@@ -1,7 +1,7 @@
 import { rightPad } from '../data/batching/collate.js';
-import { logProbsFromLogits } from '../kernels/numerics/index.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM } from './model/causal-lm.js';
+import { targetLogProbs } from './target-logprobs.js';
 
 /**
  * Teacher-forced log-probabilities: for each row, log π(x_t | x_<t) of tokens 1..n−1 (the first
@@ -12,14 +12,9 @@ export async function tokenLogprobs(
   rows: readonly (readonly number[])[],
 ): Promise<number[][]> {
   const batch = rightPad(rows, model.config.padTokenId ?? 0);
-  const { batch: B, length: T } = batch;
+  const T = batch.length;
   if (T < 2) return rows.map(() => []);
-  const lp = tf.tidy(() => {
-    const hidden = model.forward(batch);
-    const logits = model.logits(tf.slice(hidden, [0, 0, 0], [B, T - 1, model.config.hidden])); // (B, T-1, V)
-    const targets = tf.slice(tf.tensor2d(batch.ids, [B, T], 'int32'), [0, 1], [B, T - 1]); // (B, T-1)
-    return logProbsFromLogits(logits, targets); // (B, T-1)
-  });
+  const lp = tf.tidy(() => targetLogProbs(model, batch).logp); // (B, T-1)
   try {
     const all = await lp.data();
     return rows.map((r, b) =>
