@@ -37,6 +37,7 @@ export interface TrainerConfig {
     readonly gradientCheckpointing: boolean;
     readonly dropout?: boolean | Partial<DropoutRates>;
     readonly lora?: TrainableArgs['lora'] extends infer L ? Omit<NonNullable<L>, 'seed'> : never;
+    readonly quantize?: TrainableArgs['quantize'];
   };
   readonly optim: {
     readonly lr: number;
@@ -164,6 +165,7 @@ export function trainableOptions(
     maxGradNorm: c.optim.maxGradNorm,
     gradientCheckpointing: c.model.gradientCheckpointing,
     lora: c.model.lora ? { ...c.model.lora, seed: c.seed } : undefined,
+    quantize: c.model.quantize,
     dropout: {
       rates: c.model.dropout ?? DROPOUT_BY_DEFAULT.includes(c.algorithm),
       seed: c.seed,

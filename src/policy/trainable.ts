@@ -5,6 +5,8 @@ import { CausalLM } from './model/causal-lm.js';
 import { AdamW, type AdamWOptions } from './optim/index.js';
 import type { HeadName } from './params.js';
 import { loadLoraAdapter, saveLoraAdapter } from './peft.js';
+import { quantizedBase } from './quantize/base.js';
+import { type QuantizeMode, startQuantized } from './quantize/start.js';
 import type { ModelSource } from './source.js';
 import { optimizerStep, type Reducer, type StepOutcome, type WeightedLoss } from './train-step.js';
 
@@ -26,6 +28,11 @@ export interface TrainableArgs {
   readonly gradientCheckpointing?: boolean;
   /** Train LoRA adapters only (the base stays frozen). */
   readonly lora?: LoraConfig & { readonly seed: number };
+  /**
+   * QLoRA: the base's projections stored as NF4 (src/policy/quantize), frozen, the adapters on
+   * top; needs `lora`. The base is quantised from the start model again on a resume.
+   */
+  readonly quantize?: QuantizeMode;
   /** Continue from a checkpoint written by `saveCheckpoint` (weights or adapters + optimizer). */
   readonly resumeFrom?: string;
   /**
@@ -59,7 +66,9 @@ export class Trainable {
     // beside them, attached below as trainable (so the base is read as it is, not merged).
     const heads = args.heads ?? [];
     let model: CausalLM;
-    if (args.resumeFrom || 'source' in args.model) {
+    if (args.quantize) {
+      model = await startQuantized({ ...args, quantize: args.quantize });
+    } else if (args.resumeFrom || 'source' in args.model) {
       model = args.resumeFrom
         ? await loadHfModel(args.resumeFrom)
         : await loadModel((args.model as { source: ModelSource }).source);
@@ -121,7 +130,11 @@ export class Trainable {
 
   /** The model (HF layout) — or the PEFT adapters and heads — plus the optimizer state. */
   async saveCheckpoint(dir: string): Promise<void> {
-    if (this.lora) {
+    if (this.lora && quantizedBase(this.model)) {
+      // QLoRA: the adapters alone; the base they name is quantised again when they are loaded
+      const start = 'source' in this.args.model ? this.args.model.source.base : undefined;
+      await saveLoraAdapter(dir, this.lora, { baseModel: start });
+    } else if (this.lora) {
       // PEFT's base_model_name_or_path: the model this run started from (where it was); the
       // base itself is saved beside the adapter, which is what Troupe and transformers load.
       const start = 'source' in this.args.model ? this.args.model.source.dir : undefined;
