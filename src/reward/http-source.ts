@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { parseOptions, refuseUnknownKeys } from '../config/options.js';
 import { TroupeError } from '../errors.js';
-import { parseOptions, refuseUnknownKeys } from '../policy/optim/options.js';
 import { defineSource } from './check.js';
 import type { RewardBatch, RewardSource } from './types.js';
 

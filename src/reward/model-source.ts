@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseOptions, refuseUnknownKeys } from '../config/options.js';
 import { rightPad } from '../data/batching/collate.js';
 import { loadTokenizer } from '../data/tokenizer/io.js';
 import type { TokenizerLike } from '../data/tokenizer/types.js';
@@ -6,7 +7,6 @@ import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
 import { loadModel } from '../policy/io.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
-import { parseOptions, refuseUnknownKeys } from '../policy/optim/options.js';
 import { resolveModelSource } from '../policy/source.js';
 import { defineSource } from './check.js';
 import type { RewardBatch, RewardSource } from './types.js';

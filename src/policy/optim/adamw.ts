@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseOptions, refuseUnknownKeys } from '../../config/options.js';
 import { TroupeError } from '../../errors.js';
 import {
   type AdamWScalars,
@@ -9,7 +10,6 @@ import {
 } from '../../kernels/custom/native-optim.js';
 import * as tf from '../../kernels/tf.js';
 import type { ParamSpec } from '../params.js';
-import { parseOptions, refuseUnknownKeys } from './options.js';
 import {
   type AdamWStateDict,
   checkAdamWState,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
+import { parseOptions, refuseUnknownKeys } from '../../config/options.js';
 import { lookup, TroupeError } from '../../errors.js';
-import { parseOptions, refuseUnknownKeys } from './options.js';
 
 /*
  * Learning-rate schedules as pure functions of the step, after Hugging Face

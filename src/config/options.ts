@@ -1,5 +1,11 @@
 import type { z } from 'zod';
-import { TroupeError } from '../../errors.js';
+import { TroupeError } from '../errors.js';
+
+/*
+ * A component's options checked at its boundary (AdamW, schedules, reward sources): the zod step
+ * every layer from policy down shares, so it lives in config, below them. (Not to be confused with
+ * src/cli/options.ts's parseOptions, which parses a command line.)
+ */
 
 /**
  * Parse `value` with a strict zod schema at a component's boundary; on failure throw one
