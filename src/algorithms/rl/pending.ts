@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TroupeError } from '../errors.js';
-import type { GeneratedBatch } from './roles/generator.js';
+import { TroupeError } from '../../errors.js';
+import type { GeneratedBatch } from '../roles/generator.js';
 
 /**
  * With `rollout.offPolicy` the batch of step s + 1 is sampled during step s, with the weights

@@ -1,0 +1,114 @@
+import * as Comlink from 'comlink';
+import type { Actor } from '../../actors/supervisor.js';
+import type { RlConfig } from '../../config/schema.js';
+import { minibatchRows, sliceExperience } from '../../rollout/assemble.js';
+import { encodeExperience } from '../../rollout/codec.js';
+import type { Experience } from '../../rollout/experience.js';
+import type { Scorers } from '../../rollout/maker.js';
+import type { CriticRole } from '../roles/critic.js';
+import type { PolicyRole, RlStepMetrics } from '../roles/policy.js';
+import type { WeightsSubscriber } from './rollouts.js';
+
+/*
+ * The learners of an RL run: the policy replicas and, for `gae`, the critic replicas. They score
+ * a rollout (π_old, V), take the iteration's epochs × minibatches of optimiser steps (policy ∥
+ * critic) and publish the policy's weights for the generator.
+ */
+
+/** The micro-batches of each replica: rows split evenly over replicas, then over `micro`. */
+function shardRows(rows: readonly number[], replicas: number, micro: number): number[][][] {
+  return Array.from({ length: replicas }, (_, r) => {
+    const mine = rows.slice(
+      Math.floor((r * rows.length) / replicas),
+      Math.floor(((r + 1) * rows.length) / replicas),
+    );
+    const parts: number[][] = [];
+    for (let k = 0; k < micro; k++) {
+      const part = mine.slice(
+        Math.floor((k * mine.length) / micro),
+        Math.floor(((k + 1) * mine.length) / micro),
+      );
+      if (part.length > 0) parts.push(part);
+    }
+    return parts;
+  });
+}
+
+/** Mean of each key over a list of metric records. */
+function meanOf(records: readonly Readonly<Record<string, number>>[]): Record<string, number> {
+  const sums: Record<string, number> = {};
+  for (const r of records) for (const [k, v] of Object.entries(r)) sums[k] = (sums[k] ?? 0) + v;
+  return Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / records.length]));
+}
+
+/** An RL learner's step as metrics under its namespace (`actor/loss`, `critic/grad_norm`, …). */
+function record(ns: 'actor' | 'critic', m: RlStepMetrics): Record<string, number> {
+  return { [`${ns}/loss`]: m.loss, [`${ns}/grad_norm`]: m.gradNorm, ...m.metrics };
+}
+
+export class Learners {
+  constructor(
+    private readonly c: RlConfig,
+    /** Policy replicas, rank 0 first (it scores rollouts, publishes and saves). */
+    readonly policy: readonly Actor<PolicyRole>[],
+    /** Critic replicas (none without `gae`). */
+    readonly critics: readonly Actor<CriticRole>[],
+    private readonly subscriber: WeightsSubscriber,
+  ) {}
+
+  /** The critic's rank 0, when the run has one. */
+  get critic(): Actor<CriticRole> | undefined {
+    return this.critics[0];
+  }
+
+  /** The learners' scorers of a rollout frame: π_old (and entropy), and V with a critic. */
+  scorers(): Pick<Scorers, 'policy' | 'critic'> {
+    const critic = this.critic;
+    return {
+      policy: (frame) => this.policy[0].call.actionLogprobs(frame),
+      critic: critic ? (frame) => critic.call.values(frame) : undefined,
+    };
+  }
+
+  /** epochs × minibatches optimiser steps of the policy (and the critic, in parallel). */
+  async update(e: Experience, step: number, lr: number): Promise<Record<string, number>> {
+    const { c, policy, critics } = this;
+    const policyRecords: Record<string, number>[] = [];
+    const criticRecords: Record<string, number>[] = [];
+    const criticLr = lr * ((c.critic.lr ?? c.optim.lr) / c.optim.lr);
+    let k = 0;
+    for (let epoch = 0; epoch < c.rl.epochs; epoch++) {
+      const batches = minibatchRows(e.shape.batch, c.rl.miniBatches, {
+        seed: c.seed,
+        step,
+        actor: 'trainer',
+        purpose: `minibatch/${epoch}`,
+      });
+      for (const rows of batches) {
+        const micro = shardRows(rows, policy.length, c.train.gradAccum);
+        // Fresh frames for each learner, handed over (transferred), not copied.
+        const frames = (rs: number[][]) => {
+          const fs = rs.map((r) => encodeExperience(sliceExperience(e, r)));
+          return Comlink.transfer(fs, fs);
+        };
+        const key = step * c.rl.epochs * c.rl.miniBatches + k++;
+        const criticMicro = shardRows(rows, critics.length, 1);
+        const [ps, cs] = await Promise.all([
+          Promise.all(policy.map((p, i) => p.call.step(frames(micro[i]), lr, key))),
+          Promise.all(critics.map((v, i) => v.call.step(frames(criticMicro[i]), criticLr, key))),
+        ]);
+        policyRecords.push(record('actor', ps[0]));
+        if (cs.length > 0) criticRecords.push(record('critic', cs[0]));
+      }
+    }
+    return { ...meanOf(policyRecords), ...(this.critic ? meanOf(criticRecords) : {}) };
+  }
+
+  /**
+   * Publish the policy's weights as those of after step `step` (0: the start weights); resolves
+   * when the rollouts can sample with them (see WeightsSubscriber).
+   */
+  async publish(step: number): Promise<void> {
+    await this.subscriber.published(await this.policy[0].call.publishWeights(), step);
+  }
+}
