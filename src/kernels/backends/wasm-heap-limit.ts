@@ -32,6 +32,10 @@ export interface WasmModuleLike {
 interface Guarded {
   raw: (bytes: number) => number;
   limit: number;
+  /** Bytes of every block handed out through `_malloc` and not yet freed, by address. */
+  blocks: Map<number, number>;
+  live: number;
+  peak: number;
 }
 
 const guarded = new WeakMap<WasmModuleLike, Guarded>();
@@ -77,34 +81,76 @@ export function guardWasmHeap(wasm: WasmModuleLike, limit = WASM_HEAP_MAX): void
   // The glue binds `_malloc` to the wasm export on its first call, replacing the property:
   // call it once so that the wrapper set below stays in place.
   wasm._free(wasm._malloc(8));
-  const state: Guarded = { raw: wasm._malloc.bind(wasm), limit };
+  const state: Guarded = {
+    raw: wasm._malloc.bind(wasm),
+    limit,
+    blocks: new Map(),
+    live: 0,
+    peak: 0,
+  };
   guarded.set(wasm, state);
+  const rawFree = wasm._free.bind(wasm);
   wasm._malloc = (bytes: number): number => {
-    const p = state.raw(bytes) >>> 0;
-    const heap = wasm.HEAPU8.length;
-    if (bytes > 0 && p === 0) refuse(bytes, heap, state.limit, 'malloc found no free block');
-    if (p + bytes > state.limit) {
-      // Past 3 GiB the glue's malloc hands out blocks that run off the end of the heap (seen:
-      // 1 GiB at 3 GiB); writing one corrupts the heap. Hand it back unused.
-      wasm._free(p);
-      refuse(bytes, heap, state.limit, 'it would end past the ceiling');
-    }
-    if (p + bytes > state.limit - WASM_HEAP_RESERVE) {
-      const probe = state.raw(WASM_HEAP_RESERVE) >>> 0;
-      const ok = probe !== 0 && probe + WASM_HEAP_RESERVE <= state.limit;
-      if (probe !== 0) wasm._free(probe);
-      if (!ok) {
-        wasm._free(p);
-        refuse(
-          bytes,
-          heap,
-          state.limit,
-          `less than ${mib(WASM_HEAP_RESERVE)} would be left for kernels`,
-        );
-      }
-    }
+    const p = checkedMalloc(wasm, state, rawFree, bytes);
+    state.blocks.set(p, bytes);
+    state.live += bytes;
+    if (state.live > state.peak) state.peak = state.live;
     return p;
   };
+  wasm._free = (ptr: number): void => {
+    const p = ptr >>> 0;
+    const bytes = state.blocks.get(p);
+    if (bytes !== undefined) {
+      state.blocks.delete(p);
+      state.live -= bytes;
+    }
+    rawFree(ptr);
+  };
+}
+
+/** malloc through the guard's checks: a block that fits below the ceiling, or OUT_OF_MEMORY. */
+function checkedMalloc(
+  wasm: WasmModuleLike,
+  state: Guarded,
+  free: (ptr: number) => void,
+  bytes: number,
+): number {
+  const p = state.raw(bytes) >>> 0;
+  const heap = wasm.HEAPU8.length;
+  if (bytes > 0 && p === 0) refuse(bytes, heap, state.limit, 'malloc found no free block');
+  if (p + bytes > state.limit) {
+    // Past 3 GiB the glue's malloc hands out blocks that run off the end of the heap (seen:
+    // 1 GiB at 3 GiB); writing one corrupts the heap. Hand it back unused.
+    free(p);
+    refuse(bytes, heap, state.limit, 'it would end past the ceiling');
+  }
+  if (p + bytes > state.limit - WASM_HEAP_RESERVE) {
+    const probe = state.raw(WASM_HEAP_RESERVE) >>> 0;
+    const ok = probe !== 0 && probe + WASM_HEAP_RESERVE <= state.limit;
+    if (probe !== 0) free(probe);
+    if (!ok) {
+      free(p);
+      const left = `less than ${mib(WASM_HEAP_RESERVE)} would be left for kernels`;
+      refuse(bytes, heap, state.limit, left);
+    }
+  }
+  return p;
+}
+
+/**
+ * Bytes of tensor storage live in the wasm heap now and at most since the last `reset` (each
+ * buffer once: tfjs' own `tf.memory().numBytes` counts a buffer again for every tensor sharing
+ * it, reshapes and the clones kept for gradients). Undefined when `wasm` is not guarded.
+ */
+export function wasmHeapUsage(
+  wasm: WasmModuleLike,
+  opts: { reset?: boolean } = {},
+): { liveBytes: number; peakBytes: number } | undefined {
+  const s = guarded.get(wasm);
+  if (!s) return undefined;
+  const out = { liveBytes: s.live, peakBytes: s.peak };
+  if (opts.reset) s.peak = s.live;
+  return out;
 }
 
 /** The limit the guard enforces on `wasm`, or undefined when it is not guarded. */

@@ -1,7 +1,12 @@
 import * as tf from '../tf.js';
 import { loadOptional } from './load.js';
 import type { BackendAdapter } from './types.js';
-import { guardWasmHeap, WASM_HEAP_MAX, type WasmModuleLike } from './wasm-heap-limit.js';
+import {
+  guardWasmHeap,
+  WASM_HEAP_MAX,
+  type WasmModuleLike,
+  wasmHeapUsage,
+} from './wasm-heap-limit.js';
 
 type Listener = (...args: unknown[]) => void;
 const TRAPPED = ['uncaughtException', 'unhandledRejection'] as const;
@@ -39,6 +44,17 @@ function wasmModule(): WasmModuleLike {
  */
 export function setWasmHeapLimit(bytes = WASM_HEAP_MAX): void {
   guardWasmHeap(wasmModule(), Math.min(bytes, WASM_HEAP_MAX));
+}
+
+/**
+ * Tensor bytes live in this thread's wasm heap, and their most since the last reset (each buffer
+ * counted once). Undefined when the wasm backend has not started in this thread.
+ */
+export function wasmTensorBytes(
+  opts: { reset?: boolean } = {},
+): { liveBytes: number; peakBytes: number } | undefined {
+  const backend = tf.findBackend('wasm') as unknown as { wasm?: WasmModuleLike } | null;
+  return backend?.wasm ? wasmHeapUsage(backend.wasm, opts) : undefined;
 }
 
 /**

@@ -4,6 +4,7 @@ import { batchMatMulGrad } from './batch-matmul-grad.js';
 import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { setCpuKernels } from './cpu-kernels.js';
 import { embeddingGatherGrad } from './gather-grad.js';
+import { setLeanBackprop } from './lean-backprop.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
@@ -39,6 +40,8 @@ export function installCustomKernels(tfBackend: string): string[] {
     registerGradient(embeddingGatherGrad());
     added.push('grad:GatherV2(axis 0 without transposes)');
   }
+  if (setLeanBackprop(true))
+    added.push('engine:gradients(saved tensors and gradients freed as backward goes)');
   for (const g of missingZeroGradients()) {
     registerGradient(g);
     added.push(`grad:${g.kernelName}`);

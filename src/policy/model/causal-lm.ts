@@ -233,20 +233,31 @@ export class CausalLM {
             'kernel implements); use a new cache',
         );
       }
+      // Each block in its own tidy: what its backward needs is kept by the tape (saved
+      // tensors), the rest (attention scores, RoPE halves, the MLP's pre-activations) is freed
+      // when the block ends instead of when the whole forward does. The block's input goes too,
+      // once the next block has it. Measured (wasm heap bytes, each buffer once; 4-layer
+      // Llama shape, d 256): a forward without gradients fell from 34–48 to 9–13 floats per
+      // token·layer·d (docs/memory.md).
       for (let l = 0; l < c.layers; l++) {
         const ctx = contexts[l];
+        const input = x;
         if (host) {
           x = nativeBlock(x, l, get, ctx, cache!.hostLayer(l, c.kvHeads, c.headDim, T), P);
         } else if (opts.checkpoint && !cache) {
-          x = checkpointedBlock(x, l, this.blockParamNames(l), get, ctx);
+          x = tf.tidy(() => checkpointedBlock(input, l, this.blockParamNames(l), get, ctx));
         } else {
-          const out = block(x, l, get, ctx, cache?.layer(l));
+          const out: { h: tf.Tensor; k?: tf.Tensor; v?: tf.Tensor } = tf.tidy(() => {
+            const o = block(input, l, get, ctx, cache?.layer(l));
+            return cache ? o : { h: o.h };
+          });
           x = out.h;
           if (cache) {
-            newKeys.push(tf.keep(out.k));
-            newValues.push(tf.keep(out.v));
+            newKeys.push(tf.keep(out.k!));
+            newValues.push(tf.keep(out.v!));
           }
         }
+        if (l > 0) input.dispose();
       }
       return norm(x, 'final_norm', get, c);
     });
