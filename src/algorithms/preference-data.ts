@@ -221,16 +221,3 @@ export function pairSlice(b: Batch, lo: number, hi: number): Batch {
       : undefined,
   };
 }
-
-export function shard(b: Batch, replicas: number, micro: number): Batch[][] {
-  const B = b.pairs.batch / 2;
-  const per = Math.ceil(B / replicas);
-  return Array.from({ length: replicas }, (_, r) => {
-    const lo = Math.min(r * per, B);
-    const hi = Math.min(lo + per, B);
-    const m = Math.ceil((hi - lo) / micro);
-    const parts: Batch[] = [];
-    for (let k = lo; k < hi; k += m) parts.push(pairSlice(b, k, Math.min(k + m, hi)));
-    return parts;
-  });
-}

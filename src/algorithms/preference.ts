@@ -1,6 +1,7 @@
 import type { Actor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
 import { DataLoader } from '../data/batching/index.js';
+import { shard } from '../data/batching/shard.js';
 import type { Example } from '../data/datasets/index.js';
 import { TroupeError } from '../errors.js';
 import type { TrainableArgs } from '../policy/trainable.js';
@@ -27,8 +28,8 @@ import {
   LAYOUTS,
   type Layout,
   type Pair,
+  pairSlice,
   SOFT_LABEL_COLUMN,
-  shard,
   toPairs,
 } from './preference-data.js';
 import { type PairLearnerRole, PREFERENCE_LEARNER } from './roles/preference-learner.js';
@@ -225,7 +226,12 @@ async function trainPreferenceRun(
         step: async (step, lr) => {
           const t0 = performance.now();
           const batch = await withReference(loader.next().value as Batch);
-          const shards = shard(batch, learners.length, config.train.gradAccum);
+          const shards = shard(
+            batch.pairs.batch / 2,
+            learners.length,
+            config.train.gradAccum,
+            (lo, hi) => pairSlice(batch, lo, hi),
+          );
           const results = await Promise.all(
             learners.map((l, i) =>
               l.call.step(
