@@ -96,10 +96,13 @@ describe('lean backprop', () => {
   it('a gradient function that passes dy through to several inputs keeps it for each', () => {
     const x = tf.variable(tf.tensor1d([1, 2, 3]));
     const y = tf.variable(tf.tensor1d([4, 5, 6]));
-    const passThrough = tf.customGrad((a: tf.Tensor, b: tf.Tensor) => ({
-      value: tf.add(a, b),
-      gradFunc: (dy: tf.Tensor) => [dy, dy], // the same tensor for both inputs
-    }));
+    const passThrough = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [a, b] = args as tf.Tensor[];
+      return {
+        value: tf.add(a, b),
+        gradFunc: (dy: tf.Tensor | tf.Tensor[]) => [dy as tf.Tensor, dy as tf.Tensor], // one tensor for both
+      };
+    });
     const { value, grads } = tf.variableGrads(
       () => tf.sum(tf.mul(passThrough(tf.mul(x, 2), tf.mul(y, 3)) as tf.Tensor, 1)) as tf.Scalar,
       [x, y],
