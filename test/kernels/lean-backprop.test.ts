@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TokenBatch } from '../../src/data/index.js';
 import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
 import { GradMap, setLeanBackprop } from '../../src/kernels/custom/lean-backprop.js';
 import * as tf from '../../src/kernels/tf.js';
-import { CausalLM, Lora, llamaConfig, lmLoss, type TokenBatch } from '../../src/policy/index.js';
+import { CausalLM, Lora, llamaConfig, lmLoss } from '../../src/policy/index.js';
 import { useBackend } from '../helpers/backends.js';
 
 /**
