@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { POLICY_LOSSES } from '../algorithms/losses/ppo.js';
 import { PREFERENCE_LOSSES } from '../algorithms/losses/preference.js';
 import { REWARD_MODEL_LOSSES } from '../algorithms/losses/reward-model.js';
 import {
@@ -508,6 +509,11 @@ function rlSchema(algorithm: RlAlgorithm) {
           epochs: positiveInt.default(1),
           /** Optimiser steps per epoch (the batch is split into this many minibatches). */
           miniBatches: positiveInt.default(1),
+          /**
+           * The policy loss, by its name in POLICY_LOSSES (src/algorithms/losses/ppo.ts):
+           * `vanilla` is PPO's clipped surrogate (ε_low/ε_high, dual clip), as verl's loss_mode.
+           */
+          policyLoss: registryName(POLICY_LOSSES, 'policy loss').default('vanilla'),
           /** PPO ε_low and ε_high (clip-higher: raise clipHigh). */
           clipLow: z.number().min(0).lt(1).default(0.2),
           clipHigh: z.number().min(0).default(0.2),

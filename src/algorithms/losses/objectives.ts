@@ -3,7 +3,7 @@ import { type KlEstimatorName, klEstimate } from '../../kernels/numerics/index.j
 import * as tf from '../../kernels/tf.js';
 import type { LossOutput } from './common.js';
 import type { PreferenceParams } from './inputs.js';
-import { type AggMode, aggLoss, entropyBonus, ppoPolicyLoss } from './ppo.js';
+import { type AggMode, aggLoss, entropyBonus, type PolicyLossName, policyLoss } from './ppo.js';
 import { preferenceLossEntry } from './preference.js';
 import { REWARD_MODEL_LOSSES } from './reward-model.js';
 
@@ -13,8 +13,13 @@ import { REWARD_MODEL_LOSSES } from './reward-model.js';
  * decodes its batch, runs its model and calls one of these; nothing here knows of threads.
  */
 
-/** The RL policy's loss: PPO's clipped surrogate, plus a KL term (GRPO) and an entropy bonus. */
+/**
+ * The RL policy's loss: a registered policy loss (POLICY_LOSSES; `vanilla` is PPO's clipped
+ * surrogate), plus a KL term (GRPO) and an entropy bonus.
+ */
 export interface PolicyLossConfig {
+  /** The POLICY_LOSSES entry (`rl.policyLoss`; default `vanilla`); unknown: UNKNOWN_NAME. */
+  readonly name?: string;
   readonly clipLow: number;
   readonly clipHigh: number;
   readonly dualClip?: number;
@@ -41,13 +46,15 @@ export interface PolicyObjectiveInputs {
 }
 
 /**
- * L = L_clip (ppoPolicyLoss) − c_H · aggLoss(H) + β · aggLoss(KL(π‖π_ref)), each term only when
- * configured (GRPO, arXiv 2402.03300 eq. 3: the KL as a loss term, k3 with the ratio clamped at
- * 10 as verl). Metrics: the surrogate's, actor/entropy, actor/kl_loss.
+ * L = L_pg − c_H · aggLoss(H) + β · aggLoss(KL(π‖π_ref)), each term only when configured; L_pg
+ * is the policy loss `c.name` looks up in POLICY_LOSSES (`vanilla`: PPO's clipped surrogate,
+ * ppoPolicyLoss), the KL term GRPO's (arXiv 2402.03300 eq. 3: the KL as a loss term, k3 with the
+ * ratio clamped at 10 as verl). Metrics: the policy loss's, actor/entropy, actor/kl_loss.
  */
 export function policyObjective(inputs: PolicyObjectiveInputs, c: PolicyLossConfig): LossOutput {
   const { logp, mask, entropy } = inputs;
-  const pg = ppoPolicyLoss(
+  const pg = policyLoss(
+    (c.name ?? 'vanilla') as PolicyLossName,
     { logp, oldLogp: inputs.oldLogp, advantages: inputs.advantages, mask },
     { clipLow: c.clipLow, clipHigh: c.clipHigh, dualClip: c.dualClip, aggMode: c.aggMode },
   );

@@ -41,6 +41,7 @@ export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
       rl: {
         temperature: c.rollout.temperature,
         loss: {
+          name: c.rl.policyLoss,
           clipLow: c.rl.clipLow,
           clipHigh: c.rl.clipHigh,
           dualClip: c.rl.dualClip,
