@@ -38,6 +38,15 @@ export {
 export { type TrainEvents, type TrainOptions, type TrainResult, trainLm } from './algorithms/lm.js';
 export * from './algorithms/losses/index.js';
 export { type PreferenceConfig, trainPreference } from './algorithms/preference.js';
+export {
+  ALGORITHMS,
+  type Algorithm,
+  type AlgorithmName,
+  algorithmEntry,
+  CONFIG_SCHEMAS,
+  defineAlgorithm,
+  registerAlgorithm,
+} from './algorithms/registry.js';
 export { type RlTrainOptions, trainRl } from './algorithms/rl.js';
 export { CRITIC, type CriticArgs, type CriticRole } from './algorithms/roles/critic.js';
 export {
@@ -71,9 +80,9 @@ export {
 } from './algorithms/roles/reward-model.js';
 export { placementOf, TOPOLOGIES } from './algorithms/topologies.js';
 export * from './cai/index.js';
+export { actorsSchema } from './config/actors.js';
 export { configToYaml, loadConfig } from './config/load.js';
 export {
-  CONFIG_SCHEMAS,
   type DpoConfig,
   dpoConfigSchema,
   grpoConfigSchema,
@@ -85,6 +94,7 @@ export {
   type RlAlgorithm,
   type RlConfig,
   type RmConfig,
+  registryName,
   reinforceConfigSchema,
   rlooConfigSchema,
   rmConfigSchema,

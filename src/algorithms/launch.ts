@@ -12,7 +12,8 @@ import {
   type ActorAlgorithm,
   type ActorEntry,
   type ActorPlacementConfig,
-  ALGORITHM_ACTORS,
+  type ALGORITHM_ACTORS,
+  actorsOf,
 } from '../config/actors.js';
 import { TroupeError } from '../errors.js';
 import type { BackendName } from '../kernels/backends/index.js';
@@ -68,7 +69,8 @@ export type AlgorithmTopology<A extends ActorAlgorithm, C, I> = {
 
 /** The fields of a config the placement reads. */
 export interface PlacedConfig {
-  readonly algorithm: ActorAlgorithm;
+  /** An algorithm of ALGORITHMS (its actors: `actorsOf`). */
+  readonly algorithm: string;
   readonly runtime: {
     readonly backend: Backend;
     readonly device?: string;
@@ -120,7 +122,7 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
   c: C,
 ): ResolvedPlacement {
   const members = topology as unknown as Readonly<Record<string, CastMember<C, I>>>;
-  const table: Readonly<Record<string, ActorEntry>> = ALGORITHM_ACTORS[c.algorithm];
+  const table: Readonly<Record<string, ActorEntry>> = actorsOf(c.algorithm);
   const given = c.actors ?? {};
   const present = Object.keys(members).filter((n) => members[n].when?.(c) ?? true);
   for (const [name, p] of Object.entries(given)) {

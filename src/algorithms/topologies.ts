@@ -1,23 +1,15 @@
-import type { ActorAlgorithm } from '../config/actors.js';
-import { type PlacedConfig, type ResolvedPlacement, resolvePlacement } from './launch.js';
-import { LM_TOPOLOGY } from './lm.js';
-import { DPO_TOPOLOGY, RM_TOPOLOGY } from './preference.js';
-import { RL_TOPOLOGY } from './rl.js';
+import type { CastMember, PlacedConfig, ResolvedPlacement } from './launch.js';
+import { resolvePlacement } from './launch.js';
+import { ALGORITHMS, algorithmEntry, LiveMap } from './registry.js';
 
-/** Each algorithm's topology (the data its trainer launches), by algorithm name. */
-export const TOPOLOGIES = {
-  pretrain: LM_TOPOLOGY,
-  sft: LM_TOPOLOGY,
-  rm: RM_TOPOLOGY,
-  dpo: DPO_TOPOLOGY,
-  ppo: RL_TOPOLOGY,
-  grpo: RL_TOPOLOGY,
-  rloo: RL_TOPOLOGY,
-  reinforce: RL_TOPOLOGY,
-} as const satisfies Record<ActorAlgorithm, unknown>;
+/** Each algorithm's topology (the data its trainer launches), by algorithm name: a view of ALGORITHMS. */
+export const TOPOLOGIES: ReadonlyMap<
+  string,
+  Readonly<Record<string, CastMember<never, never>>>
+> = new LiveMap(() => [...ALGORITHMS].map(([name, a]) => [name, a.topology] as const));
 
 /** Where the actors of a run of config `c` will run (what `troupe config show` prints). */
 export function placementOf(c: PlacedConfig): ResolvedPlacement {
-  // Each topology is typed by its own algorithm's config, which `c` is for `c.algorithm`.
-  return resolvePlacement(TOPOLOGIES[c.algorithm] as never, c as never);
+  // The entry's topology is typed by its own algorithm's config, which `c` is for `c.algorithm`.
+  return resolvePlacement(algorithmEntry(c.algorithm).topology as never, c as never);
 }

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { CONFIG_SCHEMAS } from '../algorithms/registry.js';
 import { BACKEND_NAMES } from '../config/actors.js';
 import { applyOverride, formatIssues } from '../config/load.js';
-import { CONFIG_SCHEMAS } from '../config/schema.js';
 import { TroupeError } from '../errors.js';
 import { endpointSchema } from './endpoint.js';
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ALGORITHMS, LiveMap } from '../algorithms/registry.js';
 import { runSweepCommand, SWEEP_SPEC } from '../scaling/cli.js';
 import { CAI_SPEC, runCaiCommand } from './cai.js';
 import { DEMO_SPEC, runDemo } from './demo.js';
@@ -11,7 +12,7 @@ import { MERGE_SPEC, runMerge } from './merge.js';
 import { type CommandSpec, helpOf, parseOptions, usageOf, wantsHelp } from './options.js';
 import { REPORT_SPEC, runReport } from './report.js';
 import { runTokenizer, TOKENIZER_USAGE, tokenizerHelp } from './tokenizer.js';
-import { ALGORITHMS, CONFIG_SHOW_SPEC, runConfigShow, runTrain, trainSpec } from './train.js';
+import { configShowSpec, runConfigShow, runTrain, trainSpec } from './train.js';
 
 /**
  * A `troupe` sub-command: typed data, looked up by name. `troupe NAME --help` (or `-h`) prints
@@ -57,19 +58,11 @@ async function doctor(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Every command, in the order `troupe --help` lists them: one entry each. */
-export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
+/** The commands before and after the training ones, in the order `troupe --help` lists them. */
+const BEFORE: readonly (readonly [string, Command])[] = [
   ['demo', fromSpec(DEMO_SPEC, (args) => runDemo(args, err))],
-  ...ALGORITHMS.map((a) => [a, fromSpec(trainSpec(a), (args) => runTrain(a, args, err))] as const),
-  [
-    'config',
-    {
-      summary: CONFIG_SHOW_SPEC.summary,
-      usage: usageOf(CONFIG_SHOW_SPEC),
-      help: () => helpOf(CONFIG_SHOW_SPEC),
-      run: (args) => runConfigShow(args),
-    },
-  ],
+];
+const AFTER: readonly (readonly [string, Command])[] = [
   ['generate', fromSpec(GENERATE_SPEC, (args) => runGenerate(args, err))],
   ['chat', fromSpec(CHAT_SPEC, (args) => runChat(args, err))],
   ['merge', fromSpec(MERGE_SPEC, (args) => runMerge(args, err))],
@@ -88,6 +81,31 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ['cai', fromSpec(CAI_SPEC, (args) => runCaiCommand(args, err))],
   ['report', fromSpec(REPORT_SPEC, (args) => runReport(args, err))],
   ['sweep', fromSpec(SWEEP_SPEC, (args) => runSweepCommand(args, err))],
+];
+
+/** `troupe <algorithm>`: one command per entry of the ALGORITHMS registry. */
+const trainCommand = (a: string): Command => ({
+  get summary() {
+    return trainSpec(a).summary;
+  },
+  get usage() {
+    return usageOf(trainSpec(a));
+  },
+  help: () => helpOf(trainSpec(a)),
+  run: (args) => runTrain(a, args, err),
+});
+
+/**
+ * Every command, in the order `troupe --help` lists them: demo, one per algorithm (read from the
+ * ALGORITHMS registry at each access, so that an algorithm registered later is listed and runs),
+ * then the rest.
+ */
+export const COMMANDS: ReadonlyMap<string, Command> = new LiveMap(() => [
+  ...BEFORE,
+  ...[...ALGORITHMS.keys()].map((a) => [a, trainCommand(a)] as const),
+  // Its --algorithm lists the algorithms, so it is made at each access too.
+  ['config', fromSpec(configShowSpec(), (args) => runConfigShow(args))] as const,
+  ...AFTER,
 ]);
 
 /** The package's version, from its package.json (beside `src/` and `dist/`). */

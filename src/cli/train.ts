@@ -1,39 +1,29 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePlacement, type PlacedConfig } from '../algorithms/launch.js';
-import { type TrainOptions, type TrainResult, trainLm } from '../algorithms/lm.js';
-import { trainPreference } from '../algorithms/preference.js';
-import { trainRl } from '../algorithms/rl.js';
+import {
+  type AlgorithmName,
+  algorithmEntry,
+  ALGORITHMS as REGISTRY,
+} from '../algorithms/registry.js';
 import { placementOf } from '../algorithms/topologies.js';
 import { configFields, defaultConfig, defaultConfigYaml } from '../config/defaults.js';
 import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
-import {
-  CONFIG_SCHEMAS,
-  type DpoConfig,
-  type LmConfig,
-  type RlConfig,
-  type RmConfig,
-} from '../config/schema.js';
-import { lookup, TroupeError } from '../errors.js';
+import type { DpoConfig, LmConfig, RlConfig, RmConfig } from '../config/schema.js';
+import { TroupeError } from '../errors.js';
 import { formatValue } from '../train/format.js';
 import { type CommandSpec, HELP, helpOf, parseOptions, usageOf } from './options.js';
 import { ProgressReporter } from './progress-reporter.js';
 
-export type Algorithm = 'pretrain' | 'sft' | 'rm' | 'dpo' | 'ppo' | 'grpo' | 'rloo' | 'reinforce';
+/** A built-in algorithm's name (a registered one is any name ALGORITHMS holds). */
+export type Algorithm = AlgorithmName;
 
-/** The training commands, in the order `troupe --help` lists them, and what each trains. */
-export const TRAIN_SUMMARIES: Readonly<Record<Algorithm, string>> = {
-  pretrain: 'next-token pretraining on packed text (data parallel, resumable)',
-  sft: 'supervised fine-tuning on prompt/completion or chat data (full or LoRA)',
-  rm: 'reward model (Bradley–Terry on a score head) from preference pairs',
-  dpo: 'DPO and its family (cDPO, IPO, SimPO, ORPO, KTO) on preference pairs',
-  ppo: 'PPO with a critic (GAE) and a KL penalty in the reward, on prompts and your rewards',
-  grpo: 'GRPO: group-normalised advantages over n samples per prompt, KL as a loss term',
-  rloo: 'RLOO: leave-one-out baseline over n samples per prompt',
-  reinforce: 'REINFORCE++ (or -baseline): whitened returns, token-level KL in the reward',
-};
-
-export const ALGORITHMS = Object.keys(TRAIN_SUMMARIES) as Algorithm[];
+/**
+ * The training commands when this module loaded, in the order `troupe --help` lists them: the
+ * ALGORITHMS registry's names. The commands themselves read the registry as they run, so an
+ * algorithm registered later is a command too.
+ */
+export const ALGORITHMS = [...REGISTRY.keys()] as Algorithm[];
 
 /** Exit status of a run that Ctrl-C (or an abort) stopped, as shells report SIGINT: 128 + 2. */
 export const EXIT_INTERRUPTED = 130;
@@ -41,7 +31,7 @@ export const EXIT_INTERRUPTED = 130;
 /** The config fields of an algorithm, one line per section: what `--section.key` can set. */
 function fieldLines(algorithm: string): string[] {
   const sections = new Map<string, string[]>();
-  for (const f of configFields(lookup(CONFIG_SCHEMAS, algorithm, 'algorithm'))) {
+  for (const f of configFields(algorithmEntry(algorithm).schema)) {
     if (f.path === 'algorithm') continue;
     const [head, ...tail] = f.path.split('.');
     const within = f.path.split('.').slice(0, -1).join('.');
@@ -61,10 +51,10 @@ function fieldLines(algorithm: string): string[] {
 }
 
 /** `troupe <algorithm>`: its options, and the config fields that can be overridden. */
-export function trainSpec(algorithm: Algorithm): CommandSpec {
+export function trainSpec(algorithm: string): CommandSpec {
   return {
     name: algorithm,
-    summary: TRAIN_SUMMARIES[algorithm],
+    summary: algorithmEntry(algorithm).summary,
     options: [
       { name: 'config', type: 'string', value: 'run.yaml', help: 'the run config (YAML)' },
       {
@@ -82,7 +72,7 @@ export function trainSpec(algorithm: Algorithm): CommandSpec {
   };
 }
 
-export const TRAIN_USAGE = (algo: Algorithm) => usageOf(trainSpec(algo));
+export const TRAIN_USAGE = (algo: string) => usageOf(trainSpec(algo));
 
 /** Renders a trainer's events on the terminal: a progress line, eval results, actor warnings. */
 export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
@@ -106,17 +96,6 @@ export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
   };
 }
 
-/** The trainer of each algorithm. */
-export function trainerFor(
-  algorithm: Algorithm,
-): (config: never, opts: TrainOptions) => Promise<TrainResult> {
-  if (algorithm === 'rm' || algorithm === 'dpo')
-    return (c: RmConfig | DpoConfig, o: TrainOptions) => trainPreference(c, o);
-  if (algorithm === 'pretrain' || algorithm === 'sft')
-    return (c: LmConfig, o: TrainOptions) => trainLm(c, o);
-  return (c: RlConfig, o: TrainOptions) => trainRl(c, o);
-}
-
 /** The final eval in one line: the loss (and perplexity) or, for RL, the reward. */
 function finalEvalLine(e: Readonly<Record<string, number>>): string {
   return Object.entries(e)
@@ -136,7 +115,7 @@ function shellQuote(a: string): string {
  * and the command to continue is printed. A failure points at the run's log.txt.
  */
 export async function runTrain(
-  algorithm: Algorithm,
+  algorithm: string,
   args: string[],
   log: (line: string) => void,
 ): Promise<number> {
@@ -168,7 +147,7 @@ export async function runTrain(
     log(
       `${algorithm}: ${config.train.steps} steps → ${config.output}${values.resume ? ' (resuming)' : ''}`,
     );
-    const r = await trainerFor(algorithm)(config as never, {
+    const r = await algorithmEntry(algorithm).train(config as never, {
       resume: values.resume,
       signal: ac.signal,
       events,
@@ -202,40 +181,43 @@ export async function runTrain(
 }
 
 /** `troupe config show`: the resolved config of a run, or an algorithm's defaults. */
-export const CONFIG_SHOW_SPEC: CommandSpec = {
-  name: 'config show',
-  summary:
-    "the resolved config of a run, every default filled in; with --algorithm alone, that algorithm's defaults and what a config must give",
-  options: [
-    {
-      name: 'algorithm',
-      type: 'string',
-      value: ALGORITHMS.join('|'),
-      help: "the algorithm (default: the config's own `algorithm`)",
-    },
-    { name: 'config', type: 'string', value: 'run.yaml', help: 'the run config (YAML)' },
-  ],
-  rest: '[--section.key value …]',
-};
+export function configShowSpec(): CommandSpec {
+  return {
+    name: 'config show',
+    summary:
+      "the resolved config of a run, every default filled in; with --algorithm alone, that algorithm's defaults and what a config must give",
+    options: [
+      {
+        name: 'algorithm',
+        type: 'string',
+        value: [...REGISTRY.keys()].join('|'),
+        help: "the algorithm (default: the config's own `algorithm`)",
+      },
+      { name: 'config', type: 'string', value: 'run.yaml', help: 'the run config (YAML)' },
+    ],
+    rest: '[--section.key value …]',
+  };
+}
 
 /** `troupe config <sub-command>`: show. */
-export const CONFIG_COMMANDS: ReadonlyMap<string, CommandSpec> = new Map([
-  ['show', CONFIG_SHOW_SPEC],
+export const CONFIG_COMMANDS: ReadonlyMap<string, () => CommandSpec> = new Map([
+  ['show', configShowSpec],
 ]);
 
 /** `troupe config show --algorithm NAME [--config FILE] [overrides]`: the resolved config. */
 export async function runConfigShow(args: string[]): Promise<number> {
   const [sub, ...rest0] = args;
+  const spec = configShowSpec();
   if (!sub || !CONFIG_COMMANDS.has(sub))
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `Unknown config command '${sub ?? ''}'. Known: ${[...CONFIG_COMMANDS.keys()].join(', ')}. Usage: ${usageOf(CONFIG_SHOW_SPEC)}`,
+      `Unknown config command '${sub ?? ''}'. Known: ${[...CONFIG_COMMANDS.keys()].join(', ')}. Usage: ${usageOf(spec)}`,
     );
-  const flags = new Set([...CONFIG_SHOW_SPEC.options, HELP].map((o) => o.name));
+  const flags = new Set([...spec.options, HELP].map((o) => o.name));
   const { rest, overrides } = splitOverrides(rest0, flags);
-  const parsed = parseOptions(CONFIG_SHOW_SPEC, rest);
+  const parsed = parseOptions(spec, rest);
   if (!parsed) {
-    process.stdout.write(helpOf(CONFIG_SHOW_SPEC));
+    process.stdout.write(helpOf(spec));
     return 0;
   }
   const values = parsed.values as { config?: string; algorithm?: string };

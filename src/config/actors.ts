@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { lookup, TroupeError } from '../errors.js';
 import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { parseDevice } from '../kernels/device.js';
 
@@ -47,9 +48,34 @@ export const ALGORITHM_ACTORS = {
 
 export type ActorAlgorithm = keyof typeof ALGORITHM_ACTORS;
 
+/** Every algorithm's actors: the built-ins, and those `registerAlgorithm` adds. */
+const TABLES = new Map<string, Readonly<Record<string, ActorEntry>>>(
+  Object.entries(ALGORITHM_ACTORS),
+);
+
+/** The actors of `algorithm` (UNKNOWN_NAME listing the algorithms if it has none). */
+export function actorsOf(algorithm: string): Readonly<Record<string, ActorEntry>> {
+  return lookup(TABLES, algorithm, 'algorithm');
+}
+
+/** Declare the actors of an algorithm registered at run time (src/algorithms/registry.ts). */
+export function registerActors(
+  algorithm: string,
+  actors: Readonly<Record<string, ActorEntry>>,
+): void {
+  const learners = Object.keys(actors).filter((n) => actors[n].replicasFromRuntime);
+  if (learners.length !== 1) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `Algorithm '${algorithm}': exactly one actor takes runtime.replicas (replicasFromRuntime); got ${learners.length > 0 ? learners.join(', ') : 'none'}`,
+    );
+  }
+  TABLES.set(algorithm, actors);
+}
+
 /** The actor whose replicas are `runtime.replicas` by default: the one the batch is split over. */
-export function mainLearner(algorithm: ActorAlgorithm): string {
-  const actors: Readonly<Record<string, ActorEntry>> = ALGORITHM_ACTORS[algorithm];
+export function mainLearner(algorithm: string): string {
+  const actors = actorsOf(algorithm);
   return Object.keys(actors).find((n) => actors[n].replicasFromRuntime)!;
 }
 
@@ -71,9 +97,14 @@ export const placementSchema = z
 
 export type ActorPlacementConfig = z.infer<typeof placementSchema>;
 
-/** The `actors` section of `algorithm`: its actor names as keys, each checked as far as config can. */
-export function actorsSchema(algorithm: ActorAlgorithm) {
-  const table: Readonly<Record<string, ActorEntry>> = ALGORITHM_ACTORS[algorithm];
+/**
+ * The `actors` section of `algorithm`: its actor names as keys, each checked as far as config
+ * can. `table`: its actors, for an algorithm not registered yet (default: those registered).
+ */
+export function actorsSchema(
+  algorithm: string,
+  table: Readonly<Record<string, ActorEntry>> = actorsOf(algorithm),
+) {
   const names = Object.keys(table);
   const shape = Object.fromEntries(names.map((n) => [n, placementSchema.optional()]));
   return z

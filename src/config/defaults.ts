@@ -1,8 +1,7 @@
 import { Document, isMap, type YAMLMap } from 'yaml';
 import type { z } from 'zod';
-import { lookup } from '../errors.js';
+import { algorithmEntry } from '../algorithms/registry.js';
 import { formatIssues } from './load.js';
-import { CONFIG_SCHEMAS } from './schema.js';
 
 /** A field of a config schema: its dotted path, and its default or that it must be given. */
 export interface ConfigField {
@@ -101,7 +100,7 @@ export function defaultConfig(algorithm: string): {
   /** What a config must still say, as the validator words it (`output: required`, …). */
   required: string[];
 } {
-  const schema = lookup(CONFIG_SCHEMAS, algorithm, 'algorithm');
+  const { schema } = algorithmEntry(algorithm);
   const config: Record<string, unknown> = {};
   const skeleton: Record<string, unknown> = {};
   const set = (obj: Record<string, unknown>, path: string, value: unknown) => {

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { z } from 'zod';
-import { lookup, TroupeError } from '../errors.js';
-import { CONFIG_SCHEMAS } from './schema.js';
+import { algorithmEntry } from '../algorithms/registry.js';
+import { TroupeError } from '../errors.js';
 
 export interface LoadOptions {
   /** A YAML file with the run config. */
@@ -63,7 +63,7 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
  * Errors name the file and the field and say how to fix it.
  */
 export async function loadConfig<T = unknown>(algorithm: string, o: LoadOptions): Promise<T> {
-  const schema = lookup(CONFIG_SCHEMAS, algorithm, 'algorithm');
+  const { schema } = algorithmEntry(algorithm);
   let raw: unknown = o.object ? structuredClone(o.object) : {};
   const source = o.file ?? '(config object)';
   if (o.file) {

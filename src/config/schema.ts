@@ -615,15 +615,3 @@ export type DpoConfig = z.infer<typeof dpoConfigSchema>;
 export type PretrainConfig = z.infer<typeof pretrainConfigSchema>;
 export type SftConfig = z.infer<typeof sftConfigSchema>;
 export type LmConfig = PretrainConfig | SftConfig;
-
-/** Every algorithm's schema, by name. */
-export const CONFIG_SCHEMAS = new Map<string, z.ZodType>([
-  ['pretrain', pretrainConfigSchema],
-  ['sft', sftConfigSchema],
-  ['rm', rmConfigSchema],
-  ['dpo', dpoConfigSchema],
-  ['ppo', ppoConfigSchema],
-  ['grpo', grpoConfigSchema],
-  ['rloo', rlooConfigSchema],
-  ['reinforce', reinforceConfigSchema],
-]);
