@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { TroupeError } from '../errors.js';
 import { BACKEND_CHOICES, type BackendName } from '../kernels/backends/types.js';
 import { parseDevice } from '../kernels/device.js';
+import { PRECISIONS } from '../kernels/precision.js';
 import type { RuntimeSpec } from '../kernels/runtime.js';
 
 const NAME = /^[a-z][a-z0-9_-]*$/;
@@ -21,6 +22,8 @@ export const actorSchema = z
     backend: z.enum(BACKEND_CHOICES).default('auto'),
     /** BLAS threads per call of the actor's thread (native kernels). Unset: the process's. */
     blasThreads: z.number().int().min(1).optional(),
+    /** Matrix-product precision of the actor's thread (src/kernels/precision.ts). Unset: fp32. */
+    precision: z.enum(PRECISIONS).optional(),
     /** Share the thread (and runtime, and device) of this other actor. */
     colocateWith: z.string().optional(),
   })
@@ -79,6 +82,12 @@ export const topologySchema = z
           `a colocated actor shares '${host.name}''s thread and its BLAS threads (${host.blasThreads ?? 'default'}); remove 'blasThreads' here`,
         );
       }
+      if (a.precision !== undefined && a.precision !== host.precision) {
+        at(
+          'precision',
+          `a colocated actor shares '${host.name}''s thread and its precision (${host.precision ?? 'fp32'}); remove 'precision' here`,
+        );
+      }
       if (a.backend !== 'auto' && a.backend !== host.backend) {
         at(
           'backend',
@@ -133,6 +142,7 @@ export function planThreads(t: Topology): ThreadPlan[] {
           backend: a.backend as BackendName | 'auto',
           device: a.device,
           ...(a.blasThreads === undefined ? {} : { blasThreads: a.blasThreads }),
+          ...(a.precision === undefined ? {} : { precision: a.precision }),
         },
         actors: [{ name, role: a.role, replica: r, replicas: a.replicas }],
       });

@@ -5,6 +5,7 @@ import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
 import { loadTrainEval } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
+import type { Precision } from '../kernels/precision.js';
 import type { DropoutRates, ModelConfig } from '../policy/config.js';
 import { paramSpecs } from '../policy/params.js';
 import { describeModelSource, type ModelSource, resolveModelSource } from '../policy/source.js';
@@ -203,6 +204,8 @@ export interface ActorRun {
   /** BLAS threads per call of its thread (with the native kernels). */
   readonly blasThreads: number | undefined;
   readonly threadId: number | undefined;
+  /** Its thread's matrix-product precision, where not fp32 (`runtime.precision`). */
+  readonly precision?: Precision;
 }
 
 /** A trainer's result from its step loop's outcome. */
@@ -219,6 +222,9 @@ export function trainResult(
     device: w.runtime?.device,
     blasThreads: w.runtime?.blasThreads,
     threadId: w.threadId,
+    ...(w.runtime?.precision === undefined || w.runtime.precision === 'fp32'
+      ? {}
+      : { precision: w.runtime.precision }),
   }));
   return {
     runDir: run.dir,

@@ -18,6 +18,7 @@ import {
 import { TroupeError } from '../errors.js';
 import type { BackendName } from '../kernels/backends/index.js';
 import { planBlasThreads, useBlasThreads } from '../kernels/native.js';
+import { type Precision, precisionProblem } from '../kernels/precision.js';
 
 /*
  * The launcher: an algorithm's topology (data: which actors, what each plays, when a run has it,
@@ -76,6 +77,7 @@ export interface PlacedConfig {
     readonly device?: string;
     readonly replicas: number;
     readonly blasThreads?: number;
+    readonly precision?: Precision;
   };
   readonly actors?: Readonly<Record<string, ActorPlacementConfig | undefined>>;
 }
@@ -88,6 +90,8 @@ export interface PlacedActor {
   readonly backend: Backend;
   readonly device?: string;
   readonly blasThreads: number;
+  /** Its thread's matrix-product precision, where not fp32. */
+  readonly precision?: Precision;
   readonly replicas: number;
   readonly colocateWith?: string;
   readonly trainable: boolean;
@@ -176,6 +180,7 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
       backend: p.backend ?? fixed?.backend ?? c.runtime.backend,
       device: p.device ?? (fixed ? fixed.device : c.runtime.device),
       blasThreads: p.blasThreads ?? blasThreads,
+      precision: p.precision ?? c.runtime.precision ?? 'fp32',
     };
   };
   const spec = present.map((name) => {
@@ -190,9 +195,27 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
       backend: p.backend ?? where.backend,
       device: p.device ?? where.device,
       blasThreads: p.blasThreads ?? where.blasThreads,
+      // fp32 is left out: the placement of an fp32 run reads as it did before precision existed
+      ...((p.precision ?? where.precision) === 'fp32'
+        ? {}
+        : { precision: p.precision ?? where.precision }),
       ...(host === undefined ? {} : { colocateWith: host }),
     };
   });
+  for (const a of spec) {
+    // bf16 on a backend named in config that cannot compute it: refused before anything starts
+    const why =
+      a.precision &&
+      a.backend !== 'auto' &&
+      precisionProblem(a.backend, a.precision, { available: true });
+    if (why) {
+      const field =
+        cfg(a.name).precision !== undefined ? `actors.${a.name}.precision` : 'runtime.precision';
+      throw new TroupeError('UNSUPPORTED', `${field}: ${why}`, {
+        details: { field, backend: a.backend, precision: a.precision },
+      });
+    }
+  }
   const parsed = topologySchema.safeParse({ actors: spec });
   if (!parsed.success) {
     const [issue] = parsed.error.issues;
@@ -214,6 +237,7 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
       backend: a.backend,
       ...(a.device === undefined ? {} : { device: a.device }),
       blasThreads: a.blasThreads!,
+      ...(a.precision === undefined ? {} : { precision: a.precision }),
       replicas: a.replicas,
       ...(a.colocateWith === undefined ? {} : { colocateWith: a.colocateWith }),
       trainable: table[a.name].trainable,
@@ -234,7 +258,7 @@ export function describePlacement(p: ResolvedPlacement): string[] {
     const who = sharing.length > 0 ? ` (${[a.name, ...sharing].join(', ')})` : '';
     const replicas = a.replicas > 1 ? `, ${a.replicas} data-parallel replicas` : '';
     lines.push(
-      `${a.thread}${who}: backend ${a.backend}, device ${a.device ?? 'default'}, ${a.blasThreads} BLAS thread${a.blasThreads === 1 ? '' : 's'}${replicas}`,
+      `${a.thread}${who}: backend ${a.backend}, device ${a.device ?? 'default'}, ${a.blasThreads} BLAS thread${a.blasThreads === 1 ? '' : 's'}${a.precision === undefined ? '' : `, precision ${a.precision}`}${replicas}`,
     );
   }
   return lines;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { POLICY_LOSSES } from '../algorithms/losses/ppo.js';
 import { PREFERENCE_LOSSES } from '../algorithms/losses/preference.js';
 import { REWARD_MODEL_LOSSES } from '../algorithms/losses/reward-model.js';
+import { PRECISIONS } from '../kernels/precision.js';
 import {
   type ActorAlgorithm,
   type ActorPlacementConfig,
@@ -222,6 +223,13 @@ export const runtimeSchema = z
      * run's concurrently computing actors (TROUPE_BLAS_THREADS, when set, also overrides it).
      */
     blasThreads: positiveInt.optional(),
+    /**
+     * Matrix-product precision of every model actor, unless `actors.<name>.precision` says
+     * otherwise: fp32, or bf16 mixed precision (bf16 operands, fp32 sums; fp32 master weights,
+     * optimizer state, norms, softmax and loss), computed by the native kernels on the wasm and
+     * cpu backends and refused, by name, elsewhere (src/kernels/precision.ts).
+     */
+    precision: z.enum(PRECISIONS).default('fp32'),
   })
   .strict();
 

@@ -9,6 +9,7 @@ import {
 import { installCustomKernels } from './custom/index.js';
 import { type Device, formatDevice, parseDevice } from './device.js';
 import { threadBlasThreads, useThreadBlasThreads } from './native.js';
+import { BF16_BACKENDS, checkPrecision, type Precision, usePrecision } from './precision.js';
 import * as tf from './tf.js';
 
 /** What an actor asks for: a backend (or `auto`) and, optionally, a device. */
@@ -18,6 +19,11 @@ export interface RuntimeSpec {
   readonly device?: string;
   /** BLAS threads per call of this thread's native kernels. Unset: the process's default. */
   readonly blasThreads?: number;
+  /**
+   * Matrix-product precision of this thread (precision.ts); default fp32. bf16 on a backend that
+   * cannot compute it is refused; with backend `auto` only the backends that can are tried.
+   */
+  readonly precision?: Precision;
 }
 
 export interface BackendAttempt {
@@ -39,6 +45,8 @@ export interface RuntimeInfo {
   readonly customKernels: readonly string[];
   /** BLAS threads per call of this thread's native kernels; absent without them. */
   readonly blasThreads?: number;
+  /** Matrix-product precision of this thread (precision.ts). */
+  readonly precision: Precision;
 }
 
 let current: RuntimeInfo | undefined;
@@ -64,9 +72,11 @@ async function activate(
   device: Device,
   reason: string,
   attempts: BackendAttempt[],
+  precision: Precision,
 ): Promise<RuntimeInfo> {
   const note = await adapter.activate(device);
   const customKernels = installCustomKernels(adapter.tfName);
+  usePrecision(adapter.name, precision);
   const blasThreads = threadBlasThreads();
   current = {
     backend: adapter.name,
@@ -76,11 +86,17 @@ async function activate(
     attempts,
     customKernels,
     ...(blasThreads === undefined ? {} : { blasThreads }),
+    precision,
   };
   return current;
 }
 
-async function startExplicit(adapter: BackendAdapter, device: Device | undefined) {
+async function startExplicit(
+  adapter: BackendAdapter,
+  device: Device | undefined,
+  precision: Precision,
+) {
+  checkPrecision(adapter.name, precision);
   const dev = device ?? defaultDevice(adapter);
   if (!adapter.deviceKinds.includes(dev.kind)) {
     const alternatives = [...BACKENDS.values()]
@@ -103,13 +119,15 @@ async function startExplicit(adapter: BackendAdapter, device: Device | undefined
       { details: { backend: adapter.name, reason: probe.reason, install: adapter.install } },
     );
   }
-  return activate(adapter, dev, `chosen by name (${probe.reason})`, attempts);
+  return activate(adapter, dev, `chosen by name (${probe.reason})`, attempts, precision);
 }
 
-async function startAuto(device: Device | undefined): Promise<RuntimeInfo> {
+async function startAuto(device: Device | undefined, precision: Precision): Promise<RuntimeInfo> {
   const attempts: BackendAttempt[] = [];
   const skipped: string[] = [];
-  for (const adapter of candidates(device)) {
+  const can = (a: BackendAdapter) =>
+    precision === 'fp32' || (BF16_BACKENDS as readonly string[]).includes(a.name);
+  for (const adapter of candidates(device).filter(can)) {
     const probe = await adapter.probe();
     attempts.push({ backend: adapter.name, ...probe });
     if (!probe.available) {
@@ -121,8 +139,9 @@ async function startAuto(device: Device | undefined): Promise<RuntimeInfo> {
       return await activate(
         adapter,
         device ?? defaultDevice(adapter),
-        `auto: first available${why}`,
+        `auto: first available${precision === 'fp32' ? '' : ` for precision ${precision}`}${why}`,
         attempts,
+        precision,
       );
     } catch (e) {
       const reason = `failed to start: ${(e as Error).message}`;
@@ -149,7 +168,10 @@ export async function startRuntime(spec: RuntimeSpec = {}): Promise<RuntimeInfo>
   if (spec.blasThreads !== undefined) useThreadBlasThreads(spec.blasThreads);
   const device = spec.device === undefined ? undefined : parseDevice(spec.device);
   const name = spec.backend ?? 'auto';
-  return name === 'auto' ? startAuto(device) : startExplicit(backendAdapter(name), device);
+  const precision = spec.precision ?? 'fp32';
+  return name === 'auto'
+    ? startAuto(device, precision)
+    : startExplicit(backendAdapter(name), device, precision);
 }
 
 /** Probe every backend without switching to it (for `troupe doctor`). */

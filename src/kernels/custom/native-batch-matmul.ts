@@ -1,4 +1,5 @@
 import type { NativeAddon } from '../native.js';
+import { bf16Product } from '../precision.js';
 import type { DataId, KernelConfig, KernelFunc, TensorInfo } from '../tf.js';
 import {
   batchMatMulDims,
@@ -60,8 +61,9 @@ export function cpuStorage(backend: CpuBackendLike): Storage {
 
 /**
  * BatchMatMul on a BLAS: each batch of [.., M, K]·[.., K, N] (either operand transposed) is one
- * sgemm, with a batch of one on either side broadcast (stride 0). Other forms (non-float32,
- * general broadcasting, empty) go to `fallback`.
+ * sgemm, with a batch of one on either side broadcast (stride 0); under bf16 precision
+ * (precision.ts) the bf16 kernel's product instead. Other forms (non-float32, general
+ * broadcasting, empty) go to `fallback`.
  */
 export function makeNativeBatchMatMul(
   addon: NativeAddon,
@@ -85,7 +87,9 @@ export function makeNativeBatchMatMul(
     const outShape = [...broadcastDims(a.shape.slice(0, -2), b.shape.slice(0, -2)), M, N];
     const storage = storageFor(backendName, args.backend);
     const out = storage.output(outShape);
-    addon.sgemmBatched(
+    // bf16 mixed precision (precision.ts): the same call on the bf16 kernel
+    const gemm = bf16Product(M) ? addon.bf16GemmBatched : addon.sgemmBatched;
+    gemm(
       transposeA,
       transposeB,
       batch,

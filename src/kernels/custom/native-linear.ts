@@ -1,4 +1,5 @@
 import { nativeKernels } from '../native.js';
+import { bf16Product } from '../precision.js';
 import type { KernelFunc, TensorInfo } from '../tf.js';
 import * as tf from '../tf.js';
 import { storageFor } from './native-batch-matmul.js';
@@ -9,7 +10,9 @@ import { sizeOf } from './wasm-heap.js';
  * on wasm and cpu (native/troupe_native.c linearForward: sgemv, the small-M kernel or sgemm, then
  * the bias) for what tfjs runs as reshape, matmul, add, reshape. Decoding runs six projections
  * per layer, and per-kernel dispatch is most of a batch-1 decoding step. The gradient is the
- * usual dx = dy·Wᵀ, dW = xᵀ·dy, db = Σ dy (through the native BatchMatMul and Sum).
+ * usual dx = dy·Wᵀ, dW = xᵀ·dy, db = Σ dy (through the native BatchMatMul and Sum). Under bf16
+ * precision (precision.ts) x·W and both gradient products run on the bf16 kernel (native/bf16.c:
+ * bf16Linear, bf16GemmBatched) with fp32 sums; the bias and db stay fp32.
  */
 export const LINEAR = 'TroupeLinear';
 
@@ -38,7 +41,8 @@ export function installNativeLinear(tfBackend: string): string[] {
       const y = s.output([...x.shape.slice(0, -1), outDim]);
       if (rows > 0) {
         const bias = b ? s.view(b) : new Float32Array(0);
-        addon.linearForward(s.view(x), s.view(w), bias, rows, inDim, outDim, y.values());
+        const linear = bf16Product(rows) ? addon.bf16Linear : addon.linearForward;
+        linear(s.view(x), s.view(w), bias, rows, inDim, outDim, y.values());
       }
       return y.info;
     }) as unknown as KernelFunc,
