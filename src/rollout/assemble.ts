@@ -182,9 +182,6 @@ export function assembleExperience(
   return { experience, meanKl: kl ? shaped.meanKl : 0 };
 }
 
-// It lives with FIELDS in experience.ts; re-exported here until rl/learners.ts imports it there.
-export { sliceExperience } from './experience.js';
-
 /**
  * The rows of a batch of B in `count` minibatches, shuffled by a seeded draw (OpenRLHF shuffles
  * its replay buffer each epoch). Sizes differ by at most one.

@@ -38,6 +38,8 @@ describe('shard: one split of a batch over replicas × micro-batches', () => {
       ],
     ]);
     expect(ranges(0, 2, 2)).toEqual([[], []]);
+    // No replicas at all (a run without a critic): no shards.
+    expect(ranges(6, 0, 2)).toEqual([]);
   });
 
   it('covers every row once, in order, balanced at both levels (all small cases)', () => {
@@ -81,8 +83,11 @@ describe('shard: one split of a batch over replicas × micro-batches', () => {
   });
 
   it('refuses counts that are not whole numbers, naming the argument', () => {
-    expect(thrown(() => ranges(4, 0, 1)).message).toBe(
-      'shard: replicas must be an integer ≥ 1, got 0',
+    expect(thrown(() => ranges(4, -1, 1)).message).toBe(
+      'shard: replicas must be an integer ≥ 0, got -1',
+    );
+    expect(thrown(() => ranges(4, 1, 0)).message).toBe(
+      'shard: micro must be an integer ≥ 1, got 0',
     );
     expect(thrown(() => ranges(4, 1, 1.5)).message).toBe(
       'shard: micro must be an integer ≥ 1, got 1.5',

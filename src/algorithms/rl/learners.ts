@@ -1,9 +1,10 @@
-import * as Comlink from 'comlink';
+import { transfer } from '../../actors/role.js';
 import type { Actor } from '../../actors/supervisor.js';
 import type { RlConfig } from '../../config/schema.js';
-import { minibatchRows, sliceExperience } from '../../rollout/assemble.js';
+import { shard } from '../../data/batching/shard.js';
+import { minibatchRows } from '../../rollout/assemble.js';
 import { encodeExperience } from '../../rollout/codec.js';
-import type { Experience } from '../../rollout/experience.js';
+import { type Experience, sliceExperience } from '../../rollout/experience.js';
 import type { Scorers } from '../../rollout/maker.js';
 import type { CriticRole } from '../roles/critic.js';
 import type { PolicyRole, RlStepMetrics } from '../roles/policy.js';
@@ -15,23 +16,9 @@ import type { WeightsSubscriber } from './rollouts.js';
  * critic) and publish the policy's weights for the generator.
  */
 
-/** The micro-batches of each replica: rows split evenly over replicas, then over `micro`. */
+/** The micro-batches of each replica: the rows split evenly over replicas, then over `micro`. */
 function shardRows(rows: readonly number[], replicas: number, micro: number): number[][][] {
-  return Array.from({ length: replicas }, (_, r) => {
-    const mine = rows.slice(
-      Math.floor((r * rows.length) / replicas),
-      Math.floor(((r + 1) * rows.length) / replicas),
-    );
-    const parts: number[][] = [];
-    for (let k = 0; k < micro; k++) {
-      const part = mine.slice(
-        Math.floor((k * mine.length) / micro),
-        Math.floor(((k + 1) * mine.length) / micro),
-      );
-      if (part.length > 0) parts.push(part);
-    }
-    return parts;
-  });
+  return shard(rows.length, replicas, micro, (lo, hi) => rows.slice(lo, hi));
 }
 
 /** Mean of each key over a list of metric records. */
@@ -89,7 +76,7 @@ export class Learners {
         // Fresh frames for each learner, handed over (transferred), not copied.
         const frames = (rs: number[][]) => {
           const fs = rs.map((r) => encodeExperience(sliceExperience(e, r)));
-          return Comlink.transfer(fs, fs);
+          return transfer(fs, fs);
         };
         const key = step * c.rl.epochs * c.rl.miniBatches + k++;
         const criticMicro = shardRows(rows, critics.length, 1);

@@ -1,5 +1,4 @@
-import * as Comlink from 'comlink';
-import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import * as tf from '../../kernels/tf.js';
 import type { CausalLM } from '../../policy/model/causal-lm.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
@@ -48,7 +47,7 @@ class Critic implements CriticRole {
   async values(frame: ArrayBuffer) {
     const r = decodeRollout(frame);
     const v = await read(tf.tidy(() => actionValues(this.t.model, r, false)));
-    return Comlink.transfer(v, [v.buffer]);
+    return transfer(v, [v]);
   }
 
   async step(frames: readonly ArrayBuffer[], lr: number, step: number): Promise<RlStepMetrics> {

@@ -1,5 +1,4 @@
-import * as Comlink from 'comlink';
-import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import { SharedWeights, type SharedWeightsHandle, unpackWeights } from '../../actors/weights.js';
 import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
@@ -91,7 +90,7 @@ export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async 
           stopped: g.stopped,
           version,
         };
-        return Comlink.transfer(out, [frame]);
+        return transfer(out, [frame]);
       }),
     sync: () =>
       exclusive(async () => {

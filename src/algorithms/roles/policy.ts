@@ -1,13 +1,12 @@
-import * as Comlink from 'comlink';
-import { type RoleFactory, roleRef } from '../../actors/role.js';
+import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import { SharedWeights, type SharedWeightsHandle, weightManifest } from '../../actors/weights.js';
+import type { TokenBatch } from '../../data/batching/collate.js';
 import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../../policy/config.js';
 import { type GenerateOptions, type Generation, generate } from '../../policy/generate.js';
 import { lmLoss } from '../../policy/lm-loss.js';
-import type { TokenBatch } from '../../policy/model/batch.js';
 import { paramSpecs } from '../../policy/params.js';
 import { tokenLogprobs } from '../../policy/score.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
@@ -150,7 +149,7 @@ class Policy implements PolicyRole {
 
   async flatParams(): Promise<Float32Array> {
     const out = await this.t.flatParams();
-    return Comlink.transfer(out, [out.buffer]);
+    return transfer(out, [out]);
   }
 
   /** The weights as the generator takes them: every base parameter, LoRA merged in. */
@@ -199,7 +198,7 @@ class Policy implements PolicyRole {
     });
     const logp = await read(out[0]);
     const entropy = await read(out[1]);
-    return Comlink.transfer({ logp, entropy }, [logp.buffer, entropy.buffer]);
+    return transfer({ logp, entropy }, [logp, entropy]);
   }
 
   /** One micro-batch's loss: the model's log-probs (and entropy) into the policy objective. */

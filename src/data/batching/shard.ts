@@ -5,7 +5,8 @@ import { TroupeError } from '../../errors.js';
  * each learner's share over `micro` gradient-accumulation micro-batches. Rows stay contiguous and
  * in order; at each level the sizes differ by at most one (the boundaries are ⌊i·n/k⌋, as
  * `torch.tensor_split` splits). An empty micro-batch is left out, so a learner with fewer rows
- * than `micro` gets fewer micro-batches, and one with no rows (count < replicas) gets none.
+ * than `micro` gets fewer micro-batches, and one with no rows (count < replicas) gets none. No
+ * replicas (a run without a critic) is no shards.
  * `take(begin, end)` makes the part of rows [begin, end): a slice of the trainer's own batch.
  *   → for each replica, its micro-batches
  */
@@ -17,7 +18,7 @@ export function shard<T>(
 ): T[][] {
   for (const [name, n, min] of [
     ['count', count, 0],
-    ['replicas', replicas, 1],
+    ['replicas', replicas, 0],
     ['micro', micro, 1],
   ] as const) {
     if (!Number.isSafeInteger(n) || n < min) {

@@ -1,9 +1,6 @@
 import type { TokenBatch } from '../../data/batching/collate.js';
 import { TroupeError } from '../../errors.js';
 
-// Until roles/policy.ts imports it from the data layer (its owner's split is in flight).
-export type { TokenBatch } from '../../data/batching/collate.js';
-
 /**
  * Position ids: the count of real tokens before each one, continuing from `past` (tokens already
  * in the KV cache, per row). Padding gets position 0 (it is never attended to).  → [B·T]
