@@ -32,6 +32,7 @@ import {
   trainResult,
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
+import { assertFits, lmActors } from './memory-check.js';
 import { modelConfig, runTokenizer, startSource, textOf } from './model-setup.js';
 import { POLICY, type PolicyArgs, type PolicyRole, type TrainBatch } from './roles/policy.js';
 
@@ -168,6 +169,7 @@ async function trainLmRun(
   const source = await startSource(config, run, ev);
   const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
   const mconfig = await modelConfig(config, tok, source);
+  assertFits(lmActors(config, mconfig)); // before any actor allocates: docs/memory.md
   const trainItems = toItems(config, tok, data.train, 'train');
   const evalItems = data.eval.length > 0 ? toItems(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;

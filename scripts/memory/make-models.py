@@ -1,0 +1,82 @@
+"""Random-init checkpoints of real model shapes, for the memory benchmark (developers run this; CI does not).
+
+Qwen2.5-0.5B and Qwen3-0.6B as their published config.json files give them (written out below:
+nothing is downloaded), initialised by transformers' own `from_config` (seeded) and saved with
+`save_pretrained` in bfloat16, as the published checkpoints are. About 1 GB and 1.2 GB: they go
+to a directory outside the repository, never into it.
+
+    /tmp/troupe-anchors/bin/python scripts/memory/make-models.py [OUT]   # OUT: /tmp/troupe-memory
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen3Config
+
+OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/troupe-memory")
+
+CONFIGS = {
+    # Qwen/Qwen2.5-0.5B config.json
+    "qwen2.5-0.5b": Qwen2Config(
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        sliding_window=32768,
+        max_window_layers=24,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        bos_token_id=151643,
+        eos_token_id=151643,
+    ),
+    # Qwen/Qwen3-0.6B config.json
+    "qwen3-0.6b": Qwen3Config(
+        vocab_size=151936,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40960,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
+        tie_word_embeddings=True,
+        attention_bias=False,
+        use_sliding_window=False,
+        sliding_window=None,
+        max_window_layers=28,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    ),
+}
+
+
+def main() -> None:
+    for name, config in CONFIGS.items():
+        dest = OUT / name
+        if (dest / "model.safetensors").exists():
+            print(f"{dest}: exists")
+            continue
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        n = sum(p.numel() for p in model.parameters())
+        model.save_pretrained(dest)
+        print(f"{dest}: {n / 1e6:.1f} M parameters")
+        del model
+
+
+if __name__ == "__main__":
+    main()

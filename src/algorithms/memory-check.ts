@@ -1,0 +1,202 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import type { LmConfig } from '../config/schema.js';
+import { TroupeError } from '../errors.js';
+import { WASM_HEAP_MAX, WASM_HEAP_RESERVE } from '../kernels/backends/wasm-heap-limit.js';
+import type { ModelConfig } from '../policy/config.js';
+import { type MemoryJob, type MemoryPrediction, predictMemory } from '../policy/memory.js';
+
+/*
+ * "Will it fit", asked before a run allocates anything: each actor's predicted memory
+ * (policy/memory.ts) against what its backend can hold (wasm: the 4 GiB wasm32 heap of its
+ * thread) and all of them against the host's available memory. A job that does not fit is
+ * refused with the prediction and what would fit instead, each alternative with its own
+ * prediction.
+ */
+
+/** One actor of a run: its name, its configured backend and what it computes. */
+export interface ActorMemory {
+  readonly actor: string;
+  readonly backend: string;
+  readonly job: MemoryJob;
+}
+
+export interface MemoryLimits {
+  /** Bytes one wasm actor's tensors may use (wasm32 heap less the kernels' reserve). */
+  readonly wasmHeap: number;
+  /** Bytes of host memory available to the run. */
+  readonly host: number;
+}
+
+/** The host's available memory: MemAvailable from /proc/meminfo, else os.freemem(). */
+export function hostMemoryAvailable(): number {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux: fall through
+  }
+  return os.freemem();
+}
+
+/** The limits of this machine now. */
+export function machineLimits(): MemoryLimits {
+  return { wasmHeap: WASM_HEAP_MAX - WASM_HEAP_RESERVE, host: hostMemoryAvailable() };
+}
+
+export const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+/** One line of a prediction: its peak and the categories that make it up. */
+export function describePrediction(p: MemoryPrediction): string {
+  const parts = [
+    `weights ${gib(p.weights)}`,
+    `gradients ${gib(p.gradients)}`,
+    `AdamW ${gib(p.optimizer + p.hostOptimizer)}${p.hostOptimizer > 0 ? ' (host)' : ''}`,
+    `activations ${gib(p.activations)}`,
+    ...(p.kvCache > 0 ? [`KV cache ${gib(p.kvCache)}`] : []),
+  ];
+  return `peak ${gib(p.peak + p.hostOptimizer)} (${parts.join(', ')})`;
+}
+
+/** What would need less memory than `job`, each with its prediction. */
+export function alternatives(job: MemoryJob): { change: string; prediction: MemoryPrediction }[] {
+  const out: { change: string; prediction: MemoryPrediction }[] = [];
+  const lora = job.lora ?? { rank: 8, targetModules: ['q', 'v'] };
+  const add = (change: string, j: MemoryJob) => out.push({ change, prediction: predictMemory(j) });
+  if (job.method === 'full') {
+    add(`LoRA (model.lora: rank ${lora.rank} on ${lora.targetModules.join(', ')})`, {
+      ...job,
+      method: 'lora',
+      lora,
+    });
+    add('QLoRA (model.lora and model.quantize: nf4)', {
+      ...job,
+      method: 'lora',
+      lora,
+      quantize: 'nf4',
+    });
+  } else if (job.method === 'lora' && !job.quantize) {
+    add('QLoRA (model.quantize: nf4)', { ...job, quantize: 'nf4' });
+  }
+  if (job.method !== 'none' && !job.checkpoint) {
+    add('gradient checkpointing (model.gradientCheckpointing: true)', { ...job, checkpoint: true });
+  }
+  if (job.method === 'full' && !job.offloadOptimizer) {
+    add('AdamW moments in host memory (optim.offload: true)', { ...job, offloadOptimizer: true });
+  }
+  if (job.batch > 1) {
+    add(`micro-batches of 1 row (train.gradAccum × ${job.batch})`, { ...job, batch: 1 });
+  }
+  return out;
+}
+
+function fixes(job: MemoryJob, limit: number, backendFix: string | undefined): string {
+  const lines = alternatives(job).map(
+    (a) =>
+      `${a.change}: peak ${gib(a.prediction.peak)}${a.prediction.peak <= limit ? ' (fits)' : ''}`,
+  );
+  if (backendFix) lines.unshift(backendFix);
+  lines.push('precision: bf16 does not lower memory here (fp32 master weights, fp32 activations)');
+  return lines.map((l) => `  - ${l}`).join('\n');
+}
+
+/**
+ * Why the run's actors would not fit, as an OUT_OF_MEMORY error (undefined when they fit): an
+ * actor on wasm (or `auto`, which picks wasm on a CPU machine) past its heap, or all of them past
+ * the host's memory.
+ */
+export function memoryProblem(
+  actors: readonly ActorMemory[],
+  limits: MemoryLimits,
+): TroupeError | undefined {
+  const predicted = actors.map((a) => ({ ...a, prediction: predictMemory(a.job) }));
+  for (const a of predicted) {
+    if (a.backend !== 'wasm' && a.backend !== 'auto') continue;
+    const p = a.prediction;
+    if (p.peak <= limits.wasmHeap) continue;
+    const host = p.peak + p.hostOptimizer <= limits.host;
+    const field = `actors.${a.actor}.backend`;
+    return new TroupeError(
+      'OUT_OF_MEMORY',
+      `Actor '${a.actor}' will not fit: ${describeJob(a.job)} needs ${describePrediction(p)}, ` +
+        `more than the ${gib(limits.wasmHeap)} a wasm actor's heap holds (wasm32, backend ` +
+        `'${a.backend}'). Nothing was allocated. What would fit:\n` +
+        fixes(
+          a.job,
+          limits.wasmHeap,
+          `the cpu backend (runtime.backend: cpu, or ${field}: cpu): host memory, native kernels` +
+            (host
+              ? ` (${gib(limits.host)} available: fits)`
+              : ` (${gib(limits.host)} available: does not fit either)`),
+        ),
+      {
+        details: { actor: a.actor, backend: a.backend, predicted: p, limitBytes: limits.wasmHeap },
+      },
+    );
+  }
+  const total = predicted.reduce((s, a) => s + a.prediction.peak + a.prediction.hostOptimizer, 0);
+  if (total > limits.host) {
+    const biggest = predicted.reduce((a, b) => (b.prediction.peak > a.prediction.peak ? b : a));
+    return new TroupeError(
+      'OUT_OF_MEMORY',
+      `This run will not fit in host memory: its actors need ${gib(total)} (` +
+        predicted
+          .map((a) => `${a.actor} ${gib(a.prediction.peak + a.prediction.hostOptimizer)}`)
+          .join(', ') +
+        `), ${gib(limits.host)} is available. Nothing was allocated. The largest, '${biggest.actor}', ` +
+        `${describeJob(biggest.job)}: ${describePrediction(biggest.prediction)}. What would need less:\n` +
+        fixes(biggest.job, limits.host, undefined),
+      { details: { totalBytes: total, limitBytes: limits.host } },
+    );
+  }
+  return undefined;
+}
+
+function describeJob(j: MemoryJob): string {
+  const c: ModelConfig = j.config;
+  const what =
+    j.method === 'full'
+      ? 'a full fine-tune'
+      : j.method === 'lora'
+        ? `${j.quantize ? 'QLoRA' : 'LoRA'} rank ${j.lora?.rank}`
+        : j.generation
+          ? 'generation'
+          : 'a forward';
+  const params = `${(predictMemory(j).params / 1e6).toFixed(1)} M parameters, ${c.layers} layers, d ${c.hidden}`;
+  return `${what} of a ${params} at ${j.batch}×${j.seq} tokens${j.checkpoint ? ', checkpointed' : ''}`;
+}
+
+/** Throw memoryProblem's error, if any (the trainers call this before starting an actor). */
+export function assertFits(actors: readonly ActorMemory[], limits = machineLimits()): void {
+  const problem = memoryProblem(actors, limits);
+  if (problem) throw problem;
+}
+
+/** The micro-batch one replica of the main learner computes at a time. */
+function microBatch(c: {
+  train: { batchSize: number; gradAccum: number };
+  runtime: { replicas: number };
+}): number {
+  return Math.max(1, Math.floor(c.train.batchSize / (c.runtime.replicas * c.train.gradAccum)));
+}
+
+/** The policy actor of a pretraining or SFT run. */
+export function lmActors(c: LmConfig, model: ModelConfig): ActorMemory[] {
+  const seq = c.algorithm === 'pretrain' ? c.data.blockSize : c.data.maxLength;
+  return [
+    {
+      actor: 'policy',
+      backend: c.actors?.policy?.backend ?? c.runtime.backend,
+      job: {
+        config: model,
+        method: c.model.lora ? 'lora' : 'full',
+        ...(c.model.lora ? { lora: c.model.lora } : {}),
+        ...(c.model.quantize ? { quantize: c.model.quantize } : {}),
+        batch: microBatch(c),
+        seq,
+        checkpoint: c.model.gradientCheckpointing,
+        offloadOptimizer: c.optim.offload,
+      },
+    },
+  ];
+}

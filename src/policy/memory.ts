@@ -1,0 +1,257 @@
+import { TroupeError } from '../errors.js';
+import type { ModelConfig } from './config.js';
+import { type HeadName, headSpecs, paramSpecs } from './params.js';
+
+/**
+ * "Will it fit": the memory of a job, predicted from its model config before anything is
+ * allocated. Weights, gradients and optimizer state are exact byte counts of the tensors Troupe
+ * creates (float32, the shapes of params.ts and the LoRA adapters). Activations count the
+ * float32 tensors a training step's backward keeps, per token and layer, read off the block's
+ * tape (block.ts, layers.ts; under the lean backward of kernels/custom/lean-backprop.ts), plus
+ * the LM head's and one block's transients; checked against the wasm heap's measured peak on
+ * tiny models (test/policy/memory.test.ts) and against peak RSS on 0.5 B models
+ * (bench/suites/memory.ts, docs/memory.md).
+ *
+ * Sums are upper bounds by construction: the prediction adds every category's most, while a
+ * step's backward frees activations as gradients arrive.
+ */
+
+/** What trains: every weight, LoRA adapters only, or nothing (forward, scoring, generation). */
+export type TrainMethod = 'full' | 'lora' | 'none';
+
+export interface MemoryJob {
+  readonly config: ModelConfig;
+  readonly method: TrainMethod;
+  /** LoRA rank and target projections (Troupe names q, k, v, o, gate, up, down; or c_attn). */
+  readonly lora?: { readonly rank: number; readonly targetModules: readonly string[] };
+  /** Sequences per micro-batch and their length in tokens. */
+  readonly batch: number;
+  readonly seq: number;
+  /** Gradient checkpointing: each block keeps only its input; one block is recomputed at a time. */
+  readonly checkpoint?: boolean;
+  /** AdamW's moments in host memory (optim.offload) rather than on the backend. */
+  readonly offloadOptimizer?: boolean;
+  /** Generation: rows and total tokens (prompt + new) of the KV cache. */
+  readonly generation?: { readonly batch: number; readonly length: number };
+  /** Heads the actor adds (a critic's value head, a reward model's score). */
+  readonly heads?: readonly HeadName[];
+  /** The frozen base stored as NF4 (QLoRA): block projections at 4 bits plus scales. */
+  readonly quantize?: 'nf4';
+}
+
+/** Bytes by category. `optimizer` is on the backend unless offloaded (then `hostOptimizer`). */
+export interface MemoryPrediction {
+  readonly params: number;
+  readonly trainableParams: number;
+  readonly weights: number;
+  readonly gradients: number;
+  readonly optimizer: number;
+  readonly hostOptimizer: number;
+  readonly activations: number;
+  readonly kvCache: number;
+  /**
+   * The most a training step's tensors hold at once: weights and optimizer state, plus the larger
+   * of the backward's peak (activations kept and transient, with the gradients that exist beside
+   * them) and the update's (every gradient and one parameter's new value).
+   */
+  readonly peak: number;
+  /** What the backend's tensors need at the step's peak (the wasm heap's share). */
+  readonly backendTotal: number;
+  /** Everything, host included. */
+  readonly total: number;
+}
+
+const F32 = 4;
+
+/** Block projections by Troupe name: [in, out] of each. */
+function projections(c: ModelConfig): Record<string, [number, number]> {
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
+  return {
+    q: [c.hidden, q],
+    k: [c.hidden, kv],
+    v: [c.hidden, kv],
+    o: [q, c.hidden],
+    ...(c.mlp === 'gelu' ? {} : { gate: [c.hidden, c.intermediate] }),
+    up: [c.hidden, c.intermediate],
+    down: [c.intermediate, c.hidden],
+  };
+}
+
+const LORA_NAMES: Record<string, string[]> = {
+  q_proj: ['q'],
+  k_proj: ['k'],
+  v_proj: ['v'],
+  o_proj: ['o'],
+  gate_proj: ['gate'],
+  up_proj: ['up'],
+  down_proj: ['down'],
+  c_fc: ['up'],
+  c_proj: ['o', 'down'],
+};
+
+/**
+ * The adapters a LoRA config adds per layer, as [in, out] of each site: fused c_attn / qkv_proj
+ * and gate_up_proj sites are one adapter over their parts (A shared), as lora.ts builds them.
+ */
+export function loraSiteShapes(
+  c: ModelConfig,
+  lora: NonNullable<MemoryJob['lora']>,
+): [number, number][] {
+  const proj = projections(c);
+  const sites: [number, number][] = [];
+  const seen = new Set<string>();
+  for (const name of lora.targetModules) {
+    const fused =
+      name === 'c_attn' || name === 'qkv_proj' || name === 'qkv'
+        ? ['q', 'k', 'v']
+        : name === 'gate_up_proj' || name === 'gate_up'
+          ? ['gate', 'up']
+          : undefined;
+    if (fused) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      sites.push([c.hidden, fused.reduce((s, p) => s + proj[p][1], 0)]);
+      continue;
+    }
+    for (const p of LORA_NAMES[name] ?? [name]) {
+      if (!proj[p]) {
+        throw new TroupeError(
+          'BAD_ARGUMENT',
+          `memory: LoRA target '${name}' is not a projection of this model (${Object.keys(proj).join(', ')})`,
+        );
+      }
+      if (!seen.has(p)) sites.push(proj[p]);
+      seen.add(p);
+    }
+  }
+  return sites;
+}
+
+/** Parameters of the model and its heads. */
+export function parameterCount(c: ModelConfig, heads: readonly HeadName[] = []): number {
+  const specs = [...paramSpecs(c), ...heads.flatMap((h) => headSpecs(c, h))];
+  return specs.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Bytes of the NF4 base's block projections: 4-bit codes, 8-bit absmax per 64, fp32 per 256 of those. */
+function nf4Bytes(n: number): number {
+  const blocks = Math.ceil(n / 64);
+  return n / 2 + blocks + Math.ceil(blocks / 256) * F32;
+}
+
+/**
+ * Floats a training step keeps per token and layer: the tensors each op of block() saves for
+ * its backward (each buffer once), read off its tape.
+ *   per block: 6d (block input, both norm outputs, the attention output projection, the
+ *   residual sum, the MLP output) + q path 4q (projection, heads transposed, attention output
+ *   and its transpose) + k 2kv + v 2kv + probabilities H·S + MLP 4I (gated: gate, act, up,
+ *   product) or 2I (GELU); RoPE adds 5 per q and k channel (the rotated halves, both
+ *   products, the sum), q/k norms 1 per channel, sandwich norms 2d, LoRA 3·out + r per site.
+ */
+export function blockFloatsPerToken(job: MemoryJob, keys: number): number {
+  const c = job.config;
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
+  let f =
+    6 * c.hidden + 4 * q + 4 * kv + c.heads * keys + (c.mlp === 'gelu' ? 2 : 4) * c.intermediate;
+  if (c.positions === 'rope') f += 5 * (q + kv);
+  if (c.qkNorm) f += q + kv;
+  if (c.sandwichNorms) f += 4 * c.hidden;
+  if (c.dropout.attention > 0) f += c.heads * keys;
+  if (c.dropout.residual > 0) f += 2 * c.hidden;
+  if (job.method === 'lora' && job.lora) {
+    for (const [, out] of loraSiteShapes(c, job.lora)) f += 3 * out + job.lora.rank;
+  }
+  return f;
+}
+
+/**
+ * Activation bytes of a training step (or, with method none, of a forward): `kept` for the
+ * backward over all layers, `transient` the most one block and the head hold at a time.
+ */
+function activationBytes(job: MemoryJob): { kept: number; transient: number } {
+  const c = job.config;
+  const N = job.batch * job.seq;
+  const S = job.seq;
+  const perBlock = blockFloatsPerToken(job, S) * N;
+  // The embedding output, final norm and the head's input rows; the head's logits and their
+  // gradient when they fit in 2^25 floats (lm-head.ts keeps them), else one 2^23-float chunk.
+  const V = c.vocabSize;
+  const head = 4 * N * c.hidden + (N * V <= 2 ** 25 ? 2 * N * V : 2 ** 24);
+  // One block's attention scores before the softmax. A checkpointed block is recomputed in the
+  // backward (its activations again) and differentiated with respect to every one of its
+  // parameters, a frozen base's too (checkpointing.ts): under LoRA a layer's weight gradients
+  // are computed and dropped.
+  const scores = c.heads * S * N;
+  if (job.method === 'none') {
+    return {
+      kept: 0,
+      transient: (perBlock + scores + 4 * N * c.hidden + Math.min(N * V, 2 ** 24)) * F32,
+    };
+  }
+  const kept = (job.checkpoint ? c.hidden * N : perBlock) * c.layers;
+  const layerWeights = Object.values(projections(c)).reduce((s, [i, o]) => s + i * o, 0);
+  const recompute = job.checkpoint ? perBlock + (job.method === 'lora' ? layerWeights : 0) : 0;
+  const transient = recompute + scores + head;
+  return { kept: kept * F32, transient: transient * F32 };
+}
+
+/** The memory a job needs, by category. */
+export function predictMemory(job: MemoryJob): MemoryPrediction {
+  const c = job.config;
+  if (!(job.batch >= 1 && job.seq >= 1)) {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `memory: batch and seq must be ≥ 1, got ${job.batch}, ${job.seq}`,
+    );
+  }
+  if (job.method === 'lora' && !job.lora) {
+    throw new TroupeError('BAD_ARGUMENT', "memory: method 'lora' needs the lora rank and targets");
+  }
+  const params = parameterCount(c, job.heads);
+  const perLayer = Object.values(projections(c)).reduce((s, [i, o]) => s + i * o, 0);
+  const weights =
+    job.quantize === 'nf4'
+      ? (params - perLayer * c.layers) * F32 + nf4Bytes(perLayer) * c.layers
+      : params * F32;
+  const adapters =
+    job.method === 'lora' && job.lora
+      ? loraSiteShapes(c, job.lora).reduce((s, [i, o]) => s + (i + o) * job.lora!.rank, 0) *
+        c.layers
+      : 0;
+  const trainable = job.method === 'full' ? params : adapters;
+  const gradients = trainable * F32;
+  const moments = 2 * trainable * F32;
+  const optimizer = job.offloadOptimizer ? 0 : moments;
+  const hostOptimizer = job.offloadOptimizer ? moments : 0;
+  const { kept, transient } = activationBytes(job);
+  const activations = kept + transient;
+  const g = job.generation;
+  const kvCache = g ? 2 * c.layers * g.batch * c.kvHeads * c.headDim * g.length * F32 : 0;
+  const backendTotal = weights + adapters * F32 + gradients + optimizer + activations + kvCache;
+  // The backward frees a layer's activations as that layer's gradients arrive: the sum of the
+  // two peaks at either end. The gradients of the embedding and head (outside the blocks) come
+  // first; a frozen head's gradient is computed anyway (lm-head.ts) and dropped.
+  const blockGrads = job.method === 'full' ? perLayer * c.layers * F32 : gradients;
+  const outside = job.method === 'full' ? gradients - blockGrads : c.vocabSize * c.hidden * F32;
+  const largest = Math.max(...paramSpecs(c).map((p) => p.shape.reduce((a, b) => a * b, 1)));
+  const stepPeak =
+    job.method === 'none' ? activations : Math.max(kept, blockGrads) + transient + outside;
+  const updatePeak =
+    job.method === 'none' ? 0 : gradients + (job.method === 'full' ? largest * F32 : 0);
+  const peak = weights + adapters * F32 + optimizer + kvCache + Math.max(stepPeak, updatePeak);
+  return {
+    peak,
+    params,
+    trainableParams: trainable,
+    weights: weights + adapters * F32,
+    gradients,
+    optimizer,
+    hostOptimizer,
+    activations,
+    kvCache,
+    backendTotal,
+    total: backendTotal + hostOptimizer,
+  };
+}
