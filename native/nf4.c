@@ -12,6 +12,8 @@
  *   offset        fp32
  *   ŵ_e = NF4[code_e] · (absmaxCode[absmaxCodes_b]·absmaxScale_⌊b/256⌋ + offset),  b = ⌊e/64⌋
  *
+ *   nf4QuantizeBlocks(w, codes, absmax)           the 4-bit codes and fp32 absmax of w (the
+ *                                                 absmax values are then double-quantised in TS)
  *   nf4Dequantize(q…, start, count, y)            y[i] = ŵ_{start+i}
  *   nf4Linear(x, q…, rows, in, out, tileRows, y)  y[R, out] = x[R, in]·Qᵀ (+ nothing: no bias)
  *   nf4LinearGradX(dy, q…, rows, in, out, tileRows, dx)
@@ -21,7 +23,9 @@
  * dx += dy[:, o0:o0+t]·tile. tileRows 0 chooses ⌊NF4_TILE_ELEMS / in⌋ (at least 16); a test sets
  * it small to run many tiles and a partial last one.
  */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "args.h"
 #include "common.h"
@@ -121,6 +125,64 @@ static NF4Matrix arg_nf4(Args *a, size_t i, uint64_t n) {
   return q;
 }
 
+/*
+ * The first level of quantize: per block of 64, absmax = max |w| and each value's NF4 index of
+ * the code nearest w·(1/absmax) (fp32, clamped to [-1, 1]; lower index on a tie), two a byte,
+ * the first in the high nibble; an all-zero block gets absmax 0 and code 7. The same arithmetic
+ * as nf4.ts' quantizeNF4 (which then double-quantises the absmax values), so the same codes.
+ */
+static void quantize_blocks(const float *restrict w, int64_t n, uint8_t *restrict codes,
+                            float *restrict absmax) {
+  /* s > mid_k (in float64) ⟺ s > midf_k, midf_k the largest float ≤ mid_k: float compares,
+   * so the count of midpoints below s vectorises, and still gives the float64 answer */
+  float midf[15];
+  for (int k = 0; k < 15; k++) {
+    const double mid = ((double)NF4[k] + (double)NF4[k + 1]) / 2;
+    float f = (float)mid;
+    if ((double)f > mid) f = nextafterf(f, -1.0f);
+    midf[k] = f;
+  }
+  for (int64_t b = 0; b * NF4_BLOCK < n; b++) {
+    const int64_t begin = b * NF4_BLOCK, len = begin + NF4_BLOCK < n ? NF4_BLOCK : n - begin;
+    const float *x = w + begin;
+    float m = 0;
+    for (int64_t i = 0; i < len; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    absmax[b] = m;
+    uint8_t k[NF4_BLOCK];
+    if (m == 0) {
+      memset(k, 7, sizeof k);
+    } else {
+      const float inv = 1.0f / m;
+      for (int64_t i = 0; i < len; i++) {
+        float v = x[i] * inv;
+        v = v > 1 ? 1 : v < -1 ? -1 : v;
+        uint8_t c = 0;
+        for (int j = 0; j < 15; j++) c += v > midf[j];
+        k[i] = c;
+      }
+    }
+    uint8_t *out = codes + begin / 2;
+    for (int64_t i = 0; i + 1 < len; i += 2) out[i / 2] = (uint8_t)(k[i] << 4 | k[i + 1]);
+    if (len & 1) out[len / 2] = (uint8_t)(k[len - 1] << 4);
+  }
+}
+
+/* nf4QuantizeBlocks(w, codes, absmax): quantize_blocks over all of w. */
+static napi_value nf4_quantize_blocks(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "nf4QuantizeBlocks", 3)) return NULL;
+  size_t lw, lc, la;
+  const float *w = arg_f32(&a, 0, "w", &lw);
+  uint8_t *codes = arg_typed(&a, 1, "codes", napi_uint8_array, "must be a Uint8Array", &lc);
+  float *absmax = arg_f32(&a, 2, "absmax", &la);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "codes", lc, ((uint64_t)lw + 1) / 2, "⌈n/2⌉");
+  args_need_expr(&a, "absmax", la, ((uint64_t)lw + NF4_BLOCK - 1) / NF4_BLOCK, "⌈n/64⌉");
+  if (a.failed) return NULL;
+  quantize_blocks(w, (int64_t)lw, codes, absmax);
+  return NULL;
+}
+
 static napi_value nf4_dequantize(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "nf4Dequantize", 8)) return NULL;
@@ -203,6 +265,7 @@ static napi_value nf4_linear_grad_x(napi_env env, napi_callback_info info) {
 
 bool troupe_define_nf4(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+      TROUPE_EXPORT_EXACT("nf4QuantizeBlocks", nf4_quantize_blocks),
       TROUPE_EXPORT("nf4Dequantize", nf4_dequantize),
       TROUPE_EXPORT("nf4Linear", nf4_linear),
       TROUPE_EXPORT("nf4LinearGradX", nf4_linear_grad_x),

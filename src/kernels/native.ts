@@ -236,6 +236,11 @@ export interface NativeAddon {
 
   // NF4 weights (native/nf4.c): a matrix Q [out, in] as src/policy/quantize/nf4.ts stores it,
   // given as (codes, absmaxCodes, absmaxScale, absmaxCode = the 256-value map, offset).
+  /**
+   * The 4-bit NF4 codes (two a byte, high nibble first) and fp32 absmax of w in blocks of 64, as
+   * src/policy/quantize/nf4.ts computes them (which then double-quantises the absmax values).
+   */
+  nf4QuantizeBlocks(w: Float32Array, codes: Uint8Array, absmax: Float32Array): void;
   /** y[i] = Q's value start + i (flattened row-major), dequantised, for i < count. */
   nf4Dequantize(
     codes: Uint8Array,

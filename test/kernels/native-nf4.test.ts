@@ -52,6 +52,23 @@ describe.skipIf(skip !== null)('native NF4 kernels (native/nf4.c)', () => {
     }
   });
 
+  it('nf4QuantizeBlocks gives the TypeScript codes, ties and zero blocks included', () => {
+    const w = draw(64 * 9 + 13, 12, 0.05); // a partial last block
+    w.fill(0, 64, 128); // an all-zero block
+    w[200] = 0.05; // block 3's absmax, and a value next to the midpoint of NF4 codes 11 and 12
+    w[201] = 0.05 * ((0.33791524171829224 + 0.44070982933044434) / 2);
+    const shape: [number, number] = [1, w.length];
+    const fast = quantizeNF4(w, shape);
+    const slow = quantizeNF4(w, shape, { native: false });
+    expect(Array.from(fast.codes)).toEqual(Array.from(slow.codes));
+    expect(Array.from(fast.absmaxCodes)).toEqual(Array.from(slow.absmaxCodes));
+    expect(Array.from(fast.absmaxScale)).toEqual(Array.from(slow.absmaxScale));
+    expect(fast.offset).toBe(slow.offset);
+    expect(() => addon.nf4QuantizeBlocks(w, new Uint8Array(10), new Float32Array(10))).toThrow(
+      /codes is shorter than ⌈n\/2⌉/,
+    );
+  });
+
   it.each([
     ['auto tiles (one)', 0],
     ['one row a tile', 1],

@@ -102,6 +102,21 @@ export async function loadQuantizedModel(
       );
     }
     const ours = r.ours.map((n) => shapes.get(n)!);
+    if (
+      r.ours.every((n) => quantized.has(n)) &&
+      (r.layout === 'transpose' || r.layout === 'stack')
+    ) {
+      // nn.Linear rows [out, in] (stacked for Phi-3's fused projections): already Q's layout
+      const inDim = t.shape[1];
+      let row = 0;
+      for (const [k, n] of r.ours.entries()) {
+        const outDim = ours[k][1];
+        const rows = t.data.subarray(row * inDim, (row + outDim) * inDim);
+        base.add(n.slice(0, -'.weight'.length), quantizeNF4(rows, [outDim, inDim]));
+        row += outDim;
+      }
+      continue;
+    }
     for (const [k, data] of importData(r, t, ours).entries()) {
       const n = r.ours[k];
       if (!quantized.has(n)) {
