@@ -3,7 +3,7 @@ import type { DpoConfig, RmConfig } from '../config/schema.js';
 import { DataLoader } from '../data/batching/index.js';
 import { shard } from '../data/batching/shard.js';
 import type { Example } from '../data/datasets/index.js';
-import { TroupeError } from '../errors.js';
+import { lookup, TroupeError } from '../errors.js';
 import type { TrainableArgs } from '../policy/trainable.js';
 import type { RunDir } from '../train/run-dir.js';
 import type { TrainerState } from '../train/trainer-state.js';
@@ -19,7 +19,12 @@ import {
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
 import type { TrainOptions, TrainResult } from './lm.js';
-import { needsReference, type PreferenceParams, preferenceLossEntry } from './losses/index.js';
+import {
+  needsReference,
+  type PreferenceParams,
+  preferenceLossEntry,
+  REWARD_MODEL_LOSSES,
+} from './losses/index.js';
 import { modelConfig, runTokenizer, startSource, textOf } from './model-setup.js';
 import {
   type Batch,
@@ -68,18 +73,19 @@ export interface PreferenceInput {
 export function rmLossOf(c: RmConfig, train: readonly Pair[], log: (m: string) => void): string {
   const labelled = train.filter((p) => p.chosenProb !== undefined).length;
   const loss = c.rm.loss ?? (labelled > 0 ? 'soft-bradley-terry' : 'bradley-terry');
-  if (loss === 'soft-bradley-terry' && c.rm.margin !== 0) {
+  const { softLabels } = lookup(REWARD_MODEL_LOSSES, loss, 'reward-model loss');
+  if (softLabels && c.rm.margin !== 0) {
     throw new TroupeError(
       'BAD_ARGUMENT',
-      `rm.margin ${c.rm.margin}: the soft-bradley-terry loss (soft labels, ${SOFT_LABEL_COLUMN}) takes no margin; set rm.margin 0, or rm.loss bradley-terry`,
+      `rm.margin ${c.rm.margin}: the ${loss} loss (soft labels, ${SOFT_LABEL_COLUMN}) takes no margin; set rm.margin 0, or rm.loss bradley-terry`,
       { details: { field: 'rm.margin' } },
     );
   }
-  if (loss === 'bradley-terry' && labelled > 0) {
-    log(`rm.loss bradley-terry ignores the ${SOFT_LABEL_COLUMN} of ${labelled} pairs`);
-  } else if (loss === 'soft-bradley-terry') {
+  if (!softLabels && labelled > 0) {
+    log(`rm.loss ${loss} ignores the ${SOFT_LABEL_COLUMN} of ${labelled} pairs`);
+  } else if (softLabels) {
     log(
-      `rm loss soft-bradley-terry: ${labelled} of ${train.length} training pairs carry ${SOFT_LABEL_COLUMN} (the others count as 1)`,
+      `rm loss ${loss}: ${labelled} of ${train.length} training pairs carry ${SOFT_LABEL_COLUMN} (the others count as 1)`,
     );
   }
   return loss;

@@ -13,6 +13,7 @@ import {
 import { lookup, TroupeError } from '../errors.js';
 import type { CastMember } from './launch.js';
 import { LM_TOPOLOGY, type TrainOptions, type TrainResult, trainLm } from './lm.js';
+import { POLICY_LOSSES } from './losses/ppo.js';
 import { PREFERENCE_LOSSES } from './losses/preference.js';
 import { REWARD_MODEL_LOSSES } from './losses/reward-model.js';
 import { DPO_TOPOLOGY, RM_TOPOLOGY, trainPreference } from './preference.js';
@@ -56,6 +57,9 @@ export function defineAlgorithm<C>(a: {
   return a as unknown as Algorithm;
 }
 
+/** What the online algorithms' `rl.policyLoss` names. */
+const RL_LOSSES = { field: 'rl.policyLoss', registry: POLICY_LOSSES } as const;
+
 const BUILT_IN = {
   pretrain: defineAlgorithm({
     summary: 'next-token pretraining on packed text (data parallel, resumable)',
@@ -93,6 +97,7 @@ const BUILT_IN = {
     actors: ALGORITHM_ACTORS.ppo,
     topology: RL_TOPOLOGY,
     train: trainRl,
+    losses: RL_LOSSES,
   }),
   grpo: defineAlgorithm({
     summary: 'GRPO: group-normalised advantages over n samples per prompt, KL as a loss term',
@@ -100,6 +105,7 @@ const BUILT_IN = {
     actors: ALGORITHM_ACTORS.grpo,
     topology: RL_TOPOLOGY,
     train: trainRl,
+    losses: RL_LOSSES,
   }),
   rloo: defineAlgorithm({
     summary: 'RLOO: leave-one-out baseline over n samples per prompt',
@@ -107,6 +113,7 @@ const BUILT_IN = {
     actors: ALGORITHM_ACTORS.rloo,
     topology: RL_TOPOLOGY,
     train: trainRl,
+    losses: RL_LOSSES,
   }),
   reinforce: defineAlgorithm({
     summary: 'REINFORCE++ (or -baseline): whitened returns, token-level KL in the reward',
@@ -114,6 +121,7 @@ const BUILT_IN = {
     actors: ALGORITHM_ACTORS.reinforce,
     topology: RL_TOPOLOGY,
     train: trainRl,
+    losses: RL_LOSSES,
   }),
 } as const satisfies Record<keyof typeof ALGORITHM_ACTORS, Algorithm>;
 

@@ -91,7 +91,19 @@ export interface RewardModelLossInputs {
   readonly chosenProb?: tf.Tensor;
 }
 
-export type RewardModelLoss = (inputs: RewardModelLossInputs, p: RewardModelParams) => LossOutput;
+/** A registered reward-model loss: the function, and what the trainer needs to know of it. */
+export interface RewardModelLoss {
+  (inputs: RewardModelLossInputs, p: RewardModelParams): LossOutput;
+  /** It reads soft labels (`chosenProb`, the pairs' `chosen_prob`) and takes no margin. */
+  readonly softLabels: boolean;
+  /** One line for the docs. */
+  readonly summary: string;
+}
+
+const entry = (
+  fn: (inputs: RewardModelLossInputs, p: RewardModelParams) => LossOutput,
+  about: { readonly softLabels: boolean; readonly summary: string },
+): RewardModelLoss => Object.assign(fn, about);
 
 /**
  * The reward-model loss registry (`rm.loss`): a new loss is its file plus one line here; an
@@ -101,8 +113,21 @@ export const REWARD_MODEL_LOSSES: ReadonlyMap<string, RewardModelLoss> = new Map
   string,
   RewardModelLoss
 >([
-  ['bradley-terry', bradleyTerryLoss],
-  ['soft-bradley-terry', (x, p) => softBradleyTerryLoss(softInputs(x), p)],
+  [
+    'bradley-terry',
+    entry((x, p) => bradleyTerryLoss(x, p), {
+      softLabels: false,
+      summary: 'Bradley–Terry −log σ(r_c − r_r − m) on hard labels (Ouyang et al. 2022)',
+    }),
+  ],
+  [
+    'soft-bradley-terry',
+    entry((x, p) => softBradleyTerryLoss(softInputs(x), p), {
+      softLabels: true,
+      summary:
+        "cross-entropy of σ(r_c − r_r) against each pair's P(chosen ≻ rejected) (Constitutional AI)",
+    }),
+  ],
 ]);
 
 /** The soft loss's inputs: a missing label is a hard one (p = 1); a margin is refused. */
