@@ -56,6 +56,28 @@ export interface TrainEvalFiles extends ReadOptions {
 }
 
 /**
+ * The files a run config's `data` section names (`train`, then `eval` or else `evalFraction`,
+ * `columns`, `format`), split by its `seed`: what `loadTrainEval` reads for a trainer or a sweep.
+ */
+export function trainEvalFiles(
+  data: ReadOptions & {
+    readonly train: string;
+    readonly eval?: string;
+    readonly evalFraction: number;
+  },
+  seed: number,
+  format: ReadOptions['format'] = data.format,
+): TrainEvalFiles {
+  return {
+    train: data.train,
+    ...(data.eval ? { eval: data.eval } : { evalFraction: data.evalFraction }),
+    seed,
+    columns: data.columns,
+    format,
+  };
+}
+
+/**
  * Train and eval examples: from an explicit eval file, or split off the training file by
  * `evalFraction` and `seed`, or (neither given, or a fraction of 0) no eval examples. A file
  * with no rows is refused by name (BAD_DATA), as is a fraction that leaves either part empty.

@@ -5,7 +5,7 @@ import { type TrainEvents, trainLm } from '../algorithms/lm.js';
 import { modelConfig, runTokenizer, textOf } from '../algorithms/model-setup.js';
 import { loadConfig } from '../config/load.js';
 import type { PretrainConfig } from '../config/schema.js';
-import { loadTrainEval } from '../data/split.js';
+import { loadTrainEval, trainEvalFiles } from '../data/split.js';
 import { type BpeTokenizer, loadTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import { readTrainerState } from '../train/trainer-state.js';
@@ -70,13 +70,7 @@ async function sweepTokenizer(
   if (typeof spec === 'string') return { tok: await loadTokenizer(spec), path: undefined };
   const dir = join(sweep.output, 'tokenizer');
   if (existsSync(join(dir, 'tokenizer.json'))) return { tok: await loadTokenizer(dir), path: dir };
-  const data = await loadTrainEval({
-    train: probe.data.train,
-    ...(probe.data.eval ? { eval: probe.data.eval } : { evalFraction: probe.data.evalFraction }),
-    seed: probe.seed,
-    columns: probe.data.columns,
-    format: probe.data.format,
-  });
+  const data = await loadTrainEval(trainEvalFiles(probe.data, probe.seed));
   await mkdir(sweep.output, { recursive: true });
   const tok = await runTokenizer(probe, { dir: sweep.output, resumedFrom: undefined }, () =>
     data.train.flatMap(textOf),
@@ -86,13 +80,7 @@ async function sweepTokenizer(
 
 /** Tokens of one pass over the training split (each document and its EOS), for `epochs`. */
 async function trainTokens(probe: PretrainConfig, tok: BpeTokenizer): Promise<number> {
-  const data = await loadTrainEval({
-    train: probe.data.train,
-    ...(probe.data.eval ? { eval: probe.data.eval } : { evalFraction: probe.data.evalFraction }),
-    seed: probe.seed,
-    columns: probe.data.columns,
-    format: probe.data.format,
-  });
+  const data = await loadTrainEval(trainEvalFiles(probe.data, probe.seed));
   let n = 0;
   for (const e of data.train)
     for (const t of textOf(e)) n += tok.encode(t, { addSpecialTokens: false }).length + 1;

@@ -6,6 +6,7 @@ import { bpeOptions } from './models/bpe.js';
 import { compilePattern, PATTERNS } from './pattern.js';
 import { byteLevelJson } from './spec.js';
 import { forEachPiece, Tokenizer } from './tokenizer.js';
+import { specialAddedTokens } from './train-common.js';
 
 export interface TrainBpeOptions {
   /** Final vocabulary size: special tokens + 256 byte tokens + merges. */
@@ -228,9 +229,7 @@ export function trainBpe(texts: Iterable<string>, opts: TrainBpeOptions): Tokeni
       `trainBpe: vocabSize must be an integer in [${base}, ${SHIFT}) (the ${specialTokens.length} special tokens plus 256 bytes need ${base}), got ${opts.vocabSize}`,
     );
   }
-  if (new Set(specialTokens).size !== specialTokens.length || specialTokens.includes('')) {
-    throw new TroupeError('BAD_ARGUMENT', `trainBpe: specialTokens must be distinct and non-empty`);
-  }
+  const addedTokens = specialAddedTokens(specialTokens, 'trainBpe');
   for (const k of ['bosToken', 'eosToken', 'padToken'] as const) {
     const t = opts[k];
     if (t !== undefined && !specialTokens.includes(t)) {
@@ -240,15 +239,6 @@ export function trainBpe(texts: Iterable<string>, opts: TrainBpeOptions): Tokeni
       );
     }
   }
-  const addedTokens: AddedToken[] = specialTokens.map((content, id) => ({
-    id,
-    content,
-    special: true,
-    singleWord: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-  }));
   const pattern = opts.pattern ?? PATTERNS.gpt2;
   const counts = countPreTokens(texts, pattern, addedTokens);
   const learned = learnMerges(counts, opts.vocabSize - base, minFrequency);
