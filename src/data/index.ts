@@ -3,35 +3,7 @@
  * tokenizing, packing, collation and loading that turn them into batches. (The tokenizer lives in
  * ./tokenizer and is exported from there.)
  */
-export {
-  type CollateOptions,
-  collateBlocks,
-  collatePreferences,
-  collatePrompts,
-  collateSft,
-  DataLoader,
-  type DataLoaderOptions,
-  type LengthOptions,
-  type LoaderPosition,
-  leftPad,
-  type PackedBlock,
-  Packer,
-  type PackOptions,
-  type PreferenceBatch,
-  type PreferenceItem,
-  type PromptBatch,
-  type PromptItem,
-  packDocuments,
-  rightPad,
-  type SftItem,
-  type TokenBatch,
-  type TokenizeOptions,
-  type TrainBatch,
-  tokenizePreference,
-  tokenizePrompt,
-  tokenizeSft,
-  truncatePrompt,
-} from './batching/index.js';
+export * from './batching/index.js';
 export {
   CHATML_TEMPLATE,
   type ChatTemplateOptions,

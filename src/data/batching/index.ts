@@ -23,4 +23,3 @@ export {
 export { type LengthOptions, truncatePrompt } from './length.js';
 export { DataLoader, type DataLoaderOptions, type LoaderPosition } from './loader.js';
 export { type PackedBlock, Packer, type PackOptions, packDocuments } from './pack.js';
-export { shard } from './shard.js';
