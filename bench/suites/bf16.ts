@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { MatMulShape } from '../../src/kernels/measure.js';
 import { type NativeAddon, nativeKernels } from '../../src/kernels/native.js';
 import { describe, type Row, SHAPES, SQUARE, timeBf16 } from './matmul.js';
+import { bf16Cases, runChild } from './model.js';
 import { runCompare, torchAvailable } from './torch-child.js';
 import type { Suite } from './types.js';
 
@@ -105,15 +106,124 @@ export function bf16VsTorch(
   return { rows, markdown: lines.join('\n') };
 }
 
+/** A figure's rounds, per side: `${figure}|${config}|${side}|${threads}`. */
+type Rounds = Map<string, number[]>;
+
+const median = (xs: readonly number[] | undefined) => {
+  if (!xs?.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const SIDES = ['Troupe fp32', 'Troupe bf16', 'PyTorch fp32', 'PyTorch bf16'] as const;
+const FIGURES = ['train', 'forward', 'generate b1', 'generate b8'] as const;
+
+/**
+ * Whole-model tokens/s, fp32 against bf16, Troupe against PyTorch 2.13, in rounds: per config,
+ * PyTorch fp32 and bf16 (autocast; bf16 weights for generation), then Troupe fp32 and bf16 (wasm
+ * + native kernels, `runtime.precision`), each in a process of its own, at the same thread count
+ * (TROUPE_BF16_THREADS, default every core: OMP/OpenBLAS threads for PyTorch, BLAS threads per
+ * call for Troupe). Train is the trainers' optimizerStep (GPT-2: AdamW moments on the host).
+ */
+export async function bf16Models(quick: boolean, log: (line: string) => void) {
+  const torch = torchAvailable();
+  if (!torch.ok) log(`PyTorch side skipped: ${torch.reason}`);
+  const counts = (process.env.TROUPE_BF16_THREADS ?? String(availableParallelism()))
+    .split(',')
+    .map(Number);
+  const rounds = quick ? 1 : Math.max(1, Number(process.env.TROUPE_TORCH_ROUNDS ?? 2));
+  const got: Rounds = new Map();
+  const add = (k: string, v: number) => got.set(k, [...(got.get(k) ?? []), v]);
+  const FIG: Record<string, string> = {
+    forward: 'forward',
+    'train (trainer step)': 'train',
+    'train (trainer step, AdamW offload)': 'train',
+    'generate b1': 'generate b1',
+    'generate b8': 'generate b8',
+  };
+  let version = '';
+  const saved = process.env.TROUPE_BLAS_THREADS;
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const c of bf16Cases(quick)) {
+        for (const threads of counts) {
+          log(`round ${round + 1}/${rounds}: ${c.name}, ${threads} thread(s)`);
+          for (const precision of ['fp32', 'bf16'] as const) {
+            if (!torch.ok) continue;
+            const r = runCompare(c.name, threads, quick, log, ['--precision', precision]);
+            version = r.torch;
+            for (const row of r.rows)
+              if (row.unit === 'tokens/s')
+                add(`${row.figure}|${c.name}|PyTorch ${precision}|${threads}`, row.value);
+          }
+          process.env.TROUPE_BLAS_THREADS = String(threads);
+          for (const precision of ['fp32', 'bf16'] as const) {
+            const { rows } = await runChild('wasm', c.name, quick, log, { precision });
+            for (const row of rows) {
+              const figure = FIG[row.figure];
+              if (figure) add(`${figure}|${c.name}|Troupe ${precision}|${threads}`, row.value);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    if (saved === undefined) delete process.env.TROUPE_BLAS_THREADS;
+    else process.env.TROUPE_BLAS_THREADS = saved;
+  }
+  const rows: {
+    figure: string;
+    config: string;
+    side: string;
+    threads: number;
+    value: number;
+    rounds: number[];
+  }[] = [];
+  for (const [k, v] of got) {
+    const [figure, config, side, threads] = k.split('|');
+    rows.push({ figure, config, side, threads: Number(threads), value: median(v)!, rounds: v });
+  }
+  const at = (f: string, c: string, side: string, n: number) =>
+    rows.find((r) => r.figure === f && r.config === c && r.side === side && r.threads === n)?.value;
+  const fmt = (x: number | undefined) =>
+    x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(1);
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a && b ? `${(a / b).toFixed(2)}×` : '—';
+  const lines = [
+    `Tokens/s, Troupe (wasm + native kernels) vs PyTorch ${version || '(not run)'}, median of ${rounds} round${rounds > 1 ? 's' : ''}; PyTorch bf16 = autocast (train, forward), bf16 weights (generation).`,
+    '',
+    `| figure | config | threads | ${SIDES.join(' | ')} | Troupe bf16 / fp32 | Troupe bf16 / PyTorch bf16 |`,
+    `|---|---|---:|${SIDES.map(() => '---:').join('|')}|---:|---:|`,
+  ];
+  for (const c of bf16Cases(quick))
+    for (const n of counts)
+      for (const f of FIGURES) {
+        const v = SIDES.map((side) => at(f, c.name, side, n));
+        if (v.every((x) => x === undefined)) continue;
+        lines.push(
+          `| ${f} | ${c.name} | ${n} | ${v.map(fmt).join(' | ')} | ${ratio(v[1], v[0])} | ${ratio(v[1], v[3])} |`,
+        );
+      }
+  return { rows, markdown: lines.join('\n') };
+}
+
 export const bf16Suite: Suite = {
   name: 'bf16',
-  description: "bf16 mixed precision vs PyTorch (bf16 matmul GFLOP/s beside oneDNN's), one run",
+  description:
+    "bf16 mixed precision vs fp32 and PyTorch 2.13 (bf16 matmul GFLOP/s beside oneDNN's; train, forward and generation tokens/s beside autocast), one run",
   async run({ quick, log }) {
     const n = nativeKernels();
     if (!n.available) {
       log(`skipped: ${n.reason}`);
       return { rows: [], markdown: `Skipped: ${n.reason}.` };
     }
-    return bf16VsTorch(n.addon, quick, log);
+    const only = process.env.TROUPE_BF16_PART; // 'matmul' or 'models': one half
+    const mm = only === 'models' ? undefined : bf16VsTorch(n.addon, quick, log);
+    const models = only === 'matmul' ? undefined : await bf16Models(quick, log);
+    return {
+      rows: [...(mm?.rows ?? []), ...(models?.rows ?? [])],
+      markdown: [mm?.markdown, models?.markdown].filter(Boolean).join('\n\n'),
+    };
   },
 };

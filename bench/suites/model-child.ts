@@ -1,12 +1,12 @@
 /**
  * One config of the `model` suite in a process of its own (forked by model.ts):
- *   model-child.ts BACKEND CONFIG quick|full
+ *   model-child.ts BACKEND CONFIG quick|full [bf16-suite fp32|bf16]
  * Streams rows, notes, progress lines and phases to the parent over IPC.
  */
 import type { BackendName } from '../../src/kernels/backends/index.js';
 import { startRuntime } from '../../src/kernels/runtime.js';
 import type { ChildMessage } from './model.js';
-import { modelCases } from './model.js';
+import { bf16Cases, modelCases } from './model.js';
 import { measureModel } from './model-measure.js';
 
 const send = (m: ChildMessage) =>
@@ -19,11 +19,16 @@ const send = (m: ChildMessage) =>
     }
   });
 
-const [backend, name, mode] = process.argv.slice(2);
+const [backend, name, mode, set, precision] = process.argv.slice(2);
 try {
-  const c = modelCases(backend, mode === 'quick').find((x) => x.name === name);
+  const cases =
+    set === 'bf16-suite' ? bf16Cases(mode === 'quick') : modelCases(backend, mode === 'quick');
+  const c = cases.find((x) => x.name === name);
   if (!c) throw new Error(`no config '${name}' for backend ${backend}`);
-  await startRuntime({ backend: backend as BackendName });
+  await startRuntime({
+    backend: backend as BackendName,
+    ...(precision === 'bf16' ? { precision: 'bf16' as const } : {}),
+  });
   await measureModel(c, {
     backend,
     log: (line) => void send({ type: 'log', line }),

@@ -98,6 +98,23 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
   return quick ? [tiny, small] : [tiny, small, gpt2];
 }
 
+/**
+ * The bf16 suite's configs (bench/suites/bf16.ts): the small and GPT-2-124M shapes, the trainer
+ * step, forward and KV-cache generation only (no memory profile, no plain/checkpoint variants), the
+ * same at fp32 and bf16 precision.
+ */
+export function bf16Cases(quick: boolean): ModelCase[] {
+  const light = (c: ModelCase, steps: number, offload: boolean): ModelCase => ({
+    ...c,
+    forwardReps: quick ? 1 : 3,
+    generate: { batches: [1, 8], prompt: 32, newTokens: 64, reps: quick ? 1 : 3 },
+    train: { variants: [], steps: 0, optimizer: false, trainer: { steps, offload } },
+    memory: false,
+  });
+  const [, small, gpt2] = modelCases('wasm', false);
+  return [light(small, quick ? 2 : 5, false), ...(quick ? [] : [light(gpt2, 3, true)])];
+}
+
 /** Longest a config's child may run before it is stopped (and reported). */
 const CHILD_LIMIT_MS: Record<string, number> = { tiny: 120_000, small: 240_000 };
 const DEFAULT_LIMIT_MS = 360_000;
@@ -116,6 +133,8 @@ export function runChild(
   name: string,
   quick: boolean,
   log: (line: string) => void,
+  /** The bf16 suite's cases (bf16Cases) at this precision, instead of modelCases. */
+  bf16?: { readonly precision: 'fp32' | 'bf16' },
 ): Promise<{ rows: ModelRow[]; notes: string[] }> {
   const rows: ModelRow[] = [];
   const notes: string[] = [];
@@ -123,7 +142,7 @@ export function runChild(
   return new Promise((resolve) => {
     const child = fork(
       new URL('./model-child.ts', import.meta.url),
-      [backend, name, quick ? 'quick' : 'full'],
+      [backend, name, quick ? 'quick' : 'full', ...(bf16 ? ['bf16-suite', bf16.precision] : [])],
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
     );
     // Progress comes over IPC. The webgpu (Dawn) binding can print one validation error

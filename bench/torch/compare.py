@@ -10,8 +10,11 @@ The workloads mirror bench/suites/matmul.ts and bench/suites/model-measure.ts:
   - fp32 matmul GFLOP/s on the GPT-2-layer shapes (--config matmul), and bf16 matmul GFLOP/s
     on the bf16 kernel's shapes (--config matmul-bf16: bf16 tensors, oneDNN);
   - a GPT-2-family model (the same shapes and tied head as Troupe's gpt2Config): forward
-    tokens/s, a training step (fwd + bwd + clip 1.0 + AdamW) tokens/s, greedy generation with a
-    KV cache (prompt 32, 64 new tokens) tokens/s at batch 1 and 8.
+    tokens/s, a training step (fwd + bwd + clip 1.0 + fused AdamW) tokens/s, greedy generation
+    with a preallocated KV cache (prompt 32, 64 new tokens, last-position logits) tokens/s at
+    batch 1 and 8; attention by F.scaled_dot_product_attention; each the median of >= 5 calls
+    after a warm-up (--quick: fewer). --precision bf16: autocast(bfloat16) for forward and
+    training (fp32 master weights), bf16 weights for generation.
 Each at 1 thread and at every core (torch.set_num_threads).
 """
 
@@ -67,21 +70,22 @@ class Block(torch.nn.Module):
         self.fc = torch.nn.Linear(d, 4 * d)
         self.proj = torch.nn.Linear(4 * d, d)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, past=0):
         B, T, d = x.shape
         h = self.heads
         q, k, v = self.c_attn(self.ln1(x)).split(d, dim=2)
         q, k, v = (t.view(B, T, h, d // h).transpose(1, 2) for t in (q, k, v))
         if cache is not None:
-            if "k" in cache:
-                k = torch.cat([cache["k"], k], dim=2)
-                v = torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-        S = k.shape[2]
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
-        mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
-        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, d)
+            # a preallocated cache [B, h, capacity, hd], written in place (no torch.cat per step)
+            if "k" not in cache:
+                cache["k"] = k.new_empty(B, h, cache["capacity"], d // h)
+                cache["v"] = v.new_empty(B, h, cache["capacity"], d // h)
+            cache["k"][:, :, past : past + T] = k
+            cache["v"][:, :, past : past + T] = v
+            k, v = cache["k"][:, :, : past + T], cache["v"][:, :, : past + T]
+        # SDPA (PyTorch's fused attention); one new token sees every cached key: no mask
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        y = y.transpose(1, 2).reshape(B, T, d)
         x = x + self.c_proj(y)
         return x + self.proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
 
@@ -97,11 +101,13 @@ class GPT2(torch.nn.Module):
             if p.dim() > 1:
                 torch.nn.init.normal_(p, std=0.02)
 
-    def forward(self, ids, caches=None, past=0):
+    def forward(self, ids, caches=None, past=0, last_only=False):
         T = ids.shape[1]
         x = self.wte(ids) + self.wpe(torch.arange(past, past + T))
         for i, b in enumerate(self.blocks):
-            x = b(x, None if caches is None else caches[i])
+            x = b(x, None if caches is None else caches[i], past)
+        if last_only:  # generation reads the last position's logits only
+            x = x[:, -1:]
         return self.ln_f(x) @ self.wte.weight.T  # tied head
 
 
@@ -130,41 +136,55 @@ def matmul_rows(table, dtype, threads, quick, figure):
     return rows
 
 
-def model_rows(name, c, threads, quick):
+def model_rows(name, c, threads, quick, precision="fp32"):
+    """fp32, or bf16: training and forward under torch.autocast('cpu', dtype=torch.bfloat16)
+    (fp32 master weights, as Troupe's precision bf16), generation with the weights in bf16."""
     rows = []
     torch.manual_seed(0)
     m = GPT2(c["vocab"], c["layers"], c["heads"], c["hidden"])
     B, T = c["batch"], c["seq"]
     ids = torch.randint(0, c["vocab"], (B, T))
-    with torch.no_grad():
-        s = timed(lambda: m(ids), min_s=0.3 if quick else 1.0)
+    bf16 = precision == "bf16"
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    big = c["hidden"] >= 768
+    reps = 5 if big else 10
+    with torch.no_grad(), autocast():
+        s = timed(lambda: m(ids), min_s=0.3 if quick else 1.0, min_calls=2 if quick else reps)
     rows.append(dict(figure="forward", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    # fused AdamW (one kernel over all parameters), as PyTorch users train
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = m(ids)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, c["vocab"]), ids[:, 1:].reshape(-1))
+        with autocast():
+            logits = m(ids)
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, c["vocab"]).float(), ids[:, 1:].reshape(-1)
+            )
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, foreach=True)
         opt.step()
 
-    big = c["hidden"] >= 768
-    s = timed(step, min_s=0.5 if quick or big else 2.0, min_calls=2 if big else 3)
+    s = timed(step, min_s=0.5 if quick else 2.0, min_calls=2 if quick else reps)
     rows.append(dict(figure="train", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
+    if bf16:
+        m = m.to(torch.bfloat16)  # generation: bf16 weights
     for gb in (1, 8):
         prompt = torch.randint(0, c["vocab"], (gb, 32))
 
         @torch.no_grad()
         def gen():
-            caches = [dict() for _ in m.blocks]
-            logits = m(prompt, caches, 0)
+            caches = [dict(capacity=96) for _ in m.blocks]
+            logits = m(prompt, caches, 0, last_only=True)
             nxt = logits[:, -1].argmax(-1, keepdim=True)
             for t in range(63):
-                logits = m(nxt, caches, 32 + t)
+                logits = m(nxt, caches, 32 + t, last_only=True)
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
 
-        s = timed(gen, min_s=0.3 if quick or big else 1.0, min_calls=1 if big else 2)
+        s = timed(gen, min_s=0.3 if quick else 1.0, min_calls=1 if quick else 5)
         rows.append(
             dict(figure=f"generate b{gb}", config=name, threads=threads, value=gb * 64 / s, unit="tokens/s")
         )
@@ -183,6 +203,12 @@ def main():
         "before Python starts: torch.set_num_threads does not reach Debian's OpenBLAS pool, which "
         "otherwise takes every core); default: 1 and every core in this process",
     )
+    ap.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: forward and training under torch.autocast(bfloat16), generation with bf16 weights",
+    )
     args = ap.parse_args()
     rows = []
     cores = os.cpu_count() or 1
@@ -193,7 +219,7 @@ def main():
         elif args.config == "matmul-bf16":
             rows += matmul_rows(BF16_MATMULS, torch.bfloat16, threads, args.quick, "bf16 matmul")
         else:
-            rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick)
+            rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick, args.precision)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     rows.append(dict(figure="peak RSS", config=args.config, threads=0, value=peak, unit="bytes"))
     with open(args.out, "w") as f:
