@@ -76,6 +76,18 @@ describe('cpu backend strided kernels', () => {
     x.dispose();
   });
 
+  it('SplitV along the last and a middle axis, equal and unequal parts', () => {
+    const x = random([2, 3, 4, 6], 'split');
+    for (const [sizes, axis] of [
+      [[3, 3], 3],
+      [[2, 4], 3],
+      [[1, 2], 1],
+    ] as const) {
+      for (let i = 0; i < sizes.length; i++) same(() => tf.split(x, [...sizes], axis)[i]);
+    }
+    x.dispose();
+  });
+
   it('PadV2 (the gradient of a slice), with zero and other constants', () => {
     const x = random([2, 3, 4], 'p');
     same(() =>
