@@ -10,6 +10,7 @@ import { algorithmsSuite } from './suites/algorithms.js';
 import { bf16Suite } from './suites/bf16.js';
 import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
+import { memorySuite } from './suites/memory.js';
 import { modelSuite } from './suites/model.js';
 import { rlSuite } from './suites/rl.js';
 import { tokenizerSuite } from './suites/tokenizer.js';
@@ -25,6 +26,7 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [rlSuite.name, rlSuite],
   [algorithmsSuite.name, algorithmsSuite],
   [torchSuite.name, torchSuite],
+  [memorySuite.name, memorySuite],
   [bf16Suite.name, bf16Suite],
 ]);
 

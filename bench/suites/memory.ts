@@ -1,0 +1,94 @@
+/**
+ * `npm run bench -- --suite memory`: "will it fit", measured. For each model directory (the
+ * Qwen2.5-0.5B and Qwen3-0.6B shapes that scripts/memory/make-models.py writes to
+ * /tmp/troupe-memory; TROUPE_MEMORY_MODELS=dir1,dir2 to choose others), each phase runs in a
+ * child process of its own (memory-child.ts): a forward, a LoRA SFT step, a full fine-tune step
+ * (AdamW) and a GRPO iteration on the cpu backend, and a LoRA step on wasm at two batch sizes
+ * (the second past the 4 GiB heap: refused with OUT_OF_MEMORY, not aborted). Each row shows the
+ * predictor's peak (src/policy/memory.ts) beside the process's peak RSS. `--quick`: the
+ * forward and LoRA rows only.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Suite } from './types.js';
+
+const CHILD = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
+const DEFAULT_MODELS = ['/tmp/troupe-memory/qwen2.5-0.5b', '/tmp/troupe-memory/qwen3-0.6b'];
+
+interface Case {
+  readonly phase: 'forward' | 'lora' | 'full' | 'grpo';
+  readonly backend: 'cpu' | 'wasm';
+  readonly batch: number;
+  readonly seq: number;
+}
+
+const CASES: readonly Case[] = [
+  { phase: 'forward', backend: 'cpu', batch: 1, seq: 256 },
+  { phase: 'lora', backend: 'cpu', batch: 4, seq: 256 },
+  { phase: 'full', backend: 'cpu', batch: 1, seq: 256 },
+  { phase: 'grpo', backend: 'cpu', batch: 4, seq: 128 },
+  { phase: 'lora', backend: 'wasm', batch: 1, seq: 256 },
+  { phase: 'lora', backend: 'wasm', batch: 4, seq: 256 },
+];
+
+const METHOD: Record<Case['phase'], string> = {
+  forward: 'forward (log-probs)',
+  lora: 'LoRA SFT step (r 8, q/v, AdamW)',
+  full: 'full fine-tune step (AdamW)',
+  grpo: 'GRPO iteration (4 samples, reference, full AdamW)',
+};
+
+function runCase(dir: string, c: Case, log: (l: string) => void): Record<string, unknown> {
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', CHILD, dir, c.phase, c.backend, String(c.batch), String(c.seq)],
+    { encoding: 'utf8', maxBuffer: 1 << 26, env: process.env },
+  );
+  const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
+  const out = line ? JSON.parse(line.slice(7)) : { error: (r.stderr ?? '').slice(-2000) };
+  const row = { model: dir.split('/').pop(), method: METHOD[c.phase], ...c, ...out };
+  log(
+    `${row.model} ${c.phase} ${c.backend} ${c.batch}×${c.seq}: ` +
+      (out.error
+        ? `failed: ${String(out.error).split('\n')[0].slice(0, 300)}`
+        : `peak RSS ${out.peakRssMiB} MiB, predicted ${out.predictedMiB} MiB, ${out.tokensPerS.toFixed(1)} tok/s`),
+  );
+  return row;
+}
+
+const gb = (mib: unknown) => (typeof mib === 'number' ? (mib / 1024).toFixed(2) : '—');
+
+function table(rows: readonly Record<string, unknown>[]): string {
+  const lines = [
+    '| model | job | backend | batch × seq | predicted peak (GiB) | peak RSS (GiB) | tokens/s |',
+    '|---|---|---|---|---:|---:|---:|',
+  ];
+  for (const r of rows) {
+    const err = r.error ? String(r.error) : undefined;
+    const code = err?.match(/OUT_OF_MEMORY|TroupeError[^\n]{0,80}/)?.[0];
+    lines.push(
+      `| ${r.model} | ${r.method} | ${r.backend} | ${r.batch} × ${r.seq} | ${gb(r.predictedMiB)} | ` +
+        `${err ? `refused: ${code ?? err.split('\n')[0].slice(0, 80)}` : gb(r.peakRssMiB)} | ` +
+        `${typeof r.tokensPerS === 'number' ? r.tokensPerS.toFixed(1) : '—'} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export const memorySuite: Suite = {
+  name: 'memory',
+  description:
+    'predicted memory vs peak RSS: forward, LoRA and full fine-tune steps, a GRPO iteration on 0.5 B models (cpu backend), and the wasm heap refusal',
+  async run({ quick, log }) {
+    const models = (process.env.TROUPE_MEMORY_MODELS?.split(',') ?? DEFAULT_MODELS).filter((d) => {
+      const ok = existsSync(`${d}/config.json`);
+      if (!ok) log(`${d}: missing (make it with scripts/memory/make-models.py); skipped`);
+      return ok;
+    });
+    const cases = quick ? CASES.filter((c) => c.phase === 'forward' || c.phase === 'lora') : CASES;
+    const rows: Record<string, unknown>[] = [];
+    for (const dir of models) for (const c of cases) rows.push(runCase(dir, c, log));
+    return { rows, markdown: table(rows) };
+  },
+};
