@@ -182,7 +182,7 @@ export class Troupe {
     if (!entry)
       throw new TroupeError(
         'UNKNOWN_NAME',
-        `No actor '${name}'. Known: ${[...this.actors.keys()].join(', ')}.`,
+        `No actor '${name}'. Known: ${[...this.actors.keys()].sort().join(', ')}.`,
       );
     if (entry.role.module !== ref.module || entry.role.exportName !== ref.exportName) {
       throw new TroupeError(
