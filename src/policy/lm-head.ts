@@ -19,6 +19,11 @@ const KEEP_LOGITS = 1 << 25;
  *   g_b = dy·(onehot_b − exp(z_b − lse))      [N, Vb]
  *   dW_b = g_bᵀ·h (tied) or hᵀ·g_b             [Vb, d] or [d, Vb]
  *   dh += g_b·W_b (tied) or g_b·W_bᵀ           [N, d]
+ *
+ * A frozen weight (a variable with `trainable` false: LoRA's and QLoRA's base, Trainable marks
+ * it) is no input of the custom gradient: no dW is computed or held (at Qwen2.5's vocabulary
+ * [151936, 896] that was 545 MB, twice over while its blocks were joined, and 35 GFLOP per 128
+ * tokens).
  */
 export function headLogProbs(
   h: tf.Tensor,
@@ -41,9 +46,10 @@ export function headLogProbs(
   if (rowChunk === undefined && vocabBlock === undefined && N * V <= KEEP_LOGITS) {
     return keptHeadLogProbs(h, w, labels, tied);
   }
+  const frozen = isFrozen(w);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
-    const [hIn, wIn, yIn] = args as tf.Tensor[];
+    const [hIn, wIn, yIn] = withWeight(args as tf.Tensor[], w, frozen);
     const lps: tf.Tensor[] = [];
     const lses: tf.Tensor[] = [];
     for (let b = 0; b < N; b += rows) {
@@ -59,11 +65,11 @@ export function headLogProbs(
     const value = lps.length === 1 ? lps[0] : tf.concat(lps, 0);
     const lse = lses.length === 1 ? lses[0] : tf.concat(lses, 0);
     if (lps.length > 1) tf.dispose([...lps, ...lses]);
-    save([hIn, wIn, yIn, lse]);
+    save(saving([hIn, wIn, yIn, lse], frozen));
     return {
       value,
       gradFunc: (dyIn: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [hs, ws, ys, lseS] = saved;
+        const [hs, ws, ys, lseS] = withWeight(saved, w, frozen);
         const dy = tf.reshape(dyIn as tf.Tensor, [N]);
         let dh: tf.Tensor | undefined;
         const blocks: tf.Tensor[] = [];
@@ -78,22 +84,46 @@ export function headLogProbs(
                 : tf.slice(ws, [0, v0], [d, vb]);
             // dy·(onehot − softmax) on the block's columns (N, Vb); no one-hot outside the block
             const g = logSoftmaxPickGrad(logitsOf(hs, wb), lseS, ys, dy, v0);
-            const dwBlock = tied ? tf.matMul(g, hs, true, false) : tf.matMul(hs, g, true, false);
+            const dwBlock = frozen
+              ? undefined
+              : tied
+                ? tf.matMul(g, hs, true, false)
+                : tf.matMul(hs, g, true, false);
             const dhBlock = tied ? tf.matMul(g, wb) : tf.matMul(g, wb, false, true); // (N, d)
             return [dwBlock, dh ? tf.add(dh, dhBlock) : dhBlock];
           });
           dh?.dispose();
           dh = next;
-          blocks.push(dwb);
+          if (dwb) blocks.push(dwb);
         }
+        dy.dispose();
+        const dz = tf.zeros(ys.shape, 'float32');
+        if (frozen) return [dh as tf.Tensor, dz];
         const dw = blocks.length === 1 ? blocks[0] : tf.concat(blocks, tied ? 0 : 1);
         if (blocks.length > 1) tf.dispose(blocks);
-        dy.dispose();
-        return [dh as tf.Tensor, dw, tf.zeros(ys.shape, 'float32')];
+        return [dh as tf.Tensor, dw, dz];
       },
     };
   });
-  return f(h, w, labels) as tf.Tensor;
+  return (frozen ? f(h, labels) : f(h, w, labels)) as tf.Tensor;
+}
+
+/** Whether the head's weight is frozen: a variable marked not trainable (LoRA's base). */
+function isFrozen(w: tf.Tensor): boolean {
+  return w instanceof tf.Variable && !w.trainable;
+}
+
+/**
+ * The custom gradient's (h, w, labels, …) from its inputs or saved tensors: when frozen, w comes
+ * from the closure, neither an input nor saved (a saved tensor is cloned: one more [V, d]).
+ */
+function withWeight(args: tf.Tensor[], w: tf.Tensor, frozen: boolean): tf.Tensor[] {
+  return frozen ? [args[0], w, ...args.slice(1)] : args;
+}
+
+/** What a custom gradient saves of (h, w, labels, …): all but w when frozen. */
+function saving(tensors: tf.Tensor[], frozen: boolean): tf.Tensor[] {
+  return frozen ? [tensors[0], ...tensors.slice(2)] : tensors;
 }
 
 /**
@@ -104,28 +134,34 @@ export function headLogProbs(
  */
 function keptHeadLogProbs(h: tf.Tensor, w: tf.Tensor, labels: tf.Tensor, tied: boolean): tf.Tensor {
   const N = h.shape[0] as number;
+  const frozen = isFrozen(w);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args.pop() as tf.GradSaveFunc;
-    const [hIn, wIn, yIn] = args as tf.Tensor[];
+    const [hIn, wIn, yIn] = withWeight(args as tf.Tensor[], w, frozen);
     const [value, e] = tf.tidy(() => {
       const z = tied ? tf.matMul(hIn, wIn, false, true) : tf.matMul(hIn, wIn); // (N, V)
       const [lp, lse] = logSoftmaxPick(z, yIn);
       return [lp, logSoftmaxPickGrad(z, lse, yIn, tf.onesLike(lp))];
     });
-    save([hIn, wIn, yIn, e]);
+    save(saving([hIn, wIn, yIn, e], frozen));
     return {
       value,
       gradFunc: (dyIn: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [hs, ws, ys, es] = saved;
+        const [hs, ws, ys, es] = withWeight(saved, w, frozen);
         const dy = tf.reshape(dyIn as tf.Tensor, [N, 1]);
-        const hy = tf.mul(hs, dy); // (N, d)
-        const dw = tied ? tf.matMul(es, hy, true, false) : tf.matMul(hy, es, true, false);
         const eW = tied ? tf.matMul(es, ws) : tf.matMul(es, ws, false, true); // (N, d)
         const dh = tf.mul(eW, dy);
+        const dz = tf.zeros(ys.shape, 'float32');
+        if (frozen) {
+          tf.dispose([dy, eW]);
+          return [dh, dz];
+        }
+        const hy = tf.mul(hs, dy); // (N, d)
+        const dw = tied ? tf.matMul(es, hy, true, false) : tf.matMul(hy, es, true, false);
         tf.dispose([dy, hy, eW]);
-        return [dh, dw, tf.zeros(ys.shape, 'float32')];
+        return [dh, dw, dz];
       },
     };
   });
-  return f(h, w, labels) as tf.Tensor;
+  return (frozen ? f(h, labels) : f(h, w, labels)) as tf.Tensor;
 }

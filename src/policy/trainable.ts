@@ -84,6 +84,9 @@ export class Trainable {
     const names = new Set(
       lora ? [...lora.trainableNames, ...heads.map((h) => `${h}.weight`)] : model.params.keys(),
     );
+    // LoRA: the base is frozen in tfjs as well, so nothing differentiates it (the LM head then
+    // skips its [V, d] weight gradient)
+    if (lora) for (const [n, v] of model.params) v.trainable = names.has(n);
     const opt = new AdamW(model.params, model.specs, {
       ...args.optimizer,
       trainable: (n) => names.has(n),
