@@ -6,6 +6,7 @@ import { runSweepCommand, SWEEP_SPEC } from '../scaling/cli.js';
 import { CAI_SPEC, runCaiCommand } from './cai.js';
 import { DEMO_SPEC, runDemo } from './demo.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+import { formatMemoryReport, memoryReport } from './doctor-memory.js';
 import { CHAT_SPEC, GENERATE_SPEC, runChat, runGenerate } from './generate.js';
 import { LOGPROBS_SPEC, runLogprobs } from './logprobs.js';
 import { MERGE_SPEC, runMerge } from './merge.js';
@@ -42,6 +43,13 @@ const DOCTOR_SPEC: CommandSpec = {
   options: [
     { name: 'json', type: 'boolean', help: 'the same report as JSON' },
     { name: 'no-measure', type: 'boolean', help: 'skip the matmul measurement' },
+    {
+      name: 'model',
+      type: 'string',
+      help: 'a checkpoint directory: predict the memory of running it (weights, gradients, AdamW, activations, KV cache) against the wasm heap and host memory; reads config.json only',
+    },
+    { name: 'batch', type: 'string', help: 'with --model: rows per step (default 1)' },
+    { name: 'seq', type: 'string', help: 'with --model: tokens per row (default 512)' },
   ],
 };
 
@@ -49,6 +57,16 @@ async function doctor(args: string[]): Promise<number> {
   const parsed = parseOptions(DOCTOR_SPEC, args);
   if (!parsed) {
     process.stdout.write(helpOf(DOCTOR_SPEC));
+    return 0;
+  }
+  const model = parsed.values['model'];
+  if (typeof model === 'string') {
+    const num = (k: string) =>
+      parsed.values[k] === undefined ? undefined : Number(parsed.values[k]);
+    const r = await memoryReport(model, { batch: num('batch'), seq: num('seq') });
+    process.stdout.write(
+      parsed.values['json'] ? `${JSON.stringify(r, null, 2)}\n` : `${formatMemoryReport(r)}\n`,
+    );
     return 0;
   }
   const report = await runDoctor({ measure: parsed.values['no-measure'] !== true });
