@@ -3,7 +3,7 @@ import type { LogRecord } from '../actors/protocol.js';
 import type { ActorWhere } from '../actors/troupe.js';
 import type { LoaderPosition } from '../data/batching/index.js';
 import type { DatasetFormat, Example } from '../data/datasets/index.js';
-import { loadTrainEval } from '../data/split.js';
+import { loadTrainEval, trainEvalFiles } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
 import type { Precision } from '../kernels/precision.js';
 import type { DropoutRates, ModelConfig } from '../policy/config.js';
@@ -58,6 +58,13 @@ export interface TrainerConfig {
   };
 }
 
+/** A trainer's run directory, the trainer state it resumes (if any) and its examples. */
+export interface OpenedRun {
+  readonly run: RunDir;
+  readonly state: TrainerState | undefined;
+  readonly data: { readonly train: Example[]; readonly eval: Example[] };
+}
+
 /**
  * What every trainer starts with: its run directory (new, or resumed from the latest checkpoint,
  * with that checkpoint's trainer state) and its train / eval examples.
@@ -77,11 +84,7 @@ export async function openRun(
   },
   opts: { readonly resume?: boolean },
   format: DatasetFormat | undefined,
-): Promise<{
-  run: RunDir;
-  state: TrainerState | undefined;
-  data: { train: Example[]; eval: Example[] };
-}> {
+): Promise<OpenedRun> {
   const run = await RunDir.create(config.output, {
     config,
     resume: opts.resume ?? false,
@@ -95,15 +98,7 @@ export async function openRun(
       : `new run: ${config.algorithm}`,
   );
   const data = await guardRun(run, () =>
-    loadTrainEval({
-      train: config.data.train,
-      ...(config.data.eval
-        ? { eval: config.data.eval }
-        : { evalFraction: config.data.evalFraction }),
-      seed: config.seed,
-      columns: config.data.columns,
-      format,
-    }),
+    loadTrainEval(trainEvalFiles(config.data, config.seed, format)),
   );
   return { run, state, data };
 }

@@ -18,10 +18,9 @@ import { splitOrigin } from '../data/split.js';
 import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import type { ProgressState } from '../train/progress.js';
-import type { RunDir } from '../train/run-dir.js';
-import type { TrainerState } from '../train/trainer-state.js';
 import {
   guardRun,
+  type OpenedRun,
   openRun,
   reduceCapacity,
   runSteps,
@@ -33,7 +32,7 @@ import {
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
 import { assertFits, lmActors } from './memory-check.js';
-import { modelConfig, runTokenizer, startSource, textOf } from './model-setup.js';
+import { setupModel, textOf } from './model-setup.js';
 import { POLICY, type PolicyArgs, type PolicyRole, type TrainBatch } from './roles/policy.js';
 
 /** What a trainer reports while it runs (the CLI renders it; a library user may plot it). */
@@ -153,22 +152,19 @@ function rows(b: TrainBatch, begin: number, end: number): TrainBatch {
  * optimizer, schedule step, data order and dropout streams all continue exactly.
  */
 export async function trainLm(config: LmConfig, opts: TrainOptions = {}): Promise<TrainResult> {
-  const { run, state, data } = await openRun(config, opts, config.data.format);
-  return guardRun(run, () => trainLmRun(config, opts, run, state, data));
+  const opened = await openRun(config, opts, config.data.format);
+  return guardRun(opened.run, () => trainLmRun(config, opts, opened));
 }
 
 async function trainLmRun(
   config: LmConfig,
   opts: TrainOptions,
-  run: RunDir,
-  state: TrainerState | undefined,
-  data: { train: Example[]; eval: Example[] },
+  { run, state, data }: OpenedRun,
 ): Promise<TrainResult> {
   const ev = opts.events ?? {};
   const resumed = run.resumedFrom;
-  const source = await startSource(config, run, ev);
-  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
-  const mconfig = await modelConfig(config, tok, source);
+  const texts = () => data.train.flatMap(textOf);
+  const { source, tok, mconfig } = await setupModel(config, run, ev, texts);
   assertFits(lmActors(config, mconfig)); // before any actor allocates: docs/memory.md
   const trainItems = toItems(config, tok, data.train, 'train');
   const evalItems = data.eval.length > 0 ? toItems(config, tok, data.eval, 'eval') : [];

@@ -139,6 +139,23 @@ export function textOf(e: Example): string[] {
   }
 }
 
+/**
+ * What a trainer settles before its actors start, in this order: the start model of `model.path`
+ * (announced), the run's tokenizer (trained on `texts` when the config asks for a new one) and the
+ * model config, its positions checked against the run's longest row.
+ */
+export async function setupModel(
+  config: Pick<LmConfig, 'model'> & SequenceConfig,
+  run: RunDir,
+  ev: Pick<TrainEvents, 'onLog'>,
+  texts: () => string[],
+): Promise<{ source: ModelSource | undefined; tok: BpeTokenizer; mconfig: ModelConfig }> {
+  const source = await startSource(config, run, ev);
+  const tok = await runTokenizer(config, run, texts, source);
+  const mconfig = await modelConfig(config, tok, source);
+  return { source, tok, mconfig };
+}
+
 /** The start model of `model.path`, resolved and announced; undefined for `model.init`. */
 export async function startSource(
   config: Pick<LmConfig, 'model'>,

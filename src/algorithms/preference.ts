@@ -2,13 +2,11 @@ import type { Actor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
 import { DataLoader } from '../data/batching/index.js';
 import { shard } from '../data/batching/shard.js';
-import type { Example } from '../data/datasets/index.js';
 import { lookup, TroupeError } from '../errors.js';
 import type { TrainableArgs } from '../policy/trainable.js';
-import type { RunDir } from '../train/run-dir.js';
-import type { TrainerState } from '../train/trainer-state.js';
 import {
   guardRun,
+  type OpenedRun,
   openRun,
   reduceCapacity,
   runSteps,
@@ -25,7 +23,7 @@ import {
   preferenceLossEntry,
   REWARD_MODEL_LOSSES,
 } from './losses/index.js';
-import { modelConfig, runTokenizer, startSource, textOf } from './model-setup.js';
+import { setupModel, textOf } from './model-setup.js';
 import {
   type Batch,
   collate,
@@ -156,22 +154,19 @@ export async function trainPreference(
   config: PreferenceConfig,
   opts: TrainOptions = {},
 ): Promise<TrainResult> {
-  const { run, state, data } = await openRun(config, opts, config.data.format ?? 'preference');
-  return guardRun(run, () => trainPreferenceRun(config, opts, run, state, data));
+  const opened = await openRun(config, opts, config.data.format ?? 'preference');
+  return guardRun(opened.run, () => trainPreferenceRun(config, opts, opened));
 }
 
 async function trainPreferenceRun(
   config: PreferenceConfig,
   opts: TrainOptions,
-  run: RunDir,
-  state: TrainerState | undefined,
-  data: { train: Example[]; eval: Example[] },
+  { run, state, data }: OpenedRun,
 ): Promise<TrainResult> {
   const ev = opts.events ?? {};
   const resumed = run.resumedFrom;
-  const source = await startSource(config, run, ev);
-  const tok = await runTokenizer(config, run, () => data.train.flatMap(textOf), source);
-  const mconfig = await modelConfig(config, tok, source);
+  const texts = () => data.train.flatMap(textOf);
+  const { source, tok, mconfig } = await setupModel(config, run, ev, texts);
   const train = toPairs(config, tok, data.train, 'train');
   const evalPairs = data.eval.length > 0 ? toPairs(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;

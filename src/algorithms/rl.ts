@@ -8,16 +8,14 @@ import { join } from 'node:path';
 import type { RoleRef } from '../actors/role.js';
 import type { RlConfig } from '../config/schema.js';
 import { tokenizePrompt } from '../data/batching/index.js';
-import type { Example } from '../data/datasets/index.js';
 import { readModelConfig } from '../policy/io.js';
 import { type AssembleParams, experienceMetrics } from '../rollout/assemble.js';
 import { AdaptiveKLController, FixedKLController, type KlController } from '../rollout/kl.js';
 import { type MakerOptions, makeExperience, type Scorers } from '../rollout/maker.js';
 import { PhaseTimes } from '../rollout/timing.js';
-import type { RunDir } from '../train/run-dir.js';
-import type { TrainerState } from '../train/trainer-state.js';
 import {
   guardRun,
+  type OpenedRun,
   openModelSource,
   openRun,
   reduceCapacity,
@@ -29,7 +27,7 @@ import {
 } from './common.js';
 import { launch } from './launch.js';
 import type { TrainOptions, TrainResult } from './lm.js';
-import { modelConfig, runTokenizer, startSource } from './model-setup.js';
+import { setupModel } from './model-setup.js';
 import { rlEvaluator } from './rl/evaluate.js';
 import { Learners } from './rl/learners.js';
 import { modelRewardSources, rewardCalls } from './rl/rewards.js';
@@ -69,22 +67,22 @@ const PHASES = ['generate', 'reference', 'reward', 'critic', 'logprobs', 'update
  * With `rollout.offPolicy` the next batch is generated while this one trains (one step stale).
  */
 export async function trainRl(config: RlConfig, opts: RlTrainOptions = {}): Promise<TrainResult> {
-  const { run, state, data } = await openRun(config, opts, 'prompt');
-  return guardRun(run, () => trainRlRun(config, opts, run, state, data));
+  const opened = await openRun(config, opts, 'prompt');
+  return guardRun(opened.run, () => trainRlRun(config, opts, opened));
 }
 
 async function trainRlRun(
   c: RlConfig,
   opts: RlTrainOptions,
-  run: RunDir,
-  state: TrainerState | undefined,
-  data: { train: Example[]; eval: Example[] },
+  { run, state, data }: OpenedRun,
 ): Promise<TrainResult> {
   const ev = opts.events ?? {};
   const resumed = run.resumedFrom;
-  const promptTexts = (xs: typeof data.train) =>
-    xs.flatMap((e) => (e.kind === 'prompt' && typeof e.prompt === 'string' ? [e.prompt] : []));
-  const source = await startSource(c, run, ev);
+  const prompts = () =>
+    data.train.flatMap((e) =>
+      e.kind === 'prompt' && typeof e.prompt === 'string' ? [e.prompt] : [],
+    );
+  const { source, tok, mconfig } = await setupModel(c, run, ev, prompts);
   // A PPO run directory as critic.path: its checkpoint's critic/, not its policy.
   const criticSource = c.critic.path
     ? await openModelSource(run, c.critic.path, 'critic.path', {
@@ -92,8 +90,6 @@ async function trainRlRun(
         runSubdir: 'critic',
       })
     : undefined;
-  const tok = await runTokenizer(c, run, () => promptTexts(data.train), source);
-  const mconfig = await modelConfig(c, tok, source);
   const itemsOf = (xs: typeof data.train) => xs.map((e) => tokenizePrompt(tok, e));
   const train = toPrompts(c, tok, itemsOf(data.train), 'train');
   const evalPrompts = toPrompts(c, tok, itemsOf(data.eval), 'eval');
