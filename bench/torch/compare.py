@@ -16,9 +16,15 @@ The workloads mirror bench/suites/matmul.ts and bench/suites/model-measure.ts:
     after a warm-up (--quick: fewer). --precision bf16: autocast(bfloat16) for forward and
     training (fp32 master weights), bf16 weights for generation.
 Each at 1 thread and at every core (torch.set_num_threads).
+
+PyTorch 1.13 (Debian's) has no F.scaled_dot_product_attention and no fused CPU AdamW: there the
+attention is the masked product with its causal mask built once (a buffer, not per call) and
+AdamW is foreach=True; the JSON's "kernels" says which ran, with the BLAS/oneDNN each reports.
+Each timed row carries min/max and the number of calls beside the median ("value").
 """
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -47,6 +53,12 @@ CONFIGS = {
 }
 
 
+class Seconds(float):
+    """A median in seconds, with every call's time (`times`) for the noise."""
+
+    times: list
+
+
 def timed(fn, min_s=0.5, min_calls=3):
     """Median seconds per call, after one warm-up call: calls until min_s and min_calls."""
     fn()
@@ -56,7 +68,55 @@ def timed(fn, min_s=0.5, min_calls=3):
         fn()
         times.append(time.perf_counter() - c0)
         if time.perf_counter() - t0 >= min_s and len(times) >= min_calls:
-            return statistics.median(times)
+            s = Seconds(statistics.median(times))
+            s.times = times
+            return s
+
+
+def rate(figure, config, threads, work, s, unit):
+    """A row: `work` per second at the median call (value), the fastest (max) and slowest (min)."""
+    return dict(figure=figure, config=config, threads=threads, value=work / s, unit=unit,
+                max=work / min(s.times), min=work / max(s.times), samples=len(s.times))
+
+
+HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+# CPU fused AdamW came after 1.13; foreach clipping in 2.0
+FUSED_ADAMW = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)
+CLIP_FOREACH = {"foreach": True} if tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 0) else {}
+
+
+def causal_attention(q, k, v, causal, mask):
+    """softmax(q·kᵀ/√d + mask)·v, the mask a slice of one buffer built at init (PyTorch < 2.0)."""
+    T, S = q.shape[-2], k.shape[-2]
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    if causal:
+        att = att.masked_fill(mask[S - T : S, :S], float("-inf"))
+    return torch.softmax(att.float(), dim=-1).to(q.dtype) @ v
+
+
+def kernels():
+    """What each library says it runs: OpenBLAS's core (when PyTorch loaded it), MKL, oneDNN."""
+    out = dict(attention="sdpa" if HAS_SDPA else "masked matmul (mask built once)",
+               adamw="fused" if FUSED_ADAMW else "foreach",
+               aten=os.environ.get("ATEN_CPU_CAPABILITY") or "default")
+    cfg = torch.__config__.show()
+    out["blas"] = "mkl" if "BLAS_INFO=mkl" in cfg else "system libblas"
+    for name in ("libopenblas.so.0", "libopenblas.so"):
+        try:
+            lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+        except OSError:
+            continue
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        out["blas"] = lib.openblas_get_config().decode()
+        break
+    for line in cfg.splitlines():
+        if "Math Kernel Library" in line:
+            out["mkl"] = line.strip(" -")
+        if "MKL-DNN" in line:
+            out["onednn"] = line.strip(" -")
+        if "CPU capability usage" in line:
+            out["capability"] = line.split(":")[-1].strip()
+    return out
 
 
 class Block(torch.nn.Module):
@@ -69,6 +129,8 @@ class Block(torch.nn.Module):
         self.ln2 = torch.nn.LayerNorm(d, eps=1e-5)
         self.fc = torch.nn.Linear(d, 4 * d)
         self.proj = torch.nn.Linear(4 * d, d)
+        if not HAS_SDPA:  # True above the diagonal, built once
+            self.register_buffer("mask", torch.ones(256, 256, dtype=torch.bool).triu(1), persistent=False)
 
     def forward(self, x, cache=None, past=0):
         B, T, d = x.shape
@@ -84,7 +146,10 @@ class Block(torch.nn.Module):
             cache["v"][:, :, past : past + T] = v
             k, v = cache["k"][:, :, : past + T], cache["v"][:, :, : past + T]
         # SDPA (PyTorch's fused attention); one new token sees every cached key: no mask
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        if HAS_SDPA:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        else:
+            y = causal_attention(q, k, v, T > 1, self.mask)
         y = y.transpose(1, 2).reshape(B, T, d)
         x = x + self.c_proj(y)
         return x + self.proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
@@ -131,8 +196,8 @@ def matmul_rows(table, dtype, threads, quick, figure):
         N = Bm.shape[-1]
         batch = A.shape[0] if A.dim() == 3 else 1
         s = timed(lambda: A @ Bm, min_s=0.2 if quick else 0.5, min_calls=5)
-        rows.append(dict(figure=f"{figure} {name}", config="gpt2-layer", threads=threads,
-                         value=2 * batch * M * N * K / s / 1e9, unit="GFLOP/s"))
+        rows.append(rate(f"{figure} {name}", "gpt2-layer", threads, 2 * batch * M * N * K / 1e9, s,
+                         "GFLOP/s"))
     return rows
 
 
@@ -153,9 +218,10 @@ def model_rows(name, c, threads, quick, precision="fp32"):
     reps = 5 if big else 10
     with torch.no_grad(), autocast():
         s = timed(lambda: m(ids), min_s=0.3 if quick else 1.0, min_calls=2 if quick else reps)
-    rows.append(dict(figure="forward", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
-    # fused AdamW (one kernel over all parameters), as PyTorch users train
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    rows.append(rate("forward", name, threads, B * T, s, "tokens/s"))
+    # fused AdamW (one kernel over all parameters), as PyTorch users train; foreach before 2.4
+    fused = {"fused": True} if FUSED_ADAMW else {"foreach": True}
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, **fused)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -165,11 +231,11 @@ def model_rows(name, c, threads, quick, precision="fp32"):
                 logits[:, :-1].reshape(-1, c["vocab"]).float(), ids[:, 1:].reshape(-1)
             )
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, foreach=True)
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, **CLIP_FOREACH)
         opt.step()
 
     s = timed(step, min_s=0.5 if quick else 2.0, min_calls=2 if quick else reps)
-    rows.append(dict(figure="train", config=name, threads=threads, value=B * T / s, unit="tokens/s"))
+    rows.append(rate("train", name, threads, B * T, s, "tokens/s"))
     if bf16:
         m = m.to(torch.bfloat16)  # generation: bf16 weights
     for gb in (1, 8):
@@ -185,9 +251,7 @@ def model_rows(name, c, threads, quick, precision="fp32"):
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
 
         s = timed(gen, min_s=0.3 if quick else 1.0, min_calls=1 if quick else 5)
-        rows.append(
-            dict(figure=f"generate b{gb}", config=name, threads=threads, value=gb * 64 / s, unit="tokens/s")
-        )
+        rows.append(rate(f"generate b{gb}", name, threads, gb * 64, s, "tokens/s"))
     return rows
 
 
@@ -211,6 +275,7 @@ def main():
     )
     args = ap.parse_args()
     rows = []
+    wall0 = time.perf_counter()
     cores = os.cpu_count() or 1
     for threads in [args.threads] if args.threads else sorted({1, cores}):
         torch.set_num_threads(threads)
@@ -220,10 +285,13 @@ def main():
             rows += matmul_rows(BF16_MATMULS, torch.bfloat16, threads, args.quick, "bf16 matmul")
         else:
             rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick, args.precision)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    rows.append(dict(figure="peak RSS", config=args.config, threads=0, value=peak, unit="bytes"))
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    rows.append(dict(figure="peak RSS", config=args.config, threads=0, value=use.ru_maxrss * 1024, unit="bytes"))
+    # CPU time over wall time of the whole process: ~1 at one thread says it kept to one core
+    busy = (use.ru_utime + use.ru_stime) / (time.perf_counter() - wall0)
     with open(args.out, "w") as f:
-        json.dump({"torch": torch.__version__, "cores": cores, "rows": rows}, f, indent=1)
+        json.dump({"torch": torch.__version__, "cores": cores, "kernels": kernels(),
+                   "cpuPerWall": busy, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
