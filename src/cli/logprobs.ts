@@ -1,5 +1,4 @@
 import { createReadStream, existsSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadTokenizer } from '../data/tokenizer/index.js';
@@ -10,6 +9,7 @@ import { loadModel } from '../policy/io.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { tokenLogprobs } from '../policy/score.js';
 import { describeModelSource, resolveModelSource } from '../policy/source.js';
+import { writeAtomic } from '../util/atomic.js';
 import { type CommandSpec, helpOf, intOption, parseOptions, usageOf } from './options.js';
 
 export const LOGPROBS_SPEC: CommandSpec = {
@@ -36,7 +36,7 @@ export const LOGPROBS_SPEC: CommandSpec = {
       type: 'string',
       value: 'OUT.jsonl',
       required: true,
-      help: 'one result per row (written to OUT.partial, renamed when every line succeeded)',
+      help: 'one result per row (written to a temporary file, renamed when every line succeeded)',
     },
     {
       name: 'tokenizer',
@@ -130,8 +130,9 @@ export function record(ids: number[], lps: number[]) {
 
 /**
  * `troupe logprobs`: per-token log-probs and their total for every line of a JSONL file,
- * streamed in batches. Output goes to OUT.partial and is renamed to OUT only when every line
- * succeeded, so a failure never leaves a truncated file under the requested name.
+ * streamed in batches. Output goes to a temporary file renamed to OUT only when every line
+ * succeeded (src/util/atomic), so a failure never leaves a truncated file under the requested
+ * name.
  */
 export async function runLogprobs(args: string[], log: (line: string) => void): Promise<number> {
   const parsed = parseOptions(LOGPROBS_SPEC, args);
@@ -157,45 +158,41 @@ export async function runLogprobs(args: string[], log: (line: string) => void): 
   log(
     `model ${source.dir} (${model.config.family}, ${model.config.layers} layers) on ${rt.backend}`,
   );
-  const partial = `${values.output}.partial`;
-  const out = await open(partial, 'w');
   const t0 = performance.now();
   let lines = 0;
   let tokens = 0;
   try {
-    const flush = async (pending: Line[]) => {
-      const lps = await tokenLogprobs(
-        model,
-        pending.map((l) => l.ids),
-      );
-      await out.write(pending.map((l, i) => `${JSON.stringify(record(l.ids, lps[i]))}\n`).join(''));
-      lines += pending.length;
-      tokens += pending.reduce((s, l) => s + l.ids.length, 0);
-      const secs = (performance.now() - t0) / 1000;
-      log(`${lines} lines, ${tokens} tokens, ${(tokens / secs).toFixed(0)} tokens/s`);
-    };
-    const reader = createInterface({
-      input: createReadStream(values.input!),
-      crlfDelay: Number.POSITIVE_INFINITY,
-    });
-    let pending: Line[] = [];
-    let lineNo = 0;
-    for await (const text of reader) {
-      lineNo++;
-      if (text.trim() === '') continue;
-      pending.push(parseLine(text, lineNo, values.input!, model, tokenizer));
-      if (pending.length === batchSize) {
-        await flush(pending);
-        pending = [];
+    await writeAtomic(values.output, async (out) => {
+      const flush = async (pending: Line[]) => {
+        const lps = await tokenLogprobs(
+          model,
+          pending.map((l) => l.ids),
+        );
+        await out.write(
+          pending.map((l, i) => `${JSON.stringify(record(l.ids, lps[i]))}\n`).join(''),
+        );
+        lines += pending.length;
+        tokens += pending.reduce((s, l) => s + l.ids.length, 0);
+        const secs = (performance.now() - t0) / 1000;
+        log(`${lines} lines, ${tokens} tokens, ${(tokens / secs).toFixed(0)} tokens/s`);
+      };
+      const reader = createInterface({
+        input: createReadStream(values.input!),
+        crlfDelay: Number.POSITIVE_INFINITY,
+      });
+      let pending: Line[] = [];
+      let lineNo = 0;
+      for await (const text of reader) {
+        lineNo++;
+        if (text.trim() === '') continue;
+        pending.push(parseLine(text, lineNo, values.input!, model, tokenizer));
+        if (pending.length === batchSize) {
+          await flush(pending);
+          pending = [];
+        }
       }
-    }
-    if (pending.length > 0) await flush(pending);
-    await out.close();
-    await rename(partial, values.output!);
-  } catch (e) {
-    await out.close().catch(() => undefined);
-    await rm(partial, { force: true });
-    throw e;
+      if (pending.length > 0) await flush(pending);
+    });
   } finally {
     model.dispose();
   }

@@ -1,9 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { TroupeError } from '../errors.js';
 import { METRICS_FILE, REPORT_FILE } from '../train/files.js';
 import { type RunInput, readRun, renderRuns, writeReport } from '../train/report.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { type CommandSpec, helpOf, parseOptions } from './options.js';
 
 export const REPORT_SPEC: CommandSpec = {
@@ -79,7 +79,7 @@ export async function runReport(args: string[], log: (line: string) => void): Pr
     output ?? (runs.length === 1 ? join(runs[0]!.dir, REPORT_FILE) : REPORT_FILE),
   );
   const heading = title ?? `Troupe runs: ${runs.map((r) => r.name).join(', ')}`;
-  await writeFile(path, renderRuns(inputs, { title: heading }));
+  await writeFileAtomic(path, renderRuns(inputs, { title: heading }));
   log(`wrote ${path} (${runs.length} run${runs.length === 1 ? '' : 's'})`);
   return 0;
 }

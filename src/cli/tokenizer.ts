@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { textOf } from '../algorithms/model-setup.js';
 import { readExamples } from '../data/datasets/index.js';
@@ -12,6 +11,7 @@ import {
   trainWordPiece,
 } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
+import { writeAtomic } from '../util/atomic.js';
 import {
   type CommandSpec,
   HELP,
@@ -146,7 +146,7 @@ const codecSpec = (sub: 'encode' | 'decode'): CommandSpec => ({
       type: 'string',
       value: 'OUT.jsonl',
       required: true,
-      help: 'one line per non-blank input line (written to OUT.partial, renamed when every line succeeded)',
+      help: 'one line per non-blank input line (written to a temporary file, renamed when every line succeeded)',
     },
     sub === 'encode'
       ? {
@@ -332,8 +332,9 @@ function parseRecord(text: string, where: string, example: string): Record<strin
 
 /**
  * `troupe tokenizer encode|decode`: JSONL text → ids or ids → text, one output line per
- * non-blank input line, streamed. Output goes to OUT.partial and is renamed to OUT only when
- * every line succeeded, so a failure never leaves a truncated file under the requested name.
+ * non-blank input line, streamed. Output goes to a temporary file renamed to OUT only when
+ * every line succeeded (src/util/atomic), so a failure never leaves a truncated file under the
+ * requested name.
  */
 export async function runTokenizer(args: string[], log: (line: string) => void): Promise<number> {
   const [sub, ...rest] = args;
@@ -355,13 +356,11 @@ export async function runTokenizer(args: string[], log: (line: string) => void):
   const output = values['output'] as string;
   const tok = await loadTokenizer(values['tokenizer'] as string);
   const mode = modes(tok, values)[sub as 'encode' | 'decode'];
-  const partial = `${output}.partial`;
-  const out = await open(partial, 'w');
   const t0 = performance.now();
   let lines = 0;
   let tokens = 0;
   let chars = 0;
-  try {
+  await writeAtomic(output, async (out) => {
     const reader = createInterface({
       input: createReadStream(input),
       crlfDelay: Number.POSITIVE_INFINITY,
@@ -384,13 +383,7 @@ export async function runTokenizer(args: string[], log: (line: string) => void):
       }
     }
     await out.write(buffer.join(''));
-    await out.close();
-    await rename(partial, output);
-  } catch (e) {
-    await out.close().catch(() => undefined);
-    await rm(partial, { force: true });
-    throw e;
-  }
+  });
   const secs = (performance.now() - t0) / 1000;
   log(
     `${sub}d ${lines} lines, ${tokens} tokens in ${secs.toFixed(2)} s (${(chars / 1e6 / Math.max(secs, 1e-9)).toFixed(1)} M input chars/s)`,

@@ -1,7 +1,8 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { escapeHtml } from '../train/chart.js';
 import { REPORT_CSS } from '../train/report-assets.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import type { ScalingAnalysis } from './analyze.js';
 import { computeOptimal, predictLoss } from './chinchilla.js';
 import { logSpace, PALETTE, type PlotSeries, renderPlot } from './plot.js';
@@ -399,10 +400,10 @@ export async function writeScalingReport(
 ): Promise<string> {
   const { html, svgs } = renderScalingReport(rows, an, { title });
   await mkdir(join(dir, 'svg'), { recursive: true });
-  await writeFile(join(dir, 'fits.json'), `${JSON.stringify(an, null, 2)}\n`);
+  await writeFileAtomic(join(dir, 'fits.json'), `${JSON.stringify(an, null, 2)}\n`);
   for (const [name, svg] of Object.entries(svgs))
-    await writeFile(join(dir, 'svg', `${name}.svg`), svg);
+    await writeFileAtomic(join(dir, 'svg', `${name}.svg`), svg);
   const file = join(dir, 'report.html');
-  await writeFile(file, html);
+  await writeFileAtomic(file, html);
   return file;
 }

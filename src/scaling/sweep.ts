@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type TrainEvents, trainLm } from '../algorithms/lm.js';
 import { modelConfig, runTokenizer, textOf } from '../algorithms/model-setup.js';
@@ -9,6 +9,7 @@ import { loadTrainEval, trainEvalFiles } from '../data/split.js';
 import { type BpeTokenizer, loadTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import { readTrainerState } from '../train/trainer-state.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import type { SweepConfig } from './config.js';
 import { jobConfig, type PlannedJob, planJobs } from './jobs.js';
 import { type SweepRow, writeTable } from './table.js';
@@ -161,7 +162,7 @@ export async function runSweep(sweep: SweepConfig, o: SweepOptions = {}): Promis
   const ev = o.events ?? {};
   const { jobs, configs, trainTokens: epochTokens } = await planSweep(sweep);
   await mkdir(sweep.output, { recursive: true });
-  await writeFile(join(sweep.output, 'sweep.json'), `${JSON.stringify(sweep, null, 2)}\n`);
+  await writeFileAtomic(join(sweep.output, 'sweep.json'), `${JSON.stringify(sweep, null, 2)}\n`);
   const rows: SweepRow[] = [];
   const skipped: string[] = [];
   const resumed: string[] = [];
@@ -210,7 +211,8 @@ export async function runSweep(sweep: SweepConfig, o: SweepOptions = {}): Promis
       perplexity: e['perplexity'] ?? Math.exp(e['loss']),
       seconds: (performance.now() - t0) / 1000,
     };
-    await writeFile(resultFile, `${JSON.stringify(row, null, 2)}\n`);
+    // The job's result marks it done (a rerun skips it): never half of one.
+    await writeFileAtomic(resultFile, `${JSON.stringify(row, null, 2)}\n`);
     rows.push(row);
     await writeTable(sweep.output, rows, sweep.parameters);
     ev.onJobDone?.(row, i, jobs.length);

@@ -1,6 +1,7 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 /** One finished job: a row of the sweep's table (results.csv, results.json). */
 export interface SweepRow {
@@ -71,8 +72,8 @@ export async function writeTable(
   rows: readonly SweepRow[],
   parameters: 'total' | 'nonEmbedding',
 ): Promise<void> {
-  await writeFile(join(dir, RESULTS_CSV), toCsv(rows));
-  await writeFile(join(dir, RESULTS_JSON), toJson(rows, parameters));
+  await writeFileAtomic(join(dir, RESULTS_CSV), toCsv(rows));
+  await writeFileAtomic(join(dir, RESULTS_JSON), toJson(rows, parameters));
 }
 
 /** A sweep's results.json: its rows and which N its C used. */

@@ -1,8 +1,8 @@
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { writeFileAtomic } from '../util/atomic.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../util/atomic.js';
 import { escapeHtml, type Point, renderChart, type Series } from './chart.js';
 import { CONFIG_YAML, METRICS_FILE, REPORT_FILE } from './files.js';
 import { formatDuration, formatValue } from './format.js';
@@ -361,13 +361,6 @@ export function writeLiveReportSync(
     { title: `Troupe run: ${basename(dir)}`, live, writtenAt },
   );
   const path = join(dir, REPORT_FILE);
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, html);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomicSync(path, html);
   return path;
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 
 /**
@@ -9,7 +10,7 @@ export async function writeAtomic(
   path: string,
   write: (fh: FileHandle) => Promise<void>,
 ): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tmpName(path);
   const fh = await open(tmp, 'wx');
   try {
     await write(fh);
@@ -23,11 +24,35 @@ export async function writeAtomic(
   await rename(tmp, path);
 }
 
+/** A fresh name beside `path` (same directory, so the rename never crosses file systems). */
+function tmpName(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
 /** `writeAtomic` of one string (UTF-8) or byte array. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   return writeAtomic(path, async (fh) => {
     await fh.writeFile(data);
   });
+}
+
+/**
+ * `writeFileAtomic` without awaiting: for a writer that runs where no promise can be awaited (a
+ * run's report written as the process exits).
+ */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const tmp = tmpName(path);
+  const fd = openSync(tmp, 'wx');
+  try {
+    writeFileSync(fd, data); // an fd: written whole, from its start
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
 }
 
 /** Write all of `bytes` at the handle's current position (`write` may write less than asked). */

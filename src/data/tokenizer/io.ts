@@ -1,6 +1,7 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { TroupeError } from '../../errors.js';
+import { writeFileAtomic } from '../../util/atomic.js';
 import { specFromJson } from './hf-json.js';
 import { tokenizerConfigJson, tokenizerJsonText } from './hf-write.js';
 import { Tokenizer } from './tokenizer.js';
@@ -65,8 +66,8 @@ export async function loadTokenizer(dirOrFile: string): Promise<Tokenizer> {
 }
 
 /**
- * Writes `dir/tokenizer.json` and `dir/tokenizer_config.json`, each to a temporary name first
- * and renamed, so a crash never leaves a half-written file under the real name.
+ * Writes `dir/tokenizer.json` and `dir/tokenizer_config.json`, each atomically (src/util/atomic),
+ * so a crash never leaves a half-written file under the real name.
  */
 export async function saveTokenizer(dir: string, tokenizer: Tokenizer): Promise<void> {
   await mkdir(dir, { recursive: true });
@@ -74,10 +75,5 @@ export async function saveTokenizer(dir: string, tokenizer: Tokenizer): Promise<
     ['tokenizer.json', tokenizerJsonText(tokenizer.spec)],
     ['tokenizer_config.json', `${JSON.stringify(tokenizerConfigJson(tokenizer.spec), null, 2)}\n`],
   ];
-  for (const [name, text] of files) {
-    const path = join(dir, name);
-    const tmp = join(dir, `.${basename(name)}.partial`);
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  }
+  for (const [name, text] of files) await writeFileAtomic(join(dir, name), text);
 }
