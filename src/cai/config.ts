@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CONFIG_SCHEMAS } from '../algorithms/registry.js';
-import { BACKEND_NAMES } from '../config/actors.js';
 import { applyOverride, formatIssues } from '../config/load.js';
 import { TroupeError } from '../errors.js';
+import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { endpointSchema } from './endpoint.js';
 
 /*
@@ -54,7 +54,7 @@ export const caiConfigSchema = z.strictObject({
   /** The Troupe model SL-CAI fine-tunes (and RL-CAI's PPO then starts from the SL-CAI model). */
   policy: z.string().min(1),
   /** Tensor backend for generation and scoring on this thread (Troupe models). */
-  backend: z.enum(BACKEND_NAMES).default('auto'),
+  backend: z.enum(BACKEND_CHOICES).default('auto'),
   /** Prompts per generation batch (a resumable step of a data stage). */
   batchSize: positiveInt.default(8),
   sl: z

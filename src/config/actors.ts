@@ -11,9 +11,6 @@ import { PRECISIONS } from '../kernels/precision.js';
  * before the section existed (see `resolvePlacement` in src/algorithms/launch.ts).
  */
 
-/** The backends a config may name: `auto` and every backend (src/kernels/backends). */
-export const BACKEND_NAMES = BACKEND_CHOICES;
-
 /** What config validation knows of an actor: whether it trains, and its default replicas. */
 export interface ActorEntry {
   /** Trains its model: may run as data-parallel replicas (`replicas`). */
@@ -84,7 +81,7 @@ export function mainLearner(algorithm: string): string {
 export const placementSchema = z
   .object({
     /** Its thread's backend; default `runtime.backend` (the reward actor: `cpu`). */
-    backend: z.enum(BACKEND_NAMES).optional(),
+    backend: z.enum(BACKEND_CHOICES).optional(),
     /** Its device (`cpu`, `gpu`, `gpu:N`); default `runtime.device` (the reward actor: its backend's). */
     device: z.string().optional(),
     /** BLAS threads per call of its thread; default the cores shared out (`runtime.blasThreads`). */

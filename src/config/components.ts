@@ -1,11 +1,7 @@
 import { z } from 'zod';
+import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { PRECISIONS } from '../kernels/precision.js';
-import {
-  type ActorAlgorithm,
-  type ActorPlacementConfig,
-  BACKEND_NAMES,
-  mainLearner,
-} from './actors.js';
+import { type ActorAlgorithm, type ActorPlacementConfig, mainLearner } from './actors.js';
 import { type SequenceConfig, sequenceProblem } from './positions.js';
 
 /*
@@ -208,7 +204,7 @@ export const trainSchema = z
 export const runtimeSchema = z
   .object({
     /** Every model actor's backend, unless `actors.<name>.backend` says otherwise. */
-    backend: z.enum(BACKEND_NAMES).default('auto'),
+    backend: z.enum(BACKEND_CHOICES).default('auto'),
     /** `cpu`, `gpu` or `gpu:N`: every model actor's device, unless `actors.<name>.device` says otherwise. */
     device: z.string().optional(),
     /** Data-parallel replicas of the main learner (one thread each), unless `actors.<name>.replicas` says otherwise. */

@@ -3,6 +3,7 @@ import {
   AUTO_ORDER,
   BACKENDS,
   type BackendAdapter,
+  type BackendChoice,
   type BackendName,
   backendAdapter,
 } from './backends/index.js';
@@ -14,7 +15,7 @@ import * as tf from './tf.js';
 
 /** What an actor asks for: a backend (or `auto`) and, optionally, a device. */
 export interface RuntimeSpec {
-  readonly backend?: BackendName | 'auto';
+  readonly backend?: BackendChoice;
   /** `cpu`, `gpu` or `gpu:N`. Unset: the chosen backend's own device. */
   readonly device?: string;
   /** BLAS threads per call of this thread's native kernels. Unset: the process's default. */
