@@ -10,7 +10,7 @@ import {
   type WeightState,
   weightManifest,
 } from '../../src/actors/weights.js';
-import type { TroupeError } from '../../src/errors.js';
+import { thrown } from '../helpers/thrown.js';
 
 /** Deterministic floats spread over many exponents (LCG bits → sign, exponent 100..156, mantissa). */
 function seededFloats(n: number, seed: number): Float32Array {
@@ -230,14 +230,8 @@ describe('SharedWeights', () => {
     const sw = SharedWeights.create(weightManifest(stateOf(SHAPES)), 'float32');
     const header = new Int32Array(sw.handle.buffer, 0, 1);
     Atomics.store(header, 0, 7); // as a writer that died mid-write leaves it
-    const second = (() => {
-      try {
-        sw.write(stateOf(SHAPES));
-      } catch (e) {
-        return e as TroupeError;
-      }
-    })();
-    expect(second?.code).toBe('UNSUPPORTED');
+    const second = thrown(() => sw.write(stateOf(SHAPES)));
+    expect(second.code).toBe('UNSUPPORTED');
     const t0 = performance.now();
     expect(() => sw.read({ timeoutMs: 50 })).toThrow(/found no quiet moment to copy in 50 ms/);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(45);

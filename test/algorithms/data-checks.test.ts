@@ -10,7 +10,7 @@ import type { DpoConfig, PretrainConfig, RlConfig, SftConfig } from '../../src/c
 import { tokenizeSft } from '../../src/data/batching/index.js';
 import { loadExamples } from '../../src/data/datasets/index.js';
 import { loadTokenizer } from '../../src/data/tokenizer/index.js';
-import type { TroupeError } from '../../src/errors.js';
+import { rejected } from '../helpers/thrown.js';
 
 /**
  * What a trainer says when its data gives it nothing to train on: the file, and what is wrong
@@ -45,15 +45,6 @@ function config<T>(algorithm: string, data: Record<string, unknown>, extra = {})
   });
 }
 
-async function failure(p: Promise<unknown>): Promise<TroupeError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  if (e === undefined) throw new Error('expected the run to fail');
-  return e as TroupeError;
-}
-
 /** No actor was started: the policy never logged that it was ready. */
 const noActors = (output: string) =>
   expect(readFileSync(join(output, 'log.txt'), 'utf8')).not.toMatch(/ready/);
@@ -67,7 +58,7 @@ describe('empty input', () => {
       { train: blank, eval: file(TEXT) },
     ]) {
       const c = await config<PretrainConfig>('pretrain', data);
-      const e = await failure(trainLm(c));
+      const e = await rejected(trainLm(c));
       expect(e.code).toBe('BAD_DATA');
       expect(e.message).toBe(
         `${data.train}: the training file has no rows (it is empty, or holds only blank lines); data.train needs at least one`,
@@ -79,7 +70,7 @@ describe('empty input', () => {
 
   it('an empty eval file is named as such', async () => {
     const evalFile = file('');
-    const e = await failure(
+    const e = await rejected(
       trainLm(await config<PretrainConfig>('pretrain', { train: file(TEXT), eval: evalFile })),
     );
     expect(e.message).toBe(
@@ -89,7 +80,7 @@ describe('empty input', () => {
 
   it('an evalFraction that holds out no row names the file, its rows and a fraction that works', async () => {
     const train = file(TEXT.slice(0, 3));
-    const e = await failure(
+    const e = await rejected(
       trainLm(await config<PretrainConfig>('pretrain', { train, evalFraction: 0.05 })),
     );
     expect(e.message).toBe(
@@ -100,7 +91,7 @@ describe('empty input', () => {
     const one = file(TEXT.slice(0, 1));
     expect(
       (
-        await failure(
+        await rejected(
           trainLm(await config<PretrainConfig>('pretrain', { train: one, evalFraction: 0.5 })),
         )
       ).message,
@@ -113,7 +104,7 @@ describe('empty input', () => {
       { train, evalFraction: 0, blockSize: 200 },
       { model: { init: { ...tiny, maxPositions: 256 }, tokenizer: { train: { vocabSize: 280 } } } },
     );
-    expect((await failure(trainLm(c))).message).toMatch(/fewer than the 201 of one block/);
+    expect((await rejected(trainLm(c))).message).toMatch(/fewer than the 201 of one block/);
   });
 });
 
@@ -121,7 +112,7 @@ describe('every row dropped', () => {
   it('pretrain: too few tokens for one block names the file, the count, and a blockSize that fits', async () => {
     const train = file([{ text: 'Call me Ishmael.' }, { text: 'Some years ago.' }]);
     const c = await config<PretrainConfig>('pretrain', { train, evalFraction: 0, blockSize: 63 });
-    const e = await failure(trainLm(c));
+    const e = await rejected(trainLm(c));
     const m =
       /^(.*): (\d+) tokens \(2 rows, an EOS after each\), fewer than the 64 of one block \(data\.blockSize 63 \+ 1\): lower data\.blockSize to (\d+) or less, or add text$/.exec(
         e.message,
@@ -132,7 +123,7 @@ describe('every row dropped', () => {
     noActors(c.output);
     // A short eval file: the fix is in the eval file first (the training data was fine).
     const evalFile = file([{ text: 'Call me' }]);
-    const e2 = await failure(
+    const e2 = await rejected(
       trainLm(
         await config<PretrainConfig>('pretrain', {
           train: file(TEXT),
@@ -150,13 +141,13 @@ describe('every row dropped', () => {
 
   it('pretrain on a non-text row names its file and line', async () => {
     const train = file([...TEXT.slice(0, 3), { prompt: 'p', completion: 'c' }]);
-    const e = await failure(
+    const e = await rejected(
       trainLm(await config<PretrainConfig>('pretrain', { train, evalFraction: 0, format: 'text' })),
     );
     // format text: line 4 lacks 'text' (the reader says so); detected formats give the row kind.
     expect(e.message).toMatch(new RegExp(`^${train}:4: missing column 'text'`));
     const completions = file([{ prompt: 'p', completion: 'c' }]);
-    const e2 = await failure(
+    const e2 = await rejected(
       trainLm(await config<PretrainConfig>('pretrain', { train: completions, evalFraction: 0 })),
     );
     expect(e2.message).toBe(
@@ -166,7 +157,7 @@ describe('every row dropped', () => {
 
   it('SFT: a row without a completion names its file:line; all rows over maxLength name the shortest', async () => {
     const promptOnly = file([{ prompt: 'What is 2 + 2?', answer: '4' }]);
-    const e = await failure(
+    const e = await rejected(
       trainLm(await config<SftConfig>('sft', { train: promptOnly, evalFraction: 0 })),
     );
     expect(e.code).toBe('BAD_DATA');
@@ -182,7 +173,7 @@ describe('every row dropped', () => {
     ];
     const train = file(rows);
     const c = await config<SftConfig>('sft', { train, evalFraction: 0, maxLength: 4 });
-    const e2 = await failure(trainLm(c));
+    const e2 = await rejected(trainLm(c));
     const m =
       /^(.*): every example is longer than data\.maxLength 4 tokens, so all 2 were dropped \(the shortest has (\d+)\); raise data\.maxLength to at least (\d+)$/.exec(
         e2.message,
@@ -206,7 +197,7 @@ describe('every row dropped', () => {
     }));
     rows[3] = { prompt: 'A very very very long prompt here:', chosen: ' good', rejected: ' bad' };
     const train = file(rows);
-    const e = await failure(
+    const e = await rejected(
       trainPreference(await config<DpoConfig>('dpo', { train, evalFraction: 0.1, maxLength: 3 })),
     );
     expect(e.message).toMatch(
@@ -223,7 +214,7 @@ describe('every row dropped', () => {
       { train, evalFraction: 0, maxLength: 2 },
       { reward: { sources: [{ type: 'length', target: 3 }] } },
     );
-    const e = await failure(trainRl(c));
+    const e = await rejected(trainRl(c));
     expect(e.message).toMatch(
       new RegExp(
         `^${train}: no prompt was kept: of 2, 1 longer than data.maxLength 2 tokens \\(the shortest has \\d+\\) and 1 empty \\(no tokens\\); raise data.maxLength to at least \\d+$`,
@@ -257,7 +248,7 @@ describe('sequence length against the model positions', () => {
         model: { path, tokenizer: 'test/fixtures/tokenizers/files/bert-cased.json' },
       });
     const c = await start(fixture('gpt2'), { train: file(TEXT), evalFraction: 0, blockSize: 64 });
-    const e = await failure(trainLm(c));
+    const e = await rejected(trainLm(c));
     expect(e.code).toBe('BAD_ARGUMENT');
     expect(e.message).toBe(
       `data.blockSize: blockSize 64 makes blocks of 65 tokens (each input's next token is its target), more than the 64 positions of the model at model.path (${resolve(fixture('gpt2'))}): lower data.blockSize to 63, or start from a model with at least 65 positions`,
@@ -270,6 +261,6 @@ describe('sequence length against the model positions', () => {
       evalFraction: 0,
       blockSize: 32,
     });
-    expect((await failure(trainLm(d))).message).toMatch(/more than the 32 positions of the model/);
+    expect((await rejected(trainLm(d))).message).toMatch(/more than the 32 positions of the model/);
   });
 });

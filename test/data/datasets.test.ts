@@ -9,7 +9,7 @@ import {
   readRows,
 } from '../../src/data/datasets/index.js';
 import { loadTrainEval } from '../../src/data/split.js';
-import type { TroupeError } from '../../src/errors.js';
+import { rejected } from '../helpers/thrown.js';
 import { tempDir } from './helpers.js';
 
 const tmp = tempDir('datasets');
@@ -19,15 +19,6 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
   return out;
-}
-
-async function rejection(p: Promise<unknown>): Promise<TroupeError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as TroupeError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -46,7 +37,7 @@ describe('JSONL', () => {
   it('yields the rows before a bad line, then names the file and line', async () => {
     const file = tmp.file('bad.jsonl', '{"text":"ok"}\n{"text": oops}\n');
     const seen: unknown[] = [];
-    const e = await rejection(
+    const e = await rejected(
       (async () => {
         for await (const r of readJsonl(file)) seen.push(r.row);
       })(),
@@ -63,13 +54,13 @@ describe('JSONL', () => {
 
   it('wants an object per line', async () => {
     const file = tmp.file('arr.jsonl', '{"text":"ok"}\n[1,2]\n');
-    const e = await rejection(collect(readJsonl(file)));
+    const e = await rejected(collect(readJsonl(file)));
     expect(e.message).toBe(`${file}:2: expected a JSON object per line, got a list`);
   });
 
   it('reports a missing file as a bad argument', async () => {
     const file = join(tmp.dir, 'nope.jsonl');
-    const e = await rejection(collect(readJsonl(file)));
+    const e = await rejected(collect(readJsonl(file)));
     expect(e.code).toBe('BAD_ARGUMENT');
     expect(e.message).toBe(`Cannot read ${file}: no such file`);
   });
@@ -125,7 +116,7 @@ describe('Parquet', () => {
       columnData: [{ name: 'text', data: ['a', 'b', null, 'd'], type: 'STRING' }],
       rowGroupSize: 2,
     });
-    const e = await rejection(loadExamples(bad));
+    const e = await rejected(loadExamples(bad));
     expect(e.message).toBe(
       `${bad} row 2: column 'text' must be a string, got null: the text convention expects {"text": string}`,
     );
@@ -134,10 +125,10 @@ describe('Parquet', () => {
 
   it('rejects a file that is not Parquet, and unknown columns', async () => {
     const fake = tmp.file('fake.parquet', 'not parquet at all');
-    const e = await rejection(collect(readParquet(fake)));
+    const e = await rejected(collect(readParquet(fake)));
     expect(e.code).toBe('BAD_DATA');
     expect(e.message).toMatch(new RegExp(`^${fake}: not a readable Parquet file`));
-    const cols = await rejection(collect(readParquet(file, { columns: ['prompt', 'answer'] })));
+    const cols = await rejected(collect(readParquet(file, { columns: ['prompt', 'answer'] })));
     expect(cols.message).toBe(
       `${file}: no column 'answer' (the file has 'prompt', 'chosen', 'rejected', 'id')`,
     );
@@ -155,7 +146,7 @@ describe('readExamples', () => {
       ]),
     );
     const seen: string[] = [];
-    const e = await rejection(
+    const e = await rejected(
       (async () => {
         for await (const ex of readExamples(file))
           if (ex.kind === 'completion') seen.push(ex.completion as string);

@@ -2,18 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { extractPrompt } from '../../src/data/datasets/extract-prompt.js';
 import { detectFormat, type Example, parseExample } from '../../src/data/datasets/formats.js';
 import type { TroupeError } from '../../src/errors.js';
+import { thrown } from '../helpers/thrown.js';
 
 const where = { file: 'data/x.jsonl', line: 7 };
 const user = (content: string) => ({ role: 'user' as const, content });
 const bot = (content: string) => ({ role: 'assistant' as const, content });
 
 function parseError(row: unknown, opts: Parameters<typeof parseExample>[1] = {}): TroupeError {
-  try {
-    parseExample(row, { where, ...opts });
-  } catch (e) {
-    return e as TroupeError;
-  }
-  throw new Error('expected a throw');
+  return thrown(() => parseExample(row, { where, ...opts }));
 }
 
 describe('detectFormat', () => {

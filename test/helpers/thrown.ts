@@ -14,3 +14,17 @@ export function thrown(fn: () => unknown): TroupeError {
   }
   throw new Error('expected a TroupeError, but nothing was thrown');
 }
+
+/**
+ * The TroupeError `p` rejects with: `thrown` for a promise. Fails the test when `p` resolves or
+ * rejects with anything but a TroupeError.
+ */
+export async function rejected(p: Promise<unknown>): Promise<TroupeError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(TroupeError);
+    return e as TroupeError;
+  }
+  throw new Error('expected a TroupeError, but the promise resolved');
+}

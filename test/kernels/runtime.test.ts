@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { hasCode, TroupeError } from '../../src/errors.js';
+import { hasCode } from '../../src/errors.js';
 import { parseDevice } from '../../src/kernels/device.js';
 import { currentRuntime, probeBackends, startRuntime } from '../../src/kernels/runtime.js';
 import * as tf from '../../src/kernels/tf.js';
-
-async function failure(p: Promise<unknown>): Promise<TroupeError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(TroupeError);
-    return e as TroupeError;
-  }
-  throw new Error('expected the call to fail');
-}
+import { rejected } from '../helpers/thrown.js';
 
 describe('device strings', () => {
   it('parses cpu, gpu and gpu:N', () => {
@@ -63,7 +54,7 @@ describe('startRuntime', () => {
     const probes = await probeBackends();
     const missing = probes.find((p) => p.backend === 'tensorflow' && !p.available);
     if (!missing) return; // libtensorflow is installed here: nothing to refuse.
-    const e = await failure(startRuntime({ backend: 'tensorflow' }));
+    const e = await rejected(startRuntime({ backend: 'tensorflow' }));
     expect(e.code).toBe('BACKEND_UNAVAILABLE');
     expect(e.message).toContain(`Backend 'tensorflow' is not available: ${missing.reason}`);
     expect(e.message).toContain('npm install @tensorflow/tfjs-node@4.22.0');
@@ -71,7 +62,7 @@ describe('startRuntime', () => {
   });
 
   it('refuses to place a CPU backend on a GPU, naming the backends that can', async () => {
-    const e = await failure(startRuntime({ backend: 'wasm', device: 'gpu:0' }));
+    const e = await rejected(startRuntime({ backend: 'wasm', device: 'gpu:0' }));
     expect(e.code).toBe('BAD_DEVICE');
     expect(e.message).toMatch(
       /Backend 'wasm' cannot place tensors on 'gpu:0'.*use one of: tensorflow-gpu, webgpu/,
@@ -88,14 +79,14 @@ describe('startRuntime', () => {
       expect(['tensorflow-gpu', 'webgpu']).toContain(info.backend);
       expect(info.device).toBe('gpu:0');
     } else {
-      const e = await failure(startRuntime({ backend: 'auto', device: 'gpu:0' }));
+      const e = await rejected(startRuntime({ backend: 'auto', device: 'gpu:0' }));
       expect(e.code).toBe('BACKEND_UNAVAILABLE');
       expect(e.message).toMatch(/No backend could start on gpu:0: tensorflow-gpu: .*; webgpu: /);
     }
   });
 
   it('lists the known backends for an unknown name', async () => {
-    const e = await failure(startRuntime({ backend: 'metal' as never }));
+    const e = await rejected(startRuntime({ backend: 'metal' as never }));
     expect(hasCode(e, 'UNKNOWN_NAME')).toBe(true);
     expect(e.message).toBe(
       "Unknown backend 'metal'. Known: tensorflow-gpu, tensorflow, wasm, webgpu, cpu.",

@@ -5,18 +5,9 @@ import { WASM_HEAP_MAX, WASM_HEAP_RESERVE } from '../../src/kernels/backends/was
 import * as tf from '../../src/kernels/tf.js';
 import { CausalLM, gpt2Config, lmLoss } from '../../src/policy/index.js';
 import { useBackend } from '../helpers/backends.js';
+import { thrown } from '../helpers/thrown.js';
 
 const MiB = 2 ** 20;
-
-/** The error `fn` throws (the test fails if it returns). */
-function thrown(fn: () => unknown): TroupeError {
-  try {
-    fn();
-  } catch (e) {
-    return e as TroupeError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('wasm heap exhaustion is an OUT_OF_MEMORY error, never an abort', () => {
   beforeAll(async () => {
