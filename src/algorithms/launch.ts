@@ -24,7 +24,8 @@ import { type Precision, precisionProblem } from '../kernels/precision.js';
  * The launcher: an algorithm's topology (data: which actors, what each plays, when a run has it,
  * what it needs) plus the config's `actors` section (where each runs) become a running Troupe.
  * Placement is resolved by a pure function, so `troupe config show` prints exactly what a run
- * will start.
+ * will start. (Past 300 lines: the member type, the resolution and the launch read each other's
+ * rules, colocation and crash retries, and are kept in one place.)
  */
 
 type Backend = BackendName | 'auto';
@@ -42,9 +43,16 @@ export interface CastMember<C, I> {
   readonly computes?: (c: C) => boolean;
   /** Its placement where neither `actors.<name>` nor anything else says (the reward: `cpu`). */
   readonly placement?: { readonly backend: Backend; readonly device?: string };
-  /** Actors whose start it waits for, because its arguments read them. */
-  readonly needs?: readonly string[];
-  /** Stateless: a call that fails because its thread crashed is sent again to its restart. */
+  /**
+   * Actors whose start it waits for, because its arguments read them; per config where that
+   * depends on the placement (a generator colocated with the policy reads nothing of it first).
+   */
+  readonly needs?: readonly string[] | ((c: C) => readonly string[]);
+  /**
+   * Stateless: a call that fails because its thread crashed is sent again to its restart, unless
+   * it shares that thread with an actor that is not (a restart rebuilds every role of a thread
+   * from its start arguments: a policy would silently lose its weights and optimiser state).
+   */
   readonly retryCrashed?: boolean;
   /** Its arguments for one replica; `started` holds the actors of `needs`, running. */
   readonly args: (c: C, input: I, p: Placement, started: Troupe) => unknown;
@@ -109,6 +117,11 @@ export interface ResolvedPlacement {
   readonly blasThreads: number;
 }
 
+/** The actors `m` waits for in a run of `c`. */
+function needsOf<C, I>(m: CastMember<C, I>, c: C): readonly string[] {
+  return typeof m.needs === 'function' ? m.needs(c) : (m.needs ?? []);
+}
+
 function bad(field: string, message: string): TroupeError {
   return new TroupeError('BAD_ARGUMENT', `${field}: ${message}`, { details: { field } });
 }
@@ -151,9 +164,9 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
   for (const name of present) {
     const host = hostOf(name);
     if (host === undefined) continue;
-    const waits = members[name].needs?.includes(host)
+    const waits = needsOf(members[name], c).includes(host)
       ? [name, host]
-      : members[host].needs?.includes(name)
+      : needsOf(members[host], c).includes(name)
         ? [host, name]
         : undefined;
     if (waits) {
@@ -292,7 +305,8 @@ export interface Cast {
  * Start a run's actors: resolve their placement, give each thread its BLAS threads, make the
  * data-parallel groups of replicated learners, and launch the topology (the generator after the
  * policy whose weights it reads, everything else in parallel). Calls to stateless actors that
- * fail because their thread crashed are sent again to the restarted thread by the supervisor.
+ * fail because their thread crashed are sent again to the restarted thread by the supervisor,
+ * where no stateful actor (a learner) shares that thread.
  */
 export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I>(
   topology: AlgorithmTopology<A, C, I>,
@@ -306,6 +320,9 @@ export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I
   l.log(
     `BLAS threads per call: ${placement.blasThreads} (${placement.computing} computing actor(s))`,
   );
+  // Retried only where every actor of its thread is stateless: the restart rebuilds them all.
+  const retried = (a: PlacedActor) =>
+    placement.actors.every((x) => x.thread !== a.thread || members[x.name].retryCrashed === true);
   const roles: RoleTable = Object.fromEntries(
     placement.actors.map((a) => {
       const m = members[a.name];
@@ -314,13 +331,13 @@ export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I
         {
           ref: l.roles?.[a.name] ?? m.role,
           args: (p: Placement, started: Troupe) => m.args(c, l.input, p, started),
-          after: m.needs,
+          after: needsOf(m, c),
           reduceLength: !a.trainable
             ? undefined
             : typeof l.reduceLength === 'number'
               ? l.reduceLength
               : l.reduceLength(a.name),
-          retryOnCrash: m.retryCrashed ? CRASH_RETRIES : undefined,
+          retryOnCrash: retried(a) ? CRASH_RETRIES : undefined,
         },
       ];
     }),

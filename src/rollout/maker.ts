@@ -33,7 +33,11 @@ export interface Generated {
 
 /** The scorers a maker calls; they share the rollout frame (read it, do not transfer it). */
 export interface Scorers {
-  readonly policy: (frame: ArrayBuffer) => Promise<{ logp: Float32Array; entropy: Float32Array }>;
+  /**
+   * log π_old and the entropy of each action. Without it, π_old is the generator's log-prob of
+   * each sampled token (the update computes its own, on-policy; entropy and mismatch are its).
+   */
+  readonly policy?: (frame: ArrayBuffer) => Promise<{ logp: Float32Array; entropy: Float32Array }>;
   readonly reference?: (frame: ArrayBuffer) => Promise<Float32Array>;
   readonly critic?: (frame: ArrayBuffer) => Promise<Float32Array>;
   readonly reward: (batch: RewardBatch) => Promise<DetailedReward>;
@@ -104,6 +108,21 @@ function meanAbsDiff(
   return n > 0 ? s / n : 0;
 }
 
+/** Per-row log-probs as a (B, A) array over the action mask (0 where masked). */
+function sampledLogp(
+  rows: readonly (readonly number[])[],
+  mask: Uint8Array,
+  A: number,
+): Float32Array {
+  const out = new Float32Array(rows.length * A);
+  rows.forEach((row, r) => {
+    row.forEach((x, t) => {
+      if (t < A && mask[r * A + t]) out[r * A + t] = x;
+    });
+  });
+  return out;
+}
+
 /**
  * Scores generated rows on every scorer at once and assembles their Experience. `params` is read
  * per call (a KL controller's β changes between iterations).
@@ -120,9 +139,9 @@ export async function makeExperience(
   // Decoding copies every array out of the frame, and a scorer must not transfer the frame it is
   // given (the others read it too): each actor call structured-clones it.
   const layout = decodeRollout(g.frame);
-  const { reference, critic } = scorers;
+  const { policy, reference, critic } = scorers;
   const [old, ref, values, rewards] = await Promise.all([
-    timed('logprobs', () => scorers.policy(g.frame)),
+    policy ? timed('logprobs', () => policy(g.frame)) : undefined,
     reference ? timed('reference', () => reference(g.frame)) : undefined,
     critic ? timed('critic', () => critic(g.frame)) : undefined,
     timed('reward', () => scorers.reward(rewardBatchOf(prompts, g, o))),
@@ -131,7 +150,7 @@ export async function makeExperience(
   const { experience, meanKl } = assembleExperience(
     {
       layout,
-      oldLogp: old.logp,
+      oldLogp: old?.logp ?? sampledLogp(g.logprobs, layout.actionMask, layout.shape.actions),
       refLogp: ref,
       values,
       rewards: rewards.total,
@@ -142,8 +161,12 @@ export async function makeExperience(
   );
   const { actionMask, shape } = layout;
   const metrics = {
-    'actor/entropy': tokenStats(old.entropy, actionMask).mean,
-    'rollout/logprob_diff': meanAbsDiff(old.logp, g.logprobs, actionMask, shape.actions),
+    ...(old
+      ? {
+          'actor/entropy': tokenStats(old.entropy, actionMask).mean,
+          'rollout/logprob_diff': meanAbsDiff(old.logp, g.logprobs, actionMask, shape.actions),
+        }
+      : {}),
     'rollout/stopped': g.stopped.filter(Boolean).length / g.stopped.length,
   };
   return { experience, meanKl, metrics, seconds: times.seconds };

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { describePlacement, type PlacedActor } from '../../src/algorithms/launch.js';
+import {
+  describePlacement,
+  type PlacedActor,
+  resolvePlacement,
+} from '../../src/algorithms/launch.js';
+import { RL_TOPOLOGY } from '../../src/algorithms/rl/topology.js';
 import { placementOf } from '../../src/algorithms/topologies.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { DpoConfig, LmConfig, RlConfig } from '../../src/config/schema.js';
@@ -186,12 +191,43 @@ describe('placement: actors.<name>', () => {
       { reference: { colocateWith: 'reward' }, reward: { colocateWith: 'policy' } },
       "actors.reference.colocateWith: 'reward' is itself colocated with 'policy': colocate with that one",
     ],
-    [
-      { generator: { colocateWith: 'policy' } },
-      "actors.generator.colocateWith: 'generator' starts after 'policy' (its arguments read it), so the two cannot share a thread",
-    ],
   ])('placement refuses %j: %s', async (actors, message) => {
     const c = await rl('grpo', { runtime: { backend: 'wasm' }, actors });
     expect(() => placementOf(c)).toThrow(message);
+  });
+
+  // #16 item 8 asks for this placement, which used to be refused (the generator read the
+  // policy's shared-memory handle before it started): colocated, it samples with the policy's
+  // own tensors and waits for nothing.
+  it('colocates the generator with the policy: one thread, no start order, and a member that still reads its host is refused', async () => {
+    const c = await rl('grpo', {
+      runtime: { backend: 'wasm' },
+      actors: { generator: { colocateWith: 'policy' } },
+    });
+    const p = placementOf(c);
+    const a = byName(p.actors);
+    expect(a['generator']).toMatchObject({ thread: 'policy+generator', colocateWith: 'policy' });
+    expect(a['policy']).toMatchObject({ thread: 'policy+generator', backend: 'wasm' });
+    // policy+generator and the reference compute; the reward actor does not.
+    expect(p.computing).toBe(2);
+    expect(describePlacement(p)[0]).toMatch(
+      /^policy\+generator \(policy, generator\): backend wasm/,
+    );
+    expect(RL_TOPOLOGY.generator.needs).toBeTypeOf('function');
+    const needs = RL_TOPOLOGY.generator.needs as (c: RlConfig) => readonly string[];
+    expect(needs(c)).toEqual([]);
+    expect(needs(await rl('grpo'))).toEqual(['policy']);
+    // The rule the colocation used to trip stays: a member whose arguments read its host.
+    const reading = { ...RL_TOPOLOGY, generator: { ...RL_TOPOLOGY.generator, needs: ['policy'] } };
+    expect(() => resolvePlacement(reading, c)).toThrow(
+      "actors.generator.colocateWith: 'generator' starts after 'policy' (its arguments read it), so the two cannot share a thread",
+    );
+    // Sampling ahead while the policy trains needs a thread of its own.
+    await expect(
+      rl('grpo', {
+        rollout: { offPolicy: true },
+        actors: { generator: { colocateWith: 'policy' } },
+      }),
+    ).rejects.toThrow('offPolicy');
   });
 });

@@ -108,6 +108,42 @@ describe('placing actors from config', () => {
     }
   }, 180_000);
 
+  it('a generator colocated with the policy samples with its tensors on its thread: nothing synced, the same run as the default placement', async () => {
+    const shared = await trainRl(await grpo({ actors: { generator: { colocateWith: 'policy' } } }));
+    const w = where(shared.actors);
+    expect(w['generator'].thread).toBe('policy+generator');
+    expect(w['policy'].thread).toBe('policy+generator');
+    expect(w['generator'].threadId).toBe(w['policy'].threadId);
+    expect(w['reference'].threadId).not.toBe(w['policy'].threadId);
+    const log = readFileSync(join(shared.runDir, 'log.txt'), 'utf8');
+    expect(log).toContain("generator ready, sampling with policy's own weights");
+    const train = readMetrics(shared.runDir, 'train');
+    // Each batch is sampled with the weights of the step before it, as with a synced copy.
+    expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2]);
+    const plain = await trainRl(await grpo());
+    expect(new Set(Object.values(where(plain.actors)).map((a) => a.threadId)).size).toBe(4);
+    // The same numbers, every one: the generator's copy was exact, so sharing changes nothing.
+    expect(numbers(train)).toEqual(numbers(readMetrics(plain.runDir, 'train')));
+    expect(shared.finalEval).toEqual(plain.finalEval);
+  }, 180_000);
+
+  it('a crash of the thread a colocated generator shares with the policy stops the run: not retried, as the policy restarted there would have its start weights', async () => {
+    const marker = join(tmp(), 'crashed');
+    process.env.TROUPE_TEST_GEN_CRASH_MARKER = marker;
+    try {
+      const c = await grpo({ actors: { generator: { colocateWith: 'policy' } } });
+      await expect(trainRl(c, { roles: { generator: CRASHING_GENERATOR } })).rejects.toMatchObject({
+        code: 'ACTOR_CRASHED',
+        message: expect.stringMatching(/'policy\+generator' died/),
+      });
+      expect(existsSync(marker)).toBe(true);
+      const log = readFileSync(join(c.output, 'log.txt'), 'utf8');
+      expect(log).not.toMatch(/retrying generator\.generate/);
+    } finally {
+      delete process.env.TROUPE_TEST_GEN_CRASH_MARKER;
+    }
+  }, 180_000);
+
   it('DPO with a precomputed reference stops the reference once its log-probs are in', async () => {
     const c = await loadConfig<DpoConfig>('dpo', {
       object: {

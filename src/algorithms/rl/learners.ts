@@ -9,6 +9,7 @@ import type { Scorers } from '../../rollout/maker.js';
 import type { CriticRole } from '../roles/critic.js';
 import type { PolicyRole, RlStepMetrics } from '../roles/policy.js';
 import type { WeightsSubscriber } from './rollouts.js';
+import { oldLogpInStep } from './topology.js';
 
 /*
  * The learners of an RL run: the policy replicas and, for `gae`, the critic replicas. They score
@@ -48,11 +49,16 @@ export class Learners {
     return this.critics[0];
   }
 
-  /** The learners' scorers of a rollout frame: π_old (and entropy), and V with a critic. */
+  /**
+   * The learners' scorers of a rollout frame: π_old (and entropy), unless the update computes
+   * it itself (oldLogpInStep), and V with a critic.
+   */
   scorers(): Pick<Scorers, 'policy' | 'critic'> {
     const critic = this.critic;
     return {
-      policy: (frame) => this.policy[0].call.actionLogprobs(frame),
+      policy: oldLogpInStep(this.c)
+        ? undefined
+        : (frame) => this.policy[0].call.actionLogprobs(frame),
       critic: critic ? (frame) => critic.call.values(frame) : undefined,
     };
   }

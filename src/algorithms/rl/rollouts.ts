@@ -8,6 +8,7 @@ import { TroupeError } from '../../errors.js';
 import type { PromptRow } from '../../rollout/maker.js';
 import type { GeneratedBatch, GeneratorRole } from '../roles/generator.js';
 import { loadPending, savePending } from './pending.js';
+import { sharesWeights } from './topology.js';
 
 /*
  * Where an RL run's rollouts come from: prompts from the loader, sampled by the generator with
@@ -148,6 +149,8 @@ export class Rollouts implements WeightsSubscriber {
 
   published(version: number, step: number): Promise<void> {
     this.steps.published(version, step);
+    // Sampling with the policy's own tensors, the generator reads their version itself.
+    if (sharesWeights(this.o.c)) return Promise.resolve();
     const sync = this.o.generator.call.sync();
     this.syncing = sync;
     return this.o.c.rollout.offPolicy ? Promise.resolve() : sync.then(() => undefined);

@@ -16,6 +16,33 @@ import { REWARD } from '../roles/reward.js';
 
 const usesReference = (c: RlConfig) => c.rl.kl.mode !== 'none' && c.rl.kl.coef > 0;
 
+/**
+ * A generator colocated with the policy (`actors.generator.colocateWith: policy`) samples with
+ * the policy's own tensors: the policy publishes by counting a version, nothing is copied, and
+ * the generator need not wait for the policy's shared-memory handle.
+ */
+export const sharesWeights = (c: RlConfig): boolean =>
+  c.actors?.generator?.colocateWith === 'policy';
+
+/**
+ * Whether π_old can be the update's own log π_θ, detached, with no pass computing it first: the
+ * batch gets exactly one optimiser step (on-policy, one epoch of one minibatch), with the
+ * weights that sampled it, and nothing before the update reads π_old (no KL in the reward) nor
+ * makes the update's forward differ from that pass's (no dropout, no LoRA dropout). TRL's
+ * GRPOTrainer does the same with num_iterations 1.
+ */
+export function oldLogpInStep(c: RlConfig): boolean {
+  const t = trainableOptions(c);
+  return (
+    !c.rollout.offPolicy &&
+    c.rl.epochs === 1 &&
+    c.rl.miniBatches === 1 &&
+    !(c.rl.kl.mode === 'reward' && usesReference(c)) &&
+    (t.dropout?.rates ?? false) === false &&
+    (t.lora?.dropout ?? 0) === 0
+  );
+}
+
 /** What an RL run hands its actors. */
 export interface RlInput {
   /** The policy's start (also the generator's, the reference's and by default the critic's). */
@@ -28,7 +55,8 @@ export interface RlInput {
 
 /**
  * Online RL: policy replicas (trainers), a generator (samples; pulls the policy's weights from
- * shared memory, so it starts after the policy), a reward actor (the configured sources, on
+ * shared memory, so it starts after the policy, or, colocated with it, samples with the
+ * policy's own tensors), a reward actor (the configured sources, on
  * `cpu` unless placed), and a reference (when a KL is used) and a critic (the `gae` estimator).
  */
 export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
@@ -40,6 +68,8 @@ export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
       dataParallel: p.dataParallel,
       rl: {
         temperature: c.rollout.temperature,
+        sharesWeights: sharesWeights(c),
+        oldLogpInStep: oldLogpInStep(c),
         loss: {
           name: c.rl.policyLoss,
           clipLow: c.rl.clipLow,
@@ -56,12 +86,13 @@ export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
     }),
   }),
   generator: plays(GENERATOR, {
-    needs: ['policy'],
+    needs: (c: RlConfig) => (sharesWeights(c) ? [] : ['policy']),
+    // Not retried where it shares the policy's thread (launch.ts): the run stops with the crash.
     retryCrashed: true,
-    args: async (_c: RlConfig, x: RlInput, _p, started) => ({
-      model: x.model,
-      weights: await started.actor(POLICY, 'policy').call.weightsHandle(),
-    }),
+    args: async (c: RlConfig, x: RlInput, _p, started) =>
+      sharesWeights(c)
+        ? { sharesWith: 'policy' }
+        : { model: x.model, weights: await started.actor(POLICY, 'policy').call.weightsHandle() },
   }),
   reward: plays(REWARD, {
     placement: { backend: 'cpu' },

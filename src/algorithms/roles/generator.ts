@@ -7,20 +7,28 @@ import { type GenerateOptions, generate } from '../../policy/generate.js';
 import type { CausalLM } from '../../policy/model/causal-lm.js';
 import { type GeneratedRows, layoutOf } from '../../rollout/assemble.js';
 import { encodeRollout } from '../../rollout/codec.js';
+import { heldModel } from './in-thread.js';
 import { frozenModel, type ModelSpec } from './models.js';
 
 /*
  * The generator samples rollouts (OpenRLHF's and veRL's vLLM engine) with the policy's latest
- * published weights, which it copies from shared memory: when it starts, when it restarts after
- * a crash (so a restarted generator never serves stale weights), and on each `sync`.
+ * published weights. On its own thread it copies them from shared memory: when it starts, when
+ * it restarts after a crash (so a restarted generator never serves stale weights), and on each
+ * `sync`. Colocated with the policy it samples with the policy's own tensors (in-thread.ts):
+ * nothing is copied, and every batch sees the weights of the policy's last publish.
  */
 
-export interface GeneratorArgs {
-  /** The model's shape and start weights (the policy's start). */
-  readonly model: ModelSpec;
-  /** The policy's published weights; `sync` copies them in. */
-  readonly weights: SharedWeightsHandle;
-}
+export type GeneratorArgs =
+  | {
+      /** The model's shape and start weights (the policy's start). */
+      readonly model: ModelSpec;
+      /** The policy's published weights; `sync` copies them in. */
+      readonly weights: SharedWeightsHandle;
+    }
+  | {
+      /** The actor in this thread whose model it samples with (the policy). */
+      readonly sharesWith: string;
+    };
 
 /** One generated batch: its layout (as a rollout frame) and what the controller reads. */
 export interface GeneratedBatch {
@@ -61,11 +69,37 @@ function syncFrom(shared: SharedWeights, model: CausalLM, version: number): numb
   return snap.version;
 }
 
-export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async (args, ctx) => {
+/** The generator's model and its weights' version: `sync` brings in the latest publish. */
+interface Weights {
+  readonly model: CausalLM;
+  /** The version sampling uses now. */
+  version(): number;
+  sync(): number;
+}
+
+async function weightsOf(args: GeneratorArgs, name: string): Promise<Weights> {
+  if ('sharesWith' in args) {
+    const held = heldModel(args.sharesWith, name);
+    return { model: held.model, version: () => held.version, sync: () => held.version };
+  }
   const model = await frozenModel(args.model);
   const shared = SharedWeights.attach(args.weights);
+  let version = 0;
+  return {
+    model,
+    version: () => version,
+    sync: () => {
+      version = syncFrom(shared, model, version);
+      return version;
+    },
+  };
+}
+
+export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async (args, ctx) => {
+  const w = await weightsOf(args, ctx.name);
+  const model = w.model;
   // Whatever the policy has published so far: nothing at a run's start, the latest on a restart.
-  let version = syncFrom(shared, model, 0);
+  const version = w.sync();
   // generate() awaits between tokens: a sync must not swap weights mid-batch.
   let busy: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(f: () => Promise<T>): Promise<T> => {
@@ -73,14 +107,16 @@ export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async 
     busy = run.catch(() => undefined);
     return run;
   };
+  const how = 'sharesWith' in args ? `, sampling with ${args.sharesWith}'s own weights` : '';
   ctx.log(
     'info',
-    version !== 0 ? `generator ready (weights version ${version})` : 'generator ready',
+    version !== 0 ? `generator ready (weights version ${version}${how})` : `generator ready${how}`,
   );
   return {
     generate: (prompts, opts) =>
       exclusive(async () => {
         const rng = opts.sampling ? RandomStream.of(opts.sampling) : undefined;
+        const version = w.version();
         const g = await generate(model, prompts, { ...opts, rng });
         const frame = encodeRollout(layoutOf(g as GeneratedRows));
         const out: GeneratedBatch = {
@@ -92,11 +128,7 @@ export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async 
         };
         return transfer(out, [frame]);
       }),
-    sync: () =>
-      exclusive(async () => {
-        version = syncFrom(shared, model, version);
-        return version;
-      }),
+    sync: () => exclusive(async () => w.sync()),
   };
 };
 

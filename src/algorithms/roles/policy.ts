@@ -12,22 +12,42 @@ import { tokenLogprobs } from '../../policy/score.js';
 import type { Trainable, TrainableArgs } from '../../policy/trainable.js';
 import { decodeExperience, decodeRollout } from '../../rollout/codec.js';
 import type { Experience } from '../../rollout/experience.js';
-import type { AggMode } from '../losses/index.js';
+import { type AggMode, aggLoss, stopGradient } from '../losses/index.js';
 import { type PolicyLossConfig, policyObjective } from '../losses/objectives.js';
+import { holdModel } from './in-thread.js';
 import { actionLogProbs, read } from './logprobs.js';
 import { createReplica, type DataParallel } from './models.js';
 
 /*
  * The policy: the model being trained. Language modelling (pretraining, SFT) trains it on
  * token batches; online RL on experience frames with the PPO surrogate, after which it publishes
- * its weights into shared memory for the generator.
+ * its weights for the generator: into shared memory, or, for a generator colocated with it, by
+ * counting a version of the tensors the generator samples with (in-thread.ts).
  */
+
+export interface PolicyRlArgs {
+  /** The sampling temperature (log-probs are of logits/τ). */
+  readonly temperature: number;
+  readonly loss: PolicyLossConfig;
+  /**
+   * A generator colocated with this policy samples with its own tensors: publishing copies
+   * nothing (no shared memory is made).
+   */
+  readonly sharesWeights?: boolean;
+  /**
+   * Each batch gets exactly one optimiser step, with the weights that sampled it and no dropout
+   * (on-policy, one epoch of one minibatch): π_old is then this step's own log π_θ, detached
+   * (ratio 1 exactly, as the separate pass gave), so no pass computes it before. The step
+   * reports the entropy and the generator/policy mismatch that pass would have.
+   */
+  readonly oldLogpInStep?: boolean;
+}
 
 export interface PolicyArgs extends TrainableArgs {
   /** This replica's place in a data-parallel group (gradients all-reduced every step). */
   readonly dataParallel?: DataParallel;
-  /** Online RL: the sampling temperature (log-probs are of logits/τ) and the policy's loss. */
-  readonly rl?: { readonly temperature: number; readonly loss: PolicyLossConfig };
+  /** Online RL: the sampling temperature, the policy's loss, how it publishes. */
+  readonly rl?: PolicyRlArgs;
 }
 
 /** A training batch as plain arrays (it crosses threads). `lossMask` selects the target tokens. */
@@ -97,12 +117,16 @@ export function perAction(e: Experience, x: Float32Array | undefined, field: str
 class Policy implements PolicyRole {
   private readonly names: string[];
   private shared: SharedWeights | undefined;
+  /** With a colocated generator: the in-thread handle it samples through. */
+  private readonly held: { publish(): number } | undefined;
 
   constructor(
     private readonly t: Trainable,
     private readonly args: PolicyArgs,
+    name: string,
   ) {
     this.names = paramSpecs(t.model.config).map((s) => s.name);
+    this.held = args.rl?.sharesWeights ? holdModel(name, t.model) : undefined;
   }
 
   async describe() {
@@ -169,12 +193,19 @@ class Policy implements PolicyRole {
   }
 
   async weightsHandle() {
+    if (this.held) {
+      throw new TroupeError(
+        'BAD_TOPOLOGY',
+        'policy: its generator is colocated and samples with its own tensors (rl.sharesWeights), so it publishes no shared memory',
+      );
+    }
     if (!this.shared)
       this.shared = SharedWeights.create(weightManifest(await this.state()), 'float32');
     return this.shared.handle;
   }
 
   async publishWeights() {
+    if (this.held) return this.held.publish();
     await this.weightsHandle();
     return this.shared!.write(await this.state());
   }
@@ -203,26 +234,36 @@ class Policy implements PolicyRole {
 
   /** One micro-batch's loss: the model's log-probs (and entropy) into the policy objective. */
   private lossOf(e: Experience) {
-    const { temperature, loss: c } = this.rl();
+    const { temperature, loss: c, oldLogpInStep } = this.rl();
     const mask = tf.tensor2d(e.actionMask, [e.shape.batch, e.shape.actions], 'float32');
     const { logp, entropy } = actionLogProbs(this.t.model, e, {
       temperature,
       checkpoint: this.t.gradientCheckpointing,
-      entropy: c.entropyCoef > 0,
+      entropy: c.entropyCoef > 0 || oldLogpInStep,
     });
-    // Without a coefficient the entropy is not computed here (its full-vocabulary logits would
-    // cost a backward); the rollout's entropy (actionLogprobs) is the metric then.
-    return policyObjective(
+    // Without a coefficient the entropy is not in the loss (its full-vocabulary logits would
+    // cost a backward); the rollout's entropy (actionLogprobs) is the metric then, or, with no
+    // such pass (oldLogpInStep), this forward's, measured off the gradient path.
+    const sampled = perAction(e, e.actionLogProbs, 'actionLogProbs');
+    const out = policyObjective(
       {
         logp,
-        oldLogp: perAction(e, e.actionLogProbs, 'actionLogProbs'),
+        oldLogp: oldLogpInStep ? stopGradient(logp) : sampled,
         advantages: perAction(e, e.advantages, 'advantages'),
         mask,
-        entropy,
+        entropy: c.entropyCoef > 0 ? entropy : undefined,
         refLogp: c.klLoss ? perAction(e, e.refLogProbs, 'refLogProbs') : undefined,
       },
       c,
     );
+    if (!oldLogpInStep) return out;
+    // The experience's log-probs are the generator's: the mismatch the pass used to measure.
+    const metrics: Record<string, tf.Scalar> = {
+      'rollout/logprob_diff': aggLoss(tf.abs(tf.sub(logp, sampled)), mask, 'token-mean'),
+      ...out.metrics,
+    };
+    if (c.entropyCoef === 0) metrics['actor/entropy'] = aggLoss(entropy!, mask, 'token-mean');
+    return { loss: out.loss, metrics };
   }
 
   async step(frames: readonly ArrayBuffer[], lr: number, step: number): Promise<RlStepMetrics> {
@@ -253,7 +294,7 @@ export const createPolicy: RoleFactory<PolicyRole, PolicyArgs> = async (args, ct
       ? `RL policy ready: ${t.trainableNames.length} trainable tensors`
       : `policy ready: ${t.model.config.family}, ${t.trainableNames.length} trainable tensors`,
   );
-  return new Policy(t, args);
+  return new Policy(t, args, ctx.name);
 };
 
 export const POLICY = roleRef<PolicyRole, PolicyArgs>(import.meta.url, 'createPolicy');
