@@ -2,7 +2,15 @@ import { TroupeError } from '../../errors.js';
 import * as tf from '../../kernels/tf.js';
 import { type LossOutput, mean } from './common.js';
 import { checkRows } from './inputs.js';
+import {
+  centerCoefficient,
+  type RewardModelParams,
+  scoreMetrics,
+  withCenterTerm,
+} from './reward-model-terms.js';
 import { type SoftRewardModelInputs, softBradleyTerryLoss } from './soft-reward-model.js';
+
+export type { RewardModelParams };
 
 export interface RewardModelInputs {
   /** (B,) float32: r_θ(x_b, y_c), the scalar score of each chosen sequence. */
@@ -14,14 +22,6 @@ export interface RewardModelInputs {
    * Touvron et al. 2023, §3.2.2; TRL's `margin` column).
    */
   readonly margin?: tf.Tensor;
-}
-
-export interface RewardModelParams {
-  /**
-   * c ≥ 0: adds c·mean((r_c + r_r)²), pulling the scores towards zero mean (Eisenstein et al.
-   * 2023; TRL `center_rewards_coefficient`, suggested 0.01). Off when unset.
-   */
-  readonly centerRewardsCoefficient?: number;
 }
 
 /**
@@ -42,40 +42,13 @@ export function bradleyTerryLoss(
 ): LossOutput {
   const { chosenRewards, rejectedRewards, margin } = inputs;
   checkRows('bradleyTerryLoss', { chosenRewards, rejectedRewards, margin });
-  for (const key of Object.keys(params)) {
-    if (key !== 'centerRewardsCoefficient') {
-      throw new TroupeError(
-        'BAD_ARGUMENT',
-        `Reward-model loss: unknown parameter '${key}'. Known: centerRewardsCoefficient.`,
-      );
-    }
-  }
-  const c = params.centerRewardsCoefficient;
-  if (c !== undefined && !(c >= 0 && Number.isFinite(c))) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `Reward-model loss: 'centerRewardsCoefficient' must be a non-negative finite number; ` +
-        `got ${c}. TRL suggests 0.01.`,
-    );
-  }
+  const c = centerCoefficient('Reward-model loss', params);
   return tf.tidy(() => {
     const diff = tf.sub(chosenRewards, rejectedRewards); // (B,) r_c − r_r
     const z = margin === undefined ? diff : tf.sub(diff, margin); // (B,)
-    let loss = mean(tf.softplus(tf.neg(z))); // −log σ(z), eq. 1
-    const metrics: Record<string, tf.Scalar> = {
-      'rm/accuracy': mean(tf.cast(tf.greater(chosenRewards, rejectedRewards), 'float32')),
-      'rm/chosen_score': mean(chosenRewards),
-      'rm/rejected_score': mean(rejectedRewards),
-      'rm/margin': mean(diff),
-    };
-    if (c !== undefined) {
-      const center = tf.mul(
-        mean(tf.square(tf.add(chosenRewards, rejectedRewards))),
-        c,
-      ) as tf.Scalar;
-      loss = tf.add(loss, center) as tf.Scalar;
-      metrics['rm/center_loss'] = center;
-    }
+    const metrics = scoreMetrics(chosenRewards, rejectedRewards, diff);
+    const bt = mean(tf.softplus(tf.neg(z))); // −log σ(z), eq. 1
+    const loss = withCenterTerm(bt, metrics, chosenRewards, rejectedRewards, c);
     return { loss, metrics };
   });
 }

@@ -1,8 +1,12 @@
-import { TroupeError } from '../../errors.js';
 import * as tf from '../../kernels/tf.js';
 import { type LossOutput, mean } from './common.js';
 import { checkRows } from './inputs.js';
-import type { RewardModelParams } from './reward-model.js';
+import {
+  centerCoefficient,
+  type RewardModelParams,
+  scoreMetrics,
+  withCenterTerm,
+} from './reward-model-terms.js';
 
 export interface SoftRewardModelInputs {
   /** (B,) float32: r_θ(x_b, y_c), the score of the response labelled more likely preferred. */
@@ -35,47 +39,22 @@ export function softBradleyTerryLoss(
 ): LossOutput {
   const { chosenRewards, rejectedRewards, chosenProb } = inputs;
   checkRows('softBradleyTerryLoss', { chosenRewards, rejectedRewards, chosenProb });
-  for (const key of Object.keys(params)) {
-    if (key !== 'centerRewardsCoefficient') {
-      throw new TroupeError(
-        'BAD_ARGUMENT',
-        `Soft reward-model loss: unknown parameter '${key}'. Known: centerRewardsCoefficient.`,
-      );
-    }
-  }
-  const c = params.centerRewardsCoefficient;
-  if (c !== undefined && !(c >= 0 && Number.isFinite(c))) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `Soft reward-model loss: 'centerRewardsCoefficient' must be a non-negative finite number; got ${c}.`,
-    );
-  }
+  const c = centerCoefficient('Soft reward-model loss', params);
   return tf.tidy(() => {
     const d = tf.sub(chosenRewards, rejectedRewards); // (B,) r_c − r_r
     const p = chosenProb; // (B,)
     const q = tf.sub(1, p); // (B,) 1 − p
     // −p log σ(d) − (1 − p) log σ(−d) = p·softplus(−d) + (1 − p)·softplus(d)
     const perPair = tf.add(tf.mul(p, tf.softplus(tf.neg(d))), tf.mul(q, tf.softplus(d))); // (B,)
-    let loss = mean(perPair);
     // H(p) = −p log p − (1 − p) log(1 − p), with 0 log 0 = 0.
     const xlogx = (x: tf.Tensor) =>
       tf.where(tf.greater(x, 0), tf.mul(x, tf.log(tf.maximum(x, 1e-30))), tf.zerosLike(x));
-    const metrics: Record<string, tf.Scalar> = {
-      'rm/accuracy': mean(tf.cast(tf.greater(chosenRewards, rejectedRewards), 'float32')),
-      'rm/chosen_score': mean(chosenRewards),
-      'rm/rejected_score': mean(rejectedRewards),
-      'rm/margin': mean(d),
+    const metrics = {
+      ...scoreMetrics(chosenRewards, rejectedRewards, d),
       'rm/label_mean': mean(p),
       'rm/label_entropy': mean(tf.neg(tf.add(xlogx(p), xlogx(q)))),
     };
-    if (c !== undefined) {
-      const center = tf.mul(
-        mean(tf.square(tf.add(chosenRewards, rejectedRewards))),
-        c,
-      ) as tf.Scalar;
-      loss = tf.add(loss, center) as tf.Scalar;
-      metrics['rm/center_loss'] = center;
-    }
+    const loss = withCenterTerm(mean(perPair), metrics, chosenRewards, rejectedRewards, c);
     return { loss, metrics };
   });
 }
