@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CONFIG_SCHEMAS } from '../algorithms/registry.js';
-import { applyOverride, formatIssues } from '../config/load.js';
+import { applyOverride, formatIssues, readConfigMapping } from '../config/load.js';
 import { TroupeError } from '../errors.js';
 import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { endpointSchema } from './endpoint.js';
@@ -186,33 +184,7 @@ export async function loadCaiConfig(o: {
   readonly object?: Record<string, unknown>;
   readonly overrides?: readonly (readonly [string, string])[];
 }): Promise<CaiConfig> {
-  const source = o.file ?? '(config object)';
-  let raw: unknown = o.object ? structuredClone(o.object) : {};
-  if (o.file) {
-    let text: string;
-    try {
-      text = await readFile(o.file, 'utf8');
-    } catch (e) {
-      throw new TroupeError(
-        'BAD_ARGUMENT',
-        `Cannot read config ${o.file}: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
-      );
-    }
-    try {
-      raw = parseYaml(text) ?? {};
-    } catch (e) {
-      throw new TroupeError('BAD_ARGUMENT', `${o.file}: not valid YAML: ${(e as Error).message}`, {
-        cause: e,
-      });
-    }
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new TroupeError('BAD_ARGUMENT', `${source}: the config must be a mapping of sections`);
-  }
-  const obj = raw as Record<string, unknown>;
+  const { obj, source } = await readConfigMapping(o);
   if (obj['algorithm'] !== undefined && obj['algorithm'] !== 'cai') {
     throw new TroupeError(
       'BAD_ARGUMENT',

@@ -59,11 +59,14 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
 }
 
 /**
- * Load, override and validate a run config for `algorithm`, with every default filled in.
- * Errors name the file and the field and say how to fix it.
+ * The mapping of sections a YAML config file (or a copy of a config object) holds, before any
+ * override or validation, and the name its errors go by (the file, or `(config object)`).
+ * `noun` says what it is in messages: `config`, `sweep config`.
  */
-export async function loadConfig<T = unknown>(algorithm: string, o: LoadOptions): Promise<T> {
-  const { schema } = algorithmEntry(algorithm);
+export async function readConfigMapping(
+  o: Pick<LoadOptions, 'file' | 'object'>,
+  noun = 'config',
+): Promise<{ readonly obj: Record<string, unknown>; readonly source: string }> {
   let raw: unknown = o.object ? structuredClone(o.object) : {};
   const source = o.file ?? '(config object)';
   if (o.file) {
@@ -73,7 +76,7 @@ export async function loadConfig<T = unknown>(algorithm: string, o: LoadOptions)
     } catch (e) {
       throw new TroupeError(
         'BAD_ARGUMENT',
-        `Cannot read config ${o.file}: ${(e as Error).message}`,
+        `Cannot read ${noun} ${o.file}: ${(e as Error).message}`,
         { cause: e },
       );
     }
@@ -86,9 +89,18 @@ export async function loadConfig<T = unknown>(algorithm: string, o: LoadOptions)
     }
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new TroupeError('BAD_ARGUMENT', `${source}: the config must be a mapping of sections`);
+    throw new TroupeError('BAD_ARGUMENT', `${source}: the ${noun} must be a mapping of sections`);
   }
-  const obj = raw as Record<string, unknown>;
+  return { obj: raw as Record<string, unknown>, source };
+}
+
+/**
+ * Load, override and validate a run config for `algorithm`, with every default filled in.
+ * Errors name the file and the field and say how to fix it.
+ */
+export async function loadConfig<T = unknown>(algorithm: string, o: LoadOptions): Promise<T> {
+  const { schema } = algorithmEntry(algorithm);
+  const { obj, source } = await readConfigMapping(o);
   if (obj['algorithm'] !== undefined && obj['algorithm'] !== algorithm) {
     throw new TroupeError(
       'BAD_ARGUMENT',

@@ -1,7 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { applyOverride, formatIssues } from '../config/load.js';
+import { applyOverride, formatIssues, readConfigMapping } from '../config/load.js';
 import { TroupeError } from '../errors.js';
 
 /**
@@ -163,29 +161,7 @@ export async function loadSweepConfig(
   file: string,
   overrides: readonly (readonly [string, string])[] = [],
 ): Promise<SweepConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new TroupeError(
-      'BAD_ARGUMENT',
-      `Cannot read sweep config ${file}: ${(e as Error).message}`,
-      {
-        cause: e,
-      },
-    );
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text) ?? {};
-  } catch (e) {
-    throw new TroupeError('BAD_ARGUMENT', `${file}: not valid YAML: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new TroupeError('BAD_ARGUMENT', `${file}: a sweep config is a mapping of sections`);
-  }
-  for (const [path, value] of overrides) applyOverride(raw as Record<string, unknown>, path, value);
-  return parseSweepConfig(raw, file);
+  const { obj } = await readConfigMapping({ file }, 'sweep config');
+  for (const [path, value] of overrides) applyOverride(obj, path, value);
+  return parseSweepConfig(obj, file);
 }
