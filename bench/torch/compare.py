@@ -275,7 +275,7 @@ def main():
     )
     args = ap.parse_args()
     rows = []
-    wall0 = time.perf_counter()
+    wall0, use0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     cores = os.cpu_count() or 1
     for threads in [args.threads] if args.threads else sorted({1, cores}):
         torch.set_num_threads(threads)
@@ -287,8 +287,10 @@ def main():
             rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick, args.precision)
     use = resource.getrusage(resource.RUSAGE_SELF)
     rows.append(dict(figure="peak RSS", config=args.config, threads=0, value=use.ru_maxrss * 1024, unit="bytes"))
-    # CPU time over wall time of the whole process: ~1 at one thread says it kept to one core
-    busy = (use.ru_utime + use.ru_stime) / (time.perf_counter() - wall0)
+    # CPU time over wall time while measuring: ~1 at one thread says it kept to one core (and
+    # well under the thread count, that the machine was busy with something else)
+    cpu = use.ru_utime + use.ru_stime - use0.ru_utime - use0.ru_stime
+    busy = cpu / (time.perf_counter() - wall0)
     with open(args.out, "w") as f:
         json.dump({"torch": torch.__version__, "cores": cores, "kernels": kernels(),
                    "cpuPerWall": busy, "rows": rows}, f, indent=1)
