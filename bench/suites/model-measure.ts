@@ -313,6 +313,7 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
       seq: T,
       ms: fwdMs,
       samples: fwd.length,
+      runsMs: fwd,
     });
 
     // Greedy generation with the KV cache (no stop token: every row runs to newTokens).
@@ -343,6 +344,7 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
         newTokens: g.newTokens,
         ms,
         samples: runs.length,
+        runsMs: runs,
         how: 'batch·newTokens / wall time of generate() (prefill included)',
       });
       push({
@@ -438,6 +440,7 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
           seq: T,
           ms,
           samples: runs.length,
+          runsMs: runs.map((r) => r.ms),
           warmupMs: warmup.ms,
           losses: [warmup.loss, ...runs.map((r) => r.loss)],
           how: `batch·seq / optimizerStep (fwd+bwd, clip 1.0, AdamW${offload ? ' with its moments on the host' : ''})`,

@@ -101,18 +101,19 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
 /**
  * The bf16 suite's configs (bench/suites/bf16.ts): the small and GPT-2-124M shapes, the trainer
  * step, forward and KV-cache generation only (no memory profile, no plain/checkpoint variants), the
- * same at fp32 and bf16 precision.
+ * same at fp32 and bf16 precision; 5 timed calls of each after a warm-up (--quick: fewer), as
+ * compare.py's PyTorch side (the torch suite runs these too).
  */
 export function bf16Cases(quick: boolean): ModelCase[] {
   const light = (c: ModelCase, steps: number, offload: boolean): ModelCase => ({
     ...c,
-    forwardReps: quick ? 1 : 3,
-    generate: { batches: [1, 8], prompt: 32, newTokens: 64, reps: quick ? 1 : 3 },
+    forwardReps: quick ? 1 : 5,
+    generate: { batches: [1, 8], prompt: 32, newTokens: 64, reps: quick ? 1 : 5 },
     train: { variants: [], steps: 0, optimizer: false, trainer: { steps, offload } },
     memory: false,
   });
   const [, small, gpt2] = modelCases('wasm', false);
-  return [light(small, quick ? 2 : 5, false), ...(quick ? [] : [light(gpt2, 3, true)])];
+  return [light(small, quick ? 2 : 5, false), ...(quick ? [] : [light(gpt2, 5, true)])];
 }
 
 /** Longest a config's child may run before it is stopped (and reported). */
