@@ -1,9 +1,8 @@
 import { loadCaiConfig } from '../cai/config.js';
 import { type CaiStage, runCai } from '../cai/pipeline.js';
-import { splitOverrides } from '../config/load.js';
 import { TroupeError } from '../errors.js';
-import { type CommandSpec, HELP, helpOf, parseOptions } from './options.js';
-import { EXIT_INTERRUPTED, terminalEvents } from './train.js';
+import { type CommandSpec, parseCommand } from './options.js';
+import { EXIT_INTERRUPTED, stopOnCtrlC, terminalEvents } from './train.js';
 
 export const CAI_SPEC: CommandSpec = {
   name: 'cai',
@@ -38,13 +37,9 @@ const STAGES: Readonly<Record<string, readonly CaiStage[] | undefined>> = {
 
 /** `troupe cai [sl|rl|all] --config cai.yaml [--resume] [overrides]`. */
 export async function runCaiCommand(args: string[], log: (line: string) => void): Promise<number> {
-  const flags = new Set([...CAI_SPEC.options, HELP].map((o) => o.name));
-  const { rest, overrides } = splitOverrides(args, flags);
-  const parsed = parseOptions(CAI_SPEC, rest, { positionals: true });
-  if (!parsed) {
-    process.stdout.write(helpOf(CAI_SPEC));
-    return 0;
-  }
+  const parsed = parseCommand(CAI_SPEC, args, { positionals: true });
+  if (!parsed) return 0;
+  const { overrides } = parsed;
   const [which = 'all', ...extra] = parsed.positionals;
   if (!(which in STAGES) || extra.length > 0) {
     throw new TroupeError(
@@ -54,19 +49,13 @@ export async function runCaiCommand(args: string[], log: (line: string) => void)
   }
   const file = parsed.values['config'] as string;
   const config = await loadCaiConfig({ file, overrides });
-  const ac = new AbortController();
-  const stop = () => {
-    log('\nCtrl-C: stopping after this batch or step, which is then checkpointed…');
-    ac.abort();
-    process.off('SIGINT', stop);
-  };
-  process.on('SIGINT', stop);
+  const ctrlC = stopOnCtrlC(log, 'stopping after this batch or step, which is then checkpointed…');
   const { events, progress } = terminalEvents();
   try {
     const r = await runCai(config, {
       file,
       resume: parsed.values['resume'] === true,
-      signal: ac.signal,
+      signal: ctrlC.signal,
       events,
       stages: STAGES[which],
     });
@@ -80,6 +69,6 @@ export async function runCaiCommand(args: string[], log: (line: string) => void)
     return 0;
   } finally {
     progress.finish();
-    process.off('SIGINT', stop);
+    ctrlC.dispose();
   }
 }

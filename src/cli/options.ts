@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { splitOverrides } from '../config/load.js';
 import { TroupeError } from '../errors.js';
 
 /**
@@ -123,6 +124,26 @@ export function parseOptions(
     );
   }
   return { values, positionals: parsed.positionals };
+}
+
+/**
+ * A command that takes config overrides (`troupe sft --config x.yaml --train.steps 10`): its
+ * own flags parsed by `parseOptions`, every other `--key value` pair an override. Undefined
+ * when `--help` was given: its help is then printed, and the command exits 0.
+ */
+export function parseCommand(
+  spec: CommandSpec,
+  args: readonly string[],
+  o: { readonly positionals?: boolean } = {},
+): { values: OptionValues; positionals: string[]; overrides: [string, string][] } | undefined {
+  const flags = new Set([...spec.options, HELP].map((x) => x.name));
+  const { rest, overrides } = splitOverrides(args, flags);
+  const parsed = parseOptions(spec, rest, o);
+  if (!parsed) {
+    process.stdout.write(helpOf(spec));
+    return undefined;
+  }
+  return { ...parsed, overrides };
 }
 
 /** True when `args` asks for help (`--help` or `-h` before any `--`). */

@@ -8,11 +8,11 @@ import {
 } from '../algorithms/registry.js';
 import { placementOf } from '../algorithms/topologies.js';
 import { configFields, defaultConfig, defaultConfigYaml } from '../config/defaults.js';
-import { configToYaml, loadConfig, splitOverrides } from '../config/load.js';
+import { configToYaml, loadConfig } from '../config/load.js';
 import type { DpoConfig, LmConfig, RlConfig, RmConfig } from '../config/schema.js';
 import { TroupeError } from '../errors.js';
 import { formatValue } from '../train/format.js';
-import { type CommandSpec, HELP, helpOf, parseOptions, usageOf } from './options.js';
+import { type CommandSpec, parseCommand, usageOf } from './options.js';
 import { ProgressReporter } from './progress-reporter.js';
 
 /** A built-in algorithm's name (a registered one is any name ALGORITHMS holds). */
@@ -74,6 +74,25 @@ export function trainSpec(algorithm: string): CommandSpec {
 
 export const TRAIN_USAGE = (algo: string) => usageOf(trainSpec(algo));
 
+/**
+ * The first Ctrl-C aborts the returned signal (the run stops after the step under way and
+ * checkpoints it), saying so after `Ctrl-C: `; a second one is Node's own, which kills. Call
+ * `dispose` when the run is over.
+ */
+export function stopOnCtrlC(
+  log: (line: string) => void,
+  says = 'stopping after this step, which is then checkpointed (Ctrl-C again to kill)…',
+): { readonly signal: AbortSignal; dispose(): void } {
+  const ac = new AbortController();
+  const stop = () => {
+    log(`\nCtrl-C: ${says}`);
+    ac.abort();
+    process.off('SIGINT', stop);
+  };
+  process.on('SIGINT', stop);
+  return { signal: ac.signal, dispose: () => process.off('SIGINT', stop) };
+}
+
 /** Renders a trainer's events on the terminal: a progress line, eval results, actor warnings. */
 export function terminalEvents(out: NodeJS.WriteStream = process.stderr) {
   const progress = new ProgressReporter({ stream: out });
@@ -120,13 +139,9 @@ export async function runTrain(
   log: (line: string) => void,
 ): Promise<number> {
   const spec = trainSpec(algorithm);
-  const flags = new Set([...spec.options, HELP].map((o) => o.name));
-  const { rest, overrides } = splitOverrides(args, flags);
-  const parsed = parseOptions(spec, rest);
-  if (!parsed) {
-    process.stdout.write(helpOf(spec));
-    return 0;
-  }
+  const parsed = parseCommand(spec, args);
+  if (!parsed) return 0;
+  const { overrides } = parsed;
   const values = parsed.values as { config?: string; resume?: boolean };
   if (!values.config && overrides.length === 0) {
     throw new TroupeError('BAD_ARGUMENT', `--config is required. Usage: ${usageOf(spec)}`);
@@ -135,13 +150,7 @@ export async function runTrain(
     file: values.config,
     overrides,
   });
-  const ac = new AbortController();
-  const stop = () => {
-    log('\nCtrl-C: stopping after this step, which is then checkpointed (Ctrl-C again to kill)…');
-    ac.abort();
-    process.off('SIGINT', stop);
-  };
-  process.on('SIGINT', stop);
+  const ctrlC = stopOnCtrlC(log);
   const { events, progress } = terminalEvents();
   try {
     log(
@@ -149,7 +158,7 @@ export async function runTrain(
     );
     const r = await algorithmEntry(algorithm).train(config as never, {
       resume: values.resume,
-      signal: ac.signal,
+      signal: ctrlC.signal,
       events,
     });
     progress.finish();
@@ -176,7 +185,7 @@ export async function runTrain(
       log(`the run failed: the error is in ${join(config.output, 'log.txt')} (and report.html)`);
     throw e;
   } finally {
-    process.off('SIGINT', stop);
+    ctrlC.dispose();
   }
 }
 
@@ -213,13 +222,9 @@ export async function runConfigShow(args: string[]): Promise<number> {
       'BAD_ARGUMENT',
       `Unknown config command '${sub ?? ''}'. Known: ${[...CONFIG_COMMANDS.keys()].join(', ')}. Usage: ${usageOf(spec)}`,
     );
-  const flags = new Set([...spec.options, HELP].map((o) => o.name));
-  const { rest, overrides } = splitOverrides(rest0, flags);
-  const parsed = parseOptions(spec, rest);
-  if (!parsed) {
-    process.stdout.write(helpOf(spec));
-    return 0;
-  }
+  const parsed = parseCommand(spec, rest0);
+  if (!parsed) return 0;
+  const { overrides } = parsed;
   const values = parsed.values as { config?: string; algorithm?: string };
   const algorithm = values.algorithm ?? (await algorithmOf(values.config));
   if (!values.config && overrides.length === 0) {

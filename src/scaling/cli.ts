@@ -1,7 +1,6 @@
 import { join } from 'node:path';
-import { type CommandSpec, HELP, helpOf, parseOptions } from '../cli/options.js';
-import { EXIT_INTERRUPTED, terminalEvents } from '../cli/train.js';
-import { splitOverrides } from '../config/load.js';
+import { type CommandSpec, parseCommand } from '../cli/options.js';
+import { EXIT_INTERRUPTED, stopOnCtrlC, terminalEvents } from '../cli/train.js';
 import { TroupeError } from '../errors.js';
 import { analyzeSweep, type ScalingAnalysis } from './analyze.js';
 import { loadSweepConfig, type SweepConfig } from './config.js';
@@ -77,29 +76,18 @@ export async function runSweepCommand(
   args: string[],
   log: (line: string) => void,
 ): Promise<number> {
-  const flags = new Set([...SWEEP_SPEC.options, HELP].map((o) => o.name));
-  const { rest, overrides } = splitOverrides(args, flags);
-  const parsed = parseOptions(SWEEP_SPEC, rest);
-  if (!parsed) {
-    process.stdout.write(helpOf(SWEEP_SPEC));
-    return 0;
-  }
-  const sweep = await loadSweepConfig(parsed.values['config'] as string, overrides);
+  const parsed = parseCommand(SWEEP_SPEC, args);
+  if (!parsed) return 0;
+  const sweep = await loadSweepConfig(parsed.values['config'] as string, parsed.overrides);
   let rows: readonly SweepRow[];
   if (parsed.values['fit-only'] === true) {
     rows = (await readTable(sweep.output)).rows;
   } else {
-    const ac = new AbortController();
-    const stop = () => {
-      log('\nCtrl-C: stopping after this step, which is then checkpointed (Ctrl-C again to kill)…');
-      ac.abort();
-      process.off('SIGINT', stop);
-    };
-    process.on('SIGINT', stop);
+    const ctrlC = stopOnCtrlC(log);
     const { events, progress } = terminalEvents();
     try {
       const r = await runSweep(sweep, {
-        signal: ac.signal,
+        signal: ctrlC.signal,
         events: {
           job: events,
           onJob: (j, i, n, how) =>
@@ -121,7 +109,7 @@ export async function runSweepCommand(
       }
       rows = r.rows;
     } finally {
-      process.off('SIGINT', stop);
+      ctrlC.dispose();
     }
   }
   if (rows.length < 5) {
