@@ -167,12 +167,17 @@ for (const backend of ['wasm', 'cpu'] as const) {
         const want = grads(f, fl, false);
         for (const checkpoint of [false, true]) {
           const got = grads(q, ql, checkpoint);
-          for (const [i, n] of ql.trainableNames.entries())
-            expectClose(await read(got[i]), await read(want[i]), {
-              atol: 1e-4,
+          for (const [i, n] of ql.trainableNames.entries()) {
+            const ref = await read(want[i]);
+            // fp32 sums in another order (tile by tile): the error scales with the gradient's
+            // size, so an element near zero gets the tensor's scale (measured ≤ 3.4e-6 of it)
+            const scale = ref.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+            expectClose(await read(got[i]), ref, {
+              atol: Math.max(1e-4, 1e-5 * scale),
               rtol: 1e-4,
               what: `${n}${checkpoint ? ' (checkpointed)' : ''}`,
             });
+          }
           tf.dispose(got);
         }
         tf.dispose([...want, w]);
