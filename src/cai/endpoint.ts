@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { TroupeError } from '../errors.js';
-import { networkReason } from '../reward/http-source.js';
+import { AttemptError, excerpt, postJson } from '../util/http.js';
 import { cutAtStop } from './dialogue.js';
 import {
   type CaiModel,
@@ -40,22 +40,6 @@ export const endpointSchema = z.strictObject({
   answerTokens: z.number().int().min(1).default(4),
 });
 export type EndpointConfig = z.output<typeof endpointSchema>;
-
-/** A failed attempt, and whether another may succeed. */
-class AttemptError extends Error {
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
-
-const excerpt = (t: string) => {
-  const flat = t.replace(/\s+/g, ' ').trim();
-  return flat.length > 300 ? `${flat.slice(0, 300)}…` : flat;
-};
 
 /** Top alternatives at each generated position, as [token, logprob] lists. */
 type Positions = [string, number][][];
@@ -194,51 +178,22 @@ export class EndpointModel implements CaiModel {
   }
 
   private async attempt(body: string): Promise<Answer> {
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    const headers: Record<string, string> = {};
     if (this.c.apiKeyEnv) headers['authorization'] = `Bearer ${this.env[this.c.apiKeyEnv]}`;
-    let res: Response;
-    let text: string;
-    try {
-      res = await fetch(this.path, {
-        method: 'POST',
-        headers,
-        body,
-        signal: AbortSignal.timeout(this.c.timeoutMs),
-      });
-      text = await res.text();
-    } catch (e) {
-      const timedOut = (e as Error).name === 'TimeoutError';
-      throw new AttemptError(
-        timedOut ? `no answer within ${this.c.timeoutMs} ms` : `network error: ${networkReason(e)}`,
-        true,
-      );
-    }
-    if (!res.ok) {
-      throw new AttemptError(
-        `HTTP ${res.status} ${res.statusText}: ${excerpt(text)}`,
-        res.status >= 500,
-        res.status,
-      );
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new AttemptError(
-        `HTTP ${res.status}, but the body is not JSON: ${excerpt(text)}`,
-        false,
-        res.status,
-      );
-    }
+    const { status, text, json } = await postJson(this.path, {
+      body,
+      headers,
+      timeoutMs: this.c.timeoutMs,
+    });
     const choice = (json as { choices?: unknown[] } | null)?.choices?.[0] as
       | { message?: { content?: unknown }; text?: unknown; logprobs?: unknown }
       | undefined;
     const content = this.c.api === 'chat' ? choice?.message?.content : choice?.text;
     if (typeof content !== 'string') {
       throw new AttemptError(
-        `HTTP ${res.status}, but the answer has no ${this.c.api === 'chat' ? 'choices[0].message.content' : 'choices[0].text'}: ${excerpt(text)}`,
+        `HTTP ${status}, but the answer has no ${this.c.api === 'chat' ? 'choices[0].message.content' : 'choices[0].text'}: ${excerpt(text)}`,
         false,
-        res.status,
+        status,
       );
     }
     return { text: content, positions: positionsOf(choice?.logprobs) };

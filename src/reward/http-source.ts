@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { parseOptions, refuseUnknownKeys } from '../config/options.js';
 import { TroupeError } from '../errors.js';
+import { AttemptError, excerpt, networkReason, postJson } from '../util/http.js';
 import { defineSource } from './check.js';
 import type { RewardBatch, RewardSource } from './types.js';
 
@@ -25,98 +26,24 @@ const httpSchema = z.strictObject(
 );
 export type HttpSourceOptions = z.input<typeof httpSchema>;
 
-/** A failed attempt, and whether another may succeed. */
-class AttemptError extends Error {
-  constructor(
-    message: string,
-    readonly retryable: boolean,
-    readonly status?: number,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
-/**
- * Why a request failed, from the cause chain fetch hides behind "fetch failed":
- * `ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:8000` (each of an AggregateError's, too).
- */
-export function networkReason(e: unknown): string {
-  const reasons: string[] = [];
-  const visit = (x: unknown, depth: number) => {
-    if (!(x instanceof Error) || depth > 6) return;
-    const inner = x instanceof AggregateError ? x.errors : x.cause === undefined ? [] : [x.cause];
-    if (inner.length > 0) {
-      for (const i of inner) visit(i, depth + 1);
-      return;
-    }
-    const code = (x as { code?: unknown }).code;
-    const text =
-      typeof code === 'string' && !x.message.startsWith(code) ? `${code}: ${x.message}` : x.message;
-    if (!reasons.includes(text)) reasons.push(text);
-  };
-  visit(e, 0);
-  const top = e instanceof Error ? e.message : String(e);
-  const deeper = reasons.filter((r) => r !== top);
-  return deeper.length > 0 ? `${top} (${deeper.join('; ')})` : top;
-}
-
-function excerpt(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > 200 ? `${flat.slice(0, 200)}…` : flat;
-}
+export { networkReason };
 
 async function attempt(
   o: z.output<typeof httpSchema>,
   body: string,
   signal: AbortSignal | undefined,
 ): Promise<unknown> {
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(signal?.reason);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, o.timeoutMs);
-  try {
-    const res = await fetch(o.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...o.headers },
-      body,
-      signal: controller.signal,
-    });
-    const text = await res.text();
-    if (!res.ok) {
-      throw new AttemptError(
-        `HTTP ${res.status} ${res.statusText}: ${excerpt(text)}`,
-        res.status >= 500,
-        res.status,
-      );
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new AttemptError(`response is not JSON: ${excerpt(text)}`, false, res.status, {
-        cause: e,
-      });
-    }
-    const rewards = (json as { rewards?: unknown } | null)?.rewards;
-    if (!Array.isArray(rewards)) {
-      throw new AttemptError(`response has no 'rewards' array: ${excerpt(text)}`, false);
-    }
-    return rewards;
-  } catch (e) {
-    if (e instanceof AttemptError) throw e;
-    if (signal?.aborted) throw e;
-    if (timedOut)
-      throw new AttemptError(`no response within ${o.timeoutMs} ms`, true, undefined, { cause: e });
-    throw new AttemptError(`network error: ${networkReason(e)}`, true, undefined, { cause: e });
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
+  const { json, text } = await postJson(o.url, {
+    body,
+    headers: o.headers,
+    timeoutMs: o.timeoutMs,
+    signal,
+  });
+  const rewards = (json as { rewards?: unknown } | null)?.rewards;
+  if (!Array.isArray(rewards)) {
+    throw new AttemptError(`response has no 'rewards' array: ${excerpt(text)}`, false);
   }
+  return rewards;
 }
 
 export interface HttpSourceHooks {
