@@ -209,6 +209,27 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
 #endif
 }
 
+/*
+ * B [K, N] already bfloat16 (a weight stored as bf16 in troupe_linear_w16's panels, read as it
+ * is) → the same panels as pack_b, with no rounding: rows k and k+1 interleaved column by column.
+ */
+static void pack_b16(const uint16_t *b, int64_t K, int64_t N, int64_t Kp, int64_t n_lo,
+                     int64_t n_hi, uint16_t *out) {
+  for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
+    uint16_t *panel = out + (n0 / 16) * Kp * 16;
+    /* columns n0 .. n0+15 of the source panel n0/32 (zero past N there already) */
+    const uint16_t *src = b + (n0 / 32) * K * 32 + n0 % 32;
+    const bool any = n0 < N;
+    for (int64_t k = 0; k < Kp; k += 2) {
+      uint16_t *d = panel + (k / 2) * 32;
+      for (int64_t j = 0; j < 16; j++) {
+        d[2 * j] = any && k < K ? src[k * 32 + j] : 0;
+        d[2 * j + 1] = any && k + 1 < K ? src[(k + 1) * 32 + j] : 0;
+      }
+    }
+  }
+}
+
 /* a 32x32 block of results (row stride 32) into C, cut to the matrix's edge */
 static void store_block(const float *block, float *c, int64_t ldc, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, block + r * 32, (size_t)cols * 4);
@@ -385,6 +406,7 @@ typedef struct {
   bool ta, tb;
   int64_t M, N, K, Mp, Np, Kp;
   const float *a, *b;
+  const uint16_t *b16; /* B [K, N] given as bf16 panels (troupe_linear_w16; b unused), or NULL */
   float *c;
   uint16_t *ap, *bp;
   bool split_n; /* threads take columns of C (else rows), in 32-blocks */
@@ -403,7 +425,8 @@ static void task_pack(void *ctx, int t, int n) {
   share(g->Mp, 16, t, n, &lo, &hi);
   pack_a(g->a, g->ta, g->M, g->K, g->Kp, lo, hi, g->ap);
   share(g->Np, 16, t, n, &lo, &hi);
-  pack_b(g->b, g->tb, g->K, g->N, g->Kp, lo, hi, g->bp);
+  if (g->b16) pack_b16(g->b16, g->K, g->N, g->Kp, lo, hi, g->bp);
+  else pack_b(g->b, g->tb, g->K, g->N, g->Kp, lo, hi, g->bp);
 }
 
 static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
@@ -510,6 +533,206 @@ bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_
   return !q.failed;
 }
 
+/*
+ * y [R, N] = x [R, K]·W (+ bias) for W [K, N] stored as bf16 bits, read as they are, in panels:
+ * ⌈N/32⌉ panels of [K][32] (columns past N zero; toBf16Panels), so the few-row loop streams each
+ * 32-column panel down K as one contiguous run (W [K, N] row-major, 32 columns walked down K,
+ * touched a new page per row: 5.4 GB/s a core against 15 in panels, thread CPU time). R ≥ 32 runs on the bf16 products (x rounded to bf16 as it is packed); fewer rows (decoding)
+ * with x in fp32 against the bf16 weights widened in registers, fp32 sums: every weight is read
+ * once per 8 rows of x (fewer accumulators for 1, 2 or 4 rows), at half the bytes of an fp32 one. Those loops
+ * are memory-bound, so they take the BLAS thread count (setThreads), one thread per 2^18 weights
+ * at most, each a range of whole panels (32 columns); a sum's order does not depend on the split,
+ * so 1 and n threads give the same bits.
+ */
+typedef float f16v __attribute__((vector_size(64), aligned(4)));
+typedef uint16_t h16v __attribute__((vector_size(32), aligned(2)));
+typedef uint32_t u16v __attribute__((vector_size(64)));
+
+static inline f16v widen16(const uint16_t *p) {
+  const h16v h = *(const h16v *)p;
+  const u16v u = __builtin_convertvector(h, u16v) << 16;
+  f16v f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+enum { W16_ROWS = 8 };
+
+typedef struct {
+  const float *pa; /* x in blocks of 8 rows (zero past R): [K][8] each */
+  const uint16_t *w;
+  int64_t R, K, N;
+  float *y;
+} SmallW16;
+
+/* Panels [lo, hi) (32 columns each) for `rows` ≤ RB rows of x (pa [K][8]): RB·2 accumulators. */
+static inline __attribute__((always_inline)) void w16_panels(const SmallW16 *s, const float *pa,
+                                                            int rows, float *y, int64_t lo,
+                                                            int64_t hi, const int RB) {
+  const int64_t K = s->K, N = s->N;
+  for (int64_t p = lo; p < hi; p++) {
+    const uint16_t *w = s->w + p * K * 32;
+    f16v a[W16_ROWS][2];
+    for (int m = 0; m < RB; m++) a[m][0] = a[m][1] = (f16v){0};
+    for (int64_t k = 0; k < K; k++, w += 32) {
+      const f16v w0 = widen16(w), w1 = widen16(w + 16);
+      const float *xk = pa + k * W16_ROWS;
+      for (int m = 0; m < RB; m++) {
+        a[m][0] += xk[m] * w0;
+        a[m][1] += xk[m] * w1;
+      }
+    }
+    const int64_t n0 = p * 32, cols = N - n0 < 32 ? N - n0 : 32;
+    for (int m = 0; m < rows; m++) {
+      float out[32];
+      memcpy(out, &a[m][0], 64);
+      memcpy(out + 16, &a[m][1], 64);
+      memcpy(y + m * N + n0, out, (size_t)cols * 4);
+    }
+  }
+}
+
+static void task_small_w16(void *ctx, int t, int n) {
+  const SmallW16 *s = ctx;
+  const int64_t panels = (s->N + 31) / 32;
+  const int64_t lo = panels * t / n, hi = panels * (t + 1) / n; /* in panels of 32 columns */
+  for (int64_t r0 = 0; r0 < s->R; r0 += W16_ROWS) {
+    const int rows = s->R - r0 < W16_ROWS ? (int)(s->R - r0) : W16_ROWS;
+    const float *pa = s->pa + (r0 / W16_ROWS) * W16_ROWS * s->K;
+    float *y = s->y + r0 * s->N;
+    if (rows == 1) w16_panels(s, pa, rows, y, lo, hi, 1);
+    else if (rows == 2) w16_panels(s, pa, rows, y, lo, hi, 2);
+    else if (rows <= 4) w16_panels(s, pa, rows, y, lo, hi, 4);
+    else w16_panels(s, pa, rows, y, lo, hi, W16_ROWS);
+  }
+}
+
+/* Threads for a memory-bound pass over K·N weights: the BLAS count, one per 2^18 at most. */
+static int threads_for_weights(int64_t K, int64_t N) {
+  const int64_t work = K * N >> 18;
+  const int want = troupe_threads(), panels = (int)((N + 31) / 32);
+  const int threads = work < 1 ? 1 : work < want ? (int)work : want;
+  return threads > panels ? panels : threads;
+}
+
+/* the few-row path; false: out of memory */
+static bool small_w16(const float *x, const uint16_t *w, int64_t R, int64_t K, int64_t N,
+                      float *y) {
+  const int64_t blocks = (R + W16_ROWS - 1) / W16_ROWS;
+  float *pa = malloc(sizeof(float) * (size_t)(blocks * W16_ROWS * K));
+  if (!pa) return false;
+  for (int64_t b = 0; b < blocks; b++) { /* [K][8], rows past R zero */
+    float *p = pa + b * W16_ROWS * K;
+    for (int m = 0; m < W16_ROWS; m++) {
+      const int64_t r = b * W16_ROWS + m;
+      for (int64_t k = 0; k < K; k++) p[k * W16_ROWS + m] = r < R ? x[r * K + k] : 0.0f;
+    }
+  }
+  SmallW16 s = {pa, w, R, K, N, y};
+  const int threads = threads_for_weights(K, N);
+  if (threads <= 1) task_small_w16(&s, 0, 1);
+  else troupe_parallel(threads, task_small_w16, &s);
+  free(pa);
+  return true;
+}
+
+bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int64_t R, int64_t K,
+                       int64_t N, float *y) {
+  choose_path();
+  bool done = false;
+  if (R >= 32 && path != PATH_FP32) {
+    Gemm g = plan(false, false, R, N, K, x, NULL, y);
+    g.b16 = w;
+    uint16_t *buf = scratch_get(packed_bytes(&g));
+    if (buf) {
+      gemm_packed(&g, buf, threads_for(R, N, K));
+      scratch_trim();
+      done = true;
+    }
+  }
+  /* few rows, no bf16 products on this CPU, or no memory for packing */
+  if (!done && !small_w16(x, w, R, K, N, y)) return false;
+  if (bias)
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t j = 0; j < N; j++) y[r * N + j] += bias[j];
+  return true;
+}
+
+/* dst = W [K, N] (float32, row-major) rounded to bf16 as troupe_linear_w16's panels */
+static void troupe_to_bf16_panels(const float *src, int64_t K, int64_t N, uint16_t *dst) {
+  for (int64_t p = 0; p < (N + 31) / 32; p++)
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t j = 0; j < 32; j++) {
+        const int64_t n = p * 32 + j;
+        dst[(p * K + k) * 32 + j] = n < N ? to_bf16(src[k * N + n]) : 0;
+      }
+}
+
+/* dst[i] = bf16(src[i]), round to nearest even */
+static void troupe_to_bf16(const float *src, uint16_t *dst, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+}
+
+/* Elements of a W [in, out] in bf16 panels: ⌈out/32⌉·32·in. */
+static uint64_t w16_elements(int64_t in, int64_t out) {
+  return mul_sat((uint64_t)in, (uint64_t)(out + 31) / 32 * 32);
+}
+
+/*
+ * bf16LinearW(x, w, bias, rows, in, out, y): y [rows, out] = x·W + bias, W [in, out] given as
+ * bf16 panels (a Uint16Array of ⌈out/32⌉·32·in: toBf16Panels); an empty bias is none.
+ */
+static napi_value bf16_linear_w(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16LinearW", 7)) return NULL;
+  size_t lx, lw, lb, ly;
+  const float *x = arg_f32(&a, 0, "x", &lx);
+  const uint16_t *w = arg_typed(&a, 1, "w", napi_uint16_array, "must be a Uint16Array", &lw);
+  const float *bias = arg_f32(&a, 2, "bias", &lb);
+  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
+  const int64_t O = arg_int(&a, 5, "out", 1);
+  float *y = arg_f32(&a, 6, "y", &ly);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
+  args_need_expr(&a, "w", lw, w16_elements(I, O), "⌈out/32⌉·32·in");
+  if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
+  args_need_expr(&a, "y", ly, mul_sat(R, O), "rows·out");
+  if (a.failed) return NULL;
+  if (!troupe_linear_w16(x, w, lb != 0 ? bias : NULL, R, I, O, y))
+    args_fail(&a, true, "its workspace", "could not be allocated");
+  return NULL;
+}
+
+/* toBf16(src, dst): dst [n] = src [n] rounded to bfloat16 (nearest even), as bits */
+static napi_value to_bf16_napi(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "toBf16", 2)) return NULL;
+  size_t ls, ld;
+  const float *src = arg_f32(&a, 0, "src", &ls);
+  uint16_t *dst = arg_typed(&a, 1, "dst", napi_uint16_array, "must be a Uint16Array", &ld);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "dst", ld, ls, "src.length");
+  if (a.failed) return NULL;
+  troupe_to_bf16(src, dst, (int64_t)ls);
+  return NULL;
+}
+
+/* toBf16Panels(src, in, out, dst): W [in, out] (row-major) rounded to bf16 as bf16LinearW's panels */
+static napi_value to_bf16_panels_napi(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "toBf16Panels", 4)) return NULL;
+  size_t ls, ld;
+  const float *src = arg_f32(&a, 0, "src", &ls);
+  const int64_t I = arg_int(&a, 1, "in", 1), O = arg_int(&a, 2, "out", 1);
+  uint16_t *dst = arg_typed(&a, 3, "dst", napi_uint16_array, "must be a Uint16Array", &ld);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "src", ls, mul_sat(I, O), "in·out");
+  args_need_expr(&a, "dst", ld, w16_elements(I, O), "⌈out/32⌉·32·in");
+  if (a.failed) return NULL;
+  troupe_to_bf16_panels(src, I, O, dst);
+  return NULL;
+}
+
 /* bf16Gemm(transA, transB, M, N, K, a, b, c): c [M, N] = op(a)·op(b) in bf16 with fp32 sums */
 static napi_value bf16_gemm(napi_env env, napi_callback_info info) {
   Args a;
@@ -596,6 +819,9 @@ bool troupe_define_bf16(napi_env env, napi_value exports) {
       TROUPE_EXPORT("bf16Gemm", bf16_gemm),
       TROUPE_EXPORT("bf16GemmBatched", bf16_gemm_batched),
       TROUPE_EXPORT("bf16Linear", bf16_linear),
+      TROUPE_EXPORT("bf16LinearW", bf16_linear_w),
+      TROUPE_EXPORT("toBf16", to_bf16_napi),
+      TROUPE_EXPORT("toBf16Panels", to_bf16_panels_napi),
       TROUPE_EXPORT("bf16Path", bf16_path),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;

@@ -160,6 +160,11 @@ void troupe_parallel(int n, troupe_task fn, void *ctx);
 /* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c);
+/* bf16.c: y [R, N] = x [R, K]·W (+ bias) with W [K, N] stored as bf16 bits in panels of 32
+ * columns ([⌈N/32⌉][K][32]); false: out of memory (y not written) */
+bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int64_t R, int64_t K,
+                       int64_t N, float *y);
+
 /* bf16.c: for i < batch, C + i·M·N = op(A + i·sa)·op(B + i·sb) (sgemmBatched's layout) */
 bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K,
                               const float *a, int64_t sa, const float *b, int64_t sb, float *c);

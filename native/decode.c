@@ -70,14 +70,15 @@ enum {
   D_ROT,      /* rotated width of each head (RoPE tables [B·T, rot]); hd unless partial */
   D_QKNORM,   /* 1: RMSNorm over each query and key head */
   D_SANDWICH, /* 1: norms on the attention and MLP outputs before their residual adds */
-  N_DIMS
+  N_DIMS,
+  D_W16 = N_DIMS /* optional: 1 = the projection weights are bf16 bits (bf16LinearW's panels) */
 };
 /* floats, in order */
 enum { F_EPS, F_SCALE, F_SOFTCAP, N_FLOATS };
 
 typedef struct {
   int64_t B, T, d, H, KV, hd, I, P, cap, rot;
-  bool rms, unit, qknorm, sandwich;
+  bool rms, unit, qknorm, sandwich, w16;
   int mlp; /* 0 gelu, 1 swiglu, 2 geglu */
   float eps, scale, softcap; /* softcap 0: none */
 } Dims;
@@ -182,9 +183,20 @@ static void append(const Dims *m, const float *src, float *cache) {
                src + ((b * m->T + t) * m->KV + g) * m->hd, (size_t)m->hd * sizeof(float));
 }
 
-static void block(const Dims *m, const float *x, const float *const *w, const float *cos,
+/* y = x·W + b: W float32, or bf16 bits (m->w16: stored bf16, read as they are); false: out of
+ * memory (the bf16 kernel's workspace) */
+static bool proj(const Dims *m, const float *x, const float *w, const float *b, int64_t R,
+                 int64_t in, int64_t out, float *y) {
+  if (m->w16) return troupe_linear_w16(x, (const uint16_t *)w, b, R, in, out, y);
+  troupe_linear(x, w, b, R, in, out, y);
+  return true;
+}
+
+/* false: a projection's workspace could not be allocated */
+static bool block(const Dims *m, const float *x, const float *const *w, const float *cos,
                   const float *sin, const float *bias, float *kc, float *vc, float *y,
                   float *work) {
+  bool ok = true;
   const int64_t R = m->B * m->T, d = m->d, qd = m->H * m->hd, kvd = m->KV * m->hd, S = m->P + m->T;
   const bool gated = m->mlp != 0;
   float *a = work, *q = a + R * d, *k = q + R * qd, *v = k + R * kvd, *att = v + R * kvd;
@@ -193,9 +205,9 @@ static void block(const Dims *m, const float *x, const float *const *w, const fl
   float *tmp = stats + 2 * R * (m->H > 1 ? m->H : 1), *scores = tmp + (d > m->hd ? d : m->hd);
 
   norm_rows(m, x, w[ATTN_NORM_W], w[ATTN_NORM_B], R, d, a, stats, tmp);
-  troupe_linear(a, w[Q_W], w[Q_B], R, d, qd, q);
-  troupe_linear(a, w[K_W], w[K_B], R, d, kvd, k);
-  troupe_linear(a, w[V_W], w[V_B], R, d, kvd, v);
+  ok &= proj(m, a, w[Q_W], w[Q_B], R, d, qd, q);
+  ok &= proj(m, a, w[K_W], w[K_B], R, d, kvd, k);
+  ok &= proj(m, a, w[V_W], w[V_B], R, d, kvd, v);
   if (m->qknorm) { /* each head a row of hd, in place */
     norm_rows(m, q, w[Q_NORM_W], NULL, R * m->H, m->hd, q, stats, tmp);
     norm_rows(m, k, w[K_NORM_W], NULL, R * m->KV, m->hd, k, stats, tmp);
@@ -208,27 +220,28 @@ static void block(const Dims *m, const float *x, const float *const *w, const fl
   append(m, v, vc);
   attend(m, q, kc, vc, bias, S, scores, att);
   if (m->sandwich) {
-    troupe_linear(att, w[O_W], w[O_B], R, qd, d, out);
+    ok &= proj(m, att, w[O_W], w[O_B], R, qd, d, out);
     norm_rows(m, out, w[ATTN_OUT_NORM_W], NULL, R, d, h1, stats, tmp);
-  } else troupe_linear(att, w[O_W], w[O_B], R, qd, d, h1);
+  } else ok &= proj(m, att, w[O_W], w[O_B], R, qd, d, h1);
   for (int64_t i = 0; i < R * d; i++) h1[i] += x[i];
 
   norm_rows(m, h1, w[MLP_NORM_W], w[MLP_NORM_B], R, d, a, stats, tmp);
   if (gated) {
-    troupe_linear(a, w[GATE_W], w[GATE_B], R, d, m->I, pre);
-    troupe_linear(a, w[UP_W], w[UP_B], R, d, m->I, up);
+    ok &= proj(m, a, w[GATE_W], w[GATE_B], R, d, m->I, pre);
+    ok &= proj(m, a, w[UP_W], w[UP_B], R, d, m->I, up);
     if (m->mlp == 1) troupe_silu_forward(pre, inner, R * m->I);
     else troupe_gelu_forward(pre, inner, R * m->I);
     for (int64_t i = 0; i < R * m->I; i++) inner[i] *= up[i];
   } else {
-    troupe_linear(a, w[UP_W], w[UP_B], R, d, m->I, pre);
+    ok &= proj(m, a, w[UP_W], w[UP_B], R, d, m->I, pre);
     troupe_gelu_forward(pre, inner, R * m->I);
   }
   if (m->sandwich) {
-    troupe_linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, out);
+    ok &= proj(m, inner, w[DOWN_W], w[DOWN_B], R, m->I, d, out);
     norm_rows(m, out, w[MLP_OUT_NORM_W], NULL, R, d, y, stats, tmp);
-  } else troupe_linear(inner, w[DOWN_W], w[DOWN_B], R, m->I, d, y);
+  } else ok &= proj(m, inner, w[DOWN_W], w[DOWN_B], R, m->I, d, y);
   for (int64_t i = 0; i < R * d; i++) y[i] += h1[i];
+  return ok;
 }
 
 /* Each parameter's length, 0 where the block has none; whether it is required. */
@@ -237,8 +250,16 @@ static void param_sizes(const Dims *m, uint64_t *size, bool *required) {
   const uint64_t dq = mul_sat(d, qd), dkv = mul_sat(d, kvd), dI = mul_sat(d, I), hd = m->hd;
   const uint64_t s[N_PARAMS] = {d, d, dq, qd, dkv, kvd, dkv, kvd, dq, d, d,
                                 d, dI, I, dI, I, dI, d, hd, hd, d, d};
+  /* a bf16 projection weight [in, out]: bf16LinearW's panels, two values per float of its array */
+  const uint64_t panels[N_PARAMS] = {[Q_W] = mul_sat(d, (qd + 31) / 32 * 32),
+                                     [K_W] = mul_sat(d, (kvd + 31) / 32 * 32),
+                                     [V_W] = mul_sat(d, (kvd + 31) / 32 * 32),
+                                     [O_W] = mul_sat(qd, (d + 31) / 32 * 32),
+                                     [GATE_W] = mul_sat(d, (I + 31) / 32 * 32),
+                                     [UP_W] = mul_sat(d, (I + 31) / 32 * 32),
+                                     [DOWN_W] = mul_sat(I, (d + 31) / 32 * 32)};
   for (int i = 0; i < N_PARAMS; i++) {
-    size[i] = s[i];
+    size[i] = m->w16 && panels[i] ? (panels[i] + 1) / 2 : s[i];
     required[i] = i < Q_NORM_W && ((i % 2 == 0 && i != GATE_W) ||
                                    (!m->rms && (i == ATTN_NORM_B || i == MLP_NORM_B)));
   }
@@ -249,7 +270,9 @@ static void param_sizes(const Dims *m, uint64_t *size, bool *required) {
 
 /*
  * decodeBlock(dims, floats, x, params, cos, sin, bias, cacheK, cacheV, y)
- *   dims: Int32Array [B, T, d, H, KV, hd, I, P, cap, norm, mlp, rot, qkNorm, sandwich] (see D_*)
+ *   dims: Int32Array [B, T, d, H, KV, hd, I, P, cap, norm, mlp, rot, qkNorm, sandwich, w16?]
+ *     (see D_*; w16 1: the seven projection weights are bf16 bits in bf16LinearW's panels, each
+ *     a Float32Array view of the panels' bytes, ⌈⌈out/32⌉·32·in / 2⌉ floats)
  *   floats: Float64Array [eps, query scale, attention soft-cap (0: none)]
  *   params: an array of the 22 parameters in PARAM_NAMES' order (an empty Float32Array: none)
  *   cos, sin: [B·T, rot] RoPE tables, or both empty (learned positions)
@@ -288,10 +311,13 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
                   .unit = dv[D_NORM] == 2,
                   .qknorm = dv[D_QKNORM] == 1,
                   .sandwich = dv[D_SANDWICH] == 1,
+                  .w16 = ln > D_W16 && dv[D_W16] == 1,
                   .mlp = dv[D_MLP],
                   .eps = (float)fv[F_EPS],
                   .scale = (float)fv[F_SCALE],
                   .softcap = (float)fv[F_SOFTCAP]};
+  if (ln > D_W16 && (dv[D_W16] < 0 || dv[D_W16] > 1))
+    args_fail(&a, true, "dims", "holds a value out of range");
   if (m.H % m.KV != 0) args_fail(&a, true, "dims", "heads must be a multiple of kvHeads");
   if (m.P + m.T > m.cap) args_fail(&a, true, "dims", "past + new tokens exceed the cache capacity");
   if (m.rot > m.hd || m.rot % 2) args_fail(&a, true, "dims", "rot must be even and at most hd");
@@ -342,8 +368,9 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
     args_fail(&a, true, "decodeBlock", "could not allocate its workspace");
     return NULL;
   }
-  block(&m, x, w, lc ? cos : NULL, sin, bias, kc, vc, y, work);
+  const bool ok = block(&m, x, w, lc ? cos : NULL, sin, bias, kc, vc, y, work);
   free(work);
+  if (!ok) args_fail(&a, true, "its bf16 workspace", "could not be allocated");
   return NULL;
 }
 

@@ -31,8 +31,8 @@ static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
  */
 enum { KB = 8 };
 
-static void nn_rows(int M, int N, int K, const float *pa, const float *b, float *c, int ldc,
-                    float *acc8) {
+static void nn_rows(int M, int N, int K, const float *pa, const float *b, int64_t ldb, float *c,
+                    int ldc, float *acc8) {
   /* acc8: [8][nv] partial sums for all 8 rows, so every loop over rows has a constant bound and
    * the accumulators stay in registers (a loop to M spilled them: 1.5× slower) */
   const int nv = N - N % (2 * LANES);
@@ -44,8 +44,8 @@ static void nn_rows(int M, int N, int K, const float *pa, const float *b, float 
         acc[m][0] = k0 > 0 ? load16(acc8 + m * nv + n0) : (v16){0};
         acc[m][1] = k0 > 0 ? load16(acc8 + m * nv + n0 + LANES) : (v16){0};
       }
-      const float *bk = b + (int64_t)k0 * N + n0;
-      for (int k = k0; k < k1; k++, bk += N) {
+      const float *bk = b + (int64_t)k0 * ldb + n0;
+      for (int k = k0; k < k1; k++, bk += ldb) {
         const v16 b0 = load16(bk), b1 = load16(bk + LANES);
         const float *ak = pa + k * ROWS;
         for (int m = 0; m < ROWS; m++) {
@@ -63,7 +63,7 @@ static void nn_rows(int M, int N, int K, const float *pa, const float *b, float 
   for (int n0 = nv; n0 < N; n0++) { /* the last N mod 32 columns */
     float acc[ROWS] = {0};
     for (int k = 0; k < K; k++)
-      for (int m = 0; m < ROWS; m++) acc[m] += pa[k * ROWS + m] * b[(int64_t)k * N + n0];
+      for (int m = 0; m < ROWS; m++) acc[m] += pa[k * ROWS + m] * b[(int64_t)k * ldb + n0];
     for (int m = 0; m < M; m++) c[m * ldc + n0] = acc[m];
   }
 }
@@ -115,29 +115,67 @@ static void nt_rows(int M, int N, int K, const float *pa, const float *b, float 
   }
 }
 
+/*
+ * Threads: memory-bound (each weight read once per 8 rows), so the BLAS thread count
+ * (setThreads), one thread per 2^18 elements of B at most, each a range of whole 32-column blocks
+ * of C with its own partial sums; a sum's order does not depend on the split (1 and n threads
+ * give the same bits). [8, 768]·[768, 3072] on one thread ran at 14.5 GB/s, half the machine's
+ * read bandwidth, so a second BLAS thread gained nothing in decoding at batch 8 (#17).
+ */
+typedef struct {
+  bool tb;
+  int M, N, K;
+  const float *pa; /* A in blocks of 8 rows: [K][8] each (nn) or [8][K] (tb) */
+  const float *b;
+  float *c;
+  bool failed;
+} Small;
+
+static void task_small(void *ctx, int t, int n) {
+  Small *s = ctx;
+  const int64_t units = (s->N + 2 * LANES - 1) / (2 * LANES);
+  int lo = (int)(units * t / n * 2 * LANES), hi = (int)(units * (t + 1) / n * 2 * LANES);
+  if (hi > s->N) hi = s->N;
+  if (lo >= hi) return;
+  float *acc8 = s->tb ? NULL : malloc(sizeof(float) * ROWS * (size_t)(hi - lo));
+  if (!s->tb && !acc8) {
+    s->failed = true;
+    return;
+  }
+  for (int m0 = 0; m0 < s->M; m0 += ROWS) {
+    const int rows = s->M - m0 < ROWS ? s->M - m0 : ROWS;
+    const float *pa = s->pa + (int64_t)(m0 / ROWS) * ROWS * s->K;
+    float *c = s->c + (int64_t)m0 * s->N + lo;
+    if (s->tb) nt_rows(rows, hi - lo, s->K, pa, s->b + (int64_t)lo * s->K, c, s->N);
+    else nn_rows(rows, hi - lo, s->K, pa, s->b + lo, s->N, c, s->N, acc8);
+  }
+  free(acc8);
+}
+
 bool troupe_small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                        const float *b, float *c) {
   if (M < 1 || M > SMALL_GEMM_MAX_ROWS || K > 16384) return false;
-  float *pa = malloc(sizeof(float) * ROWS * K);
-  float *acc8 = tb ? NULL : malloc(sizeof(float) * ROWS * N);
-  if (!pa || (!tb && !acc8)) {
-    free(pa);
-    free(acc8);
-    return false;
-  }
+  const int64_t blocks = (M + ROWS - 1) / ROWS;
+  float *pa = malloc(sizeof(float) * ROWS * K * blocks);
+  if (!pa) return false;
   /* A(m, k): a[m·K + k], or a[k·M + m] when A is stored transposed ([K, M]) */
   for (int64_t m0 = 0; m0 < M; m0 += ROWS) {
     const int rows = M - m0 < ROWS ? (int)(M - m0) : ROWS;
+    float *p = pa + (m0 / ROWS) * ROWS * K;
     for (int m = 0; m < ROWS; m++)
       for (int64_t k = 0; k < K; k++) {
         const float v = m < rows ? (ta ? a[k * M + m0 + m] : a[(m0 + m) * K + k]) : 0.0f;
-        if (tb) pa[m * K + k] = v; /* [8][K] */
-        else pa[k * ROWS + m] = v; /* [K][8] */
+        if (tb) p[m * K + k] = v; /* [8][K] */
+        else p[k * ROWS + m] = v; /* [K][8] */
       }
-    if (tb) nt_rows(rows, (int)N, (int)K, pa, b, c + m0 * N, (int)N);
-    else nn_rows(rows, (int)N, (int)K, pa, b, c + m0 * N, (int)N, acc8);
   }
+  const int64_t work = K * N >> 18, units = (N + 2 * LANES - 1) / (2 * LANES);
+  const int want = troupe_threads();
+  int threads = work < 1 ? 1 : work < want ? (int)work : want;
+  if (threads > units) threads = (int)units;
+  Small s = {tb, (int)M, (int)N, (int)K, pa, b, c, false};
+  if (threads <= 1) task_small(&s, 0, 1);
+  else troupe_parallel(threads, task_small, &s);
   free(pa);
-  free(acc8);
-  return true;
+  return !s.failed;
 }

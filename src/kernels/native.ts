@@ -125,6 +125,25 @@ export interface NativeAddon {
     outDim: number,
     y: Float32Array,
   ): void;
+  /**
+   * y [rows, out] = x·W + bias for W [in, out] stored as bfloat16 bits in panels of 32 columns
+   * (toBf16Panels: ⌈out/32⌉·32·in values), read as they are: 32 rows or more on the bf16 kernel
+   * (x rounded to bf16), fewer (decoding) with x in fp32 against the widened weights; fp32 sums,
+   * the BLAS thread count (setThreads). An empty bias is none.
+   */
+  bf16LinearW(
+    x: Float32Array,
+    w: Uint16Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    y: Float32Array,
+  ): void;
+  /** dst[i] = src[i] rounded to bfloat16 (nearest even), as its bits. */
+  toBf16(src: Float32Array, dst: Uint16Array): void;
+  /** W [in, out] (row-major) rounded to bfloat16 into bf16LinearW's panels ([⌈out/32⌉][in][32]). */
+  toBf16Panels(src: Float32Array, inDim: number, outDim: number, dst: Uint16Array): void;
   /** Which kernel bf16Gemm runs on this machine: 'amx', 'avx512-bf16' or 'fp32'. */
   bf16Path(): string;
   /**
@@ -132,7 +151,9 @@ export interface NativeAddon {
    * (RoPE), the keys and values written into the caches at P.., attention over 0..P+T−1, the
    * output projection, norm, MLP, both residuals.
    *   dims [B, T, d, H, KV, hd, I, P, capacity, norm (0 layer, 1 rms, 2 rms with 1 + γ),
-   *         mlp (0 gelu, 1 swiglu, 2 geglu), rot (rotated width), qkNorm (0/1), sandwich (0/1)]
+   *         mlp (0 gelu, 1 swiglu, 2 geglu), rot (rotated width), qkNorm (0/1), sandwich (0/1),
+   *         w16 (optional, 1: the seven projection weights are bf16LinearW's panels, each passed
+   *         as a Float32Array view of the panels' bytes)]
    *   floats [eps, query scale, attention soft-cap (0: none)]
    *   params: the 22 of DECODE_PARAMS (native-decode.ts) in order, an empty array where absent
    *   cos, sin [B·T, rot] or empty; bias [B, T, P+T]; caches [B, KV, capacity, hd]; x, y [B, T, d]

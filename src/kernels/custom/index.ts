@@ -12,6 +12,7 @@ import { installNativeLinear } from './native-linear.js';
 import { installNativeNF4Linear } from './native-nf4-linear.js';
 import { installNativeOptim } from './native-optim.js';
 import { installNativeRows } from './native-rows.js';
+import { installNativeW16Linear } from './native-w16-linear.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmCast, wasmIdentity } from './wasm-identity.js';
@@ -90,6 +91,7 @@ export function installCustomKernels(tfBackend: string): string[] {
     added.push(
       ...installNativeLinear(tfBackend),
       ...installNativeNF4Linear(tfBackend),
+      ...installNativeW16Linear(tfBackend),
       ...installNativeRows(tfBackend),
       ...installNativeFused(tfBackend),
       ...installNativeOptim(tfBackend),

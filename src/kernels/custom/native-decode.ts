@@ -2,6 +2,7 @@ import { nativeKernels } from '../native.js';
 import type { KernelFunc, TensorInfo } from '../tf.js';
 import * as tf from '../tf.js';
 import { storageFor } from './native-batch-matmul.js';
+import { type W16Matrix, w16AsF32 } from './native-w16-linear.js';
 
 /**
  * `TroupeDecodeBlock`: one decoder block over the new tokens of a cached forward as one native
@@ -73,7 +74,23 @@ export interface DecodeBlockArgs {
   /** Tokens already in the cache. */
   readonly past: number;
   readonly cache: HostKV;
+  /**
+   * The seven projection weights stored as bf16 (native-w16-linear.ts), by DECODE_PARAMS name
+   * (`attn.q.weight`, …): all of them or none; their float32 params are then not passed.
+   */
+  readonly weights16?: Partial<Record<(typeof DECODE_PARAMS)[number], W16Matrix>>;
 }
+
+/** The projection weights of a block, which `weights16` may give as bf16. */
+export const DECODE_PROJECTIONS = [
+  'attn.q.weight',
+  'attn.k.weight',
+  'attn.v.weight',
+  'attn.o.weight',
+  'mlp.gate.weight',
+  'mlp.up.weight',
+  'mlp.down.weight',
+] as const;
 
 const EMPTY = new Float32Array(0);
 
@@ -93,13 +110,20 @@ export function installNativeDecode(tfBackend: string): string[] {
     }: {
       inputs: Record<string, TensorInfo>;
       backend: unknown;
-      attrs: { dims: Int32Array; floats: Float64Array; cache: HostKV };
+      attrs: {
+        dims: Int32Array;
+        floats: Float64Array;
+        cache: HostKV;
+        weights16?: Partial<Record<string, Float32Array>>;
+      };
     }) => {
       const { x, bias, cos, sin } = inputs;
       const s = storageFor(backendName, backend);
       const y = s.output([...x.shape]); // views after the allocation (it can move the wasm heap)
-      const params = DECODE_PARAMS.map((n) => (inputs[n] ? s.view(inputs[n]) : EMPTY));
-      const { dims, floats, cache } = attrs;
+      const { dims, floats, cache, weights16 } = attrs;
+      const params = DECODE_PARAMS.map(
+        (n) => weights16?.[n] ?? (inputs[n] ? s.view(inputs[n]) : EMPTY),
+      );
       addon.decodeBlock(
         dims,
         floats,
@@ -125,7 +149,8 @@ export function nativeDecodeAvailable(): boolean {
 
 /**
  * One block over x [B, T, d] with the cache `a.cache` (its first `a.past` positions filled; the
- * new keys and values are written after them).  `params` by DECODE_PARAMS name, float32.
+ * new keys and values are written after them).  `params` by DECODE_PARAMS name, float32; the
+ * projections bf16 instead where `a.weights16` gives them.
  */
 export function nativeDecodeBlock(
   x: tf.Tensor,
@@ -148,6 +173,7 @@ export function nativeDecodeBlock(
     a.rope ? a.rope.cos.size / (B * T) : a.headDim,
     a.qkNorm ? 1 : 0,
     a.sandwichNorms ? 1 : 0,
+    a.weights16 ? 1 : 0,
   );
   const floats = Float64Array.of(
     a.eps,
@@ -159,10 +185,20 @@ export function nativeDecodeBlock(
     inputs.cos = a.rope.cos;
     inputs.sin = a.rope.sin;
   }
+  let weights16: Partial<Record<string, Float32Array>> | undefined;
+  if (a.weights16) {
+    weights16 = {};
+    for (const n of DECODE_PROJECTIONS) {
+      const w = a.weights16[n];
+      if (w) weights16[n] = w16AsF32(w);
+      else if (params[n])
+        throw new Error(`nativeDecodeBlock: '${n}' is float32, the other projections bf16`);
+    }
+  }
   for (const n of DECODE_PARAMS) {
     const p = params[n];
-    if (p) inputs[n] = p;
+    if (p && !weights16?.[n]) inputs[n] = p;
   }
-  const attrs = { dims, floats, cache: a.cache } as unknown as tf.NamedAttrMap;
+  const attrs = { dims, floats, cache: a.cache, weights16 } as unknown as tf.NamedAttrMap;
   return tf.engine().runKernel(DECODE_BLOCK, inputs, attrs) as tf.Tensor;
 }
