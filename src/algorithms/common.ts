@@ -23,11 +23,13 @@ import type { LoopOutcome } from './step-loop.js';
 export { describeFailure, guardRun, recordFailure, runSupervisor } from './run-guard.js';
 export {
   cadence,
+  evalRows,
   type LoopHooks,
   type LoopOutcome,
   runSteps,
   type StepReport,
   scheduleOf,
+  trainLoader,
 } from './step-loop.js';
 
 /** What every trainer's config shares (the fields these helpers read). */

@@ -4,7 +4,6 @@ import type { LmConfig, PretrainConfig, SftConfig } from '../config/schema.js';
 import {
   collateBlocks,
   collateSft,
-  DataLoader,
   type PackedBlock,
   packDocuments,
   type SftItem,
@@ -19,6 +18,7 @@ import type { BpeTokenizer } from '../data/tokenizer/index.js';
 import { TroupeError } from '../errors.js';
 import type { ProgressState } from '../train/progress.js';
 import {
+  evalRows,
   guardRun,
   type OpenedRun,
   openRun,
@@ -28,6 +28,7 @@ import {
   saveTrainerCheckpoint,
   type TrainResult,
   trainableOptions,
+  trainLoader,
   trainResult,
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
@@ -169,13 +170,7 @@ async function trainLmRun(
   const trainItems = toItems(config, tok, data.train, 'train');
   const evalItems = data.eval.length > 0 ? toItems(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;
-  const loader = new DataLoader(trainItems, {
-    batchSize: config.train.batchSize,
-    seed: config.seed,
-    collate: collate(config, padId),
-    dropLast: trainItems.length >= config.train.batchSize,
-    position: state?.loader,
-  });
+  const loader = trainLoader(config, trainItems, collate(config, padId), state?.loader);
 
   const supervisor = runSupervisor(run, ev);
   try {
@@ -242,10 +237,7 @@ async function evalLoss(
   config: LmConfig,
   padId: number,
 ) {
-  const take =
-    config.train.evalBatches === 0
-      ? items.length
-      : Math.min(items.length, config.train.evalBatches * config.train.batchSize);
+  const take = evalRows(config, items.length);
   const make = collate(config, padId);
   let nll = 0;
   let tokens = 0;

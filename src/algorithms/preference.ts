@@ -1,10 +1,10 @@
 import type { Actor } from '../actors/supervisor.js';
 import type { DpoConfig, RmConfig } from '../config/schema.js';
-import { DataLoader } from '../data/batching/index.js';
 import { shard } from '../data/batching/shard.js';
 import { lookup, TroupeError } from '../errors.js';
 import type { TrainableArgs } from '../policy/trainable.js';
 import {
+  evalRows,
   guardRun,
   type OpenedRun,
   openRun,
@@ -13,6 +13,7 @@ import {
   runSupervisor,
   saveTrainerCheckpoint,
   trainableOptions,
+  trainLoader,
   trainResult,
 } from './common.js';
 import { type AlgorithmTopology, launch, plays } from './launch.js';
@@ -210,13 +211,7 @@ async function trainPreferenceRun(
     const make = layout.collate(padId);
     const trainItems = layout.items(train);
     const evalItems = layout.items(evalPairs);
-    const loader = new DataLoader(trainItems, {
-      batchSize: config.train.batchSize,
-      seed: config.seed,
-      collate: make,
-      dropLast: trainItems.length >= config.train.batchSize,
-      position: state?.loader,
-    });
+    const loader = trainLoader(config, trainItems, make, state?.loader);
     const withReference = async (b: Batch): Promise<Batch> =>
       reference && !b.ref ? { ...b, ref: await reference.call.sequenceLogps(b.pairs) } : b;
     const r = await runSteps(
@@ -271,10 +266,7 @@ async function evaluatePairs(
   make: (items: Item[]) => Batch,
   withReference: (b: Batch) => Promise<Batch>,
 ): Promise<Record<string, number>> {
-  const take =
-    config.train.evalBatches === 0
-      ? pairs.length
-      : Math.min(pairs.length, config.train.evalBatches * config.train.batchSize);
+  const take = evalRows(config, pairs.length);
   const sums: Record<string, number> = {};
   let n = 0;
   for (let i = 0; i < take; i += config.train.batchSize) {

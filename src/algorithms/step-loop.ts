@@ -1,3 +1,4 @@
+import { DataLoader, type LoaderPosition } from '../data/batching/loader.js';
 import { makeSchedule, type Schedule } from '../policy/optim/index.js';
 import { type ProgressState, ProgressTracker } from '../train/progress.js';
 import { writeReport } from '../train/report.js';
@@ -7,8 +8,39 @@ import { recordFailure } from './run-guard.js';
 
 /*
  * The step loop every trainer shares: the learning-rate schedule, the eval and checkpoint
- * cadence, and the loop itself (step → metrics → eval → save, abort and failure handling).
+ * cadence, the batches it trains and evaluates on, and the loop itself (step → metrics → eval →
+ * save, abort and failure handling).
  */
+
+/** What the batch helpers read of a trainer's config. */
+interface BatchConfig {
+  readonly seed: number;
+  readonly train: { readonly batchSize: number; readonly evalBatches: number };
+}
+
+/**
+ * A run's training batches of `items`, from `position` (a resumed run's): shuffled each epoch by
+ * the run's seed; an epoch's short last batch is dropped, unless the items do not fill one.
+ */
+export function trainLoader<T, B>(
+  c: BatchConfig,
+  items: readonly T[],
+  collate: (items: T[]) => B,
+  position: LoaderPosition | undefined,
+): DataLoader<T, B> {
+  return new DataLoader(items, {
+    batchSize: c.train.batchSize,
+    seed: c.seed,
+    collate,
+    dropLast: items.length >= c.train.batchSize,
+    position,
+  });
+}
+
+/** How many of `n` held-out rows an eval reads: `train.evalBatches` batches, or all at 0. */
+export function evalRows(c: BatchConfig, n: number): number {
+  return c.train.evalBatches === 0 ? n : Math.min(n, c.train.evalBatches * c.train.batchSize);
+}
 
 /** The learning rate of each step. */
 export function scheduleOf(c: TrainerConfig): Schedule {
