@@ -5,6 +5,7 @@ import { loadTokenizer } from '../data/tokenizer/io.js';
 import type { TokenizerLike } from '../data/tokenizer/types.js';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
+import { frozenForPrecision } from '../policy/bf16.js';
 import { loadModel } from '../policy/io.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { resolveModelSource } from '../policy/source.js';
@@ -50,7 +51,7 @@ async function loadRewardModel(
   // A run directory → its checkpoint; a LoRA reward model → its base with the adapter merged.
   const resolved = await resolveModelSource(path, { field: `reward '${source}' path` });
   const [model, tokenizer] = await Promise.all([
-    loadModel(resolved),
+    loadModel(resolved).then(frozenForPrecision), // bf16 matrices under precision bf16
     loadTokenizer(resolved.tokenizerDir ?? resolved.dir),
   ]);
   if (!model.param('score.weight')) {

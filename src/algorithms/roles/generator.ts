@@ -1,8 +1,7 @@
 import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import { SharedWeights, type SharedWeightsHandle, unpackWeights } from '../../actors/weights.js';
-import { TroupeError } from '../../errors.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
-import * as tf from '../../kernels/tf.js';
+import { assignWeights } from '../../policy/bf16.js';
 import { type GenerateOptions, generate } from '../../policy/generate.js';
 import type { CausalLM } from '../../policy/model/causal-lm.js';
 import { type GeneratedRows, layoutOf } from '../../rollout/assemble.js';
@@ -56,16 +55,8 @@ export interface GeneratorRole {
 function syncFrom(shared: SharedWeights, model: CausalLM, version: number): number {
   const snap = shared.readIfChanged(version);
   if (!snap) return version;
-  const state = unpackWeights(shared.manifest, snap.buffer, shared.dtype);
-  for (const [name, { shape, data }] of state) {
-    const v = model.params.get(name);
-    if (!v)
-      throw new TroupeError(
-        'BAD_ARGUMENT',
-        `generator: the policy sent '${name}', which this model lacks`,
-      );
-    tf.tidy(() => v.assign(tf.tensor(data, shape as number[])));
-  }
+  // fp32 parameters assigned; a bf16 generator's matrices (precision bf16) rounded in place
+  assignWeights(model, unpackWeights(shared.manifest, snap.buffer, shared.dtype), 'generator');
   return snap.version;
 }
 

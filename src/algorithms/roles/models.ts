@@ -1,5 +1,6 @@
 import { AllReduce, type AllReduceShared } from '../../actors/allreduce.js';
 import { TroupeError } from '../../errors.js';
+import { frozenForPrecision } from '../../policy/bf16.js';
 import { loadModel } from '../../policy/io.js';
 import { CausalLM } from '../../policy/model/causal-lm.js';
 import { Trainable, type TrainableArgs } from '../../policy/trainable.js';
@@ -18,11 +19,16 @@ export interface DataParallel {
 /** How the model of a frozen role is built: a resolved model path, or a config and seed. */
 export type ModelSpec = TrainableArgs['model'];
 
-/** A frozen model (no optimizer): fresh from a config and seed, or loaded from its source. */
+/**
+ * A frozen model (no optimizer): fresh from a config and seed, or loaded from its source; under
+ * precision bf16 its matrices held as bf16 (policy/bf16.ts).
+ */
 export async function frozenModel(spec: ModelSpec): Promise<CausalLM> {
-  return 'source' in spec
-    ? loadModel(spec.source)
-    : CausalLM.init(spec.config, { seed: spec.seed });
+  return frozenForPrecision(
+    'source' in spec
+      ? await loadModel(spec.source)
+      : CausalLM.init(spec.config, { seed: spec.seed }),
+  );
 }
 
 /** The all-reduce length a policy needs: its trainable parameters, the loss and the weight. */

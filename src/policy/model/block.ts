@@ -1,9 +1,11 @@
 import {
   DECODE_PARAMS,
+  DECODE_PROJECTIONS,
   type HostKV,
   nativeDecodeAvailable,
   nativeDecodeBlock,
 } from '../../kernels/custom/native-decode.js';
+import type { W16Matrix } from '../../kernels/custom/native-w16-linear.js';
 import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../config.js';
 import {
@@ -46,6 +48,11 @@ export interface BlockContext {
   readonly project: Projection;
   /** Present while training with dropout. */
   readonly dropout?: DropoutMasks;
+  /** A frozen model's matrices held as bf16 (bf16-weights.ts), and its projection over them. */
+  readonly weights16?: {
+    get(name: string): W16Matrix | undefined;
+    readonly projection: Projection;
+  };
 }
 
 export function need(get: ParamLookup, name: string): tf.Tensor {
@@ -130,12 +137,13 @@ export function block(
 
 /**
  * Whether a cached forward can run each block as the native decoder block (native-decode.ts):
- * registered for the active backend, plain projections (LoRA adds its own), float32 input.
+ * registered for the active backend, plain projections (LoRA adds its own) or those over bf16
+ * weights, float32 input.
  */
 export function canDecodeNatively(x: tf.Tensor, ctx: BlockContext): boolean {
   return (
     x.dtype === 'float32' &&
-    ctx.project === plainProjection &&
+    (ctx.project === plainProjection || ctx.project === ctx.weights16?.projection) &&
     nativeDecodeSupports(ctx.config) &&
     nativeDecodeAvailable()
   );
@@ -161,6 +169,13 @@ export function nativeBlock(
   const c = ctx.config;
   const params: Partial<Record<(typeof DECODE_PARAMS)[number], tf.Tensor>> = {};
   for (const n of DECODE_PARAMS) params[n] = get(`layers.${layer}.${n}`);
+  const held = ctx.weights16;
+  const w16 = held && ctx.project === held.projection ? held : undefined;
+  const weights16: Partial<Record<(typeof DECODE_PARAMS)[number], W16Matrix>> = {};
+  for (const n of DECODE_PROJECTIONS) {
+    const w = w16?.get(`layers.${layer}.${n}`);
+    if (w) weights16[n] = w;
+  }
   return nativeDecodeBlock(x, params, {
     heads: c.heads,
     kvHeads: c.kvHeads,
@@ -178,5 +193,6 @@ export function nativeBlock(
     rope: ctx.rope,
     past,
     cache: kv,
+    weights16: Object.keys(weights16).length > 0 ? weights16 : undefined,
   });
 }

@@ -1,5 +1,6 @@
 import type { TokenBatch } from '../../data/batching/collate.js';
 import { TroupeError } from '../../errors.js';
+import { w16Linear } from '../../kernels/custom/native-w16-linear.js';
 import { logProbsFromLogits } from '../../kernels/numerics/index.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import * as tf from '../../kernels/tf.js';
@@ -8,6 +9,7 @@ import { type DropoutRates, layerAttention, type ModelConfig, validateConfig } f
 import { headLogProbs } from '../lm-head.js';
 import { type HeadName, headSpecs, type ParamSpec, paramSpecs } from '../params.js';
 import { attentionBias, lastTokenIndex, positionIds } from './batch.js';
+import { type Bf16Weights, bf16HeadLogProbs } from './bf16-weights.js';
 import {
   type BlockContext,
   block,
@@ -45,6 +47,11 @@ export class CausalLM {
   readonly specs: Map<string, ParamSpec>;
   /** How projections are computed; LoRA replaces it. */
   project: Projection = plainProjection;
+  /**
+   * The matrices a frozen model holds as bf16 instead of parameters (precision bf16:
+   * src/policy/bf16.ts holdBf16), read by the projections, the embedding and the LM head.
+   */
+  weights16: Bf16Weights | undefined;
   /**
    * Key of the current training step's dropout draws (the config's `dropout` rates); undefined =
    * no dropout (evaluation, generation, scoring). Set by the trainer around a step.
@@ -133,7 +140,11 @@ export class CausalLM {
 
   /** Whether the model has an LM head (a sequence classifier saved by transformers has none). */
   get hasLmHead(): boolean {
-    return this.config.tieEmbeddings || this.params.has('lm_head.weight');
+    return (
+      this.config.tieEmbeddings ||
+      this.params.has('lm_head.weight') ||
+      this.weights16?.get('lm_head.weight') !== undefined
+    );
   }
 
   /** Every parameter's data (read with `await data()`, so it works on every backend). */
@@ -141,6 +152,9 @@ export class CausalLM {
     const out = new Map<string, Tensor32>();
     for (const [name, v] of this.params) {
       out.set(name, { shape: [...v.shape], data: (await v.data()) as Float32Array });
+    }
+    for (const name of this.weights16?.matrices.keys() ?? []) {
+      out.set(name, this.weights16!.widen(name));
     }
     return out;
   }
@@ -194,7 +208,9 @@ export class CausalLM {
     const dropout = this.dropoutMasks();
     const hidden = tf.tidy(() => {
       const ids = tf.tensor2d(batch.ids, [B, T], 'int32');
-      let x: tf.Tensor = tf.gather(need(this, 'embed.weight'), ids); // (B, T, d)
+      let x: tf.Tensor = this.weights16?.get('embed.weight')
+        ? this.weights16.embed(batch.ids, [B, T])
+        : tf.gather(need(this, 'embed.weight'), ids); // (B, T, d)
       if (c.embedScale !== 1) x = tf.mul(x, c.embedScale); // Gemma: √d
       if (c.positions === 'learned') {
         const pos = tf.tensor2d(positions, [B, T], 'int32');
@@ -219,6 +235,7 @@ export class CausalLM {
           rope: ropes[kind],
           project: this.project,
           dropout,
+          weights16: this.weights16,
         };
       });
       // A cache's first forward picks its store: host buffers the native decoder block writes in
@@ -281,11 +298,16 @@ export class CausalLM {
   /** Logits of rows of hidden states, soft-capped where the config says so.  h: [N, d] → [N, V] */
   headLogits(h: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const { weight, tied } = this.headWeight();
-      const z = tied ? tf.matMul(h, weight, false, true) : tf.matMul(h, weight); // (N, V)
+      const w16 = this.weights16?.head(this.config.tieEmbeddings);
+      const z = w16 ? w16Linear(h, w16) : this.fp32Logits(h); // (N, V)
       const cap = this.config.finalSoftcap;
       return cap === undefined ? z : tf.mul(tf.tanh(tf.div(z, cap)), cap);
     });
+  }
+
+  private fp32Logits(h: tf.Tensor): tf.Tensor {
+    const { weight, tied } = this.headWeight();
+    return tied ? tf.matMul(h, weight, false, true) : tf.matMul(h, weight);
   }
 
   /**
@@ -296,6 +318,10 @@ export class CausalLM {
    */
   tokenLogProbs(h: tf.Tensor, labels: tf.Tensor, temperature = 1): tf.Tensor {
     return tf.tidy(() => {
+      const w16 = this.weights16?.head(this.config.tieEmbeddings);
+      if (w16 && this.config.finalSoftcap === undefined) {
+        return bf16HeadLogProbs(temperature === 1 ? h : tf.div(h, temperature), w16, labels);
+      }
       if (this.config.finalSoftcap === undefined) {
         const { weight, tied } = this.headWeight();
         return headLogProbs(temperature === 1 ? h : tf.div(h, temperature), weight, labels, tied);
@@ -358,6 +384,7 @@ export class CausalLM {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
+    this.weights16 = undefined;
   }
 }
 
