@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TroupeError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { loadHfDirectory, type SaveOptions, saveHfDirectory } from './checkpoint/directory.js';
+import {
+  loadHfDirectory,
+  readCheckpointJson,
+  type SaveOptions,
+  saveHfDirectory,
+} from './checkpoint/directory.js';
 import { fromHfConfig } from './checkpoint/hf-config.js';
 import { readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
 import type { ModelConfig } from './config.js';
@@ -43,20 +46,7 @@ export async function loadModel(
 export async function readModelConfig(path: string | ModelSource): Promise<ModelConfig> {
   const source = typeof path === 'string' ? await resolveModelSource(path) : path;
   const file = join(source.base, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw new TroupeError(
-      'BAD_CHECKPOINT',
-      `${file}: cannot read the model config: ${(e as Error).message}`,
-      {
-        cause: e,
-        details: { file },
-      },
-    );
-  }
-  return fromHfConfig(json, file);
+  return fromHfConfig(await readCheckpointJson(file, 'model config'), file);
 }
 
 /**
@@ -101,18 +91,7 @@ export async function saveOptimizer(dir: string, optimizer: AdamW): Promise<void
 /** Restore what `saveOptimizer` wrote into an optimizer built over the same parameters. */
 export async function loadOptimizer(dir: string, optimizer: AdamW): Promise<void> {
   const metaFile = join(dir, OPTIMIZER_META);
-  let meta: AdamWStateDict['meta'];
-  try {
-    meta = JSON.parse(await readFile(metaFile, 'utf8'));
-  } catch (e) {
-    throw new TroupeError(
-      'BAD_CHECKPOINT',
-      `${metaFile}: cannot read the optimizer state: ${(e as Error).message}`,
-      {
-        cause: e,
-      },
-    );
-  }
+  const meta = (await readCheckpointJson(metaFile, 'optimizer state')) as AdamWStateDict['meta'];
   const { tensors } = await readSafetensors(join(dir, OPTIMIZER_WEIGHTS));
   optimizer.loadStateDict({ tensors, meta });
 }

@@ -1,8 +1,9 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { readCheckpointJson } from './checkpoint/directory.js';
 import { readSafetensors, writeSafetensors } from './checkpoint/safetensors.js';
 import type { Tensor32 } from './checkpoint/tensor32.js';
 import { Lora, type LoraSite } from './lora.js';
@@ -176,16 +177,7 @@ function refuseUnsupported(raw: Record<string, unknown>, file: string): void {
 /** Attach the PEFT adapters in `dir` to `model` (shapes and names checked). */
 export async function loadLoraAdapter(model: CausalLM, dir: string): Promise<Lora> {
   const file = join(dir, ADAPTER_CONFIG);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw new TroupeError(
-      'BAD_CHECKPOINT',
-      `${file}: cannot read the adapter config: ${(e as Error).message}`,
-      { cause: e },
-    );
-  }
+  const raw = (await readCheckpointJson(file, 'adapter config')) as Record<string, unknown>;
   const cfg: PeftConfig = {
     peft_type: field(raw, 'peft_type', (v) => v === 'LORA' || v === undefined, "'LORA'", file),
     r: field(raw, 'r', (v) => Number.isInteger(v) && (v as number) > 0, 'a positive integer', file),

@@ -233,6 +233,32 @@ describe('loadQuantizedModel (tensor by tensor from a checkpoint)', () => {
     },
   );
 
+  it('a sharded checkpoint (model.safetensors.index.json) loads to the same codes; a weight_map entry outside the directory is refused', async () => {
+    const c = TINY.llama;
+    const state = randomState(c, 64);
+    const one = join(dir, 'one-file');
+    const sharded = join(dir, 'sharded');
+    await saveHfDirectory(one, c, state);
+    await saveHfDirectory(sharded, c, state, { maxShardBytes: 4096 });
+    const { readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+    expect(readdirSync(sharded)).toContain('model.safetensors.index.json');
+    const a = await loadQuantizedModel(one);
+    const b = await loadQuantizedModel(sharded);
+    expect([...b.base.matrices.keys()].sort()).toEqual([...a.base.matrices.keys()].sort());
+    for (const [p, m] of a.base.matrices)
+      expect(Array.from(b.base.matrices.get(p)!.codes)).toEqual(Array.from(m.codes));
+    a.model.dispose();
+    b.model.dispose();
+    const indexPath = join(sharded, 'model.safetensors.index.json');
+    const index = JSON.parse(readFileSync(indexPath, 'utf8'));
+    const first = Object.keys(index.weight_map)[0];
+    index.weight_map[first] = '../elsewhere.safetensors';
+    writeFileSync(indexPath, JSON.stringify(index));
+    await expect(loadQuantizedModel(sharded)).rejects.toThrow(
+      /weight_map entry must be a \.safetensors file name in the directory/,
+    );
+  });
+
   it('refuses a checkpoint that does not match its config, naming the tensors', async () => {
     const c = TINY.llama;
     const state = randomState(c, 63);

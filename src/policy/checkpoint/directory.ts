@@ -146,23 +146,38 @@ export async function saveHfDirectory(
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
+/**
+ * A checkpoint's JSON file (config.json, the index, adapter_config.json, optimizer.json), or
+ * BAD_CHECKPOINT naming the file and `what` it is.
+ */
+export async function readCheckpointJson(path: string, what?: string): Promise<unknown> {
+  const the = what === undefined ? '' : ` the ${what}`;
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw badCheckpoint(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, {}, e);
+    throw badCheckpoint(
+      path,
+      `cannot read${the} (${(e as NodeJS.ErrnoException).code ?? e})`,
+      {},
+      e,
+    );
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw badCheckpoint(path, `is not JSON (${(e as Error).message})`, {}, e);
+    throw badCheckpoint(
+      path,
+      `${what === undefined ? '' : `the ${what} `}is not JSON (${(e as Error).message})`,
+      {},
+      e,
+    );
   }
 }
 
 /** file → the tensor names the index puts in it, after checking the index's shape. */
-async function readIndex(path: string): Promise<Map<string, string[]>> {
-  const index = (await readJson(path)) as { weight_map?: unknown } | null;
+export async function readIndex(path: string): Promise<Map<string, string[]>> {
+  const index = (await readCheckpointJson(path)) as { weight_map?: unknown } | null;
   const map = index?.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
     throw badCheckpoint(path, 'has no weight_map object', { field: 'weight_map' });
@@ -228,7 +243,7 @@ function checkFormat(path: string, format: string | undefined): void {
 /** Load a directory `saveHfDirectory` (or transformers' `save_pretrained`) wrote. The index, when present, wins. */
 export async function loadHfDirectory(dir: string): Promise<LoadedDirectory> {
   const configPath = join(dir, 'config.json');
-  const config = fromHfConfig(await readJson(configPath), configPath);
+  const config = fromHfConfig(await readCheckpointJson(configPath), configPath);
   let tensors: StateDict;
   let dtypes: Set<SafetensorsDtype>;
   if (existsSync(join(dir, INDEX_FILE))) {

@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../../errors.js';
-import { INDEX_FILE, SINGLE_FILE } from '../checkpoint/directory.js';
+import { INDEX_FILE, readCheckpointJson, readIndex, SINGLE_FILE } from '../checkpoint/directory.js';
 import { fromHfConfig } from '../checkpoint/hf-config.js';
 import { importData } from '../checkpoint/hf-names.js';
 import { FAMILIES, HEADS, hfShape, plan } from '../checkpoint/hf-rules.js';
@@ -26,25 +25,12 @@ export interface QuantizedLoad {
   readonly base: QuantizedBase;
 }
 
-async function readJson(path: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    throw badCheckpoint(path, `cannot read (${(e as Error).message})`, {}, e);
-  }
-}
-
 /** HF tensor name → the safetensors file holding it (the index when there is one). */
 async function tensorFiles(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (existsSync(join(dir, INDEX_FILE))) {
-    const index = (await readJson(join(dir, INDEX_FILE))) as {
-      weight_map?: Record<string, string>;
-    };
-    const map = index?.weight_map;
-    if (typeof map !== 'object' || map === null)
-      throw badCheckpoint(join(dir, INDEX_FILE), 'has no weight_map object', {});
-    for (const [name, file] of Object.entries(map)) out.set(name, join(dir, file));
+    for (const [file, names] of await readIndex(join(dir, INDEX_FILE)))
+      for (const name of names) out.set(name, join(dir, file));
   } else if (existsSync(join(dir, SINGLE_FILE))) {
     const path = join(dir, SINGLE_FILE);
     for (const name of (await readSafetensorsHeader(path)).tensors.keys()) out.set(name, path);
@@ -60,7 +46,7 @@ export async function loadQuantizedModel(
   opts: { heads?: readonly HeadName[] } = {},
 ): Promise<QuantizedLoad> {
   const configPath = join(dir, 'config.json');
-  const config = fromHfConfig(await readJson(configPath), configPath);
+  const config = fromHfConfig(await readCheckpointJson(configPath), configPath);
   const fam = FAMILIES[config.family];
   const files = new Map<string, string>(); // canonical name → file
   const hfName = new Map<string, string>(); // canonical name → name in the file
