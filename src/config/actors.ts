@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { lookup, TroupeError } from '../errors.js';
 import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { parseDevice } from '../kernels/device.js';
-import { PRECISIONS } from '../kernels/precision.js';
+import { PRECISIONS, precisionRefusal } from '../kernels/precision.js';
 
 /*
  * The `actors` section: where each actor of a run runs. Keys are the actor names of the
@@ -87,7 +87,7 @@ export const placementSchema = z
     /** BLAS threads per call of its thread; default the cores shared out (`runtime.blasThreads`). */
     blasThreads: z.number().int().positive().optional(),
     /** Its thread's matrix-product precision (fp32 or bf16); default `runtime.precision`. */
-    precision: z.enum(PRECISIONS).optional(),
+    precision: z.enum(PRECISIONS, { error: (i) => precisionRefusal(i.input) }).optional(),
     /** Share this other actor's thread, runtime and device (and its backend and BLAS threads). */
     colocateWith: z.string().optional(),
     /** Data-parallel replicas, one thread each (trainable actors); default `runtime.replicas` for the main learner, else 1. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BACKEND_CHOICES } from '../kernels/backends/types.js';
-import { PRECISIONS } from '../kernels/precision.js';
+import { PRECISIONS, precisionRefusal } from '../kernels/precision.js';
 import { type ActorAlgorithm, type ActorPlacementConfig, mainLearner } from './actors.js';
 import { type SequenceConfig, sequenceProblem } from './positions.js';
 
@@ -220,7 +220,7 @@ export const runtimeSchema = z
      * optimizer state, norms, softmax and loss), computed by the native kernels on the wasm and
      * cpu backends and refused, by name, elsewhere (src/kernels/precision.ts).
      */
-    precision: z.enum(PRECISIONS).default('fp32'),
+    precision: z.enum(PRECISIONS, { error: (i) => precisionRefusal(i.input) }).default('fp32'),
   })
   .strict();
 

@@ -18,6 +18,19 @@ import { nativeKernels } from './native.js';
 export const PRECISIONS = ['fp32', 'bf16'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
+/**
+ * Why `precision: fp16` is refused, on every backend: none computes float16 here. webgpu and
+ * tensorflow-gpu run tfjs' float32 kernels (there are no fp16 products to loss-scale), and the
+ * CPU backends have bf16, which keeps float32's exponent range and so needs no loss scaling.
+ */
+export const FP16_REFUSAL =
+  "fp16 is not offered: no backend here computes float16 (webgpu and tensorflow-gpu run tfjs' float32 kernels, so there are no fp16 products to loss-scale; wasm and cpu compute bf16, which has float32's exponent range and needs no loss scaling); use bf16 on wasm or cpu, or fp32";
+
+/** The config's message for a precision it does not take (fp16 by name), else undefined. */
+export function precisionRefusal(input: unknown): string | undefined {
+  return input === 'fp16' || input === 'float16' ? FP16_REFUSAL : undefined;
+}
+
 /** Fewest rows of op(A) a bf16 product takes: one AMX row block (16 would leave half of it zero). */
 export const BF16_MIN_ROWS = 32;
 

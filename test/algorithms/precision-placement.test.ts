@@ -80,8 +80,16 @@ describe('precision in config and placement', () => {
     }
   });
 
-  it('an unknown precision is refused naming the field and the choices', async () => {
-    await expect(rl('grpo', { runtime: { precision: 'fp16' } })).rejects.toThrow(
+  it('fp16 is refused by name on every backend, saying why; another precision names the choices', async () => {
+    for (const backend of ['wasm', 'cpu', 'webgpu', 'tensorflow', 'tensorflow-gpu', 'auto']) {
+      await expect(rl('grpo', { runtime: { backend, precision: 'fp16' } })).rejects.toThrow(
+        /runtime\.precision: fp16 is not offered: no backend here computes float16 .*webgpu and tensorflow-gpu run tfjs' float32 kernels.*use bf16 on wasm or cpu, or fp32/,
+      );
+    }
+    await expect(rl('grpo', { actors: { reference: { precision: 'fp16' } } })).rejects.toThrow(
+      /actors\.reference\.precision: fp16 is not offered/,
+    );
+    await expect(rl('grpo', { runtime: { precision: 'int8' } })).rejects.toThrow(
       /runtime\.precision.*fp32.*bf16/s,
     );
     await expect(rl('grpo', { actors: { policy: { precision: 'int8' } } })).rejects.toThrow(
