@@ -134,19 +134,7 @@ export class Tokenizer implements TokenizerLike {
   preTokenize(text: string): string[] {
     const pieces: string[] = [];
     const sink = chain(this.steps, (piece) => pieces.push(piece));
-    this.rawSplitter.split(
-      wellFormed(text),
-      (stretch, start) => {
-        const normalized = this.normalizer === null ? stretch : this.normalizer(stretch);
-        const first = start === 0 && this.startsAtOrigin(stretch);
-        this.normalizedSplitter.split(
-          normalized,
-          (s, sub) => sink(s, first && sub === 0),
-          () => undefined,
-        );
-      },
-      () => undefined,
-    );
+    this.walk(text, sink, () => undefined);
     return pieces;
   }
 
@@ -188,7 +176,20 @@ export class Tokenizer implements TokenizerLike {
   private encodeText(text: string): number[] {
     const out: number[] = [];
     this.out = out;
-    const pushToken = (t: AddedToken) => out.push(t.id);
+    this.walk(text, this.cutStretch, (t) => out.push(t.id));
+    return out;
+  }
+
+  /**
+   * `text` as the pipeline cuts it: the added tokens matched on the raw text, then on the
+   * normalized stretches between them, go to `onAdded`; each stretch left goes to `onStretch`,
+   * `first` when it starts the input (Metaspace's `prepend_scheme: first` reads that).
+   */
+  private walk(
+    text: string,
+    onStretch: (stretch: string, first: boolean) => void,
+    onAdded: (t: AddedToken) => void,
+  ): void {
     this.rawSplitter.split(
       wellFormed(text),
       (stretch, start) => {
@@ -196,13 +197,12 @@ export class Tokenizer implements TokenizerLike {
         const first = start === 0 && this.startsAtOrigin(stretch);
         this.normalizedSplitter.split(
           normalized,
-          (s, sub) => this.cutStretch(s, first && sub === 0),
-          pushToken,
+          (s, sub) => onStretch(s, first && sub === 0),
+          onAdded,
         );
       },
-      pushToken,
+      onAdded,
     );
-    return out;
   }
 
   /** Whether the normalized text of the input's first stretch still starts at its offset 0. */
