@@ -11,6 +11,7 @@ import {
   unregisterKernel,
   util,
 } from '../tf.js';
+import { checkGatherIndices, gatherRowsInto, segmentSumInto } from './row-loops.js';
 
 /**
  * Kernels for tfjs' pure-JS `cpu` backend where its own are per-element index arithmetic
@@ -287,18 +288,7 @@ function unsortedSegmentSum(stock: Func): Func {
     const numSegments = args.attrs.numSegments as number;
     const inner = util.sizeFromShape(x.shape.slice(segmentIds.shape.length));
     const out = new Float32Array(numSegments * inner);
-    for (let i = 0; i < ids.length; i++) {
-      const s = ids[i];
-      if (s < 0) continue;
-      if (s >= numSegments) {
-        throw new Error(
-          `UnsortedSegmentSum: segment id ${s} at ${i} is >= numSegments ${numSegments}`,
-        );
-      }
-      const src = i * inner;
-      const dst = s * inner;
-      for (let j = 0; j < inner; j++) out[dst + j] += xs[src + j];
-    }
+    segmentSumInto(out, xs, ids, inner, numSegments);
     return backend.makeTensorInfo(
       [numSegments, ...x.shape.slice(segmentIds.shape.length)],
       'float32',
@@ -323,21 +313,10 @@ function gatherV2(stock: Func): Func {
       axis,
       batchDims,
     );
-    const { batchSize, outerSize, dimSize, sliceSize } = info;
-    if (batchDims !== 0 || sliceSize < 16) return stock(args);
-    for (let i = 0; i < idx.length; i++) {
-      if (idx[i] < 0 || idx[i] >= dimSize) {
-        throw new Error(`GatherV2: the index value ${idx[i]} is not in [0, ${dimSize - 1}]`);
-      }
-    }
-    const n = idx.length / batchSize;
+    if (batchDims !== 0 || info.sliceSize < 16) return stock(args);
+    checkGatherIndices(idx, info.dimSize);
     const out = new Float32Array(util.sizeFromShape(info.outputShape));
-    for (let q = 0; q < outerSize; q++) {
-      for (let i = 0; i < n; i++) {
-        const from = (q * dimSize + idx[i]) * sliceSize;
-        out.set(xs.subarray(from, from + sliceSize), (q * n + i) * sliceSize);
-      }
-    }
+    gatherRowsInto(out, xs, idx, info);
     return backend.makeTensorInfo(info.outputShape, 'float32', out);
   };
 }

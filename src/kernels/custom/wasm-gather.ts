@@ -6,6 +6,7 @@ import {
   type TensorInfo,
   util,
 } from '../tf.js';
+import { checkGatherIndices, gatherRowsInto } from './row-loops.js';
 import { f32View, i32View, type WasmBackendLike } from './wasm-heap.js';
 
 interface GatherArgs {
@@ -39,31 +40,12 @@ export function makeWasmGather(stock: GatherFunc): GatherFunc {
       axis,
       batchDims,
     );
-    const { batchSize, outerSize, dimSize, sliceSize } = info;
-    if (batchDims === 0 && sliceSize < 16) return stock(args);
-    const n = util.sizeFromShape(indices.shape) / batchSize;
+    if (batchDims === 0 && info.sliceSize < 16) return stock(args);
+    checkGatherIndices(i32View(backend, indices), info.dimSize);
     const out = backend.makeOutput(info.outputShape, x.dtype);
+    // Views after the allocation: it can grow (move) the wasm heap.
     const view = x.dtype === 'float32' ? f32View : i32View;
-    const o = view(backend, out);
-    const xs = view(backend, x);
-    const idx = i32View(backend, indices);
-    for (let b = 0; b < batchSize; b++) {
-      for (let i = 0; i < n; i++) {
-        const k = idx[b * n + i];
-        if (k < 0 || k >= dimSize) {
-          backend.disposeData(out.dataId);
-          throw new Error(`GatherV2: the index value ${k} is not in [0, ${dimSize - 1}]`);
-        }
-      }
-      for (let q = 0; q < outerSize; q++) {
-        const src = (b * outerSize + q) * dimSize;
-        const dst = (b * outerSize + q) * n;
-        for (let i = 0; i < n; i++) {
-          const from = (src + idx[b * n + i]) * sliceSize;
-          o.set(xs.subarray(from, from + sliceSize), (dst + i) * sliceSize);
-        }
-      }
-    }
+    gatherRowsInto(view(backend, out), view(backend, x), i32View(backend, indices), info);
     return out;
   };
 }

@@ -1,4 +1,5 @@
 import type { KernelConfig, KernelFunc, TensorInfo } from '../tf.js';
+import { segmentSumInto } from './row-loops.js';
 import { f32View, i32View, sizeOf, type WasmBackendLike } from './wasm-heap.js';
 
 /**
@@ -21,25 +22,11 @@ function unsortedSegmentSum(args: {
   }
   const idRank = segmentIds.shape.length;
   const inner = sizeOf(x.shape.slice(idRank));
-  const numIds = sizeOf(segmentIds.shape);
   const out = backend.makeOutput([numSegments, ...x.shape.slice(idRank)], x.dtype);
   const view = x.dtype === 'float32' ? f32View : i32View;
   const o = view(backend, out);
-  const xs = view(backend, x);
-  const ids = i32View(backend, segmentIds);
   o.fill(0);
-  for (let i = 0; i < numIds; i++) {
-    const s = ids[i];
-    if (s < 0) continue;
-    if (s >= numSegments) {
-      throw new Error(
-        `UnsortedSegmentSum: segment id ${s} at ${i} is >= numSegments ${numSegments}`,
-      );
-    }
-    const src = i * inner;
-    const dst = s * inner;
-    for (let j = 0; j < inner; j++) o[dst + j] += xs[src + j];
-  }
+  segmentSumInto(o, view(backend, x), i32View(backend, segmentIds), inner, numSegments);
   return out;
 }
 
