@@ -5,7 +5,9 @@
  * small config, and so the suite can run each config in a child process of its own.
  */
 import { leftPad, rightPad, type TokenBatch } from '../../src/data/batching/collate.js';
+import { matmulPrecision } from '../../src/kernels/precision.js';
 import * as tf from '../../src/kernels/tf.js';
+import { holdBf16, modelWeightBytes } from '../../src/policy/bf16.js';
 import {
   AdamW,
   CausalLM,
@@ -316,18 +318,32 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
       runsMs: fwd,
     });
 
-    // Greedy generation with the KV cache (no stop token: every row runs to newTokens).
+    // Greedy generation with the KV cache (no stop token: every row runs to newTokens). Under
+    // precision bf16 on a copy holding bf16 weights, as a bf16 run's generator does.
+    let gen = model;
+    if (matmulPrecision() === 'bf16' && (c.generate?.batches.length ?? 0) > 0) {
+      gen = CausalLM.init(c.config, { seed: h.seed ?? 1 });
+      const fp32Bytes = modelWeightBytes(gen);
+      await holdBf16(gen);
+      push({
+        figure: 'generator weights',
+        value: modelWeightBytes(gen),
+        unit: 'bytes',
+        fp32Bytes,
+        how: 'the bf16 generator: bf16 matrices + fp32 norms, biases, positions (fp32Bytes: the same model in fp32)',
+      });
+    }
     for (const gb of c.generate?.batches ?? []) {
       const g = c.generate!;
       phase(`generate b${gb}`);
       const prompts = Array.from({ length: gb }, () => tokens(g.prompt, V));
-      await generate(model, prompts, { maxNewTokens: 2, temperature: 0 }); // warm-up
+      await generate(gen, prompts, { maxNewTokens: 2, temperature: 0 }); // warm-up
       const runs: number[] = [];
       const pre: number[] = [];
       for (let i = 0; i < g.reps; i++) {
-        pre.push(await prefill(model, prompts));
+        pre.push(await prefill(gen, prompts));
         const t0 = now();
-        const out = await generate(model, prompts, { maxNewTokens: g.newTokens, temperature: 0 });
+        const out = await generate(gen, prompts, { maxNewTokens: g.newTokens, temperature: 0 });
         runs.push(now() - t0);
         const n = out.responses.reduce((a, r) => a + r.length, 0);
         if (n !== gb * g.newTokens) {
@@ -357,6 +373,7 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
         how: 'one forward of the prompts through an empty KV cache + last-position logits',
       });
     }
+    if (gen !== model) gen.dispose();
 
     // Training: a warm-up step per variant (profiled for memory), then the variants interleaved.
     const tr = c.train;
