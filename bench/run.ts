@@ -11,7 +11,9 @@ import { bf16Suite } from './suites/bf16.js';
 import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
 import { memorySuite } from './suites/memory.js';
+import { methodsSuite } from './suites/memory-methods.js';
 import { modelSuite } from './suites/model.js';
+import { qloraSuite } from './suites/qlora.js';
 import { rlSuite } from './suites/rl.js';
 import { tokenizerSuite } from './suites/tokenizer.js';
 import { torchSuite } from './suites/torch.js';
@@ -28,6 +30,8 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [torchSuite.name, torchSuite],
   [memorySuite.name, memorySuite],
   [bf16Suite.name, bf16Suite],
+  [qloraSuite.name, qloraSuite],
+  [methodsSuite.name, methodsSuite],
 ]);
 
 const { values } = parseArgs({

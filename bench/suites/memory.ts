@@ -16,43 +16,63 @@ import type { Suite } from './types.js';
 const CHILD = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
 const DEFAULT_MODELS = ['/tmp/troupe-memory/qwen2.5-0.5b', '/tmp/troupe-memory/qwen3-0.6b'];
 
-interface Case {
-  readonly phase: 'forward' | 'lora' | 'full' | 'grpo';
+export interface Case {
+  readonly phase: 'forward' | 'lora' | 'qlora' | 'full' | 'grpo';
   readonly backend: 'cpu' | 'wasm';
   readonly batch: number;
   readonly seq: number;
+  /** Timed repetitions after the warm-up. */
+  readonly reps: number;
+  /** More child flags: --checkpoint, --offload, --precision bf16, --rank R, --targets a,b. */
+  readonly flags?: readonly string[];
 }
 
+// One timed step after the warm-up for the cpu training rows: a step of a 0.5 B model there is
+// minutes of CPU (TROUPE_MEMORY_REPS raises every row's count).
 const CASES: readonly Case[] = [
-  { phase: 'forward', backend: 'cpu', batch: 1, seq: 256 },
-  { phase: 'lora', backend: 'cpu', batch: 4, seq: 256 },
-  { phase: 'full', backend: 'cpu', batch: 1, seq: 256 },
-  { phase: 'grpo', backend: 'cpu', batch: 4, seq: 128 },
-  { phase: 'lora', backend: 'wasm', batch: 1, seq: 256 },
-  { phase: 'lora', backend: 'wasm', batch: 4, seq: 256 },
+  { phase: 'forward', backend: 'cpu', batch: 1, seq: 256, reps: 2 },
+  { phase: 'lora', backend: 'cpu', batch: 4, seq: 256, reps: 1 },
+  { phase: 'full', backend: 'cpu', batch: 1, seq: 256, reps: 1 },
+  { phase: 'grpo', backend: 'cpu', batch: 4, seq: 128, reps: 1 },
+  { phase: 'lora', backend: 'wasm', batch: 1, seq: 256, reps: 2 },
+  { phase: 'lora', backend: 'wasm', batch: 4, seq: 256, reps: 1 },
+  { phase: 'lora', backend: 'wasm', batch: 4, seq: 256, reps: 1, flags: ['--checkpoint'] },
 ];
 
 const METHOD: Record<Case['phase'], string> = {
   forward: 'forward (log-probs)',
   lora: 'LoRA SFT step (r 8, q/v, AdamW)',
+  qlora: 'QLoRA SFT step (NF4 base, AdamW)',
   full: 'full fine-tune step (AdamW)',
   grpo: 'GRPO iteration (4 samples, reference, full AdamW)',
 };
 
-function runCase(dir: string, c: Case, log: (l: string) => void): Record<string, unknown> {
-  const r = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', CHILD, dir, c.phase, c.backend, String(c.batch), String(c.seq)],
-    { encoding: 'utf8', maxBuffer: 1 << 26, env: process.env },
-  );
+/**
+ * A child process, under `flock TROUPE_BENCH_LOCK` when that is set: on a machine others
+ * benchmark on too, each measurement holds the lock alone rather than the whole suite.
+ */
+export function spawnLocked(argv: readonly string[], env: NodeJS.ProcessEnv) {
+  const lock = env.TROUPE_BENCH_LOCK;
+  const [cmd, ...rest] = lock ? ['flock', lock, ...argv] : argv;
+  return spawnSync(cmd, rest, { encoding: 'utf8', maxBuffer: 1 << 26, env });
+}
+
+/** One case in a child process of its own: its RESULT line, or the error it printed. */
+export function runCase(dir: string, c: Case, log: (l: string) => void): Record<string, unknown> {
+  const reps = Number(process.env.TROUPE_MEMORY_REPS ?? c.reps);
+  const args = [dir, c.phase, c.backend, String(c.batch), String(c.seq), '--reps', String(reps)];
+  const argv = [process.execPath, '--import', 'tsx', CHILD, ...args, ...(c.flags ?? [])];
+  const r = spawnLocked(argv, process.env);
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
   const out = line ? JSON.parse(line.slice(7)) : { error: (r.stderr ?? '').slice(-2000) };
-  const row = { model: dir.split('/').pop(), method: METHOD[c.phase], ...c, ...out };
+  const method = `${METHOD[c.phase]}${c.flags?.length ? `, ${c.flags.join(' ')}` : ''}`;
+  const row = { model: dir.split('/').pop(), method, ...c, ...out };
   log(
-    `${row.model} ${c.phase} ${c.backend} ${c.batch}×${c.seq}: ` +
+    `${row.model} ${method} ${c.backend} ${c.batch}×${c.seq}: ` +
       (out.error
         ? `failed: ${String(out.error).split('\n')[0].slice(0, 300)}`
-        : `peak RSS ${out.peakRssMiB} MiB, predicted ${out.predictedMiB} MiB, ${out.tokensPerS.toFixed(1)} tok/s`),
+        : `peak RSS ${out.peakRssMiB} MiB (after load ${out.peakRssLoadMiB}), predicted ` +
+          `${out.predictedMiB} MiB, ${out.tokensPerS.toFixed(1)} tok/s, ${out.cpuSeconds.toFixed(1)} CPU s a step`),
   );
   return row;
 }
@@ -61,16 +81,17 @@ const gb = (mib: unknown) => (typeof mib === 'number' ? (mib / 1024).toFixed(2) 
 
 function table(rows: readonly Record<string, unknown>[]): string {
   const lines = [
-    '| model | job | backend | batch × seq | predicted peak (GiB) | peak RSS (GiB) | tokens/s |',
-    '|---|---|---|---|---:|---:|---:|',
+    '| model | job | backend | batch × seq | predicted peak (GiB) | peak RSS (GiB) | tokens/s | CPU s / step |',
+    '|---|---|---|---|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     const err = r.error ? String(r.error) : undefined;
-    const code = err?.match(/OUT_OF_MEMORY|TroupeError[^\n]{0,80}/)?.[0];
+    const code = typeof r.code === 'string' ? r.code : undefined;
     lines.push(
       `| ${r.model} | ${r.method} | ${r.backend} | ${r.batch} × ${r.seq} | ${gb(r.predictedMiB)} | ` +
         `${err ? `refused: ${code ?? err.split('\n')[0].slice(0, 80)}` : gb(r.peakRssMiB)} | ` +
-        `${typeof r.tokensPerS === 'number' ? r.tokensPerS.toFixed(1) : '—'} |`,
+        `${typeof r.tokensPerS === 'number' ? r.tokensPerS.toFixed(1) : '—'} | ` +
+        `${typeof r.cpuSeconds === 'number' ? r.cpuSeconds.toFixed(1) : '—'} |`,
     );
   }
   return lines.join('\n');
