@@ -5,6 +5,16 @@ import { escapeHtml, formatLogTick, formatTick, logTicks, niceTicks } from '../t
  * markers, lines or both, a legend. Inline in report.html, or a standalone .svg file.
  */
 
+/** 3 significant digits; counts as 28.3k, 1.9M, 3e12. */
+export function fmt(v: number | undefined, digits = 3): string {
+  if (v === undefined || !Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  if (a >= 1e9 || (a > 0 && a < 1e-3)) return v.toExponential(digits - 1).replace('e+', 'e');
+  if (a >= 1e6) return `${Number((v / 1e6).toPrecision(digits))}M`;
+  if (a >= 1e4) return `${Number((v / 1e3).toPrecision(digits))}k`;
+  return String(Number(v.toPrecision(digits)));
+}
+
 export interface PlotSeries {
   readonly label: string;
   readonly color: string;
