@@ -25,6 +25,10 @@ const settled = () => undefined;
  * A supervised host (a thread, or a process): restarts it when it dies, fails pending calls
  * with the reason, applies call timeouts, retries crashed calls of roles that allow it, runs
  * each role's `onStart` hook on every start, and stops single roles (`Actor.stop`).
+ *
+ * (Past 300 lines: one state machine. Restart, pending calls, timeouts, retries, hooks and stop
+ * all read and change the same live host and restart count, and their order on a crash is the
+ * contract docs/actors.md states; split, each piece would need the others' state.)
  */
 export class SupervisedThread {
   private live: LiveThread | undefined;

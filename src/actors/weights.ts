@@ -11,6 +11,9 @@ import { f32BitsToBf16 } from '../policy/checkpoint/dtypes.js';
  * back and pack `into` it. A transfer moves no bytes, yet one of more than ~64 MB makes the
  * receiving isolate run a full GC (its external memory jumps), 5–15 ms a hop here; SharedWeights
  * allocates once and has no such cost.
+ *
+ * (Past 300 lines: one format. The manifest, packing, unpacking and SharedWeights' versioned
+ * buffer all check against the same manifest and dtype rules, and are tested as one.)
  */
 
 export type WeightDtype = 'float32' | 'bfloat16';

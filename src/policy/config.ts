@@ -1,5 +1,12 @@
 import { TroupeError } from '../errors.js';
 
+/*
+ * The model config: one typed record with a comment per field (ModelConfig), the builders of
+ * GPT-2- and Llama-style configs, and the validation every config passes, each refusal naming
+ * its field. (Past 300 lines: the record's field comments are most of it, and the checks read
+ * against them.)
+ */
+
 /**
  * How RoPE frequencies are rescaled for long contexts, as transformers' `rope_parameters`
  * (`modeling_rope_utils.py`): `linear` (position interpolation), `dynamic` (NTK-aware, the base

@@ -6,6 +6,13 @@ import type { CausalLM } from './model/causal-lm.js';
 import { linear } from './model/layers.js';
 import { projectionShape, quantizedBase } from './quantize/base.js';
 
+/*
+ * LoRA (Hu et al. 2021) on a CausalLM: its config, which projections it targets (PEFT's names
+ * and Troupe's, Phi-3's fused modules), and the Lora object that attaches A and B, routes the
+ * projections (plain or NF4) through them, merges and unmerges. Saving in PEFT's layout is
+ * peft.ts. (Past 300 lines: the target rules and the object that applies them are one piece.)
+ */
+
 /** LoRA (Hu et al. 2021): W' = W + (α/r)·A·B on chosen projections, only A and B trained. */
 export interface LoraConfig {
   /** Rank r of the update. */

@@ -29,6 +29,10 @@ import {
  * While a run goes on its report is "live": the script reloads the page every `reloadSeconds`,
  * until the file stops changing for `staleAfterSeconds` (a run killed without a last write); the
  * report written when the run ends has no reload. Every piece of user text is escaped.
+ *
+ * (Past 300 lines: the page is one template, its sections (groups of charts, the final table,
+ * the summary, the status line) small functions of it, and the writers that read a run directory
+ * for it at the end; the chart itself is chart.ts, the CSS and script report-assets.ts.)
  */
 export { REPORT_FILE } from './files.js';
 

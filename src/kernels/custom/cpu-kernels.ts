@@ -23,6 +23,10 @@ import { checkGatherIndices, gatherRowsInto, segmentSumInto } from './row-loops.
  * each walks its output once with an odometer over the outer axes and a strided inner loop.
  * Other dtypes and forms go to the stock kernel. A model too big for wasm32's 4 GiB heap trains
  * on this backend (docs/memory.md).
+ *
+ * (Past 300 lines: nine small kernels of 20-50 lines, one registration list (`setCpuKernels`),
+ * and the typed-array accessors and stock fallbacks they share; loops also used by the wasm
+ * kernels are in row-loops.ts.)
  */
 
 interface CpuBackendLike {

@@ -32,6 +32,11 @@ import {
  * which is p − lr·m̂/(√v̂ + ε) with m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t), in PyTorch's order of
  * operations. As in PyTorch, a parameter with no gradient in a step is skipped entirely (no
  * decay, no moment update, t unchanged): tfjs `variableGrads` omits unconnected variables.
+ *
+ * (Past 300 lines: one optimiser. The device step, the host step (optim.offload: moments in host
+ * memory, native kernel) and the state dict read the same per-parameter slots in the same order
+ * of operations, and are checked against each other by the optimiser tests; the options schema
+ * sits above them with each option's meaning.)
  */
 
 export type ParamKind = ParamSpec['kind'];
