@@ -10,6 +10,7 @@ import {
 } from '../../kernels/custom/native-optim.js';
 import * as tf from '../../kernels/tf.js';
 import type { ParamSpec } from '../params.js';
+import { adamwInPlace } from './adamw-inplace.js';
 import {
   type AdamWStateDict,
   checkAdamWState,
@@ -282,7 +283,10 @@ export class AdamW {
         const sm = s.m as tf.Variable;
         const sv = s.v as tf.Variable;
         if (fused && g0.dtype === 'float32') {
-          const [p, m, v] = adamwDevice(s.param, g0, sm, sv, this.scalars(s, lr, gradScale));
+          const k = this.scalars(s, lr, gradScale);
+          // cpu backend: in place where nothing shares the arrays (adamw-inplace.ts)
+          if (adamwInPlace(s.param, g0, sm, sv, k)) return;
+          const [p, m, v] = adamwDevice(s.param, g0, sm, sv, k);
           s.param.assign(p);
           sm.assign(m);
           sv.assign(v);
@@ -364,6 +368,7 @@ export class AdamW {
       const m = s.m as Float32Array;
       const v = s.v as Float32Array;
       const k = this.scalars(s, lr, gradScale);
+      if (adamwInPlace(s.param, g0, m, v, k)) continue;
       const updated = adamwHost(s.param, g0, m, v, k);
       if (updated) {
         s.param.assign(updated);
