@@ -31,6 +31,7 @@ export interface Case {
 // minutes of CPU (TROUPE_MEMORY_REPS raises every row's count).
 const CASES: readonly Case[] = [
   { phase: 'forward', backend: 'cpu', batch: 1, seq: 256, reps: 2 },
+  { phase: 'lora', backend: 'cpu', batch: 1, seq: 256, reps: 2 },
   { phase: 'lora', backend: 'cpu', batch: 4, seq: 256, reps: 1 },
   { phase: 'full', backend: 'cpu', batch: 1, seq: 256, reps: 1 },
   { phase: 'grpo', backend: 'cpu', batch: 4, seq: 128, reps: 1 },
