@@ -25,6 +25,9 @@ const LAYERS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['actors', ['actors/']],
   // Reward sources run a user's module in the actors' task pool.
   ['reward', ['reward/']],
+  // The algorithms' config schemas: their enums are the keys of registries in the layers below
+  // (advantage estimators in rollout, schedules in policy, KL estimators in kernels).
+  ['config schemas', ['config/components.ts', 'config/schema.ts', 'config/rl-schema.ts']],
   ['algorithms', ['algorithms/']],
   // Reading a run config goes through the ALGORITHMS registry.
   ['config loading', ['config/load.ts', 'config/defaults.ts']],
@@ -151,6 +154,9 @@ describe('layers', () => {
       ],
       ['rollout/a.ts', "import type { R } from '../reward/types.js';"],
       ['config/load.ts', "import { A } from '../algorithms/registry.js';"],
+      ['config/actors.ts', "import { A } from '../algorithms/registry.js';"],
+      // The config schemas sit above rollout (its estimator registry), still below algorithms.
+      ['config/rl-schema.ts', "import { E } from '../rollout/advantages.js';"],
       ['config/schema.ts', "import { A } from '../algorithms/registry.js';"],
       ['algorithms/roles/p.ts', "import * as Comlink from 'comlink';"],
       ['actors/host.ts', "import * as Comlink from 'comlink';"],
@@ -159,7 +165,8 @@ describe('layers', () => {
     expect(layerProblems(tree)).toEqual([
       "src/policy/model.ts imports '../rollout/a.js': layer policy imports rollout, a layer above it",
       "src/rollout/a.ts imports '../reward/types.js': layer rollout imports reward, a layer above it",
-      "src/config/schema.ts imports '../algorithms/registry.js': layer config imports algorithms, a layer above it",
+      "src/config/actors.ts imports '../algorithms/registry.js': layer config imports algorithms, a layer above it",
+      "src/config/schema.ts imports '../algorithms/registry.js': layer config schemas imports algorithms, a layer above it",
       "src/algorithms/roles/p.ts imports 'comlink': only src/actors/ may import comlink",
       'src/nowhere/x.ts: no layer in LAYERS holds it (test/layers.test.ts, docs/layers.md)',
     ]);

@@ -7,6 +7,7 @@ import { loadTrainEval, trainEvalFiles } from '../data/split.js';
 import { type BpeTokenizer, saveTokenizer } from '../data/tokenizer/index.js';
 import type { Precision } from '../kernels/precision.js';
 import type { DropoutRates, ModelConfig } from '../policy/config.js';
+import type { ScheduleName } from '../policy/optim/schedule.js';
 import { paramSpecs } from '../policy/params.js';
 import { describeModelSource, type ModelSource, resolveModelSource } from '../policy/source.js';
 import type { TrainableArgs } from '../policy/trainable.js';
@@ -48,7 +49,7 @@ export interface TrainerConfig {
     readonly eps: number;
     readonly weightDecay: number;
     readonly maxGradNorm: number;
-    readonly schedule: 'constant' | 'linear' | 'cosine';
+    readonly schedule: ScheduleName;
     readonly warmupSteps: number;
     readonly minLr: number;
     readonly offload?: boolean;

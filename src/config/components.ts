@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { DATASET_FORMATS, type DatasetFormat } from '../data/datasets/formats.js';
 import { BACKEND_CHOICES } from '../kernels/backends/types.js';
 import { PRECISIONS, precisionRefusal } from '../kernels/precision.js';
+import { SCHEDULES } from '../policy/optim/schedule.js';
 import { type ActorAlgorithm, type ActorPlacementConfig, mainLearner } from './actors.js';
 import { type SequenceConfig, sequenceProblem } from './positions.js';
 
@@ -22,6 +24,15 @@ export function registryName(registry: ReadonlyMap<string, unknown>, what: strin
     error: (issue) =>
       `unknown ${what} '${String(issue.input)}'; known: ${[...registry.keys()].join(', ')}`,
   });
+}
+
+/**
+ * One of the keys of a registry fixed at load time (the KL estimators, the advantage
+ * estimators, the loss aggregations), as a zod enum of exactly those keys: typed by them, and
+ * its error lists them. The schema holds no copy of the names.
+ */
+export function registryEnum<K extends string>(registry: ReadonlyMap<K, unknown>) {
+  return z.enum([...registry.keys()] as [K, ...K[]]);
 }
 
 /** LoRA adapters instead of full fine-tuning. */
@@ -152,7 +163,7 @@ export const dataSchema = z
     /** Fraction of `train` held out when there is no `eval` file. */
     evalFraction: z.number().min(0).max(0.5).default(0.05),
     /** Read rows as this convention instead of detecting it from the first row. */
-    format: z.enum(['text', 'messages', 'completion', 'preference', 'prompt']).optional(),
+    format: z.enum(DATASET_FORMATS as [DatasetFormat, ...DatasetFormat[]]).optional(),
     /** Rename columns to the conventions: `{ question: prompt, answer: completion }`. */
     columns: z.record(z.string(), z.string()).optional(),
     /** Pretraining: tokens per packed block. */
@@ -170,7 +181,8 @@ export const optimSchema = z
     eps: z.number().positive().default(1e-8),
     /** Global gradient-norm clip; 0 = off. */
     maxGradNorm: z.number().min(0).default(1),
-    schedule: z.enum(['constant', 'linear', 'cosine']).default('cosine'),
+    /** The learning-rate schedule, by its name in SCHEDULES (src/policy/optim/schedule.ts). */
+    schedule: registryEnum(SCHEDULES).default('cosine'),
     warmupSteps: z.number().int().min(0).default(0),
     /** Floor of the linear/cosine decay. */
     minLr: z.number().min(0).default(0),

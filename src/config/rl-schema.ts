@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { POLICY_LOSSES } from '../algorithms/losses/ppo.js';
+import { AGG_MODES, POLICY_LOSSES } from '../algorithms/losses/ppo.js';
+import { KL_ESTIMATORS, type KlEstimatorName } from '../kernels/numerics/kl.js';
+import { ADVANTAGE_ESTIMATORS, type AdvantageEstimatorName } from '../rollout/advantages.js';
 import { actorsSchema } from './actors.js';
 import {
   batchRules,
@@ -7,6 +9,7 @@ import {
   dataSchema,
   positiveInt,
   QUANTIZE_NOT_YET,
+  registryEnum,
   registryName,
   trainSchema,
 } from './components.js';
@@ -24,9 +27,9 @@ const RL_DEFAULTS: Readonly<
   Record<
     RlAlgorithm,
     {
-      estimator: 'gae' | 'grpo' | 'rloo' | 'reinforce_plus_plus' | 'reinforce_plus_plus_baseline';
+      estimator: AdvantageEstimatorName;
       samplesPerPrompt: number;
-      kl: { mode: 'reward' | 'loss' | 'none'; coef: number; estimator: 'k1' | 'k2' | 'k3' };
+      kl: { mode: 'reward' | 'loss' | 'none'; coef: number; estimator: KlEstimatorName };
     }
   >
 > = {
@@ -107,9 +110,8 @@ function rlSchema(algorithm: RlAlgorithm) {
         .prefault({}),
       rl: z
         .object({
-          estimator: z
-            .enum(['gae', 'grpo', 'rloo', 'reinforce_plus_plus', 'reinforce_plus_plus_baseline'])
-            .default(d.estimator),
+          /** The advantage estimator, by its name in ADVANTAGE_ESTIMATORS (src/rollout/advantages.ts). */
+          estimator: registryEnum(ADVANTAGE_ESTIMATORS).default(d.estimator),
           /** γ (gae, reinforce_plus_plus). */
           gamma: z.number().min(0).max(1).default(1),
           /** GAE λ. */
@@ -132,14 +134,8 @@ function rlSchema(algorithm: RlAlgorithm) {
           clipHigh: z.number().min(0).default(0.2),
           /** Dual-clip c > 1 for negative advantages; unset: off. */
           dualClip: z.number().gt(1).optional(),
-          aggMode: z
-            .enum([
-              'token-mean',
-              'seq-mean-token-sum',
-              'seq-mean-token-mean',
-              'seq-mean-token-sum-norm',
-            ])
-            .default('token-mean'),
+          /** How a per-token loss becomes a scalar, by its name in AGG_MODES (losses/ppo.ts). */
+          aggMode: registryEnum(AGG_MODES).default('token-mean'),
           entropyCoef: z.number().min(0).default(0),
           kl: z
             .object({
@@ -147,7 +143,8 @@ function rlSchema(algorithm: RlAlgorithm) {
               mode: z.enum(['reward', 'loss', 'none']).default(d.kl.mode),
               /** β (the initial one, with a target). */
               coef: z.number().min(0).default(d.kl.coef),
-              estimator: z.enum(['k1', 'k2', 'k3']).default(d.kl.estimator),
+              /** By its name in KL_ESTIMATORS (src/kernels/numerics/kl.ts). */
+              estimator: registryEnum(KL_ESTIMATORS).default(d.kl.estimator),
               /** Adaptive β (Ziegler et al. 2019): the KL to aim for; unset: fixed β. */
               target: z.number().positive().optional(),
               horizon: z.number().positive().default(10000),

@@ -111,7 +111,10 @@ function decaying(name: string, shape: (p: number) => number) {
 }
 
 /** Schedule registry: adding one is one entry here. Each factory validates its options. */
-export const SCHEDULES: ReadonlyMap<string, (options: unknown) => Schedule> = new Map([
+export const SCHEDULES: ReadonlyMap<ScheduleName, (options: unknown) => Schedule> = new Map<
+  ScheduleName,
+  (options: unknown) => Schedule
+>([
   [
     'constant',
     (options: unknown): Schedule => {
@@ -133,5 +136,10 @@ export function makeSchedule(
   name: ScheduleName | (string & {}),
   options: ScheduleOptions,
 ): Schedule {
-  return checked(name, lookup(SCHEDULES, name, 'learning-rate schedule')(options));
+  const factory = lookup(
+    SCHEDULES as ReadonlyMap<string, (o: unknown) => Schedule>,
+    name,
+    'learning-rate schedule',
+  );
+  return checked(name, factory(options));
 }
