@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
  * libopenblas-dev`), or later by `npm run build:native` (`npx troupe-build-native` in a project
  * that depends on Troupe). Everything runs without it; with it, BatchMatMul on the wasm and cpu
  * backends goes to a multithreaded BLAS. `TROUPE_NATIVE=0` turns it off.
+ *
+ * (Past 300 lines: most of it is `NativeAddon`, the addon's whole typed surface, one documented
+ * signature per C export; the loader and the per-thread BLAS thread count follow it.)
  */
 export interface NativeAddon {
   /**

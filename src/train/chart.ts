@@ -1,7 +1,8 @@
 /**
  * A line chart as inline SVG text: x = step or wall time, y = value (linear or log), one or two
  * paths per series (the raw values, and a smoothed line over them), tick labels on both axes.
- * No script, no external asset, no xmlns URL (inline SVG in HTML needs none).
+ * No script, no external asset, no xmlns URL (inline SVG in HTML needs none). (Past 300 lines:
+ * the tick rules for linear, log and time axes sit with the one renderer that uses them.)
  */
 
 export interface Point {

@@ -36,6 +36,8 @@ import {
  * stay in order, cannot be left un-awaited, and a crash cuts at most the last line (which readers
  * drop). The event file is derived from metrics.jsonl: a resume writes it anew from the lines
  * kept. Every other file is written to a temporary file and renamed over its name.
+ * (Past 300 lines: one class owns every file of the directory, its resume and its truncation of
+ * metrics past the resumed step.)
  */
 export { CHECKPOINTS_DIR, CONFIG_JSON, CONFIG_YAML, LOG_FILE, METRICS_FILE } from './files.js';
 

@@ -38,6 +38,10 @@ let nextModelId = 0;
 /**
  * A decoder-only transformer (GPT-2 or Llama/Qwen2 family, per its config) with its parameters
  * as tfjs variables, an LM head, and optional value and score heads.
+ *
+ * (Past 300 lines: one class, the model. Its parameters, the forward (plain, checkpointed, native
+ * decode with the KV cache), the LM head's logits and chunked log-probs and the value and score
+ * heads all read the same parameter map; the blocks, RoPE, cache and head are their own files.)
  */
 export class CausalLM {
   /** The model's config (its dropout rates can be changed for training with `setDropout`). */
