@@ -78,7 +78,13 @@ export const methodsSuite: Suite = {
           { phase: m.phase, backend: 'cpu', batch: B, seq: T, reps, flags },
           log,
         );
-        rows.push({ model: dir.split('/').pop(), method: m.name, side: 'troupe', ...troupe });
+        rows.push({
+          ...troupe,
+          job: troupe.method,
+          model: dir.split('/').pop(),
+          method: m.name,
+          side: 'troupe',
+        });
         if (!python || !m.torch) continue;
         const args = [...m.torch, '--checkpoint', '--reps', String(reps), '--threads', '1'];
         const torch = torchCase(
@@ -93,7 +99,7 @@ export const methodsSuite: Suite = {
             : `PyTorch ${m.name}: peak RSS ${torch.peakRssMiB} MiB, ${num(torch.tokensPerS)} tok/s, ` +
                 `${num(torch.cpuSeconds)} CPU s a step`,
         );
-        rows.push({ model: dir.split('/').pop(), method: m.name, side: 'torch', ...torch });
+        rows.push({ ...torch, model: dir.split('/').pop(), method: m.name, side: 'torch' });
       }
     }
     const find = (model: unknown, method: string, side: string) =>
