@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import type { LmConfig } from '../config/schema.js';
+import type { DpoConfig, LmConfig, RmConfig } from '../config/schema.js';
 import { TroupeError } from '../errors.js';
 import { WASM_HEAP_MAX, WASM_HEAP_RESERVE } from '../kernels/backends/wasm-heap-limit.js';
 import type { ModelConfig } from '../policy/config.js';
@@ -199,4 +199,36 @@ export function lmActors(c: LmConfig, model: ModelConfig): ActorMemory[] {
       },
     },
   ];
+}
+
+/**
+ * The actors of a reward-model or DPO run: the learner (its micro-batch of pairs is two rows a
+ * pair, chosen and rejected; a reward model adds its score head) and DPO's frozen reference (a
+ * forward of the same rows). A reference colocated with the learner shares its thread: its
+ * weights then count towards that thread's heap, so the two are checked as one job there.
+ */
+export function preferenceActors(c: RmConfig | DpoConfig, model: ModelConfig): ActorMemory[] {
+  const learner = c.algorithm;
+  const batch = 2 * microBatch(c);
+  const seq = c.data.maxLength;
+  const backendOf = (name: string) => c.actors?.[name]?.backend ?? c.runtime.backend;
+  const train: MemoryJob = {
+    config: model,
+    method: c.model.lora ? 'lora' : 'full',
+    ...(c.model.lora ? { lora: c.model.lora } : {}),
+    ...(c.algorithm === 'rm' ? { heads: ['score' as const] } : {}),
+    batch,
+    seq,
+    checkpoint: c.model.gradientCheckpointing,
+    offloadOptimizer: c.optim.offload,
+  };
+  const out: ActorMemory[] = [{ actor: learner, backend: backendOf(learner), job: train }];
+  if (c.algorithm !== 'dpo') return out;
+  const reference: MemoryJob = { config: model, method: 'none', batch, seq };
+  if (c.actors?.reference?.colocateWith === learner) {
+    // one thread: the learner's step beside a second, frozen copy of the weights
+    return [{ actor: learner, backend: backendOf(learner), job: { ...train, frozenCopies: 1 } }];
+  }
+  out.push({ actor: 'reference', backend: backendOf('reference'), job: reference });
+  return out;
 }

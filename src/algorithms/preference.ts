@@ -24,6 +24,7 @@ import {
   preferenceLossEntry,
   REWARD_MODEL_LOSSES,
 } from './losses/index.js';
+import { assertFits, preferenceActors } from './memory-check.js';
 import { setupModel, textOf } from './model-setup.js';
 import {
   type Batch,
@@ -168,6 +169,7 @@ async function trainPreferenceRun(
   const resumed = run.resumedFrom;
   const texts = () => data.train.flatMap(textOf);
   const { source, tok, mconfig } = await setupModel(config, run, ev, texts);
+  assertFits(preferenceActors(config, mconfig)); // before any actor allocates: docs/memory.md
   const train = toPairs(config, tok, data.train, 'train');
   const evalPairs = data.eval.length > 0 ? toPairs(config, tok, data.eval, 'eval') : [];
   const padId = tok.padTokenId ?? tok.eosTokenId ?? 0;

@@ -37,6 +37,8 @@ export interface MemoryJob {
   readonly heads?: readonly HeadName[];
   /** The frozen base stored as NF4 (QLoRA): block projections at 4 bits plus scales. */
   readonly quantize?: 'nf4';
+  /** More fp32 copies of the model's weights in the same thread (a colocated reference). */
+  readonly frozenCopies?: number;
 }
 
 /** Bytes by category. `optimizer` is on the backend unless offloaded (then `hostOptimizer`). */
@@ -206,15 +208,21 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
       `memory: batch and seq must be ≥ 1, got ${job.batch}, ${job.seq}`,
     );
   }
+  const fc = job.frozenCopies ?? 0;
+  if (!(Number.isInteger(fc) && fc >= 0)) {
+    throw new TroupeError('BAD_ARGUMENT', `memory: frozenCopies must be an integer ≥ 0, got ${fc}`);
+  }
   if (job.method === 'lora' && !job.lora) {
     throw new TroupeError('BAD_ARGUMENT', "memory: method 'lora' needs the lora rank and targets");
   }
   const params = parameterCount(c, job.heads);
   const perLayer = Object.values(projections(c)).reduce((s, [i, o]) => s + i * o, 0);
+  const copies = (job.frozenCopies ?? 0) * parameterCount(c) * F32;
   const weights =
-    job.quantize === 'nf4'
+    copies +
+    (job.quantize === 'nf4'
       ? (params - perLayer * c.layers) * F32 + nf4Bytes(perLayer) * c.layers
-      : params * F32;
+      : params * F32);
   const adapters =
     job.method === 'lora' && job.lora
       ? loraSiteShapes(c, job.lora).reduce((s, [i, o]) => s + (i + o) * job.lora!.rank, 0) *
