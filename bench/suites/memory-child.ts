@@ -181,7 +181,8 @@ async function main() {
     method: method === 'qlora' ? 'lora' : (method as MemoryJob['method']),
     ...(method === 'lora' || method === 'qlora' ? { lora: LORA } : {}),
     ...(method === 'qlora' ? { quantize: 'nf4' as const } : {}),
-    ...(phase === 'grpo' ? { generation: { batch: B, length: T } } : {}),
+    // GRPO: the KV cache, and the reference's frozen copy of the weights (the reference actor)
+    ...(phase === 'grpo' ? { generation: { batch: B, length: T }, frozenCopies: 1 } : {}),
     checkpoint: o.checkpoint,
     offloadOptimizer: o.offload,
     batch: B,
@@ -222,8 +223,6 @@ async function main() {
     });
   } else throw new Error(`unknown phase ${phase}`);
   const p = predictMemory(job);
-  // the reference copy of a GRPO iteration: one more set of weights and its forward
-  const extra = phase === 'grpo' ? p.weights : 0;
   const seconds = median(times.wall);
   const base = quantizedBase(model);
   const out = {
@@ -243,7 +242,7 @@ async function main() {
     rssLoadedMiB: Math.round(rssLoaded),
     peakRssLoadMiB: Math.round(peakLoaded),
     peakRssMiB: Math.round(rssMiB()),
-    predictedMiB: Math.round((p.peak + p.hostOptimizer + extra) / 2 ** 20),
+    predictedMiB: Math.round((p.peak + p.hostOptimizer) / 2 ** 20),
     predicted: p,
     nf4Bytes: base?.bytes ?? 0,
     tokensPerS: (B * T) / seconds,
