@@ -42,7 +42,7 @@ const CASES: readonly Case[] = [
 
 const METHOD: Record<Case['phase'], string> = {
   forward: 'forward (log-probs)',
-  lora: 'LoRA SFT step (r 8, q/v, AdamW)',
+  lora: 'LoRA SFT step (AdamW)',
   qlora: 'QLoRA SFT step (NF4 base, AdamW)',
   full: 'full fine-tune step (AdamW)',
   grpo: 'GRPO iteration (4 samples, reference, full AdamW)',
@@ -66,7 +66,17 @@ export function runCase(dir: string, c: Case, log: (l: string) => void): Record<
   const r = spawnLocked(argv, process.env);
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
   const out = line ? JSON.parse(line.slice(7)) : { error: (r.stderr ?? '').slice(-2000) };
-  const method = `${METHOD[c.phase]}${c.flags?.length ? `, ${c.flags.join(' ')}` : ''}`;
+  const flag = (name: string, d: string) => {
+    const i = c.flags?.indexOf(name) ?? -1;
+    return i >= 0 ? c.flags![i + 1] : d;
+  };
+  const lora = c.phase === 'lora' || c.phase === 'qlora';
+  const method =
+    METHOD[c.phase] +
+    (lora ? `, r ${flag('--rank', '8')} on ${flag('--targets', 'q,v')}` : '') +
+    (c.flags?.includes('--checkpoint') ? ', checkpointed' : '') +
+    (c.flags?.includes('--offload') ? ', AdamW offloaded' : '') +
+    (c.flags?.includes('--precision') ? `, ${flag('--precision', 'fp32')}` : '');
   const row = { model: dir.split('/').pop(), method, ...c, ...out };
   log(
     `${row.model} ${method} ${c.backend} ${c.batch}×${c.seq}: ` +
