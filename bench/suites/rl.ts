@@ -1,128 +1,179 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trainRl } from '../../src/algorithms/rl.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { RlConfig } from '../../src/config/schema.js';
 import { saveTokenizer, trainBpe } from '../../src/data/tokenizer/index.js';
+import {
+  GRPO_JOB,
+  grpoConfig,
+  type Iteration,
+  iterationsOf,
+  median,
+  RL_PHASES,
+  runTrl,
+  trlAvailable,
+} from './rl-grpo.js';
 import type { Suite } from './types.js';
 
-type Row = { figure: string; value: number; unit: string; note: string };
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+type Row = { figure: string; value: number; unit: string; note: string; placement?: string };
 
 const PROMPTS = 16;
 const PROMPT_TOKENS = 32;
 const NEW_TOKENS = 64;
 
-/** Phases as trainRl times them, in the order a PPO iteration runs them. */
-const PHASES = [
-  ['generate', 'generate (generator actor, KV cache)'],
-  ['logprobs', 'old log-probs (policy)'],
-  ['reference', 'reference log-probs'],
-  ['reward', 'reward (AFINN lexicon actor)'],
-  ['critic', 'critic values'],
-  ['update', 'update (policy ∥ critic, 1 epoch, 1 minibatch)'],
-  ['sync', 'weight sync (SharedWeights write + read)'],
-] as const;
+/** Phase labels as trainRl times them, in the order an iteration runs them. */
+const LABELS: Record<(typeof RL_PHASES)[number], string> = {
+  generate: 'generate (generator, KV cache)',
+  logprobs: 'old log-probs (policy)',
+  reference: 'reference log-probs',
+  reward: 'reward actor',
+  critic: 'critic values',
+  update: 'update (policy ∥ critic, 1 epoch, 1 minibatch)',
+  sync: 'weight sync (SharedWeights write + read; colocated: none)',
+};
+
+/** The placements each job is timed in: the default, and the generator on the policy's thread. */
+const PLACEMENTS: readonly (readonly [string, Record<string, unknown>])[] = [
+  ['default (one thread per actor)', {}],
+  ['generator colocated with the policy', { generator: { colocateWith: 'policy' } }],
+  [
+    'generator and reference colocated with the policy',
+    { generator: { colocateWith: 'policy' }, reference: { colocateWith: 'policy' } },
+  ],
+];
+
+/** Tokenizer (V 512) and 16 prompts of exactly 32 tokens, in `dir`. */
+async function writeJobData(dir: string): Promise<void> {
+  const text = readFileSync('data/moby-dick/train.jsonl', 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { text: string }).text);
+  const tok = trainBpe(text.slice(0, 20), { vocabSize: 512, minFrequency: 2 });
+  await saveTokenizer(join(dir, 'tok'), tok);
+  // Windows of the text, decoded (their ids re-encode the same).
+  const ids = tok.encode(text[3]);
+  const prompts: string[] = [];
+  for (let i = 0; prompts.length < PROMPTS; i += PROMPT_TOKENS) {
+    const p = tok.decode(ids.slice(i, i + PROMPT_TOKENS));
+    if (tok.encode(p).length === PROMPT_TOKENS) prompts.push(p);
+  }
+  writeFileSync(
+    join(dir, 'prompts.jsonl'),
+    `${prompts.map((prompt) => JSON.stringify({ prompt })).join('\n')}\n`,
+  );
+}
+
+/** The PPO job: the small model (V 512, 6 layers, d 384), 16 prompts × 64 new tokens. */
+function ppoConfig(dir: string, steps: number, actors: Record<string, unknown>) {
+  return loadConfig<RlConfig>('ppo', {
+    object: {
+      output: join(dir, `ppo-${Math.random().toString(36).slice(2)}`),
+      model: {
+        init: { family: 'gpt2', hidden: 384, layers: 6, heads: 6, maxPositions: 128 },
+        tokenizer: join(dir, 'tok', 'tokenizer.json'),
+      },
+      data: { train: join(dir, 'prompts.jsonl'), eval: join(dir, 'prompts.jsonl'), maxLength: 64 },
+      optim: { lr: 1e-5, schedule: 'constant' },
+      train: { steps, batchSize: PROMPTS, evalEvery: 0, evalBatches: 0, saveEvery: 0 },
+      rollout: { maxNewTokens: NEW_TOKENS },
+      reward: { sources: [{ type: 'sentiment' }] },
+      runtime: { backend: 'wasm' },
+      actors,
+    },
+  });
+}
+
+/** Rows of one placement's timed iterations: each phase, the whole, messaging, tokens/s. */
+function phaseRows(job: string, placement: string, measured: readonly Iteration[]): Row[] {
+  const step = median(measured.map((m) => m['timing/step_s']));
+  const rows: Row[] = [];
+  for (const key of RL_PHASES) {
+    const s = median(measured.map((m) => m[`timing/${key}_s`] ?? 0));
+    if (s === 0 && (key === 'logprobs' || key === 'critic' || key === 'reference')) continue;
+    const share = `${((100 * s) / step).toFixed(1)} % of the iteration`;
+    rows.push({ figure: `${job}: ${LABELS[key]}`, value: s, unit: 's', note: share, placement });
+  }
+  const all = measured.map((m) => m['timing/step_s']);
+  const spread = `min ${Math.min(...all).toFixed(3)}, max ${Math.max(...all).toFixed(3)} s over ${all.length}`;
+  rows.push({ figure: `${job}: whole iteration`, value: step, unit: 's', note: spread, placement });
+  const msg = median(measured.map((m) => m['timing/messaging_s']));
+  rows.push({
+    figure: `${job}: messaging (round trips − the actors' own time, summed)`,
+    value: msg,
+    unit: 's',
+    note: `${((100 * msg) / step).toFixed(1)} % of the iteration`,
+    placement,
+  });
+  return rows;
+}
 
 /**
- * One PPO iteration of the small model (V 512, 6 layers, d 384) on 16 prompts of 32 tokens with
- * 64 new tokens each: the time of each phase, and the time spent in messaging (round trips minus
- * the actors' own time, summed over actors).
+ * Online RL per phase, in each placement: a PPO iteration of the small model (16 prompts × 32
+ * tokens, 64 new tokens), and a GRPO iteration of a tiny GPT-2 side by side with TRL's
+ * GRPOTrainer on the same job (rl-grpo.ts). The first iteration of each run warms it up and is
+ * not counted; the figures are medians of the rest.
  */
 export const rlSuite: Suite = {
   name: 'rl',
-  description: `a PPO iteration per phase: small model (V 512, L 6, d 384), ${PROMPTS} prompts × ${PROMPT_TOKENS} tokens, ${NEW_TOKENS} new tokens, wasm, five actors`,
+  description: `PPO (small model, ${PROMPTS} prompts × ${NEW_TOKENS} new tokens) and GRPO (tiny GPT-2, ${GRPO_JOB.prompts} prompts × ${GRPO_JOB.samples} samples × ${GRPO_JOB.newTokens} new tokens, beside TRL) iterations per phase and placement, wasm + native kernels`,
   async run({ quick, log }) {
     const out = mkdtempSync(join(tmpdir(), 'troupe-bench-rl-'));
     const rows: Row[] = [];
+    const md: string[] = [];
     try {
-      const text = readFileSync('data/moby-dick/train.jsonl', 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => (JSON.parse(l) as { text: string }).text);
-      const tok = trainBpe(text.slice(0, 20), { vocabSize: 512, minFrequency: 2 });
-      await saveTokenizer(join(out, 'tok'), tok);
-      // Prompts of exactly 32 tokens: windows of the text, decoded (their ids re-encode the same).
-      const ids = tok.encode(text[3]);
-      const prompts: string[] = [];
-      for (let i = 0; prompts.length < PROMPTS; i += PROMPT_TOKENS) {
-        const p = tok.decode(ids.slice(i, i + PROMPT_TOKENS));
-        if (tok.encode(p).length === PROMPT_TOKENS) prompts.push(p);
+      await writeJobData(out);
+      const timed = quick ? 2 : 5;
+      const whole: Record<string, number> = {};
+      for (const [job, make] of [
+        ['PPO', ppoConfig],
+        ['GRPO', grpoConfig],
+      ] as const) {
+        for (const [placement, actors] of PLACEMENTS) {
+          if (job === 'PPO' && 'reference' in actors) continue; // three scorers in parallel: kept apart
+          const its = (await iterationsOf(await make(out, timed + 1, actors))).slice(1);
+          const r = phaseRows(job, placement, its);
+          rows.push(...r);
+          whole[`${job} ${placement}`] = r.find((x) => x.figure.endsWith('whole iteration'))!.value;
+          log(`${job}, ${placement}: ${whole[`${job} ${placement}`].toFixed(3)} s per iteration`);
+        }
       }
-      writeFileSync(
-        join(out, 'prompts.jsonl'),
-        `${prompts.map((prompt) => JSON.stringify({ prompt })).join('\n')}\n`,
-      );
-      const steps = quick ? 2 : 4;
-      const config = await loadConfig<RlConfig>('ppo', {
-        object: {
-          output: join(out, 'run'),
-          model: {
-            init: { family: 'gpt2', hidden: 384, layers: 6, heads: 6, maxPositions: 128 },
-            tokenizer: join(out, 'tok', 'tokenizer.json'),
-          },
-          data: {
-            train: join(out, 'prompts.jsonl'),
-            eval: join(out, 'prompts.jsonl'),
-            maxLength: 64,
-          },
-          optim: { lr: 1e-5, schedule: 'constant' },
-          train: { steps, batchSize: PROMPTS, evalEvery: 0, evalBatches: 0, saveEvery: 0 },
-          rollout: { maxNewTokens: NEW_TOKENS },
-          reward: { sources: [{ type: 'sentiment' }] },
-          runtime: { backend: 'wasm' },
-        },
-      });
-      const iterations: Record<string, number>[] = [];
-      await trainRl(config, {
-        events: {
-          onMetrics: (split, step, v) => {
-            if (split !== 'train') return;
-            iterations.push({ ...v });
-            log(`iteration ${step}: ${v['timing/step_s'].toFixed(2)} s`);
-          },
-        },
-      });
-      const measured = iterations.slice(1); // the first iteration warms every actor up
-      const step = median(measured.map((m) => m['timing/step_s']));
-      for (const [key, label] of PHASES) {
-        const s = median(measured.map((m) => m[`timing/${key}_s`]));
+      const missing = trlAvailable();
+      if (missing) {
+        log(`TRL skipped: ${missing}`);
+      } else {
+        for (const threads of [2, 1]) {
+          const trl = runTrl(out, timed + 1, threads);
+          const steps = trl.steps.slice(1);
+          const s = median(steps);
+          whole[`TRL ${threads}`] = s;
+          rows.push({
+            figure: `GRPO: TRL ${trl.trl} GRPOTrainer iteration (PyTorch ${trl.torch}, ${trl.threads} thread${trl.threads === 1 ? '' : 's'})`,
+            value: s,
+            unit: 's',
+            note: `min ${Math.min(...steps).toFixed(3)}, max ${Math.max(...steps).toFixed(3)} s over ${steps.length}; CPU ${median(trl.cpu.slice(1)).toFixed(2)} s`,
+          });
+          log(`TRL GRPO, ${threads} thread(s): ${s.toFixed(3)} s per iteration`);
+        }
+        const best = Math.min(
+          ...PLACEMENTS.map(([p]) => whole[`GRPO ${p}`]).filter((x) => x !== undefined),
+        );
+        const trlBest = Math.min(whole['TRL 2'], whole['TRL 1']);
         rows.push({
-          figure: label,
-          value: s,
-          unit: 's',
-          note: `${((100 * s) / step).toFixed(1)} % of the iteration`,
+          figure: 'GRPO: Troupe (best placement) / TRL (best thread count)',
+          value: best / trlBest,
+          unit: '×',
+          note: 'target ≤ 0.5',
         });
       }
-      rows.push({ figure: 'whole iteration', value: step, unit: 's', note: 'wall clock' });
-      const msg = median(measured.map((m) => m['timing/messaging_s']));
-      rows.push({
-        figure: 'messaging (encode, post, queue, decode; summed over actors)',
-        value: msg,
-        unit: 's',
-        note: `${((100 * msg) / step).toFixed(1)} % of the iteration`,
-      });
-      const tokens = median(measured.map((m) => m['tokens_per_s']));
-      rows.push({
-        figure: 'generated tokens per second of iteration',
-        value: tokens,
-        unit: 'tokens/s',
-        note: `${PROMPTS} × ≤ ${NEW_TOKENS} new tokens`,
-      });
-      log(`iteration ${step.toFixed(2)} s, messaging ${(msg * 1000).toFixed(0)} ms`);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
-    const markdown = [
-      '| phase | time | share |',
-      '|---|---:|---|',
-      ...rows.map(
-        (r) =>
-          `| ${r.figure} | ${r.unit === 's' ? `${r.value.toFixed(3)} s` : `${r.value.toFixed(1)} ${r.unit}`} | ${r.note} |`,
-      ),
-    ].join('\n');
-    return { rows, markdown };
+    md.push('| figure | placement | time | note |', '|---|---|---:|---|');
+    for (const r of rows) {
+      const v = r.unit === 's' ? `${r.value.toFixed(3)} s` : `${r.value.toFixed(2)} ${r.unit}`;
+      md.push(`| ${r.figure} | ${r.placement ?? ''} | ${v} | ${r.note} |`);
+    }
+    return { rows, markdown: md.join('\n') };
   },
 };
