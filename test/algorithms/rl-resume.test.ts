@@ -13,10 +13,15 @@ import { parseMetrics } from '../../src/train/metrics.js';
  * PPO (critic, adaptive KL) one step off-policy. Tiny configs:
  * a 1-layer GPT-2 of width 16, 4 prompts × 2 samples, 4 new tokens, 4 steps stopped after 2.
  */
-function config(algorithm: RlConfig['algorithm'], output: string) {
+function config(
+  algorithm: RlConfig['algorithm'],
+  output: string,
+  actors: Record<string, unknown> = {},
+) {
   return loadConfig<RlConfig>(algorithm, {
     object: {
       output,
+      actors,
       seed: 5,
       model: {
         init: { family: 'gpt2', hidden: 16, layers: 1, heads: 2, maxPositions: 48 },
@@ -96,4 +101,25 @@ describe('RL resume', () => {
     },
     120_000,
   );
+
+  it("grpo with the generator and the reference on the policy's thread: stopped after 2 of 4 steps and resumed, it equals the uninterrupted run", async () => {
+    // The generator samples with the policy's own tensors: a resumed policy's, from its first batch.
+    const actors = { generator: { colocateWith: 'policy' }, reference: { colocateWith: 'policy' } };
+    const straight = tmp();
+    const interrupted = tmp();
+    await trainRl(await config('grpo', straight, actors));
+    await trainRl(await config('grpo', interrupted, actors), { stopAfterSteps: 2 });
+    expect((await trainRl(await config('grpo', interrupted, actors), { resume: true })).steps).toBe(
+      4,
+    );
+    const a = metrics(straight);
+    expect(metrics(interrupted)).toEqual(a);
+    expect(
+      a.filter((r) => r.split === 'train').map((r) => r.values['rollout/weights_version']),
+    ).toEqual([0, 1, 2, 3]);
+    expect(new Set(a.map((r) => r.values['actor/loss'])).size).toBeGreaterThan(2);
+    expect(file(interrupted, 'model.safetensors').equals(file(straight, 'model.safetensors'))).toBe(
+      true,
+    );
+  }, 120_000);
 });
