@@ -68,7 +68,11 @@ export const methodsSuite: Suite = {
     const env = { ...process.env, ...(coretype ? { OPENBLAS_CORETYPE: coretype } : {}) };
     const python = torchPythons(env).find((p) => p.torch.startsWith('2.'));
     if (!python) log('PyTorch 2.x not found (../shared/tools/reference-venv.sh): its side skipped');
-    const methods = quick ? METHODS.slice(2) : METHODS;
+    // TROUPE_METHODS="full fp32,full bf16": a subset by name
+    const only = process.env.TROUPE_METHODS?.split(',');
+    const methods = (quick ? METHODS.slice(2) : METHODS).filter(
+      (m) => !only || only.includes(m.name),
+    );
     const rows: Row[] = [];
     for (const dir of models) {
       for (const m of methods) {
