@@ -22,7 +22,8 @@ type Method = (...args: unknown[]) => Promise<unknown>;
 const settled = () => undefined;
 
 /**
- * A supervised host (a thread, or a process): restarts it when it dies, fails pending calls
+ * A supervised host (a thread, or a process): restarts it when it dies (unless a role is
+ * `stateful`: then it stays down and every call fails saying why), fails pending calls
  * with the reason, applies call timeouts, retries crashed calls of roles that allow it, runs
  * each role's `onStart` hook on every start, and stops single roles (`Actor.stop`).
  *
@@ -133,17 +134,25 @@ export class SupervisedThread {
     message: string,
     details: Record<string, unknown> = {},
   ): void {
-    this.failPending(
-      live,
-      new TroupeError('ACTOR_CRASHED', message, {
-        cause,
-        details: { actor: this.name, ...details },
-      }),
-    );
+    const kept = this.keptDown();
+    const crashed = new TroupeError('ACTOR_CRASHED', kept ? `${message}. ${kept}` : message, {
+      cause,
+      details: { actor: this.name, ...details, ...(kept ? { restarted: false } : {}) },
+    });
+    this.failPending(live, crashed);
     if (this.stopped || this.live !== live) return;
     this.live = undefined;
     void live.stop();
-    this.scheduleRestart(cause);
+    if (kept) this.failure = crashed;
+    else this.scheduleRestart(cause);
+  }
+
+  /** Why this host stays down when it dies (a running role is `stateful`), or undefined. */
+  private keptDown(): string | undefined {
+    const reasons = this.specs
+      .filter((s) => s.stateful !== undefined && !this.stoppedRoles.has(s.name))
+      .map((s) => s.stateful);
+    return reasons.length > 0 ? `It is not restarted: ${reasons.join('; ')}` : undefined;
   }
 
   private scheduleRestart(cause: unknown): void {
@@ -276,7 +285,8 @@ export class SupervisedThread {
       try {
         return await this.callOn(live, role, method, args, timeoutMs);
       } catch (e) {
-        if (!hasCode(e, 'ACTOR_CRASHED') || attempt >= retries || this.stoppedRoles.has(role)) {
+        const final = attempt >= retries || this.failure !== undefined;
+        if (!hasCode(e, 'ACTOR_CRASHED') || final || this.stoppedRoles.has(role)) {
           throw e;
         }
         if (anyDetached(buffers)) {

@@ -21,6 +21,14 @@ export interface ActorSpec<R, A> {
    */
   readonly restartArgs?: () => A | Promise<A>;
   /**
+   * Why this role's host must not be restarted: what lives only there and a rebuild would lose
+   * (a learner's trained weights and optimiser state). When such a host dies or hangs it stays
+   * down: its calls then and every call after fail with ACTOR_CRASHED naming the host and this
+   * reason, so a caller stops instead of carrying on from the start state. Overrides
+   * `restartArgs` and `retryOnCrash` for every role of the host.
+   */
+  readonly stateful?: string;
+  /**
    * For stateless roles (a reward, a reference model): a call that fails because the host
    * crashed (ACTOR_CRASHED) is sent again, to the host that replaced it, up to this many times.
    * Calls that time out are not retried (the timeout is the answer), nor calls whose arguments

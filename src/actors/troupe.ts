@@ -21,6 +21,11 @@ export interface Placement {
 export interface RoleEntry {
   readonly ref: RoleRef<unknown, unknown>;
   /**
+   * The role whose methods `ref` serves when it stands in for one (a caller's own policy with
+   * the same arguments and methods): the actor is then looked up by either.
+   */
+  readonly serves?: RoleRef<unknown, unknown>;
+  /**
    * Its arguments for one placement. `started` holds every actor named in `after`, already
    * running (the generator reads the policy's weights handle from it).
    */
@@ -35,6 +40,11 @@ export interface RoleEntry {
    * (the supervisor's `retryOnCrash`).
    */
   readonly retryOnCrash?: number;
+  /**
+   * What a restart would lose (a learner's trained weights): its thread is then not restarted
+   * when it dies, and its calls fail saying this (the supervisor's `stateful`).
+   */
+  readonly stateful?: string;
 }
 
 /** How to build each role of a topology, by the role names the topology's actors play. */
@@ -73,7 +83,10 @@ export class Troupe {
   private constructor(
     private readonly actors: Map<
       string,
-      { readonly role: RoleRef<unknown, unknown>; readonly handles: Actor<unknown>[] }
+      {
+        readonly roles: readonly RoleRef<unknown, unknown>[];
+        readonly handles: Actor<unknown>[];
+      }
     >,
     private readonly plans: readonly ThreadPlan[],
   ) {}
@@ -140,12 +153,13 @@ export class Troupe {
         for (const a of plan.actors) {
           const shared = groups.get(baseOf(a.name).name);
           const placement = shared ? { ...a, dataParallel: { shared, rank: a.replica } } : a;
-          const { ref, retryOnCrash } = roles[a.role];
+          const { ref, retryOnCrash, stateful } = roles[a.role];
           specs.push({
             name: a.name,
             role: ref,
             args: await roles[a.role].args(placement, troupe),
             ...(retryOnCrash ? { retryOnCrash } : {}),
+            ...(stateful === undefined ? {} : { stateful }),
           });
         }
         const started = await supervisor.spawnColocated(plan.thread, specs, {
@@ -154,7 +168,11 @@ export class Troupe {
         });
         plan.actors.forEach((a, j) => {
           const base = baseOf(a.name);
-          const entry = troupe.actors.get(base.name) ?? { role: roles[base.role].ref, handles: [] };
+          const { ref, serves } = roles[base.role];
+          const entry = troupe.actors.get(base.name) ?? {
+            roles: serves ? [ref, serves] : [ref],
+            handles: [],
+          };
           entry.handles[a.replica] = started[j];
           troupe.actors.set(base.name, entry);
         });
@@ -184,10 +202,10 @@ export class Troupe {
         'UNKNOWN_NAME',
         `No actor '${name}'. Known: ${[...this.actors.keys()].sort().join(', ')}.`,
       );
-    if (entry.role.module !== ref.module || entry.role.exportName !== ref.exportName) {
+    if (!entry.roles.some((r) => r.module === ref.module && r.exportName === ref.exportName)) {
       throw new TroupeError(
         'BAD_ARGUMENT',
-        `Actor '${name}' plays ${entry.role.exportName}, not ${ref.exportName}`,
+        `Actor '${name}' plays ${entry.roles.map((r) => r.exportName).join(' for ')}, not ${ref.exportName}`,
       );
     }
     return entry.handles as Actor<R>[];

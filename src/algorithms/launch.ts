@@ -50,8 +50,8 @@ export interface CastMember<C, I> {
   readonly needs?: readonly string[] | ((c: C) => readonly string[]);
   /**
    * Stateless: a call that fails because its thread crashed is sent again to its restart, unless
-   * it shares that thread with an actor that is not (a restart rebuilds every role of a thread
-   * from its start arguments: a policy would silently lose its weights and optimiser state).
+   * it shares that thread with a trainable actor, whose thread is not restarted at all (rebuilt
+   * from its start arguments, a policy would silently lose its weights: lostOnRestart).
    */
   readonly retryCrashed?: boolean;
   /** Its arguments for one replica; `started` holds the actors of `needs`, running. */
@@ -280,6 +280,14 @@ export function describePlacement(p: ResolvedPlacement): string[] {
 /** Times a crashed call of a stateless actor is sent again (three tries in all, as restarts). */
 const CRASH_RETRIES = 2;
 
+/**
+ * Why a trainable actor's thread is not restarted when it dies, even idle between steps: rebuilt
+ * from its start arguments it would train on from the start weights, silently. As with TRL or
+ * OpenRLHF, the run stops, and a resume continues it from its last checkpoint, exactly.
+ */
+export const lostOnRestart = (actor: string): string =>
+  `'${actor}' holds what it has trained (weights, optimiser state), which a restart from its start arguments would lose. The run stops here: run the same command with --resume to continue from its last checkpoint`;
+
 export interface LaunchInput<I> {
   readonly supervisor: Supervisor;
   /** What the members' `args` read: the start model, the resume directory, … */
@@ -306,7 +314,8 @@ export interface Cast {
  * data-parallel groups of replicated learners, and launch the topology (the generator after the
  * policy whose weights it reads, everything else in parallel). Calls to stateless actors that
  * fail because their thread crashed are sent again to the restarted thread by the supervisor,
- * where no stateful actor (a learner) shares that thread.
+ * where no stateful actor (a learner) shares that thread; a learner's thread is not restarted
+ * (lostOnRestart): the run stops with an error that says to resume.
  */
 export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I>(
   topology: AlgorithmTopology<A, C, I>,
@@ -330,6 +339,9 @@ export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I
         a.name,
         {
           ref: l.roles?.[a.name] ?? m.role,
+          // A caller's own role stands in for the member's: found by either (the generator's
+          // arguments look the policy up by POLICY).
+          ...(l.roles?.[a.name] ? { serves: m.role } : {}),
           args: (p: Placement, started: Troupe) => m.args(c, l.input, p, started),
           after: needsOf(m, c),
           reduceLength: !a.trainable
@@ -338,6 +350,7 @@ export async function launch<A extends ActorAlgorithm, C extends PlacedConfig, I
               ? l.reduceLength
               : l.reduceLength(a.name),
           retryOnCrash: retried(a) ? CRASH_RETRIES : undefined,
+          stateful: a.trainable ? lostOnRestart(a.name) : undefined,
         },
       ];
     }),

@@ -136,6 +136,40 @@ describe('Supervisor with real worker threads', () => {
     expect((await a.call.whoAmI()).tag).toBe('restart-1');
   });
 
+  it('keeps a stateful role down when its host dies idle: later calls fail naming the host and what a restart would lose', async () => {
+    const retried: string[] = [];
+    sup = new Supervisor({ onRetry: (ev) => retried.push(ev.method) });
+    const a = await sup.spawn(
+      { name: 'learner', role: ECHO, args: { tag: 'trained' }, stateful: 'it holds its weights' },
+      { runtime, restart: { backoffMs: 5 } },
+    );
+    await a.call.dieIdle(5); // answered: nothing is in flight when the thread dies
+    await new Promise((r) => setTimeout(r, 200)); // a restart (5 ms backoff) would be up by now
+    expect(a.restarts).toBe(0);
+    for (const call of [() => a.call.whoAmI(), () => a.call.echo(1)]) {
+      const e = await call().catch((x: unknown) => x);
+      expect(e).toMatchObject({ code: 'ACTOR_CRASHED', details: { restarted: false } });
+      expect((e as Error).message).toMatch(
+        /^Actor thread 'learner' died \(exit code 3\)\. It is not restarted: it holds its weights$/,
+      );
+    }
+    // In flight: the same, and a stateless role on the same host is not retried either.
+    const b = await sup.spawnColocated(
+      'pair',
+      [
+        { name: 'held', role: ECHO, args: { tag: 'h' }, stateful: 'held state' },
+        { name: 'free', role: ECHO, args: { tag: 'f' }, retryOnCrash: 2 },
+      ],
+      { runtime, restart: { backoffMs: 5 } },
+    );
+    const e = await b[1].call.die(5).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'ACTOR_CRASHED' });
+    expect((e as Error).message).toMatch(/'pair' died .*It is not restarted: held state$/);
+    await expect(b[1].call.echo(1)).rejects.toMatchObject({ code: 'ACTOR_CRASHED' });
+    expect(b[0].restarts).toBe(0);
+    expect(retried).toEqual([]);
+  });
+
   it('fails to start with the reason: a missing factory, or a start timeout', async () => {
     sup = new Supervisor();
     const e = await sup
