@@ -360,13 +360,23 @@ let cached: NativeStatus | undefined;
 let threadBlas: number | undefined;
 
 /**
- * BLAS threads per call: TROUPE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else 1. The pool is per
- * process, shared by every actor thread; a run sets TROUPE_BLAS_THREADS for its actors before it
- * starts them (`planBlasThreads`).
+ * Where a run leaves the count it chose for the threads it starts (`useBlasThreads`): apart from
+ * the user's TROUPE_BLAS_THREADS / OPENBLAS_NUM_THREADS, which `planBlasThreads` reads, so that
+ * the next run in this process plans afresh instead of taking one run's choice for the user's.
+ */
+export const RUN_BLAS_THREADS_ENV = 'TROUPE_RUN_BLAS_THREADS';
+
+/**
+ * BLAS threads per call: what the run that started this thread chose (RUN_BLAS_THREADS_ENV), else
+ * TROUPE_BLAS_THREADS, else OPENBLAS_NUM_THREADS, else 1. The pool is per process, shared by every
+ * actor thread; a run sets its count for its actors before it starts them (`useBlasThreads`).
  */
 function blasThreads(): number {
   if (threadBlas !== undefined) return threadBlas;
-  const raw = process.env.TROUPE_BLAS_THREADS ?? process.env.OPENBLAS_NUM_THREADS;
+  const raw =
+    process.env[RUN_BLAS_THREADS_ENV] ??
+    process.env.TROUPE_BLAS_THREADS ??
+    process.env.OPENBLAS_NUM_THREADS;
   const n = raw === undefined ? 1 : Number(raw);
   return Number.isInteger(n) && n >= 1 ? n : 1;
 }
@@ -394,12 +404,13 @@ export function planBlasThreads(
 }
 
 /**
- * Set the BLAS threads of the actors a run is about to start (they read TROUPE_BLAS_THREADS when
- * they load the addon) and of this thread's addon, if loaded. Returns the count.
+ * Set the BLAS threads of the actors a run is about to start (they read RUN_BLAS_THREADS_ENV when
+ * they load the addon) and of this thread's addon, if loaded. Returns the count. The user's
+ * TROUPE_BLAS_THREADS is left as it was: a later run plans from it, not from this run's count.
  */
 export function useBlasThreads(computeActors: number, configured?: number): number {
   const n = planBlasThreads(computeActors, configured);
-  process.env.TROUPE_BLAS_THREADS = String(n);
+  process.env[RUN_BLAS_THREADS_ENV] = String(n);
   if (cached?.available) cached.addon.setThreads(n);
   return n;
 }

@@ -1,6 +1,7 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { Supervisor } from '../../src/actors/supervisor.js';
-import { planBlasThreads } from '../../src/kernels/native.js';
+import { planBlasThreads, RUN_BLAS_THREADS_ENV, useBlasThreads } from '../../src/kernels/native.js';
 import { nativeSkip } from '../helpers/native.js';
 import { BLAS } from './fixtures/blas-role.js';
 
@@ -18,6 +19,36 @@ describe('planBlasThreads', () => {
     expect(planBlasThreads(4, undefined, { OPENBLAS_NUM_THREADS: '2' }, 2)).toBe(2);
     expect(planBlasThreads(1, undefined, { TROUPE_BLAS_THREADS: 'many' }, 2)).toBe(2); // ignored
   });
+});
+
+describe('useBlasThreads', () => {
+  const names = ['TROUPE_BLAS_THREADS', 'OPENBLAS_NUM_THREADS', RUN_BLAS_THREADS_ENV];
+  it.skipIf(availableParallelism() < 2)(
+    "keeps a run's choice apart from the user's setting: each run in one process plans afresh",
+    () => {
+      const saved = names.map((n) => process.env[n]);
+      try {
+        for (const n of names) delete process.env[n];
+        const cores = availableParallelism();
+        expect(useBlasThreads(1)).toBe(cores); // one computing actor: every core
+        expect(process.env[RUN_BLAS_THREADS_ENV]).toBe(String(cores));
+        expect(process.env.TROUPE_BLAS_THREADS).toBeUndefined();
+        // A second run with as many actors as cores: one each, not the first run's count.
+        expect(useBlasThreads(cores)).toBe(1);
+        expect(process.env[RUN_BLAS_THREADS_ENV]).toBe('1');
+        // The user's own setting still wins, and is left as the user wrote it.
+        process.env.TROUPE_BLAS_THREADS = '3';
+        expect(useBlasThreads(cores)).toBe(3);
+        expect(useBlasThreads(1, 2)).toBe(2); // runtime.blasThreads above both
+        expect(process.env.TROUPE_BLAS_THREADS).toBe('3');
+      } finally {
+        names.forEach((n, i) => {
+          if (saved[i] === undefined) delete process.env[n];
+          else process.env[n] = saved[i];
+        });
+      }
+    },
+  );
 });
 
 describe.skipIf(nativeSkip !== null)("an actor's blasThreads", () => {
