@@ -9,11 +9,12 @@
  * forward and LoRA rows only.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Suite } from './types.js';
 
 const CHILD = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../results/memory.json', import.meta.url));
 const DEFAULT_MODELS = ['/tmp/troupe-memory/qwen2.5-0.5b', '/tmp/troupe-memory/qwen3-0.6b'];
 
 export interface Case {
@@ -121,6 +122,12 @@ export const memorySuite: Suite = {
     const cases = quick ? CASES.filter((c) => c.phase === 'forward' || c.phase === 'lora') : CASES;
     const rows: Record<string, unknown>[] = [];
     for (const dir of models) for (const c of cases) rows.push(runCase(dir, c, log));
+    // TROUPE_MEMORY_KEEP=1: keep the last results' rows of models not run now (one model a run)
+    if (process.env.TROUPE_MEMORY_KEEP === '1' && existsSync(RESULTS)) {
+      const ran = new Set(rows.map((r) => r.model));
+      const old = JSON.parse(readFileSync(RESULTS, 'utf8')).rows as Record<string, unknown>[];
+      rows.unshift(...old.filter((r) => !ran.has(r.model)));
+    }
     return { rows, markdown: table(rows) };
   },
 };
