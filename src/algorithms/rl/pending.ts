@@ -1,6 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TroupeError } from '../../errors.js';
+import { writeFileAtomic } from '../../util/atomic.js';
 import type { GeneratedBatch } from '../roles/generator.js';
 
 /**
@@ -18,18 +20,34 @@ export interface PendingBatch {
 const FRAME = 'pending-rollout.bin';
 const META = 'pending-rollout.json';
 
-/** Write `p` into the checkpoint directory `dir`. */
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * Write `p` into the checkpoint directory `dir`. Each file is written whole or not at all
+ * (writeFileAtomic), the frame first and the JSON last, naming the frame's length and SHA-256:
+ * a save that fails between the two leaves a pair that `loadPending` refuses, never reads.
+ */
 export async function savePending(dir: string, p: PendingBatch): Promise<void> {
   const { frame, responses, logprobs, stopped } = p.batch;
-  await writeFile(join(dir, FRAME), new Uint8Array(frame));
+  const bytes = new Uint8Array(frame);
+  await writeFileAtomic(join(dir, FRAME), bytes);
   // Log-probs are float32 values in JS numbers: JSON writes them back exactly.
-  const meta = { responses, logprobs, stopped, weightsStep: p.weightsStep };
-  await writeFile(join(dir, META), JSON.stringify(meta));
+  const meta = {
+    responses,
+    logprobs,
+    stopped,
+    weightsStep: p.weightsStep,
+    frameBytes: bytes.byteLength,
+    frameSha256: sha256(bytes),
+  };
+  await writeFileAtomic(join(dir, META), JSON.stringify(meta));
 }
 
 /**
  * The pending batch of the checkpoint `dir`, or undefined when it has none. The batch's
- * `version` is `version`: a number the caller maps to `weightsStep`.
+ * `version` is `version`: a number the caller maps to `weightsStep`. A frame that is not the
+ * one its JSON names is refused (BAD_CHECKPOINT); a JSON of an older save, without the frame's
+ * length and hash, is read as it was written.
  */
 export async function loadPending(dir: string, version: number): Promise<PendingBatch | undefined> {
   let text: string;
@@ -42,10 +60,18 @@ export async function loadPending(dir: string, version: number): Promise<Pending
   try {
     const meta = JSON.parse(text) as Omit<GeneratedBatch, 'frame' | 'version'> & {
       weightsStep: number;
+      frameBytes?: number;
+      frameSha256?: string;
     };
     const bytes = await readFile(join(dir, FRAME));
+    const { weightsStep, frameBytes, frameSha256, ...rest } = meta;
+    if (frameBytes !== undefined && frameBytes !== bytes.byteLength) {
+      throw new Error(`${FRAME} has ${bytes.byteLength} bytes, the batch ${frameBytes}`);
+    }
+    if (frameSha256 !== undefined && frameSha256 !== sha256(bytes)) {
+      throw new Error(`${FRAME} is not the frame of this batch (its SHA-256 differs)`);
+    }
     const frame = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-    const { weightsStep, ...rest } = meta;
     return { batch: { ...rest, frame: frame as ArrayBuffer, version }, weightsStep };
   } catch (e) {
     throw new TroupeError(
