@@ -15,7 +15,20 @@ export interface GenerateOptions extends SamplingOptions {
   readonly padTokenId?: number;
   /** Draws for sampling; required unless temperature is 0. */
   readonly rng?: RandomStream;
+  /**
+   * Prefill each distinct prompt once and copy its cache row to the rows that repeat it
+   * (default true; false prefills every row, for tests that compare the two).
+   */
+  readonly sharePrefill?: boolean;
 }
+
+/**
+ * Prefills of fewer rows than this (prompt tokens of all rows) run through the native small-M
+ * product (native/smallm.c, SMALL_GEMM_MAX_ROWS), whose sums are ordered differently from
+ * sgemm's: a shared prefill is used only where both it and the full one are past it, so that
+ * both go through the same product and give the same bits.
+ */
+const SMALL_PREFILL_ROWS = 16;
 
 /**
  * What a generation returns. `sequences` is the batch an RL step scores: each row is its prompt,
@@ -66,13 +79,33 @@ export async function generate(
   const stopped = prompts.map(() => false);
   // Room for the prompt and the new tokens (up to 512: rows may stop early, and a long reservation
   // for a large batch would be gigabytes; past it the host store doubles as it fills).
-  const cache = new KVCache(B, {
-    capacity: Math.max(...prompts.map((p) => p.length)) + Math.min(o.maxNewTokens, 512),
-  });
+  const P = Math.max(...prompts.map((p) => p.length));
+  const capacity = P + Math.min(o.maxNewTokens, 512);
+  // Each distinct prompt is prefilled once (GRPO's n samples of a prompt share it) and its cache
+  // row and last logits copied to every row that repeats it: a row's forward depends on its own
+  // tokens only, so the copies are the bits a prefill of every row computes. The last position's
+  // hidden rows are copied before the LM head, which then multiplies as many rows as before.
+  // Measured on the GRPO bench job (8 prompts × 8 samples of 32 tokens, tiny GPT-2, one thread):
+  // a generation's CPU time 157–166 → 133–144 ms, the same tokens and log-probs to the bit.
+  let { distinct, index } = distinctRows(prompts);
+  if (
+    o.sharePrefill === false ||
+    distinct.length === B ||
+    distinct.length * P <= SMALL_PREFILL_ROWS
+  ) {
+    distinct = [...prompts];
+    index = Int32Array.from(prompts.keys());
+  }
+  let cache = new KVCache(distinct.length, { capacity });
   try {
-    let step: TokenBatch = leftPad(prompts, pad);
-    for (let t = 0; t < o.maxNewTokens; t++) {
-      const rows = await lastLogits(model, step, cache);
+    const shared = distinct.length < B;
+    let rows = await lastLogits(model, leftPad(distinct, pad), cache, shared ? index : undefined);
+    if (shared) {
+      const full = cache.expand(index);
+      cache.dispose();
+      cache = full;
+    }
+    for (let t = 0; ; t++) {
       const next = new Int32Array(B).fill(pad);
       const live = new Uint8Array(B);
       for (let b = 0; b < B; b++) {
@@ -87,7 +120,7 @@ export async function generate(
       }
       if (stopped.every(Boolean) || t === o.maxNewTokens - 1) break;
       // Rows that just stopped still feed their stop token; rows stopped earlier feed padding.
-      step = { ids: next, mask: live, batch: B, length: 1 };
+      rows = await lastLogits(model, { ids: next, mask: live, batch: B, length: 1 }, cache);
     }
   } finally {
     cache.dispose();
@@ -95,17 +128,42 @@ export async function generate(
   return assemble(prompts, responses, logprobs, stopped, pad);
 }
 
-/** Forward `step` through the cache and read the last position's logits.  → [B·V] */
+/** The distinct prompts in order of first appearance, and each row's index among them. */
+export function distinctRows(prompts: readonly (readonly number[])[]): {
+  distinct: (readonly number[])[];
+  index: Int32Array;
+} {
+  const seen = new Map<string, number>();
+  const distinct: (readonly number[])[] = [];
+  const index = new Int32Array(prompts.length);
+  prompts.forEach((p, b) => {
+    const key = p.join(',');
+    let i = seen.get(key);
+    if (i === undefined) {
+      i = distinct.push(p) - 1;
+      seen.set(key, i);
+    }
+    index[b] = i;
+  });
+  return { distinct, index };
+}
+
+/**
+ * Forward `step` through the cache and read the last position's logits, of row index[b] for
+ * each b when `index` is given (the LM head then runs over all of them, as it would over a
+ * batch of every row: the same product, the same bits).  → [B·V] or [index.length·V]
+ */
 async function lastLogits(
   model: CausalLM,
   step: TokenBatch,
   cache: KVCache,
+  index?: Int32Array,
 ): Promise<Float32Array> {
   const hidden = model.forward(step, { cache });
   const logits = tf.tidy(() => {
     const [B, T, d] = hidden.shape;
     const last = tf.slice(hidden, [0, T - 1, 0], [B, 1, d]); // (B, 1, d)
-    return model.logits(last); // (B, 1, V)
+    return model.logits(index ? tf.gather(last, tf.tensor1d(index, 'int32')) : last); // (·, 1, V)
   });
   hidden.dispose();
   try {

@@ -118,6 +118,45 @@ export class KVCache {
     }
   }
 
+  /**
+   * A cache of `rows.length` rows, row i a copy of this cache's row rows[i] (keys, values, mask
+   * and counts): prompts shared by several samples are prefilled once and copied per sample.
+   */
+  expand(rows: ArrayLike<number>): KVCache {
+    const n = rows.length;
+    for (let i = 0; i < n; i++) {
+      if (!Number.isInteger(rows[i]) || rows[i] < 0 || rows[i] >= this.batch) {
+        throw new RangeError(
+          `KVCache.expand: row ${rows[i]} (at ${i}) is not in 0..${this.batch - 1}`,
+        );
+      }
+    }
+    const out = new KVCache(n, { capacity: this.capacity, store: this.store });
+    out.len = this.len;
+    out.keyMask = new Uint8Array(n * this.len);
+    for (let i = 0; i < n; i++) {
+      const r = rows[i];
+      out.keyMask.set(this.keyMask.subarray(r * this.len, (r + 1) * this.len), i * this.len);
+      out.realCounts[i] = this.realCounts[r];
+    }
+    if (this.store === 'tensors') {
+      const index = tf.tensor1d(Int32Array.from(rows), 'int32');
+      out.keys = this.keys.map((k) => tf.gather(k, index));
+      out.values = this.values.map((v) => tf.gather(v, index));
+      index.dispose();
+    }
+    out.host = this.host.map(({ k, v, capacity }) => {
+      const per = k.length / this.batch; // one row: KV · capacity · hd
+      const grown = { k: new Float32Array(n * per), v: new Float32Array(n * per), capacity };
+      for (let i = 0; i < n; i++) {
+        grown.k.set(k.subarray(rows[i] * per, (rows[i] + 1) * per), i * per);
+        grown.v.set(v.subarray(rows[i] * per, (rows[i] + 1) * per), i * per);
+      }
+      return grown;
+    });
+    return out;
+  }
+
   dispose(): void {
     tf.dispose([...this.keys, ...this.values]);
     this.keys = [];
