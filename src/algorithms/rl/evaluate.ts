@@ -1,6 +1,7 @@
 import type { RlConfig } from '../../config/schema.js';
 import type { DetailedReward, RewardBatch } from '../../reward/types.js';
 import { type MakerOptions, rewardBatchOf } from '../../rollout/maker.js';
+import { evalRows } from '../step-loop.js';
 import type { Prompt, Rollouts } from './rollouts.js';
 
 /*
@@ -24,10 +25,7 @@ export function rlEvaluator(
   const { c, prompts: all } = x;
   return async (step) => {
     if (all.length === 0) return undefined;
-    const take =
-      c.train.evalBatches === 0
-        ? all.length
-        : Math.min(all.length, c.train.evalBatches * c.train.batchSize);
+    const take = evalRows(c, all.length);
     const records: { rows: number; values: Record<string, number> }[] = [];
     for (let i = 0; i < take; i += c.train.batchSize) {
       const prompts = all.slice(i, Math.min(i + c.train.batchSize, take));

@@ -1,12 +1,13 @@
 import type { Actor } from '../../actors/supervisor.js';
 import type { RlConfig } from '../../config/schema.js';
-import { DataLoader, type LoaderPosition, type PromptItem } from '../../data/batching/index.js';
+import type { DataLoader, LoaderPosition, PromptItem } from '../../data/batching/index.js';
 import { promptsDroppedError } from '../../data/batching/length.js';
 import { splitOrigin } from '../../data/split.js';
 import type { BpeTokenizer } from '../../data/tokenizer/index.js';
 import { TroupeError } from '../../errors.js';
 import type { PromptRow } from '../../rollout/maker.js';
 import type { GeneratedBatch, GeneratorRole } from '../roles/generator.js';
+import { trainLoader } from '../step-loop.js';
 import { loadPending, savePending } from './pending.js';
 import { sharesWeights } from './topology.js';
 
@@ -75,14 +76,7 @@ export class Rollouts implements WeightsSubscriber {
   private savedPosition: LoaderPosition;
 
   private constructor(private readonly o: RolloutsOptions) {
-    const { c, train } = o;
-    this.loader = new DataLoader(train, {
-      batchSize: c.train.batchSize,
-      seed: c.seed,
-      collate: (xs: Prompt[]) => xs,
-      dropLast: train.length >= c.train.batchSize,
-      position: o.position,
-    });
+    this.loader = trainLoader(o.c, o.train, (xs: Prompt[]) => xs, o.position);
     this.savedPosition = this.loader.position;
   }
 
