@@ -1,14 +1,10 @@
 import { TroupeError } from '../errors.js';
 import type { KlEstimatorName } from '../kernels/numerics/index.js';
 import { RandomStream, type StreamKey } from '../kernels/random.js';
-import {
-  type AdvantageEstimatorName,
-  clipRewards,
-  computeAdvantages,
-  normalizeRewards,
-} from './advantages.js';
+import { type AdvantageEstimatorName, computeAdvantages } from './advantages.js';
 import { checkExperience, type Experience, type ExperienceShape } from './experience.js';
 import { shapeRewards, tokenKl } from './kl.js';
+import { clipRewards, normalizeRewards } from './normalize.js';
 
 /*
  * From a generation to an Experience batch, as plain typed arrays: the pure middle of the

@@ -7,10 +7,7 @@ export {
   type AdvantageInputs,
   type AdvantageOutput,
   type AdvantageParams,
-  clipRewards,
   computeAdvantages,
-  normalizeRewards,
-  whiten,
 } from './advantages.js';
 export {
   type AssembleInputs,
@@ -67,5 +64,6 @@ export {
   type ScorePhase,
   type Scorers,
 } from './maker.js';
+export { clipRewards, normalizeRewards, whiten } from './normalize.js';
 export type { DetailedReward, RewardBatch } from './reward-batch.js';
 export { checkWireTensor, WIRE_ARRAYS, type WireDtype, type WireTensor } from './wire-tensor.js';
