@@ -230,10 +230,12 @@ static void pack_b16(const uint16_t *b, int64_t K, int64_t N, int64_t Kp, int64_
   }
 }
 
+#ifdef HAVE_AMX
 /* a 32x32 block of results (row stride 32) into C, cut to the matrix's edge */
 static void store_block(const float *block, float *c, int64_t ldc, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, block + r * 32, (size_t)cols * 4);
 }
+#endif
 
 #ifdef HAVE_AMX
 /* one 32x32 block of C: four accumulator tiles over the whole of K */
@@ -296,43 +298,63 @@ static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t 
 
 #if defined(__AVX512BF16__)
 /*
- * 16 rows of a 16x32 A tile (row r, k-pairs) against a 32-column strip of two B panels: 16x32
- * results in 32 zmm accumulators is too many; do 8 rows x 32 columns (16 accumulators).
+ * C rows [m_lo, m_hi) x columns [n_lo, n_hi) (multiples of 32) in 8-row x 32-column register
+ * blocks (16 zmm accumulators), cache-blocked as GotoBLAS does: K whole up to K_WHOLE, else in
+ * slices of KC (a 32-column B strip of a slice stays in L1 while the rows go by), and rows in
+ * blocks whose slice of A (A_BLOCK bytes) stays in L2 while every column strip goes by. A slice
+ * after the first adds to the partial sums it reads back from C: each element's sum still runs
+ * k-pair by k-pair from 0 to K in one fp32 accumulator, so the bits are those of one pass over
+ * the whole K (tested against the unblocked kernel). Unblocked, a product with a long K (the LM
+ * head's dX = e·W, K = 50257: a 3.2 MB B strip per 8 rows) or many rows (its dW, M = 50257: all
+ * of A streamed once per column strip) ran from memory at 0.4-0.55x the forward's rate (thread
+ * CPU time, one core: 110 and 143 against 268 GFLOP/s).
  */
 static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
                         int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c) {
+  enum { K_WHOLE = 1024, KC = 384, A_BLOCK = 384 << 10 };
+  const int64_t kc_len = Kp <= K_WHOLE ? Kp : KC;
+  const int64_t mc = A_BLOCK / (kc_len * 2) / 32 * 32 > 32 ? A_BLOCK / (kc_len * 2) / 32 * 32 : 32;
   const int64_t kt = Kp / 32;
-  float block[32 * 32];
-  for (int64_t n0 = n_lo; n0 < n_hi; n0 += 32) {
-    const uint16_t *b0 = bp + (n0 / 16) * Kp * 16, *b1 = b0 + Kp * 16;
-    for (int64_t m0 = m_lo; m0 < m_hi; m0 += 32) {
-      for (int64_t half = 0; half < 32; half += 8) {
-        __m512 acc[8][2];
-        for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        const int64_t mrow = m0 + half; /* rows mrow .. mrow+7 sit in one 16-row tile stack */
-        const uint16_t *astack = ap + (mrow / 16) * kt * 512 + (mrow % 16) * 32;
-        for (int64_t k = 0; k < kt; k++) {
-          const uint16_t *at16 = astack + k * 512;
-          for (int64_t p = 0; p < 16; p++) { /* k-pair p of this 32-wide k block */
-            const __m512bh bv0 = (__m512bh)_mm512_loadu_si512(b0 + (k * 16 + p) * 32);
-            const __m512bh bv1 = (__m512bh)_mm512_loadu_si512(b1 + (k * 16 + p) * 32);
-            for (int r = 0; r < 8; r++) {
-              uint32_t pair;
-              memcpy(&pair, at16 + r * 32 + 2 * p, 4);
-              const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
-              acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, bv0);
-              acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, bv1);
+  for (int64_t kc = 0; kc < Kp; kc += kc_len) {
+    const int64_t k_lo = kc / 32, k_hi = (kc + kc_len < Kp ? kc + kc_len : Kp) / 32;
+    for (int64_t mm = m_lo; mm < m_hi && mm < M; mm += mc)
+      for (int64_t n0 = n_lo; n0 < n_hi && n0 < N; n0 += 32) {
+          const int64_t cols = N - n0 < 32 ? N - n0 : 32;
+          const __mmask16 k0m = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1u);
+          const __mmask16 k1m = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1u) : 0;
+          const uint16_t *b0 = bp + (n0 / 16) * Kp * 16, *b1 = b0 + Kp * 16;
+          for (int64_t mrow = mm; mrow < mm + mc && mrow < m_hi && mrow < M; mrow += 8) {
+            const int64_t rows = M - mrow < 8 ? M - mrow : 8;
+            float *crow = c + mrow * N + n0;
+            __m512 acc[8][2];
+            for (int r = 0; r < 8; r++)
+              if (kc == 0 || r >= rows) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+              else {
+                acc[r][0] = _mm512_maskz_loadu_ps(k0m, crow + r * N);
+                acc[r][1] = _mm512_maskz_loadu_ps(k1m, crow + r * N + 16);
+              }
+            /* rows mrow .. mrow+7 sit in one 16-row tile stack */
+            const uint16_t *astack = ap + (mrow / 16) * kt * 512 + (mrow % 16) * 32;
+            for (int64_t k = k_lo; k < k_hi; k++) {
+              const uint16_t *at16 = astack + k * 512;
+              for (int64_t p = 0; p < 16; p++) { /* k-pair p of this 32-wide k block */
+                const __m512bh bv0 = (__m512bh)_mm512_loadu_si512(b0 + (k * 16 + p) * 32);
+                const __m512bh bv1 = (__m512bh)_mm512_loadu_si512(b1 + (k * 16 + p) * 32);
+                for (int r = 0; r < 8; r++) {
+                  uint32_t pair;
+                  memcpy(&pair, at16 + r * 32 + 2 * p, 4);
+                  const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+                  acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, bv0);
+                  acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, bv1);
+                }
+              }
+            }
+            for (int r = 0; r < rows; r++) {
+              _mm512_mask_storeu_ps(crow + r * N, k0m, acc[r][0]);
+              _mm512_mask_storeu_ps(crow + r * N + 16, k1m, acc[r][1]);
             }
           }
         }
-        for (int r = 0; r < 8; r++) {
-          _mm512_storeu_ps(block + (half + r) * 32, acc[r][0]);
-          _mm512_storeu_ps(block + (half + r) * 32 + 16, acc[r][1]);
-        }
-      }
-      const int64_t rows = M - m0 < 32 ? M - m0 : 32, cols = N - n0 < 32 ? N - n0 : 32;
-      if (rows > 0 && cols > 0) store_block(block, c + m0 * N + n0, N, rows, cols);
-    }
   }
 }
 #endif

@@ -86,6 +86,45 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     },
   );
 
+  it('cache blocks: a K past 1024 in slices, rows past an L2 block, edges off 8 and 32 (1 and 2 threads)', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a) return;
+    const saved = a.threads();
+    try {
+      const rng = RandomStream.of({ seed: 23, step: 0, actor: 'bf16-blocks' });
+      // K 2500: 7 slices of 384 (the last short), partial sums read back from C; M 700 at
+      // K 300: three row blocks; N 45 and M 13 / 700: column and row edges inside a block
+      for (const [M, N, K] of [
+        [13, 45, 2500],
+        [700, 45, 300],
+      ]) {
+        for (const [ta, tb] of [
+          [false, false],
+          [true, true],
+        ] as const) {
+          const x = rng.normal(M * K);
+          const y = rng.normal(K * N);
+          const want = reference(ta, tb, M, N, K, x, y);
+          const outs: Float32Array[] = [];
+          for (const threads of [1, 2]) {
+            a.setThreads(threads);
+            const c = new Float32Array(M * N).fill(Number.NaN);
+            a.bf16Gemm(ta, tb, M, N, K, x, y, c);
+            outs.push(c);
+            for (let i = 0; i < c.length; i++) {
+              expect(Math.abs(c[i] - want.sum[i])).toBeLessThanOrEqual(
+                want.scale[i] * 2 ** -23 * (K + 4) + 1e-30,
+              );
+            }
+          }
+          expect(outs[1]).toEqual(outs[0]);
+        }
+      }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
   it('on 2 threads: equal to the float64 reference, and bit for bit to 1 thread', () => {
     const a = native.available ? native.addon : undefined;
     if (!a) return;
