@@ -4,7 +4,7 @@ import { RandomStream, type StreamKey } from '../kernels/random.js';
 import { type AdvantageEstimatorName, computeAdvantages } from './advantages.js';
 import { checkExperience, type Experience, type ExperienceShape } from './experience.js';
 import { shapeRewards, tokenKl } from './kl.js';
-import { clipRewards, normalizeRewards } from './normalize.js';
+import { clipRewards, maskedMoments, normalizeRewards } from './normalize.js';
 
 /*
  * From a generation to an Experience batch, as plain typed arrays: the pure middle of the
@@ -199,17 +199,7 @@ export function minibatchRows(B: number, count: number, key: StreamKey): number[
 
 /** Masked mean and (population) std of (B, A) values over the action tokens. */
 export function tokenStats(x: Float32Array, mask: Uint8Array): { mean: number; std: number } {
-  let n = 0;
-  let s = 0;
-  for (let i = 0; i < x.length; i++) {
-    if (mask[i]) {
-      n++;
-      s += x[i];
-    }
-  }
-  const mean = n > 0 ? s / n : 0;
-  let ss = 0;
-  for (let i = 0; i < x.length; i++) if (mask[i]) ss += (x[i] - mean) ** 2;
+  const { n, mean, ss } = maskedMoments(x, mask);
   return { mean, std: n > 0 ? Math.sqrt(ss / n) : 0 };
 }
 

@@ -7,6 +7,28 @@ import { TroupeError } from '../errors.js';
  * OpenRLHF. Arithmetic in float64, results float32.
  */
 
+/**
+ * The count n of the positions the mask keeps, their mean, and the sum of their squared
+ * deviations from it, Σ (x − mean)² (two passes, float64). mean is 0 where n is 0.
+ */
+export function maskedMoments(
+  x: ArrayLike<number>,
+  mask: Uint8Array,
+): { n: number; mean: number; ss: number } {
+  let n = 0;
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) {
+    if (mask[i]) {
+      n++;
+      sum += x[i];
+    }
+  }
+  const mean = n > 0 ? sum / n : 0;
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) if (mask[i]) ss += (x[i] - mean) ** 2;
+  return { n, mean, ss };
+}
+
 /** ε of the variance in whitening, as verl masked_whiten. */
 const WHITEN_EPS = 1e-8;
 
@@ -24,17 +46,7 @@ export function whiten(values: ArrayLike<number>, mask: Uint8Array): Float32Arra
         `${values.length} and ${mask.length}`,
     );
   }
-  let n = 0;
-  let sum = 0;
-  for (let i = 0; i < values.length; i++) {
-    if (mask[i]) {
-      n++;
-      sum += values[i];
-    }
-  }
-  const mean = n > 0 ? sum / n : 0;
-  let ss = 0;
-  for (let i = 0; i < values.length; i++) if (mask[i]) ss += (values[i] - mean) ** 2;
+  const { n, mean, ss } = maskedMoments(values, mask);
   const variance = n > 1 ? ss / (n - 1) : 0; // n ≤ 1: biased, 0
   const scale = 1 / Math.sqrt(variance + WHITEN_EPS);
   const out = new Float32Array(values.length);

@@ -1,60 +1,21 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { trainRl } from '../../src/algorithms/rl.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { RlConfig } from '../../src/config/schema.js';
-import { parseMetrics } from '../../src/train/metrics.js';
+import {
+  tinyRlConfig as config,
+  finalCheckpointFile as file,
+  runMetrics as metrics,
+} from './fixtures/tiny-rl.js';
 
 /**
  * A resumed RL run equals the run that was never interrupted: every logged value of every step
  * (wall-clock timings and throughput aside) and the final weights, bit for bit; GRPO on-policy,
- * PPO (critic, adaptive KL) one step off-policy. Tiny configs:
- * a 1-layer GPT-2 of width 16, 4 prompts × 2 samples, 4 new tokens, 4 steps stopped after 2.
+ * PPO (critic, adaptive KL) one step off-policy. The tiny job of fixtures/tiny-rl.ts, 4 steps
+ * stopped after 2.
  */
-function config(
-  algorithm: RlConfig['algorithm'],
-  output: string,
-  actors: Record<string, unknown> = {},
-) {
-  return loadConfig<RlConfig>(algorithm, {
-    object: {
-      output,
-      actors,
-      seed: 5,
-      model: {
-        init: { family: 'gpt2', hidden: 16, layers: 1, heads: 2, maxPositions: 48 },
-        tokenizer: { train: { vocabSize: 280 } },
-      },
-      data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0.02, maxLength: 24 },
-      optim: { lr: 3e-3, schedule: 'cosine', warmupSteps: 1 },
-      train: { steps: 4, batchSize: 4, evalEvery: 2, evalBatches: 1, saveEvery: 2 },
-      // PPO generates one batch ahead (offPolicy): the checkpoint must keep that batch too.
-      rollout: { maxNewTokens: 4, samplesPerPrompt: 2, offPolicy: algorithm === 'ppo' },
-      // An adaptive KL coefficient: its state must come back from the checkpoint too.
-      rl: algorithm === 'ppo' ? { kl: { target: 0.01, coef: 0.05 } } : {},
-      reward: { sources: [{ type: 'sentiment' }, { type: 'length', weight: 0.1, target: 4 }] },
-      runtime: { backend: 'wasm' },
-    },
-  });
-}
-
 const tmp = () => mkdtempSync(join(tmpdir(), 'troupe-rl-resume-'));
-
-/** Each step's logged values, minus what measures the machine rather than the run. */
-function metrics(dir: string) {
-  return parseMetrics(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).map((r) => ({
-    step: r.step,
-    split: r.split,
-    values: Object.fromEntries(
-      Object.entries(r.values).filter(([k]) => !k.startsWith('timing/') && !k.endsWith('_per_s')),
-    ),
-  }));
-}
-
-const file = (dir: string, ...path: string[]) =>
-  readFileSync(join(dir, 'checkpoints', 'step-000004', ...path));
 
 describe('RL resume', () => {
   it.each(['grpo', 'ppo'] as const)(
