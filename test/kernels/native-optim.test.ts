@@ -119,6 +119,34 @@ describe.skipIf(skip !== null)(`native host loops${skip ? ` (${skip})` : ''}`, (
     }
   });
 
+  it('adamwStep on 2 threads (split in blocks of 512) equals the JS loop bit for bit, in place or not', () => {
+    const a = addon();
+    const saved = a.threads();
+    try {
+      a.setThreads(2);
+      // 2^17 + 1031 values: two threads' ranges, the second ending inside a block
+      const n = 2 ** 17 + 1031;
+      const p = normal(n, 'p2t');
+      const [m, v] = [normal(n, 'm2t', 0.1), normal(n, 'v2t', 0.1).map((x) => x * x)];
+      const [p2, m2, v2] = [p.slice(), m.slice(), v.slice()];
+      for (let t = 1; t <= 3; t++) {
+        const g = normal(n, `g2t/${t}`, 0.1 * t);
+        const args = [1e-2, 0.9, 0.95, 1e-8, 0.1, 1 - 0.9 ** t, 1 - 0.95 ** t, 0.7] as const;
+        const outs = [0, 1, 2].map(() => new Float32Array(n).fill(Number.NaN));
+        const [pc, mc, vc] = [p.slice(), m.slice(), v.slice()];
+        a.adamwStep(pc, g, mc, vc, ...args, outs[0], outs[1], outs[2]);
+        a.adamwStep(p, g, m, v, ...args);
+        jsAdamW(p2, g, m2, v2, args);
+        expect(p).toEqual(p2);
+        expect(m).toEqual(m2);
+        expect(v).toEqual(v2);
+        expect(outs).toEqual([p2, m2, v2]);
+      }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
   it('adamwStep writes to separate outputs and leaves its inputs alone', () => {
     const n = 37;
     const [p, g, m, v] = ['p', 'g', 'm', 'v'].map((k) => normal(n, `sep ${k}`));
