@@ -124,6 +124,22 @@ static inline float score(float s, float scale, float cap) {
   return cap > 0 ? tanhf(s * (scale / cap)) * cap : scale * s;
 }
 
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+/*
+ * out = Σ_j p[j]·V[j] for hd = 16·NV, the NV vectors of `out` held in registers across the S
+ * keys (through memory, the loop ran a load and a store per multiply-add): the same fused
+ * multiply-adds in the same order as attend_row's loop, so the same bits.
+ */
+static inline void weigh_values(const float *p, const float *V, int64_t S, int NV, float *out) {
+  v16 acc[16] = {{0}};
+  for (int64_t j = 0; j < S; j++) {
+    const float pj = p[j], *vj = V + j * 16 * NV;
+    for (int u = 0; u < NV; u++) acc[u] += pj * *(const v16 *)(vj + 16 * u);
+  }
+  for (int u = 0; u < NV; u++) *(v16 *)(out + 16 * u) = acc[u];
+}
+
 static void attend_row(const float *q, const float *K, const float *V, const float *bias,
                        int64_t S, int64_t hd, float scale, float cap, float *sc, float *out) {
   for (int64_t j = 0; j < S; j++) {
@@ -134,6 +150,12 @@ static void attend_row(const float *q, const float *K, const float *V, const flo
     sc[j] = score(dot, scale, cap) + bias[j];
   }
   troupe_softmax_row(sc, S);
+  switch (hd) { /* the head widths of the families, unrolled (a constant NV once inlined) */
+  case 32: weigh_values(sc, V, S, 2, out); return;
+  case 64: weigh_values(sc, V, S, 4, out); return;
+  case 128: weigh_values(sc, V, S, 8, out); return;
+  case 256: weigh_values(sc, V, S, 16, out); return;
+  }
   for (int64_t i = 0; i < hd; i++) out[i] = 0;
   for (int64_t j = 0; j < S; j++) {
     const float p = sc[j], *vj = V + j * hd;
@@ -144,15 +166,16 @@ static void attend_row(const float *q, const float *K, const float *V, const flo
 
 /*
  * att[b, t, h, :] = Σ_j softmax_j(scale·q[b, t, h]·K[b, g, j] + bias[b, t, j]) V[b, g, j], g the
- * key/value head of query head h, j < S. Up to 4 new tokens: attend_row per query; more (a
- * prefill): per (b, h) scores = Q·Kᵀ and out = P·V as two sgemms over strided blocks, the
- * softmax rows between. `scores` holds T·S floats.
+ * key/value head of query head h, j < S, for rows b0 ≤ b < b1. Up to 4 new tokens: attend_row
+ * per query; more (a prefill): per (b, h) scores = Q·Kᵀ and out = P·V as two sgemms over strided
+ * blocks, the softmax rows between. `scores` holds T·S floats.
  */
-static void attend(const Dims *m, const float *q, const float *kc, const float *vc,
-                   const float *bias, int64_t S, float *scores, float *att) {
-  const int64_t B = m->B, T = m->T, H = m->H, hd = m->hd, rep = m->H / m->KV, ld = H * hd;
+static void attend_rows(const Dims *m, const float *q, const float *kc, const float *vc,
+                        const float *bias, int64_t S, float *scores, float *att, int64_t b0,
+                        int64_t b1) {
+  const int64_t T = m->T, H = m->H, hd = m->hd, rep = m->H / m->KV, ld = H * hd;
   const float scale = m->scale, cap = m->softcap;
-  for (int64_t b = 0; b < B; b++)
+  for (int64_t b = b0; b < b1; b++)
     for (int64_t h = 0; h < H; h++) {
       const float *K = kc + (b * m->KV + h / rep) * m->cap * hd;
       const float *V = vc + (b * m->KV + h / rep) * m->cap * hd;
@@ -172,6 +195,44 @@ static void attend(const Dims *m, const float *q, const float *kc, const float *
       }
       troupe_gemm_ld(false, false, T, hd, S, scores, S, V, hd, oh, ld);
     }
+}
+
+typedef struct {
+  const Dims *m;
+  const float *q, *kc, *vc, *bias;
+  int64_t S;
+  float *scores, *att; /* scores: T·S floats per thread */
+} Attend;
+
+static void task_attend(void *ctx, int t, int n) {
+  const Attend *a = ctx;
+  const int64_t B = a->m->B;
+  attend_rows(a->m, a->q, a->kc, a->vc, a->bias, a->S, a->scores + t * a->m->T * a->S, a->att,
+              B * t / n, B * (t + 1) / n);
+}
+
+/*
+ * attend_rows over every row b, split by rows across this thread's BLAS threads when decoding
+ * (T ≤ 4: loops of ours, each row's sums in the same order whatever the split) and the work is
+ * worth waking a helper: at batch 64 a decode step's attention on a tiny GPT-2 (4 heads of 32,
+ * 64 keys) is ~0.3 ms a layer on one thread. A prefill stays on this thread: its sgemms would
+ * each start BLAS threads of their own. `scores` holds threads·T·S floats.
+ */
+static void attend(const Dims *m, const float *q, const float *kc, const float *vc,
+                   const float *bias, int64_t S, int threads, float *scores, float *att) {
+  Attend a = {m, q, kc, vc, bias, S, scores, att};
+  if (threads > 1) troupe_parallel(threads, task_attend, &a);
+  else attend_rows(m, q, kc, vc, bias, S, scores, att, 0, m->B);
+}
+
+/* Threads for a decode step's attention: this thread's BLAS count, where there is work for them
+ * (rows·heads·keys·hd multiply-adds ≥ 2^16 each) and each gets a row. */
+static int attend_threads(const Dims *m, int64_t S) {
+  if (m->T > 4) return 1;
+  const int64_t work = m->B * m->T * m->H * S * m->hd;
+  int n = troupe_threads();
+  while (n > 1 && (work / n < (1 << 16) || n > m->B)) n--;
+  return n;
 }
 
 /* cache[b, g, P + t, :] = src[b, t, g, :] */
@@ -218,7 +279,7 @@ static bool block(const Dims *m, const float *x, const float *const *w, const fl
   }
   append(m, k, kc);
   append(m, v, vc);
-  attend(m, q, kc, vc, bias, S, scores, att);
+  attend(m, q, kc, vc, bias, S, attend_threads(m, S), scores, att);
   if (m->sandwich) {
     ok &= proj(m, att, w[O_W], w[O_B], R, qd, d, out);
     norm_rows(m, out, w[ATTN_OUT_NORM_W], NULL, R, d, h1, stats, tmp);
@@ -361,7 +422,8 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   const uint64_t heads = m.H > 1 ? (uint64_t)m.H : 1;
   const uint64_t per_row = 3 * (uint64_t)m.d + 2 * qd + 2 * kvd +
                            (m.mlp != 0 ? 3 : 2) * (uint64_t)m.I + 2 * heads;
-  const uint64_t fixed = add_sat((uint64_t)m.T * S, (uint64_t)(m.d > m.hd ? m.d : m.hd));
+  const uint64_t fixed = add_sat(mul_sat((uint64_t)attend_threads(&m, (int64_t)S), (uint64_t)m.T * S),
+                                 (uint64_t)(m.d > m.hd ? m.d : m.hd));
   const uint64_t floats = add_sat(mul_sat(R, per_row), fixed);
   float *work = floats > SIZE_MAX / sizeof(float) ? NULL : malloc(floats * sizeof(float));
   if (!work) {

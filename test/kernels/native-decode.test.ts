@@ -1,6 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { leftPad, type TokenBatch } from '../../src/data/batching/collate.js';
+import { threadBlasThreads, useThreadBlasThreads } from '../../src/kernels/native.js';
 import * as tf from '../../src/kernels/tf.js';
+import { gpt2Config, llamaConfig } from '../../src/policy/config.js';
 import { Lora } from '../../src/policy/lora.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
@@ -68,6 +70,57 @@ describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`
             host.dispose();
             tensors.dispose();
           });
+          model.dispose();
+        },
+      );
+
+      it.each([
+        [
+          'gpt2, heads of 32',
+          gpt2Config({ vocabSize: 37, hidden: 128, layers: 2, heads: 4, maxPositions: 128 }),
+          70,
+        ],
+        [
+          'llama, heads of 64',
+          llamaConfig({
+            ...{ vocabSize: 37, hidden: 128, layers: 1, heads: 2, kvHeads: 1 },
+            ...{ intermediate: 96, maxPositions: 128 },
+          }),
+          70,
+        ],
+      ] as const)(
+        '%s: decoding 16 rows (values weighed in registers) equals the tensor cache, and its attention split across 2 threads equals 1 bit for bit',
+        async (_name, c, length) => {
+          const model = CausalLM.init(c, { seed: 9 });
+          // 16 rows: the projections take the small-M product, whose bits do not depend on the
+          // threads; attention has rows·heads·keys·hd ≥ 2·2^16 multiply-adds, so it is split in two.
+          const B = 16;
+          const lengths = Array.from({ length: B }, (_, b) => length - (b % 5));
+          const prefill = leftPad(randomRows(c, lengths, 11), 0);
+          const tokens = Array.from({ length: 4 }, (_, t): TokenBatch => {
+            const ids = Int32Array.from(randomRows(c, Array(B).fill(1), 12 + t).flat());
+            return { ids, mask: new Uint8Array(B).fill(1), batch: B, length: 1 };
+          });
+          const before = threadBlasThreads() ?? 1;
+          try {
+            useThreadBlasThreads(1);
+            const one = new KVCache(B);
+            const tensors = new KVCache(B, { store: 'tensors' });
+            await decode(model, one, [prefill]);
+            await decode(model, tensors, [prefill]);
+            const two = one.expand(Array.from(lengths.keys())); // the same prefill, copied
+            const want = await decode(model, tensors, tokens);
+            const got = await decode(model, one, tokens);
+            useThreadBlasThreads(2);
+            const split = await decode(model, two, tokens);
+            got.forEach((g, i) => {
+              expect(split[i], `step ${i}: 2 threads`).toEqual(g);
+              expectClose(g, want[i], { atol: 1e-5, rtol: 1e-4, what: `step ${i}` });
+            });
+            for (const k of [one, two, tensors]) k.dispose();
+          } finally {
+            useThreadBlasThreads(before);
+          }
           model.dispose();
         },
       );
