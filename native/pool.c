@@ -10,6 +10,7 @@
  * subnormal flushing of troupe_flush_call holds on every thread of a call).
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -82,7 +83,19 @@ static void pool_free(void *arg) {
   free(p);
 }
 
-static void pool_key_init(void) { pthread_key_create(&pool_key, pool_free); }
+/*
+ * The key's destructor is in this addon, and runs when an owning thread exits, which for a
+ * worker thread is after Node has torn its environment down and may have unloaded the addon
+ * (the last environment using it gone): a GRPO run with its generator on the policy's thread
+ * crashed (SIGSEGV in __nptl_deallocate_tsd) as that worker exited. Once any thread has a pool,
+ * the addon is pinned (RTLD_NODELETE) so the destructor stays mapped.
+ */
+static void pool_key_init(void) {
+  Dl_info self;
+  if (dladdr((void *)&pool_free, &self) && self.dli_fname)
+    dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  pthread_key_create(&pool_key, pool_free);
+}
 
 /* This thread's pool with at least `helpers` helpers (fewer if threads cannot be started). */
 static Pool *pool_get(int helpers) {
