@@ -86,16 +86,16 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     },
   );
 
-  it('cache blocks: a K past 1024 in slices, rows past an L2 block, edges off 8 and 32 (1 and 2 threads)', () => {
+  it('cache blocks: a K past 4096 in slices, rows past an L2 block, edges off 8 and 32 (1 and 2 threads)', () => {
     const a = native.available ? native.addon : undefined;
     if (!a) return;
     const saved = a.threads();
     try {
       const rng = RandomStream.of({ seed: 23, step: 0, actor: 'bf16-blocks' });
-      // K 2500: 7 slices of 384 (the last short), partial sums read back from C; M 700 at
-      // K 300: three row blocks; N 45 and M 13 / 700: column and row edges inside a block
+      // K 4500: slices of 2048, 2048 and 404, partial sums read back from C; M 700 at K 300:
+      // two row blocks; N 45 and M 13 / 700: column and row edges inside a block
       for (const [M, N, K] of [
-        [13, 45, 2500],
+        [13, 45, 4500],
         [700, 45, 300],
       ]) {
         for (const [ta, tb] of [
