@@ -1,0 +1,110 @@
+/**
+ * Where one training step's time goes, kernel by kernel (#17):
+ *
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-step.ts [small|gpt2] [fp32|bf16]
+ *
+ * Builds the bench's model config (bench/suites/model.ts: small = d 384, L 6, 8 × 128 tokens;
+ * gpt2 = GPT-2-124M, 4 × 128 tokens, AdamW's moments on the host as the trainers keep them at
+ * that size) on wasm with the native kernels, takes trainer steps (`optimizerStep`: fwd + bwd,
+ * clip 1.0, AdamW) after a warm-up, then one forward + backward under `tf.profile`, and prints
+ * wall and process CPU time per step and per forward + backward, and each kernel's summed
+ * `kernelTimeMs` by name and by name and input shapes. A custom gradient's forward shows as an
+ * `unnamed scope` that also contains the kernels it ran (counted twice in the total). The step
+ * minus the forward + backward is the gradient norm and the AdamW update. Wall times on a
+ * shared machine move with its load: the CPU times and the shares are the steadier figures.
+ */
+import { rightPad } from '../src/data/batching/collate.js';
+import { startRuntime } from '../src/kernels/runtime.js';
+import * as tf from '../src/kernels/tf.js';
+import { AdamW, CausalLM, lmLoss } from '../src/policy/index.js';
+import { optimizerStep } from '../src/policy/train-step.js';
+import { bf16Cases } from './suites/model.js';
+
+const [which = 'gpt2', precision = 'bf16'] = process.argv.slice(2);
+if (!['small', 'gpt2'].includes(which) || !['fp32', 'bf16'].includes(precision)) {
+  process.stderr.write('usage: profile-step.ts [small|gpt2] [fp32|bf16]\n');
+  process.exit(2);
+}
+await startRuntime({ backend: 'wasm', ...(precision === 'bf16' ? { precision: 'bf16' } : {}) });
+const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
+const { config, batch: B, seq: T } = c;
+let s = 1;
+const token = () => {
+  s ^= s << 13;
+  s ^= s >>> 17;
+  s ^= s << 5;
+  return (s >>> 0) % config.vocabSize;
+};
+const batch = rightPad(
+  Array.from({ length: B }, () => Array.from({ length: T }, token)),
+  0,
+);
+const model = CausalLM.init(config, { seed: 1 });
+const opt = new AdamW(model.params, model.specs, {
+  lr: 1e-4,
+  offload: c.train.trainer?.offload ?? false,
+});
+const vars = [...model.params.values()];
+
+/** wall and process CPU ms of `f` */
+async function timed(f: () => Promise<unknown>): Promise<[number, number]> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await f();
+  const cpu = process.cpuUsage(c0);
+  return [performance.now() - t0, (cpu.user + cpu.system) / 1000];
+}
+const step = () =>
+  optimizerStep(
+    model,
+    opt,
+    [
+      () => {
+        const { loss, tokens } = lmLoss(model, batch);
+        return { loss, weight: tokens };
+      },
+    ],
+    { lr: 1e-4, maxGradNorm: 1 },
+  );
+const fwdBwd = async () => {
+  const { value, grads } = tf.variableGrads(() => lmLoss(model, batch).loss, vars);
+  await value.data();
+  tf.dispose([value, ...Object.values(grads)]);
+};
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const fmt = (xs: [number, number][]) =>
+  `wall ${xs.map(([w]) => w.toFixed(0)).join(' ')} ms, CPU ${xs.map(([, u]) => u.toFixed(0)).join(' ')} ms`;
+try {
+  await step();
+  const steps: [number, number][] = [];
+  const passes: [number, number][] = [];
+  for (let i = 0; i < 3; i++) {
+    steps.push(await timed(step));
+    passes.push(await timed(fwdBwd));
+  }
+  const best = Math.min(...steps.map(([w]) => w));
+  say(
+    `${which} ${precision}, ${B}×${T} tokens, ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads`,
+  );
+  say(`trainer step: ${fmt(steps)} (best ${((B * T) / (best / 1000)).toFixed(0)} tokens/s)`);
+  say(`fwd + bwd:    ${fmt(passes)}`);
+  const prof = await tf.profile(fwdBwd);
+  const byShape = new Map<string, number>();
+  const byName = new Map<string, number>();
+  for (const k of prof.kernels) {
+    const ms = await (k.kernelTimeMs as number | Promise<number>);
+    const key = `${k.name} ${JSON.stringify(k.inputShapes?.slice(0, 2))}`;
+    byShape.set(key, (byShape.get(key) ?? 0) + ms);
+    byName.set(k.name, (byName.get(k.name) ?? 0) + ms);
+  }
+  const total = [...byName].reduce((a, [n, ms]) => a + (n === 'unnamed scope' ? 0 : ms), 0);
+  say(`\nfwd + bwd under tf.profile, ${total.toFixed(0)} ms of kernels (unnamed scopes left out):`);
+  for (const [k, ms] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20))
+    say(`${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / total).toFixed(1).padStart(5)} %  ${k}`);
+  say('\nby kernel and input shapes:');
+  for (const [k, ms] of [...byShape].sort((a, b) => b[1] - a[1]).slice(0, 30))
+    say(`${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / total).toFixed(1).padStart(5)} %  ${k}`);
+} finally {
+  opt.dispose();
+  model.dispose();
+}
