@@ -57,6 +57,61 @@ const SHAPES: [number, number, number][] = [
   [17, 130, 40],
 ];
 
+type Addon = Extract<typeof native, { available: true }>['addon'];
+
+/** One product's operands: op(x) [M, K] and op(y) [K, N], seeded normal values. */
+interface Product {
+  readonly ta: boolean;
+  readonly tb: boolean;
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+}
+
+/**
+ * `body` for each shape, untransposed and both transposed, with operands drawn in that order from
+ * one seeded stream; the addon's thread count is restored after.
+ */
+function eachProduct(
+  seed: number,
+  actor: string,
+  shapes: readonly (readonly [number, number, number])[],
+  body: (a: Addon, p: Product) => void,
+): void {
+  const a = native.available ? native.addon : undefined;
+  if (!a) return;
+  const saved = a.threads();
+  try {
+    const rng = RandomStream.of({ seed, step: 0, actor });
+    for (const [M, N, K] of shapes)
+      for (const [ta, tb] of [
+        [false, false],
+        [true, true],
+      ] as const) {
+        const x = rng.normal(M * K);
+        const y = rng.normal(K * N);
+        body(a, { ta, tb, M, N, K, x, y });
+      }
+  } finally {
+    a.setThreads(saved);
+  }
+}
+
+/** |c − Σ| within the fp32 summation bound of K bf16 products (2^-23 · (K + 4) · Σ|products|). */
+function expectWithinBf16Bound(
+  c: Float32Array,
+  want: { sum: Float64Array; scale: Float64Array },
+  K: number,
+): void {
+  for (let i = 0; i < c.length; i++) {
+    expect(Math.abs(c[i] - want.sum[i])).toBeLessThanOrEqual(
+      want.scale[i] * 2 ** -23 * (K + 4) + 1e-30,
+    );
+  }
+}
+
 describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () => {
   it.each(SHAPES)(
     '%i×%i×%i, every transpose: equal to the float64 sum of bf16 products',
@@ -87,80 +142,43 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
   );
 
   it('cache blocks: a K past 4096 in slices, rows past an L2 block, edges off 8 and 32 (1 and 2 threads)', () => {
-    const a = native.available ? native.addon : undefined;
-    if (!a) return;
-    const saved = a.threads();
-    try {
-      const rng = RandomStream.of({ seed: 23, step: 0, actor: 'bf16-blocks' });
-      // K 4500: slices of 2048, 2048 and 404, partial sums read back from C; M 700 at K 300:
-      // two row blocks; N 45 and M 13 / 700: column and row edges inside a block
-      for (const [M, N, K] of [
-        [13, 45, 4500],
-        [700, 45, 300],
-      ]) {
-        for (const [ta, tb] of [
-          [false, false],
-          [true, true],
-        ] as const) {
-          const x = rng.normal(M * K);
-          const y = rng.normal(K * N);
-          const want = reference(ta, tb, M, N, K, x, y);
-          const outs: Float32Array[] = [];
-          for (const threads of [1, 2]) {
-            a.setThreads(threads);
-            const c = new Float32Array(M * N).fill(Number.NaN);
-            a.bf16Gemm(ta, tb, M, N, K, x, y, c);
-            outs.push(c);
-            for (let i = 0; i < c.length; i++) {
-              expect(Math.abs(c[i] - want.sum[i])).toBeLessThanOrEqual(
-                want.scale[i] * 2 ** -23 * (K + 4) + 1e-30,
-              );
-            }
-          }
-          expect(outs[1]).toEqual(outs[0]);
-        }
+    // K 4500: slices of 2048, 2048 and 404, partial sums read back from C; M 700 at K 300:
+    // two row blocks; N 45 and M 13 / 700: column and row edges inside a block
+    const shapes = [
+      [13, 45, 4500],
+      [700, 45, 300],
+    ] as const;
+    eachProduct(23, 'bf16-blocks', shapes, (a, p) => {
+      const want = reference(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y);
+      const outs: Float32Array[] = [];
+      for (const threads of [1, 2]) {
+        a.setThreads(threads);
+        const c = new Float32Array(p.M * p.N).fill(Number.NaN);
+        a.bf16Gemm(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y, c);
+        outs.push(c);
+        expectWithinBf16Bound(c, want, p.K);
       }
-    } finally {
-      a.setThreads(saved);
-    }
+      expect(outs[1]).toEqual(outs[0]);
+    });
   });
 
   it('on 2 threads: equal to the float64 reference, and bit for bit to 1 thread', () => {
-    const a = native.available ? native.addon : undefined;
-    if (!a) return;
-    const saved = a.threads();
-    try {
-      const rng = RandomStream.of({ seed: 11, step: 0, actor: 'bf16-threads' });
-      // big enough to be split (2^22 multiply-adds a thread): by columns, then by rows; odd
-      // sizes cut the splits' edges
-      for (const [M, N, K] of [
-        [97, 161, 600],
-        [300, 70, 520],
-      ]) {
-        for (const [ta, tb] of [
-          [false, false],
-          [true, true],
-        ] as const) {
-          const x = rng.normal(M * K);
-          const y = rng.normal(K * N);
-          const one = new Float32Array(M * N);
-          const two = new Float32Array(M * N).fill(Number.NaN);
-          a.setThreads(1);
-          a.bf16Gemm(ta, tb, M, N, K, x, y, one);
-          a.setThreads(2);
-          a.bf16Gemm(ta, tb, M, N, K, x, y, two);
-          expect(two).toEqual(one);
-          const want = reference(ta, tb, M, N, K, x, y);
-          for (let i = 0; i < two.length; i++) {
-            expect(Math.abs(two[i] - want.sum[i])).toBeLessThanOrEqual(
-              want.scale[i] * 2 ** -23 * (K + 4) + 1e-30,
-            );
-          }
-        }
-      }
-    } finally {
-      a.setThreads(saved);
-    }
+    // big enough to be split (2^22 multiply-adds a thread): by columns, then by rows; odd
+    // sizes cut the splits' edges
+    const shapes = [
+      [97, 161, 600],
+      [300, 70, 520],
+    ] as const;
+    eachProduct(11, 'bf16-threads', shapes, (a, p) => {
+      const one = new Float32Array(p.M * p.N);
+      const two = new Float32Array(p.M * p.N).fill(Number.NaN);
+      a.setThreads(1);
+      a.bf16Gemm(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y, one);
+      a.setThreads(2);
+      a.bf16Gemm(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y, two);
+      expect(two).toEqual(one);
+      expectWithinBf16Bound(two, reference(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y), p.K);
+    });
   });
 
   it('batched: each product as bf16Gemm gives it (strides, a broadcast operand, 1 and 2 threads)', () => {
