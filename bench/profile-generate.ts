@@ -1,0 +1,85 @@
+/**
+ * Where a bf16 generation's time goes (#17 item 4):
+ *
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2] [batch] [reps]
+ *
+ * The bf16 suite's generate row (bench/suites/model-measure.ts: a model holding bf16 weights,
+ * greedy, prompt 32, 64 new tokens, prefill included) on wasm with the native kernels, timed
+ * `reps` times after a warm-up, with the wall time inside each native call the step makes
+ * (decodeBlock: a decoder block; bf16LinearW: the LM head and the prefill's projections) summed
+ * by wrapping the addon's functions; the rest is tfjs and JS between them (embedding, final norm,
+ * sampling, the cache's bookkeeping). Prints tokens/s (median, min, max) and the shares.
+ */
+
+import { nativeKernels } from '../src/kernels/native.js';
+import { startRuntime } from '../src/kernels/runtime.js';
+import { holdBf16 } from '../src/policy/bf16.js';
+import { CausalLM, generate } from '../src/policy/index.js';
+import { bf16Cases } from './suites/model.js';
+
+const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv.slice(2);
+const B = Number(batchArg);
+const reps = Number(repsArg);
+if (!['small', 'gpt2'].includes(which) || !(B >= 1) || !(reps >= 1)) {
+  process.stderr.write('usage: profile-generate.ts [small|gpt2] [batch] [reps]\n');
+  process.exit(2);
+}
+await startRuntime({ backend: 'wasm', precision: 'bf16' });
+const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
+const g = c.generate!;
+const model = CausalLM.init(c.config, { seed: 1 });
+await holdBf16(model);
+
+const native = nativeKernels();
+if (!native.available) throw new Error(`profile-generate: no native addon: ${native.reason}`);
+const spent = new Map<string, { ms: number; calls: number }>();
+const addon = native.addon as unknown as Record<string, unknown>;
+for (const name of ['decodeBlock', 'bf16LinearW', 'matMul', 'gemm', 'logSoftmaxPick']) {
+  const f = addon[name];
+  if (typeof f !== 'function') continue;
+  addon[name] = (...args: unknown[]) => {
+    const t0 = performance.now();
+    const r = (f as (...a: unknown[]) => unknown)(...args);
+    const s = spent.get(name) ?? { ms: 0, calls: 0 };
+    s.ms += performance.now() - t0;
+    s.calls++;
+    spent.set(name, s);
+    return r;
+  };
+}
+
+let seed = 7;
+const token = () => {
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return (seed >>> 0) % c.config.vocabSize;
+};
+const prompts = Array.from({ length: B }, () => Array.from({ length: g.prompt }, token));
+await generate(model, prompts, { maxNewTokens: 2, temperature: 0 });
+spent.clear();
+const runs: number[] = [];
+const c0 = process.cpuUsage();
+for (let i = 0; i < reps; i++) {
+  const t0 = performance.now();
+  await generate(model, prompts, { maxNewTokens: g.newTokens, temperature: 0 });
+  runs.push(performance.now() - t0);
+}
+const cpu = process.cpuUsage(c0);
+const total = runs.reduce((a, b) => a + b, 0);
+const sorted = [...runs].sort((a, b) => a - b);
+const rate = (ms: number) => (B * g.newTokens) / (ms / 1000);
+const lines = [
+  `${c.name} bf16 generate b${B} (prompt ${g.prompt}, ${g.newTokens} new), BLAS threads ${process.env.TROUPE_BLAS_THREADS ?? 'default'}, ${reps} reps`,
+  `tokens/s median ${rate(sorted[sorted.length >> 1]).toFixed(1)} (min ${rate(sorted.at(-1)!).toFixed(1)}, max ${rate(sorted[0]).toFixed(1)}); process CPU / wall ${((cpu.user + cpu.system) / 1000 / total).toFixed(2)}`,
+];
+let inNative = 0;
+for (const [name, s] of spent) {
+  inNative += s.ms;
+  lines.push(
+    `  ${name.padEnd(16)} ${((100 * s.ms) / total).toFixed(1).padStart(5)} %  ${(s.ms / reps).toFixed(1)} ms/run  ${(s.calls / reps).toFixed(0)} calls/run  ${((1000 * s.ms) / s.calls).toFixed(0)} µs/call`,
+  );
+}
+lines.push(`  rest (tfjs, JS)  ${((100 * (total - inNative)) / total).toFixed(1).padStart(5)} %`);
+process.stdout.write(`${lines.join('\n')}\n`);
+model.dispose();
