@@ -43,6 +43,16 @@ const PLACEMENTS: readonly (readonly [string, Record<string, unknown>])[] = [
   ],
 ];
 
+/** The jobs `--suite rl` times: both, or only one when TROUPE_RL_ONLY names it (profiling). */
+export function rlJobs(only: string | undefined = process.env.TROUPE_RL_ONLY): {
+  ppo: boolean;
+  grpo: boolean;
+} {
+  if (only === undefined || only === '') return { ppo: true, grpo: true };
+  if (only === 'ppo' || only === 'grpo') return { ppo: only === 'ppo', grpo: only === 'grpo' };
+  throw new Error(`TROUPE_RL_ONLY must be 'ppo' or 'grpo' (or unset for both), got '${only}'`);
+}
+
 /** Tokenizer (V 512) and 16 prompts of exactly 32 tokens, in `dir`. */
 async function writeJobData(dir: string): Promise<void> {
   const text = readFileSync('data/moby-dick/train.jsonl', 'utf8')
@@ -125,10 +135,12 @@ export const rlSuite: Suite = {
       await writeJobData(out);
       const timed = quick ? 2 : 5;
       const whole: Record<string, number> = {};
-      for (const [job, make] of [
+      const jobs = rlJobs();
+      const makers = [
         ['PPO', ppoConfig],
         ['GRPO', grpoConfig],
-      ] as const) {
+      ] as const;
+      for (const [job, make] of makers.filter(([j]) => (j === 'PPO' ? jobs.ppo : jobs.grpo))) {
         for (const [placement, actors] of PLACEMENTS) {
           if (job === 'PPO' && 'reference' in actors) continue; // three scorers in parallel: kept apart
           const its = (await iterationsOf(await make(out, timed + 1, actors))).slice(1);
@@ -138,7 +150,7 @@ export const rlSuite: Suite = {
           log(`${job}, ${placement}: ${whole[`${job} ${placement}`].toFixed(3)} s per iteration`);
         }
       }
-      const missing = trlAvailable();
+      const missing = jobs.grpo ? trlAvailable() : 'TROUPE_RL_ONLY=ppo';
       if (missing) {
         log(`TRL skipped: ${missing}`);
       } else {
