@@ -168,33 +168,55 @@ export function blockFloatsPerToken(job: MemoryJob, keys: number): number {
   return f;
 }
 
+/** lm-head.ts's chunking: logits per forward chunk or backward block, and when it keeps them. */
+const CHUNK_LOGITS = 2 ** 23;
+const KEEP_LOGITS = 2 ** 25;
+
+/**
+ * Floats the LM head holds at once beyond its input rows, as lm-head.ts computes it: up to 2²⁵
+ * logits it keeps z and onehot − softmax [N, V] (a forward alone: z); past that the forward goes
+ * max(128, 2²³/V) rows at a time (at Qwen's 151936 words 128 rows: 19.4 M floats, more than the
+ * 2²³ the name suggests) and the backward max(4096, 2²³/N) vocabulary columns at a time (the
+ * block's logits and their gradient).
+ */
+export function headTransientFloats(N: number, V: number, backward: boolean): number {
+  if (N * V <= KEEP_LOGITS) return (backward ? 2 : 1) * N * V;
+  const rows = Math.min(N, Math.max(128, Math.floor(CHUNK_LOGITS / V)));
+  const cols = Math.min(V, Math.max(4096, Math.floor(CHUNK_LOGITS / N)));
+  return Math.max(rows * V, backward ? 2 * N * cols : 0);
+}
+
 /**
  * Activation bytes of a training step (or, with method none, of a forward): `kept` for the
- * backward over all layers, `transient` the most one block and the head hold at a time.
+ * backward over all layers, `transient` the most one block and the head hold at a time (and,
+ * checkpointed under LoRA, the frozen weights' gradients the recompute leaves behind).
  */
 function activationBytes(job: MemoryJob): { kept: number; transient: number } {
   const c = job.config;
   const N = job.batch * job.seq;
   const S = job.seq;
   const perBlock = blockFloatsPerToken(job, S) * N;
-  // The embedding output, final norm and the head's input rows; the head's logits and their
-  // gradient when they fit in 2^25 floats (lm-head.ts keeps them), else one 2^23-float chunk.
+  // The embedding output, final norm and the head's input rows, and the head's logits.
   const V = c.vocabSize;
-  const head = 4 * N * c.hidden + (N * V <= 2 ** 25 ? 2 * N * V : 2 ** 24);
-  // One block's attention scores before the softmax. A checkpointed block is recomputed in the
-  // backward (its activations again) and differentiated with respect to every one of its
-  // parameters, a frozen base's too (checkpointing.ts): under LoRA a layer's weight gradients
-  // are computed and dropped.
+  const rows = 4 * N * c.hidden;
+  // One block's attention scores before the softmax.
   const scores = c.heads * S * N;
   if (job.method === 'none') {
     return {
       kept: 0,
-      transient: (perBlock + scores + 4 * N * c.hidden + Math.min(N * V, 2 ** 24)) * F32,
+      transient: (perBlock + scores + rows + headTransientFloats(N, V, false)) * F32,
     };
   }
+  const head = rows + headTransientFloats(N, V, true);
   const kept = (job.checkpoint ? c.hidden * N : perBlock) * c.layers;
+  // A checkpointed block is recomputed in the backward (its activations again) and
+  // differentiated with respect to every one of its parameters, a frozen base's too
+  // (checkpointing.ts). Under LoRA those weight gradients are no gradient the outer backward
+  // consumes: measured (scripts/memory/phase-peaks.ts, Qwen3-0.6B shape, 2 and 8 layers), each
+  // layer's stay until the whole backward ends, 60 MiB a layer there, 1.6 GiB over 28 layers.
   const layerWeights = Object.values(projections(c)).reduce((s, [i, o]) => s + i * o, 0);
-  const recompute = job.checkpoint ? perBlock + (job.method === 'lora' ? layerWeights : 0) : 0;
+  const frozenGrads = job.checkpoint && job.method === 'lora' ? layerWeights * c.layers : 0;
+  const recompute = job.checkpoint ? perBlock + frozenGrads : 0;
   const transient = recompute + scores + head;
   return { kept: kept * F32, transient: transient * F32 };
 }
@@ -240,9 +262,10 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   const backendTotal = weights + adapters * F32 + gradients + optimizer + activations + kvCache;
   // The backward frees a layer's activations as that layer's gradients arrive: the sum of the
   // two peaks at either end. The gradients of the embedding and head (outside the blocks) come
-  // first; a frozen head's gradient is computed anyway (lm-head.ts) and dropped.
+  // first; a frozen head and embedding (LoRA, QLoRA) get none (lm-head.ts computes no [V, d]
+  // gradient for a frozen weight, and the backward never reaches a frozen embedding).
   const blockGrads = job.method === 'full' ? perLayer * c.layers * F32 : gradients;
-  const outside = job.method === 'full' ? gradients - blockGrads : c.vocabSize * c.hidden * F32;
+  const outside = job.method === 'full' ? gradients - blockGrads : 0;
   const largest = Math.max(...paramSpecs(c).map((p) => p.shape.reduce((a, b) => a * b, 1)));
   const stepPeak =
     job.method === 'none' ? activations : Math.max(kept, blockGrads) + transient + outside;

@@ -1,0 +1,129 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { TokenBatch } from '../../src/data/index.js';
+import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
+import * as tf from '../../src/kernels/tf.js';
+import { CausalLM, Lora, llamaConfig, lmLoss, type ModelConfig } from '../../src/policy/index.js';
+import { headTransientFloats, type MemoryJob, predictMemory } from '../../src/policy/memory.js';
+import { useBackend } from '../helpers/backends.js';
+
+/**
+ * The predictor's terms that tiny vocabularies and short layers stacks do not exercise, each
+ * against a real step's measured wasm peak (each buffer once) on a shape where that term is most
+ * of the step, so that a wrong term falls outside the tolerance:
+ *   - a frozen LM head (LoRA) computes no [V, d] weight gradient (the predictor used to count one);
+ *   - checkpointed LoRA leaves each layer's frozen weight gradients until the backward ends
+ *     (checkpointing.ts differentiates every parameter of a block; measured on a Qwen3-0.6B shape
+ *     with scripts/memory/phase-peaks.ts: 60 MiB a layer);
+ *   - past 2²⁵ logits the head goes in chunks of max(128, 2²³/V) rows forward and
+ *     max(4096, 2²³/N) vocabulary columns backward.
+ * Tolerance as in memory.test.ts: the predicted peak above weights and optimizer is 0.9–1.6× the
+ * measured one.
+ */
+
+const LORA = { rank: 4, targetModules: ['q', 'v'] };
+
+function batch(B: number, T: number, V: number): TokenBatch {
+  return {
+    ids: Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % V),
+    mask: new Uint8Array(B * T).fill(1),
+    batch: B,
+    length: T,
+  } as TokenBatch;
+}
+
+/** A training step's measured peak above what was live before it, and the predicted one. */
+function measure(config: ModelConfig, job: Omit<MemoryJob, 'config'>) {
+  const model = CausalLM.init(config, { seed: 3 });
+  let vars = [...model.params.values()];
+  if (job.method === 'lora') {
+    const l = new Lora(model, { ...LORA, alpha: 8, dropout: 0 }, { seed: 1 });
+    vars = l.trainableNames.map((n) => model.params.get(n)!);
+    // the base frozen as Trainable freezes it (what lm-head.ts reads)
+    const names = new Set(l.trainableNames);
+    for (const [n, v] of model.params) v.trainable = names.has(n);
+  }
+  const b = batch(job.batch, job.seq, config.vocabSize);
+  const start = wasmTensorBytes({ reset: true })!.liveBytes;
+  const { value, grads } = tf.variableGrads(
+    () => lmLoss(model, b, { checkpoint: job.checkpoint }).loss,
+    vars,
+  );
+  const measured = wasmTensorBytes()!.peakBytes - start;
+  tf.dispose([value, ...Object.values(grads)]);
+  model.dispose();
+  const p = predictMemory({ config, ...job });
+  return { measured, predicted: p.peak - p.weights - p.optimizer };
+}
+
+function expectWithin(r: { measured: number; predicted: number }) {
+  const ratio = r.predicted / r.measured;
+  const msg = `predicted ${r.predicted}, measured ${r.measured}`;
+  expect(ratio, msg).toBeGreaterThan(0.9);
+  expect(ratio, msg).toBeLessThan(1.6);
+}
+
+describe('memory predictor terms', () => {
+  beforeAll(async () => {
+    await useBackend('wasm');
+  });
+
+  it('LoRA under a large frozen vocabulary: no [V, d] head gradient', () => {
+    // the head's [32768, 512] is 64 MiB; the step's own tensors at 1×64 tokens a few MiB
+    const config = llamaConfig({
+      vocabSize: 32768,
+      hidden: 512,
+      layers: 1,
+      heads: 8,
+      intermediate: 1024,
+      tieEmbeddings: true,
+    });
+    const r = measure(config, { method: 'lora', lora: LORA, batch: 1, seq: 64 });
+    expect(r.measured).toBeLessThan(config.vocabSize * config.hidden * 4);
+    expectWithin(r);
+  });
+
+  it("checkpointed LoRA: every layer's frozen weight gradients, held to the backward's end", () => {
+    // 6 layers of 2.9 MB of projections against 32 tokens' activations
+    const config = llamaConfig({
+      vocabSize: 512,
+      hidden: 256,
+      layers: 6,
+      heads: 4,
+      intermediate: 688,
+      tieEmbeddings: true,
+    });
+    expectWithin(
+      measure(config, { method: 'lora', lora: LORA, batch: 1, seq: 32, checkpoint: true }),
+    );
+  });
+
+  const chunked = llamaConfig({
+    vocabSize: 32768,
+    hidden: 64,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    intermediate: 176,
+    qkNorm: true,
+    tieEmbeddings: true,
+  });
+  for (const [method, checkpoint] of [
+    ['full', false],
+    ['lora', false],
+    ['lora', true],
+  ] as const) {
+    it(`chunked LM head (2×640 tokens × 32768 words > 2²⁵ logits): ${method}${checkpoint ? ' checkpointed' : ''}`, () => {
+      expect(2 * 640 * 32768).toBeGreaterThan(2 ** 25);
+      expectWithin(measure(chunked, { method, lora: LORA, batch: 2, seq: 640, checkpoint }));
+    });
+  }
+
+  it('head transients: kept logits up to 2²⁵, else the larger of a row chunk and a column block', () => {
+    expect(headTransientFloats(100, 512, true)).toBe(2 * 100 * 512);
+    expect(headTransientFloats(100, 512, false)).toBe(100 * 512);
+    // Qwen's vocabulary at 4×256 tokens: 128-row forward chunks, 8192-column backward blocks
+    expect(headTransientFloats(1024, 151936, false)).toBe(128 * 151936);
+    expect(headTransientFloats(1024, 151936, true)).toBe(Math.max(128 * 151936, 2 * 1024 * 8192));
+    expect(headTransientFloats(256, 151936, true)).toBe(128 * 151936);
+  });
+});
