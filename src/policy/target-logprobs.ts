@@ -1,6 +1,6 @@
 import type { TokenBatch } from '../data/batching/collate.js';
 import { TroupeError } from '../errors.js';
-import { entropyFromLogits } from '../kernels/numerics/index.js';
+import { logSoftmaxPick, logSoftmaxPickGrad } from '../kernels/custom/native-rows.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
 
@@ -14,8 +14,11 @@ export interface TargetOptions {
   readonly start?: number;
   /** Sampling temperature τ: log-softmax(z/τ), z the (soft-capped) logits. Default 1. */
   readonly temperature?: number;
-  /** Also the entropy of π(·|x_<t) at each target (needs the [N, V] logits). */
-  readonly entropy?: boolean;
+  /**
+   * Also the entropy of π(·|x_<t) at each target (needs the [N, V] logits); 'metric': the same
+   * values, but no gradient flows through them (the backward skips the entropy's term).
+   */
+  readonly entropy?: boolean | 'metric';
 }
 
 /**
@@ -23,7 +26,8 @@ export interface TargetOptions {
  * label goes through (the LM loss, `tokenLogprobs`, the RL roles' action log-probs, the
  * preference roles' reply log-probs). The hidden state at column t − 1 predicts token t, and the
  * LM head runs chunked (`CausalLM.tokenLogProbs`: never all [N, V] logits) unless the entropy is
- * asked for. Padding targets are scored too; callers mask them. Not tidied: call it inside the
+ * asked for; then the [N, V] logits are computed once and both the log-probs and the entropy come
+ * from their one log-softmax (`logpAndEntropy`). Padding targets are scored too; callers mask them. Not tidied: call it inside the
  * caller's tidy or gradient.
  *   batch: B rows of T tokens  →  logp [B, T − start], entropy [B, T − start]
  */
@@ -48,10 +52,119 @@ export function targetLogProbs(
   for (let b = 0; b < B; b++) targets.set(ids.subarray(b * T + start, (b + 1) * T), b * n);
   const hidden = model.forward(batch, forward);
   const h = tf.reshape(tf.slice(hidden, [0, start - 1, 0], [B, n, d]), [B * n, d]); // (N, d)
-  const lp = model.tokenLogProbs(h, tf.tensor1d(targets, 'int32'), temperature); // (N,)
-  const logp = tf.reshape(lp, [B, n]) as tf.Tensor2D;
-  if (!o.entropy) return { logp };
-  const logits = model.headLogits(h);
-  const scaled = temperature === 1 ? logits : tf.div(logits, temperature);
-  return { logp, entropy: tf.reshape(entropyFromLogits(scaled), [B, n]) as tf.Tensor2D };
+  const labels = tf.tensor1d(targets, 'int32');
+  if (!o.entropy) {
+    const lp = model.tokenLogProbs(h, labels, temperature); // (N,) chunked head
+    return { logp: tf.reshape(lp, [B, n]) as tf.Tensor2D };
+  }
+  // The entropy needs the whole [N, V] logits: both come from them, through one log-softmax.
+  const entropyGrad = o.entropy !== 'metric';
+  const c = model.config;
+  const fp32Head =
+    c.finalSoftcap === undefined && !model.weights16?.head(c.tieEmbeddings) && model.hasLmHead;
+  const head = fp32Head ? model.headWeight() : undefined;
+  let both: tf.Tensor2D;
+  if (head && head.weight.trainable) {
+    const hs = temperature === 1 ? h : tf.div(h, temperature);
+    both = headLogpAndEntropy(hs, head.weight, labels, head.tied, entropyGrad);
+  } else {
+    const logits = model.headLogits(h); // soft-capped, bf16 or frozen: autodiff through the head
+    const scaled = temperature === 1 ? logits : tf.div(logits, temperature);
+    both = logpAndEntropy(scaled, labels, entropyGrad);
+  }
+  return {
+    logp: tf.reshape(tf.slice(both, [0, 0], [B * n, 1]), [B, n]) as tf.Tensor2D,
+    entropy: tf.reshape(tf.slice(both, [0, 1], [B * n, 1]), [B, n]) as tf.Tensor2D,
+  };
+}
+
+/**
+ * log-softmax(z)[label] and the entropy H = −Σ p·log p of softmax(z), per row, from one
+ * log-softmax of the logits (its log-sum-exp from the native pick where available):
+ *   z: [N, V] float32   labels: [N] int32  →  [N, 2]: column 0 log π(label), column 1 H
+ * Backward (custom), with q = log-softmax(z) saved by the forward and p = exp(q):
+ *   dz = dlp·(onehot(label) − p) − dH·p ⊙ (q + H)
+ * With `entropyGrad` false the entropy is a metric: its term is left out (dH taken as 0).
+ */
+export function logpAndEntropy(z: tf.Tensor, labels: tf.Tensor, entropyGrad = true): tf.Tensor2D {
+  const N = z.shape[0] as number;
+  if (z.rank !== 2 || labels.rank !== 1 || labels.shape[0] !== N || labels.dtype !== 'int32') {
+    throw new TroupeError(
+      'SHAPE_MISMATCH',
+      `logpAndEntropy: logits must be [N, V] and labels int32 [N]; got logits [${z.shape.join(',')}], labels ${labels.dtype} [${labels.shape.join(',')}]`,
+    );
+  }
+  const f = tf.customGrad((...args) => {
+    const [x, y, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    const [lp, lse] = logSoftmaxPick(x, y); // (N,), (N,)
+    const q = tf.sub(x, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once
+    const H = tf.neg(tf.sum(tf.mul(tf.exp(q), q), 1)); // (N,)
+    save([y, q, H]);
+    return {
+      value: tf.stack([lp, H], 1) as tf.Tensor2D, // (N, 2)
+      gradFunc: (dy: tf.Tensor, [ys, qs, Hs]: tf.Tensor[]) => {
+        const dlp = tf.reshape(tf.slice(dy, [0, 0], [N, 1]), [N]);
+        const pick = logSoftmaxPickGrad(qs, tf.zeros([N]), ys, dlp); // dlp·(onehot − exp(q − 0))
+        if (!entropyGrad) return [pick, tf.zeros([N], 'float32')];
+        const dH = tf.slice(dy, [0, 1], [N, 1]); // (N, 1)
+        const ent = tf.mul(tf.mul(tf.exp(qs), tf.add(qs, tf.reshape(Hs, [N, 1]))), dH);
+        return [tf.sub(pick, ent), tf.zeros([N], 'float32')];
+      },
+    };
+  });
+  return f(z, labels) as tf.Tensor2D;
+}
+
+/**
+ * `logpAndEntropy(h·Wᵀ or h·W, labels)` through a trainable fp32 LM head, in one custom gradient
+ * that keeps e = onehot(label) − softmax(z) [N, V] from the forward: the log-probs' backward is
+ * the arithmetic of the chunked head's kept block (lm-head.ts keptHeadLogProbs), so with the
+ * entropy a metric (`entropyGrad` false) the gradients are those of the log-probs alone, bit for
+ * bit. With `entropyGrad`, dz = dlp ⊙ e − dH ⊙ p ⊙ (q + H) goes through the head.
+ *   h: [N, d]   w: [V, d] (tied) or [d, V]   labels: [N] int32  →  [N, 2] (log π, H)
+ */
+function headLogpAndEntropy(
+  h: tf.Tensor,
+  w: tf.Tensor,
+  labels: tf.Tensor,
+  tied: boolean,
+  entropyGrad: boolean,
+): tf.Tensor2D {
+  const N = h.shape[0] as number;
+  const f = tf.customGrad((...args) => {
+    const [hIn, wIn, yIn, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    const [lp, e, q, H] = tf.tidy(() => {
+      const z = tied ? tf.matMul(hIn, wIn, false, true) : tf.matMul(hIn, wIn); // (N, V)
+      const [pick, lse] = logSoftmaxPick(z, yIn);
+      const logq = tf.sub(z, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once
+      const ent = tf.neg(tf.sum(tf.mul(tf.exp(logq), logq), 1)); // (N,)
+      return [pick, logSoftmaxPickGrad(z, lse, yIn, tf.onesLike(pick)), logq, ent];
+    });
+    save(entropyGrad ? [hIn, wIn, e, q, H] : [hIn, wIn, e]);
+    if (!entropyGrad) q.dispose();
+    const value = tf.stack([lp, H], 1) as tf.Tensor2D; // (N, 2)
+    tf.dispose(entropyGrad ? [lp] : [lp, H]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [hs, ws, es, qs, Hs] = saved;
+        const dlp = tf.slice(dy, [0, 0], [N, 1]); // (N, 1)
+        const eW = () => (tied ? tf.matMul(es, ws) : tf.matMul(es, ws, false, true)); // (N, d)
+        if (!entropyGrad) {
+          // keptHeadLogProbs' backward: dy scales rows, on the [N, d] side
+          const dh = tf.mul(eW(), dlp);
+          const hy = tf.mul(hs, dlp);
+          const dw = tied ? tf.matMul(es, hy, true, false) : tf.matMul(hy, es, true, false);
+          return [dh, dw, tf.zeros([N], 'float32')];
+        }
+        const dH = tf.slice(dy, [0, 1], [N, 1]); // (N, 1)
+        const gH = tf.mul(tf.mul(tf.exp(qs), tf.add(qs, tf.reshape(Hs, [N, 1]))), dH);
+        const g = tf.sub(tf.mul(es, dlp), gH); // (N, V) ∂/∂z
+        const dh = tied ? tf.matMul(g, ws) : tf.matMul(g, ws, false, true);
+        const dw = tied ? tf.matMul(g, hs, true, false) : tf.matMul(hs, g, true, false);
+        return [dh, dw, tf.zeros([N], 'float32')];
+      },
+    };
+  });
+  return f(h, w, labels) as tf.Tensor2D;
 }

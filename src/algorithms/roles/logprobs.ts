@@ -17,7 +17,7 @@ import type { PairBatch } from './preference-learner.js';
 export function actionLogProbs(
   model: CausalLM,
   r: RolloutLayout,
-  o: { temperature: number; checkpoint?: boolean; entropy?: boolean },
+  o: { temperature: number; checkpoint?: boolean; entropy?: boolean | 'metric' },
 ): { logp: tf.Tensor; entropy?: tf.Tensor } {
   const { batch, length } = r.shape;
   return targetLogProbs(

@@ -239,11 +239,11 @@ class Policy implements PolicyRole {
     const { logp, entropy } = actionLogProbs(this.t.model, e, {
       temperature,
       checkpoint: this.t.gradientCheckpointing,
-      entropy: c.entropyCoef > 0 || oldLogpInStep,
+      entropy: c.entropyCoef > 0 ? true : oldLogpInStep ? 'metric' : false,
     });
-    // Without a coefficient the entropy is not in the loss (its full-vocabulary logits would
-    // cost a backward); the rollout's entropy (actionLogprobs) is the metric then, or, with no
-    // such pass (oldLogpInStep), this forward's, measured off the gradient path.
+    // Without a coefficient the entropy is not in the loss; the rollout's entropy
+    // (actionLogprobs) is the metric then, or, with no such pass (oldLogpInStep, GRPO's
+    // default), this forward's: from the same logits as the log-probs, with no gradient.
     const sampled = perAction(e, e.actionLogProbs, 'actionLogProbs');
     const out = policyObjective(
       {
