@@ -561,105 +561,11 @@ bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_
  * y [R, N] = x [R, K]·W (+ bias) for W [K, N] stored as bf16 bits, read as they are, in panels:
  * ⌈N/32⌉ panels of [K][32] (columns past N zero; toBf16Panels), so the few-row loop streams each
  * 32-column panel down K as one contiguous run (W [K, N] row-major, 32 columns walked down K,
- * touched a new page per row: 5.4 GB/s a core against 15 in panels, thread CPU time). R ≥ 32 runs on the bf16 products (x rounded to bf16 as it is packed); fewer rows (decoding)
- * with x in fp32 against the bf16 weights widened in registers, fp32 sums: every weight is read
- * once per 8 rows of x (fewer accumulators for 1, 2 or 4 rows), at half the bytes of an fp32 one. Those loops
- * are memory-bound, so they take the BLAS thread count (setThreads), one thread per 2^18 weights
- * at most, each a range of whole panels (32 columns); a sum's order does not depend on the split,
- * so 1 and n threads give the same bits.
+ * touched a new page per row: 5.4 GB/s a core against 15 in panels, thread CPU time). R ≥ 32
+ * runs on the bf16 products (x rounded to bf16 as it is packed); fewer rows (decoding) on
+ * w16rows.c's loops: x in fp32 against the bf16 weights widened in registers, fp32 sums, split
+ * between the BLAS threads by panels (1 and n threads give the same bits).
  */
-typedef float f16v __attribute__((vector_size(64), aligned(4)));
-typedef uint16_t h16v __attribute__((vector_size(32), aligned(2)));
-typedef uint32_t u16v __attribute__((vector_size(64)));
-
-static inline f16v widen16(const uint16_t *p) {
-  const h16v h = *(const h16v *)p;
-  const u16v u = __builtin_convertvector(h, u16v) << 16;
-  f16v f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-enum { W16_ROWS = 8 };
-
-typedef struct {
-  const float *pa; /* x in blocks of 8 rows (zero past R): [K][8] each */
-  const uint16_t *w;
-  int64_t R, K, N;
-  float *y;
-} SmallW16;
-
-/* Panels [lo, hi) (32 columns each) for `rows` ≤ RB rows of x (pa [K][8]): RB·2 accumulators. */
-static inline __attribute__((always_inline)) void w16_panels(const SmallW16 *s, const float *pa,
-                                                            int rows, float *y, int64_t lo,
-                                                            int64_t hi, const int RB) {
-  const int64_t K = s->K, N = s->N;
-  for (int64_t p = lo; p < hi; p++) {
-    const uint16_t *w = s->w + p * K * 32;
-    f16v a[W16_ROWS][2];
-    for (int m = 0; m < RB; m++) a[m][0] = a[m][1] = (f16v){0};
-    for (int64_t k = 0; k < K; k++, w += 32) {
-      const f16v w0 = widen16(w), w1 = widen16(w + 16);
-      const float *xk = pa + k * W16_ROWS;
-      for (int m = 0; m < RB; m++) {
-        a[m][0] += xk[m] * w0;
-        a[m][1] += xk[m] * w1;
-      }
-    }
-    const int64_t n0 = p * 32, cols = N - n0 < 32 ? N - n0 : 32;
-    for (int m = 0; m < rows; m++) {
-      float out[32];
-      memcpy(out, &a[m][0], 64);
-      memcpy(out + 16, &a[m][1], 64);
-      memcpy(y + m * N + n0, out, (size_t)cols * 4);
-    }
-  }
-}
-
-static void task_small_w16(void *ctx, int t, int n) {
-  const SmallW16 *s = ctx;
-  const int64_t panels = (s->N + 31) / 32;
-  const int64_t lo = panels * t / n, hi = panels * (t + 1) / n; /* in panels of 32 columns */
-  for (int64_t r0 = 0; r0 < s->R; r0 += W16_ROWS) {
-    const int rows = s->R - r0 < W16_ROWS ? (int)(s->R - r0) : W16_ROWS;
-    const float *pa = s->pa + (r0 / W16_ROWS) * W16_ROWS * s->K;
-    float *y = s->y + r0 * s->N;
-    if (rows == 1) w16_panels(s, pa, rows, y, lo, hi, 1);
-    else if (rows == 2) w16_panels(s, pa, rows, y, lo, hi, 2);
-    else if (rows <= 4) w16_panels(s, pa, rows, y, lo, hi, 4);
-    else w16_panels(s, pa, rows, y, lo, hi, W16_ROWS);
-  }
-}
-
-/* Threads for a memory-bound pass over K·N weights: the BLAS count, one per 2^18 at most. */
-static int threads_for_weights(int64_t K, int64_t N) {
-  const int64_t work = K * N >> 18;
-  const int want = troupe_threads(), panels = (int)((N + 31) / 32);
-  const int threads = work < 1 ? 1 : work < want ? (int)work : want;
-  return threads > panels ? panels : threads;
-}
-
-/* the few-row path; false: out of memory */
-static bool small_w16(const float *x, const uint16_t *w, int64_t R, int64_t K, int64_t N,
-                      float *y) {
-  const int64_t blocks = (R + W16_ROWS - 1) / W16_ROWS;
-  float *pa = malloc(sizeof(float) * (size_t)(blocks * W16_ROWS * K));
-  if (!pa) return false;
-  for (int64_t b = 0; b < blocks; b++) { /* [K][8], rows past R zero */
-    float *p = pa + b * W16_ROWS * K;
-    for (int m = 0; m < W16_ROWS; m++) {
-      const int64_t r = b * W16_ROWS + m;
-      for (int64_t k = 0; k < K; k++) p[k * W16_ROWS + m] = r < R ? x[r * K + k] : 0.0f;
-    }
-  }
-  SmallW16 s = {pa, w, R, K, N, y};
-  const int threads = threads_for_weights(K, N);
-  if (threads <= 1) task_small_w16(&s, 0, 1);
-  else troupe_parallel(threads, task_small_w16, &s);
-  free(pa);
-  return true;
-}
-
 bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int64_t R, int64_t K,
                        int64_t N, float *y) {
   choose_path();
@@ -675,7 +581,7 @@ bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int
     }
   }
   /* few rows, no bf16 products on this CPU, or no memory for packing */
-  if (!done && !small_w16(x, w, R, K, N, y)) return false;
+  if (!done && !troupe_w16_rows(x, w, R, K, N, y)) return false;
   if (bias)
     for (int64_t r = 0; r < R; r++)
       for (int64_t j = 0; j < N; j++) y[r * N + j] += bias[j];

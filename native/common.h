@@ -165,6 +165,11 @@ bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
 bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int64_t R, int64_t K,
                        int64_t N, float *y);
 
+/* w16rows.c: troupe_linear_w16's few-row loops (y [R, N] = x·W, no bias; false: out of memory),
+ * and which loop runs here: "avx512" or "generic" (TROUPE_BF16_PATH=fp32 forces it) */
+bool troupe_w16_rows(const float *x, const uint16_t *w, int64_t R, int64_t K, int64_t N, float *y);
+const char *troupe_w16_rows_path(void);
+
 /* bf16.c: for i < batch, C + i·M·N = op(A + i·sa)·op(B + i·sb) (sgemmBatched's layout) */
 bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K,
                               const float *a, int64_t sa, const float *b, int64_t sb, float *c);
