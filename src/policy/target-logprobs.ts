@@ -64,7 +64,7 @@ export function targetLogProbs(
     c.finalSoftcap === undefined && !model.weights16?.head(c.tieEmbeddings) && model.hasLmHead;
   const head = fp32Head ? model.headWeight() : undefined;
   let both: tf.Tensor2D;
-  if (head && head.weight.trainable) {
+  if (head?.weight.trainable) {
     const hs = temperature === 1 ? h : tf.div(h, temperature);
     both = headLogpAndEntropy(hs, head.weight, labels, head.tied, entropyGrad);
   } else {

@@ -143,9 +143,9 @@ describe('targetLogProbs with the entropy: one head pass equals the two it repla
         const b = await run(fused);
         expectClose(b.logp, a.logp, { atol: 1e-5, rtol: 1e-5, what: 'log π' });
         expectClose(b.entropy, a.entropy, { atol: 1e-5, rtol: 1e-5, what: 'entropy' });
-        vars.forEach((v, i) =>
-          expectClose(b.grads[i], a.grads[i], { atol: 1e-5, rtol: 1e-4, what: `∂/∂${v.name}` }),
-        );
+        vars.forEach((v, i) => {
+          expectClose(b.grads[i], a.grads[i], { atol: 1e-5, rtol: 1e-4, what: `∂/∂${v.name}` });
+        });
         expect(b.grads.some((g) => g.some((x) => x !== 0))).toBe(true);
       });
       tf.dispose([wl, we]);
@@ -182,7 +182,9 @@ describe('targetLogProbs with the entropy: one head pass equals the two it repla
       const logpOnly = await grads(false, false); // the chunked head, no entropy
       const full = await grads(true, true);
       // Bit for bit: the log-probs' backward is the chunked head's kept block's arithmetic.
-      vars.forEach((v, i) => expect(metric[i], `∂/∂${v.name}`).toEqual(logpOnly[i]));
+      vars.forEach((v, i) => {
+        expect(metric[i], `∂/∂${v.name}`).toEqual(logpOnly[i]);
+      });
       // ... and the entropy's own term is not zero, so leaving it out is seen.
       expect(full.some((g, i) => g.some((x, j) => Math.abs(x - logpOnly[i][j]) > 1e-4))).toBe(true);
     });
