@@ -267,8 +267,14 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   const blockGrads = job.method === 'full' ? perLayer * c.layers * F32 : gradients;
   const outside = job.method === 'full' ? gradients - blockGrads : 0;
   const largest = Math.max(...paramSpecs(c).map((p) => p.shape.reduce((a, b) => a * b, 1)));
+  // Tied (full fine-tune): the embedding's gradient arrives last, a dense [V, d] of its own, and
+  // is summed with the head's: three [V, d] at once beside every block gradient (measured: 3.1×
+  // the [V, d] above the weights on a 32768 × 256 model, memory-terms.test.ts).
+  const tiedSum = job.method === 'full' && c.tieEmbeddings ? 2 * c.vocabSize * c.hidden * F32 : 0;
   const stepPeak =
-    job.method === 'none' ? activations : Math.max(kept, blockGrads) + transient + outside;
+    job.method === 'none'
+      ? activations
+      : Math.max(Math.max(kept, blockGrads) + transient + outside, blockGrads + outside + tiedSum);
   const updatePeak =
     job.method === 'none' ? 0 : gradients + (job.method === 'full' ? largest * F32 : 0);
   const peak = weights + adapters * F32 + optimizer + kvCache + Math.max(stepPeak, updatePeak);

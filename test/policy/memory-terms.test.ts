@@ -97,6 +97,21 @@ describe('memory predictor terms', () => {
     );
   });
 
+  for (const N of [64, 1280]) {
+    it(`full fine-tune, tied [V, d] dominating, ${N} tokens: the head's and the embedding's gradients summed`, () => {
+      // the embedding/head [32768, 256] is 32 MiB; at 1280 tokens the head goes in chunks
+      const config = llamaConfig({
+        vocabSize: 32768,
+        hidden: 256,
+        layers: 1,
+        heads: 4,
+        intermediate: 512,
+        tieEmbeddings: true,
+      });
+      expectWithin(measure(config, { method: 'full', batch: 1, seq: N }));
+    });
+  }
+
   const chunked = llamaConfig({
     vocabSize: 32768,
     hidden: 64,
