@@ -1,4 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { testBuild } from './test/helpers/build.js';
+
+// Actors whose roles live in src/ start from a compiled copy of it (test/helpers/build.ts).
+const build = testBuild(fileURLToPath(new URL('.', import.meta.url)));
 
 export default defineConfig({
   test: {
@@ -6,7 +11,7 @@ export default defineConfig({
     // Child processes, not threads: each test file gets its own tfjs engine and wasm heap.
     pool: 'forks',
     // Test files run side by side: one BLAS thread each (a run would otherwise take every core).
-    env: { TROUPE_BLAS_THREADS: '1' },
+    env: { TROUPE_BLAS_THREADS: '1', ...(build ? { TROUPE_SOURCES_BUILD: build } : {}) },
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -2,11 +2,12 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Endpoint } from 'comlink';
 import { TroupeError } from '../errors.js';
+import { hostStart } from './built.js';
 import { checkCrossable } from './crossing.js';
 import { deserializeError } from './errors.js';
 import { RoleChannels } from './ipc.js';
 import type { ControlMessage, HostCommand, ProcessEnvelope } from './protocol.js';
-import { fromSources, tsxLoader } from './spawn.js';
+import { tsxLoader } from './spawn.js';
 import type { HostExit, HostTransport, Launcher } from './transport.js';
 
 /** How long a child may take to exit after SIGTERM before it gets SIGKILL. */
@@ -20,16 +21,17 @@ const KILL_GRACE_MS = 2_000;
  * MessagePorts are refused by name before they are sent (`crossing.ts`). The child exits when
  * the channel closes, so a controller that dies leaves no child behind.
  */
-export const startProcess: Launcher = (boot, { env }) => {
-  for (const r of boot.roles) {
-    checkCrossable(r.args, 'args', `The arguments of role '${r.name}'`, boot.thread);
+export const startProcess: Launcher = (asked, { env }) => {
+  for (const r of asked.roles) {
+    checkCrossable(r.args, 'args', `The arguments of role '${r.name}'`, asked.thread);
   }
-  const entry = fileURLToPath(
-    new URL(`./process-entry.${fromSources ? 'ts' : 'js'}`, import.meta.url),
-  );
-  const child = fork(entry, [], {
+  const { boot, entry, needsLoader } = hostStart(asked, 'process-entry', {
+    ...process.env,
+    ...env,
+  });
+  const child = fork(fileURLToPath(entry), [], {
     env: { ...process.env, ...env },
-    execArgv: childExecArgv(),
+    execArgv: childExecArgv(needsLoader),
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -41,12 +43,12 @@ export const startProcess: Launcher = (boot, { env }) => {
 /**
  * The child's Node flags: this process's (as `fork` and worker threads inherit them, so a
  * controller run with `--import tsx` gives its role modules the same loader), less the
- * inspector's (a second process cannot listen on the same port), plus tsx's loader when Troupe
- * itself runs from its TypeScript sources.
+ * inspector's (a second process cannot listen on the same port), plus tsx's loader when the
+ * child runs Troupe's TypeScript sources.
  */
-function childExecArgv(): string[] {
+function childExecArgv(needsLoader: boolean): string[] {
   const own = process.execArgv.filter((a) => !/^--inspect/.test(a));
-  return fromSources ? [...own, '--import', tsxLoader()] : own;
+  return needsLoader ? [...own, '--import', tsxLoader()] : own;
 }
 
 class ProcessTransport implements HostTransport {

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { hostStart } from './built.js';
 import type { ControlMessage, HostCommand } from './protocol.js';
 import type { HostBoot, HostExit, HostTransport, Launcher, RoleBoot } from './transport.js';
 
@@ -24,16 +25,14 @@ export interface ThreadBootData extends Omit<HostBoot, 'roles'> {
   readonly busy?: SharedArrayBuffer;
 }
 
-/** True when this module runs from TypeScript sources (tests, `tsx`), not the built package. */
-export const fromSources = import.meta.url.endsWith('.ts');
-
 /**
  * Start a worker thread running the actor host: one MessageChannel per role and one for control,
  * all transferred to the worker. From the built package the entry is plain JS; from TypeScript
  * sources the thread first registers tsx's loader, since Node 20 workers cannot load `.ts` files
- * by themselves (RUNTIME-NOTES).
+ * by themselves (RUNTIME-NOTES), unless a compiled copy of the sources can host it (`hostStart`).
  */
-export const startThread: Launcher = (boot, { busy }) => {
+export const startThread: Launcher = (asked, { busy }) => {
+  const { boot, entry, needsLoader } = hostStart(asked, 'worker-entry');
   const control = new MessageChannel();
   const ports = new Map<string, MessagePort>();
   const roles: HostedRole[] = boot.roles.map((r) => {
@@ -43,10 +42,9 @@ export const startThread: Launcher = (boot, { busy }) => {
   });
   const data: ThreadBootData = { ...boot, roles, control: control.port2, busy };
   const transferList = [control.port2, ...roles.map((r) => r.port)];
-  const entry = new URL(`./worker-entry.${fromSources ? 'ts' : 'js'}`, import.meta.url);
   const options = { workerData: data, transferList, name: boot.thread };
   let worker: Worker;
-  if (!fromSources) worker = new Worker(entry, options);
+  if (!needsLoader) worker = new Worker(entry, options);
   else {
     const code =
       `import(${JSON.stringify(tsxEsmApi())}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })` +

@@ -1,13 +1,12 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { formatDoctor, runDoctor } from '../../src/cli/doctor.js';
+import { cliArgs } from '../helpers/cli.js';
 
 const run = promisify(execFile);
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const troupe = (...args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', MAIN, ...args], { timeout: 60_000 });
+  run(process.execPath, [...cliArgs(), ...args], { timeout: 60_000 });
 
 describe('troupe doctor', () => {
   it('reports every backend, the auto pick, threads and a matmul figure per available backend', async () => {

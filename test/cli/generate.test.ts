@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CHATML_TEMPLATE, renderChat } from '../../src/data/chat.js';
 import type { ChatMessage } from '../../src/data/messages.js';
@@ -12,10 +11,10 @@ import { generate } from '../../src/policy/generate.js';
 import { loadModel, saveModel } from '../../src/policy/io.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { useBackend } from '../helpers/backends.js';
+import { cliArgs } from '../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const troupe = (args: string[], input?: string) =>
-  spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+  spawnSync(process.execPath, [...cliArgs(), ...args], {
     input,
     encoding: 'utf8',
     timeout: 120_000,

@@ -2,15 +2,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import { trainRl } from '../../src/algorithms/rl.js';
 import { main } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { RlConfig } from '../../src/config/schema.js';
+import { cliArgs } from '../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'troupe-ctrl-c-'));
 const STEPS = 40;
 
@@ -68,13 +67,9 @@ describe('Ctrl-C during a run, then --resume', () => {
 
     // The same run as a program, sent SIGINT once it is past its first checkpoint (step 6).
     const cut = writeConfig('interrupted');
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', MAIN, 'pretrain', '--config', cut.file],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const child = spawn(process.execPath, [...cliArgs(), 'pretrain', '--config', cut.file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (b) => {
       stderr += String(b);

@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { saveTokenizer, trainBpe } from '../../src/data/tokenizer/index.js';
@@ -10,13 +9,13 @@ import { gpt2Config } from '../../src/policy/config.js';
 import { saveModel } from '../../src/policy/io.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { expectClose, useBackend } from '../helpers/backends.js';
+import { cliArgs } from '../helpers/cli.js';
 import { randomState, TINY } from '../policy/fixtures.js';
 import { referenceForward } from '../policy/reference-model.js';
 
 const run = promisify(execFile);
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const troupe = (...args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', MAIN, ...args], { timeout: 60_000 });
+  run(process.execPath, [...cliArgs(), ...args], { timeout: 60_000 });
 
 describe('troupe logprobs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'troupe-lp-'));

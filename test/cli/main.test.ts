@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { COMMANDS, main } from '../../src/cli/main.js';
@@ -9,8 +8,8 @@ import { TOKENIZER_COMMANDS, trainHelp } from '../../src/cli/tokenizer.js';
 import { ALGORITHMS, terminalEvents } from '../../src/cli/train.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { loadConfig } from '../../src/config/load.js';
+import { cliArgs } from '../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const VERSION = JSON.parse(readFileSync('package.json', 'utf8')).version as string;
 
 /** `main(args)` in this process, with what it wrote to stdout and stderr. */
@@ -115,7 +114,7 @@ describe('troupe --version and troupe --help', () => {
 
   it('as a program: --help and --version exit 0, an unknown command 2', () => {
     const run = (...args: string[]) =>
-      spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+      spawnSync(process.execPath, [...cliArgs(), ...args], {
         encoding: 'utf8',
         timeout: 60_000,
       });

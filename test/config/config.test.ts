@@ -5,9 +5,9 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { applyOverride, loadConfig, splitOverrides } from '../../src/config/load.js';
+import { cliArgs } from '../helpers/cli.js';
 
 const run = promisify(execFile);
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const EXAMPLES = new URL('../../examples/', import.meta.url);
 
 describe('run configs', () => {
@@ -136,9 +136,7 @@ describe('run configs', () => {
     const { stdout } = await run(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        MAIN,
+        ...cliArgs(),
         'config',
         'show',
         '--config',
@@ -156,7 +154,7 @@ describe('run configs', () => {
 
   it('troupe config show prints where each actor will run, actors.* resolved, as comments', async () => {
     const show = (...args: string[]) =>
-      run(process.execPath, ['--import', 'tsx', MAIN, 'config', 'show', ...args], {
+      run(process.execPath, [...cliArgs(), 'config', 'show', ...args], {
         timeout: 60_000,
       });
     const defaults = await show('--algorithm', 'grpo');
