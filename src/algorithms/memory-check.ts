@@ -19,6 +19,28 @@ export interface ActorMemory {
   readonly actor: string;
   readonly backend: string;
   readonly job: MemoryJob;
+  /**
+   * Other passes the actor runs on the same weights (method none: an RL policy scoring a whole
+   * rollout, a generator sharing the policy's tensors): its peak is the largest of them over its
+   * weights and optimizer state.
+   */
+  readonly phases?: readonly { readonly what: string; readonly job: MemoryJob }[];
+  /** Actors colocated in its thread (`colocateWith`), each with its own weights: their peaks add. */
+  readonly colocated?: readonly { readonly actor: string; readonly job: MemoryJob }[];
+  /** Threads running this same job (data-parallel replicas; default 1): the host holds each. */
+  readonly replicas?: number;
+}
+
+/** An actor's thread: its job's prediction and the most the thread holds (phases, colocated). */
+export function threadPeak(a: ActorMemory): { prediction: MemoryPrediction; peak: number } {
+  const p = predictMemory(a.job);
+  let peak = p.peak;
+  for (const ph of a.phases ?? []) {
+    const q = predictMemory(ph.job);
+    peak = Math.max(peak, p.weights + p.optimizer + q.peak - q.weights);
+  }
+  for (const c of a.colocated ?? []) peak += predictMemory(c.job).peak;
+  return { prediction: p, peak };
 }
 
 export interface MemoryLimits {
@@ -59,10 +81,13 @@ export function describePrediction(p: MemoryPrediction): string {
 }
 
 /** What would need less memory than `job`, each with its prediction. */
-export function alternatives(job: MemoryJob): { change: string; prediction: MemoryPrediction }[] {
-  const out: { change: string; prediction: MemoryPrediction }[] = [];
+export function alternatives(
+  job: MemoryJob,
+): { change: string; job: MemoryJob; prediction: MemoryPrediction }[] {
+  const out: { change: string; job: MemoryJob; prediction: MemoryPrediction }[] = [];
   const lora = job.lora ?? { rank: 8, targetModules: ['q', 'v'] };
-  const add = (change: string, j: MemoryJob) => out.push({ change, prediction: predictMemory(j) });
+  const add = (change: string, j: MemoryJob) =>
+    out.push({ change, job: j, prediction: predictMemory(j) });
   if (job.method === 'full') {
     add(`LoRA (model.lora: rank ${lora.rank} on ${lora.targetModules.join(', ')})`, {
       ...job,
@@ -90,11 +115,12 @@ export function alternatives(job: MemoryJob): { change: string; prediction: Memo
   return out;
 }
 
-function fixes(job: MemoryJob, limit: number, backendFix: string | undefined): string {
-  const lines = alternatives(job).map(
-    (a) =>
-      `${a.change}: peak ${gib(a.prediction.peak)}${a.prediction.peak <= limit ? ' (fits)' : ''}`,
-  );
+/** Each alternative's peak, over the actor's whole thread (its other passes, colocated actors). */
+function fixes(actor: ActorMemory, limit: number, backendFix: string | undefined): string {
+  const lines = alternatives(actor.job).map((a) => {
+    const peak = threadPeak({ ...actor, job: a.job }).peak;
+    return `${a.change}: peak ${gib(peak)}${peak <= limit ? ' (fits)' : ''}`;
+  });
   if (backendFix) lines.unshift(backendFix);
   lines.push('precision: bf16 does not lower memory here (fp32 master weights, fp32 activations)');
   return lines.map((l) => `  - ${l}`).join('\n');
@@ -109,20 +135,21 @@ export function memoryProblem(
   actors: readonly ActorMemory[],
   limits: MemoryLimits,
 ): TroupeError | undefined {
-  const predicted = actors.map((a) => ({ ...a, prediction: predictMemory(a.job) }));
+  const predicted = actors.map((a) => ({ ...a, ...threadPeak(a) }));
   for (const a of predicted) {
     if (a.backend !== 'wasm' && a.backend !== 'auto') continue;
     const p = a.prediction;
-    if (p.peak <= limits.wasmHeap) continue;
-    const host = p.peak + p.hostOptimizer <= limits.host;
+    if (a.peak <= limits.wasmHeap) continue;
+    const host = a.peak + p.hostOptimizer <= limits.host;
     const field = `actors.${a.actor}.backend`;
     return new TroupeError(
       'OUT_OF_MEMORY',
-      `Actor '${a.actor}' will not fit: ${describeJob(a.job)} needs ${describePrediction(p)}, ` +
+      `Actor '${a.actor}' will not fit: ${describeJob(a.job)} needs ${describePrediction(p)}` +
+        `${threadExtras(a, a.peak)}, ` +
         `more than the ${gib(limits.wasmHeap)} a wasm actor's heap holds (wasm32, backend ` +
         `'${a.backend}'). Nothing was allocated. What would fit:\n` +
         fixes(
-          a.job,
+          a,
           limits.wasmHeap,
           `the cpu backend (runtime.backend: cpu, or ${field}: cpu): host memory, native kernels` +
             (host
@@ -130,26 +157,48 @@ export function memoryProblem(
               : ` (${gib(limits.host)} available: does not fit either)`),
         ),
       {
-        details: { actor: a.actor, backend: a.backend, predicted: p, limitBytes: limits.wasmHeap },
+        details: {
+          actor: a.actor,
+          backend: a.backend,
+          predicted: p,
+          threadPeakBytes: a.peak,
+          limitBytes: limits.wasmHeap,
+        },
       },
     );
   }
-  const total = predicted.reduce((s, a) => s + a.prediction.peak + a.prediction.hostOptimizer, 0);
+  const each = (a: (typeof predicted)[number]) =>
+    (a.peak + a.prediction.hostOptimizer) * (a.replicas ?? 1);
+  const total = predicted.reduce((s, a) => s + each(a), 0);
   if (total > limits.host) {
-    const biggest = predicted.reduce((a, b) => (b.prediction.peak > a.prediction.peak ? b : a));
+    const biggest = predicted.reduce((a, b) => (b.peak > a.peak ? b : a));
     return new TroupeError(
       'OUT_OF_MEMORY',
       `This run will not fit in host memory: its actors need ${gib(total)} (` +
         predicted
-          .map((a) => `${a.actor} ${gib(a.prediction.peak + a.prediction.hostOptimizer)}`)
+          .map(
+            (a) => `${a.actor}${(a.replicas ?? 1) > 1 ? ` × ${a.replicas}` : ''} ${gib(each(a))}`,
+          )
           .join(', ') +
         `), ${gib(limits.host)} is available. Nothing was allocated. The largest, '${biggest.actor}', ` +
         `${describeJob(biggest.job)}: ${describePrediction(biggest.prediction)}. What would need less:\n` +
-        fixes(biggest.job, limits.host, undefined),
+        fixes(biggest, limits.host, undefined),
       { details: { totalBytes: total, limitBytes: limits.host } },
     );
   }
   return undefined;
+}
+
+/** What a thread adds to its job's own peak: its other passes and colocated actors. */
+function threadExtras(a: ActorMemory, peak: number): string {
+  if (!a.phases?.length && !a.colocated?.length) return '';
+  const parts = [
+    ...(a.phases ?? []).map((ph) => ph.what),
+    ...(a.colocated ?? []).map(
+      (c) => `${c.actor} (colocated) ${describePrediction(predictMemory(c.job))}`,
+    ),
+  ];
+  return `; with ${parts.join('; ')}, its thread peaks at ${gib(peak)}`;
 }
 
 function describeJob(j: MemoryJob): string {

@@ -27,6 +27,8 @@ import {
 } from './common.js';
 import { launch } from './launch.js';
 import type { TrainOptions, TrainResult } from './lm.js';
+import { assertFits } from './memory-check.js';
+import { rewardModelConfigs, rlActors } from './memory-check-rl.js';
 import { setupModel } from './model-setup.js';
 import { rlEvaluator } from './rl/evaluate.js';
 import { Learners } from './rl/learners.js';
@@ -105,12 +107,15 @@ async function trainRlRun(
       (roles[name] as RoleRef<R, A> | undefined) ?? own;
     // A critic of another model (critic.path) all-reduces its own parameters.
     const criticConfig = criticSource ? await readModelConfig(criticSource) : mconfig;
+    const rewardSources = await modelRewardSources(c, run, ev.onLog);
+    // before any actor allocates: docs/memory.md
+    assertFits(rlActors(c, mconfig, criticConfig, await rewardModelConfigs(rewardSources)));
     const cast = await launch(RL_TOPOLOGY, c, {
       supervisor,
       input: {
         model: source ? { source } : { config: mconfig, seed: c.seed },
         criticSource,
-        rewardSources: await modelRewardSources(c, run, ev.onLog),
+        rewardSources,
         resumeFrom: resumed?.dir,
       },
       reduceLength: (actor) => reduceCapacity(actor === 'critic' ? criticConfig : mconfig),

@@ -1,0 +1,144 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { memoryProblem, threadPeak } from '../../src/algorithms/memory-check.js';
+import { rlActors } from '../../src/algorithms/memory-check-rl.js';
+import { trainRl } from '../../src/algorithms/rl.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { RlConfig } from '../../src/config/schema.js';
+import type { TroupeError } from '../../src/errors.js';
+import * as tf from '../../src/kernels/tf.js';
+import { llamaConfig } from '../../src/policy/index.js';
+import { predictMemory } from '../../src/policy/memory.js';
+import { useBackend } from '../helpers/backends.js';
+
+/**
+ * The memory check of the online algorithms (src/algorithms/memory-check-rl.ts): each actor of
+ * the RL topology with what it computes, colocation adding up in one thread, and a run past its
+ * heap refused with the prediction and what would fit before any actor starts.
+ */
+
+const MODEL = llamaConfig({
+  vocabSize: 4096,
+  hidden: 256,
+  layers: 4,
+  heads: 4,
+  intermediate: 688,
+  tieEmbeddings: true,
+});
+
+function config(algorithm: RlConfig['algorithm'], extra: Record<string, unknown> = {}) {
+  return loadConfig<RlConfig>(algorithm, {
+    object: {
+      output: join(mkdtempSync(join(tmpdir(), 'troupe-memory-rl-')), 'run'),
+      model: {
+        init: { family: 'llama', hidden: 64, layers: 2, heads: 2, maxPositions: 64 },
+        tokenizer: { train: { vocabSize: 300 } },
+      },
+      data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0, maxLength: 24 },
+      train: { steps: 1, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+      rollout: { maxNewTokens: 8 },
+      reward: { sources: [{ type: 'length', target: 6 }] },
+      runtime: { backend: 'wasm' },
+      ...extra,
+    },
+  });
+}
+
+describe('memory check of RL runs', () => {
+  beforeAll(async () => {
+    await useBackend('wasm');
+  });
+
+  it('GRPO: policy (step on a micro-batch, old log-probs of the rollout), generator, reference', async () => {
+    // 4 prompts × 4 samples = 16 rows of 24 + 8 tokens; 2 minibatches → 8 rows a step
+    const c = await config('grpo', { rl: { miniBatches: 2, kl: { mode: 'loss', coef: 0.01 } } });
+    const actors = rlActors(c, MODEL);
+    expect(actors.map((a) => a.actor)).toEqual(['policy', 'generator', 'reference']);
+    const [policy, generator, reference] = actors;
+    expect(policy.job).toMatchObject({ method: 'full', batch: 8, seq: 32 });
+    expect(policy.phases?.map((p) => p.job)).toEqual([
+      { config: MODEL, method: 'none', batch: 16, seq: 32 },
+    ]);
+    expect(generator.job).toMatchObject({
+      method: 'none',
+      batch: 16,
+      seq: 24,
+      generation: { batch: 16, length: 32 },
+    });
+    expect(predictMemory(generator.job).kvCache).toBe(2 * 4 * 16 * 4 * 64 * 32 * 4);
+    expect(reference.job).toMatchObject({ method: 'none', batch: 16, seq: 32 });
+    // the policy's thread: the larger of its step and its scoring pass over the same weights
+    const { prediction, peak } = threadPeak(policy);
+    const score = predictMemory(policy.phases![0].job);
+    expect(peak).toBe(
+      Math.max(prediction.peak, prediction.weights + prediction.optimizer + score.activations),
+    );
+  });
+
+  it('PPO: a critic with its value head; colocated actors add to their host thread', async () => {
+    const c = await config('ppo', {
+      actors: {
+        reference: { colocateWith: 'policy' },
+        generator: { colocateWith: 'policy' },
+        critic: { replicas: 2 },
+      },
+    });
+    const actors = rlActors(c, MODEL);
+    // the generator shares the policy's weights: a pass of the policy, not an actor of its own
+    expect(actors.map((a) => a.actor)).toEqual(['policy', 'critic']);
+    const [policy, critic] = actors;
+    expect(policy.colocated?.map((g) => g.actor)).toEqual(['reference']);
+    expect(policy.phases?.map((p) => p.what)).toEqual([
+      expect.stringMatching(/^old log-probs of the rollout \(4×32 tokens/),
+      expect.stringMatching(/^generation with its KV cache/),
+    ]);
+    expect(critic.job).toMatchObject({ method: 'full', heads: ['value_head'], batch: 2 });
+    expect(critic.replicas).toBe(2);
+    const alone = threadPeak({ ...policy, colocated: [] }).peak;
+    expect(threadPeak(policy).peak).toBe(alone + predictMemory(policy.colocated![0].job).peak);
+  });
+
+  it('a GRPO run past a stated heap is refused with its breakdown and what would fit', async () => {
+    const c = await config('grpo', { rl: { miniBatches: 2 } });
+    const actors = rlActors(c, MODEL);
+    // 80 MiB: the full AdamW step of this 4.2 M-parameter model needs ~92 MiB, LoRA ~72 MiB
+    const budget = 80 * 2 ** 20;
+    expect(threadPeak(actors[0]).peak).toBeGreaterThan(budget);
+    const e = memoryProblem(actors, { wasmHeap: budget, host: 64 * 2 ** 30 })!;
+    expect(e.code).toBe('OUT_OF_MEMORY');
+    expect(e.message).toMatch(/^Actor 'policy' will not fit: a full fine-tune of a 4\.\d M/);
+    expect(e.message).toMatch(/peak [\d.]+ GiB \(weights [\d.]+ GiB, gradients .*AdamW/);
+    expect(e.message).toMatch(/with old log-probs of the rollout \(16×32 tokens/);
+    expect(e.message).toMatch(/LoRA \(model\.lora: rank 8 on q, v\): peak [\d.]+ GiB \(fits\)/);
+    expect(e.message).toMatch(/Nothing was allocated/);
+    expect(e.details).toMatchObject({ actor: 'policy', limitBytes: budget });
+    // replicas multiply the host's share
+    const host = threadPeak(actors[0]).peak;
+    const two = memoryProblem([{ ...actors[0], replicas: 2 }], {
+      wasmHeap: 2 ** 32,
+      host: 1.5 * host,
+    })!;
+    expect(two.message).toMatch(/will not fit in host memory: .*policy × 2/);
+  });
+
+  it('troupe grpo refuses a model too big for the wasm heap before any actor starts', async () => {
+    const c = await config('grpo', {
+      // 32 layers of d 2048: ~1.6 B parameters, a full AdamW fine-tune needs ~26 GiB
+      model: {
+        init: { family: 'llama', hidden: 2048, layers: 32, heads: 16, maxPositions: 64 },
+        tokenizer: { train: { vocabSize: 300 } },
+      },
+    });
+    const before = tf.memory().numBytes;
+    const e = (await trainRl(c).then(
+      () => undefined,
+      (x: unknown) => x,
+    )) as TroupeError;
+    expect(e?.code, e?.message).toBe('OUT_OF_MEMORY');
+    expect(e.message).toMatch(/Actor 'policy' will not fit: a full fine-tune/);
+    expect(tf.memory().numBytes).toBe(before);
+    expect(readFileSync(join(c.output, 'log.txt'), 'utf8')).not.toMatch(/ready/);
+  });
+});
