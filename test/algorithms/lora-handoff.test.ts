@@ -22,6 +22,7 @@ import { tokenLogprobs } from '../../src/policy/score.js';
 import { rewardModelIds, rewardModelSource } from '../../src/reward/model-source.js';
 import { parseMetrics } from '../../src/train/metrics.js';
 import { useBackend } from '../helpers/backends.js';
+import { cliArgs } from '../helpers/cli.js';
 
 /*
  * A LoRA run's checkpoint handed to the next stage and to every command that takes a model:
@@ -218,9 +219,7 @@ describe('LoRA handoff: a LoRA checkpoint is its adapted model everywhere', () =
     const r = spawnSync(
       process.execPath,
       [
-        '--import',
-        'tsx',
-        join('src', 'cli', 'main.ts'),
+        ...cliArgs(),
         'chat',
         '--model',
         sftRun,
