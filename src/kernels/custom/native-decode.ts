@@ -1,7 +1,5 @@
-import { nativeKernels } from '../native.js';
-import type { KernelFunc, TensorInfo } from '../tf.js';
 import * as tf from '../tf.js';
-import { storageFor } from './native-batch-matmul.js';
+import { registerNativeForward } from './native-forward.js';
 import { type W16Matrix, w16AsF32 } from './native-w16-linear.js';
 
 /**
@@ -96,50 +94,32 @@ const EMPTY = new Float32Array(0);
 
 /** Register `TroupeDecodeBlock` for `tfBackend` (wasm or cpu) when the addon is built. */
 export function installNativeDecode(tfBackend: string): string[] {
-  const native = nativeKernels();
-  if (!native.available || (tfBackend !== 'wasm' && tfBackend !== 'cpu')) return [];
-  const addon = native.addon;
-  const backendName = tfBackend;
-  tf.registerKernel({
-    kernelName: DECODE_BLOCK,
-    backendName,
-    kernelFunc: (({
-      inputs,
-      backend,
-      attrs,
-    }: {
-      inputs: Record<string, TensorInfo>;
-      backend: unknown;
-      attrs: {
-        dims: Int32Array;
-        floats: Float64Array;
-        cache: HostKV;
-        weights16?: Partial<Record<string, Float32Array>>;
-      };
-    }) => {
-      const { x, bias, cos, sin } = inputs;
-      const s = storageFor(backendName, backend);
-      const y = s.output([...x.shape]); // views after the allocation (it can move the wasm heap)
-      const { dims, floats, cache, weights16 } = attrs;
-      const params = DECODE_PARAMS.map(
-        (n) => weights16?.[n] ?? (inputs[n] ? s.view(inputs[n]) : EMPTY),
-      );
-      addon.decodeBlock(
-        dims,
-        floats,
-        s.view(x),
-        params,
-        cos ? s.view(cos) : EMPTY,
-        sin ? s.view(sin) : EMPTY,
-        s.view(bias),
-        cache.k,
-        cache.v,
-        y.values(),
-      );
-      return y.info;
-    }) as unknown as KernelFunc,
+  return registerNativeForward<{
+    dims: Int32Array;
+    floats: Float64Array;
+    cache: HostKV;
+    weights16?: Partial<Record<string, Float32Array>>;
+  }>(tfBackend, DECODE_BLOCK, 'native', ({ inputs, attrs, addon, s }) => {
+    const { x, bias, cos, sin } = inputs;
+    const y = s.output([...x.shape]); // views after the allocation (it can move the wasm heap)
+    const { dims, floats, cache, weights16 } = attrs;
+    const params = DECODE_PARAMS.map(
+      (n) => weights16?.[n] ?? (inputs[n] ? s.view(inputs[n]) : EMPTY),
+    );
+    addon.decodeBlock(
+      dims,
+      floats,
+      s.view(x),
+      params,
+      cos ? s.view(cos) : EMPTY,
+      sin ? s.view(sin) : EMPTY,
+      s.view(bias),
+      cache.k,
+      cache.v,
+      y.values(),
+    );
+    return y.info;
   });
-  return [`${tfBackend}:${DECODE_BLOCK}(native)`];
 }
 
 /** Whether the native decoder block is registered for the active backend. */

@@ -1,7 +1,6 @@
-import { nativeKernels } from '../native.js';
-import type { KernelFunc, NamedAttrMap, TensorInfo } from '../tf.js';
+import type { NamedAttrMap } from '../tf.js';
 import * as tf from '../tf.js';
-import { storageFor } from './native-batch-matmul.js';
+import { registerNativeForward } from './native-forward.js';
 import { sizeOf } from './wasm-heap.js';
 
 /**
@@ -42,35 +41,22 @@ export function w16AsF32(w: W16Matrix): Float32Array {
 
 /** Register `TroupeW16Linear` for `tfBackend` (wasm or cpu) when the addon is built. */
 export function installNativeW16Linear(tfBackend: string): string[] {
-  const native = nativeKernels();
-  if (!native.available || (tfBackend !== 'wasm' && tfBackend !== 'cpu')) return [];
-  const addon = native.addon;
-  const backendName = tfBackend;
-  tf.registerKernel({
-    kernelName: W16_LINEAR,
-    backendName,
-    kernelFunc: (({
-      inputs,
-      backend,
-      attrs,
-    }: {
-      inputs: Record<string, TensorInfo>;
-      backend: unknown;
-      attrs: { weight: W16Matrix };
-    }) => {
+  return registerNativeForward<{ weight: W16Matrix }>(
+    tfBackend,
+    W16_LINEAR,
+    'native, bf16 weights',
+    ({ inputs, attrs, addon, s }) => {
       const { x, b } = inputs;
       const [inDim, outDim] = attrs.weight.shape;
       const rows = sizeOf(x.shape) / inDim;
-      const s = storageFor(backendName, backend);
       const y = s.output([...x.shape.slice(0, -1), outDim]);
       if (rows > 0) {
         const bias = b ? s.view(b) : new Float32Array(0);
         addon.bf16LinearW(s.view(x), attrs.weight.bits, bias, rows, inDim, outDim, y.values());
       }
       return y.info;
-    }) as unknown as KernelFunc,
-  });
-  return [`${tfBackend}:${W16_LINEAR}(native, bf16 weights)`];
+    },
+  );
 }
 
 /** Whether x·W for a bf16-stored W runs as the native kernel on the active backend. */
