@@ -1,8 +1,10 @@
 import {
+  type ActorMemory,
   describePrediction,
   gib,
   type MemoryLimits,
   machineLimits,
+  threadPeak,
 } from '../algorithms/memory-check.js';
 import type { ModelConfig } from '../policy/config.js';
 import { readModelConfig } from '../policy/io.js';
@@ -30,6 +32,17 @@ export interface MemoryReport {
   readonly seq: number;
   readonly limits: MemoryLimits;
   readonly rows: readonly MemoryRowReport[];
+  /**
+   * Online RL (PPO, GRPO, RLOO, REINFORCE++), a rollout of `batch` rows of `seq` tokens (half
+   * prompt): each actor's thread as memory-check-rl.ts predicts it (a step's peak and its other
+   * passes), then each run's threads together against the host.
+   */
+  readonly rl: readonly MemoryRowReport[];
+  readonly rlRuns: readonly {
+    readonly run: string;
+    readonly bytes: number;
+    readonly fitsHost: boolean;
+  }[];
 }
 
 /** The jobs doctor predicts for a model at batch × seq. */
@@ -53,6 +66,42 @@ export function doctorJobs(config: ModelConfig, batch: number, seq: number): [st
   ];
 }
 
+/** The RL actors doctor predicts: `batch` rollout rows of `seq` tokens, half of them prompt. */
+export function doctorRlActors(config: ModelConfig, batch: number, seq: number): ActorMemory[] {
+  const base = { config, batch, seq };
+  const lora = { rank: 8, targetModules: ['q', 'v'] };
+  const logprobs = { what: "the rollout's log-probs", job: { ...base, method: 'none' as const } };
+  const prompt = Math.max(1, Math.floor(seq / 2));
+  return [
+    {
+      actor: 'policy, full AdamW',
+      backend: 'wasm',
+      job: { ...base, method: 'full' },
+      phases: [logprobs],
+    },
+    {
+      actor: 'policy, LoRA r8 q/v',
+      backend: 'wasm',
+      job: { ...base, method: 'lora', lora },
+      phases: [logprobs],
+    },
+    {
+      actor: `generator (KV cache of ${batch}×${seq}, prompts of ${prompt})`,
+      backend: 'wasm',
+      job: { ...base, seq: prompt, method: 'none', generation: { batch, length: seq } },
+    },
+    { actor: 'reference (KL), forward', backend: 'wasm', job: { ...base, method: 'none' } },
+    {
+      actor: 'critic (PPO), full AdamW + value head',
+      backend: 'wasm',
+      job: { ...base, method: 'full', heads: ['value_head'] },
+      phases: [
+        { what: "the rollout's values", job: { ...base, method: 'none', heads: ['value_head'] } },
+      ],
+    },
+  ];
+}
+
 export async function memoryReport(
   dir: string,
   opts: { batch?: number; seq?: number; limits?: MemoryLimits } = {},
@@ -73,11 +122,33 @@ export async function memoryReport(
       fitsHost: peakBytes <= limits.host,
     };
   });
-  return { model: dir, params: rows[0].prediction.params, batch, seq, limits, rows };
+  const actors = doctorRlActors(config, batch, seq);
+  const rl = actors.map((a) => {
+    const { prediction, peak } = threadPeak(a);
+    const peakBytes = peak + prediction.hostOptimizer;
+    return {
+      job: a.actor,
+      prediction,
+      peakBytes,
+      fitsWasm: peak <= limits.wasmHeap,
+      fitsHost: peakBytes <= limits.host,
+    };
+  });
+  const run = (name: string, threads: number[]) => {
+    const bytes = threads.reduce((s, i) => s + rl[i].peakBytes, 0);
+    return { run: name, bytes, fitsHost: bytes <= limits.host };
+  };
+  const rlRuns = [
+    run('GRPO/RLOO, full (policy, generator, reference)', [0, 2, 3]),
+    run('GRPO/RLOO, LoRA (policy, generator, reference)', [1, 2, 3]),
+    run('PPO, full (policy, generator, reference, critic)', [0, 2, 3, 4]),
+  ];
+  return { model: dir, params: rows[0].prediction.params, batch, seq, limits, rows, rl, rlRuns };
 }
 
 export function formatMemoryReport(r: MemoryReport): string {
   const w = Math.max(...r.rows.map((x) => x.job.length));
+  const wr = Math.max(...r.rl.map((x) => x.job.length));
   return [
     `Memory: ${r.model} (${(r.params / 1e6).toFixed(1)} M parameters) at ${r.batch} × ${r.seq} tokens, fp32`,
     `  limits: wasm actor heap ${gib(r.limits.wasmHeap)} (wasm32) · host available ${gib(r.limits.host)}`,
@@ -86,6 +157,13 @@ export function formatMemoryReport(r: MemoryReport): string {
         `  ${x.job.padEnd(w)}  ${describePrediction(x.prediction)}  ` +
         `wasm ${x.fitsWasm ? '✓' : '✗'} cpu ${x.fitsHost ? '✓' : '✗'}`,
     ),
+    `  Online RL, a rollout of ${r.batch} rows × ${r.seq} tokens, each actor's thread (its step and its other passes):`,
+    ...r.rl.map(
+      (x) =>
+        `  ${x.job.padEnd(wr)}  thread peak ${gib(x.peakBytes)}; ${describePrediction(x.prediction)}  ` +
+        `wasm ${x.fitsWasm ? '✓' : '✗'} cpu ${x.fitsHost ? '✓' : '✗'}`,
+    ),
+    ...r.rlRuns.map((x) => `  ${x.run}: ${gib(x.bytes)} of host memory ${x.fitsHost ? '✓' : '✗'}`),
     '  (✗ on wasm, ✓ on cpu: set runtime.backend: cpu. Peak RSS adds ~0.3 GiB of runtime and, while',
     '  loading, the checkpoint file: measured beside these in docs/memory.md)',
   ].join('\n');

@@ -26,7 +26,7 @@ describe('troupe doctor --model', () => {
     expect(text).toMatch(/full fine-tune, AdamW +peak [\d.]+ GiB \(weights/);
   });
 
-  it('prints the RL rows: each actor's thread and each run's threads together', async () => {
+  it("prints the RL rows: each actor's thread and each run's threads together", async () => {
     const config = await readModelConfig(QWEN2);
     const limits = { wasmHeap: 2e5, host: 1e6 };
     const r = await memoryReport(QWEN2, { batch: 4, seq: 16, limits });
@@ -56,7 +56,9 @@ describe('troupe doctor --model', () => {
     const text = formatMemoryReport(r);
     expect(text).toMatch(/Online RL, a rollout of 4 rows × 16 tokens/);
     expect(text).toMatch(/policy, full AdamW +thread peak [\d.]+ GiB; peak [\d.]+ GiB \(weights/);
-    expect(text).toMatch(/PPO, full \(policy, generator, reference, critic\): [\d.]+ GiB of host memory/);
+    expect(text).toMatch(
+      /PPO, full \(policy, generator, reference, critic\): [\d.]+ GiB of host memory/,
+    );
   });
 
   it('the CLI prints it (no weight is read, no backend started)', () => {
