@@ -1,7 +1,7 @@
 """Random-init checkpoints of real model shapes, for the memory benchmark (developers run this; CI does not).
 
 Qwen2.5-0.5B, Qwen3-0.6B and TinyLlama-1.1B as their published config.json files give them
-(written out below: nothing is downloaded), initialised by transformers' own `from_config`
+(written out in configs.json: nothing is downloaded), initialised by transformers' own `from_config`
 (seeded) and saved with `save_pretrained` in bfloat16, as the published checkpoints are. About
 1 GB, 1.2 GB and 2.2 GB: they go to a directory outside the repository, never into it.
 
@@ -10,6 +10,7 @@ Qwen2.5-0.5B, Qwen3-0.6B and TinyLlama-1.1B as their published config.json files
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,70 +19,12 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Co
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/troupe-memory")
 
+# The published config.json fields of each model, in one file that scripts/memory/phase-peaks.ts
+# reads too: {name: {source, class, config}}.
+CLASSES = {"Qwen2Config": Qwen2Config, "Qwen3Config": Qwen3Config, "LlamaConfig": LlamaConfig}
 CONFIGS = {
-    # Qwen/Qwen2.5-0.5B config.json
-    "qwen2.5-0.5b": (Qwen2Config, dict(
-        vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rope_theta=1000000.0,
-        rms_norm_eps=1e-6,
-        hidden_act="silu",
-        tie_word_embeddings=True,
-        use_sliding_window=False,
-        sliding_window=32768,
-        max_window_layers=24,
-        attention_dropout=0.0,
-        initializer_range=0.02,
-        bos_token_id=151643,
-        eos_token_id=151643,
-    )),
-    # Qwen/Qwen3-0.6B config.json
-    "qwen3-0.6b": (Qwen3Config, dict(
-        vocab_size=151936,
-        hidden_size=1024,
-        intermediate_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=40960,
-        rope_theta=1000000.0,
-        rms_norm_eps=1e-6,
-        hidden_act="silu",
-        tie_word_embeddings=True,
-        attention_bias=False,
-        use_sliding_window=False,
-        sliding_window=None,
-        max_window_layers=28,
-        attention_dropout=0.0,
-        initializer_range=0.02,
-        bos_token_id=151643,
-        eos_token_id=151645,
-    )),
-    # TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T config.json (Llama 2 architecture,
-    # 1.10 B parameters): the "largest model that fully fine-tunes in 24 GB" shape
-    "llama-1.1b": (LlamaConfig, dict(
-        vocab_size=32000,
-        hidden_size=2048,
-        intermediate_size=5632,
-        num_hidden_layers=22,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        max_position_embeddings=2048,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-5,
-        hidden_act="silu",
-        tie_word_embeddings=False,
-        attention_bias=False,
-        initializer_range=0.02,
-        bos_token_id=1,
-        eos_token_id=2,
-    )),
+    name: (CLASSES[entry["class"]], entry["config"])
+    for name, entry in json.loads((Path(__file__).parent / "configs.json").read_text()).items()
 }
 
 

@@ -5,14 +5,14 @@
  * loss, backward, clip, AdamW), with every tensor buffer of the heap counted once:
  *
  *   npx tsx scripts/memory/phase-peaks.ts qwen3-0.6b lora 4 256 [--checkpoint] [--layers N]
- *   MODEL: qwen3-0.6b | qwen2.5-0.5b (the configs of make-models.py); METHOD: lora | full
+ *   MODEL: qwen3-0.6b | qwen2.5-0.5b | llama-1.1b (configs.json, as make-models.py); METHOD: lora | full
  *
  * Prints, in MiB above the weights and optimizer state: the forward's peak, the backward's (with
  * the update), and at the backward's peak the live buffers by size and the stack that allocated
  * it, then predictMemory's terms for the same job.
  */
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,40 +23,21 @@ import { readModelConfig } from '../../src/policy/io.js';
 import { type MemoryJob, predictMemory } from '../../src/policy/memory.js';
 import { Trainable } from '../../src/policy/trainable.js';
 
-const HF: Record<string, Record<string, unknown>> = {
-  'qwen3-0.6b': {
-    model_type: 'qwen3',
-    architectures: ['Qwen3ForCausalLM'],
-    vocab_size: 151936,
-    hidden_size: 1024,
-    intermediate_size: 3072,
-    num_hidden_layers: 28,
-    num_attention_heads: 16,
-    num_key_value_heads: 8,
-    head_dim: 128,
-    max_position_embeddings: 40960,
-    rope_theta: 1000000.0,
-    rms_norm_eps: 1e-6,
-    hidden_act: 'silu',
-    tie_word_embeddings: true,
-    attention_bias: false,
-  },
-  'qwen2.5-0.5b': {
-    model_type: 'qwen2',
-    architectures: ['Qwen2ForCausalLM'],
-    vocab_size: 151936,
-    hidden_size: 896,
-    intermediate_size: 4864,
-    num_hidden_layers: 24,
-    num_attention_heads: 14,
-    num_key_value_heads: 2,
-    max_position_embeddings: 32768,
-    rope_theta: 1000000.0,
-    rms_norm_eps: 1e-6,
-    hidden_act: 'silu',
-    tie_word_embeddings: true,
-  },
+/** make-models.py's configs (configs.json): each model's published config.json fields. */
+const CONFIGS = JSON.parse(
+  readFileSync(new URL('./configs.json', import.meta.url), 'utf8'),
+) as Record<string, { class: string; config: Record<string, unknown> }>;
+const TYPES: Record<string, [string, string]> = {
+  Qwen2Config: ['qwen2', 'Qwen2ForCausalLM'],
+  Qwen3Config: ['qwen3', 'Qwen3ForCausalLM'],
+  LlamaConfig: ['llama', 'LlamaForCausalLM'],
 };
+const HF: Record<string, Record<string, unknown>> = Object.fromEntries(
+  Object.entries(CONFIGS).map(([name, e]) => {
+    const [modelType, arch] = TYPES[e.class];
+    return [name, { model_type: modelType, architectures: [arch], ...e.config }];
+  }),
+);
 
 const { values: o, positionals } = parseArgs({
   allowPositionals: true,
