@@ -4,7 +4,7 @@
  *
  *   OPENBLAS_CORETYPE=SkylakeX tbench npx tsx bench/bf16-weights.ts [ms per case] [shape filter]
  *
- * Rows 1 and 8 × GPT-2's decoding shapes (qkv 768×2304, fc 768×3072, proj 3072×768, the LM head
+ * Rows 1 and 8 × GPT-2's decoding shapes (q, k, v, o 768×768, qkv fused 768×2304, fc 768×3072, proj 3072×768, the LM head
  * 768×50257) × 1 and 2 threads. Each case: a warm-up, then calls until `ms` have passed, in 5
  * rounds; the figure is the best round's mean per call (the weights, 2 bytes each over whole
  * 32-column panels, divided by it). The calls cycle through copies of the weights (192 MB in
@@ -29,6 +29,7 @@ const a = native.addon;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
 const SHAPES: [string, number, number][] = [
+  ['q/k/v/o 768×768', 768, 768], // the decoder block's own (decode.c: one call each)
   ['qkv 768×2304', 768, 2304],
   ['fc 768×3072', 768, 3072],
   ['proj 3072×768', 3072, 768],
