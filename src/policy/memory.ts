@@ -188,8 +188,7 @@ export function headTransientFloats(N: number, V: number, backward: boolean): nu
 
 /**
  * Activation bytes of a training step (or, with method none, of a forward): `kept` for the
- * backward over all layers, `transient` the most one block and the head hold at a time (and,
- * checkpointed under LoRA, the frozen weights' gradients the recompute leaves behind).
+ * backward over all layers, `transient` the most one block and the head hold at a time.
  */
 function activationBytes(job: MemoryJob): { kept: number; transient: number } {
   const c = job.config;
@@ -210,13 +209,9 @@ function activationBytes(job: MemoryJob): { kept: number; transient: number } {
   const head = rows + headTransientFloats(N, V, true);
   const kept = (job.checkpoint ? c.hidden * N : perBlock) * c.layers;
   // A checkpointed block is recomputed in the backward (its activations again) and
-  // differentiated with respect to every one of its parameters, a frozen base's too
-  // (checkpointing.ts). Under LoRA those weight gradients are no gradient the outer backward
-  // consumes: measured (scripts/memory/phase-peaks.ts, Qwen3-0.6B shape, 2 and 8 layers), each
-  // layer's stay until the whole backward ends, 60 MiB a layer there, 1.6 GiB over 28 layers.
-  const layerWeights = Object.values(projections(c)).reduce((s, [i, o]) => s + i * o, 0);
-  const frozenGrads = job.checkpoint && job.method === 'lora' ? layerWeights * c.layers : 0;
-  const recompute = job.checkpoint ? perBlock + frozenGrads : 0;
+  // differentiated with respect to x and its trainable parameters only (checkpointing.ts: a
+  // frozen base's weights are read from the model, and get no gradient).
+  const recompute = job.checkpoint ? perBlock : 0;
   const transient = recompute + scores + head;
   return { kept: kept * F32, transient: transient * F32 };
 }

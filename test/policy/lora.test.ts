@@ -221,6 +221,49 @@ describe('LoRA (cpu)', () => {
     model.dispose();
   });
 
+  it('checkpointing with the base frozen (trainable false) leaves every LoRA gradient unchanged', async () => {
+    for (const c of [TINY.llama, TINY.gpt2]) {
+      const model = CausalLM.fromState(c, randomState(c, 53));
+      const lora = new Lora(
+        model,
+        { rank: 2, alpha: 4, dropout: 0, targetModules: ['q', 'v'] },
+        { seed: 2 },
+      );
+      randomizeB(model, lora, 11);
+      const names = new Set(lora.trainableNames);
+      const batch = leftPad(randomRows(c, [5, 3], 7), 0);
+      const grad = async (checkpoint: boolean, baseFrozen: boolean) => {
+        for (const [n, v] of model.params) v.trainable = names.has(n) || !baseFrozen;
+        const { value, grads } = tf.variableGrads(
+          () => tf.sum(model.logits(model.forward(batch, { checkpoint }))) as tf.Scalar,
+          lora.trainableNames.map((n) => model.params.get(n)!),
+        );
+        const out = Object.fromEntries(
+          await Promise.all(
+            Object.entries(grads).map(async ([k, g]) => [k, await read(g)] as const),
+          ),
+        );
+        tf.dispose([value, ...Object.values(grads)]);
+        return out;
+      };
+      const plain = await grad(false, true);
+      // the recompute differentiating every parameter (a base that is not marked frozen)
+      const everyParam = await grad(true, false);
+      const frozenSkipped = await grad(true, true);
+      const keys = lora.trainableNames.map((n) => model.params.get(n)!.name);
+      expect(Object.keys(frozenSkipped).sort()).toEqual([...keys].sort());
+      for (const k of keys) {
+        expect(frozenSkipped[k], `${c.family} ${k}`).toEqual(everyParam[k]);
+        expectClose(frozenSkipped[k], plain[k], {
+          atol: 1e-6,
+          rtol: 1e-5,
+          what: `${c.family} ${k}`,
+        });
+      }
+      model.dispose();
+    }
+  });
+
   it('rejects bad configs with the field named', () => {
     const model = CausalLM.init(TINY.gpt2, { seed: 1 });
     const cfg = { rank: 2, alpha: 2, dropout: 0, targetModules: ['q'] };

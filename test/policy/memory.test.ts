@@ -114,6 +114,10 @@ describe('memory predictor', () => {
           if (method === 'lora') {
             const l = new Lora(model, { ...LORA, alpha: 8, dropout: 0 }, { seed: 1 });
             vars = l.trainableNames.map((n) => model.params.get(n)!);
+            // the base frozen as the trainers freeze it (Trainable), which the LM head and the
+            // checkpointed recompute read: neither differentiates a frozen weight
+            const names = new Set(l.trainableNames);
+            for (const [n, v] of model.params) v.trainable = names.has(n);
           }
           for (const [B, T] of [
             [2, 48],

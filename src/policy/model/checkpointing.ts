@@ -9,7 +9,11 @@ import { type BlockContext, block, type ParamLookup } from './block.js';
  * Everything the recomputation reads goes in as an input of the custom op (x, the block's
  * parameters, the attention bias and RoPE tables), so the engine keeps it alive until backward
  * even when the forward ran inside a `tidy` that has since ended. The constant inputs get zero
- * gradients.
+ * gradients. A frozen parameter (a variable with `trainable` false: LoRA's base) is neither an
+ * input nor differentiated: the recompute reads it from the model, which keeps it alive, and
+ * the backward computes no gradient for it. Differentiating it cost a [in, out] product per
+ * projection that nothing consumed, and those gradients stayed until the whole backward ended
+ * (measured on a Qwen3-0.6B shape under LoRA: 60 MiB a layer, 1.6 GiB over 28 layers).
  *
  *   x: [B, T, d]  →  [B, T, d]
  */
@@ -20,11 +24,18 @@ export function checkpointedBlock(
   get: ParamLookup,
   ctx: BlockContext,
 ): tf.Tensor {
-  const params = names.map((n) => {
+  const frozen = new Map<string, tf.Tensor>();
+  const varying: string[] = [];
+  const params: tf.Tensor[] = [];
+  for (const n of names) {
     const t = get(n);
     if (!t) throw new Error(`missing parameter '${n}'`);
-    return t;
-  });
+    if (t instanceof tf.Variable && !t.trainable) frozen.set(n, t);
+    else {
+      varying.push(n);
+      params.push(t);
+    }
+  }
   const constants = ctx.rope ? [ctx.bias, ctx.rope.cos, ctx.rope.sin] : [ctx.bias];
   const nP = params.length;
 
@@ -32,7 +43,10 @@ export function checkpointedBlock(
     const [xIn, ...rest] = tensors;
     const ps = rest.slice(0, nP);
     const [bias, cos, sin] = rest.slice(nP);
-    const local = new Map(names.map((n, i) => [n, ps[i]]));
+    const local = new Map(frozen);
+    varying.forEach((n, i) => {
+      local.set(n, ps[i]);
+    });
     const c: BlockContext = { ...ctx, bias, rope: ctx.rope ? { cos, sin } : undefined };
     return block(xIn, layer, (n) => local.get(n), c).h;
   };
@@ -44,12 +58,12 @@ export function checkpointedBlock(
     return {
       value: rebuild(inputs),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const varying = saved.slice(0, 1 + nP); // x and the parameters
+        const wrt = saved.slice(0, 1 + nP); // x and the trainable parameters
         const fixed = saved.slice(1 + nP);
         const grads = withOuterTapeKept(() =>
           tf.grads((...v: tf.Tensor[]) =>
             tf.sum(tf.mul(rebuild([...v, ...fixed]), dy as tf.Tensor)),
-          )(varying),
+          )(wrt),
         );
         return [...grads, ...fixed.map((t) => tf.zerosLike(t))];
       },
