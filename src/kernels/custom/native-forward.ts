@@ -4,8 +4,8 @@ import * as tf from '../tf.js';
 import { type Storage, storageFor } from './native-batch-matmul.js';
 
 /**
- * A forward-only native kernel on wasm or cpu (the decoder block, the bf16-weight linear): what
- * its body is given when tfjs runs it.
+ * A native kernel on wasm or cpu whose gradient, if any, is another kernel (the decoder block,
+ * the bf16-weight linear, the NF4 linear and its dx): what its body is given when tfjs runs it.
  */
 export interface NativeForwardCall<A> {
   readonly inputs: Record<string, TensorInfo>;

@@ -1,7 +1,6 @@
-import { type NativeAddon, nativeKernels } from '../native.js';
-import type { KernelFunc, NamedAttrMap, TensorInfo } from '../tf.js';
+import type { NamedAttrMap, TensorInfo } from '../tf.js';
 import * as tf from '../tf.js';
-import { storageFor } from './native-batch-matmul.js';
+import { type NativeForwardCall, registerNativeForward } from './native-forward.js';
 import { sizeOf } from './wasm-heap.js';
 
 /**
@@ -34,58 +33,45 @@ interface NF4Attrs {
 
 let gradientRegistered = false;
 
-function register(
-  addon: NativeAddon,
-  kernelName: string,
-  backendName: 'wasm' | 'cpu',
-  forward: boolean,
-): void {
-  tf.registerKernel({
-    kernelName,
-    backendName,
-    kernelFunc: (({
-      inputs,
-      backend,
-      attrs,
-    }: {
-      inputs: Record<string, TensorInfo>;
-      backend: unknown;
-      attrs: NF4Attrs;
-    }) => {
-      const g = forward ? inputs.x : inputs.dy;
-      const q = attrs.weight;
-      const [outDim, inDim] = q.shape;
-      const rows = sizeOf(g.shape) / (forward ? inDim : outDim);
-      const s = storageFor(backendName, backend);
-      const r = s.output([...g.shape.slice(0, -1), forward ? outDim : inDim]);
-      if (rows > 0) {
-        const call = forward ? addon.nf4Linear : addon.nf4LinearGradX;
-        call.call(
-          addon,
-          s.view(g),
-          q.codes,
-          q.absmaxCodes,
-          q.absmaxScale,
-          q.absmaxCode,
-          q.offset,
-          rows,
-          inDim,
-          outDim,
-          attrs.tileRows,
-          r.values(),
-        );
-      }
-      return r.info;
-    }) as unknown as KernelFunc,
-  });
+/** The forward (x·Qᵀ) or dx (dy·Q) kernel body: Q's tiles dequantised inside native/nf4.c. */
+function nf4Kernel(forward: boolean) {
+  return ({ inputs, attrs, addon, s }: NativeForwardCall<NF4Attrs>): TensorInfo => {
+    const g = forward ? inputs.x : inputs.dy;
+    const q = attrs.weight;
+    const [outDim, inDim] = q.shape;
+    const rows = sizeOf(g.shape) / (forward ? inDim : outDim);
+    const r = s.output([...g.shape.slice(0, -1), forward ? outDim : inDim]);
+    if (rows > 0) {
+      const call = forward ? addon.nf4Linear : addon.nf4LinearGradX;
+      call.call(
+        addon,
+        s.view(g),
+        q.codes,
+        q.absmaxCodes,
+        q.absmaxScale,
+        q.absmaxCode,
+        q.offset,
+        rows,
+        inDim,
+        outDim,
+        attrs.tileRows,
+        r.values(),
+      );
+    }
+    return r.info;
+  };
 }
 
 /** Register both kernels for `tfBackend` (wasm or cpu) when the addon is built. */
 export function installNativeNF4Linear(tfBackend: string): string[] {
-  const native = nativeKernels();
-  if (!native.available || (tfBackend !== 'wasm' && tfBackend !== 'cpu')) return [];
-  register(native.addon, NF4_LINEAR, tfBackend, true);
-  register(native.addon, NF4_LINEAR_GRAD_X, tfBackend, false);
+  const line = registerNativeForward(
+    tfBackend,
+    NF4_LINEAR,
+    'native, dequantised by tiles',
+    nf4Kernel(true),
+  );
+  if (line.length === 0) return [];
+  registerNativeForward(tfBackend, NF4_LINEAR_GRAD_X, 'dx', nf4Kernel(false));
   if (!gradientRegistered) {
     gradientRegistered = true;
     tf.registerGradient({
@@ -97,7 +83,7 @@ export function installNativeNF4Linear(tfBackend: string): string[] {
       }),
     });
   }
-  return [`${tfBackend}:${NF4_LINEAR}(native, dequantised by tiles)`];
+  return line;
 }
 
 /** Whether x·Qᵀ runs as the native NF4 kernel on the active backend. */
