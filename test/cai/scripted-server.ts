@@ -65,15 +65,6 @@ function lastUser(body: Record<string, unknown>): string {
   return [...ms].reverse().find((m) => m.role === 'user')!.content;
 }
 
-function lastAssistant(body: Record<string, unknown>): string {
-  if (typeof body['prompt'] === 'string') {
-    const parts = (body['prompt'] as string).split('Assistant:');
-    return parts.length >= 3 ? parts[parts.length - 2] : '';
-  }
-  const ms = body['messages'] as { role: string; content: string }[];
-  return [...ms].reverse().find((m) => m.role === 'assistant')?.content ?? '';
-}
-
 /** The two replies of a feedback question, as shown (A then B): the last question in the text. */
 function optionsOf(text: string): [string, string] {
   const all = [...text.matchAll(/\(A\) (.*)\n\(B\) (.*)/g)];
