@@ -36,12 +36,9 @@ export function hostStart(
   const sources = { boot, entry: new URL(`./${name}.ts`, import.meta.url), needsLoader: true };
   const build = env[SOURCES_BUILD_ENV];
   if (!build) return sources;
-  const mapped = mapBoot(
-    boot,
-    new URL('../', import.meta.url).href,
-    pathToFileURL(`${build}/`).href,
-  );
-  const entry = new URL(`actors/${name}.js`, pathToFileURL(`${build}/`));
+  const root = pathToFileURL(`${build}/`);
+  const mapped = mapBoot(boot, new URL('../', import.meta.url).href, root.href);
+  const entry = new URL(`actors/${name}.js`, root);
   if (!mapped || !existsSync(entry)) return sources;
   return { boot: mapped, entry, needsLoader: false };
 }

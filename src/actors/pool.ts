@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import { TroupeError } from '../errors.js';
+import { fromSources } from './built.js';
 import { type PoolOutcome, unwrapOutcome } from './pool-task.js';
 
 export interface TaskPoolOptions {
@@ -30,7 +31,6 @@ export class TaskPool {
   private readonly pool: Piscina;
 
   constructor(readonly options: TaskPoolOptions) {
-    const fromSources = import.meta.url.endsWith('.ts');
     const filename = new URL(`./pool-task.${fromSources ? 'ts' : 'js'}`, import.meta.url).href;
     this.pool = new Piscina({
       filename,

@@ -127,10 +127,33 @@ function saving(tensors: tf.Tensor[], frozen: boolean): tf.Tensor[] {
 }
 
 /**
+ * The backward of a head block that kept e = onehot(label) − softmax(z) [N, V] from its forward,
+ * for row weights dy [N, 1] of the log-probs: dy scales rows, so it moves to the [N, d] side,
+ *   dh = dy ⊙ (e·W) (tied) or dy ⊙ (e·Wᵀ),   dW = eᵀ·(dy ⊙ h) (tied) or (dy ⊙ h)ᵀ·e
+ * (dW only `withWeight`: a frozen head gets none).
+ */
+export function keptHeadBackward(
+  e: tf.Tensor,
+  h: tf.Tensor,
+  w: tf.Tensor,
+  dy: tf.Tensor,
+  tied: boolean,
+  withWeight: boolean,
+): { dh: tf.Tensor; dw?: tf.Tensor } {
+  const eW = tied ? tf.matMul(e, w) : tf.matMul(e, w, false, true); // (N, d)
+  const dh = tf.mul(eW, dy);
+  eW.dispose();
+  if (!withWeight) return { dh };
+  const hy = tf.mul(h, dy); // (N, d)
+  const dw = tied ? tf.matMul(e, hy, true, false) : tf.matMul(hy, e, true, false);
+  hy.dispose();
+  return { dh, dw };
+}
+
+/**
  * `headLogProbs` in one block that keeps e = onehot(label) − softmax(z) [N, V] from the forward,
  * so the backward needs no second pass over the logits (at GPT-2's vocabulary recomputing them
- * was a quarter of the head's 156 GFLOP). dy scales rows, so it moves to the [N, d] side:
- *   dW = eᵀ·(dy ⊙ h) (tied) or (dy ⊙ h)ᵀ·e,   dh = dy ⊙ (e·W) (tied) or dy ⊙ (e·Wᵀ)
+ * was a quarter of the head's 156 GFLOP); its backward is `keptHeadBackward`.
  */
 function keptHeadLogProbs(h: tf.Tensor, w: tf.Tensor, labels: tf.Tensor, tied: boolean): tf.Tensor {
   const N = h.shape[0] as number;
@@ -149,17 +172,10 @@ function keptHeadLogProbs(h: tf.Tensor, w: tf.Tensor, labels: tf.Tensor, tied: b
       gradFunc: (dyIn: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [hs, ws, ys, es] = withWeight(saved, w, frozen);
         const dy = tf.reshape(dyIn as tf.Tensor, [N, 1]);
-        const eW = tied ? tf.matMul(es, ws) : tf.matMul(es, ws, false, true); // (N, d)
-        const dh = tf.mul(eW, dy);
+        const { dh, dw } = keptHeadBackward(es, hs, ws, dy, tied, !frozen);
+        dy.dispose();
         const dz = tf.zeros(ys.shape, 'float32');
-        if (frozen) {
-          tf.dispose([dy, eW]);
-          return [dh, dz];
-        }
-        const hy = tf.mul(hs, dy); // (N, d)
-        const dw = tied ? tf.matMul(es, hy, true, false) : tf.matMul(hy, es, true, false);
-        tf.dispose([dy, hy, eW]);
-        return [dh, dw, dz];
+        return frozen ? [dh, dz] : [dh, dw!, dz];
       },
     };
   });

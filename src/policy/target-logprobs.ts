@@ -2,6 +2,7 @@ import type { TokenBatch } from '../data/batching/collate.js';
 import { TroupeError } from '../errors.js';
 import { logSoftmaxPick, logSoftmaxPickGrad } from '../kernels/custom/native-rows.js';
 import * as tf from '../kernels/tf.js';
+import { keptHeadBackward } from './lm-head.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
 
 /** Which targets `targetLogProbs` scores, and how. */
@@ -26,9 +27,9 @@ export interface TargetOptions {
  * label goes through (the LM loss, `tokenLogprobs`, the RL roles' action log-probs, the
  * preference roles' reply log-probs). The hidden state at column t − 1 predicts token t, and the
  * LM head runs chunked (`CausalLM.tokenLogProbs`: never all [N, V] logits) unless the entropy is
- * asked for; then the [N, V] logits are computed once and both the log-probs and the entropy come
- * from their one log-softmax (`logpAndEntropy`). Padding targets are scored too; callers mask them. Not tidied: call it inside the
- * caller's tidy or gradient.
+ * asked for; then the [N, V] logits are computed once and both the log-probs and the entropy
+ * come from their one log-softmax (`logpAndEntropy`). Padding targets are scored too; callers
+ * mask them. Not tidied: call it inside the caller's tidy or gradient.
  *   batch: B rows of T tokens  →  logp [B, T − start], entropy [B, T − start]
  */
 export function targetLogProbs(
@@ -149,13 +150,9 @@ function headLogpAndEntropy(
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [hs, ws, es, qs, Hs] = saved;
         const dlp = tf.slice(dy, [0, 0], [N, 1]); // (N, 1)
-        const eW = () => (tied ? tf.matMul(es, ws) : tf.matMul(es, ws, false, true)); // (N, d)
         if (!entropyGrad) {
-          // keptHeadLogProbs' backward: dy scales rows, on the [N, d] side
-          const dh = tf.mul(eW(), dlp);
-          const hy = tf.mul(hs, dlp);
-          const dw = tied ? tf.matMul(es, hy, true, false) : tf.matMul(hy, es, true, false);
-          return [dh, dw, tf.zeros([N], 'float32')];
+          const { dh, dw } = keptHeadBackward(es, hs, ws, dlp, tied, true);
+          return [dh, dw!, tf.zeros([N], 'float32')];
         }
         const dH = tf.slice(dy, [0, 1], [N, 1]); // (N, 1)
         const gH = tf.mul(tf.mul(tf.exp(qs), tf.add(qs, tf.reshape(Hs, [N, 1]))), dH);
