@@ -6,11 +6,11 @@ import { memoryProblem, preferenceActors } from '../../src/algorithms/memory-che
 import { trainPreference } from '../../src/algorithms/preference.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { DpoConfig, RmConfig } from '../../src/config/schema.js';
-import type { TroupeError } from '../../src/errors.js';
 import * as tf from '../../src/kernels/tf.js';
 import { llamaConfig } from '../../src/policy/index.js';
 import { parameterCount, predictMemory } from '../../src/policy/memory.js';
 import { useBackend } from '../helpers/backends.js';
+import { rejected } from '../helpers/thrown.js';
 
 const MODEL = llamaConfig({
   vocabSize: 4096,
@@ -105,10 +105,7 @@ describe('memory check of preference runs', () => {
       },
     });
     const before = tf.memory().numBytes;
-    const e = (await trainPreference(c).then(
-      () => undefined,
-      (x: unknown) => x,
-    )) as TroupeError;
+    const e = await rejected(trainPreference(c));
     expect(e?.code, e?.message).toBe('OUT_OF_MEMORY');
     expect(e.message).toMatch(/Actor 'dpo' will not fit: a full fine-tune/);
     expect(tf.memory().numBytes).toBe(before);

@@ -7,11 +7,11 @@ import { rlActors } from '../../src/algorithms/memory-check-rl.js';
 import { trainRl } from '../../src/algorithms/rl.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { RlConfig } from '../../src/config/schema.js';
-import type { TroupeError } from '../../src/errors.js';
 import * as tf from '../../src/kernels/tf.js';
 import { llamaConfig } from '../../src/policy/index.js';
 import { predictMemory } from '../../src/policy/memory.js';
 import { useBackend } from '../helpers/backends.js';
+import { rejected } from '../helpers/thrown.js';
 
 /**
  * The memory check of the online algorithms (src/algorithms/memory-check-rl.ts): each actor of
@@ -132,10 +132,7 @@ describe('memory check of RL runs', () => {
       },
     });
     const before = tf.memory().numBytes;
-    const e = (await trainRl(c).then(
-      () => undefined,
-      (x: unknown) => x,
-    )) as TroupeError;
+    const e = await rejected(trainRl(c));
     expect(e?.code, e?.message).toBe('OUT_OF_MEMORY');
     expect(e.message).toMatch(/Actor 'policy' will not fit: a full fine-tune/);
     expect(tf.memory().numBytes).toBe(before);

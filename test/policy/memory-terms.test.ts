@@ -1,10 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { TokenBatch } from '../../src/data/index.js';
-import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
-import * as tf from '../../src/kernels/tf.js';
-import { CausalLM, Lora, llamaConfig, lmLoss, type ModelConfig } from '../../src/policy/index.js';
-import { headTransientFloats, type MemoryJob, predictMemory } from '../../src/policy/memory.js';
+import { llamaConfig, type ModelConfig } from '../../src/policy/index.js';
+import { headTransientFloats, type MemoryJob } from '../../src/policy/memory.js';
 import { useBackend } from '../helpers/backends.js';
+import { LORA, stepPeak } from './memory-step.js';
 
 /**
  * The predictor's terms that tiny vocabularies and short layers stacks do not exercise, each
@@ -20,40 +18,7 @@ import { useBackend } from '../helpers/backends.js';
  * measured one.
  */
 
-const LORA = { rank: 4, targetModules: ['q', 'v'] };
-
-function batch(B: number, T: number, V: number): TokenBatch {
-  return {
-    ids: Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % V),
-    mask: new Uint8Array(B * T).fill(1),
-    batch: B,
-    length: T,
-  } as TokenBatch;
-}
-
-/** A training step's measured peak above what was live before it, and the predicted one. */
-function measure(config: ModelConfig, job: Omit<MemoryJob, 'config'>) {
-  const model = CausalLM.init(config, { seed: 3 });
-  let vars = [...model.params.values()];
-  if (job.method === 'lora') {
-    const l = new Lora(model, { ...LORA, alpha: 8, dropout: 0 }, { seed: 1 });
-    vars = l.trainableNames.map((n) => model.params.get(n)!);
-    // the base frozen as Trainable freezes it (what lm-head.ts reads)
-    const names = new Set(l.trainableNames);
-    for (const [n, v] of model.params) v.trainable = names.has(n);
-  }
-  const b = batch(job.batch, job.seq, config.vocabSize);
-  const start = wasmTensorBytes({ reset: true })!.liveBytes;
-  const { value, grads } = tf.variableGrads(
-    () => lmLoss(model, b, { checkpoint: job.checkpoint }).loss,
-    vars,
-  );
-  const measured = wasmTensorBytes()!.peakBytes - start;
-  tf.dispose([value, ...Object.values(grads)]);
-  model.dispose();
-  const p = predictMemory({ config, ...job });
-  return { measured, predicted: p.peak - p.weights - p.optimizer };
-}
+const measure = (config: ModelConfig, job: Omit<MemoryJob, 'config'>) => stepPeak(config, job, 3);
 
 function expectWithin(r: { measured: number; predicted: number }) {
   const ratio = r.predicted / r.measured;

@@ -6,9 +6,7 @@ import { trainLm } from '../../src/algorithms/lm.js';
 import { memoryProblem } from '../../src/algorithms/memory-check.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { SftConfig } from '../../src/config/schema.js';
-import type { TokenBatch } from '../../src/data/index.js';
 import type { TroupeError } from '../../src/errors.js';
-import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
 import * as tf from '../../src/kernels/tf.js';
 import {
   AdamW,
@@ -21,6 +19,7 @@ import {
 } from '../../src/policy/index.js';
 import { type MemoryJob, predictMemory } from '../../src/policy/memory.js';
 import { useBackend } from '../helpers/backends.js';
+import { LORA, stepPeak, tokenBatch } from './memory-step.js';
 
 /**
  * The memory predictor (src/policy/memory.ts) against what tiny models allocate: weights,
@@ -54,18 +53,10 @@ const CONFIGS: Record<string, ModelConfig> = {
     tieEmbeddings: true,
   }),
 };
-const LORA = { rank: 4, targetModules: ['q', 'v'] };
 
 const bytesOf = (ts: Iterable<tf.Tensor>) => [...ts].reduce((s, t) => s + t.size * 4, 0);
 
-function batch(B: number, T: number): TokenBatch {
-  return {
-    ids: Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % V),
-    mask: new Uint8Array(B * T).fill(1),
-    batch: B,
-    length: T,
-  } as TokenBatch;
-}
+const batch = (B: number, T: number) => tokenBatch(B, T, V);
 
 describe('memory predictor', () => {
   beforeAll(async () => {
@@ -109,37 +100,19 @@ describe('memory predictor', () => {
     for (const method of ['full', 'lora'] as const) {
       for (const checkpoint of [false, true]) {
         it(`${name} ${method}${checkpoint ? ' checkpointed' : ''}: a training step's peak within 0.9–1.6× of the prediction`, () => {
-          const model = CausalLM.init(config, { seed: 2 });
-          let vars = [...model.params.values()];
-          if (method === 'lora') {
-            const l = new Lora(model, { ...LORA, alpha: 8, dropout: 0 }, { seed: 1 });
-            vars = l.trainableNames.map((n) => model.params.get(n)!);
-            // the base frozen as the trainers freeze it (Trainable), which the LM head and the
-            // checkpointed recompute read: neither differentiates a frozen weight
-            const names = new Set(l.trainableNames);
-            for (const [n, v] of model.params) v.trainable = names.has(n);
-          }
           for (const [B, T] of [
             [2, 48],
             [1, 160],
           ]) {
-            const start = wasmTensorBytes({ reset: true })!.liveBytes;
-            const { value, grads } = tf.variableGrads(
-              () => lmLoss(model, batch(B, T), { checkpoint }).loss,
-              vars,
-            );
-            const measured = wasmTensorBytes()!.peakBytes - start;
-            tf.dispose([value, ...Object.values(grads)]);
-            const job: MemoryJob = { config, method, lora: LORA, batch: B, seq: T, checkpoint };
-            const p = predictMemory(job);
-            const ratio = (p.peak - p.weights - p.optimizer) / measured;
+            const job = { method, lora: LORA, batch: B, seq: T, checkpoint };
+            const { measured, predicted } = stepPeak(config, job, 2);
+            const ratio = predicted / measured;
             expect(
               ratio,
-              `${B}×${T}: predicted ${p.peak - p.weights - p.optimizer}, measured ${measured}`,
+              `${B}×${T}: predicted ${predicted}, measured ${measured}`,
             ).toBeGreaterThan(0.9);
             expect(ratio).toBeLessThan(1.6);
           }
-          model.dispose();
         });
       }
     }
