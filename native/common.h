@@ -149,6 +149,7 @@ bool troupe_define_rows(napi_env env, napi_value exports);  /* rows.c: softmax r
 bool troupe_define_decode(napi_env env, napi_value exports); /* decode.c: a cached decoder block */
 bool troupe_define_bf16(napi_env env, napi_value exports);   /* bf16.c: bf16 products, fp32 sums */
 bool troupe_define_nf4(napi_env env, napi_value exports);    /* nf4.c: NF4 weights in matmuls */
+bool troupe_define_sample(napi_env env, napi_value exports); /* sample.c: sampling's exp rows */
 
 /* troupe_native.c: the BLAS threads per call now set (setThreads); the bf16 kernels use as many */
 int troupe_threads(void);

@@ -276,7 +276,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports) ||
       !troupe_define_rows(env, exports) || !troupe_define_decode(env, exports) ||
-      !troupe_define_bf16(env, exports) || !troupe_define_nf4(env, exports))
+      !troupe_define_bf16(env, exports) || !troupe_define_nf4(env, exports) ||
+      !troupe_define_sample(env, exports))
     return NULL;
   return exports;
 }

@@ -305,6 +305,17 @@ export interface NativeAddon {
     dx: Float32Array,
   ): void;
 
+  // Sampling's rows (native/sample.c), to the bit what src/policy/sampling.ts computes in JS.
+  /**
+   * max = max_i z[i] (arg: its first index), e[i] = exp((z[i] − max)·scale) in float64 (V8's
+   * Math.exp to the bit), total = Σ e[i] in index order; out = [max, arg, total].
+   */
+  sampleExpRow(z: Float32Array, scale: number, e: Float64Array, out: Float64Array): void;
+  /** The first v with target < e[0] + … + e[v] (else the last), then back past zeros. */
+  categoricalRow(e: Float64Array, target: number): number;
+  /** y[i] = exp(x[i]) as sampleExpRow computes it (for the tests that hold it to Math.exp). */
+  exp64(x: Float64Array, y: Float64Array): void;
+
   /** BLAS threads per call. */
   threads(): number;
 

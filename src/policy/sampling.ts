@@ -1,4 +1,5 @@
 import { TroupeError } from '../errors.js';
+import { type NativeAddon, nativeKernels } from '../kernels/native.js';
 import type { RandomStream } from '../kernels/random.js';
 
 /** How the next token is chosen from a row of logits. */
@@ -38,8 +39,71 @@ export function checkSampling(o: SamplingOptions): void {
  * under the temperature-scaled distribution softmax(z/T) — before top-k/top-p filtering, which
  * is the distribution a trainer recomputes as log_softmax(logits / T). Greedy (T = 0) returns
  * the argmax with its log-probability under softmax(z).
+ *
+ * A Float32Array row goes through the native addon when it is loaded (native/sample.c: the max,
+ * the V exponentials and their sum, and the draw's walk), which gives the bits `sampleTokenJs`
+ * gives: its exp is V8's Math.exp algorithm, its sums run in the same order. Measured on GPT-2's
+ * V = 50,257 (Intel Xeon, AVX-512, one thread): see docs/runtime.md.
  */
 export function sampleToken(
+  logits: ArrayLike<number>,
+  o: SamplingOptions,
+  rng: RandomStream | undefined,
+): { token: number; logprob: number } {
+  const n = logits instanceof Float32Array ? rowKernels() : undefined;
+  return n ? sampleNative(n, logits as Float32Array, o, rng) : sampleTokenJs(logits, o, rng);
+}
+
+/** The addon's sampling rows, if it is loaded and has them. */
+let kernels: NativeAddon | null | undefined;
+function rowKernels(): NativeAddon | undefined {
+  if (kernels === undefined) {
+    const n = nativeKernels();
+    kernels = n.available && typeof n.addon.sampleExpRow === 'function' ? n.addon : null;
+  }
+  return kernels ?? undefined;
+}
+
+/** A row's exponentials: one buffer per length, reused (sampleToken keeps none of it). */
+let scratch = new Float64Array(0);
+const sums = new Float64Array(3);
+
+function sampleNative(
+  n: NativeAddon,
+  logits: Float32Array,
+  o: SamplingOptions,
+  rng: RandomStream | undefined,
+): { token: number; logprob: number } {
+  const V = logits.length;
+  if (V === 0) return sampleTokenJs(logits, o, rng);
+  const T = o.temperature ?? 1;
+  const scale = T === 0 ? 1 : 1 / T;
+  if (scratch.length !== V) scratch = new Float64Array(V);
+  const e = scratch;
+  n.sampleExpRow(logits, scale, e, sums);
+  const max = sums[0];
+  const arg = sums[1];
+  const total = sums[2];
+  const logZ = Math.log(total);
+  const logprob = (i: number) => (logits[i] - max) * scale - logZ;
+  if (T === 0) return { token: arg, logprob: logprob(arg) };
+  if (!rng)
+    throw new TroupeError('BAD_ARGUMENT', 'sampling with temperature > 0 needs a random stream');
+  const k = o.topK && o.topK < V ? o.topK : V;
+  const p = o.topP ?? 1;
+  if (k < V || p < 1) {
+    const token = rng.categorical(nucleus(e, total, k, p), 1)[0];
+    return { token, logprob: logprob(token) };
+  }
+  // rng.categorical(e, 1) in one pass: its total is this total (the same sum in the same order);
+  // a row it refuses (a NaN logit) goes to it, to throw its error.
+  if (!(total > 0) || !Number.isFinite(total)) rng.categorical(e, 1);
+  const token = n.categoricalRow(e, rng.nextDouble() * total);
+  return { token, logprob: logprob(token) };
+}
+
+/** sampleToken in JavaScript alone: what it computes where the addon is not loaded. */
+export function sampleTokenJs(
   logits: ArrayLike<number>,
   o: SamplingOptions,
   rng: RandomStream | undefined,
