@@ -1,7 +1,7 @@
 /**
  * Where a bf16 generation's time goes (#17 item 4):
  *
- *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2] [batch] [reps]
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2] [batch] [reps] [--js-sampling]
  *
  * The bf16 suite's generate row (bench/suites/model-measure.ts: a model holding bf16 weights,
  * greedy, prompt 32, 64 new tokens, prefill included) on wasm with the native kernels, timed
@@ -9,6 +9,7 @@
  * (decodeBlock: a decoder block; bf16LinearW: the LM head and the prefill's projections) summed
  * by wrapping the addon's functions; the rest is tfjs and JS between them (embedding, final norm,
  * sampling, the cache's bookkeeping). Prints tokens/s (median, min, max) and the shares.
+ * --js-sampling samples in JavaScript (sampleTokenJs, as before native/sample.c): the same tokens.
  */
 
 import { nativeKernels } from '../src/kernels/native.js';
@@ -17,11 +18,14 @@ import { holdBf16 } from '../src/policy/bf16.js';
 import { CausalLM, generate } from '../src/policy/index.js';
 import { bf16Cases } from './suites/model.js';
 
-const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv.slice(2);
+const jsSampling = process.argv.includes('--js-sampling');
+const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv
+  .slice(2)
+  .filter((a) => a !== '--js-sampling');
 const B = Number(batchArg);
 const reps = Number(repsArg);
 if (!['small', 'gpt2'].includes(which) || !(B >= 1) || !(reps >= 1)) {
-  process.stderr.write('usage: profile-generate.ts [small|gpt2] [batch] [reps]\n');
+  process.stderr.write('usage: profile-generate.ts [small|gpt2] [batch] [reps] [--js-sampling]\n');
   process.exit(2);
 }
 await startRuntime({ backend: 'wasm', precision: 'bf16' });
@@ -34,7 +38,7 @@ const native = nativeKernels();
 if (!native.available) throw new Error(`profile-generate: no native addon: ${native.reason}`);
 const spent = new Map<string, { ms: number; calls: number }>();
 const addon = native.addon as unknown as Record<string, unknown>;
-for (const name of ['decodeBlock', 'bf16LinearW', 'logSoftmaxPick']) {
+for (const name of ['decodeBlock', 'bf16LinearW', 'logSoftmaxPick', 'sampleExpRow']) {
   const f = addon[name];
   if (typeof f !== 'function') throw new Error(`profile-generate: the addon has no ${name}`);
   addon[name] = (...args: unknown[]) => {
@@ -47,6 +51,9 @@ for (const name of ['decodeBlock', 'bf16LinearW', 'logSoftmaxPick']) {
     return r;
   };
 }
+
+// sampleToken looks for sampleExpRow at its first call: without it, it samples in JavaScript.
+if (jsSampling) delete addon.sampleExpRow;
 
 let seed = 7;
 const token = () => {
