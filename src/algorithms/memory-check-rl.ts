@@ -21,7 +21,9 @@ import { oldLogpInStep, sharesWeights } from './rl/topology.js';
  *              (the reward actor runs on cpu unless placed)
  *
  * An actor colocated with another (`actors.X.colocateWith`) adds its peak to that thread's.
- * Frozen models count fp32 weights even under precision bf16 (an upper bound: they hold bf16).
+ * Under its thread's precision bf16 a frozen model (generator, reference, reward) holds its
+ * matrices as bf16 (predictMemory's bf16Weights: host memory, outside a wasm heap; its load is
+ * fp32 on the backend first); the policy and critic keep fp32 masters.
  */
 
 /** The reward sources' model configs (the `model` ones, paths already resolved). */
@@ -51,6 +53,20 @@ export function rlActors(
   const rows = c.train.batchSize * c.rollout.samplesPerPrompt;
   const seq = c.data.maxLength + c.rollout.maxNewTokens;
   const place = (name: string) => c.actors?.[name];
+  // A colocated actor runs at its host's precision (actors/topology.ts refuses another).
+  const precisionOf = (name: string): 'fp32' | 'bf16' => {
+    const seen = new Set<string>();
+    let at = name;
+    while (place(at)?.colocateWith && !seen.has(at)) {
+      seen.add(at);
+      at = place(at)!.colocateWith!;
+    }
+    return place(at)?.precision ?? place(name)?.precision ?? c.runtime.precision;
+  };
+  const frozen = (job: MemoryJob, actor: string): MemoryJob => ({
+    ...job,
+    precision: precisionOf(actor),
+  });
   const backendOf = (name: string) => place(name)?.backend ?? c.runtime.backend;
   const policyReplicas = place('policy')?.replicas ?? c.runtime.replicas;
   const criticReplicas = place('critic')?.replicas ?? 1;
@@ -98,9 +114,17 @@ export function rlActors(
     replicas: policyReplicas,
   });
   if (!sharesWeights(c))
-    add({ actor: 'generator', backend: backendOf('generator'), job: generation });
+    add({
+      actor: 'generator',
+      backend: backendOf('generator'),
+      job: frozen(generation, 'generator'),
+    });
   if (usesReference(c))
-    add({ actor: 'reference', backend: backendOf('reference'), job: forward(model) });
+    add({
+      actor: 'reference',
+      backend: backendOf('reference'),
+      job: frozen(forward(model), 'reference'),
+    });
   if (c.rl.estimator === 'gae') {
     add({
       actor: 'critic',
@@ -111,7 +135,9 @@ export function rlActors(
     });
   }
   if (rewardModels.length > 0) {
-    const [first, ...rest] = rewardModels.map((m) => forward(m.config, ['score']));
+    const [first, ...rest] = rewardModels.map((m) =>
+      frozen(forward(m.config, ['score']), 'reward'),
+    );
     add({
       actor: 'reward',
       backend: place('reward')?.backend ?? 'cpu',

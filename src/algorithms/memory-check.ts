@@ -31,16 +31,39 @@ export interface ActorMemory {
   readonly replicas?: number;
 }
 
-/** An actor's thread: its job's prediction and the most the thread holds (phases, colocated). */
-export function threadPeak(a: ActorMemory): { prediction: MemoryPrediction; peak: number } {
+/**
+ * An actor's thread: its job's prediction and the most the thread holds (phases, colocated):
+ * `peak` all of it, `backendPeak` its backend's tensors (what a wasm heap must hold: a frozen
+ * model's bf16 matrices are host memory, its fp32 load is not), `host` the host memory it takes
+ * on its backend (a wasm heap never shrinks: its high-water mark beside the bf16 matrices; AdamW
+ * moments offloaded to the host included).
+ */
+export function threadPeak(a: ActorMemory): {
+  prediction: MemoryPrediction;
+  peak: number;
+  backendPeak: number;
+  host: number;
+} {
   const p = predictMemory(a.job);
   let peak = p.peak;
+  let backendPeak = p.backendPeak;
+  let bf16 = p.bf16Weights;
+  let hostOptimizer = p.hostOptimizer;
   for (const ph of a.phases ?? []) {
     const q = predictMemory(ph.job);
-    peak = Math.max(peak, p.weights + p.optimizer + q.peak - q.weights);
+    const extra = p.optimizer + q.peak - q.weights;
+    peak = Math.max(peak, p.weights + extra);
+    backendPeak = Math.max(backendPeak, p.weights - p.bf16Weights + extra);
   }
-  for (const c of a.colocated ?? []) peak += predictMemory(c.job).peak;
-  return { prediction: p, peak };
+  for (const c of a.colocated ?? []) {
+    const q = predictMemory(c.job);
+    peak += q.peak;
+    backendPeak += q.backendPeak;
+    bf16 += q.bf16Weights;
+    hostOptimizer += q.hostOptimizer;
+  }
+  const resident = a.backend === 'cpu' ? peak : Math.max(peak, backendPeak + bf16);
+  return { prediction: p, peak, backendPeak, host: resident + hostOptimizer };
 }
 
 export interface MemoryLimits {
@@ -71,7 +94,7 @@ export const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
 /** One line of a prediction: its peak and the categories that make it up. */
 export function describePrediction(p: MemoryPrediction): string {
   const parts = [
-    `weights ${gib(p.weights)}`,
+    `weights ${gib(p.weights)}${p.bf16Weights > 0 ? ` (${gib(p.bf16Weights)} bf16)` : ''}`,
     `gradients ${gib(p.gradients)}`,
     `AdamW ${gib(p.optimizer + p.hostOptimizer)}${p.hostOptimizer > 0 ? ' (host)' : ''}`,
     `activations ${gib(p.activations)}`,
@@ -102,6 +125,8 @@ export function alternatives(
     });
   } else if (job.method === 'lora' && !job.quantize) {
     add('QLoRA (model.quantize: nf4)', { ...job, quantize: 'nf4' });
+  } else if (job.method === 'none' && job.precision !== 'bf16' && !job.quantize) {
+    add('bf16 weights (precision: bf16 for this actor)', { ...job, precision: 'bf16' });
   }
   if (job.method !== 'none' && !job.checkpoint) {
     add('gradient checkpointing (model.gradientCheckpointing: true)', { ...job, checkpoint: true });
@@ -115,14 +140,26 @@ export function alternatives(
   return out;
 }
 
-/** Each alternative's peak, over the actor's whole thread (its other passes, colocated actors). */
-function fixes(actor: ActorMemory, limit: number, backendFix: string | undefined): string {
+/**
+ * Each alternative's peak, over the actor's whole thread (its other passes, colocated actors),
+ * against `limit`: the wasm heap (its backend's tensors) or the host's memory.
+ */
+function fixes(
+  actor: ActorMemory,
+  limit: number,
+  against: 'backendPeak' | 'host',
+  backendFix: string | undefined,
+): string {
   const lines = alternatives(actor.job).map((a) => {
-    const peak = threadPeak({ ...actor, job: a.job }).peak;
+    const peak = threadPeak({ ...actor, job: a.job })[against];
     return `${a.change}: peak ${gib(peak)}${peak <= limit ? ' (fits)' : ''}`;
   });
   if (backendFix) lines.unshift(backendFix);
-  lines.push('precision: bf16 does not lower memory here (fp32 master weights, fp32 activations)');
+  if (actor.job.method !== 'none') {
+    lines.push(
+      'precision: bf16 does not lower memory here (fp32 master weights, fp32 activations)',
+    );
+  }
   return lines.map((l) => `  - ${l}`).join('\n');
 }
 
@@ -139,18 +176,19 @@ export function memoryProblem(
   for (const a of predicted) {
     if (a.backend !== 'wasm' && a.backend !== 'auto') continue;
     const p = a.prediction;
-    if (a.peak <= limits.wasmHeap) continue;
-    const host = a.peak + p.hostOptimizer <= limits.host;
+    if (a.backendPeak <= limits.wasmHeap) continue;
+    const host = threadPeak({ ...a, backend: 'cpu' }).host <= limits.host;
     const field = `actors.${a.actor}.backend`;
     return new TroupeError(
       'OUT_OF_MEMORY',
       `Actor '${a.actor}' will not fit: ${describeJob(a.job)} needs ${describePrediction(p)}` +
-        `${threadExtras(a, a.peak)}, ` +
+        `${threadExtras(a, a.peak)}${backendExtra(a)}, ` +
         `more than the ${gib(limits.wasmHeap)} a wasm actor's heap holds (wasm32, backend ` +
         `'${a.backend}'). Nothing was allocated. What would fit:\n` +
         fixes(
           a,
           limits.wasmHeap,
+          'backendPeak',
           `the cpu backend (runtime.backend: cpu, or ${field}: cpu): host memory, native kernels` +
             (host
               ? ` (${gib(limits.host)} available: fits)`
@@ -162,13 +200,13 @@ export function memoryProblem(
           backend: a.backend,
           predicted: p,
           threadPeakBytes: a.peak,
+          backendPeakBytes: a.backendPeak,
           limitBytes: limits.wasmHeap,
         },
       },
     );
   }
-  const each = (a: (typeof predicted)[number]) =>
-    (a.peak + a.prediction.hostOptimizer) * (a.replicas ?? 1);
+  const each = (a: (typeof predicted)[number]) => a.host * (a.replicas ?? 1);
   const total = predicted.reduce((s, a) => s + each(a), 0);
   if (total > limits.host) {
     const biggest = predicted.reduce((a, b) => (b.peak > a.peak ? b : a));
@@ -182,11 +220,22 @@ export function memoryProblem(
           .join(', ') +
         `), ${gib(limits.host)} is available. Nothing was allocated. The largest, '${biggest.actor}', ` +
         `${describeJob(biggest.job)}: ${describePrediction(biggest.prediction)}. What would need less:\n` +
-        fixes(biggest, limits.host, undefined),
+        fixes(biggest, limits.host, 'host', undefined),
       { details: { totalBytes: total, limitBytes: limits.host } },
     );
   }
   return undefined;
+}
+
+/** Where a wasm heap needs more than the thread's peak less its bf16 matrices: a bf16 model's fp32 load. */
+function backendExtra(a: {
+  prediction: MemoryPrediction;
+  peak: number;
+  backendPeak: number;
+}): string {
+  const bf16 = a.prediction.bf16Weights;
+  if (bf16 === 0 || a.backendPeak <= a.peak - bf16) return '';
+  return `; its bf16 matrices (${gib(bf16)}) are host memory, but the model loads in fp32 first: ${gib(a.backendPeak)} on the backend`;
 }
 
 /** What a thread adds to its job's own peak: its other passes and colocated actors. */
@@ -212,7 +261,8 @@ function describeJob(j: MemoryJob): string {
           ? 'generation'
           : 'a forward';
   const params = `${(predictMemory(j).params / 1e6).toFixed(1)} M parameters, ${c.layers} layers, d ${c.hidden}`;
-  return `${what} of a ${params} at ${j.batch}×${j.seq} tokens${j.checkpoint ? ', checkpointed' : ''}`;
+  const bf16 = j.precision === 'bf16' && (j.method === 'none' || (j.frozenCopies ?? 0) > 0);
+  return `${what} of a ${params} at ${j.batch}×${j.seq} tokens${j.checkpoint ? ', checkpointed' : ''}${bf16 ? ', frozen weights in bf16' : ''}`;
 }
 
 /** Throw memoryProblem's error, if any (the trainers call this before starting an actor). */
@@ -261,6 +311,7 @@ export function preferenceActors(c: RmConfig | DpoConfig, model: ModelConfig): A
   const batch = 2 * microBatch(c);
   const seq = c.data.maxLength;
   const backendOf = (name: string) => c.actors?.[name]?.backend ?? c.runtime.backend;
+  const precisionOf = (name: string) => c.actors?.[name]?.precision ?? c.runtime.precision;
   const train: MemoryJob = {
     config: model,
     method: c.model.lora ? 'lora' : 'full',
@@ -273,10 +324,18 @@ export function preferenceActors(c: RmConfig | DpoConfig, model: ModelConfig): A
   };
   const out: ActorMemory[] = [{ actor: learner, backend: backendOf(learner), job: train }];
   if (c.algorithm !== 'dpo') return out;
-  const reference: MemoryJob = { config: model, method: 'none', batch, seq };
+  // a frozen reference holds bf16 matrices under its thread's precision bf16 (policy/bf16.ts)
+  const reference: MemoryJob = {
+    config: model,
+    method: 'none',
+    batch,
+    seq,
+    precision: precisionOf('reference'),
+  };
   if (c.actors?.reference?.colocateWith === learner) {
-    // one thread: the learner's step beside a second, frozen copy of the weights
-    return [{ actor: learner, backend: backendOf(learner), job: { ...train, frozenCopies: 1 } }];
+    // one thread (the learner's precision): the learner's step beside a frozen copy
+    const job: MemoryJob = { ...train, frozenCopies: 1, precision: precisionOf(learner) };
+    return [{ actor: learner, backend: backendOf(learner), job }];
   }
   out.push({ actor: 'reference', backend: backendOf('reference'), job: reference });
   return out;

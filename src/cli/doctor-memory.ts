@@ -6,6 +6,7 @@ import {
   machineLimits,
   threadPeak,
 } from '../algorithms/memory-check.js';
+import { TroupeError } from '../errors.js';
 import type { ModelConfig } from '../policy/config.js';
 import { readModelConfig } from '../policy/io.js';
 import { type MemoryJob, type MemoryPrediction, predictMemory } from '../policy/memory.js';
@@ -28,6 +29,8 @@ export interface MemoryRowReport {
 export interface MemoryReport {
   readonly model: string;
   readonly params: number;
+  /** The frozen models' precision: under bf16 the forward, generation, generator and reference hold bf16 matrices. */
+  readonly precision: 'fp32' | 'bf16';
   readonly batch: number;
   readonly seq: number;
   readonly limits: MemoryLimits;
@@ -45,15 +48,23 @@ export interface MemoryReport {
   }[];
 }
 
-/** The jobs doctor predicts for a model at batch × seq. */
-export function doctorJobs(config: ModelConfig, batch: number, seq: number): [string, MemoryJob][] {
+/**
+ * The jobs doctor predicts for a model at batch × seq; under precision bf16 the frozen ones (the
+ * forward and generation) hold bf16 matrices, the trained ones keep fp32 masters.
+ */
+export function doctorJobs(
+  config: ModelConfig,
+  batch: number,
+  seq: number,
+  precision: 'fp32' | 'bf16' = 'fp32',
+): [string, MemoryJob][] {
   const base = { config, batch, seq };
   const lora = { rank: 8, targetModules: ['q', 'v'] };
   return [
-    ['forward (scoring, a frozen reference)', { ...base, method: 'none' }],
+    ['forward (scoring, a frozen reference)', { ...base, method: 'none', precision }],
     [
       `generation (KV cache of ${batch}×${seq})`,
-      { ...base, method: 'none', generation: { batch, length: seq } },
+      { ...base, method: 'none', generation: { batch, length: seq }, precision },
     ],
     ['LoRA r8 q/v, AdamW', { ...base, method: 'lora', lora }],
     ['QLoRA (nf4) r8 q/v', { ...base, method: 'lora', lora, quantize: 'nf4' }],
@@ -66,8 +77,16 @@ export function doctorJobs(config: ModelConfig, batch: number, seq: number): [st
   ];
 }
 
-/** The RL actors doctor predicts: `batch` rollout rows of `seq` tokens, half of them prompt. */
-export function doctorRlActors(config: ModelConfig, batch: number, seq: number): ActorMemory[] {
+/**
+ * The RL actors doctor predicts: `batch` rollout rows of `seq` tokens, half of them prompt; under
+ * precision bf16 the generator and the reference hold bf16 matrices.
+ */
+export function doctorRlActors(
+  config: ModelConfig,
+  batch: number,
+  seq: number,
+  precision: 'fp32' | 'bf16' = 'fp32',
+): ActorMemory[] {
   const base = { config, batch, seq };
   const lora = { rank: 8, targetModules: ['q', 'v'] };
   const logprobs = { what: "the rollout's log-probs", job: { ...base, method: 'none' as const } };
@@ -88,9 +107,19 @@ export function doctorRlActors(config: ModelConfig, batch: number, seq: number):
     {
       actor: `generator (KV cache of ${batch}×${seq}, prompts of ${prompt})`,
       backend: 'wasm',
-      job: { ...base, seq: prompt, method: 'none', generation: { batch, length: seq } },
+      job: {
+        ...base,
+        seq: prompt,
+        method: 'none',
+        generation: { batch, length: seq },
+        precision,
+      },
     },
-    { actor: 'reference (KL), forward', backend: 'wasm', job: { ...base, method: 'none' } },
+    {
+      actor: 'reference (KL), forward',
+      backend: 'wasm',
+      job: { ...base, method: 'none', precision },
+    },
     {
       actor: 'critic (PPO), full AdamW + value head',
       backend: 'wasm',
@@ -104,33 +133,43 @@ export function doctorRlActors(config: ModelConfig, batch: number, seq: number):
 
 export async function memoryReport(
   dir: string,
-  opts: { batch?: number; seq?: number; limits?: MemoryLimits } = {},
+  opts: { batch?: number; seq?: number; precision?: string; limits?: MemoryLimits } = {},
 ): Promise<MemoryReport> {
+  const precision = opts.precision ?? 'fp32';
+  if (precision !== 'fp32' && precision !== 'bf16') {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `doctor --precision: 'fp32' or 'bf16', got '${precision}'`,
+      { details: { field: 'precision' } },
+    );
+  }
   const config = await readModelConfig(dir);
   const batch = opts.batch ?? 1;
   const seq = opts.seq ?? 512;
   const limits = opts.limits ?? machineLimits();
-  const rows = doctorJobs(config, batch, seq).map(([job, j]) => {
+  // peakBytes: host memory on the cpu backend (offloaded moments included); fitsWasm: the
+  // backend's tensors against the heap (offloaded moments and bf16 matrices live outside it, a
+  // bf16 model's fp32 load inside)
+  const rows = doctorJobs(config, batch, seq, precision).map(([job, j]) => {
     const prediction = predictMemory(j);
     const peakBytes = prediction.peak + prediction.hostOptimizer;
     return {
       job,
       prediction,
       peakBytes,
-      // offloaded moments live in host memory, outside the wasm heap
-      fitsWasm: prediction.peak <= limits.wasmHeap,
+      fitsWasm: prediction.backendPeak <= limits.wasmHeap,
       fitsHost: peakBytes <= limits.host,
     };
   });
-  const actors = doctorRlActors(config, batch, seq);
+  const actors = doctorRlActors(config, batch, seq, precision);
   const rl = actors.map((a) => {
-    const { prediction, peak } = threadPeak(a);
-    const peakBytes = peak + prediction.hostOptimizer;
+    const { prediction, backendPeak } = threadPeak(a);
+    const peakBytes = threadPeak({ ...a, backend: 'cpu' }).host;
     return {
       job: a.actor,
       prediction,
       peakBytes,
-      fitsWasm: peak <= limits.wasmHeap,
+      fitsWasm: backendPeak <= limits.wasmHeap,
       fitsHost: peakBytes <= limits.host,
     };
   });
@@ -143,14 +182,27 @@ export async function memoryReport(
     run('GRPO/RLOO, LoRA (policy, generator, reference)', [1, 2, 3]),
     run('PPO, full (policy, generator, reference, critic)', [0, 2, 3, 4]),
   ];
-  return { model: dir, params: rows[0].prediction.params, batch, seq, limits, rows, rl, rlRuns };
+  return {
+    model: dir,
+    params: rows[0].prediction.params,
+    precision,
+    batch,
+    seq,
+    limits,
+    rows,
+    rl,
+    rlRuns,
+  };
 }
 
 export function formatMemoryReport(r: MemoryReport): string {
   const w = Math.max(...r.rows.map((x) => x.job.length));
   const wr = Math.max(...r.rl.map((x) => x.job.length));
   return [
-    `Memory: ${r.model} (${(r.params / 1e6).toFixed(1)} M parameters) at ${r.batch} × ${r.seq} tokens, fp32`,
+    `Memory: ${r.model} (${(r.params / 1e6).toFixed(1)} M parameters) at ${r.batch} × ${r.seq} tokens, ` +
+      (r.precision === 'bf16'
+        ? 'precision bf16 (frozen models hold bf16 matrices; trained ones fp32 masters)'
+        : 'fp32'),
     `  limits: wasm actor heap ${gib(r.limits.wasmHeap)} (wasm32) · host available ${gib(r.limits.host)}`,
     ...r.rows.map(
       (x) =>

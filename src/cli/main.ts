@@ -50,6 +50,11 @@ const DOCTOR_SPEC: CommandSpec = {
     },
     { name: 'batch', type: 'string', help: 'with --model: rows per step (default 1)' },
     { name: 'seq', type: 'string', help: 'with --model: tokens per row (default 512)' },
+    {
+      name: 'precision',
+      type: 'string',
+      help: 'with --model: fp32 (default) or bf16: frozen models (forward, generator, reference) hold bf16 matrices',
+    },
   ],
 };
 
@@ -63,7 +68,12 @@ async function doctor(args: string[]): Promise<number> {
   if (typeof model === 'string') {
     const num = (k: string) =>
       parsed.values[k] === undefined ? undefined : Number(parsed.values[k]);
-    const r = await memoryReport(model, { batch: num('batch'), seq: num('seq') });
+    const precision = parsed.values['precision'];
+    const r = await memoryReport(model, {
+      batch: num('batch'),
+      seq: num('seq'),
+      ...(typeof precision === 'string' ? { precision } : {}),
+    });
     process.stdout.write(
       parsed.values['json'] ? `${JSON.stringify(r, null, 2)}\n` : `${formatMemoryReport(r)}\n`,
     );

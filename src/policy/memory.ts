@@ -5,7 +5,9 @@ import { type HeadName, headSpecs, paramSpecs } from './params.js';
 /**
  * "Will it fit": the memory of a job, predicted from its model config before anything is
  * allocated. Weights, gradients and optimizer state are exact byte counts of the tensors Troupe
- * creates (float32, the shapes of params.ts and the LoRA adapters). Activations count the
+ * creates (float32, the shapes of params.ts and the LoRA adapters; a frozen model under precision
+ * bf16 its matrices' bf16 panels, bf16Matrices, checked against a held model's bytes in
+ * test/policy/memory-bf16.test.ts). Activations count the
  * float32 tensors a training step's backward keeps, per token and layer, read off the block's
  * tape (block.ts, layers.ts; under the lean backward of kernels/custom/lean-backprop.ts), plus
  * the LM head's and one block's transients; checked against the wasm heap's measured peak on
@@ -37,8 +39,14 @@ export interface MemoryJob {
   readonly heads?: readonly HeadName[];
   /** The frozen base stored as NF4 (QLoRA): block projections at 4 bits plus scales. */
   readonly quantize?: 'nf4';
-  /** More fp32 copies of the model's weights in the same thread (a colocated reference). */
+  /** More copies of the model's weights in the same thread (a colocated reference), frozen. */
   readonly frozenCopies?: number;
+  /**
+   * The thread's matrix-product precision (default fp32). Under bf16 a frozen model (a forward
+   * job, method none, without adapters or NF4, and every frozen copy) holds its block projections, embedding
+   * and untied LM head as bf16 (policy/bf16.ts holdBf16); a trained model keeps fp32 masters.
+   */
+  readonly precision?: 'fp32' | 'bf16';
 }
 
 /** Bytes by category. `optimizer` is on the backend unless offloaded (then `hostOptimizer`). */
@@ -46,6 +54,11 @@ export interface MemoryPrediction {
   readonly params: number;
   readonly trainableParams: number;
   readonly weights: number;
+  /**
+   * Of `weights`, the bf16 matrices of frozen models under precision bf16: panels of 32 columns
+   * in host ArrayBuffers, outside the backend's tensors (not in a wasm heap). 0 otherwise.
+   */
+  readonly bf16Weights: number;
   readonly gradients: number;
   readonly optimizer: number;
   readonly hostOptimizer: number;
@@ -57,6 +70,13 @@ export interface MemoryPrediction {
    * them) and the update's (every gradient and one parameter's new value).
    */
   readonly peak: number;
+  /**
+   * The most the backend's tensors (a wasm heap) hold at once: `peak` less the bf16 matrices,
+   * or, where a frozen model is held as bf16, its load if larger: the model is built in fp32 on
+   * the backend (CausalLM.fromState) and only then rounded matrix by matrix (holdBf16), so its
+   * matrices' fp32 bytes are there once beside every other weight.
+   */
+  readonly backendPeak: number;
   /** What the backend's tensors need at the step's peak (the wasm heap's share). */
   readonly backendTotal: number;
   /** Everything, host included. */
@@ -64,6 +84,30 @@ export interface MemoryPrediction {
 }
 
 const F32 = 4;
+const BF16 = 2;
+/** Columns per panel of the bf16 matrices (kernels/custom/native-w16-linear.ts W16_PANEL). */
+const W16_PANEL = 32;
+/** The parameters holdBf16 keeps as bf16 (policy/bf16.ts bf16Names: DECODE_PROJECTIONS, embed, head). */
+const BF16_HELD =
+  /^(layers\.\d+\.(attn\.[qkvo]|mlp\.(gate|up|down))\.weight|embed\.weight|lm_head\.weight)$/;
+
+/**
+ * The matrices a frozen model holds as bf16 under precision bf16: their weights and the bytes of
+ * their panels. Each [in, out] (the embedding [V, d] as Eᵀ [d, V]) is in · ⌈out/32⌉ · 32 bf16
+ * values, the last panel's columns past `out` zero (w16Buffer); that count is a multiple of 32,
+ * so the buffer's rounding to whole float32s adds nothing.
+ */
+export function bf16Matrices(c: ModelConfig): { params: number; bytes: number } {
+  let params = 0;
+  let bytes = 0;
+  for (const p of paramSpecs(c)) {
+    if (!BF16_HELD.test(p.name)) continue;
+    const [inDim, outDim] = p.name === 'embed.weight' ? [p.shape[1], p.shape[0]] : p.shape;
+    params += inDim * outDim;
+    bytes += inDim * Math.ceil(outDim / W16_PANEL) * W16_PANEL * BF16;
+  }
+  return { params, bytes };
+}
 
 /** Block projections by Troupe name: [in, out] of each. */
 function projections(c: ModelConfig): Record<string, [number, number]> {
@@ -232,14 +276,30 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   if (job.method === 'lora' && !job.lora) {
     throw new TroupeError('BAD_ARGUMENT', "memory: method 'lora' needs the lora rank and targets");
   }
+  if (job.precision !== undefined && job.precision !== 'fp32' && job.precision !== 'bf16') {
+    throw new TroupeError(
+      'BAD_ARGUMENT',
+      `memory: precision must be 'fp32' or 'bf16', got '${String(job.precision)}'`,
+    );
+  }
   const params = parameterCount(c, job.heads);
   const perLayer = Object.values(projections(c)).reduce((s, [i, o]) => s + i * o, 0);
-  const copies = (job.frozenCopies ?? 0) * parameterCount(c) * F32;
+  // Under bf16 every frozen model holds its matrices as bf16 (the rest stays fp32): the job's own
+  // when it only runs forward, and each frozen copy beside it.
+  const bf16 = job.precision === 'bf16';
+  const m16 = bf16 ? bf16Matrices(c) : { params: 0, bytes: 0 };
+  // frozenForPrecision leaves a model with adapters or an NF4 base in fp32
+  const held = bf16 && job.method === 'none' && !job.quantize && !job.lora;
+  const frozenBytes = (n: number) => (bf16 ? (n - m16.params) * F32 + m16.bytes : n * F32);
+  const copies = fc * frozenBytes(parameterCount(c));
+  const bf16Weights = (fc + (held ? 1 : 0)) * m16.bytes;
   const weights =
     copies +
     (job.quantize === 'nf4'
       ? (params - perLayer * c.layers) * F32 + nf4Bytes(perLayer) * c.layers
-      : params * F32);
+      : held
+        ? frozenBytes(params)
+        : params * F32);
   const adapters =
     job.method === 'lora' && job.lora
       ? loraSiteShapes(c, job.lora).reduce((s, [i, o]) => s + (i + o) * job.lora!.rank, 0) *
@@ -254,7 +314,8 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   const activations = kept + transient;
   const g = job.generation;
   const kvCache = g ? 2 * c.layers * g.batch * c.kvHeads * c.headDim * g.length * F32 : 0;
-  const backendTotal = weights + adapters * F32 + gradients + optimizer + activations + kvCache;
+  const backendTotal =
+    weights - bf16Weights + adapters * F32 + gradients + optimizer + activations + kvCache;
   // The backward frees a layer's activations as that layer's gradients arrive: the sum of the
   // two peaks at either end. The gradients of the embedding and head (outside the blocks) come
   // first; a frozen head and embedding (LoRA, QLoRA) get none (lm-head.ts computes no [V, d]
@@ -273,17 +334,22 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   const updatePeak =
     job.method === 'none' ? 0 : gradients + (job.method === 'full' ? largest * F32 : 0);
   const peak = weights + adapters * F32 + optimizer + kvCache + Math.max(stepPeak, updatePeak);
+  // A bf16-held model's load: its matrices in fp32 on the backend beside every other weight (the
+  // thread's frozen models load one at a time).
+  const load = bf16Weights > 0 ? weights - bf16Weights + adapters * F32 + m16.params * F32 : 0;
   return {
     peak,
+    backendPeak: Math.max(peak - bf16Weights, load),
     params,
     trainableParams: trainable,
     weights: weights + adapters * F32,
+    bf16Weights,
     gradients,
     optimizer,
     hostOptimizer,
     activations,
     kvCache,
     backendTotal,
-    total: backendTotal + hostOptimizer,
+    total: backendTotal + hostOptimizer + bf16Weights,
   };
 }
