@@ -1,11 +1,12 @@
 /**
  * Where one training step's time goes, kernel by kernel (#17):
  *
- *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-step.ts [small|gpt2] [fp32|bf16]
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-step.ts [small|gpt2|grpo] [fp32|bf16]
  *
  * Builds the bench's model config (bench/suites/model.ts: small = d 384, L 6, 8 × 128 tokens;
  * gpt2 = GPT-2-124M, 4 × 128 tokens, AdamW's moments on the host as the trainers keep them at
- * that size) on wasm with the native kernels, takes trainer steps (`optimizerStep`: fwd + bwd,
+ * that size; grpo = the RL suite's GRPO job's tiny GPT-2 at its update's 64 × 64 tokens,
+ * bench/suites/rl-grpo.ts) on wasm with the native kernels, takes trainer steps (`optimizerStep`: fwd + bwd,
  * clip 1.0, AdamW) after a warm-up, then one forward + backward under `tf.profile`, and prints
  * wall and process CPU time per step and per forward + backward, and each kernel's summed
  * `kernelTimeMs` by name and by name and input shapes. A custom gradient's forward shows as an
@@ -16,17 +17,34 @@
 import { rightPad } from '../src/data/batching/collate.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
+import { gpt2Config } from '../src/policy/config.js';
 import { AdamW, CausalLM, lmLoss } from '../src/policy/index.js';
 import { optimizerStep } from '../src/policy/train-step.js';
 import { bf16Cases } from './suites/model.js';
+import { GRPO_JOB } from './suites/rl-grpo.js';
 
 const [which = 'gpt2', precision = 'bf16'] = process.argv.slice(2);
-if (!['small', 'gpt2'].includes(which) || !['fp32', 'bf16'].includes(precision)) {
-  process.stderr.write('usage: profile-step.ts [small|gpt2] [fp32|bf16]\n');
+if (!['small', 'gpt2', 'grpo'].includes(which) || !['fp32', 'bf16'].includes(precision)) {
+  process.stderr.write('usage: profile-step.ts [small|gpt2|grpo] [fp32|bf16]\n');
   process.exit(2);
 }
 await startRuntime({ backend: 'wasm', ...(precision === 'bf16' ? { precision: 'bf16' } : {}) });
-const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
+const j = GRPO_JOB;
+const c =
+  which === 'grpo'
+    ? {
+        config: gpt2Config({
+          vocabSize: 512,
+          layers: j.layers,
+          heads: j.heads,
+          hidden: j.hidden,
+          maxPositions: j.positions,
+        }),
+        batch: j.prompts * j.samples,
+        seq: 64,
+        train: {} as { trainer?: { offload: boolean } },
+      }
+    : bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const { config, batch: B, seq: T } = c;
 let s = 1;
 const token = () => {

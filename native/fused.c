@@ -10,6 +10,10 @@
  * 2.5 with expf, 12 with tanhf). Every argument is checked (args.h) before anything is read:
  * types, integer ranges, each view's exact length against rows and cols, and that no output
  * overlaps another view. Outputs are written, inputs never.
+ *
+ * Threads (ranges.h): as many as the BLAS is set to, each ≥ 2^16 floats: the activations split
+ * by elements, the norms by rows, and a norm's backward also splits its γ/β sums by columns (each
+ * column still summed over the rows in order), so every thread count gives the same bits.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 
 #include "args.h"
 #include "common.h"
+#include "ranges.h"
 
 /* ---- loops ---- */
 
@@ -113,49 +118,137 @@ void troupe_layer_norm_forward(const float *restrict x, const float *restrict ga
   }
 }
 
-/* dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂)), g = γ⊙dy; dγ = Σ_rows dy⊙x̂, dβ = Σ_rows dy (summed in
- * double in `acc`, 2·cols). */
-static void layer_norm_backward(const float *restrict dy, const float *restrict x,
-                                const float *restrict gamma, const float *restrict mean,
-                                const float *restrict rstd, int64_t rows, int64_t cols,
-                                float *restrict dx, float *restrict dgamma, float *restrict dbeta,
-                                double *restrict acc) {
-  double *restrict ag = acc, *restrict ab = acc + cols;
+/* dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂)), g = γ⊙dy, for one row. */
+static inline void layer_norm_dx_row(const float *restrict dyr, const float *restrict xr,
+                                     const float *restrict gamma, float m, float rs, int64_t cols,
+                                     float *restrict dxr) {
+  f64x8 s1 = {0}, s2 = {0};
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8) {
+    f32x8 g = load8(gamma + j) * load8(dyr + j);
+    f32x8 xh = (load8(xr + j) - m) * rs;
+    s1 += wide(g);
+    s2 += wide(g * xh);
+  }
+  double t1 = 0, t2 = 0;
+  for (int k = 0; k < 8; k++) {
+    t1 += s1[k];
+    t2 += s2[k];
+  }
+  for (; j < cols; j++) {
+    float g = gamma[j] * dyr[j];
+    t1 += g;
+    t2 += g * ((xr[j] - m) * rs);
+  }
+  const float a = (float)(t1 / (double)cols);
+  const float b = (float)(t2 / (double)cols);
+  for (j = 0; j < cols; j++) {
+    float xh = (xr[j] - m) * rs;
+    dxr[j] = rs * (gamma[j] * dyr[j] - a - xh * b);
+  }
+}
+
+/* One row's terms of dγ = Σ_rows dy⊙x̂ and dβ = Σ_rows dy, columns [c0, c1), added in double. */
+static inline void layer_norm_acc_row(const float *restrict dyr, const float *restrict xr, float m,
+                                      float rs, int64_t c0, int64_t c1, double *restrict ag,
+                                      double *restrict ab) {
+  for (int64_t j = c0; j < c1; j++) {
+    float xh = (xr[j] - m) * rs;
+    ag[j] += dyr[j] * xh;
+    ab[j] += dyr[j];
+  }
+}
+
+typedef struct {
+  const float *dy, *x, *gamma, *mean, *rstd;
+  int64_t rows, cols;
+  float *dx, *dgamma, *dbeta;
+  double *acc; /* 2·cols */
+  bool rms;
+} NormBack;
+
+/* x̂ = x·rstd (RMSNorm), for one row: dx = rstd·(g − x̂·mean(g⊙x̂)), g = γ⊙dy. */
+static inline void rms_norm_dx_row(const float *restrict dyr, const float *restrict xr,
+                                   const float *restrict gamma, float rs, int64_t cols,
+                                   float *restrict dxr) {
+  f64x8 s0 = {0}, s1 = {0};
+  int64_t j = 0;
+  for (; j + 16 <= cols; j += 16) {
+    s0 += wide(load8(gamma + j) * load8(dyr + j) * (load8(xr + j) * rs));
+    s1 += wide(load8(gamma + j + 8) * load8(dyr + j + 8) * (load8(xr + j + 8) * rs));
+  }
+  double t = lanes(s0, s1);
+  for (; j < cols; j++) t += gamma[j] * dyr[j] * (xr[j] * rs);
+  const float b = (float)(t / (double)cols);
+  for (j = 0; j < cols; j++) {
+    float xh = xr[j] * rs;
+    dxr[j] = rs * (gamma[j] * dyr[j] - xh * b);
+  }
+}
+
+static inline void rms_norm_acc_row(const float *restrict dyr, const float *restrict xr, float rs,
+                                    int64_t c0, int64_t c1, double *restrict acc) {
+  for (int64_t j = c0; j < c1; j++) {
+    float xh = xr[j] * rs;
+    acc[j] += dyr[j] * xh;
+  }
+}
+
+/* Rows [r0, r1) of dx, and the columns [c0, c1) of the parameter gradients over every row. */
+static void norm_backward_part(const NormBack *q, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const int64_t cols = q->cols;
+  double *ag = q->acc, *ab = q->acc + cols;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = q->x + r * cols, *dyr = q->dy + r * cols;
+    if (q->rms) rms_norm_dx_row(dyr, xr, q->gamma, q->rstd[r], cols, q->dx + r * cols);
+    else layer_norm_dx_row(dyr, xr, q->gamma, q->mean[r], q->rstd[r], cols, q->dx + r * cols);
+  }
+  if (c0 >= c1) return;
+  for (int64_t j = c0; j < c1; j++) ag[j] = ab[j] = 0;
+  for (int64_t r = 0; r < q->rows; r++) {
+    const float *xr = q->x + r * cols, *dyr = q->dy + r * cols;
+    if (q->rms) rms_norm_acc_row(dyr, xr, q->rstd[r], c0, c1, ag);
+    else layer_norm_acc_row(dyr, xr, q->mean[r], q->rstd[r], c0, c1, ag, ab);
+  }
+  for (int64_t j = c0; j < c1; j++) {
+    q->dgamma[j] = (float)ag[j];
+    if (!q->rms) q->dbeta[j] = (float)ab[j];
+  }
+}
+
+static void norm_backward_task(void *c, int t, int n) {
+  const NormBack *q = c;
+  int64_t r0, r1, c0, c1;
+  troupe_range_of(q->rows, 1, t, n, &r0, &r1);
+  troupe_range_of(q->cols, 16, t, n, &c0, &c1);
+  norm_backward_part(q, r0, r1, c0, c1);
+}
+
+/* One thread: a row's dx, then its gradient terms, while the row is in cache. Several: each a
+ * range of rows' dx and a range of columns' sums over all rows, in the same row order (the same
+ * bits as one thread). */
+static void norm_backward(const NormBack *q) {
+  const int threads = troupe_for_threads(q->rows * q->cols, TROUPE_FOR_FLOATS);
+  if (threads > 1) {
+    troupe_parallel(threads, norm_backward_task, (void *)q);
+    return;
+  }
+  const int64_t cols = q->cols;
+  double *ag = q->acc, *ab = q->acc + cols;
   for (int64_t j = 0; j < cols; j++) ag[j] = ab[j] = 0;
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * cols, *dyr = dy + r * cols;
-    float *dxr = dx + r * cols;
-    const float m = mean[r], rs = rstd[r];
-    f64x8 s1 = {0}, s2 = {0};
-    int64_t j = 0;
-    for (; j + 8 <= cols; j += 8) {
-      f32x8 g = load8(gamma + j) * load8(dyr + j);
-      f32x8 xh = (load8(xr + j) - m) * rs;
-      s1 += wide(g);
-      s2 += wide(g * xh);
-    }
-    double t1 = 0, t2 = 0;
-    for (int k = 0; k < 8; k++) {
-      t1 += s1[k];
-      t2 += s2[k];
-    }
-    for (; j < cols; j++) {
-      float g = gamma[j] * dyr[j];
-      t1 += g;
-      t2 += g * ((xr[j] - m) * rs);
-    }
-    const float a = (float)(t1 / (double)cols);
-    const float b = (float)(t2 / (double)cols);
-    for (j = 0; j < cols; j++) {
-      float xh = (xr[j] - m) * rs;
-      dxr[j] = rs * (gamma[j] * dyr[j] - a - xh * b);
-      ag[j] += dyr[j] * xh;
-      ab[j] += dyr[j];
+  for (int64_t r = 0; r < q->rows; r++) {
+    const float *xr = q->x + r * cols, *dyr = q->dy + r * cols;
+    if (q->rms) {
+      rms_norm_dx_row(dyr, xr, q->gamma, q->rstd[r], cols, q->dx + r * cols);
+      rms_norm_acc_row(dyr, xr, q->rstd[r], 0, cols, ag);
+    } else {
+      layer_norm_dx_row(dyr, xr, q->gamma, q->mean[r], q->rstd[r], cols, q->dx + r * cols);
+      layer_norm_acc_row(dyr, xr, q->mean[r], q->rstd[r], 0, cols, ag, ab);
     }
   }
   for (int64_t j = 0; j < cols; j++) {
-    dgamma[j] = (float)ag[j];
-    dbeta[j] = (float)ab[j];
+    q->dgamma[j] = (float)ag[j];
+    if (!q->rms) q->dbeta[j] = (float)ab[j];
   }
 }
 
@@ -179,33 +272,43 @@ void troupe_rms_norm_forward(const float *restrict x, const float *restrict gamm
   }
 }
 
-/* dx = rstd·(g − x̂·mean(g⊙x̂)), g = γ⊙dy, x̂ = x·rstd; dγ = Σ_rows dy⊙x̂ (double, in `acc`). */
-static void rms_norm_backward(const float *restrict dy, const float *restrict x,
-                              const float *restrict gamma, const float *restrict rstd,
-                              int64_t rows, int64_t cols, float *restrict dx,
-                              float *restrict dgamma, double *restrict acc) {
-  for (int64_t j = 0; j < cols; j++) acc[j] = 0;
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * cols, *dyr = dy + r * cols;
-    float *dxr = dx + r * cols;
-    const float rs = rstd[r];
-    f64x8 s0 = {0}, s1 = {0};
-    int64_t j = 0;
-    for (; j + 16 <= cols; j += 16) {
-      s0 += wide(load8(gamma + j) * load8(dyr + j) * (load8(xr + j) * rs));
-      s1 += wide(load8(gamma + j + 8) * load8(dyr + j + 8) * (load8(xr + j + 8) * rs));
-    }
-    double t = lanes(s0, s1);
-    for (; j < cols; j++) t += gamma[j] * dyr[j] * (xr[j] * rs);
-    const float b = (float)(t / (double)cols);
-    for (j = 0; j < cols; j++) {
-      float xh = xr[j] * rs;
-      dxr[j] = rs * (gamma[j] * dyr[j] - xh * b);
-      acc[j] += dyr[j] * xh;
-    }
-  }
-  for (int64_t j = 0; j < cols; j++) dgamma[j] = (float)acc[j];
+/* ---- the forward loops over ranges of rows or elements, across threads (ranges.h) ---- */
+
+typedef struct {
+  const float *x, *dy, *gamma, *beta;
+  int64_t cols;
+  float eps;
+  float *y, *mean, *rstd;
+  int kind; /* activations: 0 GELU tanh, 1 SiLU */
+} Part;
+
+static void layer_norm_rows(void *c, int64_t lo, int64_t hi) {
+  const Part *p = c;
+  const int64_t o = lo * p->cols;
+  troupe_layer_norm_forward(p->x + o, p->gamma, p->beta, hi - lo, p->cols, p->eps, p->y + o,
+                            p->mean + lo, p->rstd + lo);
 }
+
+static void rms_norm_rows(void *c, int64_t lo, int64_t hi) {
+  const Part *p = c;
+  const int64_t o = lo * p->cols;
+  troupe_rms_norm_forward(p->x + o, p->gamma, hi - lo, p->cols, p->eps, p->y + o, p->rstd + lo);
+}
+
+static void activation_part(void *c, int64_t lo, int64_t hi) {
+  const Part *p = c;
+  if (p->kind == 0) troupe_gelu_forward(p->x + lo, p->y + lo, hi - lo);
+  else troupe_silu_forward(p->x + lo, p->y + lo, hi - lo);
+}
+
+static void activation_grad_part(void *c, int64_t lo, int64_t hi) {
+  const Part *p = c;
+  if (p->kind == 0) gelu_backward(p->x + lo, p->dy + lo, p->y + lo, hi - lo);
+  else silu_backward(p->x + lo, p->dy + lo, p->y + lo, hi - lo);
+}
+
+/* rows of `cols` floats a thread gets at least */
+static inline int64_t least_rows(int64_t cols) { return (TROUPE_FOR_FLOATS + cols - 1) / cols; }
 
 /* ---- Node-API entry points: each checks rows, cols (and eps) first, then each view ---- */
 
@@ -238,7 +341,9 @@ static napi_value layer_norm_forward_js(napi_env env, napi_callback_info info) {
                     {"x", x, n}, {"gamma", gamma, cols}, {"beta", beta, cols}};
   args_disjoint(&a, v, 6, 3);
   if (a.failed) return NULL;
-  troupe_layer_norm_forward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
+  Part p = {.x = x, .gamma = gamma, .beta = beta, .cols = cols, .eps = eps, .y = y, .mean = mean,
+            .rstd = rstd};
+  troupe_for(rows, 1, least_rows(cols), layer_norm_rows, &p);
   return NULL;
 }
 
@@ -262,7 +367,8 @@ static napi_value layer_norm_backward_js(napi_env env, napi_callback_info info) 
   if (a.failed) return NULL;
   double *acc = scratch(&a, 2 * cols);
   if (!acc) return NULL;
-  layer_norm_backward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta, acc);
+  const NormBack q = {dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta, acc, false};
+  norm_backward(&q);
   free(acc);
   return NULL;
 }
@@ -280,7 +386,8 @@ static napi_value rms_norm_forward_js(napi_env env, napi_callback_info info) {
   const View v[] = {{"y", y, n}, {"rstd", rstd, rows}, {"x", x, n}, {"gamma", gamma, cols}};
   args_disjoint(&a, v, 4, 2);
   if (a.failed) return NULL;
-  troupe_rms_norm_forward(x, gamma, rows, cols, eps, y, rstd);
+  Part p = {.x = x, .gamma = gamma, .cols = cols, .eps = eps, .y = y, .rstd = rstd};
+  troupe_for(rows, 1, least_rows(cols), rms_norm_rows, &p);
   return NULL;
 }
 
@@ -299,9 +406,10 @@ static napi_value rms_norm_backward_js(napi_env env, napi_callback_info info) {
                     {"x", x, n},   {"gamma", gamma, cols},   {"rstd", rstd, rows}};
   args_disjoint(&a, v, 6, 2);
   if (a.failed) return NULL;
-  double *acc = scratch(&a, cols);
+  double *acc = scratch(&a, 2 * cols);
   if (!acc) return NULL;
-  rms_norm_backward(dy, x, gamma, rstd, rows, cols, dx, dgamma, acc);
+  const NormBack q = {dy, x, gamma, NULL, rstd, rows, cols, dx, dgamma, NULL, acc, true};
+  norm_backward(&q);
   free(acc);
   return NULL;
 }
@@ -319,8 +427,8 @@ static napi_value activation_forward_js(napi_env env, napi_callback_info info) {
   const View v[] = {{"y", y, n}, {"x", x, n}};
   args_disjoint(&a, v, 2, 1);
   if (a.failed) return NULL;
-  if (kind == 0) troupe_gelu_forward(x, y, n);
-  else troupe_silu_forward(x, y, n);
+  Part p = {.x = x, .y = y, .kind = (int)kind};
+  troupe_for((int64_t)n, 64, TROUPE_FOR_FLOATS, activation_part, &p);
   return NULL;
 }
 
@@ -336,8 +444,8 @@ static napi_value activation_backward_js(napi_env env, napi_callback_info info) 
   const View v[] = {{"dx", dx, n}, {"x", x, n}, {"dy", dy, n}};
   args_disjoint(&a, v, 3, 1);
   if (a.failed) return NULL;
-  if (kind == 0) gelu_backward(x, dy, dx, n);
-  else silu_backward(x, dy, dx, n);
+  Part p = {.x = x, .dy = dy, .y = dx, .kind = (int)kind};
+  troupe_for((int64_t)n, 64, TROUPE_FOR_FLOATS, activation_grad_part, &p);
   return NULL;
 }
 

@@ -5,12 +5,74 @@
  * with one pass (or three) over the rows. Outputs are written, never inputs. Reductions are
  * `omp simd` loops (built with -fopenmp-simd: vector lanes, no OpenMP runtime), so a row's sum
  * is accumulated in a different order than a scalar loop's: float32 rounding, not more.
+ * Threads (ranges.h): rows are shared out (columnSums: columns), each ≥ 2^16 floats, each row
+ * (column) computed whole by one thread, so every thread count gives the same bits.
  */
 #include <math.h>
 #include <stdio.h>
 
 #include "args.h"
 #include "common.h"
+#include "ranges.h"
+
+typedef struct {
+  const float *x, *bias, *y, *dy, *lse;
+  const int32_t *labels;
+  int64_t H, R, C, offset;
+  float scale;
+  float *out, *lp;
+} Rows;
+
+/* rows are the flattened (g, h, r) of [G, H, R, C] */
+static void scaled_softmax_rows(void *c, int64_t lo, int64_t hi) {
+  const Rows *q = c;
+  const int64_t C = q->C;
+  for (int64_t i = lo; i < hi; i++) {
+    const float *xr = q->x + i * C;
+    float *yr = q->out + i * C;
+    if (q->bias) {
+      const int64_t g = i / (q->H * q->R), r = i % q->R;
+      const float *br = q->bias + (g * q->R + r) * C;
+      for (int64_t j = 0; j < C; j++) yr[j] = q->scale * xr[j] + br[j];
+    } else {
+      for (int64_t j = 0; j < C; j++) yr[j] = q->scale * xr[j];
+    }
+    troupe_softmax_row(yr, C);
+  }
+}
+
+static void scaled_softmax_backward_rows(void *c, int64_t lo, int64_t hi) {
+  const Rows *q = c;
+  const int64_t C = q->C;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *yr = q->y + r * C, *gr = q->dy + r * C;
+    float *out = q->out + r * C;
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < C; j++) dot += yr[j] * gr[j];
+    for (int64_t j = 0; j < C; j++) out[j] = q->scale * yr[j] * (gr[j] - dot);
+  }
+}
+
+static void log_softmax_pick_rows(void *c, int64_t lo, int64_t hi) {
+  const Rows *q = c;
+  const int64_t C = q->C;
+  float *lse = q->out;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *zr = q->x + r * C;
+    float m = zr[0];
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 1; j < C; j++) m = zr[j] > m ? zr[j] : m;
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < C; j++) s += troupe_expf(zr[j] - m);
+    lse[r] = m + logf(s);
+    q->lp[r] = zr[q->labels[r]] - lse[r];
+  }
+}
+
+/* rows of `cols` floats a thread gets at least */
+static inline int64_t least_rows(int64_t cols) { return (TROUPE_FOR_FLOATS + cols - 1) / cols; }
 
 /*
  * scaledSoftmax(x, bias, groups, heads, rows, cols, scale, y)
@@ -32,20 +94,9 @@ static napi_value scaled_softmax(napi_env env, napi_callback_info info) {
   args_need(&a, "y", ly, n);
   if (!a.failed && lb != 0) args_need(&a, "bias", lb, mul_sat((uint64_t)G * R, (uint64_t)C));
   if (a.failed) return NULL;
-  for (int64_t g = 0; g < G; g++)
-    for (int64_t h = 0; h < H; h++)
-      for (int64_t r = 0; r < R; r++) {
-        const int64_t at = ((g * H + h) * R + r) * C;
-        const float *xr = x + at;
-        float *yr = y + at;
-        if (lb != 0) {
-          const float *br = bias + (g * R + r) * C;
-          for (int64_t j = 0; j < C; j++) yr[j] = scale * xr[j] + br[j];
-        } else {
-          for (int64_t j = 0; j < C; j++) yr[j] = scale * xr[j];
-        }
-        troupe_softmax_row(yr, C);
-      }
+  const Rows q = {.x = x, .bias = lb != 0 ? bias : NULL, .H = H, .R = R, .C = C, .scale = scale,
+                 .out = y};
+  troupe_for(G * H * R, 1, least_rows(C), scaled_softmax_rows, (void *)&q);
   return NULL;
 }
 
@@ -64,14 +115,8 @@ static napi_value scaled_softmax_backward(napi_env env, napi_callback_info info)
   args_need(&a, "dy", ld, n);
   args_need(&a, "dx", lx, n);
   if (a.failed) return NULL;
-  for (int64_t r = 0; r < R; r++) {
-    const float *yr = y + r * C, *gr = dy + r * C;
-    float *out = dx + r * C;
-    float dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (int64_t j = 0; j < C; j++) dot += yr[j] * gr[j];
-    for (int64_t j = 0; j < C; j++) out[j] = scale * yr[j] * (gr[j] - dot);
-  }
+  const Rows q = {.y = y, .dy = dy, .C = C, .scale = scale, .out = dx};
+  troupe_for(R, 1, least_rows(C), scaled_softmax_backward_rows, (void *)&q);
   return NULL;
 }
 
@@ -102,17 +147,8 @@ static napi_value log_softmax_pick(napi_env env, napi_callback_info info) {
     }
   }
   if (a.failed) return NULL;
-  for (int64_t r = 0; r < R; r++) {
-    const float *zr = z + r * C;
-    float m = zr[0];
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 1; j < C; j++) m = zr[j] > m ? zr[j] : m;
-    float s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < C; j++) s += troupe_expf(zr[j] - m);
-    lse[r] = m + logf(s);
-    lp[r] = zr[labels[r]] - lse[r];
-  }
+  const Rows q = {.x = z, .labels = labels, .C = C, .out = lse, .lp = lp};
+  troupe_for(R, 1, least_rows(C), log_softmax_pick_rows, (void *)&q);
   return NULL;
 }
 
@@ -121,6 +157,18 @@ static inline void neg_scaled_exp(const float *restrict z, float *restrict g, in
                                   float d) {
 #pragma omp simd
   for (int64_t j = 0; j < n; j++) g[j] = -d * troupe_expf(z[j] - l);
+}
+
+static void log_softmax_pick_backward_rows(void *c, int64_t lo, int64_t hi) {
+  const Rows *q = c;
+  const int64_t C = q->C;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *zr = q->x + r * C;
+    float *gr = q->out + r * C;
+    neg_scaled_exp(zr, gr, C, q->lse[r], q->dy[r]);
+    const int64_t k = (int64_t)q->labels[r] - q->offset;
+    if (k >= 0 && k < C) gr[k] += q->dy[r];
+  }
 }
 
 /*
@@ -146,14 +194,20 @@ static napi_value log_softmax_pick_backward(napi_env env, napi_callback_info inf
   args_need(&a, "dy", ld, (uint64_t)R);
   args_need(&a, "g", lg, (uint64_t)R * C);
   if (a.failed) return NULL;
-  for (int64_t r = 0; r < R; r++) {
-    const float *zr = z + r * C;
-    float *gr = g + r * C;
-    neg_scaled_exp(zr, gr, C, lse[r], dy[r]);
-    const int64_t k = (int64_t)labels[r] - offset;
-    if (k >= 0 && k < C) gr[k] += dy[r];
-  }
+  const Rows q = {.x = z, .lse = lse, .labels = labels, .dy = dy, .C = C, .offset = offset,
+                 .out = g};
+  troupe_for(R, 1, least_rows(C), log_softmax_pick_backward_rows, (void *)&q);
   return NULL;
+}
+
+/* columns [lo, hi) of columnSums, each summed over the rows in order */
+static void column_sums_cols(void *c, int64_t lo, int64_t hi) {
+  const Rows *q = c;
+  for (int64_t j = lo; j < hi; j++) q->out[j] = 0;
+  for (int64_t i = 0; i < q->R; i++) {
+    const float *row = q->x + i * q->C;
+    for (int64_t j = lo; j < hi; j++) q->out[j] += row[j];
+  }
 }
 
 /* columnSums(x, outer, inner, out): out[j] = Σ_i x[i, j] (a sum over leading axes). */
@@ -167,11 +221,8 @@ static napi_value column_sums(napi_env env, napi_callback_info info) {
   args_need(&a, "x", lx, (uint64_t)outer * inner);
   args_need(&a, "out", lo, (uint64_t)inner);
   if (a.failed) return NULL;
-  for (int64_t j = 0; j < inner; j++) out[j] = 0;
-  for (int64_t i = 0; i < outer; i++) {
-    const float *row = x + i * inner;
-    for (int64_t j = 0; j < inner; j++) out[j] += row[j];
-  }
+  const Rows q = {.x = x, .R = outer, .C = inner, .out = out};
+  troupe_for(inner, 16, (TROUPE_FOR_FLOATS + outer - 1) / outer, column_sums_cols, (void *)&q);
   return NULL;
 }
 
