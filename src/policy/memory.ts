@@ -230,6 +230,19 @@ export function headTransientFloats(N: number, V: number, backward: boolean): nu
   return Math.max(rows * V, backward ? 2 * N * cols : 0);
 }
 
+/** Whether a job's model is held as bf16: a forward under bf16, no adapters, no NF4 (frozenForPrecision). */
+function holdsBf16(job: MemoryJob): boolean {
+  return job.precision === 'bf16' && job.method === 'none' && !job.quantize && !job.lora;
+}
+
+/**
+ * Logits a bf16-held head holds at once in a forward (bf16-weights.ts bf16HeadLogProbs): chunks
+ * of max(32, 2²³/V) rows, each chunk's logits freed before the next.
+ */
+export function bf16HeadFloats(N: number, V: number): number {
+  return Math.min(N, Math.max(32, Math.floor(CHUNK_LOGITS / V))) * V;
+}
+
 /**
  * Activation bytes of a training step (or, with method none, of a forward): `kept` for the
  * backward over all layers, `transient` the most one block and the head hold at a time.
@@ -245,10 +258,8 @@ function activationBytes(job: MemoryJob): { kept: number; transient: number } {
   // One block's attention scores before the softmax.
   const scores = c.heads * S * N;
   if (job.method === 'none') {
-    return {
-      kept: 0,
-      transient: (perBlock + scores + rows + headTransientFloats(N, V, false)) * F32,
-    };
+    const head = holdsBf16(job) ? bf16HeadFloats(N, V) : headTransientFloats(N, V, false);
+    return { kept: 0, transient: (perBlock + scores + rows + head) * F32 };
   }
   const head = rows + headTransientFloats(N, V, true);
   const kept = (job.checkpoint ? c.hidden * N : perBlock) * c.layers;
@@ -288,8 +299,7 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   // when it only runs forward, and each frozen copy beside it.
   const bf16 = job.precision === 'bf16';
   const m16 = bf16 ? bf16Matrices(c) : { params: 0, bytes: 0 };
-  // frozenForPrecision leaves a model with adapters or an NF4 base in fp32
-  const held = bf16 && job.method === 'none' && !job.quantize && !job.lora;
+  const held = holdsBf16(job);
   const frozenBytes = (n: number) => (bf16 ? (n - m16.params) * F32 + m16.bytes : n * F32);
   const copies = fc * frozenBytes(parameterCount(c));
   const bf16Weights = (fc + (held ? 1 : 0)) * m16.bytes;

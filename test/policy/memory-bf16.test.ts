@@ -17,9 +17,12 @@ import { readModelConfig } from '../../src/policy/io.js';
 import { bf16Matrices, type MemoryJob, predictMemory } from '../../src/policy/memory.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import type { HeadName } from '../../src/policy/params.js';
+import { targetLogProbs } from '../../src/policy/target-logprobs.js';
 import { useBackend } from '../helpers/backends.js';
+import { nativeSkip } from '../helpers/native.js';
 import { rejected } from '../helpers/thrown.js';
 import { randomState, TINY } from './fixtures.js';
+import { tokenBatch } from './memory-step.js';
 
 /**
  * The predictor's weights for frozen models under precision bf16 (the generator, the reference,
@@ -77,6 +80,53 @@ async function heldBytes(build: () => Promise<CausalLM>) {
   model.dispose();
   return { backend, bf16, total, loadPeak, matrices };
 }
+
+describe.skipIf(nativeSkip !== null)(
+  `a bf16-held reference's forward, measured${nativeSkip ? ` (${nativeSkip})` : ''}`,
+  () => {
+    beforeAll(async () => {
+      await useBackend('wasm');
+    });
+
+    /**
+     * A reference's log-probs (targetLogProbs, as roles/reference.ts computes them) on a
+     * bf16-held model, its wasm heap peak above what was live (each buffer once) against the
+     * predicted activations: 0.9–1.6×, memory.test.ts's tolerance for a step's transients (the
+     * prediction adds every term's most). The head goes in chunks of max(32, 2²³/V) rows, each
+     * freed before the next: counting the whole [N, V] logits (the fp32 forward's term) would
+     * predict 2.5× at 151936 words, and chunks kept to the end (as bf16HeadLogProbs kept them) measured 0.5×.
+     */
+    it.each([
+      [151936, 1, 128],
+      [32768, 2, 64],
+    ])('vocabulary %i, %i × %i tokens', async (V, B, T) => {
+      const c = llamaConfig({
+        vocabSize: V,
+        hidden: 256,
+        layers: 2,
+        heads: 4,
+        intermediate: 688,
+        tieEmbeddings: true,
+      });
+      const model = await withPrecision('bf16', () => frozenModel({ config: c, seed: 3 }));
+      const start = wasmTensorBytes({ reset: true })!.liveBytes;
+      await withPrecision('bf16', async () => {
+        const lp = tf.tidy(() => targetLogProbs(model, tokenBatch(B, T, V), { start: 1 }).logp);
+        await lp.data();
+        lp.dispose();
+      });
+      const measured = wasmTensorBytes()!.peakBytes - start;
+      model.dispose();
+      const p = predictMemory({ config: c, method: 'none', batch: B, seq: T, precision: 'bf16' });
+      const ratio = p.activations / measured;
+      const msg = `predicted ${p.activations}, measured ${measured}`;
+      expect(ratio, msg).toBeGreaterThan(0.9);
+      expect(ratio, msg).toBeLessThan(1.6);
+      // the whole logits never exist at once
+      expect(measured).toBeLessThan(B * T * V * 4);
+    });
+  },
+);
 
 describe('memory predictor: frozen models under precision bf16', () => {
   for (const backend of ['wasm', 'cpu'] as const) {

@@ -155,9 +155,14 @@ export function bf16HeadLogProbs(h: tf.Tensor, w: W16Matrix, labels: tf.Tensor):
     const parts: tf.Tensor[] = [];
     for (let b = 0; b < N; b += rows) {
       const c = Math.min(rows, N - b);
-      const hc = c === N ? h : tf.slice(h, [b, 0], [c, -1]);
-      const y = c === N ? labels : tf.slice(labels, [b], [c]);
-      parts.push(logSoftmaxPick(w16Linear(hc, w), y)[0]);
+      // each chunk in its own tidy: its [c, V] logits go before the next chunk's are made
+      parts.push(
+        tf.tidy(() => {
+          const hc = c === N ? h : tf.slice(h, [b, 0], [c, -1]);
+          const y = c === N ? labels : tf.slice(labels, [b], [c]);
+          return logSoftmaxPick(w16Linear(hc, w), y)[0];
+        }),
+      );
     }
     return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
   });
