@@ -7,7 +7,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { actorsSuite } from './suites/actors.js';
 import { algorithmsSuite } from './suites/algorithms.js';
-import { bf16Suite } from './suites/bf16.js';
+import { bf16GenerateSuite, bf16Suite } from './suites/bf16.js';
 import { framesSuite } from './suites/frames.js';
 import { matmulSuite } from './suites/matmul.js';
 import { memorySuite } from './suites/memory.js';
@@ -30,6 +30,7 @@ const SUITES: ReadonlyMap<string, Suite> = new Map([
   [torchSuite.name, torchSuite],
   [memorySuite.name, memorySuite],
   [bf16Suite.name, bf16Suite],
+  [bf16GenerateSuite.name, bf16GenerateSuite],
   [qloraSuite.name, qloraSuite],
   [methodsSuite.name, methodsSuite],
 ]);

@@ -3,7 +3,7 @@ import type { MatMulShape } from '../../src/kernels/measure.js';
 import { type NativeAddon, nativeKernels } from '../../src/kernels/native.js';
 import { describe, type Row, SHAPES, SQUARE, timeBf16 } from './matmul.js';
 import { bf16Cases, runChild } from './model.js';
-import { runCompare, torchAvailable } from './torch-child.js';
+import { blasCoreType, runCompare, torchAvailable } from './torch-child.js';
 import type { Suite } from './types.js';
 
 /*
@@ -207,6 +207,104 @@ export async function bf16Models(quick: boolean, log: (line: string) => void) {
       }
   return { rows, markdown: lines.join('\n') };
 }
+
+/**
+ * GPT-2-124M generation with bf16 weights alone, Troupe against PyTorch 2.13 in one run (#17
+ * item 4): per round (TROUPE_TORCH_ROUNDS, default 2) and thread count (TROUPE_BF16_THREADS,
+ * default 1 and every core), PyTorch (compare.py --only generate: bf16 weights, SDPA) then
+ * Troupe (wasm + native kernels, precision bf16, a generator holding bf16 weights), each in a
+ * process of its own at the same thread count; both greedy, prompt 32, 64 new tokens, batch 1
+ * and 8, the median of 5 timed runs after a warm-up (Troupe's also computes each token's
+ * log-probability, which PyTorch's argmax loop does not). A figure is the median over the rounds.
+ */
+export async function bf16Generate(quick: boolean, log: (line: string) => void) {
+  const torch = torchAvailable();
+  if (!torch.ok) log(`PyTorch side skipped: ${torch.reason}`);
+  const counts = (
+    process.env.TROUPE_BF16_THREADS ?? [...new Set([1, availableParallelism()])].join(',')
+  )
+    .split(',')
+    .map(Number);
+  const rounds = quick ? 1 : Math.max(1, Number(process.env.TROUPE_TORCH_ROUNDS ?? 2));
+  const cases = bf16Cases(quick, true).filter((c) => quick || c.name === 'gpt2-124M');
+  const got: Rounds = new Map();
+  const add = (k: string, v: number) => got.set(k, [...(got.get(k) ?? []), v]);
+  let version = '';
+  const saved = process.env.TROUPE_BLAS_THREADS;
+  try {
+    for (let round = 0; round < rounds; round++)
+      for (const c of cases)
+        for (const threads of counts) {
+          log(`round ${round + 1}/${rounds}: ${c.name}, ${threads} thread(s)`);
+          if (torch.ok) {
+            const r = runCompare(c.name, threads, quick, log, [
+              '--precision',
+              'bf16',
+              '--only',
+              'generate',
+            ]);
+            version = r.torch;
+            for (const row of r.rows)
+              if (row.unit === 'tokens/s')
+                add(`${row.figure}|${c.name}|PyTorch|${threads}`, row.value);
+          }
+          process.env.TROUPE_BLAS_THREADS = String(threads);
+          const { rows } = await runChild('wasm', c.name, quick, log, {
+            precision: 'bf16',
+            generateOnly: true,
+          });
+          for (const row of rows)
+            if (row.unit === 'tokens/s')
+              add(`${row.figure}|${c.name}|Troupe|${threads}`, row.value);
+        }
+  } finally {
+    if (saved === undefined) delete process.env.TROUPE_BLAS_THREADS;
+    else process.env.TROUPE_BLAS_THREADS = saved;
+  }
+  const rows = [...got].map(([k, v]) => {
+    const [figure, config, side, threads] = k.split('|');
+    return { figure, config, side, threads: Number(threads), value: median(v)!, rounds: v };
+  });
+  const at = (f: string, c: string, side: string, n: number) =>
+    rows.find((r) => r.figure === f && r.config === c && r.side === side && r.threads === n);
+  const fmt = (x: number | undefined) => (x === undefined ? '—' : x.toFixed(1));
+  const lines = [
+    `Generation tokens/s with bf16 weights (greedy, prompt 32, 64 new), Troupe (wasm + native kernels, precision bf16) vs PyTorch ${version || '(not run)'} (bf16 weights, SDPA), OPENBLAS_CORETYPE ${blasCoreType() ?? '(OpenBLAS default)'} both sides, median of ${rounds} round${rounds > 1 ? 's' : ''} (each the median of ${quick ? 1 : 5} runs); the rounds in brackets.`,
+    '',
+    '| figure | config | threads | Troupe | PyTorch | Troupe / PyTorch |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  for (const c of cases)
+    for (const n of counts)
+      for (const f of ['generate b1', 'generate b8']) {
+        const a = at(f, c.name, 'Troupe', n);
+        const b = at(f, c.name, 'PyTorch', n);
+        if (!a && !b) continue;
+        const cell = (r: typeof a) =>
+          r ? `${fmt(r.value)} (${r.rounds.map((x) => x.toFixed(0)).join(', ')})` : '—';
+        const ratio = a && b ? `${(a.value / b.value).toFixed(2)}×` : '—';
+        lines.push(`| ${f} | ${c.name} | ${n} | ${cell(a)} | ${cell(b)} | ${ratio} |`);
+      }
+  return { rows, markdown: lines.join('\n') };
+}
+
+export const bf16GenerateSuite: Suite = {
+  name: 'bf16-generate',
+  description:
+    'GPT-2-124M generation with bf16 weights, Troupe vs PyTorch 2.13 (batch 1 and 8, 1 thread and every core), one run',
+  async run({ quick, log }) {
+    const n = nativeKernels();
+    if (!n.available) {
+      log(`skipped: ${n.reason}`);
+      return { rows: [], markdown: `Skipped: ${n.reason}.` };
+    }
+    // One kernel class for both sides (SkylakeX where the CPU has AVX-512), as the torch suite.
+    const core = blasCoreType();
+    if (core) process.env.TROUPE_BLAS_CORETYPE = core;
+    log(`OpenBLAS core type both sides: ${core ?? "OpenBLAS's own choice"}`);
+    return bf16Generate(quick, log);
+  },
+};
 
 export const bf16Suite: Suite = {
   name: 'bf16',

@@ -1,6 +1,6 @@
 /**
  * One config of the `model` suite in a process of its own (forked by model.ts):
- *   model-child.ts BACKEND CONFIG quick|full [bf16-suite fp32|bf16]
+ *   model-child.ts BACKEND CONFIG quick|full [bf16-suite fp32|bf16 [generate-only]]
  * Streams rows, notes, progress lines and phases to the parent over IPC.
  */
 import type { BackendName } from '../../src/kernels/backends/index.js';
@@ -19,10 +19,12 @@ const send = (m: ChildMessage) =>
     }
   });
 
-const [backend, name, mode, set, precision] = process.argv.slice(2);
+const [backend, name, mode, set, precision, only] = process.argv.slice(2);
 try {
   const cases =
-    set === 'bf16-suite' ? bf16Cases(mode === 'quick') : modelCases(backend, mode === 'quick');
+    set === 'bf16-suite'
+      ? bf16Cases(mode === 'quick', only === 'generate-only')
+      : modelCases(backend, mode === 'quick');
   const c = cases.find((x) => x.name === name);
   if (!c) throw new Error(`no config '${name}' for backend ${backend}`);
   await startRuntime({

@@ -301,22 +301,24 @@ export async function measureModel(c: ModelCase, h: MeasureHooks): Promise<Model
     const nParams = [...model.params.values()].reduce((n, v) => n + v.size, 0);
     push({ figure: 'parameters', value: nParams, unit: 'params', initMs: now() - i0 });
 
-    // Forward + logits, no gradients.
-    phase('forward');
-    await forwardPass(model, batch);
-    const fwd: number[] = [];
-    for (let i = 0; i < c.forwardReps; i++) fwd.push(await forwardPass(model, batch));
-    const fwdMs = median(fwd);
-    push({
-      figure: 'forward',
-      value: (B * T) / (fwdMs / 1000),
-      unit: 'tokens/s',
-      batch: B,
-      seq: T,
-      ms: fwdMs,
-      samples: fwd.length,
-      runsMs: fwd,
-    });
+    // Forward + logits, no gradients (none where forwardReps is 0: generation alone).
+    if (c.forwardReps > 0) {
+      phase('forward');
+      await forwardPass(model, batch);
+      const fwd: number[] = [];
+      for (let i = 0; i < c.forwardReps; i++) fwd.push(await forwardPass(model, batch));
+      const fwdMs = median(fwd);
+      push({
+        figure: 'forward',
+        value: (B * T) / (fwdMs / 1000),
+        unit: 'tokens/s',
+        batch: B,
+        seq: T,
+        ms: fwdMs,
+        samples: fwd.length,
+        runsMs: fwd,
+      });
+    }
 
     // Greedy generation with the KV cache (no stop token: every row runs to newTokens). Under
     // precision bf16 on a copy holding bf16 weights, as a bf16 run's generator does.

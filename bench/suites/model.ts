@@ -102,14 +102,20 @@ export function modelCases(backend: string, quick: boolean): ModelCase[] {
  * The bf16 suite's configs (bench/suites/bf16.ts): the small and GPT-2-124M shapes, the trainer
  * step, forward and KV-cache generation only (no memory profile, no plain/checkpoint variants), the
  * same at fp32 and bf16 precision; 5 timed calls of each after a warm-up (--quick: fewer), as
- * compare.py's PyTorch side (the torch suite runs these too).
+ * compare.py's PyTorch side (the torch suite runs these too). generateOnly: generation alone (no
+ * forward, no training: the bf16-generate suite).
  */
-export function bf16Cases(quick: boolean): ModelCase[] {
+export function bf16Cases(quick: boolean, generateOnly = false): ModelCase[] {
   const light = (c: ModelCase, steps: number, offload: boolean): ModelCase => ({
     ...c,
-    forwardReps: quick ? 1 : 5,
+    forwardReps: generateOnly ? 0 : quick ? 1 : 5,
     generate: { batches: [1, 8], prompt: 32, newTokens: 64, reps: quick ? 1 : 5 },
-    train: { variants: [], steps: 0, optimizer: false, trainer: { steps, offload } },
+    train: {
+      variants: [],
+      steps: 0,
+      optimizer: false,
+      ...(generateOnly ? {} : { trainer: { steps, offload } }),
+    },
     memory: false,
   });
   const [, small, gpt2] = modelCases('wasm', false);
@@ -135,7 +141,7 @@ export function runChild(
   quick: boolean,
   log: (line: string) => void,
   /** The bf16 suite's cases (bf16Cases) at this precision, instead of modelCases. */
-  bf16?: { readonly precision: 'fp32' | 'bf16' },
+  bf16?: { readonly precision: 'fp32' | 'bf16'; readonly generateOnly?: boolean },
 ): Promise<{ rows: ModelRow[]; notes: string[] }> {
   const rows: ModelRow[] = [];
   const notes: string[] = [];
@@ -143,7 +149,13 @@ export function runChild(
   return new Promise((resolve) => {
     const child = fork(
       new URL('./model-child.ts', import.meta.url),
-      [backend, name, quick ? 'quick' : 'full', ...(bf16 ? ['bf16-suite', bf16.precision] : [])],
+      [
+        backend,
+        name,
+        quick ? 'quick' : 'full',
+        ...(bf16 ? ['bf16-suite', bf16.precision] : []),
+        ...(bf16?.generateOnly ? ['generate-only'] : []),
+      ],
       { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
     );
     // Progress comes over IPC. The webgpu (Dawn) binding can print one validation error

@@ -201,9 +201,10 @@ def matmul_rows(table, dtype, threads, quick, figure):
     return rows
 
 
-def model_rows(name, c, threads, quick, precision="fp32"):
+def model_rows(name, c, threads, quick, precision="fp32", generate_only=False):
     """fp32, or bf16: training and forward under torch.autocast('cpu', dtype=torch.bfloat16)
-    (fp32 master weights, as Troupe's precision bf16), generation with the weights in bf16."""
+    (fp32 master weights, as Troupe's precision bf16), generation with the weights in bf16.
+    generate_only: generation alone (no forward, no training)."""
     rows = []
     torch.manual_seed(0)
     m = GPT2(c["vocab"], c["layers"], c["heads"], c["hidden"])
@@ -216,26 +217,27 @@ def model_rows(name, c, threads, quick, precision="fp32"):
 
     big = c["hidden"] >= 768
     reps = 5 if big else 10
-    with torch.no_grad(), autocast():
-        s = timed(lambda: m(ids), min_s=0.3 if quick else 1.0, min_calls=2 if quick else reps)
-    rows.append(rate("forward", name, threads, B * T, s, "tokens/s"))
-    # fused AdamW (one kernel over all parameters), as PyTorch users train; foreach before 2.4
-    fused = {"fused": True} if FUSED_ADAMW else {"foreach": True}
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, **fused)
+    if not generate_only:
+        with torch.no_grad(), autocast():
+            s = timed(lambda: m(ids), min_s=0.3 if quick else 1.0, min_calls=2 if quick else reps)
+        rows.append(rate("forward", name, threads, B * T, s, "tokens/s"))
+        # fused AdamW (one kernel over all parameters), as PyTorch users train; foreach before 2.4
+        fused = {"fused": True} if FUSED_ADAMW else {"foreach": True}
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, **fused)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            logits = m(ids)
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, c["vocab"]).float(), ids[:, 1:].reshape(-1)
-            )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, **CLIP_FOREACH)
-        opt.step()
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                logits = m(ids)
+                loss = F.cross_entropy(
+                    logits[:, :-1].reshape(-1, c["vocab"]).float(), ids[:, 1:].reshape(-1)
+                )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, **CLIP_FOREACH)
+            opt.step()
 
-    s = timed(step, min_s=0.5 if quick else 2.0, min_calls=2 if quick else reps)
-    rows.append(rate("train", name, threads, B * T, s, "tokens/s"))
+        s = timed(step, min_s=0.5 if quick else 2.0, min_calls=2 if quick else reps)
+        rows.append(rate("train", name, threads, B * T, s, "tokens/s"))
     if bf16:
         m = m.to(torch.bfloat16)  # generation: bf16 weights
     for gb in (1, 8):
@@ -273,6 +275,11 @@ def main():
         default="fp32",
         help="bf16: forward and training under torch.autocast(bfloat16), generation with bf16 weights",
     )
+    ap.add_argument(
+        "--only",
+        choices=["generate"],
+        help="generate: a model config's generation rows alone (no forward, no training)",
+    )
     args = ap.parse_args()
     rows = []
     wall0, use0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
@@ -284,7 +291,8 @@ def main():
         elif args.config == "matmul-bf16":
             rows += matmul_rows(BF16_MATMULS, torch.bfloat16, threads, args.quick, "bf16 matmul")
         else:
-            rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick, args.precision)
+            rows += model_rows(args.config, CONFIGS[args.config], threads, args.quick, args.precision,
+                               args.only == "generate")
     use = resource.getrusage(resource.RUSAGE_SELF)
     rows.append(dict(figure="peak RSS", config=args.config, threads=0, value=use.ru_maxrss * 1024, unit="bytes"))
     # CPU time over wall time while measuring: ~1 at one thread says it kept to one core (and
