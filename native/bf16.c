@@ -588,6 +588,23 @@ bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int
   return true;
 }
 
+bool troupe_linear_w16_many(const float *x, int64_t R, int64_t K, int parts,
+                            const uint16_t *const *w, const float *const *bias, const int64_t *N,
+                            float *const *y) {
+  choose_path();
+  if (R >= 32 && path != PATH_FP32) { /* the packed product, one weight at a time */
+    bool ok = true;
+    for (int i = 0; i < parts; i++) ok &= troupe_linear_w16(x, w[i], bias[i], R, K, N[i], y[i]);
+    return ok;
+  }
+  if (!troupe_w16_rows_many(x, R, K, parts, w, N, y)) return false;
+  for (int i = 0; i < parts; i++)
+    if (bias[i])
+      for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < N[i]; j++) y[i][r * N[i] + j] += bias[i][j];
+  return true;
+}
+
 /* dst = W [K, N] (float32, row-major) rounded to bf16 as troupe_linear_w16's panels */
 static void troupe_to_bf16_panels(const float *src, int64_t K, int64_t N, uint16_t *dst) {
   for (int64_t p = 0; p < (N + 31) / 32; p++)
@@ -629,6 +646,63 @@ static napi_value bf16_linear_w(napi_env env, napi_callback_info info) {
   args_need_expr(&a, "y", ly, mul_sat(R, O), "rows·out");
   if (a.failed) return NULL;
   if (!troupe_linear_w16(x, w, lb != 0 ? bias : NULL, R, I, O, y))
+    args_fail(&a, true, "its workspace", "could not be allocated");
+  return NULL;
+}
+
+/* Element `index` of an array argument, a Uint16Array. */
+static uint16_t *arg_u16_at(Args *a, size_t i, uint32_t index, const char *name, size_t *len) {
+  napi_value item;
+  napi_typedarray_type type;
+  void *p = NULL;
+  bool is = false;
+  *len = 0;
+  if (a->failed) return NULL;
+  if (napi_get_element(a->env, a->argv[i], index, &item) != napi_ok ||
+      napi_is_typedarray(a->env, item, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(a->env, item, &type, len, &p, NULL, NULL) != napi_ok ||
+      type != napi_uint16_array) {
+    args_fail(a, false, name, "must be a Uint16Array");
+    return NULL;
+  }
+  return p;
+}
+
+/*
+ * bf16LinearWMany(x, ws, biases, rows, in, outs, ys): for i < ws.length (1 to 4),
+ * ys[i] [rows, outs[i]] = x·W_i + biases[i], as bf16LinearW of each (the same bits), the few-row
+ * ones in one pass over all the weights (troupe_linear_w16_many: the decoder block's q, k, v).
+ */
+static napi_value bf16_linear_w_many(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16LinearWMany", 7)) return NULL;
+  size_t lx, lo;
+  const float *x = arg_f32(&a, 0, "x", &lx);
+  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
+  const int32_t *outs = arg_i32(&a, 5, "outs", &lo);
+  if (!a.failed && (lo < 1 || lo > 4)) args_fail(&a, true, "outs", "must have 1 to 4 elements");
+  if (a.failed) return NULL;
+  const int parts = (int)lo;
+  const uint16_t *w[4];
+  const float *bias[4];
+  float *y[4];
+  int64_t N[4];
+  for (int i = 0; i < parts; i++) {
+    size_t lw, lb, ly;
+    N[i] = outs[i];
+    if (N[i] < 1) args_fail(&a, true, "outs", "must be integers ≥ 1");
+    w[i] = arg_u16_at(&a, 1, (uint32_t)i, "ws[i]", &lw);
+    float *b = arg_f32_at(&a, 2, (uint32_t)i, "biases[i]", &lb);
+    y[i] = arg_f32_at(&a, 6, (uint32_t)i, "ys[i]", &ly);
+    if (a.failed) return NULL;
+    bias[i] = lb != 0 ? b : NULL;
+    args_need_expr(&a, "ws[i]", lw, w16_elements(I, N[i]), "⌈outs[i]/32⌉·32·in");
+    if (lb != 0) args_need_expr(&a, "biases[i]", lb, (uint64_t)N[i], "outs[i]");
+    args_need_expr(&a, "ys[i]", ly, mul_sat(R, N[i]), "rows·outs[i]");
+  }
+  args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
+  if (a.failed) return NULL;
+  if (!troupe_linear_w16_many(x, R, I, parts, w, bias, N, y))
     args_fail(&a, true, "its workspace", "could not be allocated");
   return NULL;
 }
@@ -750,6 +824,7 @@ bool troupe_define_bf16(napi_env env, napi_value exports) {
       TROUPE_EXPORT("bf16GemmBatched", bf16_gemm_batched),
       TROUPE_EXPORT("bf16Linear", bf16_linear),
       TROUPE_EXPORT("bf16LinearW", bf16_linear_w),
+      TROUPE_EXPORT("bf16LinearWMany", bf16_linear_w_many),
       TROUPE_EXPORT("toBf16", to_bf16_napi),
       TROUPE_EXPORT("toBf16Panels", to_bf16_panels_napi),
       TROUPE_EXPORT("bf16Path", bf16_path),

@@ -165,10 +165,18 @@ bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
  * columns ([⌈N/32⌉][K][32]); false: out of memory (y not written) */
 bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int64_t R, int64_t K,
                        int64_t N, float *y);
+/* bf16.c: troupe_linear_w16 of several weights against the same x (≤ 4; bias[i] NULL: none), the
+ * few-row ones in one pass (troupe_w16_rows_many); the same bits as one call each */
+bool troupe_linear_w16_many(const float *x, int64_t R, int64_t K, int parts,
+                            const uint16_t *const *w, const float *const *bias, const int64_t *N,
+                            float *const *y);
 
 /* w16rows.c: troupe_linear_w16's few-row loops (y [R, N] = x·W, no bias; false: out of memory),
  * and which loop runs here: "avx512" or "generic" (TROUPE_BF16_PATH=fp32 forces it) */
 bool troupe_w16_rows(const float *x, const uint16_t *w, int64_t R, int64_t K, int64_t N, float *y);
+/* w16rows.c: y[i] [R, N[i]] = x·W[i] for i < parts (≤ 4) in one pass (false: out of memory) */
+bool troupe_w16_rows_many(const float *x, int64_t R, int64_t K, int parts,
+                          const uint16_t *const *w, const int64_t *N, float *const *y);
 const char *troupe_w16_rows_path(void);
 
 /* bf16.c: for i < batch, C + i·M·N = op(A + i·sa)·op(B + i·sb) (sgemmBatched's layout) */

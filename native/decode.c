@@ -266,9 +266,18 @@ static bool block(const Dims *m, const float *x, const float *const *w, const fl
   float *tmp = stats + 2 * R * (m->H > 1 ? m->H : 1), *scores = tmp + (d > m->hd ? d : m->hd);
 
   norm_rows(m, x, w[ATTN_NORM_W], w[ATTN_NORM_B], R, d, a, stats, tmp);
-  ok &= proj(m, a, w[Q_W], w[Q_B], R, d, qd, q);
-  ok &= proj(m, a, w[K_W], w[K_B], R, d, kvd, k);
-  ok &= proj(m, a, w[V_W], w[V_B], R, d, kvd, v);
+  if (m->w16) { /* q, k and v in one pass over their weights (the same bits as three) */
+    const uint16_t *wq[3] = {(const uint16_t *)w[Q_W], (const uint16_t *)w[K_W],
+                             (const uint16_t *)w[V_W]};
+    const float *bq[3] = {w[Q_B], w[K_B], w[V_B]};
+    const int64_t nq[3] = {qd, kvd, kvd};
+    float *yq[3] = {q, k, v};
+    ok &= troupe_linear_w16_many(a, R, d, 3, wq, bq, nq, yq);
+  } else {
+    ok &= proj(m, a, w[Q_W], w[Q_B], R, d, qd, q);
+    ok &= proj(m, a, w[K_W], w[K_B], R, d, kvd, k);
+    ok &= proj(m, a, w[V_W], w[V_B], R, d, kvd, v);
+  }
   if (m->qknorm) { /* each head a row of hd, in place */
     norm_rows(m, q, w[Q_NORM_W], NULL, R * m->H, m->hd, q, stats, tmp);
     norm_rows(m, k, w[K_NORM_W], NULL, R * m->KV, m->hd, k, stats, tmp);

@@ -18,6 +18,9 @@
  *            here too, so that both are tested on a CPU with AVX-512.
  *
  * Threads: the BLAS count (setThreads), one per 2^18 weights at most, each a range of whole panels.
+ * troupe_w16_rows_many takes several weights against the same x (a decoder block's q, k and v) as
+ * one range of panels: one start of the helpers, not three, and a share of 2304 columns for each
+ * instead of three of 768; every element's sum is the same (it is one panel's, whichever thread).
  * Measured (bench/bf16-weights.ts) in the commit that added this file.
  */
 #if defined(__AVX512F__)
@@ -137,10 +140,8 @@ static inline __attribute__((always_inline)) void avx512_range(const Job *s, con
 }
 #endif
 
-static void task(void *ctx, int t, int n) {
-  const Job *s = ctx;
-  const int64_t panels = (s->N + 31) / 32;
-  const int64_t lo = panels * t / n, hi = panels * (t + 1) / n; /* in panels of 32 columns */
+/* rows [0, R) of x against panels [lo, hi) of one weight */
+static void rows_range(const Job *s, int64_t lo, int64_t hi) {
   for (int64_t r0 = 0; r0 < s->R; r0 += ROWS) {
     const int rows = s->R - r0 < ROWS ? (int)(s->R - r0) : ROWS;
     const float *pa = s->pa + (r0 / ROWS) * ROWS * s->K;
@@ -158,6 +159,28 @@ static void task(void *ctx, int t, int n) {
     else if (rows == 2) generic_panels(s, pa, rows, y, lo, hi, 2);
     else if (rows <= 4) generic_panels(s, pa, rows, y, lo, hi, 4);
     else generic_panels(s, pa, rows, y, lo, hi, ROWS);
+  }
+}
+
+enum { PARTS_MAX = 4 };
+
+/* Several weights against the same x, their panels one range that the threads share out */
+typedef struct {
+  Job part[PARTS_MAX];
+  int parts;
+  int64_t panels; /* of all the parts */
+} Many;
+
+static void task(void *ctx, int t, int n) {
+  const Many *m = ctx;
+  const int64_t lo = m->panels * t / n, hi = m->panels * (t + 1) / n; /* in panels of 32 columns */
+  int64_t first = 0;                                                  /* the part's first panel */
+  for (int i = 0; i < m->parts; i++) {
+    const Job *s = &m->part[i];
+    const int64_t count = (s->N + 31) / 32, a = lo > first ? lo : first;
+    const int64_t b = hi < first + count ? hi : first + count;
+    if (a < b) rows_range(s, a - first, b - first);
+    first += count;
   }
 }
 
@@ -184,8 +207,9 @@ const char *troupe_w16_rows_path(void) {
   return generic_chosen ? "generic" : "avx512";
 }
 
-bool troupe_w16_rows(const float *x, const uint16_t *w, int64_t R, int64_t K, int64_t N,
-                     float *y) {
+bool troupe_w16_rows_many(const float *x, int64_t R, int64_t K, int parts,
+                          const uint16_t *const *w, const int64_t *N, float *const *y) {
+  if (parts < 1 || parts > PARTS_MAX) return false;
   const bool generic = strcmp(troupe_w16_rows_path(), "generic") == 0;
   const int64_t blocks = (R + ROWS - 1) / ROWS;
   float *pa = malloc(sizeof(float) * (size_t)(blocks * ROWS * K));
@@ -197,10 +221,21 @@ bool troupe_w16_rows(const float *x, const uint16_t *w, int64_t R, int64_t K, in
       for (int64_t k = 0; k < K; k++) p[k * ROWS + m] = r < R ? x[r * K + k] : 0.0f;
     }
   }
-  Job s = {pa, w, R, K, N, y, generic};
-  const int threads = threads_for_weights(K, N);
-  if (threads <= 1) task(&s, 0, 1);
-  else troupe_parallel(threads, task, &s);
+  Many m = {.parts = parts, .panels = 0};
+  int64_t columns = 0;
+  for (int i = 0; i < parts; i++) {
+    m.part[i] = (Job){pa, w[i], R, K, N[i], y[i], generic};
+    m.panels += (N[i] + 31) / 32;
+    columns += N[i];
+  }
+  const int threads = threads_for_weights(K, columns);
+  if (threads <= 1) task(&m, 0, 1);
+  else troupe_parallel(threads, task, &m);
   free(pa);
   return true;
+}
+
+bool troupe_w16_rows(const float *x, const uint16_t *w, int64_t R, int64_t K, int64_t N,
+                     float *y) {
+  return troupe_w16_rows_many(x, R, K, 1, &w, &N, &y);
 }

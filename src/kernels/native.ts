@@ -143,6 +143,19 @@ export interface NativeAddon {
     outDim: number,
     y: Float32Array,
   ): void;
+  /**
+   * for i < ws.length (1 to 4): ys[i] [rows, outs[i]] = x·W_i + biases[i], as bf16LinearW of
+   * each gives it (the same bits), the few-row ones in one pass over all the weights.
+   */
+  bf16LinearWMany(
+    x: Float32Array,
+    ws: readonly Uint16Array[],
+    biases: readonly Float32Array[],
+    rows: number,
+    inDim: number,
+    outs: Int32Array,
+    ys: readonly Float32Array[],
+  ): void;
   /** dst[i] = src[i] rounded to bfloat16 (nearest even), as its bits. */
   toBf16(src: Float32Array, dst: Uint16Array): void;
   /** W [in, out] (row-major) rounded to bfloat16 into bf16LinearW's panels ([⌈out/32⌉][in][32]). */

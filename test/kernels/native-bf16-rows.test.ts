@@ -127,3 +127,70 @@ describe.skipIf(skip !== null)(`bf16LinearW's few-row loops${skip ? ` (${skip})`
     expect(at).toBe(fast.length);
   }, 120_000);
 });
+
+describe.skipIf(skip !== null)(`bf16LinearWMany${skip ? ` (${skip})` : ''}`, () => {
+  // q, k, v of a decoder block in one pass: part panels, a bias on some, and 2 threads splitting
+  // the joint range of panels inside a weight (4 + 2 + 33 panels: the split falls in the third)
+  const K = 67;
+  const outs = [130, 40, 1030];
+  const r = RandomStream.of({ seed: 4, step: 0, actor: 'many' });
+  const ws = outs.map((N) => {
+    const bits = w16Buffer(K, N);
+    native.available && native.addon.toBf16Panels(r.normal(K * N), K, N, bits);
+    return bits;
+  });
+  const biases = [r.normal(outs[0]), new Float32Array(0), r.normal(outs[2])];
+
+  it('the same bits as bf16LinearW of each weight, few rows (one pass) and 40 (the packed product)', () => {
+    if (!native.available) return;
+    const a = native.addon;
+    const saved = a.threads();
+    try {
+      for (const R of [1, 3, 8, 13, 40])
+        for (const t of [1, 2]) {
+          a.setThreads(t);
+          const x = r.normal(R * K);
+          const ys = outs.map((N) => new Float32Array(R * N).fill(Number.NaN));
+          a.bf16LinearWMany(x, ws, biases, R, K, Int32Array.from(outs), ys);
+          outs.forEach((N, i) => {
+            const want = new Float32Array(R * N);
+            a.bf16LinearW(x, ws[i], biases[i], R, K, N, want);
+            expect(ys[i], `${R} rows, ${t} threads, weight ${i}`).toEqual(want);
+          });
+        }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
+  it('checks its arguments', () => {
+    if (!native.available) return;
+    const a = native.addon;
+    const x = new Float32Array(2 * K);
+    const ys = outs.map((N) => new Float32Array(2 * N));
+    expect(() => a.bf16LinearWMany(x, ws, biases, 2, K, new Int32Array(0), ys)).toThrow(
+      /bf16LinearWMany: outs must have 1 to 4 elements/,
+    );
+    expect(() =>
+      a.bf16LinearWMany(x, ws, biases, 2, K, Int32Array.from([130, 40, 1057]), ys),
+    ).toThrow(/ws\[i\] is shorter than/);
+    expect(() =>
+      a.bf16LinearWMany(
+        x,
+        [ws[0], new Float32Array(9) as never, ws[2]],
+        biases,
+        2,
+        K,
+        Int32Array.from(outs),
+        ys,
+      ),
+    ).toThrow(/ws\[i\] must be a Uint16Array/);
+    expect(() =>
+      a.bf16LinearWMany(x, ws, biases, 2, K, Int32Array.from(outs), [
+        ys[0],
+        ys[1],
+        new Float32Array(5),
+      ]),
+    ).toThrow(/ys\[i\] is shorter than rows·outs\[i\]/);
+  });
+});
