@@ -154,8 +154,22 @@ export function keptHeadBackward(
  * `headLogProbs` in one block that keeps e = onehot(label) − softmax(z) [N, V] from the forward,
  * so the backward needs no second pass over the logits (at GPT-2's vocabulary recomputing them
  * was a quarter of the head's 156 GFLOP); its backward is `keptHeadBackward`.
+ *
+ * With no tape recording (a frozen reference scoring rollouts, π_old, evaluation) no gradient
+ * can be taken of this call, so e is not computed: the same z and pick, so the same log-probs
+ * bit for bit, holding [N, V] floats once instead of twice and skipping e's exp over them. The
+ * test is tfjs' own (`engine.isTapeOn()`, at the call): the one by which the custom gradient's
+ * `save` would drop e and no tape node would be recorded, so it cannot drop what a gradient uses.
  */
 function keptHeadLogProbs(h: tf.Tensor, w: tf.Tensor, labels: tf.Tensor, tied: boolean): tf.Tensor {
+  if (!tf.engine().isTapeOn()) {
+    return tf.tidy(() => {
+      const z = tied ? tf.matMul(h, w, false, true) : tf.matMul(h, w); // (N, V)
+      const [lp, lse] = logSoftmaxPick(z, labels);
+      lse.dispose();
+      return lp;
+    });
+  }
   const N = h.shape[0] as number;
   const frozen = isFrozen(w);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {

@@ -218,7 +218,8 @@ const KEEP_LOGITS = 2 ** 25;
 
 /**
  * Floats the LM head holds at once beyond its input rows, as lm-head.ts computes it: up to 2²⁵
- * logits it keeps z and onehot − softmax [N, V] (a forward alone: z); past that the forward goes
+ * logits it keeps z and onehot − softmax [N, V] (a forward alone, with no tape: z, the second
+ * computed only under a tape); past that the forward goes
  * max(128, 2²³/V) rows at a time (at Qwen's 151936 words 128 rows: 19.4 M floats, more than the
  * 2²³ the name suggests) and the backward max(4096, 2²³/N) vocabulary columns at a time (the
  * block's logits and their gradient).

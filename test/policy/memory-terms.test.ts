@@ -1,8 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { llamaConfig, type ModelConfig } from '../../src/policy/index.js';
-import { headTransientFloats, type MemoryJob } from '../../src/policy/memory.js';
+import { frozenModel } from '../../src/algorithms/roles/models.js';
+import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
+import * as tf from '../../src/kernels/tf.js';
+import { gpt2Config, llamaConfig, type ModelConfig } from '../../src/policy/index.js';
+import { headTransientFloats, type MemoryJob, predictMemory } from '../../src/policy/memory.js';
+import { targetLogProbs } from '../../src/policy/target-logprobs.js';
 import { useBackend } from '../helpers/backends.js';
-import { LORA, stepPeak } from './memory-step.js';
+import { nativeSkip } from '../helpers/native.js';
+import { LORA, stepPeak, tokenBatch } from './memory-step.js';
 
 /**
  * The predictor's terms that tiny vocabularies and short layers stacks do not exercise, each
@@ -109,3 +114,70 @@ describe('memory predictor terms', () => {
     expect(headTransientFloats(256, 151936, true)).toBe(128 * 151936);
   });
 });
+
+describe.skipIf(nativeSkip !== null)(
+  `an fp32 frozen model's forward, measured${nativeSkip ? ` (${nativeSkip})` : ''}`,
+  () => {
+    beforeAll(async () => {
+      await useBackend('wasm');
+    });
+
+    /**
+     * A reference's log-probs (targetLogProbs, as roles/reference.ts computes them, no tape) on
+     * an fp32 frozen model built as the roles build it: the wasm heap's peak above what was live
+     * (each buffer once) against the predicted activations, 0.9–1.6×. With no tape the head's
+     * kept block computes the [N, V] logits and their pick only (lm-head.ts keptHeadLogProbs): it
+     * computed onehot − softmax [N, V] beside them too, measured 0.6× of this prediction at
+     * 32768 words, where the head is most of the forward.
+     */
+    it.each([
+      [
+        "V 512, the RL bench's GRPO tiny GPT-2 at 64 × 64 tokens",
+        gpt2Config({ vocabSize: 512, hidden: 128, layers: 4, heads: 4, maxPositions: 128 }),
+        64,
+        64,
+      ],
+      [
+        'V 32768, 2 × 64 tokens',
+        llamaConfig({
+          vocabSize: 32768,
+          hidden: 256,
+          layers: 2,
+          heads: 4,
+          intermediate: 688,
+          tieEmbeddings: true,
+        }),
+        2,
+        64,
+      ],
+      [
+        'V 151936, 1 × 128 tokens',
+        llamaConfig({
+          vocabSize: 151936,
+          hidden: 128,
+          layers: 1,
+          heads: 4,
+          intermediate: 344,
+          tieEmbeddings: true,
+        }),
+        1,
+        128,
+      ],
+    ] as const)('%s', async (_, c, B, T) => {
+      const model = await frozenModel({ config: c, seed: 3 });
+      const start = wasmTensorBytes({ reset: true })!.liveBytes;
+      const lp = tf.tidy(
+        () => targetLogProbs(model, tokenBatch(B, T, c.vocabSize), { start: 1 }).logp,
+      );
+      await lp.data();
+      lp.dispose();
+      const measured = wasmTensorBytes()!.peakBytes - start;
+      model.dispose();
+      const p = predictMemory({ config: c, method: 'none', batch: B, seq: T });
+      const ratio = p.activations / measured;
+      const msg = `predicted ${p.activations}, measured ${measured}`;
+      expect(ratio, msg).toBeGreaterThan(0.9);
+      expect(ratio, msg).toBeLessThan(1.6);
+    });
+  },
+);
