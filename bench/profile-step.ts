@@ -1,12 +1,14 @@
 /**
  * Where one training step's time goes, kernel by kernel (#17):
  *
- *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-step.ts [small|gpt2|grpo] [fp32|bf16]
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-step.ts [small|gpt2|grpo] [fp32|bf16] [share]
  *
  * Builds the bench's model config (bench/suites/model.ts: small = d 384, L 6, 8 × 128 tokens;
  * gpt2 = GPT-2-124M, 4 × 128 tokens, AdamW's moments on the host as the trainers keep them at
  * that size; grpo = the RL suite's GRPO job's tiny GPT-2 at its update's 64 × 64 tokens,
- * bench/suites/rl-grpo.ts) on wasm with the native kernels, takes trainer steps (`optimizerStep`: fwd + bwd,
+ * bench/suites/rl-grpo.ts; its rows are 8 prompts × 8 samples, and the loss is the log-probs of
+ * the 32 response tokens, each prompt's 32 tokens run once with `share`: the update's
+ * sharePrefix) on wasm with the native kernels, takes trainer steps (`optimizerStep`: fwd + bwd,
  * clip 1.0, AdamW) after a warm-up, then one forward + backward under `tf.profile`, and prints
  * wall and process CPU time per step and per forward + backward, and each kernel's summed
  * `kernelTimeMs` by name and by name and input shapes. A custom gradient's forward shows as an
@@ -19,11 +21,12 @@ import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
 import { gpt2Config } from '../src/policy/config.js';
 import { AdamW, CausalLM, lmLoss } from '../src/policy/index.js';
+import { targetLogProbs } from '../src/policy/target-logprobs.js';
 import { optimizerStep } from '../src/policy/train-step.js';
 import { bf16Cases } from './suites/model.js';
 import { GRPO_JOB } from './suites/rl-grpo.js';
 
-const [which = 'gpt2', precision = 'bf16'] = process.argv.slice(2);
+const [which = 'gpt2', precision = 'bf16', share = ''] = process.argv.slice(2);
 if (!['small', 'gpt2', 'grpo'].includes(which) || !['fp32', 'bf16'].includes(precision)) {
   process.stderr.write('usage: profile-step.ts [small|gpt2|grpo] [fp32|bf16]\n');
   process.exit(2);
@@ -53,10 +56,23 @@ const token = () => {
   s ^= s << 5;
   return (s >>> 0) % config.vocabSize;
 };
-const batch = rightPad(
-  Array.from({ length: B }, () => Array.from({ length: T }, token)),
-  0,
-);
+const rows = Array.from({ length: B }, () => Array.from({ length: T }, token));
+if (which === 'grpo') {
+  // each prompt (the first T/2 tokens) repeated by its samples
+  for (let b = 0; b < B; b++)
+    rows[b].splice(0, T / 2, ...rows[b - (b % j.samples)].slice(0, T / 2));
+}
+const batch = rightPad(rows, 0);
+/** The step's loss: the LM loss, or (grpo) the responses' log-probs summed. */
+const lossOf = (): { loss: tf.Scalar; tokens: number } => {
+  if (which !== 'grpo') return lmLoss(model, batch);
+  const { logp } = targetLogProbs(model, batch, {
+    start: T / 2,
+    entropy: 'metric',
+    sharePrefix: share === 'share',
+  });
+  return { loss: tf.neg(tf.mean(logp)) as tf.Scalar, tokens: B * (T / 2) };
+};
 const model = CausalLM.init(config, { seed: 1 });
 const opt = new AdamW(model.params, model.specs, {
   lr: 1e-4,
@@ -78,14 +94,14 @@ const step = () =>
     opt,
     [
       () => {
-        const { loss, tokens } = lmLoss(model, batch);
+        const { loss, tokens } = lossOf();
         return { loss, weight: tokens };
       },
     ],
     { lr: 1e-4, maxGradNorm: 1 },
   );
 const fwdBwd = async () => {
-  const { value, grads } = tf.variableGrads(() => lmLoss(model, batch).loss, vars);
+  const { value, grads } = tf.variableGrads(() => lossOf().loss, vars);
   await value.data();
   tf.dispose([value, ...Object.values(grads)]);
 };
@@ -102,7 +118,7 @@ try {
   }
   const best = Math.min(...steps.map(([w]) => w));
   say(
-    `${which} ${precision}, ${B}×${T} tokens, ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads`,
+    `${which} ${precision}${share ? ' (shared prompts)' : ''}, ${B}×${T} tokens, ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads`,
   );
   say(`trainer step: ${fmt(steps)} (best ${((B * T) / (best / 1000)).toFixed(0)} tokens/s)`);
   say(`fwd + bwd:    ${fmt(passes)}`);

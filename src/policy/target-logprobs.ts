@@ -4,6 +4,7 @@ import { logSoftmaxPick, logSoftmaxPickGrad } from '../kernels/custom/native-row
 import * as tf from '../kernels/tf.js';
 import { keptHeadBackward } from './lm-head.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
+import { KVCache } from './model/kv-cache.js';
 
 /** Which targets `targetLogProbs` scores, and how. */
 export interface TargetOptions {
@@ -20,7 +21,24 @@ export interface TargetOptions {
    * values, but no gradient flows through them (the backward skips the entropy's term).
    */
   readonly entropy?: boolean | 'metric';
+  /**
+   * Rows whose first `start` tokens (ids and mask) repeat another row's — GRPO's n samples of a
+   * prompt — run those columns once and continue from a copy of their KV cache
+   * (`sharedPrefixHidden`): the same bits as the full forward without a gradient; under one,
+   * the loss and gradients up to float32 rounding (the gradients are summed in another order:
+   * a prompt's rows add up once). Not with gradient checkpointing or a caller's cache.
+   */
+  readonly sharePrefix?: boolean;
 }
+
+/**
+ * Tokens a shared prefix and its continuation each need at least: every product of their
+ * forwards then takes the kernel the full forward's takes (attention: one product per row and
+ * head of that many rows; the projections: rows × tokens), whose sums run in the same order for
+ * any number of rows. Fewer rows go to the native small-M product (≤ 16 rows, native/smallm.c)
+ * or the few-row bf16-weight loop (< 32, w16rows.c), ordered differently.
+ */
+const SAME_KERNEL_ROWS = 32;
 
 /**
  * log π(x_t | x_<t) of the target tokens of every row: the one function every log-prob of a
@@ -51,8 +69,13 @@ export function targetLogProbs(
   const d = model.config.hidden;
   const targets = new Int32Array(B * n);
   for (let b = 0; b < B; b++) targets.set(ids.subarray(b * T + start, (b + 1) * T), b * n);
-  const hidden = model.forward(batch, forward);
-  const h = tf.reshape(tf.slice(hidden, [0, start - 1, 0], [B, n, d]), [B * n, d]); // (N, d)
+  const shared =
+    o.sharePrefix && !forward.cache && !forward.checkpoint
+      ? sharedPrefixHidden(model, batch, start)
+      : null;
+  const h =
+    shared ??
+    tf.reshape(tf.slice(model.forward(batch, forward), [0, start - 1, 0], [B, n, d]), [B * n, d]); // (N, d)
   const labels = tf.tensor1d(targets, 'int32');
   if (!o.entropy) {
     const lp = model.tokenLogProbs(h, labels, temperature); // (N,) chunked head
@@ -164,4 +187,91 @@ function headLogpAndEntropy(
     };
   });
   return f(h, w, labels) as tf.Tensor2D;
+}
+
+/**
+ * The hidden states at columns start − 1 … T − 2 of every row ([B·(T − start), d], what
+ * `targetLogProbs` scores), with the columns before `start` run once per distinct prefix: the
+ * D distinct prefixes are one forward into a KV cache (tensors), the cache's rows are copied to
+ * the B rows, and columns start … T − 1 continue from it. Null (nothing computed) when no prefix
+ * repeats, or the prefix or its continuation is shorter than SAME_KERNEL_ROWS tokens.
+ *
+ * The same bits as the full forward: a row's hidden states depend on its own tokens only and the
+ * products' sums run in the same order for any number of rows (sgemm), the prefix's queries see
+ * the same real keys (the full forward's later keys are masked to e^−87 ≪ one ulp of a softmax
+ * sum ≥ 1), and the continuation attends over all T columns as the full forward does (its last
+ * column, a target only, is computed for that: a row of T − 1 keys would sum its softmax in
+ * another order). Tested against the full forward bit for bit.
+ */
+export function sharedPrefixHidden(
+  model: CausalLM,
+  batch: TokenBatch,
+  start: number,
+): tf.Tensor | null {
+  const { batch: B, length: T, ids, mask } = batch;
+  if (start < SAME_KERNEL_ROWS || T - start < SAME_KERNEL_ROWS) return null;
+  const { first, index } = prefixGroups(batch, start);
+  const D = first.length;
+  if (D === B) return null;
+  const d = model.config.hidden;
+  const n = T - start;
+  const columns = (rows: ArrayLike<number>, from: number, to: number): TokenBatch => {
+    const w = to - from;
+    const out = { ids: new Int32Array(rows.length * w), mask: new Uint8Array(rows.length * w) };
+    for (let i = 0; i < rows.length; i++) {
+      const at = rows[i] * T;
+      out.ids.set(ids.subarray(at + from, at + to), i * w);
+      out.mask.set(mask.subarray(at + from, at + to), i * w);
+    }
+    return { ...out, batch: rows.length, length: w };
+  };
+  const prefixCache = new KVCache(D, { store: 'tensors' });
+  let rowsCache: KVCache | undefined;
+  try {
+    const prefix = model.forward(columns(first, 0, start), { cache: prefixCache }); // (D, start, d)
+    rowsCache = prefixCache.expand(index);
+    const rest = model.forward(
+      columns(
+        Int32Array.from({ length: B }, (_, b) => b),
+        start,
+        T,
+      ),
+      {
+        cache: rowsCache,
+      },
+    ); // (B, n, d)
+    const last = tf.gather(
+      tf.slice(prefix, [0, start - 1, 0], [D, 1, d]),
+      tf.tensor1d(index, 'int32'),
+    );
+    const cols = n > 1 ? tf.concat([last, tf.slice(rest, [0, 0, 0], [B, n - 1, d])], 1) : last;
+    return tf.reshape(cols, [B * n, d]);
+  } finally {
+    prefixCache.dispose();
+    rowsCache?.dispose();
+  }
+}
+
+/** Each row's group by its first `start` tokens (ids and mask): the first row of each group, in
+ * order of appearance, and every row's group number. */
+export function prefixGroups(
+  batch: TokenBatch,
+  start: number,
+): { first: Int32Array; index: Int32Array } {
+  const { batch: B, length: T, ids, mask } = batch;
+  const seen = new Map<string, number>();
+  const first: number[] = [];
+  const index = new Int32Array(B);
+  for (let b = 0; b < B; b++) {
+    let key = '';
+    for (let t = 0; t < start; t++) key += `${ids[b * T + t]}:${mask[b * T + t]},`;
+    let g = seen.get(key);
+    if (g === undefined) {
+      g = first.length;
+      seen.set(key, g);
+      first.push(b);
+    }
+    index[b] = g;
+  }
+  return { first: Int32Array.from(first), index };
 }

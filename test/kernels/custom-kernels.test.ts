@@ -337,3 +337,30 @@ describe('wasm Slice over heap views equals the cpu backend', () => {
     }
   });
 });
+
+describe('wasm SplitV through the heap-view Slice equals the cpu backend', () => {
+  const wasmSkip = BACKEND_CASES.find(([b]) => b === 'wasm')![1];
+  const CASES: Array<[number[], number[] | number, number]> = [
+    [[10], [3, 7], 0],
+    [[6, 5], 3, 0], // contiguous pieces
+    [[4, 6, 5], [2, 4], 1],
+    [[3, 4, 6, 2], [1, 0, 5], 2], // an empty piece, along an inner axis (a KV cache's sequence)
+    [[2, 3, 4, 5], 5, -1],
+  ];
+  it.skipIf(wasmSkip !== null).each(CASES)('%j into %j along %i', async (shape, splits, axis) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = Array.from({ length: n }, (_, i) => i * 0.25 - 2);
+    const want: Record<string, number[][]> = {};
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await useBackend(backend);
+      for (const dtype of ['float32', 'int32'] as const) {
+        const x = tf.tensor(values, shape, dtype);
+        const parts = tf.split(x, splits, axis);
+        const got = await Promise.all(parts.map(async (p) => Array.from(await p.data())));
+        if (backend === 'cpu') want[dtype] = got;
+        else expect(got).toEqual(want[dtype]);
+        tf.dispose([x, ...parts]);
+      }
+    }
+  });
+});

@@ -43,6 +43,19 @@ export function oldLogpInStep(c: RlConfig): boolean {
   );
 }
 
+/**
+ * Whether the update's forward may run a prompt that several rows repeat (GRPO's and RLOO's n
+ * samples of a prompt) once and continue each row from a copy of its KV cache
+ * (targetLogProbs' `sharePrefix`; the policy also needs gradient checkpointing off): every row
+ * of a group must see the same forward of its prompt, so no dropout and no LoRA dropout. The
+ * loss and gradients are the full forward's up to float32 rounding (the gradients' sums run in
+ * another order).
+ */
+export function sharePrefixInStep(c: RlConfig): boolean {
+  const t = trainableOptions(c);
+  return (t.dropout?.rates ?? false) === false && (t.lora?.dropout ?? 0) === 0;
+}
+
 /** What an RL run hands its actors. */
 export interface RlInput {
   /** The policy's start (also the generator's, the reference's and by default the critic's). */
@@ -70,6 +83,7 @@ export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
         temperature: c.rollout.temperature,
         sharesWeights: sharesWeights(c),
         oldLogpInStep: oldLogpInStep(c),
+        sharePrefix: sharePrefixInStep(c),
         loss: {
           name: c.rl.policyLoss,
           clipLow: c.rl.clipLow,

@@ -12,18 +12,31 @@ import type { PairBatch } from './preference-learner.js';
 /**
  * log π(a_t|s_t) of every action of a rollout at sampling temperature τ (logits/τ, as verl), and
  * optionally the entropy of π(·|s_t). The hidden state at position P − 1 + t predicts action t.
+ * With `sharePrefix` (the scoring passes: reference, π_old; the update where its forward is
+ * deterministic) GRPO's n samples of a prompt run its tokens once.
  *   → logp: (B, A), entropy: (B, A)
  */
 export function actionLogProbs(
   model: CausalLM,
   r: RolloutLayout,
-  o: { temperature: number; checkpoint?: boolean; entropy?: boolean | 'metric' },
+  o: {
+    temperature: number;
+    checkpoint?: boolean;
+    entropy?: boolean | 'metric';
+    /** Run each distinct prompt once (targetLogProbs' `sharePrefix`). */
+    sharePrefix?: boolean;
+  },
 ): { logp: tf.Tensor; entropy?: tf.Tensor } {
   const { batch, length } = r.shape;
   return targetLogProbs(
     model,
     { ids: r.sequences, mask: r.attentionMask, batch, length },
-    { start: r.promptLength, temperature: o.temperature, entropy: o.entropy },
+    {
+      start: r.promptLength,
+      temperature: o.temperature,
+      entropy: o.entropy,
+      sharePrefix: o.sharePrefix,
+    },
     { checkpoint: o.checkpoint },
   );
 }

@@ -41,6 +41,11 @@ export interface PolicyRlArgs {
    * reports the entropy and the generator/policy mismatch that pass would have.
    */
   readonly oldLogpInStep?: boolean;
+  /**
+   * The update's forward runs a prompt repeated across rows once (rl/topology.ts
+   * sharePrefixInStep: no dropout; and gradient checkpointing off here).
+   */
+  readonly sharePrefix?: boolean;
 }
 
 export interface PolicyArgs extends TrainableArgs {
@@ -224,7 +229,11 @@ class Policy implements PolicyRole {
     const r = decodeRollout(frame);
     const { temperature } = this.rl();
     const out = tf.tidy(() => {
-      const { logp, entropy } = actionLogProbs(this.t.model, r, { temperature, entropy: true });
+      const { logp, entropy } = actionLogProbs(this.t.model, r, {
+        temperature,
+        entropy: true,
+        sharePrefix: true,
+      });
       return [logp, entropy!];
     });
     const logp = await read(out[0]);
@@ -234,12 +243,13 @@ class Policy implements PolicyRole {
 
   /** One micro-batch's loss: the model's log-probs (and entropy) into the policy objective. */
   private lossOf(e: Experience) {
-    const { temperature, loss: c, oldLogpInStep } = this.rl();
+    const { temperature, loss: c, oldLogpInStep, sharePrefix } = this.rl();
     const mask = tf.tensor2d(e.actionMask, [e.shape.batch, e.shape.actions], 'float32');
     const { logp, entropy } = actionLogProbs(this.t.model, e, {
       temperature,
       checkpoint: this.t.gradientCheckpointing,
       entropy: c.entropyCoef > 0 ? true : oldLogpInStep ? 'metric' : false,
+      sharePrefix: sharePrefix && !this.t.gradientCheckpointing,
     });
     // Without a coefficient the entropy is not in the loss; the rollout's entropy
     // (actionLogprobs) is the metric then, or, with no such pass (oldLogpInStep, GRPO's

@@ -32,7 +32,9 @@ export const createReference: RoleFactory<ReferenceRole, ReferenceArgs> = async 
   return {
     async actionLogprobs(frame) {
       const r = decodeRollout(frame);
-      const lp = await read(tf.tidy(() => actionLogProbs(model, r, { temperature }).logp));
+      const lp = await read(
+        tf.tidy(() => actionLogProbs(model, r, { temperature, sharePrefix: true }).logp),
+      );
       return transfer(lp, [lp]);
     },
     async sequenceLogps(b) {

@@ -16,7 +16,7 @@ import { installNativeW16Linear } from './native-w16-linear.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmCast, wasmIdentity } from './wasm-identity.js';
-import { wasmSlice } from './wasm-slice.js';
+import { wasmSlice, wasmSplitV } from './wasm-slice.js';
 import { wasmSum } from './wasm-sum.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
@@ -74,6 +74,9 @@ export function installCustomKernels(tfBackend: string): string[] {
     unregisterKernel('Slice', 'wasm');
     registerKernel(slice);
     added.push('wasm:Slice(heap views, no copy of the input)');
+    unregisterKernel('SplitV', 'wasm');
+    registerKernel(wasmSplitV());
+    added.push('wasm:SplitV(through the heap-view Slice)');
     const sum = wasmSum(); // captures the stock kernel before it is replaced
     unregisterKernel('Sum', 'wasm');
     registerKernel(sum);

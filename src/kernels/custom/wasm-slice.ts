@@ -1,4 +1,5 @@
 import {
+  backend_util,
   getKernel,
   type KernelConfig,
   type KernelFunc,
@@ -89,5 +90,43 @@ export function wasmSlice(): KernelConfig {
     kernelName: 'Slice',
     backendName: 'wasm',
     kernelFunc: makeWasmSlice(stock.kernelFunc as unknown as SliceFunc) as unknown as KernelFunc,
+  };
+}
+
+interface SplitVArgs {
+  inputs: { x: TensorInfo };
+  backend: unknown;
+  attrs: { numOrSizeSplits: number | number[]; axis: number | number[] };
+}
+
+/**
+ * `SplitV` on wasm through the `Slice` registered now (the heap-view one above). The stock
+ * SplitV calls the stock slice directly, which copies the whole input out of the heap for every
+ * piece: the gradient of a KV-cache concatenation ([64, 4, 64, 32] split in two along the
+ * sequence axis) took 2.8 ms a split, 23 ms of a shared-prefix GRPO update's backward.
+ */
+export function wasmSplitV(): KernelConfig {
+  return {
+    kernelName: 'SplitV',
+    backendName: 'wasm',
+    kernelFunc: ((args: SplitVArgs): TensorInfo[] => {
+      const slice = getKernel('Slice', 'wasm');
+      if (!slice) throw new Error('wasm Slice kernel is not registered');
+      const { x } = args.inputs;
+      const axis = util.parseAxisParam(args.attrs.axis, x.shape)[0];
+      const sizes = backend_util.prepareSplitSize(x as never, args.attrs.numOrSizeSplits, axis);
+      const begin = new Array<number>(x.shape.length).fill(0);
+      return sizes.map((s) => {
+        const size = [...x.shape];
+        size[axis] = s;
+        const piece = slice.kernelFunc({
+          inputs: { x },
+          backend: args.backend,
+          attrs: { begin: [...begin], size },
+        } as never) as TensorInfo;
+        begin[axis] += s;
+        return piece;
+      });
+    }) as unknown as KernelFunc,
   };
 }
