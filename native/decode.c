@@ -140,10 +140,22 @@ static inline void weigh_values(const float *p, const float *V, int64_t S, int N
   for (int u = 0; u < NV; u++) *(v16 *)(out + 16 * u) = acc[u];
 }
 
-static void attend_row(const float *q, const float *K, const float *V, const float *bias,
-                       int64_t S, int64_t hd, float scale, float cap, float *sc, float *out) {
+/*
+ * Kn: the next query's keys (NULL: none), prefetched with this query's values while its scores
+ * are computed: a head's keys and values are two 16 KB blocks (64 keys of 64 floats) that come
+ * from memory on each decode step, and a block the hardware prefetcher sees start only as it is
+ * read arrives at ~6 GB/s a thread (measured: attention 264 µs a GPT-2 layer at batch 8, 2
+ * threads). Prefetches only: the same arithmetic, the same bits.
+ */
+static void attend_row(const float *q, const float *K, const float *V, const float *Kn,
+                       const float *bias, int64_t S, int64_t hd, float scale, float cap, float *sc,
+                       float *out) {
   for (int64_t j = 0; j < S; j++) {
     const float *kj = K + j * hd;
+    for (int64_t i = 0; i < hd; i += 16) {
+      __builtin_prefetch(V + j * hd + i, 0, 3);
+      if (Kn) __builtin_prefetch(Kn + j * hd + i, 0, 3);
+    }
     float dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int64_t i = 0; i < hd; i++) dot += q[i] * kj[i];
@@ -183,8 +195,12 @@ static void attend_rows(const Dims *m, const float *q, const float *kc, const fl
       const float *bh = bias + b * T * S;         /* its bias row at bh + t·S */
       float *oh = att + (b * T * H + h) * hd;
       if (T <= 4) {
+        /* the keys of the next (b, h) this thread takes, to prefetch */
+        const int64_t nb = h + 1 < H ? b : b + 1, nh = h + 1 < H ? h + 1 : 0;
+        const float *Kn = nb < b1 ? kc + (nb * m->KV + nh / rep) * m->cap * hd : NULL;
         for (int64_t t = 0; t < T; t++)
-          attend_row(qh + t * ld, K, V, bh + t * S, S, hd, scale, cap, scores, oh + t * ld);
+          attend_row(qh + t * ld, K, V, t + 1 == T ? Kn : NULL, bh + t * S, S, hd, scale, cap,
+                     scores, oh + t * ld);
         continue;
       }
       troupe_gemm_ld(false, true, T, S, hd, qh, ld, K, hd, scores, S);
