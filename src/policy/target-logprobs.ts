@@ -155,13 +155,26 @@ function headLogpAndEntropy(
   entropyGrad: boolean,
 ): tf.Tensor2D {
   const N = h.shape[0] as number;
+  /** z = h·W, log π(label) and H (and q = log-softmax(z)) */
+  const forward = (hIn: tf.Tensor, wIn: tf.Tensor, yIn: tf.Tensor) => {
+    const z = tied ? tf.matMul(hIn, wIn, false, true) : tf.matMul(hIn, wIn); // (N, V)
+    const [pick, lse] = logSoftmaxPick(z, yIn);
+    const logq = tf.sub(z, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once
+    const ent = tf.neg(tf.sum(tf.mul(tf.exp(logq), logq), 1)); // (N,)
+    return { z, pick, lse, logq, ent };
+  };
+  // No tape (a scoring pass: π_old with its entropy): no gradient can reach this call, so e is
+  // not made; the values are the same ops' (lm-head.ts keptHeadLogProbs tests the same way).
+  if (!tf.engine().isTapeOn()) {
+    return tf.tidy(() => {
+      const { pick, ent } = forward(h, w, labels);
+      return tf.stack([pick, ent], 1) as tf.Tensor2D;
+    });
+  }
   const f = tf.customGrad((...args) => {
     const [hIn, wIn, yIn, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
     const [lp, e, q, H] = tf.tidy(() => {
-      const z = tied ? tf.matMul(hIn, wIn, false, true) : tf.matMul(hIn, wIn); // (N, V)
-      const [pick, lse] = logSoftmaxPick(z, yIn);
-      const logq = tf.sub(z, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once
-      const ent = tf.neg(tf.sum(tf.mul(tf.exp(logq), logq), 1)); // (N,)
+      const { z, pick, lse, logq, ent } = forward(hIn, wIn, yIn);
       return [pick, logSoftmaxPickGrad(z, lse, yIn, tf.onesLike(pick)), logq, ent];
     });
     save(entropyGrad ? [hIn, wIn, e, q, H] : [hIn, wIn, e]);

@@ -153,6 +153,37 @@ describe('targetLogProbs with the entropy: one head pass equals the two it repla
     },
   );
 
+  it.each([1, 0.7])(
+    'without a tape (a scoring pass), τ %d: the taped values bit for bit',
+    async (tau) => {
+      const c = TINY.gpt2; // trainable fp32 head: headLogpAndEntropy
+      const model = CausalLM.fromState(c, randomState(c, 31));
+      const batch = rightPad(randomRows(c, [7, 6, 5], 10), 0);
+      const o = { start: 2, temperature: tau, entropy: true } as const;
+      const vars = [...model.params.values()];
+      let taped: tf.Tensor[] = [];
+      const g = tf.variableGrads(() => {
+        const r = targetLogProbs(model, batch, o);
+        taped = [tf.keep(r.logp), tf.keep(r.entropy!)];
+        return tf.sum(r.logp) as tf.Scalar;
+      }, vars);
+      const want = [await read(taped[0]), await read(taped[1])];
+      tf.dispose([...taped, g.value, ...Object.values(g.grads)]);
+      const got = await expectNoLeak(async () => {
+        const [lp, H] = tf.tidy(() => {
+          const r = targetLogProbs(model, batch, o);
+          return [r.logp, r.entropy!];
+        });
+        const out = [await read(lp), await read(H)];
+        tf.dispose([lp, H]);
+        return out;
+      });
+      expect(got[0]).toEqual(want[0]);
+      expect(got[1]).toEqual(want[1]);
+      model.dispose();
+    },
+  );
+
   it("entropy 'metric': the same values, and the log-probs' own gradient bit for bit", async () => {
     const c = TINY.gpt2;
     const model = CausalLM.fromState(c, randomState(c, 29));
