@@ -38,7 +38,13 @@ const native = nativeKernels();
 if (!native.available) throw new Error(`profile-generate: no native addon: ${native.reason}`);
 const spent = new Map<string, { ms: number; calls: number }>();
 const addon = native.addon as unknown as Record<string, unknown>;
-for (const name of ['decodeBlock', 'bf16LinearW', 'logSoftmaxPick', 'sampleExpRow']) {
+for (const name of [
+  'decodeBlock',
+  'bf16LinearW',
+  'logSoftmaxPick',
+  'sampleExpRow',
+  'sampleExpRows',
+]) {
   const f = addon[name];
   if (typeof f !== 'function') throw new Error(`profile-generate: the addon has no ${name}`);
   addon[name] = (...args: unknown[]) => {

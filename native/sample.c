@@ -4,6 +4,8 @@
  *   sampleExpRow(z, scale, e, out)
  *     max = max_i z[i] (the first index holding it: arg), e[i] = exp((z[i] − max)·scale) in
  *     float64, total = Σ e[i] summed in index order;  out = [max, arg, total]
+ *   sampleExpRows(z, rows, scale, e, out)
+ *     sampleExpRow of each row of z [rows, V] (out [rows, 3]), the rows split among the BLAS threads
  *   categoricalRow(e, target)
  *     the first v with target < e[0] + … + e[v] (summed in order; else the last), then back
  *     past zeros: RandomStream.categorical's walk over one row, given its target
@@ -221,6 +223,61 @@ static napi_value sample_exp_row(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  const float *z;
+  double scale, *e, *out;
+  int64_t rows, V;
+} Rows;
+
+/* rows [t·rows/n, (t+1)·rows/n) of sampleExpRows */
+static void rows_task(void *ctx, int t, int n) {
+  const Rows *r = ctx;
+  for (int64_t b = r->rows * t / n; b < r->rows * (t + 1) / n; b++) {
+    const float *z = r->z + b * r->V;
+    double max = -INFINITY;
+    int64_t arg = 0;
+    for (int64_t i = 0; i < r->V; i++)
+      if (z[i] > max) {
+        max = z[i];
+        arg = i;
+      }
+    r->out[3 * b] = max;
+    r->out[3 * b + 1] = (double)arg;
+    r->out[3 * b + 2] = exp_shifted(z, max, r->scale, r->e + b * r->V, r->V);
+  }
+}
+
+/*
+ * sampleExpRows(z, rows, scale, e, out): sampleExpRow of each row of z [rows, V] into
+ * e [rows, V] and out [rows, 3], the rows shared out among this thread's BLAS threads (each row
+ * one thread's: the same bits whatever the split)
+ */
+static napi_value sample_exp_rows(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "sampleExpRows", 5)) return NULL;
+  size_t lz, le, lo;
+  const float *z = arg_f32(&a, 0, "z", &lz);
+  const int64_t rows = arg_int(&a, 1, "rows", 1);
+  const double scale = arg_num(&a, 2, "scale");
+  double *e = arg_f64(&a, 3, "e", &le);
+  double *out = arg_f64(&a, 4, "out", &lo);
+  if (!a.failed && (lz == 0 || lz % (uint64_t)rows != 0))
+    args_fail(&a, true, "z", "must hold rows rows of at least one element");
+  args_need(&a, "e", le, lz);
+  args_need(&a, "out", lo, mul_sat(3, (uint64_t)rows));
+  if (!a.failed && (uintptr_t)(out + 3 * rows) > (uintptr_t)e && (uintptr_t)out < (uintptr_t)(e + lz))
+    args_fail(&a, true, "out", "overlaps e (outputs must not share memory)");
+  if (a.failed) return NULL;
+  Rows r = {z, scale, e, out, rows, (int64_t)lz / rows};
+  /* a row is ~0.15 ms at GPT-2's V: worth a helper from two rows and 2^16 elements */
+  int threads = troupe_threads();
+  if (threads > rows) threads = (int)rows;
+  if ((int64_t)lz < (1 << 16)) threads = 1;
+  if (threads > 1) troupe_parallel(threads, rows_task, &r);
+  else rows_task(&r, 0, 1);
+  return NULL;
+}
+
 static napi_value categorical_row(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "categoricalRow", 2)) return NULL;
@@ -260,6 +317,7 @@ static napi_value exp64(napi_env env, napi_callback_info info) {
 bool troupe_define_sample(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       TROUPE_EXPORT_EXACT("sampleExpRow", sample_exp_row),
+      TROUPE_EXPORT_EXACT("sampleExpRows", sample_exp_rows),
       TROUPE_EXPORT_EXACT("categoricalRow", categorical_row),
       TROUPE_EXPORT_EXACT("exp64", exp64),
   };

@@ -324,6 +324,14 @@ export interface NativeAddon {
    * Math.exp to the bit), total = Σ e[i] in index order; out = [max, arg, total].
    */
   sampleExpRow(z: Float32Array, scale: number, e: Float64Array, out: Float64Array): void;
+  /** sampleExpRow of each row of z [rows, V] into e [rows, V] and out [rows, 3], rows over the BLAS threads. */
+  sampleExpRows(
+    z: Float32Array,
+    rows: number,
+    scale: number,
+    e: Float64Array,
+    out: Float64Array,
+  ): void;
   /** The first v with target < e[0] + … + e[v] (else the last), then back past zeros. */
   categoricalRow(e: Float64Array, target: number): number;
   /** y[i] = exp(x[i]) as sampleExpRow computes it (for the tests that hold it to Math.exp). */

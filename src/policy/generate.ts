@@ -4,7 +4,7 @@ import type { RandomStream } from '../kernels/random.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM } from './model/causal-lm.js';
 import { KVCache } from './model/kv-cache.js';
-import { checkSampling, type SamplingOptions, sampleToken } from './sampling.js';
+import { checkSampling, type SamplingOptions, sampleRows } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate per row. */
@@ -108,10 +108,11 @@ export async function generate(
     for (let t = 0; ; t++) {
       const next = new Int32Array(B).fill(pad);
       const live = new Uint8Array(B);
+      const drawn = sampleRows(rows, B, stopped, o, o.rng);
       for (let b = 0; b < B; b++) {
-        if (stopped[b]) continue;
-        const V = c.vocabSize;
-        const { token, logprob } = sampleToken(rows.subarray(b * V, (b + 1) * V), o, o.rng);
+        const d = drawn[b];
+        if (stopped[b] || !d) continue;
+        const { token, logprob } = d;
         responses[b].push(token);
         logprobs[b].push(logprob);
         if (stops.has(token)) stopped[b] = true;

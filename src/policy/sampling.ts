@@ -67,6 +67,46 @@ function rowKernels(): NativeAddon | undefined {
 /** A row's exponentials: one buffer per length, reused (sampleToken keeps none of it). */
 let scratch = new Float64Array(0);
 const sums = new Float64Array(3);
+let rowsScratch = new Float64Array(0);
+let rowsSums = new Float64Array(0);
+
+/**
+ * sampleToken of each row b of `logits` [B, V] that `skip` does not mark, in order of b (the
+ * stream's draws in that order): the same tokens, log-probabilities and draws as sampleToken
+ * row by row. Through the addon the rows' exponentials are one call, the rows shared out among
+ * this thread's BLAS threads; skipped rows are computed there too, and not used.
+ */
+export function sampleRows(
+  logits: Float32Array,
+  B: number,
+  skip: readonly boolean[],
+  o: SamplingOptions,
+  rng: RandomStream | undefined,
+): ({ token: number; logprob: number } | undefined)[] {
+  const V = logits.length / B;
+  const n = rowKernels();
+  const out: ({ token: number; logprob: number } | undefined)[] = [];
+  if (!n || typeof n.sampleExpRows !== 'function' || !Number.isInteger(V) || V === 0) {
+    for (let b = 0; b < B; b++)
+      out.push(skip[b] ? undefined : sampleToken(logits.subarray(b * V, (b + 1) * V), o, rng));
+    return out;
+  }
+  const T = o.temperature ?? 1;
+  const scale = T === 0 ? 1 : 1 / T;
+  if (rowsScratch.length !== B * V) rowsScratch = new Float64Array(B * V);
+  if (rowsSums.length !== 3 * B) rowsSums = new Float64Array(3 * B);
+  n.sampleExpRows(logits, B, scale, rowsScratch, rowsSums);
+  for (let b = 0; b < B; b++) {
+    if (skip[b]) {
+      out.push(undefined);
+      continue;
+    }
+    const z = logits.subarray(b * V, (b + 1) * V);
+    const e = rowsScratch.subarray(b * V, (b + 1) * V);
+    out.push(draw(n, z, e, rowsSums[3 * b], rowsSums[3 * b + 1], rowsSums[3 * b + 2], o, rng));
+  }
+  return out;
+}
 
 function sampleNative(
   n: NativeAddon,
@@ -81,9 +121,23 @@ function sampleNative(
   if (scratch.length !== V) scratch = new Float64Array(V);
   const e = scratch;
   n.sampleExpRow(logits, scale, e, sums);
-  const max = sums[0];
-  const arg = sums[1];
-  const total = sums[2];
+  return draw(n, logits, e, sums[0], sums[1], sums[2], o, rng);
+}
+
+/** The rest of sampleToken from a row's exponentials e, their max, its index and their sum. */
+function draw(
+  n: NativeAddon,
+  logits: Float32Array,
+  e: Float64Array,
+  max: number,
+  arg: number,
+  total: number,
+  o: SamplingOptions,
+  rng: RandomStream | undefined,
+): { token: number; logprob: number } {
+  const V = logits.length;
+  const T = o.temperature ?? 1;
+  const scale = T === 0 ? 1 : 1 / T;
   const logZ = Math.log(total);
   const logprob = (i: number) => (logits[i] - max) * scale - logZ;
   if (T === 0) return { token: arg, logprob: logprob(arg) };

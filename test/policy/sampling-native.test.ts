@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { NativeAddon } from '../../src/kernels/native.js';
 import { RandomStream } from '../../src/kernels/random.js';
-import { type SamplingOptions, sampleToken, sampleTokenJs } from '../../src/policy/sampling.js';
+import {
+  type SamplingOptions,
+  sampleRows,
+  sampleToken,
+  sampleTokenJs,
+} from '../../src/policy/sampling.js';
 import { native, nativeSkip as skip } from '../helpers/native.js';
 
 /**
@@ -209,6 +214,42 @@ describe.skipIf(skip !== null)('sampleToken through the addon = sampleTokenJs', 
           expect(a.position).toBe(b.position);
         }
     }
+  });
+
+  it('sampleRows: each row as sampleTokenJs in order, skipped rows not drawn, 1 and 2 threads', () => {
+    const V = 50_257;
+    const B = 5;
+    const logits = new Float32Array(B * V);
+    for (let b = 0; b < B; b++) logits.set(logitsRow(V, 2 + b, `rows-${b}`), b * V);
+    const skip = [false, true, false, false, true];
+    const saved = addon.threads();
+    try {
+      for (const t of [1, 2])
+        for (const o of [
+          { temperature: 0 },
+          { temperature: 0.8 },
+          { topK: 20 },
+        ] as SamplingOptions[]) {
+          addon.setThreads(t);
+          const a = stream(`rows-${t}`);
+          const b = stream(`rows-${t}`);
+          const got = sampleRows(logits, B, skip, o, a);
+          const want = skip.map((s, r) =>
+            s ? undefined : sampleTokenJs(logits.subarray(r * V, (r + 1) * V), o, b),
+          );
+          expect(got, `${t} threads ${JSON.stringify(o)}`).toEqual(want);
+          expect(a.position).toBe(b.position);
+        }
+    } finally {
+      addon.setThreads(saved);
+    }
+    const e = new Float64Array(2 * V);
+    expect(() =>
+      addon.sampleExpRows(logits.subarray(0, 2 * V + 1), 2, 1, e, new Float64Array(6)),
+    ).toThrow(/sampleExpRows: z must hold rows rows/);
+    expect(() =>
+      addon.sampleExpRows(logits.subarray(0, 2 * V), 2, 1, e, new Float64Array(5)),
+    ).toThrow(/out has 5 elements, needs 6/);
   });
 
   it('rows of many lengths (vector tails), −Infinity logits and a row the draw refuses', () => {
