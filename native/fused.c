@@ -449,6 +449,31 @@ static napi_value activation_backward_js(napi_env env, napi_callback_info info) 
   return NULL;
 }
 
+static void add_part(void *c, int64_t lo, int64_t hi) {
+  const Part *p = c;
+  const float *restrict a = p->x, *restrict b = p->dy;
+  float *restrict y = p->y;
+  for (int64_t i = lo; i < hi; i++) y[i] = a[i] + b[i];
+}
+
+/* add(a, b, y): y = a + b, elementwise over float32 views of one length (tfjs' Add of two tensors
+ * of one shape: residual sums, gradient accumulation). Exported without subnormal flushing, so
+ * every element is the IEEE float32 sum the stock kernels give. */
+static napi_value add_js(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "add", 3)) return NULL;
+  size_t n;
+  float *x = arg_f32(&a, 0, "a", &n);
+  float *b = arg_f32_exact(&a, 1, "b", n, "a.length");
+  float *y = arg_f32_exact(&a, 2, "y", n, "a.length");
+  const View v[] = {{"y", y, n}, {"a", x, n}, {"b", b, n}};
+  args_disjoint(&a, v, 3, 1);
+  if (a.failed) return NULL;
+  Part p = {.x = x, .dy = b, .y = y};
+  troupe_for((int64_t)n, 64, TROUPE_FOR_FLOATS, add_part, &p);
+  return NULL;
+}
+
 bool troupe_define_fused(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("layerNormForward", layer_norm_forward_js),
@@ -457,6 +482,7 @@ bool troupe_define_fused(napi_env env, napi_value exports) {
       TROUPE_EXPORT("rmsNormBackward", rms_norm_backward_js),
       TROUPE_EXPORT("activationForward", activation_forward_js),
       TROUPE_EXPORT("activationBackward", activation_backward_js),
+      TROUPE_EXPORT_EXACT("add", add_js),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -5,6 +5,7 @@ import { BROADCAST_SAFE_GRADS } from './broadcast-grads.js';
 import { setCpuKernels } from './cpu-kernels.js';
 import { embeddingGatherGrad } from './gather-grad.js';
 import { setLeanBackprop } from './lean-backprop.js';
+import { installNativeAdd } from './native-add.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
@@ -99,6 +100,7 @@ export function installCustomKernels(tfBackend: string): string[] {
       ...installNativeFused(tfBackend),
       ...installNativeOptim(tfBackend),
       ...installNativeDecode(tfBackend),
+      ...installNativeAdd(tfBackend),
     );
   }
   return added;
