@@ -474,6 +474,89 @@ static napi_value add_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  const float *x;
+  float *y;
+  int rank;        /* output axes before the run */
+  int64_t run;     /* the last axis: contiguous in x and y */
+  int64_t dim[8];  /* output axis sizes (before the run) */
+  int64_t step[8]; /* x's stride (elements) along each output axis */
+} Permute;
+
+/* output runs [lo, hi): the first one's source offset from its multi-index, then odometer-style */
+static void permute_runs(void *c, int64_t lo, int64_t hi) {
+  const Permute *p = c;
+  int64_t index[8], from = 0, rest = lo;
+  for (int k = p->rank - 1; k >= 0; k--) {
+    index[k] = rest % p->dim[k];
+    rest /= p->dim[k];
+    from += index[k] * p->step[k];
+  }
+  for (int64_t r = lo; r < hi; r++) {
+    memcpy(p->y + r * p->run, p->x + from, (size_t)p->run * sizeof(float));
+    for (int k = p->rank - 1; k >= 0; k--) {
+      from += p->step[k];
+      if (++index[k] < p->dim[k]) break;
+      from -= p->step[k] * p->dim[k];
+      index[k] = 0;
+    }
+  }
+}
+
+/*
+ * permuteRuns(x, y, shape, perm): y = transpose(x, perm) for a permutation that keeps the last
+ * axis in place (perm[rank − 1] = rank − 1, rank ≤ 9), shape x's (Int32Array), as runs of the
+ * last axis copied, shared between the BLAS threads. Values are moved, never computed.
+ */
+static napi_value permute_runs_js(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "permuteRuns", 4)) return NULL;
+  size_t nx, ny, ns, np;
+  float *x = arg_f32(&a, 0, "x", &nx);
+  float *y = arg_f32(&a, 1, "y", &ny);
+  int32_t *shape = arg_i32(&a, 2, "shape", &ns);
+  int32_t *perm = arg_i32(&a, 3, "perm", &np);
+  if (a.failed) return NULL;
+  if (ns < 1 || ns > 9 || np != ns) {
+    args_fail(&a, true, "shape", "must have 1 to 9 axes, as many as perm");
+    return NULL;
+  }
+  const int rank = (int)ns;
+  int64_t n = 1, stride[9];
+  bool seen[9] = {false};
+  for (int k = rank - 1; k >= 0; k--) {
+    if (shape[k] < 1) {
+      args_fail(&a, true, "shape", "must be positive sizes");
+      return NULL;
+    }
+    stride[k] = n;
+    n *= shape[k];
+  }
+  for (int k = 0; k < rank; k++) {
+    if (perm[k] < 0 || perm[k] >= rank || seen[perm[k]]) {
+      args_fail(&a, true, "perm", "must be a permutation of the axes");
+      return NULL;
+    }
+    seen[perm[k]] = true;
+  }
+  if (perm[rank - 1] != rank - 1) {
+    args_fail(&a, true, "perm", "must keep the last axis in place");
+    return NULL;
+  }
+  args_need(&a, "x", nx, (uint64_t)n);
+  args_need(&a, "y", ny, (uint64_t)n);
+  const View v[] = {{"y", y, (size_t)n}, {"x", x, (size_t)n}};
+  args_disjoint(&a, v, 2, 1);
+  if (a.failed) return NULL;
+  Permute p = {.x = x, .y = y, .rank = rank - 1, .run = shape[rank - 1]};
+  for (int k = 0; k < rank - 1; k++) {
+    p.dim[k] = shape[perm[k]];
+    p.step[k] = stride[perm[k]];
+  }
+  troupe_for(n / p.run, 1, (TROUPE_FOR_FLOATS + p.run - 1) / p.run, permute_runs, &p);
+  return NULL;
+}
+
 bool troupe_define_fused(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("layerNormForward", layer_norm_forward_js),
@@ -483,6 +566,7 @@ bool troupe_define_fused(napi_env env, napi_value exports) {
       TROUPE_EXPORT("activationForward", activation_forward_js),
       TROUPE_EXPORT("activationBackward", activation_backward_js),
       TROUPE_EXPORT_EXACT("add", add_js),
+      TROUPE_EXPORT_EXACT("permuteRuns", permute_runs_js),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -240,6 +240,8 @@ export interface NativeAddon {
   activationBackward(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
   /** y = a + b over views of one length (IEEE float32 sums: no subnormal flushing). */
   add(a: Float32Array, b: Float32Array, y: Float32Array): void;
+  /** y = transpose(x, perm) for a perm keeping the last axis (shape: x's), copied by runs. */
+  permuteRuns(x: Float32Array, y: Float32Array, shape: Int32Array, perm: Int32Array): void;
 
   // Host loops for the optimizer step (native/host.c), on Float32Arrays (host arrays or views of
   // the wasm heap). Arithmetic in double, stored as float, in the JS path's order of operations.

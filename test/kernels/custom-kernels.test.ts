@@ -364,3 +364,54 @@ describe('wasm SplitV through the heap-view Slice equals the cpu backend', () =>
     }
   });
 });
+
+describe('wasm Transpose by runs of the last axis equals the cpu backend', () => {
+  const wasmSkip = BACKEND_CASES.find(([b]) => b === 'wasm')![1];
+  const CASES: Array<[number[], number[]]> = [
+    [
+      [2, 3, 4, 16],
+      [0, 2, 1, 3],
+    ], // attention's head split / merge
+    [
+      [3, 5, 2, 17],
+      [2, 0, 1, 3],
+    ],
+    [
+      [2, 1, 3, 1, 20],
+      [0, 3, 2, 1, 4],
+    ], // axes of 1 among them
+    [
+      [4, 1, 3, 32],
+      [1, 2, 0, 3],
+    ],
+    [
+      [5, 16],
+      [0, 1],
+    ], // the identity
+    [
+      [3, 4, 8],
+      [1, 0, 2],
+    ], // a run under 16: the stock kernel
+    [
+      [3, 4, 16],
+      [2, 1, 0],
+    ], // the last axis moves: the stock kernel
+  ];
+  it.skipIf(wasmSkip !== null).each(CASES)('%j by %j', async (shape, perm) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = Array.from({ length: n }, (_, i) => i * 0.5 - 7);
+    const want: Record<string, number[]> = {};
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await useBackend(backend);
+      for (const dtype of ['float32', 'int32'] as const) {
+        const x = tf.tensor(values, shape, dtype);
+        const y = tf.transpose(x, perm);
+        expect(y.shape).toEqual(perm.map((a) => shape[a]));
+        const got = Array.from(await y.data());
+        if (backend === 'cpu') want[dtype] = got;
+        else expect(got).toEqual(want[dtype]);
+        tf.dispose([x, y]);
+      }
+    }
+  });
+});

@@ -45,7 +45,7 @@ describe.skipIf(skip !== null)('native Add of one shape', () => {
       // the reference: the sum of each pair in float32 (Math.fround of the exact double sum)
       const want = Float32Array.from(a, (x, i) => Math.fround(x + b[i]));
       for (const threads of [1, 2]) {
-        native.addon!.setThreads(threads);
+        if (native.available) native.addon.setThreads(threads);
         const got = await expectNoLeak(async () => {
           const [ta, tb] = [tf.tensor(a, [7, N / 7]), tf.tensor(b, [7, N / 7])];
           const y = tf.add(ta, tb);
@@ -84,3 +84,33 @@ describe.skipIf(skip !== null)('native Add of one shape', () => {
     });
   }
 });
+
+describe.skipIf(skip !== null)(
+  'native permuteRuns refuses what it cannot do, naming the argument',
+  () => {
+    it('a perm that moves the last axis, is no permutation, or views of the wrong length', () => {
+      if (!native.available) return;
+      const a = native.addon;
+      const x = new Float32Array(24);
+      const y = new Float32Array(24);
+      const shape = Int32Array.from([2, 3, 4]);
+      expect(() => a.permuteRuns(x, y, shape, Int32Array.from([0, 2, 1]))).toThrow(
+        /perm.*last axis/,
+      );
+      expect(() => a.permuteRuns(x, y, shape, Int32Array.from([0, 0, 2]))).toThrow(
+        /perm.*permutation/,
+      );
+      expect(() =>
+        a.permuteRuns(x, new Float32Array(20), shape, Int32Array.from([1, 0, 2])),
+      ).toThrow(/y/);
+      a.permuteRuns(
+        Float32Array.from({ length: 24 }, (_, i) => i),
+        y,
+        shape,
+        Int32Array.from([1, 0, 2]),
+      );
+      // y[j, i, k] = x[i, j, k]
+      expect(Array.from(y.subarray(0, 8))).toEqual([0, 1, 2, 3, 12, 13, 14, 15]);
+    });
+  },
+);

@@ -17,7 +17,7 @@ import { installNativeW16Linear } from './native-w16-linear.js';
 import { fastWasmBatchMatMul, stockWasmBatchMatMul } from './wasm-batch-matmul.js';
 import { wasmGatherV2 } from './wasm-gather.js';
 import { wasmCast, wasmIdentity } from './wasm-identity.js';
-import { wasmSlice, wasmSplitV } from './wasm-slice.js';
+import { wasmSlice, wasmSplitV, wasmTranspose } from './wasm-slice.js';
 import { wasmSum } from './wasm-sum.js';
 import { wasmUnsortedSegmentSum } from './wasm-unsorted-segment-sum.js';
 import { missingZeroGradients } from './zero-gradients.js';
@@ -78,6 +78,10 @@ export function installCustomKernels(tfBackend: string): string[] {
     unregisterKernel('SplitV', 'wasm');
     registerKernel(wasmSplitV());
     added.push('wasm:SplitV(through the heap-view Slice)');
+    const transpose = wasmTranspose(); // captures the stock kernel before it is replaced
+    unregisterKernel('Transpose', 'wasm');
+    registerKernel(transpose);
+    added.push('wasm:Transpose(native runs of the last axis)');
     const sum = wasmSum(); // captures the stock kernel before it is replaced
     unregisterKernel('Sum', 'wasm');
     registerKernel(sum);

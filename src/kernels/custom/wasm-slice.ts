@@ -1,3 +1,4 @@
+import { nativeKernels } from '../native.js';
 import {
   backend_util,
   getKernel,
@@ -128,5 +129,82 @@ export function wasmSplitV(): KernelConfig {
         return piece;
       });
     }) as unknown as KernelFunc,
+  };
+}
+
+interface TransposeArgs {
+  inputs: { x: TensorInfo };
+  backend: unknown;
+  attrs: { perm: number[] };
+}
+type TransposeFunc = (args: TransposeArgs) => TensorInfo;
+
+/** Runs shorter than this go to the stock kernel (its element loop is as fast there). */
+const MIN_TRANSPOSE_RUN = 16;
+
+/**
+ * `Transpose` on wasm for permutations that keep the last axis in place (attention's head
+ * split and merge, [B, T, H, hd] ↔ [B, H, T, hd], and their gradients): the native addon copies
+ * the output run by run, each run the last axis's values, shared between the BLAS threads
+ * (native/fused.c permuteRuns). The stock kernel moves element by element in wasm (30–37 ms of
+ * a GPT-2-124M training step's kernels, bench/profile-step.ts); the same copy in JavaScript, a
+ * `set` per run, was slower still (69 ms). Other permutations, runs under 16, other dtypes than
+ * float32 and int32, or no addon: the stock kernel.
+ */
+export function makeWasmTranspose(stock: TransposeFunc): TransposeFunc {
+  const native = nativeKernels();
+  return function wasmTranspose(args: TransposeArgs): TensorInfo {
+    const { x } = args.inputs;
+    // the axes longer than 1, in the permuted order, as the stock kernel reduces them
+    const shape: number[] = [];
+    const axisOf = new Map<number, number>();
+    x.shape.forEach((d, i) => {
+      if (d !== 1) {
+        axisOf.set(i, shape.length);
+        shape.push(d);
+      }
+    });
+    const perm = args.attrs.perm.filter((a) => x.shape[a] !== 1).map((a) => axisOf.get(a)!);
+    const r = shape.length;
+    if (
+      !native.available ||
+      (x.dtype !== 'float32' && x.dtype !== 'int32') ||
+      r < 2 ||
+      r > 9 ||
+      perm[r - 1] !== r - 1 ||
+      shape[r - 1] < MIN_TRANSPOSE_RUN ||
+      perm.every((a, i) => a === i)
+    ) {
+      return stock(args);
+    }
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(
+      args.attrs.perm.map((a) => x.shape[a]),
+      x.dtype,
+    );
+    const n = util.sizeFromShape(x.shape);
+    const heap = backend.wasm.HEAPU8;
+    // int32 values are moved as the same 4 bytes
+    const view = (t: TensorInfo) =>
+      new Float32Array(
+        heap.buffer as ArrayBuffer,
+        heap.byteOffset + backend.dataIdMap.get(t.dataId).memoryOffset,
+        n,
+      );
+    native.addon.permuteRuns(view(x), view(out), Int32Array.from(shape), Int32Array.from(perm));
+    return out;
+  };
+}
+
+/** The wasm `Transpose` by runs; the stock kernel must already be registered. */
+export function wasmTranspose(): KernelConfig {
+  const stock = getKernel('Transpose', 'wasm');
+  if (!stock) throw new Error('wasm Transpose kernel is not registered');
+  return {
+    kernelName: 'Transpose',
+    backendName: 'wasm',
+    kernelFunc: makeWasmTranspose(
+      stock.kernelFunc as unknown as TransposeFunc,
+    ) as unknown as KernelFunc,
   };
 }
