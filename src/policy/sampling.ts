@@ -67,6 +67,8 @@ function rowKernels(): NativeAddon | undefined {
 /** A row's exponentials: one buffer per length, reused (sampleToken keeps none of it). */
 let scratch = new Float64Array(0);
 const sums = new Float64Array(3);
+/** Rows of sampleRows a native call (a multiple of the BLAS threads that share them). */
+const SAMPLE_CHUNK = 8;
 let rowsScratch = new Float64Array(0);
 let rowsSums = new Float64Array(0);
 
@@ -93,17 +95,25 @@ export function sampleRows(
   }
   const T = o.temperature ?? 1;
   const scale = T === 0 ? 1 : 1 / T;
-  if (rowsScratch.length !== B * V) rowsScratch = new Float64Array(B * V);
-  if (rowsSums.length !== 3 * B) rowsSums = new Float64Array(3 * B);
-  n.sampleExpRows(logits, B, scale, rowsScratch, rowsSums);
-  for (let b = 0; b < B; b++) {
-    if (skip[b]) {
-      out.push(undefined);
-      continue;
+  // At most SAMPLE_CHUNK rows a call: the buffer kept is SAMPLE_CHUNK·V float64s (9.7 MB at
+  // Qwen's V = 151,936), not B·V.
+  const rows = Math.min(B, SAMPLE_CHUNK);
+  if (rowsScratch.length !== rows * V) rowsScratch = new Float64Array(rows * V);
+  if (rowsSums.length !== 3 * rows) rowsSums = new Float64Array(3 * rows);
+  for (let b0 = 0; b0 < B; b0 += rows) {
+    const m = Math.min(rows, B - b0);
+    const e = m === rows ? rowsScratch : rowsScratch.subarray(0, m * V);
+    n.sampleExpRows(logits.subarray(b0 * V, (b0 + m) * V), m, scale, e, rowsSums);
+    for (let r = 0; r < m; r++) {
+      const b = b0 + r;
+      if (skip[b]) {
+        out.push(undefined);
+        continue;
+      }
+      const z = logits.subarray(b * V, (b + 1) * V);
+      const row = rowsScratch.subarray(r * V, (r + 1) * V);
+      out.push(draw(n, z, row, rowsSums[3 * r], rowsSums[3 * r + 1], rowsSums[3 * r + 2], o, rng));
     }
-    const z = logits.subarray(b * V, (b + 1) * V);
-    const e = rowsScratch.subarray(b * V, (b + 1) * V);
-    out.push(draw(n, z, e, rowsSums[3 * b], rowsSums[3 * b + 1], rowsSums[3 * b + 2], o, rng));
   }
   return out;
 }

@@ -216,12 +216,12 @@ describe.skipIf(skip !== null)('sampleToken through the addon = sampleTokenJs', 
     }
   });
 
-  it('sampleRows: each row as sampleTokenJs in order, skipped rows not drawn, 1 and 2 threads', () => {
+  it('sampleRows: each row as sampleTokenJs in order, skipped rows not drawn, 1 and 2 threads, 11 rows in two calls', () => {
     const V = 50_257;
-    const B = 5;
+    const B = 11; // two calls of at most 8 rows, the second of 3
     const logits = new Float32Array(B * V);
-    for (let b = 0; b < B; b++) logits.set(logitsRow(V, 2 + b, `rows-${b}`), b * V);
-    const skip = [false, true, false, false, true];
+    for (let b = 0; b < B; b++) logits.set(logitsRow(V, 2 + (b % 5), `rows-${b}`), b * V);
+    const skip = [false, true, false, false, true, false, false, false, false, true, false];
     const saved = addon.threads();
     try {
       for (const t of [1, 2])
