@@ -205,12 +205,12 @@ for (const [backend, skip] of BACKEND_CASES) {
           expect(Math.abs(shared.loss - full.loss)).toBeLessThan(1e-5 * Math.abs(full.loss));
           let top = 0;
           let worst = 0;
-          full.g.forEach((g, i) =>
-            g.forEach((x, j) => {
+          for (const [i, g] of full.g.entries()) {
+            for (const [j, x] of g.entries()) {
               top = Math.max(top, Math.abs(x));
               worst = Math.max(worst, Math.abs(x - shared.g[i][j]));
-            }),
-          );
+            }
+          }
           expect(top).toBeGreaterThan(0.1);
           expect(worst).toBeLessThan(3e-5 * top); // float32 sums of ~300 rows in another order
           weights.dispose();
