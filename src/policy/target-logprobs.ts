@@ -69,13 +69,14 @@ export function targetLogProbs(
   const d = model.config.hidden;
   const targets = new Int32Array(B * n);
   for (let b = 0; b < B; b++) targets.set(ids.subarray(b * T + start, (b + 1) * T), b * n);
+  // (N, d): the hidden state before each target, each repeated prompt run once where it may be
   const shared =
     o.sharePrefix && !forward.cache && !forward.checkpoint
       ? sharedPrefixHidden(model, batch, start)
       : null;
   const h =
     shared ??
-    tf.reshape(tf.slice(model.forward(batch, forward), [0, start - 1, 0], [B, n, d]), [B * n, d]); // (N, d)
+    tf.reshape(tf.slice(model.forward(batch, forward), [0, start - 1, 0], [B, n, d]), [B * n, d]);
   const labels = tf.tensor1d(targets, 'int32');
   if (!o.entropy) {
     const lp = model.tokenLogProbs(h, labels, temperature); // (N,) chunked head
