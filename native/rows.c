@@ -71,6 +71,23 @@ static void log_softmax_pick_rows(void *c, int64_t lo, int64_t hi) {
   }
 }
 
+/* H[r] = −Σ_j e^(z − lse)·(z − lse) over a row (the entropy of softmax(z), lse its log-sum-exp) */
+static void row_entropy_rows(void *c, int64_t lo, int64_t hi) {
+  const Rows *q = c;
+  const int64_t C = q->C;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *zr = q->x + r * C;
+    const float l = q->lse[r];
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < C; j++) {
+      const float d = zr[j] - l;
+      s += troupe_expf(d) * d;
+    }
+    q->out[r] = -s;
+  }
+}
+
 /* rows of `cols` floats a thread gets at least */
 static inline int64_t least_rows(int64_t cols) { return (TROUPE_FOR_FLOATS + cols - 1) / cols; }
 
@@ -200,6 +217,28 @@ static napi_value log_softmax_pick_backward(napi_env env, napi_callback_info inf
   return NULL;
 }
 
+/*
+ * rowEntropy(z, lse, rows, cols, H): H[r] = −Σ_j e^(z[r, j] − lse[r])·(z[r, j] − lse[r]), the
+ * entropy of softmax(z[r]) from its log-sum-exp (logSoftmaxPick's): one pass instead of the
+ * log-softmax's subtraction, exp, product and sum over all [rows, cols].
+ */
+static napi_value row_entropy(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "rowEntropy", 5)) return NULL;
+  size_t lz, ll, lh;
+  float *z = arg_f32(&a, 0, "z", &lz);
+  float *lse = arg_f32(&a, 1, "lse", &ll);
+  const int64_t R = arg_int(&a, 2, "rows", 1), C = arg_int(&a, 3, "cols", 1);
+  float *H = arg_f32(&a, 4, "H", &lh);
+  args_need(&a, "z", lz, (uint64_t)R * C);
+  args_need(&a, "lse", ll, (uint64_t)R);
+  args_need(&a, "H", lh, (uint64_t)R);
+  if (a.failed) return NULL;
+  const Rows q = {.x = z, .lse = lse, .C = C, .out = H};
+  troupe_for(R, 1, least_rows(C), row_entropy_rows, (void *)&q);
+  return NULL;
+}
+
 /* columns [lo, hi) of columnSums, each summed over the rows in order */
 static void column_sums_cols(void *c, int64_t lo, int64_t hi) {
   const Rows *q = c;
@@ -233,6 +272,7 @@ bool troupe_define_rows(napi_env env, napi_value exports) {
       TROUPE_EXPORT("logSoftmaxPick", log_softmax_pick),
       TROUPE_EXPORT("logSoftmaxPickBackward", log_softmax_pick_backward),
       TROUPE_EXPORT("columnSums", column_sums),
+      TROUPE_EXPORT("rowEntropy", row_entropy),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

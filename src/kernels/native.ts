@@ -83,6 +83,8 @@ export interface NativeAddon {
     offset: number,
     g: Float32Array,
   ): void;
+  /** H[r] = −Σ_j e^(z[r, j] − lse[r])·(z[r, j] − lse[r]): the entropy of each row's softmax. */
+  rowEntropy(z: Float32Array, lse: Float32Array, rows: number, cols: number, H: Float32Array): void;
   /** out[j] = Σ_i x[i, j] over an [outer, inner] view. */
   columnSums(x: Float32Array, outer: number, inner: number, out: Float32Array): void;
   /**

@@ -1,6 +1,6 @@
 import type { TokenBatch } from '../data/batching/collate.js';
 import { TroupeError } from '../errors.js';
-import { logSoftmaxPick, logSoftmaxPickGrad } from '../kernels/custom/native-rows.js';
+import { logSoftmaxPick, logSoftmaxPickGrad, rowEntropy } from '../kernels/custom/native-rows.js';
 import * as tf from '../kernels/tf.js';
 import { keptHeadBackward } from './lm-head.js';
 import type { CausalLM, ForwardOptions } from './model/causal-lm.js';
@@ -122,8 +122,8 @@ export function logpAndEntropy(z: tf.Tensor, labels: tf.Tensor, entropyGrad = tr
   const f = tf.customGrad((...args) => {
     const [x, y, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
     const [lp, lse] = logSoftmaxPick(x, y); // (N,), (N,)
-    const q = tf.sub(x, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once
-    const H = tf.neg(tf.sum(tf.mul(tf.exp(q), q), 1)); // (N,)
+    const q = tf.sub(x, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once (the backward's)
+    const H = rowEntropy(x, lse); // (N,) −Σ p·log p in one pass
     save([y, q, H]);
     return {
       value: tf.stack([lp, H], 1) as tf.Tensor2D, // (N, 2)
@@ -160,9 +160,7 @@ function headLogpAndEntropy(
   const forward = (hIn: tf.Tensor, wIn: tf.Tensor, yIn: tf.Tensor) => {
     const z = tied ? tf.matMul(hIn, wIn, false, true) : tf.matMul(hIn, wIn); // (N, V)
     const [pick, lse] = logSoftmaxPick(z, yIn);
-    const logq = tf.sub(z, tf.reshape(lse, [N, 1])); // (N, V) log-softmax, once
-    const ent = tf.neg(tf.sum(tf.mul(tf.exp(logq), logq), 1)); // (N,)
-    return { z, pick, lse, logq, ent };
+    return { z, pick, lse, ent: rowEntropy(z, lse) }; // ent (N,): −Σ p·log p in one pass
   };
   // No tape (a scoring pass: π_old with its entropy): no gradient can reach this call, so e is
   // not made; the values are the same ops' (lm-head.ts keptHeadLogProbs tests the same way).
@@ -174,12 +172,13 @@ function headLogpAndEntropy(
   }
   const f = tf.customGrad((...args) => {
     const [hIn, wIn, yIn, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-    const [lp, e, q, H] = tf.tidy(() => {
-      const { z, pick, lse, logq, ent } = forward(hIn, wIn, yIn);
-      return [pick, logSoftmaxPickGrad(z, lse, yIn, tf.onesLike(pick)), logq, ent];
+    const [lp, e, H, q] = tf.tidy(() => {
+      const { z, pick, lse, ent } = forward(hIn, wIn, yIn);
+      const e = logSoftmaxPickGrad(z, lse, yIn, tf.onesLike(pick));
+      // the log-softmax only where the entropy's gradient needs it
+      return entropyGrad ? [pick, e, ent, tf.sub(z, tf.reshape(lse, [N, 1]))] : [pick, e, ent];
     });
     save(entropyGrad ? [hIn, wIn, e, q, H] : [hIn, wIn, e]);
-    if (!entropyGrad) q.dispose();
     const value = tf.stack([lp, H], 1) as tf.Tensor2D; // (N, 2)
     tf.dispose(entropyGrad ? [lp] : [lp, H]);
     return {

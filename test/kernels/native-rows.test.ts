@@ -3,6 +3,8 @@ import {
   LOG_SOFTMAX_PICK,
   logSoftmaxPick,
   logSoftmaxPickGrad,
+  ROW_ENTROPY,
+  rowEntropy,
   SCALED_SOFTMAX,
   scaledSoftmax,
 } from '../../src/kernels/custom/native-rows.js';
@@ -47,6 +49,7 @@ function withoutNative<T>(backend: string, f: () => T): T {
     LOG_SOFTMAX_PICK,
     `${SCALED_SOFTMAX}Grad`,
     `${LOG_SOFTMAX_PICK}Grad`,
+    ROW_ENTROPY,
   ].map((k) => tf.getKernel(k, backend));
   for (const k of saved) if (k) tf.unregisterKernel(k.kernelName, backend);
   try {
@@ -157,6 +160,29 @@ for (const backend of ['wasm', 'cpu'] as const) {
         );
         expectClose(await read(g), await read(composite), { atol: 1e-6, rtol: 1e-5 });
         tf.dispose([zt, lt, lp, lse, block, g, composite]);
+      });
+
+      it('rowEntropy equals the float64 loop, and the composite where the kernel is absent', async () => {
+        const [N, V] = [9, 613]; // rows from peaked to flat
+        const z = Float32Array.from(
+          rng('zH').normal(N * V),
+          (v, i) => v * (0.1 + Math.floor(i / V)),
+        );
+        const zt = tf.tensor(z, [N, V]);
+        const [lp, lse] = logSoftmaxPick(zt, tf.zeros([N], 'int32'));
+        const H = rowEntropy(zt, lse);
+        const want = Array.from({ length: N }, (_, r) => {
+          const row = Array.from(z.subarray(r * V, (r + 1) * V));
+          const m = Math.max(...row);
+          const l = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+          return -row.reduce((a, v) => a + Math.exp(v - l) * (v - l), 0);
+        });
+        expect(want[0]).toBeGreaterThan(6); // nearly uniform over 613
+        expect(want[N - 1]).toBeLessThan(want[0] - 1);
+        expectClose(await read(H), want, { atol: 2e-5, rtol: 1e-5, what: 'H' });
+        const composite = withoutNative(backend, () => rowEntropy(zt, lse));
+        expectClose(await read(composite), want, { atol: 2e-5, rtol: 1e-5, what: 'composite H' });
+        tf.dispose([zt, lp, lse, H, composite]);
       });
 
       it('refuses a label outside the vocabulary, naming its row', () => {

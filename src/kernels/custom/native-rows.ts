@@ -15,6 +15,7 @@ export const SCALED_SOFTMAX = 'TroupeScaledSoftmax';
 export const SCALED_SOFTMAX_GRAD = 'TroupeScaledSoftmaxGrad';
 export const LOG_SOFTMAX_PICK = 'TroupeLogSoftmaxPick';
 export const LOG_SOFTMAX_PICK_GRAD = 'TroupeLogSoftmaxPickGrad';
+export const ROW_ENTROPY = 'TroupeRowEntropy';
 
 type Backend = 'wasm' | 'cpu';
 interface Args {
@@ -74,6 +75,15 @@ function rowKernels(addon: NativeAddon, backendName: Backend): KernelConfig[] {
       const lse = s.output([N]);
       addon.logSoftmaxPick(s.view(logits), s.viewInt(labels), N, V, lp.values(), lse.values());
       return [lp.info, lse.info];
+    }),
+    // logits: [N, V], lse: [N] → H [N]
+    kernel(ROW_ENTROPY, backendName, ({ inputs, backend }) => {
+      const { logits, lse } = inputs;
+      const [N, V] = logits.shape;
+      const s = storageFor(backendName, backend);
+      const H = s.output([N]);
+      addon.rowEntropy(s.view(logits), s.view(lse), N, V, H.values());
+      return H.info;
     }),
     // logits: [N, Vb] (columns offset … offset + Vb − 1), lse, labels, dy: [N] → g [N, Vb]
     kernel(LOG_SOFTMAX_PICK_GRAD, backendName, ({ inputs, backend, attrs }) => {
@@ -183,6 +193,22 @@ export function logSoftmaxPick(logits: tf.Tensor, labels: tf.Tensor): [tf.Tensor
     const picked = tf.gather(tf.reshape(logits, [N * V]), flat); // (N,) logit[label]
     const lseRow = tf.reshape(lse, [N]);
     return [tf.sub(picked, lseRow), lseRow];
+  });
+}
+
+/**
+ * The entropy H = −Σ_j p_j·log p_j of softmax(logits) per row, from the rows' log-sum-exp
+ * (logSoftmaxPick's): one native pass where registered, the log-softmax's tfjs ops elsewhere.
+ * No gradient (callers compute it inside their own custom gradient).
+ *   logits: [N, V]   lse: [N]  →  H [N]
+ */
+export function rowEntropy(logits: tf.Tensor, lse: tf.Tensor): tf.Tensor {
+  if (hasRowKernel(ROW_ENTROPY)) {
+    return tf.engine().runKernel(ROW_ENTROPY, { logits, lse }, {}) as tf.Tensor;
+  }
+  return tf.tidy(() => {
+    const q = tf.sub(logits, tf.reshape(lse, [-1, 1]));
+    return tf.neg(tf.sum(tf.mul(tf.exp(q), q), 1));
   });
 }
 
