@@ -27,6 +27,7 @@
 
 #include "args.h"
 #include "common.h"
+#include "ranges.h"
 
 enum { RowMajor = 101, NoTrans = 111, Trans = 112 };
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
@@ -145,6 +146,21 @@ void troupe_gemm_ld_beta(bool ta, bool tb, int64_t M, int64_t N, int64_t K, cons
                 a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
+typedef struct {
+  bool ta, tb;
+  int64_t M, N, K, sa, sb;
+  const float *A, *B;
+  float *C;
+} Batched;
+
+/* products [lo, hi) of sgemmBatched */
+static void batched_range(void *c, int64_t lo, int64_t hi) {
+  const Batched *q = c;
+  for (int64_t i = lo; i < hi; i++)
+    troupe_gemm(q->ta, q->tb, q->M, q->N, q->K, q->A + i * q->sa, q->B + i * q->sb,
+                q->C + i * q->M * q->N);
+}
+
 static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
   Args a;
   if (!args_init(&a, env, info, "sgemmBatched", 11)) return NULL;
@@ -164,8 +180,16 @@ static napi_value sgemm_batched(napi_env env, napi_callback_info info) {
                  "(batch - 1)·strideB + K·N");
   args_need_expr(&a, "c", lc, mul_sat(batch, (uint64_t)(M * N)), "batch·M·N");
   if (a.failed) return NULL;
-  for (int64_t i = 0; i < batch; i++)
-    troupe_gemm(ta, tb, M, N, K, A + i * sa, B + i * sb, C + i * M * N);
+  const Batched q = {ta, tb, M, N, K, sa, sb, A, B, C};
+  const int64_t work = M * N * K;
+  /* A batch of products each small enough to run on one thread inside the BLAS (attention's
+   * per-head products; the BLAS threads a product from 2^18 multiply-adds) is shared out between
+   * the BLAS threads product by product, each ≥ 2^20 multiply-adds: every product still one call,
+   * so every thread count gives the same bits. Small-M products (≤ 16 rows) start threads of
+   * their own and stay here. */
+  if (batch > 1 && M > SMALL_GEMM_MAX_ROWS && work < (1 << 18))
+    troupe_for(batch, 1, ((1 << 20) + work - 1) / work, batched_range, (void *)&q);
+  else batched_range((void *)&q, 0, batch);
   return NULL;
 }
 

@@ -121,6 +121,32 @@ describe.skipIf(skip !== null)('native element-wise and row kernels across threa
     }
   });
 
+  it('a batch of small products (attention per head) shared out: same bits, and the float64 sums', () => {
+    const [batch, M, N, K] = [96, 32, 64, 32]; // 65,536 multiply-adds a product: one BLAS thread each
+    for (const tb of [false, true]) {
+      const x = view(batch * M * K, 3);
+      const w = view(batch * K * N, 1);
+      const [one, two] = atOneAndTwo(() => {
+        const c = out(batch * M * N);
+        addon().sgemmBatched(false, tb, batch, M, N, K, x, M * K, w, K * N, c);
+        return [c];
+      });
+      sameBits(one[0], two[0], `transB ${tb}`);
+      for (const [i, m, n] of [
+        [0, 0, 0],
+        [47, 13, 63],
+        [95, 31, 7],
+      ]) {
+        let want = 0;
+        for (let k = 0; k < K; k++) {
+          const b = tb ? w[i * K * N + n * K + k] : w[i * K * N + k * N + n];
+          want += x[i * M * K + m * K + k] * b;
+        }
+        expect(Math.abs(two[0][(i * M + m) * N + n] - want), `${i},${m},${n}`).toBeLessThan(1e-4);
+      }
+    }
+  });
+
   it('softmax rows, log-softmax picks and column sums: same bits, and the sums equal float64', () => {
     const [G, H, Q] = [3, 4, 97]; // attention: 3 × 4 heads × 97 queries × C keys
     const x = view(G * H * Q * C, 2);
