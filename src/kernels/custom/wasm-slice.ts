@@ -8,7 +8,7 @@ import {
   type TensorInfo,
   util,
 } from '../tf.js';
-import type { WasmBackendLike } from './wasm-heap.js';
+import { f32View, type WasmBackendLike } from './wasm-heap.js';
 
 interface SliceArgs {
   inputs: { x: TensorInfo };
@@ -182,16 +182,13 @@ export function makeWasmTranspose(stock: TransposeFunc): TransposeFunc {
       args.attrs.perm.map((a) => x.shape[a]),
       x.dtype,
     );
-    const n = util.sizeFromShape(x.shape);
-    const heap = backend.wasm.HEAPU8;
     // int32 values are moved as the same 4 bytes
-    const view = (t: TensorInfo) =>
-      new Float32Array(
-        heap.buffer as ArrayBuffer,
-        heap.byteOffset + backend.dataIdMap.get(t.dataId).memoryOffset,
-        n,
-      );
-    native.addon.permuteRuns(view(x), view(out), Int32Array.from(shape), Int32Array.from(perm));
+    native.addon.permuteRuns(
+      f32View(backend, x),
+      f32View(backend, out),
+      Int32Array.from(shape),
+      Int32Array.from(perm),
+    );
     return out;
   };
 }
