@@ -1,11 +1,6 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { oldLogpInStep } from '../../src/algorithms/rl/topology.js';
 import { createPolicy, type PolicyArgs } from '../../src/algorithms/roles/policy.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { RlConfig } from '../../src/config/schema.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import { gpt2Config } from '../../src/policy/config.js';
 import { generate } from '../../src/policy/generate.js';
@@ -13,6 +8,7 @@ import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { assembleExperience, layoutOf, tokenStats } from '../../src/rollout/assemble.js';
 import { encodeExperience, encodeRollout } from '../../src/rollout/codec.js';
 import { useBackend } from '../helpers/backends.js';
+import { rlConfig as rl } from './fixtures/rl-config.js';
 
 /*
  * oldLogpInStep: with exactly one optimiser step per batch (on-policy, one epoch of one
@@ -20,18 +16,6 @@ import { useBackend } from '../helpers/backends.js';
  * log π_θ detached, and the separate π_old pass is skipped. Checked against that pass: the same
  * loss, gradient norm, metrics and updated weights; and that nothing else takes the shortcut.
  */
-
-const rl = (algorithm: RlConfig['algorithm'], extra: Record<string, unknown> = {}) =>
-  loadConfig<RlConfig>(algorithm, {
-    object: {
-      output: mkdtempSync(join(tmpdir(), 'troupe-oldlogp-')),
-      model: { path: 'some/model' },
-      data: { train: 'train.jsonl' },
-      train: { steps: 10, batchSize: 8 },
-      reward: { sources: [{ type: 'sentiment' }] },
-      ...extra,
-    },
-  });
 
 describe('oldLogpInStep: when the update may be its own π_old', () => {
   it('only for one on-policy optimiser step per batch with nothing reading π_old first and no dropout', async () => {

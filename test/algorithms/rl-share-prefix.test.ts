@@ -1,11 +1,6 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RL_TOPOLOGY, sharePrefixInStep } from '../../src/algorithms/rl/topology.js';
 import { createPolicy, type PolicyArgs } from '../../src/algorithms/roles/policy.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { RlConfig } from '../../src/config/schema.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import { gpt2Config } from '../../src/policy/config.js';
 import { generate } from '../../src/policy/generate.js';
@@ -13,6 +8,7 @@ import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { assembleExperience, layoutOf } from '../../src/rollout/assemble.js';
 import { encodeExperience } from '../../src/rollout/codec.js';
 import { useBackend } from '../helpers/backends.js';
+import { rlConfig as rl } from './fixtures/rl-config.js';
 
 /*
  * The RL update runs each prompt its samples repeat once (targetLogProbs' sharePrefix) where its
@@ -20,18 +16,6 @@ import { useBackend } from '../helpers/backends.js';
  * it to the policy, and that a policy step with it equals one without to float32 rounding while
  * running the distinct prompts only once.
  */
-
-const rl = (algorithm: RlConfig['algorithm'], extra: Record<string, unknown> = {}) =>
-  loadConfig<RlConfig>(algorithm, {
-    object: {
-      output: mkdtempSync(join(tmpdir(), 'troupe-share-')),
-      model: { path: 'some/model' },
-      data: { train: 'train.jsonl' },
-      train: { steps: 10, batchSize: 8 },
-      reward: { sources: [{ type: 'sentiment' }] },
-      ...extra,
-    },
-  });
 
 describe('sharePrefixInStep: when the update may run a repeated prompt once', () => {
   it('with no dropout and no LoRA dropout, whatever the epochs, minibatches or KL', async () => {
