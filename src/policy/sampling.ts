@@ -145,6 +145,28 @@ function draw(
   o: SamplingOptions,
   rng: RandomStream | undefined,
 ): { token: number; logprob: number } {
+  return choose(logits, e, max, arg, total, o, rng, (r) => {
+    // rng.categorical(e, 1) in one pass: its total is this total (the same sum in the same
+    // order); a row it refuses (a NaN logit) goes to it, to throw its error.
+    if (!(total > 0) || !Number.isFinite(total)) r.categorical(e, 1);
+    return n.categoricalRow(e, r.nextDouble() * total);
+  });
+}
+
+/**
+ * The token and its log-probability under softmax(z/T) from a row's exponentials e (their max,
+ * its index, their sum): greedy, top-k/top-p through `nucleus`, or `full`, the draw from all of e.
+ */
+function choose(
+  logits: ArrayLike<number>,
+  e: Float64Array,
+  max: number,
+  arg: number,
+  total: number,
+  o: SamplingOptions,
+  rng: RandomStream | undefined,
+  full: (rng: RandomStream) => number,
+): { token: number; logprob: number } {
   const V = logits.length;
   const T = o.temperature ?? 1;
   const scale = T === 0 ? 1 : 1 / T;
@@ -155,14 +177,7 @@ function draw(
     throw new TroupeError('BAD_ARGUMENT', 'sampling with temperature > 0 needs a random stream');
   const k = o.topK && o.topK < V ? o.topK : V;
   const p = o.topP ?? 1;
-  if (k < V || p < 1) {
-    const token = rng.categorical(nucleus(e, total, k, p), 1)[0];
-    return { token, logprob: logprob(token) };
-  }
-  // rng.categorical(e, 1) in one pass: its total is this total (the same sum in the same order);
-  // a row it refuses (a NaN logit) goes to it, to throw its error.
-  if (!(total > 0) || !Number.isFinite(total)) rng.categorical(e, 1);
-  const token = n.categoricalRow(e, rng.nextDouble() * total);
+  const token = k < V || p < 1 ? rng.categorical(nucleus(e, total, k, p), 1)[0] : full(rng);
   return { token, logprob: logprob(token) };
 }
 
@@ -190,17 +205,7 @@ export function sampleTokenJs(
     e[i] = Math.exp((logits[i] - max) * scale);
     total += e[i];
   }
-  const logZ = Math.log(total);
-  const logprob = (i: number) => (logits[i] - max) * scale - logZ;
-  if (T === 0) return { token: arg, logprob: logprob(arg) };
-  if (!rng)
-    throw new TroupeError('BAD_ARGUMENT', 'sampling with temperature > 0 needs a random stream');
-
-  const k = o.topK && o.topK < V ? o.topK : V;
-  const p = o.topP ?? 1;
-  const probs = k < V || p < 1 ? nucleus(e, total, k, p) : e; // categorical normalises
-  const token = rng.categorical(probs, 1)[0];
-  return { token, logprob: logprob(token) };
+  return choose(logits, e, max, arg, total, o, rng, (r) => r.categorical(e, 1)[0]); // it normalises
 }
 
 /**
