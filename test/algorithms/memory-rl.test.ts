@@ -1,17 +1,15 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { memoryProblem, threadPeak } from '../../src/algorithms/memory-check.js';
 import { rlActors } from '../../src/algorithms/memory-check-rl.js';
 import { trainRl } from '../../src/algorithms/rl.js';
-import { loadConfig } from '../../src/config/load.js';
 import type { RlConfig } from '../../src/config/schema.js';
 import * as tf from '../../src/kernels/tf.js';
-import { llamaConfig } from '../../src/policy/index.js';
 import { predictMemory } from '../../src/policy/memory.js';
 import { useBackend } from '../helpers/backends.js';
 import { rejected } from '../helpers/thrown.js';
+import { MEMORY_RL_MODEL as MODEL, memoryRlConfig } from './fixtures/memory-rl-config.js';
 
 /**
  * The memory check of the online algorithms (src/algorithms/memory-check-rl.ts): each actor of
@@ -19,32 +17,8 @@ import { rejected } from '../helpers/thrown.js';
  * heap refused with the prediction and what would fit before any actor starts.
  */
 
-const MODEL = llamaConfig({
-  vocabSize: 4096,
-  hidden: 256,
-  layers: 4,
-  heads: 4,
-  intermediate: 688,
-  tieEmbeddings: true,
-});
-
-function config(algorithm: RlConfig['algorithm'], extra: Record<string, unknown> = {}) {
-  return loadConfig<RlConfig>(algorithm, {
-    object: {
-      output: join(mkdtempSync(join(tmpdir(), 'troupe-memory-rl-')), 'run'),
-      model: {
-        init: { family: 'llama', hidden: 64, layers: 2, heads: 2, maxPositions: 64 },
-        tokenizer: { train: { vocabSize: 300 } },
-      },
-      data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0, maxLength: 24 },
-      train: { steps: 1, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
-      rollout: { maxNewTokens: 8 },
-      reward: { sources: [{ type: 'length', target: 6 }] },
-      runtime: { backend: 'wasm' },
-      ...extra,
-    },
-  });
-}
+const config = (algorithm: RlConfig['algorithm'], extra: Record<string, unknown> = {}) =>
+  memoryRlConfig(algorithm, { runtime: { backend: 'wasm' }, ...extra });
 
 describe('memory check of RL runs', () => {
   beforeAll(async () => {

@@ -1,13 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { memoryProblem, threadPeak } from '../../src/algorithms/memory-check.js';
 import { rlActors } from '../../src/algorithms/memory-check-rl.js';
 import { frozenModel } from '../../src/algorithms/roles/models.js';
 import { formatMemoryReport, memoryReport } from '../../src/cli/doctor-memory.js';
-import { loadConfig } from '../../src/config/load.js';
-import type { RlConfig } from '../../src/config/schema.js';
 import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
 import { withPrecision } from '../../src/kernels/precision.js';
 import * as tf from '../../src/kernels/tf.js';
@@ -18,6 +14,10 @@ import { bf16Matrices, type MemoryJob, predictMemory } from '../../src/policy/me
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import type { HeadName } from '../../src/policy/params.js';
 import { targetLogProbs } from '../../src/policy/target-logprobs.js';
+import {
+  memoryRlConfig,
+  MEMORY_RL_MODEL as RL_MODEL,
+} from '../algorithms/fixtures/memory-rl-config.js';
 import { useBackend } from '../helpers/backends.js';
 import { nativeSkip } from '../helpers/native.js';
 import { rejected } from '../helpers/thrown.js';
@@ -204,32 +204,8 @@ describe('memory predictor: frozen models under precision bf16', () => {
   });
 });
 
-const RL_MODEL = llamaConfig({
-  vocabSize: 4096,
-  hidden: 256,
-  layers: 4,
-  heads: 4,
-  intermediate: 688,
-  tieEmbeddings: true,
-});
-
-function rlConfig(extra: Record<string, unknown>) {
-  return loadConfig<RlConfig>('grpo', {
-    object: {
-      output: join(mkdtempSync(join(tmpdir(), 'troupe-memory-bf16-')), 'run'),
-      model: {
-        init: { family: 'llama', hidden: 64, layers: 2, heads: 2, maxPositions: 64 },
-        tokenizer: { train: { vocabSize: 300 } },
-      },
-      data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0, maxLength: 24 },
-      train: { steps: 1, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
-      rollout: { maxNewTokens: 8 },
-      reward: { sources: [{ type: 'length', target: 6 }] },
-      rl: { kl: { mode: 'loss', coef: 0.01 } },
-      ...extra,
-    },
-  });
-}
+const rlConfig = (extra: Record<string, unknown>) =>
+  memoryRlConfig('grpo', { rl: { kl: { mode: 'loss', coef: 0.01 } }, ...extra });
 
 describe('the RL memory check and doctor under precision bf16', () => {
   it('the generator, the reference and a reward model hold bf16; the policy fp32 masters', async () => {
