@@ -1,7 +1,7 @@
 /**
  * Where a bf16 generation's time goes (#17 item 4):
  *
- *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2] [batch] [reps] [--js-sampling]
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling]
  *
  * The bf16 suite's generate row (bench/suites/model-measure.ts: a model holding bf16 weights,
  * greedy, prompt 32, 64 new tokens, prefill included) on wasm with the native kernels, timed
@@ -10,13 +10,18 @@
  * by wrapping the addon's functions; the rest is tfjs and JS between them (embedding, final norm,
  * sampling, the cache's bookkeeping). Prints tokens/s (median, min, max) and the shares.
  * --js-sampling samples in JavaScript (sampleTokenJs, as before native/sample.c): the same tokens.
+ * `grpo` is the RL suite's GRPO generation instead (bench/suites/rl-grpo.ts: the tiny GPT-2 in
+ * fp32, prompt 32, 32 new tokens sampled at temperature 1; batch 64 is its 8 prompts × 8).
  */
 
 import { nativeKernels } from '../src/kernels/native.js';
+import { RandomStream } from '../src/kernels/random.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import { holdBf16 } from '../src/policy/bf16.js';
 import { CausalLM, generate } from '../src/policy/index.js';
+import { gpt2Config } from '../src/policy/config.js';
 import { bf16Cases } from './suites/model.js';
+import { GRPO_JOB } from './suites/rl-grpo.js';
 
 const jsSampling = process.argv.includes('--js-sampling');
 const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv
@@ -24,15 +29,32 @@ const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv
   .filter((a) => a !== '--js-sampling');
 const B = Number(batchArg);
 const reps = Number(repsArg);
-if (!['small', 'gpt2'].includes(which) || !(B >= 1) || !(reps >= 1)) {
-  process.stderr.write('usage: profile-generate.ts [small|gpt2] [batch] [reps] [--js-sampling]\n');
+if (!['small', 'gpt2', 'grpo'].includes(which) || !(B >= 1) || !(reps >= 1)) {
+  process.stderr.write(
+    'usage: profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling]\n',
+  );
   process.exit(2);
 }
-await startRuntime({ backend: 'wasm', precision: 'bf16' });
-const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
+const grpo = which === 'grpo';
+await startRuntime({ backend: 'wasm', ...(grpo ? {} : { precision: 'bf16' as const }) });
+const j = GRPO_JOB;
+const c = grpo
+  ? {
+      name: 'grpo tiny GPT-2',
+      config: gpt2Config({
+        vocabSize: 512,
+        layers: j.layers,
+        heads: j.heads,
+        hidden: j.hidden,
+        maxPositions: j.positions,
+      }),
+      generate: { prompt: 32, newTokens: j.newTokens },
+    }
+  : bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const g = c.generate!;
+const temperature = grpo ? 1 : 0;
 const model = CausalLM.init(c.config, { seed: 1 });
-await holdBf16(model);
+if (!grpo) await holdBf16(model);
 
 const native = nativeKernels();
 if (!native.available) throw new Error(`profile-generate: no native addon: ${native.reason}`);
@@ -75,7 +97,8 @@ const runs: number[] = [];
 const c0 = process.cpuUsage();
 for (let i = 0; i < reps; i++) {
   const t0 = performance.now();
-  await generate(model, prompts, { maxNewTokens: g.newTokens, temperature: 0 });
+  const rng = RandomStream.of({ seed: 1, step: i, actor: 'generator', purpose: 'sample' });
+  await generate(model, prompts, { maxNewTokens: g.newTokens, temperature, rng });
   runs.push(performance.now() - t0);
 }
 const cpu = process.cpuUsage(c0);
@@ -83,7 +106,7 @@ const total = runs.reduce((a, b) => a + b, 0);
 const sorted = [...runs].sort((a, b) => a - b);
 const rate = (ms: number) => (B * g.newTokens) / (ms / 1000);
 const lines = [
-  `${c.name} bf16 generate b${B} (prompt ${g.prompt}, ${g.newTokens} new), BLAS threads ${process.env.TROUPE_BLAS_THREADS ?? 'default'}, ${reps} reps`,
+  `${c.name} ${grpo ? 'fp32' : 'bf16'} generate b${B} (prompt ${g.prompt}, ${g.newTokens} new), BLAS threads ${process.env.TROUPE_BLAS_THREADS ?? 'default'}, ${reps} reps`,
   `tokens/s median ${rate(sorted[sorted.length >> 1]).toFixed(1)} (min ${rate(sorted.at(-1)!).toFixed(1)}, max ${rate(sorted[0]).toFixed(1)}); process CPU / wall ${((cpu.user + cpu.system) / 1000 / total).toFixed(2)}`,
 ];
 let inNative = 0;

@@ -43,7 +43,7 @@ const c =
           hidden: j.hidden,
           maxPositions: j.positions,
         }),
-        batch: j.prompts * j.samples,
+        batch: Number(process.env.TROUPE_PROFILE_PROMPTS ?? j.prompts) * j.samples,
         seq: 64,
         train: {} as { trainer?: { offload: boolean } },
       }

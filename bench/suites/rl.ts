@@ -54,7 +54,7 @@ export function rlJobs(only: string | undefined = process.env.TROUPE_RL_ONLY): {
 }
 
 /** Tokenizer (V 512) and 16 prompts of exactly 32 tokens, in `dir`. */
-async function writeJobData(dir: string): Promise<void> {
+export async function writeJobData(dir: string): Promise<void> {
   const text = readFileSync('data/moby-dick/train.jsonl', 'utf8')
     .trim()
     .split('\n')
@@ -95,7 +95,7 @@ function ppoConfig(dir: string, steps: number, actors: Record<string, unknown>) 
 }
 
 /** Rows of one placement's timed iterations: each phase, the whole, messaging, tokens/s. */
-function phaseRows(job: string, placement: string, measured: readonly Iteration[]): Row[] {
+export function phaseRows(job: string, placement: string, measured: readonly Iteration[]): Row[] {
   const step = median(measured.map((m) => m['timing/step_s']));
   const rows: Row[] = [];
   for (const key of RL_PHASES) {
