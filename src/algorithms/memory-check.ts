@@ -34,9 +34,9 @@ export interface ActorMemory {
 /**
  * An actor's thread: its job's prediction and the most the thread holds (phases, colocated):
  * `peak` all of it, `backendPeak` its backend's tensors (what a wasm heap must hold: a frozen
- * model's bf16 matrices are host memory, its fp32 load is not), `host` the host memory it takes
- * on its backend (a wasm heap never shrinks: its high-water mark beside the bf16 matrices; AdamW
- * moments offloaded to the host included).
+ * model's bf16 matrices are host memory, and never reach it in fp32: policy/bf16.ts loadFrozen),
+ * `host` the host memory it takes on its backend (a wasm heap never shrinks: its high-water mark
+ * beside the bf16 matrices; AdamW moments offloaded to the host included).
  */
 export function threadPeak(a: ActorMemory): {
   prediction: MemoryPrediction;
@@ -182,7 +182,7 @@ export function memoryProblem(
     return new TroupeError(
       'OUT_OF_MEMORY',
       `Actor '${a.actor}' will not fit: ${describeJob(a.job)} needs ${describePrediction(p)}` +
-        `${threadExtras(a, a.peak)}${backendExtra(a)}, ` +
+        `${threadExtras(a, a.peak)}, ` +
         `more than the ${gib(limits.wasmHeap)} a wasm actor's heap holds (wasm32, backend ` +
         `'${a.backend}'). Nothing was allocated. What would fit:\n` +
         fixes(
@@ -225,17 +225,6 @@ export function memoryProblem(
     );
   }
   return undefined;
-}
-
-/** Where a wasm heap needs more than the thread's peak less its bf16 matrices: a bf16 model's fp32 load. */
-function backendExtra(a: {
-  prediction: MemoryPrediction;
-  peak: number;
-  backendPeak: number;
-}): string {
-  const bf16 = a.prediction.bf16Weights;
-  if (bf16 === 0 || a.backendPeak <= a.peak - bf16) return '';
-  return `; its bf16 matrices (${gib(bf16)}) are host memory, but the model loads in fp32 first: ${gib(a.backendPeak)} on the backend`;
 }
 
 /** What a thread adds to its job's own peak: its other passes and colocated actors. */

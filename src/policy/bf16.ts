@@ -2,24 +2,42 @@ import { TroupeError } from '../errors.js';
 import { DECODE_PROJECTIONS } from '../kernels/custom/native-decode.js';
 import { matmulPrecision } from '../kernels/precision.js';
 import * as tf from '../kernels/tf.js';
+import { importData } from './checkpoint/hf-names.js';
+import { openHfStream } from './checkpoint/stream.js';
+import type { Tensor32 } from './checkpoint/tensor32.js';
+import type { ModelConfig } from './config.js';
+import { loadModel } from './io.js';
 import { Bf16Weights } from './model/bf16-weights.js';
 import { plainProjection } from './model/block.js';
-import type { CausalLM } from './model/causal-lm.js';
+import { CausalLM, initData } from './model/causal-lm.js';
+import { type HeadName, headSpecs, paramSpecs } from './params.js';
+import type { ModelSource } from './source.js';
 
 /*
  * bf16 weights for the models that are never trained (precision bf16): the generator, the
  * reference and the reward model keep their matrices as bfloat16 (model/bf16-weights.ts), half
  * the memory of float32, and read them as they are (the bf16 kernels with fp32 sums). The policy
  * keeps fp32 masters; a generator's sync rounds the published weights into its bf16 matrices.
+ *
+ * A frozen model is held as bf16 as it is built (`loadFrozen`): each matrix is rounded from its
+ * fp32 data on the host as it is read (a checkpoint's tensor, or a fresh model's draws) and only
+ * the rest (norms, biases, heads) becomes backend tensors, so its fp32 matrices are never all
+ * there at once, on the backend (a wasm heap) or on the host. `holdBf16` rounds a model that is
+ * already in memory.
  */
+
+/** Of `has`'s parameters, those held as bf16: the block projections, the embedding, the LM head. */
+function heldNames(config: ModelConfig, has: (name: string) => boolean): string[] {
+  const names: string[] = [];
+  for (let l = 0; l < config.layers; l++)
+    for (const n of DECODE_PROJECTIONS) names.push(`layers.${l}.${n}`);
+  names.push('embed.weight', 'lm_head.weight');
+  return names.filter(has);
+}
 
 /** The parameters `holdBf16` keeps as bf16: the block projections, the embedding, the LM head. */
 export function bf16Names(model: CausalLM): string[] {
-  const names: string[] = [];
-  for (let l = 0; l < model.config.layers; l++)
-    for (const n of DECODE_PROJECTIONS) names.push(`layers.${l}.${n}`);
-  names.push('embed.weight', 'lm_head.weight');
-  return names.filter((n) => model.params.has(n));
+  return heldNames(model.config, (n) => model.params.has(n));
 }
 
 /**
@@ -50,12 +68,105 @@ export async function holdBf16(model: CausalLM): Promise<Bf16Weights> {
 }
 
 /**
- * A frozen role's model for this thread's precision: under bf16 held as bf16 (`holdBf16`), else
- * as it is. A model with adapters is left in fp32.
+ * A frozen role's model already in memory, for this thread's precision: under bf16 held as bf16
+ * (`holdBf16`), else as it is. A model with adapters is left in fp32. `loadFrozen` builds one
+ * without its fp32 matrices.
  */
 export async function frozenForPrecision(model: CausalLM): Promise<CausalLM> {
   if (matmulPrecision() === 'bf16' && model.project === plainProjection) await holdBf16(model);
   return model;
+}
+
+/** How a frozen model is built: a resolved model path, or a config and seed (roles/models.ts). */
+export type FrozenSpec =
+  | { readonly source: ModelSource }
+  | { readonly config: ModelConfig; readonly seed: number };
+
+/**
+ * A frozen model (the generator, the reference, a reward model) for this thread's precision:
+ * under fp32 loaded (`loadModel`) or initialised (`CausalLM.init`) as a trainable one is; under
+ * bf16 held as bf16 as it is built, matrix by matrix (see above), with the same bits as
+ * `holdBf16` after the fp32 build. A LoRA checkpoint (adapters merged into the base) is built in
+ * fp32 first, merged, then held (`holdBf16`): its merge needs the fp32 weights. `heads` as in
+ * `loadModel` and `CausalLM.init`.
+ */
+export async function loadFrozen(
+  spec: FrozenSpec,
+  opts: { readonly heads?: readonly HeadName[] } = {},
+): Promise<CausalLM> {
+  const bf16 = matmulPrecision() === 'bf16'; // read before the first await (withPrecision)
+  if ('source' in spec) {
+    if (!bf16 || spec.source.adapters.length > 0) {
+      const model = await loadModel(spec.source, opts);
+      return bf16 ? holdLoaded(model) : model;
+    }
+    return loadHeld(spec.source.base, opts.heads ?? []);
+  }
+  if (!bf16) return CausalLM.init(spec.config, { seed: spec.seed, heads: opts.heads ?? [] });
+  return initHeld(spec.config, spec.seed, opts.heads ?? []);
+}
+
+async function holdLoaded(model: CausalLM): Promise<CausalLM> {
+  try {
+    await holdBf16(model);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
+
+/**
+ * A model from its bf16 matrices (`held`, in any order) and the rest of its parameters (`state`,
+ * fp32, built on the backend now). The matrices go in `names`' order, as `holdBf16` holds them.
+ */
+function assemble(
+  config: ModelConfig,
+  names: readonly string[],
+  held: Bf16Weights,
+  state: Map<string, Tensor32>,
+  heads: readonly HeadName[],
+): CausalLM {
+  const model = CausalLM.fromState(config, state, heads, { absent: new Set(names) });
+  state.clear();
+  const ordered = new Bf16Weights();
+  for (const n of names) ordered.matrices.set(n, held.get(n)!);
+  model.weights16 = ordered;
+  model.project = ordered.projection;
+  return model;
+}
+
+/** A Hugging Face directory, its matrices rounded to bf16 one tensor at a time as they are read. */
+async function loadHeld(dir: string, heads: readonly HeadName[]): Promise<CausalLM> {
+  const stream = await openHfStream(dir, { heads });
+  const { config, shapes } = stream;
+  const names = heldNames(config, (n) => shapes.has(n));
+  const isHeld = new Set(names);
+  const held = new Bf16Weights();
+  const state = new Map<string, Tensor32>();
+  for await (const { rule, t, ours } of stream.tensors()) {
+    for (const [k, data] of importData(rule, t, ours).entries()) {
+      const name = rule.ours[k];
+      if (isHeld.has(name)) held.add(name, ours[k] as [number, number], data);
+      else state.set(name, { shape: [...ours[k]], data });
+    }
+  }
+  return assemble(config, names, held, state, stream.heads);
+}
+
+/** A fresh model (`CausalLM.init`'s draws), its matrices rounded to bf16 as each is drawn. */
+function initHeld(config: ModelConfig, seed: number, heads: readonly HeadName[]): CausalLM {
+  const specs = [...paramSpecs(config), ...heads.flatMap((h) => headSpecs(config, h))];
+  const names = heldNames(config, (n) => specs.some((s) => s.name === n));
+  const isHeld = new Set(names);
+  const held = new Bf16Weights();
+  const state = new Map<string, Tensor32>();
+  for (const s of specs) {
+    const data = initData(config, s, seed);
+    if (isHeld.has(s.name)) held.add(s.name, s.shape as [number, number], data);
+    else state.set(s.name, { shape: [...s.shape], data });
+  }
+  return assemble(config, names, held, state, heads);
 }
 
 /**

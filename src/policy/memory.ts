@@ -43,8 +43,9 @@ export interface MemoryJob {
   readonly frozenCopies?: number;
   /**
    * The thread's matrix-product precision (default fp32). Under bf16 a frozen model (a forward
-   * job, method none, without adapters or NF4, and every frozen copy) holds its block projections, embedding
-   * and untied LM head as bf16 (policy/bf16.ts holdBf16); a trained model keeps fp32 masters.
+   * job, method none, without adapters or NF4, and every frozen copy) holds its block
+   * projections, embedding and untied LM head as bf16 (policy/bf16.ts loadFrozen, holdBf16); a
+   * trained model keeps fp32 masters.
    */
   readonly precision?: 'fp32' | 'bf16';
 }
@@ -71,10 +72,11 @@ export interface MemoryPrediction {
    */
   readonly peak: number;
   /**
-   * The most the backend's tensors (a wasm heap) hold at once: `peak` less the bf16 matrices,
-   * or, where a frozen model is held as bf16, its load if larger: the model is built in fp32 on
-   * the backend (CausalLM.fromState) and only then rounded matrix by matrix (holdBf16), so its
-   * matrices' fp32 bytes are there once beside every other weight.
+   * The most the backend's tensors (a wasm heap) hold at once: `peak` less the bf16 matrices.
+   * A frozen model held as bf16 is built that way (policy/bf16.ts loadFrozen): each matrix is
+   * rounded on the host as it is read or drawn, and only its other parameters reach the backend,
+   * so its load never holds its matrices in fp32 there. (A frozen model from a LoRA checkpoint
+   * is the exception: it is merged in fp32 first, holdBf16 after; the job does not say so.)
    */
   readonly backendPeak: number;
   /** What the backend's tensors need at the step's peak (the wasm heap's share). */
@@ -231,7 +233,7 @@ export function headTransientFloats(N: number, V: number, backward: boolean): nu
   return Math.max(rows * V, backward ? 2 * N * cols : 0);
 }
 
-/** Whether a job's model is held as bf16: a forward under bf16, no adapters, no NF4 (frozenForPrecision). */
+/** Whether a job's model is held as bf16: a forward under bf16, no adapters, no NF4 (loadFrozen). */
 function holdsBf16(job: MemoryJob): boolean {
   return job.precision === 'bf16' && job.method === 'none' && !job.quantize && !job.lora;
 }
@@ -345,12 +347,9 @@ export function predictMemory(job: MemoryJob): MemoryPrediction {
   const updatePeak =
     job.method === 'none' ? 0 : gradients + (job.method === 'full' ? largest * F32 : 0);
   const peak = weights + adapters * F32 + optimizer + kvCache + Math.max(stepPeak, updatePeak);
-  // A bf16-held model's load: its matrices in fp32 on the backend beside every other weight (the
-  // thread's frozen models load one at a time).
-  const load = bf16Weights > 0 ? weights - bf16Weights + adapters * F32 + m16.params * F32 : 0;
   return {
     peak,
-    backendPeak: Math.max(peak - bf16Weights, load),
+    backendPeak: peak - bf16Weights,
     params,
     trainableParams: trainable,
     weights: weights + adapters * F32,

@@ -7,7 +7,7 @@ import { formatMemoryReport, memoryReport } from '../../src/cli/doctor-memory.js
 import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
 import { withPrecision } from '../../src/kernels/precision.js';
 import * as tf from '../../src/kernels/tf.js';
-import { frozenForPrecision, modelWeightBytes } from '../../src/policy/bf16.js';
+import { frozenForPrecision, loadFrozen, modelWeightBytes } from '../../src/policy/bf16.js';
 import { gpt2Config, llamaConfig, type ModelConfig } from '../../src/policy/config.js';
 import { readModelConfig } from '../../src/policy/io.js';
 import { bf16Matrices, type MemoryJob, predictMemory } from '../../src/policy/memory.js';
@@ -27,11 +27,12 @@ import { tokenBatch } from './memory-step.js';
 /**
  * The predictor's weights for frozen models under precision bf16 (the generator, the reference,
  * a reward model), against what a real one holds: the model built as the roles build it
- * (roles/models.ts frozenModel, reward/model-source.ts frozenForPrecision), its backend tensors'
- * bytes (tf.memory) and its bf16 panels' bytes (host ArrayBuffers). Both are byte counts of
- * buffers whose sizes follow from the shapes alone, so the prediction must equal them exactly:
+ * (policy/bf16.ts loadFrozen; frozenForPrecision for a model already in memory), its backend
+ * tensors' bytes (tf.memory) and its bf16 panels' bytes (host ArrayBuffers). Both are byte counts
+ * of buffers whose sizes follow from the shapes alone, so the prediction must equal them exactly:
  * tolerance 0. On wasm the load is measured too: the heap's peak (each buffer once) while the
- * model is built in fp32 and then rounded matrix by matrix.
+ * model is built with its matrices rounded as they are drawn, against the build it replaced (in
+ * fp32, then rounded matrix by matrix).
  *
  * Shapes: TINY's families (learned positions, biases, tied and untied heads, q/k norms, sandwich
  * norms, GeGLU), every width under one 32-column panel; and two mid shapes whose widths are not
@@ -136,15 +137,19 @@ describe('memory predictor: frozen models under precision bf16', () => {
       });
 
       it.each(SHAPES)('%s: the held bytes, measured, are the predicted weights', async (_, c) => {
-        const m = await heldBytes(() => frozenModel({ config: c, seed: 3 }));
+        const m = await heldBytes(() => loadFrozen({ config: c, seed: 3 }));
         const p = predictMemory(forward(c));
         expect(m.bf16, 'bf16 panels').toBe(p.bf16Weights);
         expect(m.backend, 'fp32 tensors left').toBe(p.weights - p.bf16Weights);
         expect(m.total).toBe(p.weights);
         if (m.loadPeak !== undefined) {
-          // wasm: the load builds every weight in fp32 on the heap before rounding them
-          expect(m.loadPeak).toBe(4 * p.params);
+          // wasm: the fp32 build put every weight in fp32 on the heap before rounding them
+          const old = await heldBytes(() => frozenForPrecision(CausalLM.init(c, { seed: 3 })));
+          expect(old.loadPeak).toBe(4 * p.params);
+          // loadFrozen: only the fp32 parameters it keeps ever reach the heap
+          expect(m.loadPeak).toBe(p.weights - p.bf16Weights);
           expect(p.backendPeak).toBe(Math.max(m.loadPeak, p.peak - p.bf16Weights));
+          expect(p.backendPeak).toBe(p.peak - p.bf16Weights);
         }
       });
 
@@ -193,8 +198,9 @@ describe('memory predictor: frozen models under precision bf16', () => {
     const copy = predictMemory({ ...job, frozenCopies: 1, precision: 'bf16' });
     expect(copy.weights).toBe(fp32.weights + frozen);
     expect(copy.bf16Weights).toBe(bf16Matrices(c).bytes);
-    // the copy loads in fp32 beside the learner's weights
-    expect(copy.backendPeak).toBeGreaterThanOrEqual(2 * fp32.weights);
+    // the copy is built with its matrices in bf16 (loadFrozen): only its fp32 rest is on the backend
+    expect(copy.backendPeak).toBe(copy.peak - copy.bf16Weights);
+    expect(copy.backendPeak - fp32.peak).toBe(frozen - bf16Matrices(c).bytes);
   });
 
   it('refuses a precision it does not know, naming the field', () => {
@@ -218,12 +224,12 @@ describe('the RL memory check and doctor under precision bf16', () => {
     const ref = predictMemory(reference.job);
     const m16 = bf16Matrices(RL_MODEL);
     expect(ref.weights).toBe((ref.params - m16.params) * 4 + m16.bytes);
-    // on cpu the thread holds the bf16 weights after its load; on wasm its heap keeps the fp32 load
+    // on cpu the thread holds the bf16 weights; on wasm its heap's high-water mark beside them
     expect(threadPeak(reference).host).toBe(ref.peak);
     expect(threadPeak({ ...reference, backend: 'wasm' }).host).toBe(
       Math.max(ref.peak, ref.backendPeak + ref.bf16Weights),
     );
-    // here the rollout's forward needs more of the backend than the fp32 load (4 · params)
+    // the rollout's forward needs more of the backend than an fp32 load would (4 · params)
     expect(ref.backendPeak).toBe(ref.peak - ref.bf16Weights);
     expect(ref.backendPeak).toBeGreaterThan(4 * ref.params);
     // a run that fits the host only with the frozen models in bf16
@@ -247,24 +253,25 @@ describe('the RL memory check and doctor under precision bf16', () => {
     ]);
   });
 
-  it('a wasm reference whose fp32 load passes the heap is refused though its bf16 weights fit', async () => {
-    // one prompt's 4 samples of 32 tokens beside a 32768-word vocabulary: the load dominates
+  it('a wasm reference whose fp32 load would pass the heap fits in bf16 (it loads as bf16)', async () => {
+    // one prompt's 4 samples of 32 tokens beside a 32768-word vocabulary: the weights dominate
     const big = llamaConfig({ ...RL_MODEL, vocabSize: 32768, hidden: 512, heads: 8, layers: 2 });
-    const c = await rlConfig({
-      runtime: { backend: 'wasm', precision: 'bf16' },
-      train: { steps: 1, batchSize: 1, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
-    });
+    const train = { steps: 1, batchSize: 1, evalEvery: 0, evalBatches: 1, saveEvery: 0 };
+    const c = await rlConfig({ runtime: { backend: 'wasm', precision: 'bf16' }, train });
     const reference = rlActors(c, big).find((a) => a.actor === 'reference')!;
     const p = predictMemory(reference.job);
-    expect(p.backendPeak).toBe(4 * p.params);
-    const heap = (p.peak - p.bf16Weights + p.backendPeak) / 2; // the bf16-held forward fits
-    expect(p.peak - p.bf16Weights).toBeLessThan(heap);
-    const e = memoryProblem([reference], { wasmHeap: heap, host: 2 ** 40 })!;
-    expect(e.message).toMatch(
-      /^Actor 'reference' will not fit: a forward of .*frozen weights in bf16/,
-    );
-    expect(e.message).toMatch(/the model loads in fp32 first: [\d.]+ GiB on the backend/);
-    expect(e.message).not.toMatch(/precision: bf16 does not lower memory here/);
+    expect(p.backendPeak).toBe(p.peak - p.bf16Weights);
+    // the fp32 load the build replaced would have needed every weight in fp32 at once
+    expect(p.backendPeak).toBeLessThan(4 * p.params);
+    const heap = (p.backendPeak + 4 * p.params) / 2;
+    expect(memoryProblem([reference], { wasmHeap: heap, host: 2 ** 40 })).toBeUndefined();
+    // the same reference in fp32 does not fit that heap
+    const fp32 = rlActors(await rlConfig({ runtime: { backend: 'wasm' }, train }), big).find(
+      (a) => a.actor === 'reference',
+    )!;
+    const e = memoryProblem([fp32], { wasmHeap: heap, host: 2 ** 40 })!;
+    expect(e.message).toMatch(/^Actor 'reference' will not fit: a forward of /);
+    expect(e.message).not.toMatch(/loads in fp32 first/);
   });
 
   it('an fp32 reference past the heap is offered bf16 weights, with their peak', async () => {

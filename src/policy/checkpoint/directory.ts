@@ -230,7 +230,7 @@ async function readSharded(dir: string, config: ModelConfig) {
 }
 
 /** The safetensors `format` Troupe can read: PyTorch layout (mlx writes the same layout). */
-function checkFormat(path: string, format: string | undefined): void {
+export function checkFormat(path: string, format: string | undefined): void {
   if (format !== undefined && format !== 'pt' && format !== 'mlx') {
     throw new TroupeError(
       'UNSUPPORTED',

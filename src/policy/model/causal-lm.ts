@@ -411,21 +411,24 @@ function needHead(m: CausalLM, head: HeadName): tf.Variable {
 }
 
 function initValue(c: ModelConfig, s: ParamSpec, seed: number): tf.Tensor {
-  const shape = [...s.shape];
+  return tf.tensor(initData(c, s, seed), [...s.shape], 'float32');
+}
+
+/**
+ * A parameter's initial values (`CausalLM.init`), on the host: each parameter's draws come from
+ * a stream of its own (seed, name), so one can be made without the others (policy/bf16.ts builds
+ * a frozen bf16 model matrix by matrix).
+ */
+export function initData(c: ModelConfig, s: ParamSpec, seed: number): Float32Array {
+  const n = s.shape.reduce((a, b) => a * b, 1);
   if (s.kind === 'norm') {
     // Gemma's RMSNorm multiplies by 1 + γ: its identity gain is 0
     const zero = s.name.endsWith('.bias') || c.normUnitOffset;
-    return zero ? tf.zeros(shape) : tf.ones(shape);
+    return new Float32Array(n).fill(zero ? 0 : 1);
   }
-  if (s.kind === 'bias') return tf.zeros(shape);
+  if (s.kind === 'bias') return new Float32Array(n);
   const head = s.name.startsWith('value_head.') || s.name.startsWith('score.');
   const residual = /\.(attn\.o|mlp\.down)\.weight$/.test(s.name);
   const std = head ? 1 / Math.sqrt(c.hidden + 1) : residual ? 0.02 / Math.sqrt(2 * c.layers) : 0.02;
-  const n = shape.reduce((a, b) => a * b, 1);
-  const draws = RandomStream.of({ seed, step: 0, actor: 'init', purpose: s.name }).normal(
-    n,
-    0,
-    std,
-  );
-  return tf.tensor(draws, shape, 'float32');
+  return RandomStream.of({ seed, step: 0, actor: 'init', purpose: s.name }).normal(n, 0, std);
 }

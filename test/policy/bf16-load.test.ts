@@ -1,0 +1,272 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leftPad } from '../../src/data/batching/collate.js';
+import { wasmTensorBytes } from '../../src/kernels/backends/wasm.js';
+import { withPrecision } from '../../src/kernels/precision.js';
+import * as tf from '../../src/kernels/tf.js';
+import { type FrozenSpec, holdBf16, loadFrozen } from '../../src/policy/bf16.js';
+import { readSafetensors, writeSafetensors } from '../../src/policy/checkpoint/safetensors.js';
+import { loadModel, readModelConfig, saveModel } from '../../src/policy/io.js';
+import { bf16Matrices, predictMemory } from '../../src/policy/memory.js';
+import { CausalLM } from '../../src/policy/model/causal-lm.js';
+import type { HeadName } from '../../src/policy/params.js';
+import { loadQuantizedModel } from '../../src/policy/quantize/load.js';
+import { type ModelSource, resolveModelSource } from '../../src/policy/source.js';
+import { useBackend } from '../helpers/backends.js';
+import { nativeSkip as skip } from '../helpers/native.js';
+import { rejected } from '../helpers/thrown.js';
+import { randomRows, randomState, TINY } from './fixtures.js';
+
+/**
+ * A frozen model built as bf16 as it loads (policy/bf16.ts loadFrozen) against the build it
+ * replaces: the whole model in fp32 (loadModel / CausalLM.init), then rounded matrix by matrix
+ * (holdBf16). The two must hold the same bits (every bf16 matrix, every fp32 parameter) and so
+ * give bit-identical outputs; and on wasm the new build's heap high-water mark (each buffer once)
+ * must be the fp32 parameters it keeps, exactly — the old one's is every weight in fp32 — so the
+ * two differ by 4 bytes a matrix weight (memory.ts bf16Matrices).
+ */
+
+const FIXTURES = ['gpt2', 'llama', 'qwen2', 'qwen3', 'gemma2', 'phi3'] as const;
+
+/** A Uint32 view: comparisons by bits (a NaN or −0 would not pass unnoticed). */
+const u32 = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+
+/** The build loadFrozen replaces: the whole model in fp32, then its matrices rounded. */
+async function loadThenRound(source: ModelSource): Promise<CausalLM> {
+  const m = await loadModel(source);
+  await holdBf16(m);
+  return m;
+}
+
+/** Build `f` under precision bf16, with the wasm heap's peak above what was live (else undefined). */
+async function built(f: () => Promise<CausalLM>): Promise<{ model: CausalLM; peak?: number }> {
+  const start = tf.getBackend() === 'wasm' ? wasmTensorBytes({ reset: true })! : undefined;
+  const model = await withPrecision('bf16', f);
+  const peak = start ? wasmTensorBytes()!.peakBytes - start.liveBytes : undefined;
+  return { model, peak };
+}
+
+/** Both models hold the same bits: the same bf16 matrices in the same order, the same fp32 parameters. */
+async function expectSameBits(got: CausalLM, want: CausalLM): Promise<void> {
+  const g16 = got.weights16!;
+  const w16 = want.weights16!;
+  expect([...g16.matrices.keys()]).toEqual([...w16.matrices.keys()]);
+  for (const [name, w] of w16.matrices) {
+    const g = g16.get(name)!;
+    expect(g.shape, name).toEqual(w.shape);
+    expect(Buffer.from(g.bits.buffer).equals(Buffer.from(w.bits.buffer)), name).toBe(true);
+  }
+  expect([...got.params.keys()]).toEqual([...want.params.keys()]);
+  for (const [name, v] of want.params) {
+    const g = got.params.get(name)!;
+    expect(g.shape, name).toEqual(v.shape);
+    expect(u32((await g.data()) as Float32Array), name).toEqual(
+      u32((await v.data()) as Float32Array),
+    );
+  }
+  expect(got.project).not.toBe(want.project); // each model's own projection over its matrices
+  expect(got.hasLmHead).toBe(want.hasLmHead);
+}
+
+/** A bf16 forward's outputs: the head's logits when it has one, else the reward model's scores. */
+async function outputs(model: CausalLM): Promise<Float32Array> {
+  const c = model.config;
+  const batch = leftPad(randomRows(c, [7, 4], 3), 0);
+  return withPrecision('bf16', async () => {
+    const out = tf.tidy(() => {
+      const h = model.forward(batch);
+      return model.hasLmHead
+        ? model.headLogits(tf.reshape(h, [-1, c.hidden]))
+        : model.scores(h, batch);
+    });
+    const data = (await out.data()) as Float32Array;
+    out.dispose();
+    return data;
+  });
+}
+
+describe.skipIf(skip !== null)(
+  `a frozen model held as bf16 as it loads${skip ? ` (${skip})` : ''}`,
+  () => {
+    let tmp: string;
+    beforeAll(() => {
+      tmp = mkdtempSync(join(tmpdir(), 'troupe-bf16-load-'));
+    });
+    afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+    for (const backend of ['wasm', 'cpu'] as const) {
+      describe(backend, () => {
+        beforeAll(async () => {
+          await useBackend(backend);
+        });
+
+        it.each(FIXTURES)(
+          '%s checkpoint: the same bits and outputs as load-then-round; the heap peak',
+          async (f) => {
+            const dir = resolve('test/fixtures/models', f);
+            const source = await resolveModelSource(dir);
+            const old = await built(() => loadThenRound(source));
+            const now = await built(() => loadFrozen({ source }));
+            await expectSameBits(now.model, old.model);
+            expect(u32(await outputs(now.model))).toEqual(u32(await outputs(old.model)));
+            const p = predictMemory({
+              config: now.model.config,
+              method: 'none',
+              batch: 1,
+              seq: 1,
+              precision: 'bf16',
+            });
+            if (backend === 'wasm') {
+              // every weight in fp32 at once, against only the fp32 parameters left beside the bf16 matrices
+              expect(old.peak).toBe(4 * p.params);
+              expect(now.peak).toBe(p.weights - p.bf16Weights);
+              expect(old.peak! - now.peak!).toBe(4 * bf16Matrices(now.model.config).params);
+            }
+            now.model.dispose();
+            old.model.dispose();
+          },
+        );
+
+        it.each([
+          ['llama (untied head)', TINY.llama, [] as HeadName[]],
+          ['gemma2 (tied, sandwich norms)', TINY.gemma2, [] as HeadName[]],
+          ['gpt2 with a value head', TINY.gpt2, ['value_head'] as HeadName[]],
+        ])(
+          'fresh %s: the same bits as CausalLM.init then holdBf16; the heap peak',
+          async (_, c, heads) => {
+            const spec: FrozenSpec = { config: c, seed: 7 };
+            const old = await built(async () => {
+              const m = CausalLM.init(c, { seed: 7, heads });
+              await holdBf16(m);
+              return m;
+            });
+            const now = await built(() => loadFrozen(spec, { heads }));
+            await expectSameBits(now.model, old.model);
+            expect(u32(await outputs(now.model))).toEqual(u32(await outputs(old.model)));
+            const p = predictMemory({
+              config: c,
+              method: 'none',
+              batch: 1,
+              seq: 1,
+              precision: 'bf16',
+              heads,
+            });
+            if (backend === 'wasm') {
+              expect(old.peak).toBe(4 * p.params);
+              expect(now.peak).toBe(p.weights - p.bf16Weights);
+            }
+            now.model.dispose();
+            old.model.dispose();
+          },
+        );
+
+        it('a reward model saved as a sequence classifier (score head, no LM head)', async () => {
+          const c = TINY.llama;
+          const dir = join(tmp, `rm-${backend}`);
+          const rm = CausalLM.fromState(c, randomState(c, 4, ['score']), ['score']);
+          await saveModel(dir, rm);
+          rm.dispose();
+          const source = await resolveModelSource(dir);
+          const old = await built(() => loadThenRound(source));
+          const now = await built(() => loadFrozen({ source }));
+          expect(now.model.hasLmHead).toBe(false);
+          expect(now.model.params.has('score.weight')).toBe(true);
+          await expectSameBits(now.model, old.model);
+          expect(u32(await outputs(now.model))).toEqual(u32(await outputs(old.model)));
+          if (backend === 'wasm') {
+            const p = predictMemory({
+              config: c,
+              method: 'none',
+              batch: 1,
+              seq: 1,
+              precision: 'bf16',
+              heads: ['score'],
+            });
+            expect(now.peak).toBe(p.weights - p.bf16Weights);
+            expect(old.peak).toBe(4 * (p.params - c.hidden * c.vocabSize));
+            // the predictor counts an untied head's panels, which a classifier's file lacks
+            expect(p.bf16Weights - now.model.weights16!.bytes).toBe(
+              2 * c.hidden * 32 * Math.ceil(c.vocabSize / 32),
+            );
+          }
+          now.model.dispose();
+          old.model.dispose();
+        });
+      });
+    }
+
+    it('a LoRA checkpoint: merged in fp32, then rounded (the same bits as before)', async () => {
+      await useBackend('wasm');
+      const source = await resolveModelSource(resolve('test/fixtures/peft/llama/adapter'));
+      expect(source.adapters.length).toBe(1);
+      const old = await built(() => loadThenRound(source));
+      const now = await built(() => loadFrozen({ source }));
+      await expectSameBits(now.model, old.model);
+      // the merge needs the fp32 base: this build still peaks at every weight in fp32
+      expect(now.peak).toBe(old.peak);
+      now.model.dispose();
+      old.model.dispose();
+    });
+
+    it('under fp32: loaded and initialised as a trainable model is, no bf16 matrices', async () => {
+      await useBackend('wasm');
+      const source = await resolveModelSource(resolve('test/fixtures/models/qwen2'));
+      const loaded = await loadFrozen({ source });
+      const fresh = await loadFrozen({ config: TINY.llama, seed: 2 });
+      const want = CausalLM.init(TINY.llama, { seed: 2 });
+      expect(loaded.weights16).toBeUndefined();
+      expect(fresh.weights16).toBeUndefined();
+      const ref = await loadModel(source);
+      for (const [a, b] of [
+        [loaded, ref],
+        [fresh, want],
+      ] as const) {
+        const [sa, sb] = [await a.stateDict(), await b.stateDict()];
+        expect([...sa.keys()]).toEqual([...sb.keys()]);
+        for (const [n, t] of sb) expect(u32(sa.get(n)!.data), n).toEqual(u32(t.data));
+      }
+      for (const m of [loaded, fresh, want, ref]) m.dispose();
+    });
+
+    it('bad checkpoints: a tied head unlike the embedding, a missing tensor (also for the NF4 load)', async () => {
+      await useBackend('wasm');
+      const src = resolve('test/fixtures/models/qwen2');
+      const config = await readModelConfig(src);
+      expect(config.tieEmbeddings).toBe(true);
+      const { tensors } = await readSafetensors(join(src, 'model.safetensors'));
+      const emb = tensors.get('model.embed_tokens.weight')!;
+      // a tied checkpoint carrying an lm_head that differs from the embedding
+      const tied = join(tmp, 'tied-differs');
+      const head = Float32Array.from(emb.data, (x) => x + 1);
+      const base = await loadModel(src);
+      await saveModel(tied, base);
+      base.dispose();
+      const withHead = new Map(tensors);
+      withHead.set('lm_head.weight', { shape: emb.shape, data: head });
+      await writeSafetensors(join(tied, 'model.safetensors'), withHead);
+      const s = await resolveModelSource(tied);
+      const e = await rejected(withPrecision('bf16', () => loadFrozen({ source: s })));
+      expect(e.message).toMatch(
+        /'lm_head.weight'.*differs from the embedding 'model.embed_tokens.weight'/,
+      );
+      const q = await rejected(loadQuantizedModel(tied));
+      expect(q.message).toMatch(/differs from the embedding/);
+      // the same head equal to the embedding loads
+      withHead.set('lm_head.weight', emb);
+      await writeSafetensors(join(tied, 'model.safetensors'), withHead);
+      const ok = await withPrecision('bf16', () => loadFrozen({ source: s }));
+      expect(ok.weights16?.get('embed.weight')).toBeDefined();
+      ok.dispose();
+      // a projection missing from the file
+      const missing = new Map(tensors);
+      missing.delete('model.layers.0.self_attn.q_proj.weight');
+      await writeSafetensors(join(tied, 'model.safetensors'), missing);
+      const m = await rejected(withPrecision('bf16', () => loadFrozen({ source: s })));
+      expect(m.message).toMatch(
+        /tensors do not match the llama config \(missing: model.layers.0.self_attn.q_proj.weight/,
+      );
+    });
+  },
+);
