@@ -4,6 +4,8 @@
  */
 import { nativeKernels, useThreadBlasThreads } from '../src/kernels/native.js';
 
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
 const st = nativeKernels();
 if (!st.available) throw new Error(`no native addon: ${st.reason}`);
 const addon = st.addon;
@@ -11,7 +13,15 @@ const args = process.argv.slice(2);
 const shapes = (
   args.length > 0
     ? args
-    : ['128,128,2048,1,0', '2048,128,128,0,1', '2048,128,128', '2048,512,128', '64,128,128', '64,512,128', '64,128,512']
+    : [
+        '128,128,2048,1,0',
+        '2048,128,128,0,1',
+        '2048,128,128',
+        '2048,512,128',
+        '64,128,128',
+        '64,512,128',
+        '64,128,512',
+      ]
 ).map((s) => s.split(',').map(Number));
 for (const threads of [1, 2]) {
   useThreadBlasThreads(threads);
@@ -26,6 +36,8 @@ for (const threads of [1, 2]) {
     for (let i = 0; i < n; i++) run();
     const ms = (performance.now() - t0) / n;
     const gf = (2 * M * N * K) / ms / 1e6;
-    console.log(`${threads}t M${M} N${N} K${K}${ta ? ' Aᵀ' : ''}${tb ? ' Bᵀ' : ''}: ${(ms * 1000).toFixed(0)} µs ${gf.toFixed(0)} GFLOP/s`);
+    say(
+      `${threads}t M${M} N${N} K${K}${ta ? ' Aᵀ' : ''}${tb ? ' Bᵀ' : ''}: ${(ms * 1000).toFixed(0)} µs ${gf.toFixed(0)} GFLOP/s`,
+    );
   }
 }

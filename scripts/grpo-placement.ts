@@ -9,8 +9,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { grpoConfig, iterationsOf } from '../bench/suites/rl-grpo.js';
 import { phaseRows, writeJobData } from '../bench/suites/rl.js';
+import { grpoConfig, iterationsOf } from '../bench/suites/rl-grpo.js';
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
 
 const actors = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>;
 const timed = Number(process.argv[3] ?? 5);
@@ -18,8 +20,14 @@ const dir = mkdtempSync(join(tmpdir(), 'troupe-grpo-placement-'));
 try {
   await writeJobData(dir);
   const its = (await iterationsOf(await grpoConfig(dir, timed + 1, actors))).slice(1);
+  const steps = its.map((m) => m['timing/step_s']);
+  say(`iterations (s): ${steps.map((x) => x.toFixed(3)).join(' ')}`);
+  for (const k of ['generate', 'reference', 'update']) {
+    const xs = its.map((m) => m[`timing/${k}_s`] ?? 0);
+    say(`  ${k} (s): ${xs.map((x) => x.toFixed(3)).join(' ')}`);
+  }
   for (const r of phaseRows('GRPO', JSON.stringify(actors), its)) {
-    console.log(`${r.figure.padEnd(70)} ${r.value.toFixed(3)} ${r.unit}  ${r.note}`);
+    say(`${r.figure.padEnd(70)} ${r.value.toFixed(3)} ${r.unit}  ${r.note}`);
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -33,7 +33,14 @@ const LABELS: Record<(typeof RL_PHASES)[number], string> = {
   sync: 'weight sync (SharedWeights write + read; colocated: none)',
 };
 
-/** The placements each job is timed in: the default, and the generator on the policy's thread. */
+/**
+ * veRL's hybrid engine on 2 cores: two data-parallel policy replicas, each thread also holding a
+ * generator that samples with that replica's tensors, a reference (and for PPO a critic
+ * replica), each taking half the batch's prompt groups.
+ */
+const HYBRID = 'hybrid: 2 policy replicas, each thread with its generator, reference (PPO: critic)';
+
+/** The placements each job is timed in: the default, colocations, and the hybrid engine. */
 const PLACEMENTS: readonly (readonly [string, Record<string, unknown>])[] = [
   ['default (one thread per actor)', {}],
   ['generator colocated with the policy', { generator: { colocateWith: 'policy' } }],
@@ -41,7 +48,22 @@ const PLACEMENTS: readonly (readonly [string, Record<string, unknown>])[] = [
     'generator and reference colocated with the policy',
     { generator: { colocateWith: 'policy' }, reference: { colocateWith: 'policy' } },
   ],
+  [
+    HYBRID,
+    {
+      policy: { replicas: 2 },
+      generator: { colocateWith: 'policy' },
+      reference: { colocateWith: 'policy' },
+    },
+  ],
 ];
+
+/** A placement for `job`: PPO's hybrid also puts a critic replica on each thread. */
+function placed(job: string, placement: string, actors: Record<string, unknown>) {
+  return job === 'PPO' && placement === HYBRID
+    ? { ...actors, critic: { colocateWith: 'policy' } }
+    : actors;
+}
 
 /** The jobs `--suite rl` times: both, or only one when TROUPE_RL_ONLY names it (profiling). */
 export function rlJobs(only: string | undefined = process.env.TROUPE_RL_ONLY): {
@@ -142,8 +164,11 @@ export const rlSuite: Suite = {
       ] as const;
       for (const [job, make] of makers.filter(([j]) => (j === 'PPO' ? jobs.ppo : jobs.grpo))) {
         for (const [placement, actors] of PLACEMENTS) {
-          if (job === 'PPO' && 'reference' in actors) continue; // three scorers in parallel: kept apart
-          const its = (await iterationsOf(await make(out, timed + 1, actors))).slice(1);
+          // three scorers in parallel on one thread: kept apart (the hybrid has one per thread)
+          if (job === 'PPO' && 'reference' in actors && placement !== HYBRID) continue;
+          const its = (
+            await iterationsOf(await make(out, timed + 1, placed(job, placement, actors)))
+          ).slice(1);
           const r = phaseRows(job, placement, its);
           rows.push(...r);
           whole[`${job} ${placement}`] = r.find((x) => x.figure.endsWith('whole iteration'))!.value;

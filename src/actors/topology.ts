@@ -14,7 +14,10 @@ export const actorSchema = z
     name: z.string().regex(NAME, 'lower-case letters, digits, - and _, starting with a letter'),
     /** Which role it plays (a key of the roles the algorithm provides). */
     role: z.string().min(1),
-    /** Data-parallel replicas (trainable roles); each gets its own thread. */
+    /**
+     * Data-parallel replicas (trainable roles); each gets its own thread. A colocated actor has
+     * its host's count: one instance on each of the host's threads.
+     */
     replicas: z.number().int().min(1).default(1),
     /** Device for the actor's runtime: `cpu`, `gpu`, `gpu:N`. Unset: the backend's own. */
     device: z.string().optional(),
@@ -64,10 +67,10 @@ export const topologySchema = z
           `'${host.name}' is itself colocated with '${host.colocateWith}': colocate with that one`,
         );
       }
-      if (a.replicas > 1 || host.replicas > 1) {
+      if (a.replicas !== host.replicas) {
         at(
-          'colocateWith',
-          'data-parallel actors (replicas > 1) run one per thread and cannot be colocated',
+          'replicas',
+          `a colocated actor runs one instance beside each replica of '${host.name}' (${host.replicas}): set replicas: ${host.replicas}`,
         );
       }
       if (a.device !== undefined && a.device !== host.device) {
@@ -126,7 +129,9 @@ export interface ThreadPlan {
 
 /**
  * Where everything runs: one thread per replica of each actor, with colocated actors folded
- * into their host's thread. Replica r of actor `policy` is named `policy/r` when replicas > 1.
+ * into their host's threads, one instance beside each host replica (veRL's hybrid engine: each
+ * policy replica's thread also holds its generator and its reference). Replica r of actor
+ * `policy` is named `policy/r` when replicas > 1.
  */
 export function planThreads(t: Topology): ThreadPlan[] {
   const plans = new Map<
@@ -149,9 +154,17 @@ export function planThreads(t: Topology): ThreadPlan[] {
     }
   }
   for (const a of t.actors.filter((x) => x.colocateWith !== undefined)) {
-    const host = plans.get(a.colocateWith!)!;
-    host.actors.push({ name: a.name, role: a.role, replica: 0, replicas: 1 });
-    host.thread = host.actors.map((x) => x.name).join('+');
+    for (let r = 0; r < a.replicas; r++) {
+      const one = a.replicas === 1;
+      const host = plans.get(one ? a.colocateWith! : `${a.colocateWith}/${r}`)!;
+      host.actors.push({
+        name: one ? a.name : `${a.name}/${r}`,
+        role: a.role,
+        replica: r,
+        replicas: a.replicas,
+      });
+      host.thread = host.actors.map((x) => x.name).join('+');
+    }
   }
   return [...plans.values()];
 }

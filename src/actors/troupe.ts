@@ -112,27 +112,31 @@ export class Troupe {
     const plans = planThreads(topology);
     const baseOf = (instance: string) =>
       topology.actors.find((x) => instance === x.name || instance.startsWith(`${x.name}/`))!;
-    const threadOf = new Map<string, number>();
+    // Every thread of an actor (one per replica): a thread that needs it waits for all of them.
+    const threadsOf = new Map<string, number[]>();
     plans.forEach((plan, i) => {
-      for (const a of plan.actors) threadOf.set(baseOf(a.name).name, i);
+      for (const a of plan.actors) {
+        const name = baseOf(a.name).name;
+        threadsOf.set(name, [...(threadsOf.get(name) ?? []), i]);
+      }
     });
     const deps = plans.map((plan, i) => {
       const names = new Set(plan.actors.flatMap((a) => roles[a.role].after ?? []));
-      return [...names].map((name) => {
-        const t = threadOf.get(name);
-        if (t === undefined) {
+      return [...names].flatMap((name) => {
+        const ts = threadsOf.get(name);
+        if (ts === undefined) {
           throw new TroupeError(
             'BAD_TOPOLOGY',
             `Thread '${plan.thread}' needs actor '${name}' started first, and the topology has none`,
           );
         }
-        if (t === i) {
+        if (ts.includes(i)) {
           throw new TroupeError(
             'BAD_TOPOLOGY',
             `Thread '${plan.thread}': an actor there needs '${name}' running before it starts, so the two cannot share a thread; place them apart`,
           );
         }
-        return t;
+        return ts;
       });
     });
     const groups = new Map<string, AllReduceShared>();

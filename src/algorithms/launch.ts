@@ -177,8 +177,12 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
     }
   }
   const computes = (name: string) => members[name].computes?.(c) ?? true;
-  const replicasOf = (name: string) =>
-    cfg(name).replicas ?? (table[name].replicasFromRuntime ? c.runtime.replicas : 1);
+  // A colocated actor has one instance beside each of its host's replicas.
+  const replicasOf = (name: string): number => {
+    const host = hostOf(name);
+    if (host !== undefined) return cfg(name).replicas ?? replicasOf(host);
+    return cfg(name).replicas ?? (table[name].replicasFromRuntime ? c.runtime.replicas : 1);
+  };
   const hosts = present.filter((n) => hostOf(n) === undefined);
   // A thread computes when its host or any actor sharing it does; each replica is a thread.
   const computing = hosts.reduce((n, h) => {
@@ -239,9 +243,8 @@ export function resolvePlacement<A extends ActorAlgorithm, C extends PlacedConfi
   const topo = parsed.data;
   const threadOf = (name: string, replicas: number) => {
     const host = hostOf(name) ?? name;
-    const sharing = [host, ...present.filter((x) => hostOf(x) === host)];
-    if (sharing.length > 1) return sharing.join('+');
-    return replicas > 1 ? `${host}/0…${replicas - 1}` : host;
+    const sharing = [host, ...present.filter((x) => hostOf(x) === host)].join('+');
+    return replicas > 1 ? `${sharing}/0…${replicas - 1}` : sharing;
   };
   return {
     actors: topo.actors.map((a) => ({

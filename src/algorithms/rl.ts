@@ -34,6 +34,7 @@ import { rlEvaluator } from './rl/evaluate.js';
 import { Learners } from './rl/learners.js';
 import { modelRewardSources, rewardCalls } from './rl/rewards.js';
 import { Rollouts, toPrompts } from './rl/rollouts.js';
+import { referenceLogprobs } from './rl/spread.js';
 import { RL_TOPOLOGY } from './rl/topology.js';
 import { CRITIC } from './roles/critic.js';
 import { GENERATOR } from './roles/generator.js';
@@ -123,11 +124,16 @@ async function trainRlRun(
       log: (m) => run.log(m),
     });
     const { troupe } = cast;
-    const reference = troupe.find(roleOf('reference', REFERENCE), 'reference');
+    const referenceRef = roleOf('reference', REFERENCE);
+    // one beside each policy replica when colocated with them
+    const references = troupe.find(referenceRef, 'reference')
+      ? troupe.replicas(referenceRef, 'reference')
+      : [];
+    const reference = references[0];
     const criticRef = roleOf('critic', CRITIC);
     const rollouts = await Rollouts.open({
       c,
-      generator: troupe.actor(roleOf('generator', GENERATOR), 'generator'),
+      generators: troupe.replicas(roleOf('generator', GENERATOR), 'generator'),
       train,
       eosTokenId: eos,
       padTokenId: tok.padTokenId ?? eos ?? 0,
@@ -160,7 +166,9 @@ async function trainRlRun(
     };
     const scorers: Scorers = {
       ...learners.scorers(),
-      reference: reference ? (frame) => reference.call.actionLogprobs(frame) : undefined,
+      reference: reference
+        ? (frame) => referenceLogprobs(references, frame, c.rollout.samplesPerPrompt)
+        : undefined,
       reward: rewards.scoreTrain,
     };
     const assembleParams = (): AssembleParams => ({

@@ -90,7 +90,7 @@ export const placementSchema = z
     precision: z.enum(PRECISIONS, { error: (i) => precisionRefusal(i.input) }).optional(),
     /** Share this other actor's thread, runtime and device (and its backend and BLAS threads). */
     colocateWith: z.string().optional(),
-    /** Data-parallel replicas, one thread each (trainable actors); default `runtime.replicas` for the main learner, else 1. */
+    /** Data-parallel replicas, one thread each (trainable actors); default `runtime.replicas` for the main learner, else 1. A colocated actor runs one instance beside each of its host's replicas. */
     replicas: z.number().int().positive().optional(),
   })
   .strict();

@@ -126,7 +126,7 @@ export async function generate(
   } finally {
     cache.dispose();
   }
-  return assemble(prompts, responses, logprobs, stopped, pad);
+  return assembleGeneration(prompts, responses, logprobs, stopped, pad);
 }
 
 /** The distinct prompts in order of first appearance, and each row's index among them. */
@@ -174,7 +174,11 @@ async function lastLogits(
   }
 }
 
-function assemble(
+/**
+ * A generation from its rows: each prompt left-padded to the longest, its response after it,
+ * right-padded to the longest (also how rows sampled apart are joined into one batch).
+ */
+export function assembleGeneration(
   prompts: readonly (readonly number[])[],
   responses: number[][],
   logprobs: number[][],

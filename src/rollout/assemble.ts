@@ -58,6 +58,24 @@ export function layoutOf(g: GeneratedRows): RolloutLayout {
   };
 }
 
+/**
+ * Rows [lo, hi) of a layout: the same columns (L, P, A), so a scorer of the slice gives each row
+ * what it gives that row in the whole.
+ */
+export function sliceRollout(r: RolloutLayout, lo: number, hi: number): RolloutLayout {
+  const { batch: B, length: L, actions: A } = r.shape;
+  if (!(Number.isInteger(lo) && Number.isInteger(hi) && 0 <= lo && lo < hi && hi <= B)) {
+    throw new TroupeError('BAD_ARGUMENT', `sliceRollout: rows [${lo}, ${hi}) of a batch of ${B}`);
+  }
+  return {
+    sequences: r.sequences.slice(lo * L, hi * L),
+    attentionMask: r.attentionMask.slice(lo * L, hi * L),
+    actionMask: r.actionMask.slice(lo * A, hi * A),
+    promptLength: r.promptLength,
+    shape: { batch: hi - lo, length: L, actions: A },
+  };
+}
+
 export interface AssembleInputs {
   readonly layout: RolloutLayout;
   /** (B, A) log π_old(a|s). */

@@ -36,6 +36,31 @@ describe('topology spec', () => {
     ]);
   });
 
+  it('plans an actor colocated with replicas beside each of them', () => {
+    const t = parseTopology({
+      actors: [
+        { name: 'policy', role: 'policy', replicas: 2 },
+        { name: 'generator', role: 'generator', replicas: 2, colocateWith: 'policy' },
+      ],
+    });
+    expect(planThreads(t).map((p) => [p.thread, p.actors])).toEqual([
+      [
+        'policy/0+generator/0',
+        [
+          { name: 'policy/0', role: 'policy', replica: 0, replicas: 2 },
+          { name: 'generator/0', role: 'generator', replica: 0, replicas: 2 },
+        ],
+      ],
+      [
+        'policy/1+generator/1',
+        [
+          { name: 'policy/1', role: 'policy', replica: 1, replicas: 2 },
+          { name: 'generator/1', role: 'generator', replica: 1, replicas: 2 },
+        ],
+      ],
+    ]);
+  });
+
   it.each([
     [{ actors: [] }, 'actors: a topology needs at least one actor'],
     [{ actors: [{ name: 'Policy', role: 'p' }] }, 'actors.0.name: lower-case letters'],
@@ -64,7 +89,7 @@ describe('topology spec', () => {
           { name: 'r', role: 'r', colocateWith: 'p' },
         ],
       },
-      'actors.1.colocateWith: data-parallel actors',
+      "actors.1.replicas: a colocated actor runs one instance beside each replica of 'p' (2): set replicas: 2",
     ],
     [
       {

@@ -137,6 +137,35 @@ describe('placement: actors.<name>', () => {
     });
   });
 
+  it('an actor colocated with a replicated learner runs one instance beside each replica (the hybrid engine)', async () => {
+    const c = await rl('grpo', {
+      runtime: { backend: 'wasm' },
+      actors: {
+        policy: { replicas: 2 },
+        generator: { colocateWith: 'policy' },
+        reference: { colocateWith: 'policy' },
+      },
+    });
+    const p = placementOf(c);
+    const a = byName(p.actors);
+    for (const name of ['policy', 'generator', 'reference']) {
+      expect(a[name]).toMatchObject({ replicas: 2, thread: 'policy+generator+reference/0…1' });
+    }
+    // two computing threads (the reward actor does not compute): one BLAS thread each on 2 cores
+    expect(p.computing).toBe(2);
+    const ppo = placementOf(
+      await rl('ppo', { actors: { policy: { replicas: 2 }, critic: { colocateWith: 'policy' } } }),
+    );
+    expect(byName(ppo.actors)['critic']).toMatchObject({ replicas: 2, trainable: true });
+    await expect(
+      rl('ppo', {
+        actors: { policy: { replicas: 2 }, critic: { colocateWith: 'policy', replicas: 3 } },
+      }).then(placementOf),
+    ).rejects.toThrow(
+      "actors.critic.replicas: a colocated actor runs one instance beside each replica of 'policy' (2): set replicas: 2",
+    );
+  });
+
   it('replicas of the main learner split the batch (the config checks batchSize against them)', async () => {
     const c = await rl('ppo', { actors: { policy: { replicas: 2 }, critic: { replicas: 2 } } });
     const a = byName(placementOf(c).actors);
@@ -182,10 +211,6 @@ describe('placement: actors.<name>', () => {
     [
       { reference: { colocateWith: 'policy', blasThreads: 3 } },
       "actors.reference.blasThreads: a colocated actor shares 'policy''s thread and its BLAS threads",
-    ],
-    [
-      { policy: { replicas: 2 }, reference: { colocateWith: 'policy' } },
-      'actors.reference.colocateWith: data-parallel actors (replicas > 1) run one per thread and cannot be colocated',
     ],
     [
       { reference: { colocateWith: 'reward' }, reward: { colocateWith: 'policy' } },

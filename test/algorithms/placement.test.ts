@@ -127,6 +127,51 @@ describe('placing actors from config', () => {
     expect(shared.finalEval).toEqual(plain.finalEval);
   }, 180_000);
 
+  it("the hybrid engine: two policy replicas, each thread also holding its generator and its reference; every generator samples with its replica's current weights", async () => {
+    const r = await trainRl(
+      await grpo({
+        actors: {
+          policy: { replicas: 2 },
+          generator: { colocateWith: 'policy' },
+          reference: { colocateWith: 'policy' },
+        },
+      }),
+    );
+    const w = where(r.actors);
+    expect(Object.keys(w).sort()).toEqual([
+      'generator/0',
+      'generator/1',
+      'policy/0',
+      'policy/1',
+      'reference/0',
+      'reference/1',
+      'reward',
+    ]);
+    for (const k of [0, 1]) {
+      const thread = `policy/${k}+generator/${k}+reference/${k}`;
+      for (const a of ['policy', 'generator', 'reference']) {
+        expect(w[`${a}/${k}`].thread).toBe(thread);
+        expect(w[`${a}/${k}`].threadId).toBe(w[`policy/${k}`].threadId);
+      }
+    }
+    expect(w['policy/0'].threadId).not.toBe(w['policy/1'].threadId);
+    expect(new Set(Object.values(w).map((a) => a.threadId)).size).toBe(3);
+    const log = readFileSync(join(r.runDir, 'log.txt'), 'utf8');
+    expect(log).toContain('placed policy+generator+reference/0…1 (policy, generator, reference)');
+    expect(log).toContain("generator ready, sampling with policy/1's own weights");
+    const train = readMetrics(r.runDir, 'train');
+    expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2]);
+    for (const m of train) {
+      // the mean over both replicas' rows of |log π at sampling − log π in the update|: a
+      // generator sampling with stale or other weights would be far off
+      expect(m['rollout/logprob_diff']).toBeLessThan(1e-4);
+    }
+    // the references score the start weights: no KL at step 0 (the policy is still them), then
+    // the KL of a policy that has moved away from them
+    expect(train[0]['kl']).toBeLessThan(1e-9);
+    expect(train[2]['kl']).toBeGreaterThan(1e-6);
+  }, 180_000);
+
   it('a crash of the thread a colocated generator shares with the policy stops the run: not retried, as the policy restarted there would have its start weights', async () => {
     const marker = join(tmp(), 'crashed');
     process.env.TROUPE_TEST_GEN_CRASH_MARKER = marker;

@@ -9,7 +9,7 @@ import type { Scorers } from '../../rollout/maker.js';
 import type { CriticRole } from '../roles/critic.js';
 import type { PolicyRole, RlStepMetrics } from '../roles/policy.js';
 import type { WeightsSubscriber } from './rollouts.js';
-import { oldLogpInStep } from './topology.js';
+import { oldLogpInStep, sharesWeights } from './topology.js';
 
 /*
  * The learners of an RL run: the policy replicas and, for `gae`, the critic replicas. They score
@@ -102,6 +102,11 @@ export class Learners {
    * when the rollouts can sample with them (see WeightsSubscriber).
    */
   async publish(step: number): Promise<void> {
-    await this.subscriber.published(await this.policy[0].call.publishWeights(), step);
+    // Generators colocated with the replicas sample with each replica's own tensors (the same
+    // weights after the all-reduced step): every replica counts the publish. Else rank 0
+    // writes the shared memory the generator copies from.
+    const publishers = sharesWeights(this.c) ? this.policy : this.policy.slice(0, 1);
+    const versions = await Promise.all(publishers.map((p) => p.call.publishWeights()));
+    await this.subscriber.published(versions[0], step);
   }
 }

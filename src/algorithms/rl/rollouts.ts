@@ -9,6 +9,7 @@ import type { PromptRow } from '../../rollout/maker.js';
 import type { GeneratedBatch, GeneratorRole } from '../roles/generator.js';
 import { trainLoader } from '../step-loop.js';
 import { loadPending, savePending } from './pending.js';
+import { generateSpread } from './spread.js';
 import { sharesWeights } from './topology.js';
 
 /*
@@ -58,7 +59,8 @@ export interface WeightsSubscriber {
 
 export interface RolloutsOptions {
   readonly c: RlConfig;
-  readonly generator: Actor<GeneratorRole>;
+  /** The generator's instances (one beside each policy replica when colocated with them). */
+  readonly generators: readonly Actor<GeneratorRole>[];
   readonly train: readonly Prompt[];
   readonly eosTokenId: number | undefined;
   readonly padTokenId: number;
@@ -104,8 +106,10 @@ export class Rollouts implements WeightsSubscriber {
   sample(prompts: readonly Prompt[], step: number, greedy = false): Promise<GeneratedBatch> {
     const { c, eosTokenId: eos } = this.o;
     const n = greedy ? 1 : c.rollout.samplesPerPrompt;
-    return this.o.generator.call.generate(
-      prompts.flatMap((p) => Array.from({ length: n }, () => p.ids)),
+    return generateSpread(
+      this.o.generators,
+      prompts.map((p) => p.ids),
+      n,
       {
         maxNewTokens: c.rollout.maxNewTokens,
         temperature: greedy ? 0 : c.rollout.temperature,
@@ -145,7 +149,8 @@ export class Rollouts implements WeightsSubscriber {
     this.steps.published(version, step);
     // Sampling with the policy's own tensors, the generator reads their version itself.
     if (sharesWeights(this.o.c)) return Promise.resolve();
-    const sync = this.o.generator.call.sync();
+    // Not colocated with the policy, the generator is one instance.
+    const sync = this.o.generators[0].call.sync();
     this.syncing = sync;
     return this.o.c.rollout.offPolicy ? Promise.resolve() : sync.then(() => undefined);
   }

@@ -103,9 +103,10 @@ export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
     needs: (c: RlConfig) => (sharesWeights(c) ? [] : ['policy']),
     // Not retried where it shares the policy's thread (launch.ts): the run stops with the crash.
     retryCrashed: true,
-    args: async (c: RlConfig, x: RlInput, _p, started) =>
+    args: async (c: RlConfig, x: RlInput, p, started) =>
       sharesWeights(c)
-        ? { sharesWith: 'policy' }
+        ? // beside each policy replica (colocated generators have the policy's replicas)
+          { sharesWith: p.replicas > 1 ? `policy/${p.replica}` : 'policy' }
         : { model: x.model, weights: await started.actor(POLICY, 'policy').call.weightsHandle() },
   }),
   reward: plays(REWARD, {
