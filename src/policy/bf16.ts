@@ -1,8 +1,12 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { TroupeError } from '../errors.js';
 import { DECODE_PROJECTIONS } from '../kernels/custom/native-decode.js';
 import { matmulPrecision } from '../kernels/precision.js';
 import * as tf from '../kernels/tf.js';
 import { importData } from './checkpoint/hf-names.js';
+import { FAMILIES } from './checkpoint/hf-rules.js';
+import { readSafetensorsHeader } from './checkpoint/safetensors.js';
 import { openHfStream } from './checkpoint/stream.js';
 import type { Tensor32 } from './checkpoint/tensor32.js';
 import type { ModelConfig } from './config.js';
@@ -11,6 +15,7 @@ import { Bf16Weights } from './model/bf16-weights.js';
 import { plainProjection } from './model/block.js';
 import { CausalLM, initData } from './model/causal-lm.js';
 import { type HeadName, headSpecs, paramSpecs } from './params.js';
+import { ADAPTER_WEIGHTS, loadLoraAdapter } from './peft.js';
 import type { ModelSource } from './source.js';
 
 /*
@@ -43,18 +48,21 @@ export function bf16Names(model: CausalLM): string[] {
 /**
  * Keep a frozen model's matrices as bf16 in place: each is read, rounded (nearest even) and its
  * fp32 variable disposed, one at a time. Refused for a model with LoRA adapters or an NF4 base
- * (its projection is not the plain one). Returns the bf16 matrices.
+ * (its projection is not the plain one). A model already holding some as bf16 (a LoRA
+ * checkpoint's merge, `loadFrozen`) has the rest added, all in `heldNames`' order. Returns the
+ * bf16 matrices.
  */
 export async function holdBf16(model: CausalLM): Promise<Bf16Weights> {
-  if (model.weights16) return model.weights16;
-  if (model.project !== plainProjection) {
+  const names = bf16Names(model);
+  if (model.weights16 && names.length === 0) return model.weights16;
+  if (model.project !== (model.weights16?.projection ?? plainProjection)) {
     throw new TroupeError(
       'BAD_ARGUMENT',
       'bf16 weights: this model has LoRA adapters or an NF4 base; only a plain model is held as bf16 (merge the adapters first)',
     );
   }
-  const held = new Bf16Weights();
-  for (const name of bf16Names(model)) {
+  const held = model.weights16 ?? new Bf16Weights();
+  for (const name of names) {
     const v = model.params.get(name)!;
     const [rows, cols] = v.shape as [number, number];
     held.add(name, [rows, cols], (await v.data()) as Float32Array);
@@ -62,6 +70,10 @@ export async function holdBf16(model: CausalLM): Promise<Bf16Weights> {
     model.params.delete(name);
     model.specs.delete(name);
   }
+  const all = heldNames(model.config, (n) => held.get(n) !== undefined);
+  const matrices = all.map((n) => [n, held.get(n)!] as const);
+  held.matrices.clear();
+  for (const [n, w] of matrices) held.matrices.set(n, w);
   model.weights16 = held;
   model.project = held.projection;
   return held;
@@ -86,9 +98,10 @@ export type FrozenSpec =
  * A frozen model (the generator, the reference, a reward model) for this thread's precision:
  * under fp32 loaded (`loadModel`) or initialised (`CausalLM.init`) as a trainable one is; under
  * bf16 held as bf16 as it is built, matrix by matrix (see above), with the same bits as
- * `holdBf16` after the fp32 build. A LoRA checkpoint (adapters merged into the base) is built in
- * fp32 first, merged, then held (`holdBf16`): its merge needs the fp32 weights. `heads` as in
- * `loadModel` and `CausalLM.init`.
+ * `holdBf16` after the fp32 build. A LoRA checkpoint (adapters merged into the base) keeps the
+ * matrices its adapters change in fp32 through the merge, then rounds them (`holdBf16`): the
+ * merge is that of the fp32 model, so the bits are too. `heads` as in `loadModel` and
+ * `CausalLM.init`.
  */
 export async function loadFrozen(
   spec: FrozenSpec,
@@ -96,11 +109,20 @@ export async function loadFrozen(
 ): Promise<CausalLM> {
   const bf16 = matmulPrecision() === 'bf16'; // read before the first await (withPrecision)
   if ('source' in spec) {
-    if (!bf16 || spec.source.adapters.length > 0) {
-      const model = await loadModel(spec.source, opts);
-      return bf16 ? holdLoaded(model) : model;
+    const { base, adapters } = spec.source;
+    if (!bf16) return loadModel(spec.source, opts);
+    if (adapters.length === 0) return loadHeld(base, opts.heads ?? []);
+    const targets = await adapterTargets(adapters);
+    if (!targets) return holdLoaded(await loadModel(spec.source, opts));
+    const model = await loadHeld(base, opts.heads ?? [], targets);
+    if (!model) return holdLoaded(await loadModel(spec.source, opts));
+    try {
+      for (const dir of adapters) (await loadLoraAdapter(model, dir)).mergeAndUnload();
+    } catch (e) {
+      model.dispose();
+      throw e;
     }
-    return loadHeld(spec.source.base, opts.heads ?? []);
+    return holdLoaded(model);
   }
   if (!bf16) return CausalLM.init(spec.config, { seed: spec.seed, heads: opts.heads ?? [] });
   return initHeld(spec.config, spec.seed, opts.heads ?? []);
@@ -136,11 +158,48 @@ function assemble(
   return model;
 }
 
-/** A Hugging Face directory, its matrices rounded to bf16 one tensor at a time as they are read. */
-async function loadHeld(dir: string, heads: readonly HeadName[]): Promise<CausalLM> {
+/**
+ * The base tensors (HF names) PEFT adapters change: `base_model.model.<module>.lora_A.weight` →
+ * `<module>.weight`. Undefined where a name is not of that form (`loadFrozen` then loads the
+ * model in fp32 and lets the adapter loader judge it).
+ */
+async function adapterTargets(dirs: readonly string[]): Promise<Set<string> | undefined> {
+  const out = new Set<string>();
+  for (const dir of dirs) {
+    const file = join(dir, ADAPTER_WEIGHTS);
+    if (!existsSync(file)) return undefined;
+    for (const name of (await readSafetensorsHeader(file)).tensors.keys()) {
+      const m = /^base_model\.model\.(.+)\.lora_[AB]\.weight$/.exec(name);
+      if (!m) return undefined;
+      out.add(`${m[1]}.weight`);
+    }
+  }
+  return out;
+}
+
+/**
+ * A Hugging Face directory, its matrices rounded to bf16 one tensor at a time as they are read;
+ * those of the HF tensors in `fp32` (a LoRA checkpoint's targets) are kept as fp32 parameters.
+ * Undefined where an `fp32` name is not a tensor of the directory.
+ */
+async function loadHeld(dir: string, heads: readonly HeadName[]): Promise<CausalLM>;
+async function loadHeld(
+  dir: string,
+  heads: readonly HeadName[],
+  fp32: ReadonlySet<string>,
+): Promise<CausalLM | undefined>;
+async function loadHeld(
+  dir: string,
+  heads: readonly HeadName[],
+  fp32: ReadonlySet<string> = new Set(),
+): Promise<CausalLM | undefined> {
   const stream = await openHfStream(dir, { heads });
-  const { config, shapes } = stream;
-  const names = heldNames(config, (n) => shapes.has(n));
+  const { config, shapes, rules } = stream;
+  const fam = FAMILIES[config.family];
+  const keep = new Set([...fp32].map((n) => fam.canonical(n)));
+  if ([...keep].some((n) => !rules.some((r) => r.hf === n))) return undefined;
+  const fp32Names = new Set(rules.filter((r) => keep.has(r.hf)).flatMap((r) => r.ours));
+  const names = heldNames(config, (n) => shapes.has(n) && !fp32Names.has(n));
   const isHeld = new Set(names);
   const held = new Bf16Weights();
   const state = new Map<string, Tensor32>();

@@ -76,7 +76,8 @@ export interface MemoryPrediction {
    * A frozen model held as bf16 is built that way (policy/bf16.ts loadFrozen): each matrix is
    * rounded on the host as it is read or drawn, and only its other parameters reach the backend,
    * so its load never holds its matrices in fp32 there. (A frozen model from a LoRA checkpoint
-   * is the exception: it is merged in fp32 first, holdBf16 after; the job does not say so.)
+   * is the exception: the matrices its adapters change are merged in fp32 first, then rounded;
+   * the job does not say so.)
    */
   readonly backendPeak: number;
   /** What the backend's tensors need at the step's peak (the wasm heap's share). */

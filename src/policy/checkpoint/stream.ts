@@ -39,6 +39,8 @@ export interface HfTensorStream {
   readonly heads: readonly HeadName[];
   /** Our name → shape of every parameter the rules cover. */
   readonly shapes: ReadonlyMap<string, readonly number[]>;
+  /** The rules, in the order `tensors` reads them (hf-rules.ts `plan`). */
+  readonly rules: readonly Rule[];
   /** Each rule's tensor in turn (read when asked for). */
   tensors(): AsyncGenerator<StreamedTensor>;
 }
@@ -137,5 +139,5 @@ export async function openHfStream(
       yield { rule, t, ours: rule.ours.map((n) => shapes.get(n)!) };
     }
   }
-  return { config, heads, shapes, tensors };
+  return { config, heads, shapes, rules, tensors };
 }
