@@ -198,7 +198,10 @@ export function assembleExperience(
 
 /**
  * The rows of a batch of B in `count` minibatches, shuffled by a seeded draw (OpenRLHF shuffles
- * its replay buffer each epoch). Sizes differ by at most one.
+ * its replay buffer each epoch). Sizes differ by at most one. One minibatch is every row in
+ * batch order: a shuffle would change nothing of its mean but the order of its sums, and in
+ * order GRPO's groups of samples stay together when the rows are split over replicas or
+ * micro-batches (each replica then runs fewer distinct prompts: targetLogProbs' sharePrefix).
  */
 export function minibatchRows(B: number, count: number, key: StreamKey): number[][] {
   if (!Number.isSafeInteger(count) || count < 1 || count > B) {
@@ -207,6 +210,7 @@ export function minibatchRows(B: number, count: number, key: StreamKey): number[
       `minibatchRows: count must be an integer in [1, ${B}] (the batch), got ${count}`,
     );
   }
+  if (count === 1) return [Array.from({ length: B }, (_, i) => i)];
   const order = Array.from(RandomStream.of(key).permutation(B));
   const out: number[][] = [];
   for (let k = 0; k < count; k++) {

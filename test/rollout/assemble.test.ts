@@ -439,6 +439,11 @@ describe('minibatchRows', () => {
     expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(1);
   });
 
+  it('keeps one minibatch in batch order (the groups of a GRPO batch stay together)', () => {
+    expect(minibatchRows(6, 1, key)).toEqual([[0, 1, 2, 3, 4, 5]]);
+    expect(minibatchRows(6, 2, key).flat()).not.toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
   it('is deterministic for a key and differs across steps', () => {
     expect(minibatchRows(16, 4, key)).toEqual(minibatchRows(16, 4, { ...key }));
     expect(minibatchRows(16, 4, { ...key, step: 4 })).not.toEqual(minibatchRows(16, 4, key));
