@@ -10,6 +10,7 @@ import { type FrozenSpec, holdBf16, loadFrozen } from '../../src/policy/bf16.js'
 import { readSafetensors, writeSafetensors } from '../../src/policy/checkpoint/safetensors.js';
 import { loadModel, readModelConfig, saveModel } from '../../src/policy/io.js';
 import { bf16Matrices, predictMemory } from '../../src/policy/memory.js';
+import { Bf16Weights, bf16Bits } from '../../src/policy/model/bf16-weights.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import type { HeadName } from '../../src/policy/params.js';
 import { loadQuantizedModel } from '../../src/policy/quantize/load.js';
@@ -278,6 +279,47 @@ describe.skipIf(skip !== null)(
       expect(m.message).toMatch(
         /tensors do not match the llama config \(missing: model.layers.0.self_attn.q_proj.weight/,
       );
+    });
+
+    it('the embedding [V, d] into the panels of Eᵀ, a panel at a time, against a loop by hand', () => {
+      const V = 1000; // 31 whole panels and one of 8 columns
+      const d = 48;
+      const panels = Math.ceil(V / 32);
+      const draw = (seed: number) => {
+        const e = randomState(TINY.llama, seed).get('embed.weight')!.data;
+        const out = new Float32Array(V * d);
+        for (let i = 0; i < out.length; i++) out[i] = e[i % e.length] * (1 + i / out.length);
+        // ties of bf16 rounding (to even: down, then up), both zeros, the infinities, a NaN
+        out.set([1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, 0, Infinity, -Infinity, Number.NaN], 5 * d + 3);
+        return out;
+      };
+      const expected = (e: Float32Array) => {
+        const want = new Uint16Array(panels * 32 * d); // padding columns 0
+        for (let n = 0; n < V; n++)
+          for (let k = 0; k < d; k++)
+            want[(Math.floor(n / 32) * d + k) * 32 + (n % 32)] = bf16Bits(e[n * d + k]);
+        return want;
+      };
+      const held = new Bf16Weights();
+      const a = draw(1);
+      held.add('embed.weight', [V, d], a);
+      const w = held.get('embed.weight')!;
+      expect(w.shape).toEqual([d, V]);
+      expect(w.bits).toEqual(expected(a));
+      expect(w.bits[(0 * d + 3) * 32 + 5]).toBe(0x3f80); // E[5, 3] = 1 + 2⁻⁸ → 1 (to even)
+      expect(w.bits[(0 * d + 4) * 32 + 5]).toBe(0x3f82); // E[5, 4] = 1 + 3·2⁻⁸ → 1 + 2⁻⁶
+      // a sync rounds new values into the same panels; the padding stays 0
+      const b = draw(2);
+      held.assign('embed.weight', [V, d], b);
+      expect(w.bits).toEqual(expected(b));
+      // widen gives E [V, d] back, each value the float32 of its bf16
+      const back = held.widen('embed.weight');
+      expect(back.shape).toEqual([V, d]);
+      const want = expected(b);
+      const top = u32(back.data).map((x) => x >>> 16);
+      for (let n = 0; n < V; n++)
+        for (let k = 0; k < d; k++)
+          expect(top[n * d + k]).toBe(want[(Math.floor(n / 32) * d + k) * 32 + (n % 32)]);
     });
   },
 );

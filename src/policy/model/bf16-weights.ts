@@ -73,12 +73,8 @@ export class Bf16Weights {
     if (shape.length !== 2 || shape[0] !== want[0] || shape[1] !== want[1]) {
       throw new RangeError(`Bf16Weights: '${name}' is [${want}], got [${shape}]`);
     }
-    toPanels(
-      name === 'embed.weight' ? transpose(data, outDim, inDim) : data,
-      inDim,
-      outDim,
-      w.bits,
-    );
+    if (name === 'embed.weight') embeddingToPanels(data, outDim, inDim, w.bits);
+    else toPanels(data, inDim, outDim, w.bits);
   }
 
   /** A held matrix as the float32 parameter it stands for ([V, d] for the embedding). */
@@ -107,14 +103,6 @@ export class Bf16Weights {
   }
 }
 
-/** [rows, cols] → [cols, rows], row-major. */
-function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < cols; j++) out[j * rows + i] = data[i * cols + j];
-  return out;
-}
-
 /** float32 → bfloat16 bits, round to nearest even (a NaN stays a NaN): native/bf16.c's to_bf16. */
 export function bf16Bits(x: number, scratch = new Float32Array(1)): number {
   scratch[0] = x;
@@ -137,6 +125,25 @@ function toPanels(src: Float32Array, inDim: number, outDim: number, dst: Uint16A
       const at = (Math.floor(n / W16_PANEL) * inDim + k) * W16_PANEL + (n % W16_PANEL);
       dst[at] = bf16Bits(src[k * outDim + n], scratch);
     }
+}
+
+/**
+ * The embedding E [V, d] rounded into the panels of Eᵀ [d, V], one panel (32 tokens) at a time:
+ * each panel's [d, 32] block of Eᵀ is gathered and rounded alone (panel p is the d · 32 values
+ * from p · d · 32), so no [d, V] transposed copy of the embedding is made (545 MB at Qwen's
+ * 151936 × 896).
+ */
+function embeddingToPanels(e: Float32Array, V: number, d: number, dst: Uint16Array): void {
+  const block = new Float32Array(d * W16_PANEL);
+  for (let n0 = 0; n0 < V; n0 += W16_PANEL) {
+    const w = Math.min(W16_PANEL, V - n0);
+    for (let j = 0; j < w; j++) {
+      const row = (n0 + j) * d;
+      for (let k = 0; k < d; k++) block[k * w + j] = e[row + k];
+    }
+    const at = (n0 / W16_PANEL) * d * W16_PANEL;
+    toPanels(block.subarray(0, d * w), d, w, dst.subarray(at, at + d * W16_PANEL));
+  }
 }
 
 /** Rows of the LM head's logits per chunk (≈ 8M logits, 32 MB, as lm-head.ts). */
