@@ -150,9 +150,17 @@ bool troupe_define_decode(napi_env env, napi_value exports); /* decode.c: a cach
 bool troupe_define_bf16(napi_env env, napi_value exports);   /* bf16.c: bf16 products, fp32 sums */
 bool troupe_define_nf4(napi_env env, napi_value exports);    /* nf4.c: NF4 weights in matmuls */
 bool troupe_define_sample(napi_env env, napi_value exports); /* sample.c: sampling's exp rows */
+bool troupe_define_seqgemm(napi_env env, napi_value exports); /* seqgemm.c: sgemm's order */
 
 /* troupe_native.c: the BLAS threads per call now set (setThreads); the bf16 kernels use as many */
 int troupe_threads(void);
+/* troupe_native.c: whether the BLAS loaded is OpenBLAS with its SkylakeX kernels (seqgemm.c) */
+bool troupe_blas_sums_in_order(void);
+/* seqgemm.c: y [M, N] = x [M, K]·W [K, N] (+ bias; NULL: none) with the bits that sgemm (then the
+ * bias add) gives, where it knows them: M > SMALL_GEMM_MAX_ROWS, OpenBLAS SkylakeX on one
+ * thread, N a multiple of 16, K ≤ 768; false (nothing written) elsewhere */
+bool troupe_gemm_seq(const float *x, const float *w, const float *bias, int64_t M, int64_t K,
+                     int64_t N, float *y);
 
 /* pool.c: run fn(ctx, t, n) for t < n on this thread (t = 0) and its helpers; returns when done */
 typedef void (*troupe_task)(void *ctx, int t, int n);

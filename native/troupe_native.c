@@ -40,6 +40,8 @@ static void (*set_threads_p)(int);
 static int (*get_threads_p)(void);
 static char *(*get_config_p)(void);
 static const char *load_error;
+/* OpenBLAS's core is SkylakeX: its sgemm's order of sums is the one seqgemm.c follows */
+static bool skylakex_sgemm;
 
 #if defined(__APPLE__)
 /*
@@ -94,6 +96,8 @@ static void load_blas(void) {
     get_config_p = vecLib_config;
   }
 #endif
+  char *(*corename)(void) = (char *(*)(void))dlsym(h, "openblas_get_corename");
+  skylakex_sgemm = corename && strcmp(corename(), "SkylakeX") == 0;
   if (!cblas_sgemm_p || !cblas_sgemv_p || !set_threads_p || !get_threads_p || !get_config_p) {
     cblas_sgemm_p = NULL;
     load_error = "libopenblas lacks cblas_sgemm, cblas_sgemv or the openblas_* thread functions";
@@ -219,6 +223,8 @@ static napi_value linear_forward(napi_env env, napi_callback_info info) {
 
 int troupe_threads(void) { return get_threads_p ? get_threads_p() : 1; }
 
+bool troupe_blas_sums_in_order(void) { return skylakex_sgemm; }
+
 static napi_value threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
@@ -301,7 +307,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!troupe_define_fused(env, exports) || !troupe_define_host(env, exports) ||
       !troupe_define_rows(env, exports) || !troupe_define_decode(env, exports) ||
       !troupe_define_bf16(env, exports) || !troupe_define_nf4(env, exports) ||
-      !troupe_define_sample(env, exports))
+      !troupe_define_sample(env, exports) || !troupe_define_seqgemm(env, exports))
     return NULL;
   return exports;
 }

@@ -41,6 +41,20 @@ export interface NativeAddon {
     outDim: number,
     y: Float32Array,
   ): void;
+  /**
+   * linearForward in the order OpenBLAS's SkylakeX sgemm sums (native/seqgemm.c, the decoder
+   * block's projections at > 16 rows): whether it ran (false where it does not apply: fewer rows,
+   * another BLAS core, several BLAS threads, in > 768; y not written).
+   */
+  linearInOrder?(
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    y: Float32Array,
+  ): boolean;
 
   // Row kernels (native/rows.c). Row-major views; outputs are written, never inputs.
   /** y[g, h, r, :] = softmax(scale·x[g, h, r, :] + bias[g, r, :]); an empty bias is none. */

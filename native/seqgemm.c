@@ -1,0 +1,128 @@
+/*
+ * y[M, N] = x[M, K]·W[K, N] (+ bias) for the decoder block's projections at 17 rows or more (a
+ * decoding step of batch 32 or 64, a prefill), in the order OpenBLAS's SkylakeX sgemm sums them,
+ * so that the same bits come out: each y[m, n] a chain of fused multiply-adds over k from 0, and,
+ * past its small-matrix kernel (M·N·K > 10^6), a K past OpenBLAS's GEMM_Q (here > 448) cut in two
+ * at K/2 rounded up to 16, the second half's chain added to the first's. Found by comparing the
+ * two, element by element, on the shapes the block uses and around each boundary
+ * (scripts/sgemm-order.c); test/kernels/native-seqgemm.test.ts holds the two to the bit. Only
+ * where that sgemm is the one loaded (core SkylakeX, one BLAS thread) and where the order is
+ * known (N a multiple of 16: its column tails sum otherwise; K ≤ 768): elsewhere false, and the
+ * caller runs sgemm.
+ *
+ * Why: at these sizes sgemm packs all of W (its "A") and x for each call, and the packing was a
+ * third of its time ([64, 128]·[128, 512]: sgemm_itcopy 10 % of a decode step on its own). Here
+ * W is read as it is stored, a row of W broadcast against 8 rows of x into 16 vector
+ * accumulators (8 rows × 32 columns), as smallm.c does for fewer rows.
+ */
+#include "args.h"
+#include "common.h"
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+enum { MR = 8, NV = 2, NR = 16 * NV };
+
+static inline v16 ld(const float *p) { return *(const v16 *)p; }
+
+/*
+ * Rows m0 .. m0+MR−1, columns n0 .. n0+NR−1, k in [k0, k1): acc = Σ x[m, k]·W[k, n] from 0;
+ * then y = acc (first) or y = acc + y (a second half of K), and y + bias where `bias` (last).
+ */
+static inline void block8(const float *x, int64_t K, const float *w, int64_t N, int64_t k0,
+                          int64_t k1, bool first, const float *bias, float *y) {
+  v16 acc[MR][NV];
+  for (int m = 0; m < MR; m++)
+    for (int u = 0; u < NV; u++) acc[m][u] = (v16){0};
+  const float *wk = w + k0 * N;
+  for (int64_t k = k0; k < k1; k++, wk += N) {
+    const v16 b0 = ld(wk), b1 = ld(wk + 16);
+    for (int m = 0; m < MR; m++) {
+      const float a = x[m * K + k];
+      acc[m][0] += a * b0;
+      acc[m][1] += a * b1;
+    }
+  }
+  for (int m = 0; m < MR; m++)
+    for (int u = 0; u < NV; u++) {
+      v16 v = acc[m][u];
+      float *ym = y + m * N + 16 * u;
+      if (!first) v = v + ld(ym);
+      if (bias) v = v + ld(bias + 16 * u);
+      *(v16 *)ym = v;
+    }
+}
+
+/* one row, one column at a time: the rows past the last 8 and the columns past the last 32 */
+static inline void one(const float *x, const float *w, int64_t N, int64_t k0, int64_t k1,
+                       bool first, const float *bias, float *y) {
+  float acc = 0;
+  for (int64_t k = k0; k < k1; k++) acc = __builtin_fmaf(x[k], w[k * N], acc);
+  if (!first) acc = acc + *y;
+  if (bias) acc = acc + *bias;
+  *y = acc;
+}
+
+static void part(const float *x, const float *w, const float *bias, int64_t M, int64_t K,
+                 int64_t N, int64_t k0, int64_t k1, bool first, bool last, float *y) {
+  const int64_t nb = N - N % NR, mb = M - M % MR;
+  for (int64_t m0 = 0; m0 < mb; m0 += MR)
+    for (int64_t n0 = 0; n0 < nb; n0 += NR)
+      block8(x + m0 * K, K, w + n0, N, k0, k1, first, last && bias ? bias + n0 : NULL,
+             y + m0 * N + n0);
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = m < mb ? nb : 0; n < N; n++)
+      one(x + m * K, w + n, N, k0, k1, first, last && bias ? bias + n : NULL, y + m * N + n);
+}
+
+/* The cut OpenBLAS 0.3.21's SkylakeX sgemm makes in K (0: none), or −1 where it is not known. */
+static int64_t k_cut(int64_t M, int64_t N, int64_t K) {
+  if (K > 768) return -1;
+  if (K <= 448 || (double)M * (double)N * (double)K <= 1e6) return 0;
+  if (K <= 768) return (K / 2 + 15) / 16 * 16;
+  return -1;
+}
+
+bool troupe_gemm_seq(const float *x, const float *w, const float *bias, int64_t M, int64_t K,
+                     int64_t N, float *y) {
+  if (M <= SMALL_GEMM_MAX_ROWS || K < 1 || N < 1 || N % 16 != 0 ||
+      !troupe_blas_sums_in_order() || troupe_threads() != 1)
+    return false;
+  const int64_t cut = k_cut(M, N, K);
+  if (cut < 0) return false;
+  if (cut == 0) part(x, w, bias, M, K, N, 0, K, true, true, y);
+  else {
+    part(x, w, bias, M, K, N, 0, cut, true, false, y);
+    part(x, w, bias, M, K, N, cut, K, false, true, y);
+  }
+  return true;
+}
+
+/*
+ * linearInOrder(x, w, bias, rows, in, out, y) → whether it ran: troupe_gemm_seq (y = x·W + bias,
+ * W [in, out], an empty bias none), for the tests that hold it to sgemm's bits; false where it
+ * does not apply (y not written).
+ */
+static napi_value linear_in_order(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "linearInOrder", 7)) return NULL;
+  size_t lx, lw, lb, ly;
+  const float *x = arg_f32(&a, 0, "x", &lx), *w = arg_f32(&a, 1, "w", &lw);
+  const float *bias = arg_f32(&a, 2, "bias", &lb);
+  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
+  const int64_t O = arg_int(&a, 5, "out", 1);
+  float *y = arg_f32(&a, 6, "y", &ly);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "x", lx, (uint64_t)(R * I), "rows·in");
+  args_need_expr(&a, "w", lw, (uint64_t)(I * O), "in·out");
+  if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
+  args_need_expr(&a, "y", ly, (uint64_t)(R * O), "rows·out");
+  if (a.failed) return NULL;
+  napi_value out;
+  CHECK(napi_get_boolean(env, troupe_gemm_seq(x, w, lb != 0 ? bias : NULL, R, I, O, y), &out));
+  return out;
+}
+
+bool troupe_define_seqgemm(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {TROUPE_EXPORT("linearInOrder", linear_in_order)};
+  return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
+}
