@@ -5,8 +5,7 @@ import { loadTokenizer } from '../data/tokenizer/io.js';
 import type { TokenizerLike } from '../data/tokenizer/types.js';
 import { TroupeError } from '../errors.js';
 import * as tf from '../kernels/tf.js';
-import { frozenForPrecision } from '../policy/bf16.js';
-import { loadModel } from '../policy/io.js';
+import { loadFrozen } from '../policy/bf16.js';
 import type { CausalLM } from '../policy/model/causal-lm.js';
 import { resolveModelSource } from '../policy/source.js';
 import { defineSource } from './check.js';
@@ -51,7 +50,7 @@ async function loadRewardModel(
   // A run directory → its checkpoint; a LoRA reward model → its base with the adapter merged.
   const resolved = await resolveModelSource(path, { field: `reward '${source}' path` });
   const [model, tokenizer] = await Promise.all([
-    loadModel(resolved).then(frozenForPrecision), // bf16 matrices under precision bf16
+    loadFrozen({ source: resolved }), // bf16 matrices under precision bf16, rounded as read
     loadTokenizer(resolved.tokenizerDir ?? resolved.dir),
   ]);
   if (!model.param('score.weight')) {

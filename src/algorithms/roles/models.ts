@@ -1,8 +1,7 @@
 import { AllReduce, type AllReduceShared } from '../../actors/allreduce.js';
 import { TroupeError } from '../../errors.js';
-import { frozenForPrecision } from '../../policy/bf16.js';
-import { loadModel } from '../../policy/io.js';
-import { CausalLM } from '../../policy/model/causal-lm.js';
+import { loadFrozen } from '../../policy/bf16.js';
+import type { CausalLM } from '../../policy/model/causal-lm.js';
 import { Trainable, type TrainableArgs } from '../../policy/trainable.js';
 
 /*
@@ -21,14 +20,11 @@ export type ModelSpec = TrainableArgs['model'];
 
 /**
  * A frozen model (no optimizer): fresh from a config and seed, or loaded from its source; under
- * precision bf16 its matrices held as bf16 (policy/bf16.ts).
+ * precision bf16 its matrices held as bf16, each rounded as it is read (policy/bf16.ts
+ * `loadFrozen`: the fp32 model is never on the backend whole).
  */
-export async function frozenModel(spec: ModelSpec): Promise<CausalLM> {
-  return frozenForPrecision(
-    'source' in spec
-      ? await loadModel(spec.source)
-      : CausalLM.init(spec.config, { seed: spec.seed }),
-  );
+export function frozenModel(spec: ModelSpec): Promise<CausalLM> {
+  return loadFrozen(spec);
 }
 
 /** The all-reduce length a policy needs: its trainable parameters, the loss and the weight. */
