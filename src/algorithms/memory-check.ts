@@ -11,7 +11,8 @@ import { type MemoryJob, type MemoryPrediction, predictMemory } from '../policy/
  * (policy/memory.ts) against what its backend can hold (wasm: the 4 GiB wasm32 heap of its
  * thread) and all of them against the host's available memory. A job that does not fit is
  * refused with the prediction and what would fit instead, each alternative with its own
- * prediction.
+ * prediction. (Past 300 lines: every algorithm's actors are sized here, against one set of
+ * limits, so that the refusal and its alternatives read the same everywhere.)
  */
 
 /** One actor of a run: its name, its configured backend and what it computes. */

@@ -16,6 +16,9 @@ import { type HeadName, headSpecs, paramSpecs } from './params.js';
  *
  * Sums are upper bounds by construction: the prediction adds every category's most, while a
  * step's backward frees activations as gradients arrive.
+ *
+ * (Past 300 lines: one prediction, category by category; each count reads the others' terms,
+ * and the tests check them against one measured peak.)
  */
 
 /** What trains: every weight, LoRA adapters only, or nothing (forward, scoring, generation). */

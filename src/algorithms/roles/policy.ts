@@ -22,7 +22,8 @@ import { createReplica, type DataParallel } from './models.js';
  * The policy: the model being trained. Language modelling (pretraining, SFT) trains it on
  * token batches; online RL on experience frames with the PPO surrogate, after which it publishes
  * its weights for the generator: into shared memory, or, for a generator colocated with it, by
- * counting a version of the tensors the generator samples with (in-thread.ts).
+ * counting a version of the tensors the generator samples with (in-thread.ts). (Past 300 lines:
+ * one role, its language-modelling and RL methods over one trainable replica.)
  */
 
 export interface PolicyRlArgs {
