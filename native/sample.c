@@ -16,8 +16,9 @@
  * r with ln2 split into a 32-bit-exact high part and a low part, e^r from Remez's degree-5
  * rational form, scaled by 2^k; with fdlibm's thresholds and special cases (V8 adds exp(1) = e
  * exactly). Written here from that algorithm, in the same operations in the same order, so every
- * result has the same bits. The AVX-512 loop does 8 lanes of the main path (|x| ≥ 1.5·ln2, normal
- * result); any other lane goes through the scalar function. Neither may fuse a multiply and an
+ * result has the same bits. The AVX-512 loop does 8 lanes of every path but the special cases
+ * (x = 1, non-finite, overflow, underflow, subnormal results), which go through the scalar
+ * function. Neither may fuse a multiply and an
  * add (an FMA rounds once where the algorithm rounds twice): this file is compiled with
  * contraction off, and its exports run without flushing subnormals (TROUPE_EXPORT_EXACT), whose
  * results e^x has below x ≈ −708.
@@ -119,22 +120,38 @@ static double v8_exp(double x) {
 
 #ifdef SAMPLE_AVX512
 /*
- * v8_exp of 8 lanes: the main path (1.5·ln2 ≤ |x| < 709.78…, k in [−1021, 1023]) in vector
- * operations, the same ones in the same order as v8_exp's; the other lanes through v8_exp.
+ * v8_exp of 8 lanes, in vector operations that are v8_exp's in the same order: the main path
+ * (1.5·ln2 ≤ |x| < 709.78…, k in [−1021, 1023]); |x| in (ln2/2, 1.5·ln2), k = ±1, whose hi and
+ * lo are the main path's at t = ±1 (x ∓ LN2_HI and ±LN2_LO: the same roundings); |x| in
+ * [2^-28, ln2/2], k = 0: r = x (as hi = x, lo = 0: x − 0 is x) and 1 − ((x·c)/(c − 2) − x);
+ * |x| < 2^-28: 1 + x. The other lanes (x = 1, |x| ≥ 709.78…, NaN, a k past the normal range) go
+ * through v8_exp. Logits near their max (a small model's, a high temperature) are mostly in the
+ * middle two cases, which went through v8_exp one lane at a time (docs/rl.md: the GRPO bench
+ * job's sampling).
  */
 static inline __m512d v8_exp8(__m512d x) {
   const __m512i u = _mm512_castpd_si512(x);
   const __m512i hx = _mm512_and_si512(_mm512_srli_epi64(u, 32), _mm512_set1_epi64(0x7fffffff));
   const __mmask8 main = _mm512_cmpge_epu64_mask(hx, _mm512_set1_epi64(0x3ff0a2b2)) &
                         _mm512_cmplt_epu64_mask(hx, _mm512_set1_epi64(0x40862e42));
+  const __mmask8 mid = _mm512_cmpgt_epu64_mask(hx, _mm512_set1_epi64(0x3fd62e42)) &
+                       _mm512_cmplt_epu64_mask(hx, _mm512_set1_epi64(0x3ff0a2b2)) &
+                       _mm512_cmp_pd_mask(x, _mm512_set1_pd(1.0), _CMP_NEQ_UQ);
+  const __mmask8 zero = _mm512_cmpge_epu64_mask(hx, _mm512_set1_epi64(0x3e300000)) &
+                        _mm512_cmple_epu64_mask(hx, _mm512_set1_epi64(0x3fd62e42));
+  const __mmask8 tiny = _mm512_cmplt_epu64_mask(hx, _mm512_set1_epi64(0x3e300000));
   const __mmask8 neg = _mm512_movepi64_mask(u);
   const __m512d half = _mm512_mask_blend_pd(neg, _mm512_set1_pd(0.5), _mm512_set1_pd(-0.5));
-  /* cvtt: truncation toward zero, as C's (int); lanes off the main path are masked out below */
-  const __m512i k = _mm512_cvttpd_epi64(_mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(INV_LN2), x),
-                                                      half));
+  /* cvtt: truncation toward zero, as C's (int); lanes off these paths are masked out below */
+  __m512i k = _mm512_cvttpd_epi64(_mm512_add_pd(_mm512_mul_pd(_mm512_set1_pd(INV_LN2), x), half));
+  k = _mm512_mask_blend_epi64(
+      mid, k, _mm512_mask_blend_epi64(neg, _mm512_set1_epi64(1), _mm512_set1_epi64(-1)));
+  k = _mm512_mask_blend_epi64(zero, k, _mm512_setzero_si512());
   const __m512d t = _mm512_cvtepi64_pd(k);
-  const __m512d hi = _mm512_sub_pd(x, _mm512_mul_pd(t, _mm512_set1_pd(LN2_HI)));
-  const __m512d lo = _mm512_mul_pd(t, _mm512_set1_pd(LN2_LO));
+  const __m512d hi =
+      _mm512_mask_blend_pd(zero, _mm512_sub_pd(x, _mm512_mul_pd(t, _mm512_set1_pd(LN2_HI))), x);
+  const __m512d lo = _mm512_mask_blend_pd(zero, _mm512_mul_pd(t, _mm512_set1_pd(LN2_LO)),
+                                          _mm512_setzero_pd());
   const __m512d r = _mm512_sub_pd(hi, lo);
   const __m512d tt = _mm512_mul_pd(r, r);
   __m512d p = _mm512_mul_pd(tt, _mm512_set1_pd(P5));
@@ -143,14 +160,20 @@ static inline __m512d v8_exp8(__m512d x) {
   p = _mm512_mul_pd(tt, _mm512_add_pd(_mm512_set1_pd(P2), p));
   p = _mm512_mul_pd(tt, _mm512_add_pd(_mm512_set1_pd(P1), p));
   const __m512d c = _mm512_sub_pd(r, p);
-  const __m512d q = _mm512_div_pd(_mm512_mul_pd(r, c), _mm512_sub_pd(_mm512_set1_pd(2.0), c));
+  /* k ≠ 0: (r·c)/(2 − c); k = 0: (x·c)/(c − 2) */
+  const __m512d den = _mm512_mask_blend_pd(zero, _mm512_sub_pd(_mm512_set1_pd(2.0), c),
+                                           _mm512_sub_pd(c, _mm512_set1_pd(2.0)));
+  const __m512d q = _mm512_div_pd(_mm512_mul_pd(r, c), den);
   const __m512d y =
       _mm512_sub_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_sub_pd(lo, q), hi));
   const __m512d twopk = _mm512_castsi512_pd(
       _mm512_slli_epi64(_mm512_add_epi64(k, _mm512_set1_epi64(1023)), 52));
   __m512d out = _mm512_mul_pd(y, twopk);
-  const __mmask8 ok = main & _mm512_cmpge_epi64_mask(k, _mm512_set1_epi64(-1021)) &
-                      _mm512_cmple_epi64_mask(k, _mm512_set1_epi64(1023));
+  out = _mm512_mask_blend_pd(zero, out, _mm512_sub_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(q, x)));
+  out = _mm512_mask_blend_pd(tiny, out, _mm512_add_pd(_mm512_set1_pd(1.0), x));
+  const __mmask8 ok = (main & _mm512_cmpge_epi64_mask(k, _mm512_set1_epi64(-1021)) &
+                       _mm512_cmple_epi64_mask(k, _mm512_set1_epi64(1023))) |
+                      mid | zero | tiny;
   if (ok != 0xff) {
     double xs[8], ys[8];
     _mm512_storeu_pd(xs, x);
