@@ -125,19 +125,31 @@ try {
   const prof = await tf.profile(fwdBwd);
   const byShape = new Map<string, number>();
   const byName = new Map<string, number>();
+  const calls = new Map<string, number>();
   for (const k of prof.kernels) {
     const ms = await (k.kernelTimeMs as number | Promise<number>);
     const key = `${k.name} ${JSON.stringify(k.inputShapes?.slice(0, 2))}`;
     byShape.set(key, (byShape.get(key) ?? 0) + ms);
     byName.set(k.name, (byName.get(k.name) ?? 0) + ms);
+    calls.set(key, (calls.get(key) ?? 0) + 1);
+    calls.set(k.name, (calls.get(k.name) ?? 0) + 1);
   }
-  const total = [...byName].reduce((a, [n, ms]) => a + (n === 'unnamed scope' ? 0 : ms), 0);
-  say(`\nfwd + bwd under tf.profile, ${total.toFixed(0)} ms of kernels (unnamed scopes left out):`);
-  for (const [k, ms] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, 20))
-    say(`${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / total).toFixed(1).padStart(5)} %  ${k}`);
+  const total = [...byName].reduce((a, [name, ms]) => a + (name === 'unnamed scope' ? 0 : ms), 0);
+  const n = [...byName].reduce(
+    (a, [name]) => a + (name === 'unnamed scope' ? 0 : calls.get(name)!),
+    0,
+  );
+  const line = (k: string, ms: number) =>
+    say(
+      `${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / total).toFixed(1).padStart(5)} % ${String(calls.get(k)).padStart(5)}×  ${k}`,
+    );
+  say(
+    `\nfwd + bwd under tf.profile, ${total.toFixed(0)} ms of kernels in ${n} calls (unnamed scopes left out):`,
+  );
+  const rowsShown = Number(process.env.TROUPE_PROFILE_ROWS ?? 30);
+  for (const [k, ms] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, rowsShown)) line(k, ms);
   say('\nby kernel and input shapes:');
-  for (const [k, ms] of [...byShape].sort((a, b) => b[1] - a[1]).slice(0, 30))
-    say(`${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / total).toFixed(1).padStart(5)} %  ${k}`);
+  for (const [k, ms] of [...byShape].sort((a, b) => b[1] - a[1]).slice(0, rowsShown)) line(k, ms);
 } finally {
   opt.dispose();
   model.dispose();

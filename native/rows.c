@@ -265,6 +265,195 @@ static napi_value column_sums(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Row moves of the shared-prefix forward (kv-cache.ts expand, block.ts): a prompt's keys or
+ * values, run once for D distinct prompts, copied to each of the B rows that continue it and
+ * joined with the rows' own new ones; and the backward, each prompt's gradient the sum of its
+ * rows'. Values are moved or added in order, never otherwise computed.
+ */
+typedef struct {
+  const float *past, *fresh, *dy;
+  const int32_t *rows;
+  int64_t G, P, T, hd, D, B;
+  float *out, *dpast, *dfresh;
+} KvRows;
+
+/* output rows [lo, hi): out[b, g] = past[rows[b], g] (P positions) then fresh[b, :, g] */
+static void kv_expand_rows(void *c, int64_t lo, int64_t hi) {
+  const KvRows *q = c;
+  const int64_t hd = q->hd, S = q->P + q->T, block = q->P * hd;
+  for (int64_t b = lo; b < hi; b++) {
+    for (int64_t g = 0; g < q->G; g++) {
+      float *o = q->out + (b * q->G + g) * S * hd;
+      if (block > 0)
+        memcpy(o, q->past + ((int64_t)q->rows[b] * q->G + g) * block, (size_t)block * 4);
+      for (int64_t t = 0; t < q->T; t++)
+        memcpy(o + (q->P + t) * hd, q->fresh + ((b * q->T + t) * q->G + g) * hd, (size_t)hd * 4);
+    }
+  }
+}
+
+/* rows [lo, hi) of dfresh: dfresh[b, t, g] = dy[b, g, P + t] */
+static void kv_expand_fresh_rows(void *c, int64_t lo, int64_t hi) {
+  const KvRows *q = c;
+  const int64_t hd = q->hd, S = q->P + q->T;
+  for (int64_t b = lo; b < hi; b++)
+    for (int64_t t = 0; t < q->T; t++)
+      for (int64_t g = 0; g < q->G; g++)
+        memcpy(q->dfresh + ((b * q->T + t) * q->G + g) * hd,
+               q->dy + ((b * q->G + g) * S + q->P + t) * hd, (size_t)hd * 4);
+}
+
+/* units [lo, hi) of the (g, p) rows of dpast: dpast[d, g, p] = Σ_{b: rows[b] = d} dy[b, g, p],
+ * zeroed first, the rows added in order of b */
+static void kv_expand_past_units(void *c, int64_t lo, int64_t hi) {
+  const KvRows *q = c;
+  const int64_t hd = q->hd, S = q->P + q->T, GP = q->G * q->P;
+  for (int64_t d = 0; d < q->D; d++)
+    memset(q->dpast + (d * GP + lo) * hd, 0, (size_t)((hi - lo) * hd) * 4);
+  for (int64_t b = 0; b < q->B; b++) {
+    float *base = q->dpast + (int64_t)q->rows[b] * GP * hd;
+    for (int64_t u = lo; u < hi; u++) {
+      const int64_t g = u / q->P, p = u % q->P;
+      const float *src = q->dy + ((b * q->G + g) * S + p) * hd;
+      float *dst = base + u * hd;
+      for (int64_t j = 0; j < hd; j++) dst[j] += src[j];
+    }
+  }
+}
+
+/* rows[b] ∈ [0, D) for every b, else a RangeError naming the first that is not */
+static bool kv_rows_check(Args *a, const int32_t *rows, int64_t B, int64_t D) {
+  for (int64_t b = 0; b < B && !a->failed; b++) {
+    if (rows[b] < 0 || rows[b] >= D) {
+      char name[48], what[64];
+      snprintf(name, sizeof name, "rows[%lld]", (long long)b);
+      snprintf(what, sizeof what, "= %d is outside [0, %lld)", rows[b], (long long)D);
+      args_fail(a, true, name, what);
+    }
+  }
+  return !a->failed;
+}
+
+/*
+ * kvExpand(past, rows, fresh, D, B, G, P, T, hd, out)
+ *   past [D, G, P, hd]   rows [B] in [0, D)   fresh [B, T, G, hd] (a projection's heads)
+ *   out [B, G, P + T, hd]: out[b, g, p] = past[rows[b], g, p], out[b, g, P + t] = fresh[b, t, g]
+ * = concat([gather(past, rows), transpose(fresh, [0, 2, 1, 3])], 2) in one pass.
+ */
+static napi_value kv_expand(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "kvExpand", 10)) return NULL;
+  size_t lp, lr, lf, lo;
+  float *past = arg_f32(&a, 0, "past", &lp);
+  int32_t *rows = arg_i32(&a, 1, "rows", &lr);
+  float *fresh = arg_f32(&a, 2, "fresh", &lf);
+  const int64_t D = arg_int(&a, 3, "D", 1), B = arg_int(&a, 4, "B", 0);
+  const int64_t G = arg_int(&a, 5, "G", 1), P = arg_int(&a, 6, "P", 0);
+  const int64_t T = arg_int(&a, 7, "T", 0), hd = arg_int(&a, 8, "hd", 1);
+  float *out = arg_f32(&a, 9, "out", &lo);
+  const uint64_t np = mul_sat(mul_sat(mul_sat(D, G), P), hd);
+  const uint64_t nf = mul_sat(mul_sat(mul_sat(B, T), G), hd);
+  const uint64_t no = mul_sat(mul_sat(mul_sat(B, G), add_sat(P, T)), hd);
+  args_need(&a, "past", lp, np);
+  args_need(&a, "rows", lr, (uint64_t)B);
+  args_need(&a, "fresh", lf, nf);
+  args_need(&a, "out", lo, no);
+  const View v[] = {{"out", out, no}, {"past", past, np}, {"fresh", fresh, nf}};
+  args_disjoint(&a, v, 3, 1);
+  if (a.failed || !kv_rows_check(&a, rows, B, D)) return NULL;
+  const KvRows q = {.past = past, .fresh = fresh, .rows = rows, .G = G, .P = P, .T = T, .hd = hd,
+                    .out = out};
+  const int64_t per = G * (P + T) * hd;
+  troupe_for(B, 1, per > 0 ? (TROUPE_FOR_FLOATS + per - 1) / per : B, kv_expand_rows, (void *)&q);
+  return NULL;
+}
+
+/*
+ * kvExpandBackward(dy, rows, D, B, G, P, T, hd, dpast, dfresh): kvExpand's gradients
+ *   dy [B, G, P + T, hd] → dpast [D, G, P, hd]: dpast[d] = Σ_{b: rows[b] = d} dy[b, :, :P] (in
+ *   order of b, from 0: a segment sum), dfresh [B, T, G, hd]: dfresh[b, t, g] = dy[b, g, P + t]
+ */
+static napi_value kv_expand_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "kvExpandBackward", 10)) return NULL;
+  size_t ly, lr, lp, lf;
+  float *dy = arg_f32(&a, 0, "dy", &ly);
+  int32_t *rows = arg_i32(&a, 1, "rows", &lr);
+  const int64_t D = arg_int(&a, 2, "D", 1), B = arg_int(&a, 3, "B", 0);
+  const int64_t G = arg_int(&a, 4, "G", 1), P = arg_int(&a, 5, "P", 0);
+  const int64_t T = arg_int(&a, 6, "T", 0), hd = arg_int(&a, 7, "hd", 1);
+  float *dpast = arg_f32(&a, 8, "dpast", &lp);
+  float *dfresh = arg_f32(&a, 9, "dfresh", &lf);
+  const uint64_t np = mul_sat(mul_sat(mul_sat(D, G), P), hd);
+  const uint64_t nf = mul_sat(mul_sat(mul_sat(B, T), G), hd);
+  const uint64_t ny = mul_sat(mul_sat(mul_sat(B, G), add_sat(P, T)), hd);
+  args_need(&a, "dy", ly, ny);
+  args_need(&a, "rows", lr, (uint64_t)B);
+  args_need(&a, "dpast", lp, np);
+  args_need(&a, "dfresh", lf, nf);
+  const View v[] = {{"dpast", dpast, np}, {"dfresh", dfresh, nf}, {"dy", dy, ny}};
+  args_disjoint(&a, v, 3, 2);
+  if (a.failed || !kv_rows_check(&a, rows, B, D)) return NULL;
+  const KvRows q = {.dy = dy, .rows = rows, .G = G, .P = P, .T = T, .hd = hd, .D = D, .B = B,
+                    .dpast = dpast, .dfresh = dfresh};
+  const int64_t perRow = T * G * hd, perUnit = (B + D) * hd;
+  troupe_for(B, 1, perRow > 0 ? (TROUPE_FOR_FLOATS + perRow - 1) / perRow : B,
+             kv_expand_fresh_rows, (void *)&q);
+  troupe_for(G * P, 1, (TROUPE_FOR_FLOATS + perUnit - 1) / perUnit, kv_expand_past_units,
+             (void *)&q);
+  return NULL;
+}
+
+/* columns [lo, hi) of segmentSum: zeroed, then the rows added in order */
+static void segment_sum_cols(void *c, int64_t lo, int64_t hi) {
+  const KvRows *q = c; /* dy: x, rows: ids, D: segments, B: rows of x, hd: inner, dpast: out */
+  for (int64_t s = 0; s < q->D; s++) memset(q->dpast + s * q->hd + lo, 0, (size_t)(hi - lo) * 4);
+  for (int64_t i = 0; i < q->B; i++) {
+    const int32_t s = q->rows[i];
+    if (s < 0) continue;
+    const float *src = q->dy + i * q->hd;
+    float *dst = q->dpast + (int64_t)s * q->hd;
+    for (int64_t j = lo; j < hi; j++) dst[j] += src[j];
+  }
+}
+
+/*
+ * segmentSum(x, ids, rows, inner, numSegments, out): TensorFlow's UnsortedSegmentSum over whole
+ * rows, out [numSegments, inner] = Σ_{i: ids[i] = s} x[i] (x [rows, inner], ids < 0 dropped),
+ * each output summed from 0 in order of i; the columns shared between the BLAS threads.
+ */
+static napi_value segment_sum(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "segmentSum", 6)) return NULL;
+  size_t lx, li, lo;
+  float *x = arg_f32(&a, 0, "x", &lx);
+  int32_t *ids = arg_i32(&a, 1, "ids", &li);
+  const int64_t R = arg_int(&a, 2, "rows", 0), inner = arg_int(&a, 3, "inner", 0);
+  const int64_t S = arg_int(&a, 4, "numSegments", 0);
+  float *out = arg_f32(&a, 5, "out", &lo);
+  const uint64_t nx = mul_sat(R, inner), no = mul_sat(S, inner);
+  args_need(&a, "x", lx, nx);
+  args_need(&a, "ids", li, (uint64_t)R);
+  args_need(&a, "out", lo, no);
+  const View v[] = {{"out", out, no}, {"x", x, nx}};
+  args_disjoint(&a, v, 2, 1);
+  for (int64_t i = 0; i < R && !a.failed; i++) {
+    if (ids[i] >= S) {
+      char name[48], what[64];
+      snprintf(name, sizeof name, "ids[%lld]", (long long)i);
+      snprintf(what, sizeof what, "= %d is >= numSegments %lld", ids[i], (long long)S);
+      args_fail(&a, true, name, what);
+    }
+  }
+  if (a.failed) return NULL;
+  const KvRows q = {.dy = x, .rows = ids, .D = S, .B = R, .hd = inner, .dpast = out};
+  const int64_t per = R + S;
+  troupe_for(inner, 16, per > 0 ? (TROUPE_FOR_FLOATS + per - 1) / per : inner, segment_sum_cols,
+             (void *)&q);
+  return NULL;
+}
+
 bool troupe_define_rows(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("scaledSoftmax", scaled_softmax),
@@ -273,6 +462,9 @@ bool troupe_define_rows(napi_env env, napi_value exports) {
       TROUPE_EXPORT("logSoftmaxPickBackward", log_softmax_pick_backward),
       TROUPE_EXPORT("columnSums", column_sums),
       TROUPE_EXPORT("rowEntropy", row_entropy),
+      TROUPE_EXPORT_EXACT("kvExpand", kv_expand),
+      TROUPE_EXPORT_EXACT("kvExpandBackward", kv_expand_backward),
+      TROUPE_EXPORT_EXACT("segmentSum", segment_sum),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TokenBatch } from '../../src/data/batching/collate.js';
+import { KV_EXPAND, KV_EXPAND_GRAD } from '../../src/kernels/custom/native-kv.js';
 import { withPrecision } from '../../src/kernels/precision.js';
 import * as tf from '../../src/kernels/tf.js';
 import { holdBf16 } from '../../src/policy/bf16.js';
@@ -213,6 +214,58 @@ for (const [backend, skip] of BACKEND_CASES) {
           }
           expect(top).toBeGreaterThan(0.1);
           expect(worst).toBeLessThan(3e-5 * top); // float32 sums of ~300 rows in another order
+          weights.dispose();
+          model.dispose();
+        },
+      );
+
+      it.skipIf(backend === 'webgpu' || nativeSkip !== null).each(['gpt2', 'llama'] as const)(
+        '%s: the shared update with the native KV expansion: the same loss and gradients, bit for bit, as with tfjs’ gather, transpose and concat',
+        async (family) => {
+          const c = MODELS[family];
+          const model = CausalLM.fromState(c, randomState(c, 15));
+          const A = 33;
+          const { batch, P } = rollouts(
+            randomRows(c, [35, 33], 3),
+            3,
+            randomRows(c, Array(6).fill(A), 4),
+            A,
+          );
+          const vars = [...model.params.values()];
+          const weights = tf.linspace(-1, 1, A);
+          const step = () =>
+            expectNoLeak(async () => {
+              const { value, grads } = tf.variableGrads(() => {
+                const { logp } = targetLogProbs(model, batch, {
+                  start: P,
+                  sharePrefix: true,
+                  entropy: 'metric',
+                });
+                return tf.sum(tf.mul(logp, weights)) as tf.Scalar;
+              }, vars);
+              const g: Uint32Array[] = [];
+              for (const v of vars) {
+                g.push(new Uint32Array(((await grads[v.name].data()) as Float32Array).buffer));
+              }
+              const loss = (await value.data())[0];
+              tf.dispose([value, ...Object.values(grads)]);
+              return { loss, g };
+            });
+          expect(tf.getKernel(KV_EXPAND, backend)).toBeDefined();
+          const fused = await step();
+          const saved = [KV_EXPAND, KV_EXPAND_GRAD].map((k) => tf.getKernel(k, backend)!);
+          for (const k of saved) tf.unregisterKernel(k.kernelName, backend);
+          let stock: Awaited<ReturnType<typeof step>>;
+          try {
+            stock = await step();
+          } finally {
+            for (const k of saved) tf.registerKernel(k);
+          }
+          expect(fused.loss).toBe(stock.loss);
+          for (const [i, g] of stock.g.entries()) {
+            expect(g.some((x) => x !== 0)).toBe(true);
+            expect([...fused.g[i]]).toEqual([...g]);
+          }
           weights.dispose();
           model.dispose();
         },

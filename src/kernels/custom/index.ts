@@ -9,6 +9,7 @@ import { installNativeAdd } from './native-add.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
+import { installNativeKv } from './native-kv.js';
 import { installNativeLinear } from './native-linear.js';
 import { installNativeNF4Linear } from './native-nf4-linear.js';
 import { installNativeOptim } from './native-optim.js';
@@ -105,6 +106,7 @@ export function installCustomKernels(tfBackend: string): string[] {
       ...installNativeOptim(tfBackend),
       ...installNativeDecode(tfBackend),
       ...installNativeAdd(tfBackend),
+      ...installNativeKv(tfBackend),
     );
   }
   return added;

@@ -20,15 +20,21 @@ export function segmentSumInto(
   for (let i = 0; i < ids.length; i++) {
     const s = ids[i];
     if (s < 0) continue;
-    if (s >= numSegments) {
-      throw new Error(
-        `UnsortedSegmentSum: segment id ${s} at ${i} is >= numSegments ${numSegments}`,
-      );
-    }
+    if (s >= numSegments) segmentIdError(s, i, numSegments);
     const src = i * inner;
     const dst = s * inner;
     for (let j = 0; j < inner; j++) out[dst + j] += xs[src + j];
   }
+}
+
+function segmentIdError(s: number, i: number, numSegments: number): never {
+  throw new Error(`UnsortedSegmentSum: segment id ${s} at ${i} is >= numSegments ${numSegments}`);
+}
+
+/** Every segment id < numSegments (negative ones are dropped), else segmentSumInto's error. */
+export function checkSegmentIds(ids: Int32Array, numSegments: number): void {
+  for (let i = 0; i < ids.length; i++)
+    if (ids[i] >= numSegments) segmentIdError(ids[i], i, numSegments);
 }
 
 /** Every gather index in [0, dimSize), else GatherV2's error naming the first one that is not. */

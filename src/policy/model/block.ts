@@ -5,6 +5,7 @@ import {
   nativeDecodeAvailable,
   nativeDecodeBlock,
 } from '../../kernels/custom/native-decode.js';
+import { kvExpand } from '../../kernels/custom/native-kv.js';
 import type { W16Matrix } from '../../kernels/custom/native-w16-linear.js';
 import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../config.js';
@@ -77,7 +78,8 @@ function drop(x: tf.Tensor, ctx: BlockContext, purpose: string, rate: number): t
  * One pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(·)); with sandwich norms
  * (Gemma) each sub-layer's output is normed again before its residual add.
  *
- *   x: [B, T, d]   past: cached keys/values [B, KV, P, hd]
+ *   x: [B, T, d]   past: cached keys/values [B, KV, P, hd], or with `rows` ([B] int32) those of
+ *   D prompts [D, KV, P, hd], row b continuing prompt rows[b] (KVCache.expand)
  *   → h: [B, T, d], k, v: [B, KV, P + T, hd] (the keys/values to cache)
  */
 export function block(
@@ -85,7 +87,7 @@ export function block(
   layer: number,
   get: ParamLookup,
   ctx: BlockContext,
-  past?: { k: tf.Tensor; v: tf.Tensor },
+  past?: { k: tf.Tensor; v: tf.Tensor; rows?: tf.Tensor },
 ): { h: tf.Tensor; k: tf.Tensor; v: tf.Tensor } {
   const c = ctx.config;
   const [B, T] = x.shape;
@@ -102,11 +104,19 @@ export function block(
     q = applyRope(q, ctx.rope.cos, ctx.rope.sin);
     k = applyRope(k, ctx.rope.cos, ctx.rope.sin);
   }
-  let kAll = permute(k, [0, 2, 1, 3]); // (B, KV, T, hd)
-  let vAll = permute(vNew, [0, 2, 1, 3]); // (B, KV, T, hd)
-  if (past) {
-    kAll = tf.concat([past.k, kAll], 2); // (B, KV, P+T, hd)
-    vAll = tf.concat([past.v, vAll], 2);
+  let kAll: tf.Tensor;
+  let vAll: tf.Tensor;
+  if (past?.rows) {
+    // the cached rows of D prompts, each row of this batch continuing past.rows[b]'s
+    kAll = expandedKV(past.k, past.rows, k); // (B, KV, P+T, hd)
+    vAll = expandedKV(past.v, past.rows, vNew);
+  } else {
+    kAll = permute(k, [0, 2, 1, 3]); // (B, KV, T, hd)
+    vAll = permute(vNew, [0, 2, 1, 3]); // (B, KV, T, hd)
+    if (past) {
+      kAll = tf.concat([past.k, kAll], 2); // (B, KV, P+T, hd)
+      vAll = tf.concat([past.v, vAll], 2);
+    }
   }
   const S = kAll.shape[2] as number;
   const rate = c.dropout.attention;
@@ -133,6 +143,19 @@ export function block(
   if (c.sandwichNorms) out = norm(out, `${p}.mlp_out_norm`, get, c);
   const h = tf.add(h1, drop(out, ctx, `resid_mlp/${layer}`, c.dropout.residual));
   return { h, k: kAll, v: vAll };
+}
+
+/**
+ * The cached keys (or values) of D prompts joined with a batch's new ones, row b continuing
+ * prompt rows[b]: one native pass on wasm/cpu (kvExpand), else the copy of the prompt rows, the
+ * head split and the concatenation. The same values either way (moved, never computed).
+ *   past [D, KV, P, hd]   rows [B] int32   fresh [B, T, KV, hd]  →  [B, KV, P + T, hd]
+ */
+function expandedKV(past: tf.Tensor, rows: tf.Tensor, fresh: tf.Tensor): tf.Tensor {
+  return (
+    kvExpand(past, rows, fresh) ??
+    tf.concat([tf.gather(past, rows), permute(fresh, [0, 2, 1, 3])], 2)
+  );
 }
 
 /**

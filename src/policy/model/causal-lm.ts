@@ -269,7 +269,7 @@ export class CausalLM {
           x = tf.tidy(() => checkpointedBlock(input, l, this.blockParamNames(l), get, ctx));
         } else {
           const out: { h: tf.Tensor; k?: tf.Tensor; v?: tf.Tensor } = tf.tidy(() => {
-            const o = block(input, l, get, ctx, cache?.layer(l));
+            const o = block(input, l, get, ctx, cache?.layerRows(l));
             return cache ? o : { h: o.h };
           });
           x = out.h;

@@ -6,7 +6,8 @@ import * as tf from '../../kernels/tf.js';
  * stores, chosen by the model at the first forward:
  *
  *   tensors (any backend): keys[l], values[l] [B, KV, S, hd], owned (kept across `await`s,
- *     disposed on `dispose()`), replaced by longer ones each step
+ *     disposed on `dispose()`), replaced by longer ones each step; after `expand`, until the
+ *     next forward, those of the source's rows and which row each copies (`layerRows`)
  *   host (the native decoder block, wasm/cpu): per layer two buffers [B, KV, capacity, hd] the
  *     kernel writes in place; capacity doubles when a forward would overflow it
  *
@@ -20,6 +21,14 @@ export class KVCache {
   private keyMask: Uint8Array;
   private realCounts: Int32Array;
   private len = 0;
+  /**
+   * After `expand` (tensor store), until the next commit: keys[l] and values[l] are still the
+   * source cache's [D, KV, P, hd] (clones: this cache owns them) for the layers where `pending`
+   * holds, and row b copies the source's row `index[b]` ([B] int32). A forward
+   * joins them with its new keys in one pass (block.ts expandedKV) instead of a copy of every
+   * row here and a concatenation there; `layer` makes the copy when asked for the tensors.
+   */
+  private source?: { index: tf.Tensor; pending: boolean[] };
 
   private readonly capacity: number;
 
@@ -67,7 +76,28 @@ export class KVCache {
   /** Layer l's cached keys and values as tensors (undefined before the first forward). */
   layer(l: number): { k: tf.Tensor; v: tf.Tensor } | undefined {
     this.use('tensors');
+    const src = this.source;
+    if (src?.pending[l]) {
+      const [k, v] = [this.keys[l], this.values[l]];
+      // kept: a caller's tidy around this call must not take the cache's tensors
+      this.keys[l] = tf.keep(tf.gather(k, src.index));
+      this.values[l] = tf.keep(tf.gather(v, src.index));
+      tf.dispose([k, v]);
+      src.pending[l] = false;
+    }
     return this.keys[l] ? { k: this.keys[l], v: this.values[l] } : undefined;
+  }
+
+  /**
+   * Layer l's cached keys and values for a forward: as `layer` gives them, or after `expand`
+   * those of the source's rows ([D, KV, P, hd]) with `rows` ([B] int32): row b continues the
+   * source's row rows[b] (block.ts joins them with the new keys).
+   */
+  layerRows(l: number): { k: tf.Tensor; v: tf.Tensor; rows?: tf.Tensor } | undefined {
+    this.use('tensors');
+    const src = this.source;
+    if (!src?.pending[l]) return this.layer(l);
+    return { k: this.keys[l], v: this.values[l], rows: src.index };
   }
 
   /**
@@ -104,6 +134,7 @@ export class KVCache {
    */
   commit(keys: tf.Tensor[], values: tf.Tensor[], newMask: Uint8Array, T: number): void {
     tf.dispose([...this.keys, ...this.values]);
+    this.dropSource();
     this.keys = keys;
     this.values = values;
     this.advance(newMask, T);
@@ -131,6 +162,7 @@ export class KVCache {
         );
       }
     }
+    if (this.source) for (let l = 0; l < this.keys.length; l++) this.layer(l); // rows copied first
     const out = new KVCache(n, { capacity: this.capacity, store: this.store });
     out.len = this.len;
     out.keyMask = new Uint8Array(n * this.len);
@@ -139,11 +171,14 @@ export class KVCache {
       out.keyMask.set(this.keyMask.subarray(r * this.len, (r + 1) * this.len), i * this.len);
       out.realCounts[i] = this.realCounts[r];
     }
-    if (this.store === 'tensors') {
-      const index = tf.tensor1d(Int32Array.from(rows), 'int32');
-      out.keys = this.keys.map((k) => tf.gather(k, index));
-      out.values = this.values.map((v) => tf.gather(v, index));
-      index.dispose();
+    if (this.store === 'tensors' && this.keys.length > 0) {
+      // the rows are copied by the next forward's blocks (layerRows), or by `layer`
+      out.keys = this.keys.map((k) => tf.clone(k));
+      out.values = this.values.map((v) => tf.clone(v));
+      out.source = {
+        index: tf.tensor1d(Int32Array.from(rows), 'int32'),
+        pending: this.keys.map(() => true),
+      };
     }
     out.host = this.host.map(({ k, v, capacity }) => {
       const per = k.length / this.batch; // one row: KV · capacity · hd
@@ -159,9 +194,15 @@ export class KVCache {
 
   dispose(): void {
     tf.dispose([...this.keys, ...this.values]);
+    this.dropSource();
     this.keys = [];
     this.values = [];
     this.host = [];
+  }
+
+  private dropSource(): void {
+    this.source?.index.dispose();
+    this.source = undefined;
   }
 
   private use(store: 'tensors' | 'host'): void {
