@@ -1,7 +1,7 @@
 /**
  * Where a bf16 generation's time goes (#17 item 4):
  *
- *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling]
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling] [--samples n]
  *
  * The bf16 suite's generate row (bench/suites/model-measure.ts: a model holding bf16 weights,
  * greedy, prompt 32, 64 new tokens, prefill included) on wasm with the native kernels, timed
@@ -11,7 +11,10 @@
  * sampling, the cache's bookkeeping). Prints tokens/s (median, min, max) and the shares.
  * --js-sampling samples in JavaScript (sampleTokenJs, as before native/sample.c): the same tokens.
  * `grpo` is the RL suite's GRPO generation instead (bench/suites/rl-grpo.ts: the tiny GPT-2 in
- * fp32, prompt 32, 32 new tokens sampled at temperature 1; batch 64 is its 8 prompts × 8).
+ * fp32, prompt 32, 32 new tokens sampled at temperature 1; batch 64 is its 8 prompts × 8). The
+ * prompts are all distinct (each row prefilled) unless --samples n repeats each of batch/n prompts
+ * n times, as GRPO's samples do (the prefill then runs once a prompt: `grpo 64 5 --samples 8` is
+ * the bench job's generation).
  */
 
 import { nativeKernels } from '../src/kernels/native.js';
@@ -24,14 +27,25 @@ import { bf16Cases } from './suites/model.js';
 import { GRPO_JOB } from './suites/rl-grpo.js';
 
 const jsSampling = process.argv.includes('--js-sampling');
+// --samples n: batch/n distinct prompts, each n times in a row (GRPO's samples of a prompt, whose
+// prefill then runs once a prompt); default every prompt distinct
+const samplesAt = process.argv.indexOf('--samples');
+const samples = samplesAt > 0 ? Number(process.argv[samplesAt + 1]) : 1;
 const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv
   .slice(2)
-  .filter((a) => a !== '--js-sampling');
+  .filter((a, i, all) => a !== '--js-sampling' && a !== '--samples' && all[i - 1] !== '--samples');
 const B = Number(batchArg);
 const reps = Number(repsArg);
-if (!['small', 'gpt2', 'grpo'].includes(which) || !(B >= 1) || !(reps >= 1)) {
+if (
+  !['small', 'gpt2', 'grpo'].includes(which) ||
+  !(B >= 1) ||
+  !(reps >= 1) ||
+  !Number.isInteger(samples) ||
+  samples < 1 ||
+  B % samples !== 0
+) {
   process.stderr.write(
-    'usage: profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling]\n',
+    'usage: profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling] [--samples n (divides batch)]\n',
   );
   process.exit(2);
 }
@@ -92,7 +106,8 @@ const token = () => {
   seed ^= seed << 5;
   return (seed >>> 0) % c.config.vocabSize;
 };
-const prompts = Array.from({ length: B }, () => Array.from({ length: g.prompt }, token));
+const distinct = Array.from({ length: B / samples }, () => Array.from({ length: g.prompt }, token));
+const prompts = distinct.flatMap((p) => Array.from({ length: samples }, () => p));
 await generate(model, prompts, { maxNewTokens: 2, temperature: 0 });
 spent.clear();
 const runs: number[] = [];
@@ -108,7 +123,7 @@ const total = runs.reduce((a, b) => a + b, 0);
 const sorted = [...runs].sort((a, b) => a - b);
 const rate = (ms: number) => (B * g.newTokens) / (ms / 1000);
 const lines = [
-  `${c.name} ${grpo ? 'fp32' : 'bf16'} generate b${B} (prompt ${g.prompt}, ${g.newTokens} new), BLAS threads ${process.env.TROUPE_BLAS_THREADS ?? 'default'}, ${reps} reps`,
+  `${c.name} ${grpo ? 'fp32' : 'bf16'} generate b${B} (${B / samples} distinct prompts × ${samples}, prompt ${g.prompt}, ${g.newTokens} new), BLAS threads ${process.env.TROUPE_BLAS_THREADS ?? 'default'}, ${reps} reps`,
   `tokens/s median ${rate(sorted[sorted.length >> 1]).toFixed(1)} (min ${rate(sorted.at(-1)!).toFixed(1)}, max ${rate(sorted[0]).toFixed(1)}); process CPU / wall ${((cpu.user + cpu.system) / 1000 / total).toFixed(2)}`,
 ];
 let inNative = 0;
