@@ -125,6 +125,39 @@ describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`
         },
       );
 
+      it("a disposed cache's host buffers go to the next cache of their size; their old values (NaN here) change no bit", async () => {
+        const c = TINY.gpt2;
+        const model = CausalLM.fromState(c, randomState(c, 23));
+        const batches = steps(c.vocabSize); // 18 positions: no growth at capacity 32
+        const others = steps(c.vocabSize).map((b) => ({
+          ...b,
+          ids: b.ids.map((i) => (i * 7 + 3) % c.vocabSize),
+        }));
+        const buffers = (k: KVCache) =>
+          Array.from({ length: c.layers }, (_, l) => k.hostLayer(l, c.kvHeads, c.headDim, 0));
+        const first = new KVCache(2, { capacity: 32 });
+        const want = await decode(model, first, batches);
+        const held = buffers(first);
+        first.dispose();
+        const other = new KVCache(2, { capacity: 32 });
+        await decode(model, other, others);
+        // buffers of one length are interchangeable: the set is the disposed cache's
+        const heldSet = new Set(held.flatMap((h) => [h.k, h.v]));
+        const reused = buffers(other);
+        for (const [l, h] of reused.entries()) {
+          expect(heldSet.has(h.k) && heldSet.has(h.v), `layer ${l}: a disposed cache's`).toBe(true);
+          h.k.fill(Number.NaN); // what a read of a position not written this time would see
+          h.v.fill(Number.NaN);
+        }
+        other.dispose();
+        const again = new KVCache(2, { capacity: 32 });
+        const got = await decode(model, again, batches);
+        expect(heldSet.has(buffers(again)[0].k)).toBe(true);
+        got.forEach((g, i) => expect(g, `forward ${i}`).toEqual(want[i]));
+        again.dispose();
+        model.dispose();
+      });
+
       it('a new cache picks the host store, and tensors for a LoRA model', async () => {
         const c = TINY.llama;
         const model = CausalLM.fromState(c, randomState(c, 3));

@@ -2,6 +2,34 @@ import type { HostKV } from '../../kernels/custom/native-decode.js';
 import * as tf from '../../kernels/tf.js';
 
 /**
+ * Host buffers of disposed caches (and of those a cache outgrew), by length, for the next cache
+ * of that size to take instead of a new Float32Array: a generation allocated its caches afresh
+ * (16 MB at the GRPO bench job's 64 rows: the OS zeroing the pages as the prefill first wrote
+ * them, and the external memory a GC each generation), and the next one asks for the same sizes.
+ * A taken buffer keeps the values of its last use: the kernel writes each position before it
+ * reads it (a forward appends its tokens before attending), growth and `expand` copy what is
+ * written, and nothing reads past the cached length. At most SPARE_BYTES are kept (a thread's).
+ */
+const spare = new Map<number, Float32Array[]>();
+let spareBytes = 0;
+const SPARE_BYTES = 64 * 2 ** 20;
+
+function takeBuffer(length: number): Float32Array {
+  const kept = spare.get(length)?.pop();
+  if (!kept) return new Float32Array(length);
+  spareBytes -= kept.byteLength;
+  return kept;
+}
+
+function giveBack(b: Float32Array): void {
+  if (spareBytes + b.byteLength > SPARE_BYTES) return;
+  const list = spare.get(b.length) ?? [];
+  list.push(b);
+  spare.set(b.length, list);
+  spareBytes += b.byteLength;
+}
+
+/**
  * Keys and values of every layer for the tokens seen so far, plus which of them are real. Two
  * stores, chosen by the model at the first forward:
  *
@@ -112,8 +140,8 @@ export class KVCache {
     const capacity = Math.max(need, this.capacity, old ? 2 * old.capacity : 0);
     const rows = this.batch * kvHeads;
     const grown = {
-      k: new Float32Array(rows * capacity * headDim),
-      v: new Float32Array(rows * capacity * headDim),
+      k: takeBuffer(rows * capacity * headDim),
+      v: takeBuffer(rows * capacity * headDim),
       capacity,
     };
     if (old) {
@@ -123,6 +151,8 @@ export class KVCache {
         grown.k.set(old.k.subarray(from, from + used), r * capacity * headDim);
         grown.v.set(old.v.subarray(from, from + used), r * capacity * headDim);
       }
+      giveBack(old.k);
+      giveBack(old.v);
     }
     this.host[l] = grown;
     return grown;
@@ -182,7 +212,7 @@ export class KVCache {
     }
     out.host = this.host.map(({ k, v, capacity }) => {
       const per = k.length / this.batch; // one row: KV · capacity · hd
-      const grown = { k: new Float32Array(n * per), v: new Float32Array(n * per), capacity };
+      const grown = { k: takeBuffer(n * per), v: takeBuffer(n * per), capacity };
       for (let i = 0; i < n; i++) {
         grown.k.set(k.subarray(rows[i] * per, (rows[i] + 1) * per), i * per);
         grown.v.set(v.subarray(rows[i] * per, (rows[i] + 1) * per), i * per);
@@ -197,6 +227,10 @@ export class KVCache {
     this.dropSource();
     this.keys = [];
     this.values = [];
+    for (const { k, v } of this.host) {
+      giveBack(k);
+      giveBack(v);
+    }
     this.host = [];
   }
 
