@@ -178,6 +178,20 @@ for (const [backend, skip] of BACKEND_CASES) {
       },
     );
 
+    // Troupe's leading-axes Sum (wasm, cpu); webgpu's stock reduce cannot take an empty input
+    it.skipIf(backend === 'webgpu')(
+      'a sum over an empty leading axis is zeros (the bias gradient of no rows)',
+      async () => {
+        await expectNoLeak(async () => {
+          const xt = tf.zeros([0, 5]);
+          const y = tf.sum(xt, 0);
+          expect(y.shape).toEqual([5]);
+          expect([...(await read(y))]).toEqual([0, 0, 0, 0, 0]);
+          tf.dispose([xt, y]);
+        });
+      },
+    );
+
     it('embedding lookup (gather) has a gradient equal to the scatter-add of dy', async () => {
       const table = inputs(4, [9, 4])[0];
       const ids = [

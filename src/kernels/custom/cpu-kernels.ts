@@ -269,7 +269,7 @@ function sum(stock: Func): Func {
     const inner = util.sizeFromShape(kept);
     const out = new Float32Array(inner);
     const native = nativeKernels();
-    if (native.available) native.addon.columnSums(xs, outer, inner, out);
+    if (native.available && outer > 0) native.addon.columnSums(xs, outer, inner, out);
     else {
       for (let i = 0; i < outer; i++) {
         const row = i * inner;

@@ -39,7 +39,7 @@ export function makeWasmSum(stock: SumFunc): SumFunc {
     const o = f32View(backend, out);
     const xs = f32View(backend, x);
     const native = nativeKernels();
-    if (native.available) {
+    if (native.available && outer > 0) {
       native.addon.columnSums(xs, outer, inner, o);
       return out;
     }
