@@ -1,6 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ActorContext } from '../../src/actors/role.js';
-import { generateSpread, groupRanges, referenceLogprobs } from '../../src/algorithms/rl/spread.js';
+import {
+  generateSpread,
+  groupRanges,
+  referenceLogprobs,
+  scoreSpread,
+} from '../../src/algorithms/rl/spread.js';
 import { createGenerator } from '../../src/algorithms/roles/generator.js';
 import { holdModel } from '../../src/algorithms/roles/in-thread.js';
 import { createReference } from '../../src/algorithms/roles/reference.js';
@@ -144,6 +149,15 @@ describe.skipIf(nativeSkip !== null)(
         5,
       );
       expect(rows).toEqual(whole);
+      // several outputs (π_old's log-probs and entropies), each joined in row order
+      const two = await scoreSpread(rollout.frame, 2, 8, async (i, part) => {
+        const lp = await ref.actionLogprobs(part);
+        return [lp, lp.map((x) => x * 2 + i)];
+      });
+      expect(two[0]).toEqual(whole);
+      const half = whole.length / 2;
+      expect(two[1].subarray(0, half)).toEqual(whole.subarray(0, half).map((x) => x * 2));
+      expect(two[1].subarray(half)).toEqual(whole.subarray(half).map((x) => x * 2 + 1));
       ref.dispose();
       model.dispose();
     }, 60_000);

@@ -9,6 +9,7 @@ import type { Scorers } from '../../rollout/maker.js';
 import type { CriticRole } from '../roles/critic.js';
 import type { PolicyRole, RlStepMetrics } from '../roles/policy.js';
 import type { WeightsSubscriber } from './rollouts.js';
+import { scoreSpread } from './spread.js';
 import { oldLogpInStep, sharesWeights } from './topology.js';
 
 /*
@@ -54,12 +55,26 @@ export class Learners {
    * it itself (oldLogpInStep), and V with a critic.
    */
   scorers(): Pick<Scorers, 'policy' | 'critic'> {
-    const critic = this.critic;
+    const { policy, critics } = this;
+    const n = this.c.rollout.samplesPerPrompt;
+    // Over every replica (the same weights), each its share of the frame's groups; with one
+    // replica, the frame as it is.
+    const policyLogprobs = async (frame: ArrayBuffer) => {
+      const [logp, entropy] = await scoreSpread(frame, policy.length, n, async (i, part) => {
+        const r = await policy[i].call.actionLogprobs(part);
+        return [r.logp, r.entropy];
+      });
+      return { logp, entropy };
+    };
+    const values = async (frame: ArrayBuffer) =>
+      (
+        await scoreSpread(frame, critics.length, n, async (i, part) => [
+          await critics[i].call.values(part),
+        ])
+      )[0];
     return {
-      policy: oldLogpInStep(this.c)
-        ? undefined
-        : (frame) => this.policy[0].call.actionLogprobs(frame),
-      critic: critic ? (frame) => critic.call.values(frame) : undefined,
+      policy: oldLogpInStep(this.c) ? undefined : policyLogprobs,
+      critic: critics.length > 0 ? values : undefined,
     };
   }
 

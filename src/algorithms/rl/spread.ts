@@ -30,28 +30,48 @@ interface Calls<R> {
   readonly call: R;
 }
 
+/**
+ * A scorer's (B, A) outputs of a rollout frame, each of `count` instances scoring its share of
+ * whole groups of `n` rows (single rows where the batch is not made of groups: an eval batch),
+ * joined in row order. A row's scores depend on its own tokens alone, so the result is one
+ * instance's on the whole frame (the reference's bit for bit: rl-spread.test).
+ */
+export async function scoreSpread(
+  frame: ArrayBuffer,
+  count: number,
+  n: number,
+  score: (instance: number, part: ArrayBuffer) => Promise<readonly Float32Array[]>,
+): Promise<Float32Array[]> {
+  if (count === 1) return [...(await score(0, frame))];
+  const layout = decodeRollout(frame);
+  const { batch: B, actions: A } = layout.shape;
+  const size = B % n === 0 ? n : 1;
+  const out: Float32Array[] = [];
+  const ranges = groupRanges(B / size, size, count);
+  await Promise.all(
+    ranges.map(async (range, i) => {
+      if (!range) return;
+      const [lo, hi] = range;
+      const parts = await score(i, encodeRollout(sliceRollout(layout, lo, hi)));
+      parts.forEach((p, k) => {
+        out[k] ??= new Float32Array(B * A);
+        out[k].set(p, lo * A);
+      });
+    }),
+  );
+  return out;
+}
+
 /** log π_ref of every action of a rollout frame, each reference instance scoring its groups. */
 export async function referenceLogprobs(
   refs: readonly Calls<Pick<ReferenceRole, 'actionLogprobs'>>[],
   frame: ArrayBuffer,
   n: number,
 ): Promise<Float32Array> {
-  if (refs.length === 1) return refs[0].call.actionLogprobs(frame);
-  const layout = decodeRollout(frame);
-  const { batch: B, actions: A } = layout.shape;
-  // whole groups where the batch is made of them (training), else single rows
-  const size = B % n === 0 ? n : 1;
-  const out = new Float32Array(B * A);
-  const ranges = groupRanges(B / size, size, refs.length);
-  await Promise.all(
-    ranges.map(async (range, i) => {
-      if (!range) return;
-      const [lo, hi] = range;
-      const part = encodeRollout(sliceRollout(layout, lo, hi));
-      out.set(await refs[i].call.actionLogprobs(part), lo * A);
-    }),
-  );
-  return out;
+  const [lp] = await scoreSpread(frame, refs.length, n, async (i, part) => [
+    await refs[i].call.actionLogprobs(part),
+  ]);
+  return lp;
 }
 
 type GenerateOpts = Parameters<GeneratorRole['generate']>[1];
