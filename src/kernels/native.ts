@@ -268,6 +268,11 @@ export interface NativeAddon {
   /** x[i] *= alpha. */
   scale(x: Float32Array, alpha: number): void;
   /**
+   * Σ over k, in order, of sumSquares(xs[k]) (s = 0; s += each: the bits of those calls), the
+   * arrays summed on the BLAS threads, each whole.
+   */
+  sumSquaresMany(xs: readonly Float32Array[]): number;
+  /**
    * One AdamW update (PyTorch's AdamW) of g = float(grad·gradScale): m ← β₁m + (1−β₁)g,
    * v ← β₂v + (1−β₂)g², p ← p·(1 − lr·wd) − lr·(m/bc1)/(√(v/bc2) + ε), bc = 1 − βᵗ. Written to
    * paramOut, mOut and vOut, each its input (in place) when absent; an output is its own input
@@ -289,6 +294,19 @@ export interface NativeAddon {
     paramOut?: Float32Array,
     mOut?: Float32Array,
     vOut?: Float32Array,
+  ): void;
+  /**
+   * adamwStep(params[k], grads[k], ms[k], vs[k], ...scalars[8k .. 8k + 7]) in place for every k
+   * (the scalars in adamwStep's order: lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale),
+   * one call on the BLAS threads, the same bits. A param, m or v shares memory with no other
+   * array; grads may share memory with each other.
+   */
+  adamwSteps(
+    params: readonly Float32Array[],
+    grads: readonly Float32Array[],
+    ms: readonly Float32Array[],
+    vs: readonly Float32Array[],
+    scalars: Float64Array,
   ): void;
 
   // NF4 weights (native/nf4.c): a matrix Q [out, in] as src/policy/quantize/nf4.ts stores it,

@@ -1,5 +1,10 @@
 import { TroupeError } from '../errors.js';
-import { hostLoops, hostView, nativeAdamWKernel } from '../kernels/custom/native-optim.js';
+import {
+  type HostLoops,
+  hostLoops,
+  hostView,
+  nativeAdamWKernel,
+} from '../kernels/custom/native-optim.js';
 import * as tf from '../kernels/tf.js';
 import type { CausalLM } from './model/causal-lm.js';
 import type { AdamW } from './optim/index.js';
@@ -174,12 +179,7 @@ async function directStep(
     checkWeight(w);
     const metrics: Record<string, number> = {};
     for (const [k, t] of Object.entries(metricTensors)) metrics[k] = (await t.data())[0];
-    let sq = 0;
-    for (const v of vars) {
-      const g = grads[v.name];
-      if (g) sq += loops.sumSquares(hostView(g) ?? ((await g.data()) as Float32Array));
-    }
-    const gradNorm = Math.sqrt(sq);
+    const gradNorm = Math.sqrt(await sumOfSquares(loops, vars, grads));
     const outcome = { loss: (await value.data())[0], weight: w, gradNorm, metrics };
     if (o.maxGradNorm > 0 && !Number.isFinite(gradNorm)) return outcome;
     const gradTensors = new Map<string, tf.Tensor>();
@@ -195,6 +195,25 @@ async function directStep(
   } finally {
     tf.dispose([value, ...Object.values(grads), ...Object.values(metricTensors), ...zeros]);
   }
+}
+
+/**
+ * Σ‖g‖² over the gradients there are, in `vars`' order (s = 0; s += each one's sumSquares). Where
+ * every gradient's storage can be viewed (wasm, cpu) one native call sums them all (on the BLAS
+ * threads, each whole: the same bits); a wasm view is used at once, before anything allocates.
+ */
+async function sumOfSquares(
+  loops: HostLoops,
+  vars: readonly tf.Variable[],
+  grads: Record<string, tf.Tensor>,
+): Promise<number> {
+  const present = vars.map((v) => grads[v.name]).filter((g) => g !== undefined);
+  const views = present.map((g) => hostView(g));
+  if (views.every((x) => x !== undefined)) return loops.sumSquaresMany(views as Float32Array[]);
+  let sq = 0;
+  for (const g of present)
+    sq += loops.sumSquares(hostView(g) ?? ((await g.data()) as Float32Array));
+  return sq;
 }
 
 /** One micro-batch's loss, weight, kept metrics and gradients (the caller disposes them). */

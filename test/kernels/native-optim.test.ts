@@ -23,6 +23,14 @@ function normal(n: number, purpose: string, std = 1): Float32Array {
 
 const LENGTHS = [0, 1, 7, 16, 17, 513, 1031];
 
+/** The first index where a and b differ in bits (or length: -2), -1 where they are the same. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return -2;
+  const [x, y] = [a, b].map((t) => new Uint32Array(t.buffer, t.byteOffset, t.length));
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
 /** The JS stepOnHost loop: double arithmetic, float32 storage. */
 function jsAdamW(
   p: Float32Array,
@@ -161,6 +169,153 @@ describe.skipIf(skip !== null)(`native host loops${skip ? ` (${skip})` : ''}`, (
     const [p2, m2, v2] = [p.slice(), m.slice(), v.slice()];
     jsAdamW(p2, g, m2, v2, [...args, 1]);
     expect(outs).toEqual([p2, m2, v2]);
+  });
+
+  it('sumSquaresMany equals a loop of sumSquares bit for bit on 1 and 2 threads, and the float64 sum', () => {
+    const a = addon();
+    const saved = a.threads();
+    // 2^17 + 3 values in one array: two threads' worth, so the second thread runs the rest
+    const sets = [
+      [],
+      [new Float32Array(0)],
+      [0, 1, 17, 2 ** 17 + 3, 513, 0, 2 ** 16, 7].map((n, i) => normal(n, `many ${i}`, 1 + i)),
+      [5, 1031].map((n, i) => normal(n, `few ${i}`, 0.01)),
+    ];
+    try {
+      for (const threads of [1, 2]) {
+        a.setThreads(threads);
+        for (const xs of sets) {
+          let loop = 0;
+          for (const x of xs) loop += a.sumSquares(x);
+          expect(a.sumSquaresMany(xs)).toBe(loop);
+          let want = 0;
+          for (const x of xs) for (let i = 0; i < x.length; i++) want += x[i] * x[i];
+          expect(Math.abs(a.sumSquaresMany(xs) - want)).toBeLessThanOrEqual(1e-13 * want);
+        }
+      }
+      expect(a.sumSquaresMany([Float32Array.of(1), Float32Array.of(Number.NaN)])).toBeNaN();
+      const buf = normal(40, 'shared');
+      // the same memory twice (read only) counts twice
+      expect(a.sumSquaresMany([buf, buf.subarray(0, 20)])).toBe(
+        a.sumSquares(buf) + a.sumSquares(buf.subarray(0, 20)),
+      );
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
+  it('adamwSteps equals adamwStep per array and the JS loop bit for bit on 1 and 2 threads', () => {
+    const a = addon();
+    const saved = a.threads();
+    // lengths across the threads' cut (the concatenation is 2^18 + ... values), with per-array
+    // weight decay, step counts and gradient scales
+    const lengths = [0, 1, 7, 513, 2 ** 17 + 1031, 16, 3 * 2 ** 15 + 5, 300];
+    try {
+      for (const threads of [1, 2]) {
+        a.setThreads(threads);
+        const ps = lengths.map((n, k) => normal(n, `ps ${k}`));
+        const ms = lengths.map((n) => new Float32Array(n));
+        const vs = lengths.map((n) => new Float32Array(n));
+        const [ps2, ms2, vs2] = [ps, ms, vs].map((l) => l.map((x) => x.slice()));
+        const [ps3, ms3, vs3] = [ps, ms, vs].map((l) => l.map((x) => x.slice()));
+        for (let t = 1; t <= 3; t++) {
+          const gs = lengths.map((n, k) => normal(n, `gs ${k}/${t}`, t === 2 ? 1e-7 : 0.1 * t));
+          const scalars = new Float64Array(8 * lengths.length);
+          const per = lengths.map((_, k) => {
+            const tk = t + (k % 3); // the arrays' own counts
+            const b1 = 0.9;
+            const b2 = k % 2 ? 0.95 : 0.999;
+            return [
+              1e-2 * t,
+              b1,
+              b2,
+              1e-8,
+              k % 2 ? 0.1 : 0,
+              1 - b1 ** tk,
+              1 - b2 ** tk,
+              k % 4 ? 0.37 : 1,
+            ];
+          });
+          for (const [k, s] of per.entries()) scalars.set(s, 8 * k);
+          a.adamwSteps(ps, gs, ms, vs, scalars);
+          for (const [k, s] of per.entries()) {
+            const [lr, b1, b2, eps, wd, bc1, bc2, gsc] = s;
+            a.adamwStep(ps2[k], gs[k], ms2[k], vs2[k], lr, b1, b2, eps, wd, bc1, bc2, gsc);
+            jsAdamW(ps3[k], gs[k], ms3[k], vs3[k], s);
+          }
+          for (const [got, ...wants] of [
+            [ps, ps2, ps3],
+            [ms, ms2, ms3],
+            [vs, vs2, vs3],
+          ]) {
+            for (const want of wants)
+              for (const [k, x] of got.entries()) expect(firstDifference(x, want[k])).toBe(-1);
+          }
+        }
+      }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
+  it('adamwSteps lets gradients share memory, nothing else, and checks every argument by name', () => {
+    const a = addon();
+    const f = (n: number) => new Float32Array(n);
+    const s1 = [1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001, 1];
+    const sc = (n: number) => Float64Array.from({ length: 8 * n }, (_, i) => s1[i % 8]);
+    // one gradient for two parameters (tfjs can hand the same tensor to both)
+    const g = normal(6, 'one grad', 0.1);
+    const [p, q] = [normal(6, 'p shared grad'), normal(6, 'q shared grad')];
+    const [p2, q2] = [p.slice(), q.slice()];
+    const [m, v, m2, v2] = [f(6), f(6), f(6), f(6)];
+    a.adamwSteps([p, q], [g, g], [f(6), f(6)], [f(6), f(6)], sc(2));
+    a.adamwStep(p2, g, m, v, ...(s1 as [number, number, number, number, number, number, number]));
+    a.adamwStep(q2, g, m2, v2, ...(s1 as [number, number, number, number, number, number, number]));
+    expect([p, q]).toEqual([p2, q2]);
+    const buf = f(16);
+    const steps = a.adamwSteps as (...x: unknown[]) => void;
+    const bad: Array<[() => void, RegExp]> = [
+      [() => steps([f(2)], [f(2)], [f(2)], [f(2)]), /adamwSteps: takes 5 arguments/],
+      [() => steps(f(2), [f(2)], [f(2)], [f(2)], sc(1)), /adamwSteps: params must be an array/],
+      [() => steps([f(2)], [[1, 2]], [f(2)], [f(2)], sc(1)), /grads\[0\] must be a Float32Array/],
+      [() => steps([f(2)], [f(2)], [f(2)], [f(2)], [1]), /scalars must be a Float64Array/],
+      [
+        () => steps([f(2)], [f(2), f(2)], [f(2)], [f(2)], sc(1)),
+        /grads has 2 arrays, params has 1/,
+      ],
+      [() => steps([f(2)], [f(2)], [f(2)], [f(2)], sc(2)), /scalars has 16 numbers, expected 8/],
+      [
+        () => steps([f(2), f(3)], [f(2), f(3)], [f(2), f(4)], [f(2), f(3)], sc(2)),
+        /ms\[1\] has length 4, params\[1\] has 3/,
+      ],
+      [
+        () => {
+          const s = sc(2);
+          s[8 + 2] = 1;
+          steps([f(2), f(2)], [f(2), f(2)], [f(2), f(2)], [f(2), f(2)], s);
+        },
+        /scalars\[1\].beta2 must be in \[0, 1\)/,
+      ],
+      [
+        () => steps([buf.subarray(0, 4)], [f(4)], [buf.subarray(2, 6)], [f(4)], sc(1)),
+        /params\[0\] overlaps ms\[0\]/,
+      ],
+      [
+        () =>
+          steps(
+            [f(4), buf.subarray(0, 4)],
+            [buf.subarray(3, 7), f(4)],
+            [f(4), f(4)],
+            [f(4), f(4)],
+            sc(2),
+          ),
+        /params\[1\] overlaps grads\[0\]/,
+      ],
+    ];
+    for (const [fn, msg] of bad) expect(fn).toThrow(msg);
+    expect(() => steps([f(2)], [f(2)], [f(2)], [f(2)], sc(2))).toThrow(RangeError);
+    expect(() => steps([f(2)], [[1, 2]], [f(2)], [f(2)], sc(1))).toThrow(TypeError);
+    steps([], [], [], [], sc(0)); // nothing to do
   });
 
   it('refuses bad arguments with a TypeError or RangeError naming the function and argument', () => {

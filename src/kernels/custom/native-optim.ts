@@ -56,6 +56,8 @@ export interface HostLoops {
   sumSquares(x: Float32Array): number;
   /** x[i] = float(x[i]·alpha). */
   scale(x: Float32Array, alpha: number): void;
+  /** Σ over k, in order, of sumSquares(xs[k]): those calls' bits (native: on the BLAS threads). */
+  sumSquaresMany(xs: readonly Float32Array[]): number;
 }
 
 const jsLoops: HostLoops = {
@@ -69,6 +71,11 @@ const jsLoops: HostLoops = {
   },
   scale(x, alpha) {
     for (let i = 0; i < x.length; i++) x[i] *= alpha;
+  },
+  sumSquaresMany(xs) {
+    let s = 0;
+    for (const x of xs) s += jsLoops.sumSquares(x);
+    return s;
   },
 };
 

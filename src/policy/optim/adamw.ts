@@ -10,7 +10,7 @@ import {
 } from '../../kernels/custom/native-optim.js';
 import * as tf from '../../kernels/tf.js';
 import type { ParamSpec } from '../params.js';
-import { adamwInPlace } from './adamw-inplace.js';
+import { adamwInPlace, adamwInPlaceMany, type InPlaceUpdate } from './adamw-inplace.js';
 import {
   type AdamWStateDict,
   checkAdamWState,
@@ -275,9 +275,16 @@ export class AdamW {
     this.steps++;
     // The native kernel: one pass per parameter instead of ~10 tfjs kernels (see scalars).
     const fused = nativeAdamWKernel();
+    // Where parameter and moments can be written where they are (nothing shares them), one
+    // native call updates them all (adamwInPlaceMany); the rest take the kernel one at a time.
+    const batched = fused ? adamwInPlaceMany(this.updates(work, lr, gradScale)) : [];
     // One tidy per parameter: the temporaries of one update are freed before the next, so the
     // peak is one parameter's worth, not the whole model's (it matters at GPT-2 size on wasm).
-    for (const [s, g0] of work) {
+    for (const [i, [s, g0]] of work.entries()) {
+      if (batched[i]) {
+        s.t++;
+        continue;
+      }
       tf.tidy(() => {
         s.t++;
         const sm = s.m as tf.Variable;
@@ -307,11 +314,27 @@ export class AdamW {
     }
   }
 
+  /** Each slot's update at its next count (not yet incremented), for adamwInPlaceMany. */
+  private updates(
+    work: ReadonlyArray<readonly [Slot, tf.Tensor | Float32Array]>,
+    lr: number,
+    gradScale: number,
+  ): InPlaceUpdate[] {
+    return work.map(([s, grad]) => ({
+      param: s.param,
+      grad,
+      m: s.m,
+      v: s.v,
+      scalars: this.scalars(s, lr, gradScale, s.t + 1),
+    }));
+  }
+
   /**
-   * The scalars of one slot's update at its (already incremented) count, for the native
-   * kernels, which compute as stepOnHost's JS loop: double arithmetic, float32 storage.
+   * The scalars of one slot's update at count `t` (default: its count, already incremented),
+   * for the native kernels, which compute as stepOnHost's JS loop: double arithmetic, float32
+   * storage.
    */
-  private scalars(s: Slot, lr: number, gradScale: number): AdamWScalars {
+  private scalars(s: Slot, lr: number, gradScale: number, t = s.t): AdamWScalars {
     const [beta1, beta2] = this.options.betas;
     return {
       lr,
@@ -319,8 +342,8 @@ export class AdamW {
       beta2,
       eps: this.options.eps,
       weightDecay: s.decay ? this.options.weightDecay : 0,
-      bc1: 1 - beta1 ** s.t,
-      bc2: 1 - beta2 ** s.t,
+      bc1: 1 - beta1 ** t,
+      bc2: 1 - beta2 ** t,
       gradScale,
     };
   }
@@ -363,8 +386,11 @@ export class AdamW {
     const { eps, weightDecay } = this.options;
     this.steps++;
     const addon = nativeOptim();
-    for (const [s, g0] of work) {
+    // Parameters written where they are (nothing shares them), in one native call.
+    const batched = adamwInPlaceMany(this.updates(work, lr, gradScale));
+    for (const [i, [s, g0]] of work.entries()) {
       s.t++;
+      if (batched[i]) continue;
       const m = s.m as Float32Array;
       const v = s.v as Float32Array;
       const k = this.scalars(s, lr, gradScale);

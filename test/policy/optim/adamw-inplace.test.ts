@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setNativeOptim } from '../../../src/kernels/custom/native-optim.js';
 import { nativeKernels } from '../../../src/kernels/native.js';
 import * as tf from '../../../src/kernels/tf.js';
-import { ownCpuArray } from '../../../src/policy/optim/adamw-inplace.js';
+import { ownCpuArray, ownWasmArray } from '../../../src/policy/optim/adamw-inplace.js';
 import { AdamW } from '../../../src/policy/optim/index.js';
 import type { ParamSpec } from '../../../src/policy/params.js';
 import { useBackend } from '../../helpers/backends.js';
@@ -90,5 +91,59 @@ describe.skipIf(!nativeKernels().available)('AdamW in place on the cpu backend',
     expect(Array.from(w.dataSync())).not.toEqual(Array.from(old));
     tf.dispose([...g.values(), view, ...params.values()]);
     opt.dispose();
+  });
+});
+
+describe.skipIf(!nativeKernels().available)('AdamW in place on the wasm backend', () => {
+  beforeAll(async () => {
+    await useBackend('wasm');
+  });
+
+  it('owns a tensor only when nothing shares it', () => {
+    const v = tf.tidy(() => tf.variable(tf.ones([3])));
+    expect(ownWasmArray(v)).toEqual(Float32Array.of(1, 1, 1));
+    const r = tf.reshape(v, [1, 3]); // shares v's storage
+    expect(ownWasmArray(v)).toBeUndefined();
+    r.dispose();
+    expect(ownWasmArray(v)).toBeDefined();
+    expect(ownWasmArray(tf.tensor([1, 2], [2], 'int32'))).toBeUndefined();
+    expect(ownCpuArray(v)).toBeUndefined(); // not a cpu tensor
+    v.dispose();
+    expect(ownWasmArray(v)).toBeUndefined();
+  });
+
+  it('updates every parameter where it is in one call, with the bits of the JS loop', async () => {
+    const mine = makeParams();
+    const ref = makeParams();
+    const ids = new Map([...mine].map(([n, p]) => [n, [p.dataId, ownWasmArray(p)!.byteOffset]]));
+    const a = new AdamW(mine, SPECS, OPTS);
+    const b = new AdamW(ref, SPECS, { ...OPTS, offload: true });
+    setNativeOptim(false); // b: the plain JS loop of stepOnHost
+    try {
+      for (let step = 0; step < 4; step++) {
+        const g = grads(step);
+        setNativeOptim(true);
+        a.step(g, 1e-2 * (step + 1), 0.8);
+        setNativeOptim(false);
+        await b.stepOnHost(g, 1e-2 * (step + 1), 0.8);
+        tf.dispose([...g.values()]);
+      }
+    } finally {
+      setNativeOptim(true);
+    }
+    for (const [n, p] of mine) {
+      // written in place: the same storage
+      expect([p.dataId, ownWasmArray(p)!.byteOffset]).toEqual(ids.get(n));
+      expect(Array.from(p.dataSync())).toEqual(Array.from(ref.get(n)!.dataSync()));
+    }
+    const [sa, sb] = [await a.stateDict(), await b.stateDict()];
+    expect(sa.tensors.size).toBe(4);
+    for (const [k, t] of sa.tensors) {
+      expect(Array.from(t.data)).toEqual(Array.from(sb.tensors.get(k)!.data));
+      expect(Array.from(t.data).some((x) => x !== 0)).toBe(true);
+    }
+    a.dispose();
+    b.dispose();
+    tf.dispose([...mine.values(), ...ref.values()]);
   });
 });
