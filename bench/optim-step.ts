@@ -1,7 +1,7 @@
 /**
  * The part of a training step after forward + backward, piece by piece (#17):
  *
- *   TROUPE_BLAS_THREADS=1 npx tsx bench/optim-step.ts [small|gpt2] [fp32|bf16] [reps]
+ *   TROUPE_BLAS_THREADS=1 npx tsx bench/optim-step.ts [small|gpt2] [fp32|bf16] [reps] [wasm|cpu]
  *
  * Builds bench/profile-step.ts's model (small: d 384, L 6, 10.9 M parameters; gpt2: GPT-2-124M
  * with the moments on the host), computes one set of gradients and keeps it, then times, each
@@ -20,13 +20,19 @@ import { AdamW, CausalLM, lmLoss } from '../src/policy/index.js';
 import { optimizerStep } from '../src/policy/train-step.js';
 import { bf16Cases } from './suites/model.js';
 
-const [which = 'small', precision = 'fp32', repsArg = '7'] = process.argv.slice(2);
+const [which = 'small', precision = 'fp32', repsArg = '7', backend = 'wasm'] =
+  process.argv.slice(2);
 const reps = Number(repsArg);
-if (!['small', 'gpt2'].includes(which) || !['fp32', 'bf16'].includes(precision) || !(reps > 0)) {
-  process.stderr.write('usage: optim-step.ts [small|gpt2] [fp32|bf16] [reps]\n');
+if (
+  !['small', 'gpt2'].includes(which) ||
+  !['fp32', 'bf16'].includes(precision) ||
+  !(reps > 0) ||
+  !['wasm', 'cpu'].includes(backend)
+) {
+  process.stderr.write('usage: optim-step.ts [small|gpt2] [fp32|bf16] [reps] [wasm|cpu]\n');
   process.exit(2);
 }
-await startRuntime({ backend: 'wasm', ...(precision === 'bf16' ? { precision: 'bf16' } : {}) });
+await startRuntime({ backend, ...(precision === 'bf16' ? { precision: 'bf16' } : {}) });
 const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const { config, batch: B, seq: T } = c;
 let s = 1;
@@ -66,7 +72,7 @@ const addon = nativeOptim();
 const loops = hostLoops();
 const total = vars.reduce((a, v) => a + v.size, 0);
 say(
-  `${which} ${precision}, ${total} parameters in ${vars.length} tensors, ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads, native ${addon ? 'on' : 'off'}, offload ${offload}`,
+  `${which} ${precision} on ${backend}, ${total} parameters in ${vars.length} tensors, ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads, native ${addon ? 'on' : 'off'}, offload ${offload}`,
 );
 try {
   const { value, grads } = tf.variableGrads(loss, vars);
@@ -88,6 +94,37 @@ try {
     await times('norm: sumSquaresMany over the gradients', () =>
       loops.sumSquaresMany(vars.map((v) => hostView(grads[v.name])!)),
     );
+  }
+  // The accumulating path (several micro-batches or replicas): the sums into one host buffer.
+  const flat = new Float32Array(total);
+  const offsets = Float64Array.from(
+    vars.map((_, i) => vars.slice(0, i).reduce((a, v) => a + v.size, 0)),
+  );
+  await times('accumulate: axpy per gradient', () => {
+    for (const [i, v] of vars.entries())
+      loops.axpy(flat, offsets[i], hostView(grads[v.name])!, 0.5);
+  });
+  if (many) {
+    await times('accumulate: axpyMany over the gradients', () =>
+      loops.axpyMany(
+        flat,
+        offsets,
+        vars.map((v) => hostView(grads[v.name])!),
+        0.5,
+      ),
+    );
+  }
+  await times('accumulate: norm of the sums (sumSquares)', () => loops.sumSquares(flat));
+  const sums = new Map(
+    names.map((n, i) => [n, flat.subarray(offsets[i], offsets[i] + vars[i].size)]),
+  );
+  if (!offload) {
+    await times('accumulate: tensors of the sums, opt.step', () => {
+      const ts = new Map([...sums].map(([n, x], i) => [n, tf.tensor(x, vars[i].shape)]));
+      opt.step(ts, 1e-4, 0.5);
+      tf.dispose([...ts.values()]);
+    });
+    if (many) await times('accumulate: opt.step on the host sums', () => opt.step(sums, 1e-4, 0.5));
   }
   const gradMap = new Map(names.map((n, i) => [n, grads[vars[i].name]]));
   await times(offload ? 'AdamW: opt.stepOnHost' : 'AdamW: opt.step', () =>

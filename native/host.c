@@ -46,6 +46,91 @@ static napi_value axpy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* axpyMany's work: the xs' concatenation cut by troupe_for; each range runs axpy_loop over its
+ * part of each x it covers (every element on its own: any cut gives the same bits). */
+typedef struct {
+  float *y;
+  float *const *x;
+  const uint64_t *start; /* start[k]: Σ len(xs[< k]) */
+  const double *offset;
+  uint32_t count;
+  double alpha;
+} AxpyTask;
+
+static void axpy_range(void *ctx, int64_t lo, int64_t hi) {
+  const AxpyTask *q = ctx;
+  uint32_t k0 = 0, k1 = q->count;
+  while (k1 - k0 > 1) {
+    const uint32_t mid = k0 + (k1 - k0) / 2;
+    if (q->start[mid] <= (uint64_t)lo) k0 = mid;
+    else k1 = mid;
+  }
+  for (uint32_t k = k0; k < q->count && q->start[k] < (uint64_t)hi; k++) {
+    const uint64_t s0 = q->start[k], s1 = q->start[k + 1];
+    const uint64_t a = (uint64_t)lo > s0 ? (uint64_t)lo - s0 : 0;
+    const uint64_t b = ((uint64_t)hi < s1 ? (uint64_t)hi : s1) - s0;
+    if (a < b) axpy_loop(q->y + (uint64_t)q->offset[k] + a, q->x[k] + a, b - a, q->alpha);
+  }
+}
+
+static bool arg_f32_list(Args *a, size_t i, const char *name, uint32_t *count, float ***ptr,
+                         size_t **len);
+
+/*
+ * axpyMany(y, offsets, xs, alpha): axpy(y, offsets[k], xs[k], alpha) for every k, in one call on
+ * the BLAS threads (the same bits). The offsets (a Float64Array of integers) leave the ranges of
+ * y in order and apart: offsets[k] >= offsets[k - 1] + xs[k - 1].length; no x overlaps y.
+ */
+static napi_value axpy_many(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init_range(&a, env, info, "axpyMany", 4, 4)) return NULL;
+  size_t ny, no;
+  float *y = arg_f32(&a, 0, "y", &ny);
+  const double *off = arg_f64(&a, 1, "offsets", &no);
+  uint32_t count;
+  float **x;
+  size_t *len;
+  uint64_t *start = NULL;
+  arg_f32_list(&a, 2, "xs", &count, &x, &len);
+  const double alpha = arg_double(&a, 3, "alpha");
+  char what[96];
+  if (!a.failed && no != count) {
+    snprintf(what, sizeof what, "has %zu numbers, xs has %u arrays", no, count);
+    args_fail(&a, true, "offsets", what);
+  }
+  double end = 0; /* where the last range ended */
+  for (uint32_t k = 0; k < count && !a.failed; k++) {
+    char item[48];
+    snprintf(item, sizeof item, "offsets[%u]", k);
+    if (!(off[k] >= end && off[k] == floor(off[k]))) {
+      args_fail(&a, true, item, "must be an integer at or past the end of the range before");
+    } else if (off[k] + (double)len[k] > (double)ny) {
+      args_fail(&a, true, item, "+ xs[k].length is past the end of y");
+    }
+    end = off[k] + (double)len[k];
+    const uintptr_t y0 = (uintptr_t)y, y1 = (uintptr_t)(y + ny);
+    const uintptr_t x0 = (uintptr_t)x[k], x1 = (uintptr_t)(x[k] + len[k]);
+    snprintf(item, sizeof item, "xs[%u]", k);
+    if (!a.failed && len[k] > 0 && ny > 0 && x0 < y1 && y0 < x1)
+      args_fail(&a, true, item, "overlaps y");
+  }
+  if (a.failed) goto done;
+  start = malloc(sizeof(uint64_t) * ((size_t)count + 1));
+  if (!start) {
+    args_fail(&a, true, "xs", "is too long (out of memory)");
+    goto done;
+  }
+  start[0] = 0;
+  for (uint32_t k = 0; k < count; k++) start[k + 1] = start[k] + len[k];
+  const AxpyTask q = {y, x, start, off, count, alpha};
+  troupe_for((int64_t)start[count], 16, TROUPE_FOR_FLOATS, axpy_range, (void *)&q);
+done:
+  free(x);
+  free(len);
+  free(start);
+  return NULL;
+}
+
 /*
  * Σ x[i]² in double over 16 independent partial sums (vectorisable without reassociating a single
  * chain), added pairwise at the end; deterministic for a given length.
@@ -466,6 +551,7 @@ done:
 bool troupe_define_host(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT_EXACT("axpy", axpy),
+      TROUPE_EXPORT_EXACT("axpyMany", axpy_many),
       TROUPE_EXPORT_EXACT("sumSquares", sum_squares),
       TROUPE_EXPORT_EXACT("scale", scale),
       TROUPE_EXPORT_EXACT("adamwStep", adamw_step),

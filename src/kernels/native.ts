@@ -263,6 +263,16 @@ export interface NativeAddon {
   // the wasm heap). Arithmetic in double, stored as float, in the JS path's order of operations.
   /** y[offset + i] += alpha·x[i] for i < x.length (x may not overlap y). */
   axpy(y: Float32Array, offset: number, x: Float32Array, alpha: number): void;
+  /**
+   * axpy(y, offsets[k], xs[k], alpha) for every k, one call on the BLAS threads (the same bits);
+   * the ranges of y in order and apart, no x overlapping y.
+   */
+  axpyMany(
+    y: Float32Array,
+    offsets: Float64Array,
+    xs: readonly Float32Array[],
+    alpha: number,
+  ): void;
   /** Σ x[i]² accumulated in double. */
   sumSquares(x: Float32Array): number;
   /** x[i] *= alpha. */

@@ -82,13 +82,7 @@ export async function optimizerStep(
         metricNames = Object.keys(metricTensors);
         flat = sumBuffer(opt, total + 2 + metricNames.length);
       }
-      let off = 0;
-      for (const [i, v] of vars.entries()) {
-        const g = grads[v.name];
-        // A wasm heap view is used at once, before anything can allocate (and move the heap).
-        if (g) loops.axpy(flat, off, hostView(g) ?? ((await g.data()) as Float32Array), w);
-        off += sizes[i];
-      }
+      await accumulate(loops, flat, vars, sizes, grads, w);
       flat[total] += (await value.data())[0] * w;
       for (const [j, k] of metricNames.entries())
         flat[total + 1 + j] += (await metricTensors[k].data())[0] * w;
@@ -124,9 +118,20 @@ export async function optimizerStep(
     await opt.stepOnHost(host, o.lr, gradScale);
     return outcome;
   }
-  // The native kernel scales as it reads; tfjs' ops would need a kernel more, the host one pass.
+  // The native kernel scales as it reads, and reads the host sums where they are (AdamW.step
+  // takes host arrays); tfjs' ops would need a kernel more, the host one pass, and tensors.
   const fused = nativeAdamWKernel();
-  if (!fused) loops.scale(sums, gradScale);
+  if (fused) {
+    const host = new Map<string, Float32Array>();
+    let at = 0;
+    for (const [i, n] of names.entries()) {
+      host.set(n, sums.subarray(at, at + sizes[i]));
+      at += sizes[i];
+    }
+    opt.step(host, o.lr, gradScale);
+    return outcome;
+  }
+  loops.scale(sums, gradScale);
   const gradTensors = new Map<string, tf.Tensor>();
   let off = 0;
   for (const [i, n] of names.entries()) {
@@ -134,7 +139,7 @@ export async function optimizerStep(
     off += sizes[i];
   }
   try {
-    opt.step(gradTensors, o.lr, fused ? gradScale : 1);
+    opt.step(gradTensors, o.lr, 1);
   } finally {
     tf.dispose([...gradTensors.values()]);
   }
@@ -195,6 +200,40 @@ async function directStep(
   } finally {
     tf.dispose([value, ...Object.values(grads), ...Object.values(metricTensors), ...zeros]);
   }
+}
+
+/**
+ * flat[at_i + j] += w·g_i[j] for each gradient there is, at_i its parameter's place in `vars`
+ * (the sums of the missing ones stay). Where every gradient's storage can be viewed (wasm, cpu),
+ * one native call does them all (on the BLAS threads, the same bits); a wasm view is used at once,
+ * before anything allocates (and can move the heap).
+ */
+async function accumulate(
+  loops: HostLoops,
+  flat: Float32Array,
+  vars: readonly tf.Variable[],
+  sizes: readonly number[],
+  grads: Record<string, tf.Tensor>,
+  w: number,
+): Promise<void> {
+  const offsets: number[] = [];
+  const present: tf.Tensor[] = [];
+  let off = 0;
+  for (const [i, v] of vars.entries()) {
+    const g = grads[v.name];
+    if (g) {
+      offsets.push(off);
+      present.push(g);
+    }
+    off += sizes[i];
+  }
+  const views = present.map((g) => hostView(g));
+  if (views.every((x) => x !== undefined)) {
+    loops.axpyMany(flat, Float64Array.from(offsets), views as Float32Array[], w);
+    return;
+  }
+  for (const [k, g] of present.entries())
+    loops.axpy(flat, offsets[k], hostView(g) ?? ((await g.data()) as Float32Array), w);
 }
 
 /**

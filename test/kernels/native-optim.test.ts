@@ -171,6 +171,59 @@ describe.skipIf(skip !== null)(`native host loops${skip ? ` (${skip})` : ''}`, (
     expect(outs).toEqual([p2, m2, v2]);
   });
 
+  it('axpyMany equals axpy per array bit for bit on 1 and 2 threads, gaps kept', () => {
+    const a = addon();
+    const saved = a.threads();
+    const lengths = [0, 5, 2 ** 17 + 9, 1, 513, 3 * 2 ** 15];
+    const gaps = [0, 3, 0, 7, 1, 0]; // values of y before each range that no x touches
+    const offsets = new Float64Array(lengths.length);
+    let at = 0;
+    for (const [k, n] of lengths.entries()) {
+      at += gaps[k];
+      offsets[k] = at;
+      at += n;
+    }
+    try {
+      for (const threads of [1, 2]) {
+        a.setThreads(threads);
+        for (const alpha of [1, -0.37, 1e-30]) {
+          const xs = lengths.map((n, k) => normal(n, `ax ${k}`));
+          const y = normal(at + 4, 'ay');
+          const want = y.slice();
+          for (const [k, x] of xs.entries()) a.axpy(want, offsets[k], x, alpha);
+          const js = y.slice();
+          for (const [k, x] of xs.entries())
+            for (let i = 0; i < x.length; i++) js[offsets[k] + i] += x[i] * alpha;
+          a.axpyMany(y, offsets, xs, alpha);
+          expect(firstDifference(y, want)).toBe(-1);
+          expect(firstDifference(y, js)).toBe(-1);
+        }
+      }
+    } finally {
+      a.setThreads(saved);
+    }
+    const f = (n: number) => new Float32Array(n);
+    const many = a.axpyMany as (...x: unknown[]) => void;
+    const buf = f(10);
+    const bad: Array<[() => void, RegExp]> = [
+      [() => many(f(4), [0], [f(2)], 1), /axpyMany: offsets must be a Float64Array/],
+      [() => many(f(4), Float64Array.of(0, 2), [f(2)], 1), /offsets has 2 numbers, xs has 1/],
+      [() => many(f(4), Float64Array.of(3), [f(2)], 1), /offsets\[0\] \+ xs\[k\].length is past/],
+      [
+        () => many(f(8), Float64Array.of(2, 3), [f(2), f(2)], 1),
+        /offsets\[1\] must be an integer at or past the end of the range before/,
+      ],
+      [() => many(f(8), Float64Array.of(0.5), [f(2)], 1), /offsets\[0\] must be an integer/],
+      [
+        () => many(buf.subarray(0, 6), Float64Array.of(0), [buf.subarray(4, 8)], 1),
+        /xs\[0\] overlaps y/,
+      ],
+      [() => many(f(4), Float64Array.of(0), [f(2)], 'x'), /axpyMany: alpha must be a number/],
+    ];
+    for (const [fn, msg] of bad) expect(fn).toThrow(msg);
+    many(f(4), new Float64Array(0), [], 2); // nothing to do
+  });
+
   it('sumSquaresMany equals a loop of sumSquares bit for bit on 1 and 2 threads, and the float64 sum', () => {
     const a = addon();
     const saved = a.threads();
@@ -527,6 +580,30 @@ for (const [backend, backendSkip] of BACKEND_CASES) {
       expect(await read(gAlias)).toEqual(g0);
       expect(await read(p)).not.toEqual(p0);
       tf.dispose([init, p, g, gAlias]);
+    });
+
+    it('step takes host arrays for gradients with the bits it gives their tensors', async () => {
+      const results = [];
+      for (const hostGrads of [false, true]) {
+        const params = makeParams();
+        const opt = new AdamW(params, SPECS, { lr: 1e-2, weightDecay: 0.1 });
+        for (let step = 0; step < 3; step++) {
+          const grads = gradsAt(step);
+          const host = new Map<string, Float32Array>();
+          for (const [k, g] of grads) host.set(k, ((await g.data()) as Float32Array).slice());
+          await expectNoLeak(() => opt.step(hostGrads ? host : grads, 1e-2, 0.7));
+          tf.dispose([...grads.values()]);
+        }
+        const out = new Map<string, Float32Array>();
+        for (const [k, p] of params) out.set(k, (await p.data()) as Float32Array);
+        results.push(out);
+        expect(() => opt.step(new Map([['w', new Float32Array(3)]]))).toThrow(
+          /gradient for 'w' has shape \[3\]/,
+        );
+        opt.dispose();
+        tf.dispose([...params.values()]);
+      }
+      for (const [k, p] of results[0]) expect(results[1].get(k)).toEqual(p);
     });
 
     it('refuses a bad gradScale', () => {

@@ -52,6 +52,13 @@ export function nativeAdamWKernel(): boolean {
 export interface HostLoops {
   /** y[offset + i] = float(y[offset + i] + x[i]·alpha). */
   axpy(y: Float32Array, offset: number, x: Float32Array, alpha: number): void;
+  /** axpy(y, offsets[k], xs[k], alpha) for each k (ranges of y in order and apart). */
+  axpyMany(
+    y: Float32Array,
+    offsets: Float64Array,
+    xs: readonly Float32Array[],
+    alpha: number,
+  ): void;
   /** Σ x[i]², in double. */
   sumSquares(x: Float32Array): number;
   /** x[i] = float(x[i]·alpha). */
@@ -63,6 +70,9 @@ export interface HostLoops {
 const jsLoops: HostLoops = {
   axpy(y, offset, x, alpha) {
     for (let i = 0; i < x.length; i++) y[offset + i] += x[i] * alpha;
+  },
+  axpyMany(y, offsets, xs, alpha) {
+    for (const [k, x] of xs.entries()) jsLoops.axpy(y, offsets[k], x, alpha);
   },
   sumSquares(x) {
     let s = 0;

@@ -1,4 +1,5 @@
 import { type AdamWScalars, hostView, nativeOptim } from '../../kernels/custom/native-optim.js';
+import { stockWasmBatchMatMul } from '../../kernels/custom/wasm-batch-matmul.js';
 import { f32View, type WasmBackendLike } from '../../kernels/custom/wasm-heap.js';
 import * as tf from '../../kernels/tf.js';
 
@@ -48,11 +49,19 @@ interface WasmOwnerLike extends WasmBackendLike {
 
 /**
  * `ownCpuArray` on the wasm backend: a view of `t`'s storage in the wasm heap when nothing else
- * shares it (the backend's refCount), valid until the next wasm allocation. Undefined elsewhere.
+ * shares it (the backend's refCount), valid until the next wasm allocation. Undefined elsewhere,
+ * and while tfjs' stock wasm BatchMatMul is the registered one: XNNPACK caches the packed right
+ * operand by tensor id (docs/runtime.md), so it would go on reading a weight written in place.
+ * Troupe's wasm kernels (installed with the backend) replace it; its fast fallback copies each
+ * operand into a fresh tensor. (tfjs' _FusedMatMul and convolutions cache the same way; Troupe
+ * calls neither.)
  */
 export function ownWasmArray(t: tf.Tensor | Float32Array): Float32Array | undefined {
   if (t instanceof Float32Array) return t;
   if (t.dtype !== 'float32' || t.isDisposed) return undefined;
+  if (tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc === stockWasmBatchMatMul().kernelFunc) {
+    return undefined;
+  }
   const engine = tf.engine();
   const backend = engine.state.tensorInfo.get(t.dataId)?.backend as unknown;
   if (backend === undefined || backend !== engine.registry.wasm) return undefined;

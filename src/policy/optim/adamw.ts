@@ -249,12 +249,18 @@ export class AdamW {
 
   /**
    * One update of every trainable parameter that has a gradient in `grads` (each of its
-   * parameter's shape), multiplied by `gradScale` first (a caller's mean and clip factor, so it
-   * needs no pass of its own). The grads are only read; the caller disposes them. All grads are
+   * parameter's shape, or a host array of its size: the native kernels read it where it is,
+   * tfjs' ops from a tensor made of it), multiplied by `gradScale` first (a caller's mean and
+   * clip factor, so it needs no pass of its own). The grads are only read; the caller disposes
+   * them. All grads are
    * checked before anything is written, so an error leaves parameters and state untouched.
    * Synchronous: no tensor is read back.
    */
-  step(grads: ReadonlyMap<string, tf.Tensor>, lr: number = this.options.lr, gradScale = 1): void {
+  step(
+    grads: ReadonlyMap<string, tf.Tensor | Float32Array>,
+    lr: number = this.options.lr,
+    gradScale = 1,
+  ): void {
     this.live('step');
     if (this.options.offload) {
       throw new TroupeError(
@@ -264,10 +270,11 @@ export class AdamW {
     }
     checkLr(lr, 'step');
     checkGradScale(gradScale, 'step');
-    const work: Array<[Slot, tf.Tensor]> = [];
+    const work: Array<[Slot, tf.Tensor | Float32Array]> = [];
     for (const [name, g] of grads) {
       const s = this.slot(name, 'step');
-      checkGradShape(name, g.shape, s.param, 'step');
+      if (!(g instanceof Float32Array)) checkGradShape(name, g.shape, s.param, 'step');
+      else if (g.length !== s.param.size) checkGradShape(name, [g.length], s.param, 'step');
       work.push([s, g]);
     }
     const [b1, b2] = this.options.betas;
@@ -280,12 +287,13 @@ export class AdamW {
     const batched = fused ? adamwInPlaceMany(this.updates(work, lr, gradScale)) : [];
     // One tidy per parameter: the temporaries of one update are freed before the next, so the
     // peak is one parameter's worth, not the whole model's (it matters at GPT-2 size on wasm).
-    for (const [i, [s, g0]] of work.entries()) {
+    for (const [i, [s, grad]] of work.entries()) {
       if (batched[i]) {
         s.t++;
         continue;
       }
       tf.tidy(() => {
+        const g0 = grad instanceof Float32Array ? tf.tensor(grad, s.param.shape, 'float32') : grad;
         s.t++;
         const sm = s.m as tf.Variable;
         const sv = s.v as tf.Variable;

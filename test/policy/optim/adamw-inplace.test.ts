@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setWasmBatchMatMul } from '../../../src/kernels/custom/index.js';
 import { setNativeOptim } from '../../../src/kernels/custom/native-optim.js';
 import { nativeKernels } from '../../../src/kernels/native.js';
 import * as tf from '../../../src/kernels/tf.js';
@@ -108,6 +109,14 @@ describe.skipIf(!nativeKernels().available)('AdamW in place on the wasm backend'
     expect(ownWasmArray(v)).toBeDefined();
     expect(ownWasmArray(tf.tensor([1, 2], [2], 'int32'))).toBeUndefined();
     expect(ownCpuArray(v)).toBeUndefined(); // not a cpu tensor
+    // tfjs' stock BatchMatMul (XNNPACK) caches packed weights by tensor id: never in place then
+    setWasmBatchMatMul('stock');
+    try {
+      expect(ownWasmArray(v)).toBeUndefined();
+    } finally {
+      setWasmBatchMatMul(nativeKernels().available ? 'native' : 'fast');
+    }
+    expect(ownWasmArray(v)).toBeDefined();
     v.dispose();
     expect(ownWasmArray(v)).toBeUndefined();
   });
