@@ -32,7 +32,10 @@ if (
   process.stderr.write('usage: optim-step.ts [small|gpt2] [fp32|bf16] [reps] [wasm|cpu]\n');
   process.exit(2);
 }
-await startRuntime({ backend, ...(precision === 'bf16' ? { precision: 'bf16' } : {}) });
+await startRuntime({
+  backend: backend as 'wasm' | 'cpu',
+  ...(precision === 'bf16' ? { precision: 'bf16' } : {}),
+});
 const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const { config, batch: B, seq: T } = c;
 let s = 1;
