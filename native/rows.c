@@ -454,6 +454,100 @@ static napi_value segment_sum(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Attention's per-head products over the heads where they lie (src/kernels/custom/
+ * native-attention.ts): each of B·H products reads and writes its matrices at (b, h) offsets with
+ * leading dimensions, so q [B, T, H, hd] and the output [B, T, H, hd] need no head split or merge
+ * (two Transposes forward and two backward a layer). Every product is one sgemm (troupe_gemm_ld),
+ * the call sgemmBatched makes for these sizes with dense matrices: the same bits (sgemm packs
+ * its operands; the leading dimension only says where their rows are). M > 16 only: below, the
+ * BatchMatMul's small-M product orders its sums otherwise.
+ */
+typedef struct {
+  bool ta, tb;
+  int64_t H, M, N, K;
+  int64_t la[3], lb[3], lc[3]; /* offset per b, per h; leading dimension */
+  const float *A, *B;
+  float *C;
+} Strided;
+
+static void strided_range(void *c, int64_t lo, int64_t hi) {
+  const Strided *q = c;
+  for (int64_t i = lo; i < hi; i++) {
+    const int64_t b = i / q->H, h = i % q->H;
+    troupe_gemm_ld(q->ta, q->tb, q->M, q->N, q->K, q->A + b * q->la[0] + h * q->la[1], q->la[2],
+                   q->B + b * q->lb[0] + h * q->lb[1], q->lb[2], q->C + b * q->lc[0] + h * q->lc[1],
+                   q->lc[2]);
+  }
+}
+
+/* the elements product (b, h)'s matrix spans: rows·ld wide, the last row cols long */
+static uint64_t strided_extent(int64_t B, int64_t H, const int32_t *l, int64_t rows, int64_t cols) {
+  return add_sat(add_sat(mul_sat(B - 1, l[0]), mul_sat(H - 1, l[1])),
+                 add_sat(mul_sat(rows - 1, l[2]), cols));
+}
+
+/*
+ * gemmStrided(ta, tb, dims, a, la, b, lb, c, lc): for b < B, h < H
+ *   C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] + h·lx[1], rows lx[2] apart
+ * dims = [B, H, M, N, K] and la, lb, lc = [per b, per h, leading dimension] (Int32Arrays), op(A)
+ * [M, K] (A stored [K, M] when ta), op(B) [K, N]. c's elements outside every C_bh are left as
+ * they are.
+ */
+static napi_value gemm_strided(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "gemmStrided", 9)) return NULL;
+  const bool ta = arg_bool(&a, 0, "transA"), tb = arg_bool(&a, 1, "transB");
+  size_t ld, lA, lla, lB, llb, lC, llc;
+  const int32_t *d = arg_i32(&a, 2, "dims", &ld);
+  const float *A = arg_f32(&a, 3, "a", &lA);
+  const int32_t *la = arg_i32(&a, 4, "la", &lla);
+  const float *Bm = arg_f32(&a, 5, "b", &lB);
+  const int32_t *lb = arg_i32(&a, 6, "lb", &llb);
+  float *C = arg_f32(&a, 7, "c", &lC);
+  const int32_t *lc = arg_i32(&a, 8, "lc", &llc);
+  if (a.failed) return NULL;
+  if (ld != 5 || lla != 3 || llb != 3 || llc != 3) {
+    args_fail(&a, true, "dims", "must be [B, H, M, N, K] and la, lb, lc 3 values each");
+    return NULL;
+  }
+  const int64_t B = d[0], H = d[1], M = d[2], N = d[3], K = d[4];
+  if (B < 1 || H < 1 || N < 1 || K < 1 || M <= SMALL_GEMM_MAX_ROWS) {
+    args_fail(&a, true, "dims", "must be positive, with M > 16");
+    return NULL;
+  }
+  for (int k = 0; k < 3; k++)
+    if (la[k] < 0 || lb[k] < 0 || lc[k] < 0) {
+      args_fail(&a, true, "la", "lb and lc must be >= 0");
+      return NULL;
+    }
+  const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
+  if (la[2] < ca || lb[2] < cb || lc[2] < N) {
+    args_fail(&a, true, "la", "lb, lc: a leading dimension is shorter than its rows");
+    return NULL;
+  }
+  const uint64_t na = strided_extent(B, H, la, ra, ca), nb = strided_extent(B, H, lb, rb, cb);
+  const uint64_t nc = strided_extent(B, H, lc, M, N);
+  args_need(&a, "a", lA, na);
+  args_need(&a, "b", lB, nb);
+  args_need(&a, "c", lC, nc);
+  const View v[] = {{"c", C, nc}, {"a", A, na}, {"b", Bm, nb}};
+  args_disjoint(&a, v, 3, 1);
+  if (a.failed) return NULL;
+  Strided q = {.ta = ta, .tb = tb, .H = H, .M = M, .N = N, .K = K, .A = A, .B = Bm, .C = C};
+  for (int k = 0; k < 3; k++) {
+    q.la[k] = la[k];
+    q.lb[k] = lb[k];
+    q.lc[k] = lc[k];
+  }
+  /* as sgemmBatched: products below the BLAS's own threading size shared out product by product */
+  const int64_t work = M * N * K, batch = B * H;
+  if (batch > 1 && work < (1 << 18))
+    troupe_for(batch, 1, ((1 << 20) + work - 1) / work, strided_range, (void *)&q);
+  else strided_range((void *)&q, 0, batch);
+  return NULL;
+}
+
 bool troupe_define_rows(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("scaledSoftmax", scaled_softmax),
@@ -465,6 +559,7 @@ bool troupe_define_rows(napi_env env, napi_value exports) {
       TROUPE_EXPORT_EXACT("kvExpand", kv_expand),
       TROUPE_EXPORT_EXACT("kvExpandBackward", kv_expand_backward),
       TROUPE_EXPORT_EXACT("segmentSum", segment_sum),
+      TROUPE_EXPORT("gemmStrided", gemm_strided),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -3,17 +3,20 @@
  * bench/profile-step.ts grpo share) with this session's small-kernel changes on and off, in one
  * process, the two interleaved run by run so that a shared machine's load falls on both alike:
  *
- *   OPENBLAS_CORETYPE=SkylakeX TROUPE_BLAS_THREADS=1 npx tsx scripts/grpo-update-ab.ts [prompts = 4] [runs = 15]
+ *   OPENBLAS_CORETYPE=SkylakeX TROUPE_BLAS_THREADS=1 npx tsx scripts/grpo-update-ab.ts [prompts = 4] [runs = 15] [change = kv]
  *
- *   on:  TroupeKvExpand (+ Grad) and the native UnsortedSegmentSum (native/rows.c)
- *   off: the kernels they replace: tfjs' GatherV2, Transpose and Concat (SplitV,
- *        UnsortedSegmentSum, Transpose backward), and the JavaScript segment-sum loop
+ *   kv         on: TroupeKvExpand (+ Grad) and the native UnsortedSegmentSum (native/rows.c)
+ *              off: the kernels they replace: tfjs' GatherV2, Transpose and Concat (SplitV,
+ *              UnsortedSegmentSum, Transpose backward), and the JavaScript segment-sum loop
+ *   attention  on: TroupeAttnScores / TroupeAttnValues (the heads in place); off: the head
+ *              split and merge Transposes around the BatchMatMuls
  *
  * Prints the median and best wall and process CPU ms of each, and the loss of each (equal).
  */
 
 import { GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
 import { rightPad } from '../src/data/batching/collate.js';
+import { ATTN_SCORES, ATTN_VALUES } from '../src/kernels/custom/native-attention.js';
 import { KV_EXPAND, KV_EXPAND_GRAD } from '../src/kernels/custom/native-kv.js';
 import { segmentSumInto } from '../src/kernels/custom/row-loops.js';
 import { f32View, i32View, sizeOf, type WasmBackendLike } from '../src/kernels/custom/wasm-heap.js';
@@ -25,6 +28,11 @@ import { targetLogProbs } from '../src/policy/target-logprobs.js';
 
 const prompts = Number(process.argv[2] ?? 4);
 const runs = Number(process.argv[3] ?? 15);
+const change = process.argv[4] ?? 'kv';
+if (change !== 'kv' && change !== 'attention') {
+  process.stderr.write(`change must be kv or attention, got ${change}\n`);
+  process.exit(2);
+}
 await startRuntime({ backend: 'wasm' });
 const config = gpt2Config({
   vocabSize: 512,
@@ -48,7 +56,9 @@ const batch = rightPad(rows, 0);
 const model = CausalLM.init(config, { seed: 1 });
 const vars = [...model.params.values()];
 
-const mine = [KV_EXPAND, KV_EXPAND_GRAD, 'UnsortedSegmentSum'].map((k) => {
+const names =
+  change === 'kv' ? [KV_EXPAND, KV_EXPAND_GRAD, 'UnsortedSegmentSum'] : [ATTN_SCORES, ATTN_VALUES];
+const mine = names.map((k) => {
   const kernel = tf.getKernel(k, 'wasm');
   if (!kernel) throw new Error(`${k} is not registered on wasm (is the addon built?)`);
   return kernel;
@@ -73,7 +83,7 @@ const use = (on: boolean) => {
   for (const k of mine)
     if (tf.getKernel(k.kernelName, 'wasm')) tf.unregisterKernel(k.kernelName, 'wasm');
   if (on) for (const k of mine) tf.registerKernel(k);
-  else tf.registerKernel(jsSegmentSum);
+  else if (change === 'kv') tf.registerKernel(jsSegmentSum);
 };
 
 const pass = async (): Promise<[number, number, number]> => {
@@ -114,7 +124,7 @@ try {
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 process.stdout.write(
-  `GRPO update fwd + bwd, ${B} x ${T} tokens (shared prompts), ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads, ${runs} runs each, interleaved\n`,
+  `GRPO update fwd + bwd (${change} off/on), ${B} x ${T} tokens (shared prompts), ${process.env.TROUPE_BLAS_THREADS ?? 'default'} BLAS threads, ${runs} runs each, interleaved\n`,
 );
 for (const k of ['off', 'on'] as const) {
   const w = times[k].map(([x]) => x);

@@ -6,6 +6,7 @@ import { setCpuKernels } from './cpu-kernels.js';
 import { embeddingGatherGrad } from './gather-grad.js';
 import { setLeanBackprop } from './lean-backprop.js';
 import { installNativeAdd } from './native-add.js';
+import { installNativeAttention } from './native-attention.js';
 import { nativeBatchMatMul } from './native-batch-matmul.js';
 import { installNativeDecode } from './native-decode.js';
 import { installNativeFused } from './native-fused.js';
@@ -107,6 +108,7 @@ export function installCustomKernels(tfBackend: string): string[] {
       ...installNativeDecode(tfBackend),
       ...installNativeAdd(tfBackend),
       ...installNativeKv(tfBackend),
+      ...installNativeAttention(tfBackend),
     );
   }
   return added;

@@ -1,3 +1,4 @@
+import { attentionInPlace, attnScores, attnValues } from '../../kernels/custom/native-attention.js';
 import { ACTIVATION, FUSED } from '../../kernels/custom/native-fused.js';
 import { nativeLinear } from '../../kernels/custom/native-linear.js';
 import { scaledSoftmax } from '../../kernels/custom/native-rows.js';
@@ -143,17 +144,23 @@ export function attention(
   const KV = k.shape[1] as number;
   const rep = H / KV;
   const scale = opts.scale ?? 1 / Math.sqrt(hd);
+  // One key/value head per query head, on wasm/cpu with the addon: the products read q and
+  // write the output with the heads where the projections put them (native-attention.ts), no
+  // head split or merge; the same bits.
+  const inPlace = attentionInPlace(q, k);
   // Head h = g·rep + r uses key/value head g (the order of HF's repeat_kv).
-  const qg = tf.reshape(permute(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
-    B,
-    KV,
-    rep * T,
-    hd,
-  ]);
+  const qg = inPlace
+    ? q
+    : tf.reshape(permute(tf.reshape(q, [B, T, KV, rep, hd]), [0, 2, 3, 1, 4]), [
+        B,
+        KV,
+        rep * T,
+        hd,
+      ]);
   // softmax(q·kᵀ·scale + bias), the bias [B, T, S] broadcast over the KV·rep heads: one native
   // kernel on wasm/cpu with the addon (scale, add and softmax as one pass; 3 tfjs kernels forward
   // and 6 backward otherwise). A soft-cap goes between the scale and the bias.
-  const scores = tf.matMul(qg, k, false, true); // (B, KV, rep·T, S)
+  const scores = inPlace ? attnScores(q, k) : tf.matMul(qg, k, false, true); // (B, KV, rep·T, S)
   let probs: tf.Tensor;
   if (opts.softcap !== undefined) {
     const c = opts.softcap;
@@ -163,6 +170,7 @@ export function attention(
     probs = scaledSoftmax(scores, scale, bias, B);
   }
   if (opts.dropoutMask) probs = tf.mul(probs, opts.dropoutMask);
+  if (inPlace) return tf.reshape(attnValues(probs, v), [B, T, H * hd]); // (B, T, H, hd) merged
   const out = tf.matMul(probs, v); // (B, KV, rep·T, hd)
   return tf.reshape(permute(tf.reshape(out, [B, KV, rep, T, hd]), [0, 3, 1, 2, 4]), [B, T, H * hd]);
 }
