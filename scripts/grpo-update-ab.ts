@@ -10,6 +10,7 @@
  *              UnsortedSegmentSum, Transpose backward), and the JavaScript segment-sum loop
  *   attention  on: TroupeAttnScores / TroupeAttnValues (the heads in place); off: the head
  *              split and merge Transposes around the BatchMatMuls
+ *   all        both
  *
  * Prints the median and best wall and process CPU ms of each, and the loss of each (equal).
  */
@@ -29,8 +30,8 @@ import { targetLogProbs } from '../src/policy/target-logprobs.js';
 const prompts = Number(process.argv[2] ?? 4);
 const runs = Number(process.argv[3] ?? 15);
 const change = process.argv[4] ?? 'kv';
-if (change !== 'kv' && change !== 'attention') {
-  process.stderr.write(`change must be kv or attention, got ${change}\n`);
+if (change !== 'kv' && change !== 'attention' && change !== 'all') {
+  process.stderr.write(`change must be kv, attention or all, got ${change}\n`);
   process.exit(2);
 }
 await startRuntime({ backend: 'wasm' });
@@ -56,8 +57,11 @@ const batch = rightPad(rows, 0);
 const model = CausalLM.init(config, { seed: 1 });
 const vars = [...model.params.values()];
 
-const names =
-  change === 'kv' ? [KV_EXPAND, KV_EXPAND_GRAD, 'UnsortedSegmentSum'] : [ATTN_SCORES, ATTN_VALUES];
+const kv = change === 'kv' || change === 'all';
+const names = [
+  ...(kv ? [KV_EXPAND, KV_EXPAND_GRAD, 'UnsortedSegmentSum'] : []),
+  ...(change !== 'kv' ? [ATTN_SCORES, ATTN_VALUES] : []),
+];
 const mine = names.map((k) => {
   const kernel = tf.getKernel(k, 'wasm');
   if (!kernel) throw new Error(`${k} is not registered on wasm (is the addon built?)`);
@@ -83,7 +87,7 @@ const use = (on: boolean) => {
   for (const k of mine)
     if (tf.getKernel(k.kernelName, 'wasm')) tf.unregisterKernel(k.kernelName, 'wasm');
   if (on) for (const k of mine) tf.registerKernel(k);
-  else if (change === 'kv') tf.registerKernel(jsSegmentSum);
+  else if (kv) tf.registerKernel(jsSegmentSum);
 };
 
 const pass = async (): Promise<[number, number, number]> => {
