@@ -19,9 +19,8 @@ import { rightPad } from '../src/data/batching/collate.js';
 import { wasmTensorBytes } from '../src/kernels/backends/wasm.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
-import { gpt2Config } from '../src/policy/config.js';
 import { targetLogProbs } from '../src/policy/target-logprobs.js';
-import { GRPO_JOB } from './suites/rl-grpo.js';
+import { GRPO_JOB, grpoModelConfig } from './suites/rl-grpo.js';
 
 const [which = 'grpo', repsArg = '9'] = process.argv.slice(2);
 const reps = Number(repsArg);
@@ -33,13 +32,7 @@ await startRuntime({ backend: 'wasm' });
 const j = GRPO_JOB;
 const V = which === 'grpo' ? 512 : 32768;
 const [B, T, start] = which === 'grpo' ? [j.prompts * j.samples, 64, 64 - j.newTokens] : [8, 64, 1];
-const config = gpt2Config({
-  vocabSize: V,
-  layers: j.layers,
-  heads: j.heads,
-  hidden: j.hidden,
-  maxPositions: j.positions,
-});
+const config = grpoModelConfig(V);
 let s = 1;
 const token = () => {
   s ^= s << 13;

@@ -19,12 +19,11 @@
 import { rightPad } from '../src/data/batching/collate.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
-import { gpt2Config } from '../src/policy/config.js';
 import { AdamW, CausalLM, lmLoss } from '../src/policy/index.js';
 import { targetLogProbs } from '../src/policy/target-logprobs.js';
 import { optimizerStep } from '../src/policy/train-step.js';
 import { bf16Cases } from './suites/model.js';
-import { GRPO_JOB } from './suites/rl-grpo.js';
+import { GRPO_JOB, grpoModelConfig } from './suites/rl-grpo.js';
 
 const [which = 'gpt2', precision = 'bf16', share = ''] = process.argv.slice(2);
 if (!['small', 'gpt2', 'grpo'].includes(which) || !['fp32', 'bf16'].includes(precision)) {
@@ -36,13 +35,7 @@ const j = GRPO_JOB;
 const c =
   which === 'grpo'
     ? {
-        config: gpt2Config({
-          vocabSize: 512,
-          layers: j.layers,
-          heads: j.heads,
-          hidden: j.hidden,
-          maxPositions: j.positions,
-        }),
+        config: grpoModelConfig(),
         batch: Number(process.env.TROUPE_PROFILE_PROMPTS ?? j.prompts) * j.samples,
         seq: 64,
         train: {} as { trainer?: { offload: boolean } },

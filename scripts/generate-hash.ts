@@ -5,20 +5,13 @@
  * end:  npx tsx scripts/generate-hash.ts   (run under each build; equal hashes: the same bits)
  */
 
-import { GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
+import { grpoModelConfig, GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
 import { RandomStream } from '../src/kernels/random.js';
 import { startRuntime } from '../src/kernels/runtime.js';
-import { gpt2Config } from '../src/policy/config.js';
 import { CausalLM, generate } from '../src/policy/index.js';
 
 await startRuntime({ backend: 'wasm' });
-const config = gpt2Config({
-  vocabSize: 512,
-  layers: j.layers,
-  heads: j.heads,
-  hidden: j.hidden,
-  maxPositions: j.positions,
-});
+const config = grpoModelConfig();
 const model = CausalLM.init(config, { seed: 1 });
 let seed = 7;
 const token = () => {

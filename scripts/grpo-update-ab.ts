@@ -15,7 +15,7 @@
  * Prints the median and best wall and process CPU ms of each, and the loss of each (equal).
  */
 
-import { GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
+import { grpoModelConfig, GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
 import { rightPad } from '../src/data/batching/collate.js';
 import { ATTN_SCORES, ATTN_VALUES } from '../src/kernels/custom/native-attention.js';
 import { KV_EXPAND, KV_EXPAND_GRAD } from '../src/kernels/custom/native-kv.js';
@@ -23,7 +23,6 @@ import { segmentSumInto } from '../src/kernels/custom/row-loops.js';
 import { f32View, i32View, sizeOf, type WasmBackendLike } from '../src/kernels/custom/wasm-heap.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
-import { gpt2Config } from '../src/policy/config.js';
 import { CausalLM } from '../src/policy/index.js';
 import { targetLogProbs } from '../src/policy/target-logprobs.js';
 
@@ -35,13 +34,7 @@ if (change !== 'kv' && change !== 'attention' && change !== 'all') {
   process.exit(2);
 }
 await startRuntime({ backend: 'wasm' });
-const config = gpt2Config({
-  vocabSize: 512,
-  layers: j.layers,
-  heads: j.heads,
-  hidden: j.hidden,
-  maxPositions: j.positions,
-});
+const config = grpoModelConfig();
 const B = prompts * j.samples;
 const T = 64;
 let s = 1;

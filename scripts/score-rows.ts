@@ -4,12 +4,11 @@
  * see what of its time scales with rows:  npx tsx scripts/score-rows.ts [reps] [--profile B]
  */
 
-import { GRPO_JOB } from '../bench/suites/rl-grpo.js';
+import { GRPO_JOB, grpoModelConfig } from '../bench/suites/rl-grpo.js';
 import { frozenModel } from '../src/algorithms/roles/models.js';
 import { rightPad } from '../src/data/batching/collate.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
-import { gpt2Config } from '../src/policy/config.js';
 import { targetLogProbs } from '../src/policy/target-logprobs.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -20,13 +19,7 @@ const profileAt = process.argv.includes('--profile')
   : undefined;
 await startRuntime({ backend: 'wasm' });
 const j = GRPO_JOB;
-const config = gpt2Config({
-  vocabSize: 512,
-  layers: j.layers,
-  heads: j.heads,
-  hidden: j.hidden,
-  maxPositions: j.positions,
-});
+const config = grpoModelConfig();
 const model = await frozenModel({ config, seed: 1 });
 let s = 1;
 const token = () => {

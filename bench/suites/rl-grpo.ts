@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { trainRl } from '../../src/algorithms/rl.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { RlConfig } from '../../src/config/schema.js';
+import { gpt2Config, type ModelConfig } from '../../src/policy/config.js';
 
 /*
  * The GRPO side-by-side of `--suite rl` (#16 item 8): one tiny GPT-2 job (V 512, 4 layers,
@@ -24,6 +25,18 @@ export const GRPO_JOB = {
   beta: 0.001,
   target: 100,
 } as const;
+
+/** The job's model: the tiny GPT-2 (V 512) every GRPO profile and A/B script builds. */
+export function grpoModelConfig(vocabSize = 512): ModelConfig {
+  const j = GRPO_JOB;
+  return gpt2Config({
+    vocabSize,
+    layers: j.layers,
+    heads: j.heads,
+    hidden: j.hidden,
+    maxPositions: j.positions,
+  });
+}
 
 /** The phases trainRl times, in iteration order. */
 export const RL_PHASES = [
