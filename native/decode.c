@@ -408,6 +408,79 @@ static void param_sizes(const Dims *m, uint64_t *size, bool *required) {
   required[ATTN_OUT_NORM_W] = required[MLP_OUT_NORM_W] = m->sandwich;
 }
 
+/* dims and floats into *m (as decodeBlock takes them); false with an error thrown when out of range */
+static bool read_dims(Args *a, const int32_t *dv, size_t ln, const double *fv, Dims *m) {
+  for (int i = 0; i < N_DIMS; i++) {
+    const bool flag = i == D_NORM || i == D_MLP || i == D_QKNORM || i == D_SANDWICH;
+    const int32_t lo = i == D_PAST || flag ? 0 : 1;
+    const int32_t hi = i == D_NORM || i == D_MLP ? 2 : flag ? 1 : INT32_MAX;
+    if (dv[i] < lo || dv[i] > hi) {
+      args_fail(a, true, "dims", "holds a value out of range");
+      return false;
+    }
+  }
+  *m = (Dims){.B = dv[D_B],
+              .T = dv[D_T],
+              .d = dv[D_HIDDEN],
+              .H = dv[D_HEADS],
+              .KV = dv[D_KV],
+              .hd = dv[D_HD],
+              .I = dv[D_INTER],
+              .P = dv[D_PAST],
+              .cap = dv[D_CAP],
+              .rot = dv[D_ROT],
+              .rms = dv[D_NORM] >= 1,
+              .unit = dv[D_NORM] == 2,
+              .qknorm = dv[D_QKNORM] == 1,
+              .sandwich = dv[D_SANDWICH] == 1,
+              .w16 = ln > D_W16 && dv[D_W16] == 1,
+              .mlp = dv[D_MLP],
+              .eps = (float)fv[F_EPS],
+              .scale = (float)fv[F_SCALE],
+              .softcap = (float)fv[F_SOFTCAP]};
+  if (ln > D_W16 && (dv[D_W16] < 0 || dv[D_W16] > 1))
+    args_fail(a, true, "dims", "holds a value out of range");
+  if (m->H % m->KV != 0) args_fail(a, true, "dims", "heads must be a multiple of kvHeads");
+  if (m->P + m->T > m->cap)
+    args_fail(a, true, "dims", "past + new tokens exceed the cache capacity");
+  if (m->rot > m->hd || m->rot % 2) args_fail(a, true, "dims", "rot must be even and at most hd");
+  if ((m->qknorm || m->sandwich || m->unit) && !m->rms)
+    args_fail(a, true, "dims", "q/k, sandwich and (1 + w) norms need RMSNorm");
+  if (!(fv[F_EPS] > 0) || !(fv[F_SCALE] > 0) || !(fv[F_SOFTCAP] >= 0) || !isfinite(fv[F_SOFTCAP]))
+    args_fail(a, true, "floats", "needs eps > 0, scale > 0 and a soft-cap ≥ 0");
+  return !a->failed;
+}
+
+/* The 22 parameters of a block, elements first .. first + 21 of array argument `arg`, into w
+ * (NULL where absent); false with an error thrown when one is missing or of the wrong length. */
+static bool read_params(Args *a, size_t arg, uint32_t first, const Dims *m, const float **w) {
+  uint64_t size[N_PARAMS];
+  bool required[N_PARAMS];
+  param_sizes(m, size, required);
+  for (int i = 0; i < N_PARAMS && !a->failed; i++) {
+    size_t len = 0;
+    float *p = arg_f32_at(a, arg, first + (uint32_t)i, PARAM_NAMES[i], &len);
+    if (a->failed) break;
+    if (len == 0 && required[i]) args_fail(a, true, PARAM_NAMES[i], "is required");
+    else if (len != 0) args_need(a, PARAM_NAMES[i], len, size[i]);
+    w[i] = len ? p : NULL;
+  }
+  return !a->failed;
+}
+
+/* The floats of block()'s workspace. */
+static uint64_t work_floats(const Dims *m) {
+  const uint64_t R = (uint64_t)m->B * m->T, S = (uint64_t)m->P + m->T;
+  const uint64_t qd = (uint64_t)m->H * m->hd, kvd = (uint64_t)m->KV * m->hd;
+  const uint64_t heads = m->H > 1 ? (uint64_t)m->H : 1;
+  const uint64_t per_row = 3 * (uint64_t)m->d + 2 * qd + 2 * kvd +
+                           (m->mlp != 0 ? 3 : 2) * (uint64_t)m->I + 2 * heads;
+  const uint64_t fixed =
+      add_sat(mul_sat((uint64_t)attend_threads(m, (int64_t)S), (uint64_t)m->T * S),
+              (uint64_t)(m->d > m->hd ? m->d : m->hd));
+  return add_sat(mul_sat(R, per_row), fixed);
+}
+
 /*
  * decodeBlock(dims, floats, x, params, cos, sin, bias, cacheK, cacheV, y)
  *   dims: Int32Array [B, T, d, H, KV, hd, I, P, cap, norm, mlp, rot, qkNorm, sandwich, w16?]
@@ -428,57 +501,12 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   const double *fv = arg_f64(&a, 1, "floats", &lf);
   args_need(&a, "floats", lf, N_FLOATS);
   if (a.failed) return NULL;
-  for (int i = 0; i < N_DIMS; i++) {
-    const bool flag = i == D_NORM || i == D_MLP || i == D_QKNORM || i == D_SANDWICH;
-    const int32_t lo = i == D_PAST || flag ? 0 : 1;
-    const int32_t hi = i == D_NORM || i == D_MLP ? 2 : flag ? 1 : INT32_MAX;
-    if (dv[i] < lo || dv[i] > hi) {
-      args_fail(&a, true, "dims", "holds a value out of range");
-      return NULL;
-    }
-  }
-  const Dims m = {.B = dv[D_B],
-                  .T = dv[D_T],
-                  .d = dv[D_HIDDEN],
-                  .H = dv[D_HEADS],
-                  .KV = dv[D_KV],
-                  .hd = dv[D_HD],
-                  .I = dv[D_INTER],
-                  .P = dv[D_PAST],
-                  .cap = dv[D_CAP],
-                  .rot = dv[D_ROT],
-                  .rms = dv[D_NORM] >= 1,
-                  .unit = dv[D_NORM] == 2,
-                  .qknorm = dv[D_QKNORM] == 1,
-                  .sandwich = dv[D_SANDWICH] == 1,
-                  .w16 = ln > D_W16 && dv[D_W16] == 1,
-                  .mlp = dv[D_MLP],
-                  .eps = (float)fv[F_EPS],
-                  .scale = (float)fv[F_SCALE],
-                  .softcap = (float)fv[F_SOFTCAP]};
-  if (ln > D_W16 && (dv[D_W16] < 0 || dv[D_W16] > 1))
-    args_fail(&a, true, "dims", "holds a value out of range");
-  if (m.H % m.KV != 0) args_fail(&a, true, "dims", "heads must be a multiple of kvHeads");
-  if (m.P + m.T > m.cap) args_fail(&a, true, "dims", "past + new tokens exceed the cache capacity");
-  if (m.rot > m.hd || m.rot % 2) args_fail(&a, true, "dims", "rot must be even and at most hd");
-  if ((m.qknorm || m.sandwich || m.unit) && !m.rms)
-    args_fail(&a, true, "dims", "q/k, sandwich and (1 + w) norms need RMSNorm");
-  if (!(fv[F_EPS] > 0) || !(fv[F_SCALE] > 0) || !(fv[F_SOFTCAP] >= 0) || !isfinite(fv[F_SOFTCAP]))
-    args_fail(&a, true, "floats", "needs eps > 0, scale > 0 and a soft-cap ≥ 0");
+  Dims m;
+  if (!read_dims(&a, dv, ln, fv, &m)) return NULL;
   size_t lx, lc, ls, lb, lk, lv, ly;
   const float *x = arg_f32(&a, 2, "x", &lx);
   const float *w[N_PARAMS] = {0};
-  uint64_t size[N_PARAMS];
-  bool required[N_PARAMS];
-  param_sizes(&m, size, required);
-  for (int i = 0; i < N_PARAMS && !a.failed; i++) {
-    size_t len = 0;
-    float *p = arg_f32_at(&a, 3, (uint32_t)i, PARAM_NAMES[i], &len);
-    if (a.failed) break;
-    if (len == 0 && required[i]) args_fail(&a, true, PARAM_NAMES[i], "is required");
-    else if (len != 0) args_need(&a, PARAM_NAMES[i], len, size[i]);
-    w[i] = len ? p : NULL;
-  }
+  if (!read_params(&a, 3, 0, &m, w)) return NULL;
   const float *cos = arg_f32(&a, 4, "cos", &lc);
   const float *sin = arg_f32(&a, 5, "sin", &ls);
   const float *bias = arg_f32(&a, 6, "bias", &lb);
@@ -497,13 +525,7 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   args_need(&a, "cacheK", lk, cached);
   args_need(&a, "cacheV", lv, cached);
   if (a.failed) return NULL;
-  const uint64_t qd = (uint64_t)m.H * m.hd, kvd = (uint64_t)m.KV * m.hd;
-  const uint64_t heads = m.H > 1 ? (uint64_t)m.H : 1;
-  const uint64_t per_row = 3 * (uint64_t)m.d + 2 * qd + 2 * kvd +
-                           (m.mlp != 0 ? 3 : 2) * (uint64_t)m.I + 2 * heads;
-  const uint64_t fixed = add_sat(mul_sat((uint64_t)attend_threads(&m, (int64_t)S), (uint64_t)m.T * S),
-                                 (uint64_t)(m.d > m.hd ? m.d : m.hd));
-  const uint64_t floats = add_sat(mul_sat(R, per_row), fixed);
+  const uint64_t floats = work_floats(&m);
   float *work = floats > SIZE_MAX / sizeof(float) ? NULL : malloc(floats * sizeof(float));
   if (!work) {
     args_fail(&a, true, "decodeBlock", "could not allocate its workspace");
@@ -515,9 +537,138 @@ static napi_value decode_block(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* decodeStep's dims after the block's (D_W16 must be 0 there: float32 weights only) */
+enum { S_LAYERS = D_W16 + 1, S_VOCAB, S_TIED, S_LEARNED, N_STEP_DIMS };
+/* its floats after the block's */
+enum { F_EMBED_SCALE = N_FLOATS, N_STEP_FLOATS };
+
+/*
+ * decodeStep(dims, floats, ids, pos, embed, posEmbed, params, finalW, finalB, head, bias, cachesK,
+ *            cachesV, logits)
+ * One decode step of the whole model: what CausalLM.forward with a host KV cache (the native
+ * decoder block per layer) and then its LM head compute for T = 1 new token a row, in one call
+ * and through the same kernels in the same order: x = embed[ids]·embedScale (when ≠ 1) +
+ * posEmbed[pos] (learned positions), each layer's block() (decodeBlock's), the final norm
+ * (troupe_layer_norm_forward / troupe_rms_norm_forward, as the fused norm kernel), and
+ * logits = h·headᵀ (tied: head is the embedding [V, d]) or h·head ([d, V]) by troupe_gemm, the
+ * call the native BatchMatMul makes for a batch of one. No RoPE (learned or no positions).
+ *   dims: Int32Array [decodeBlock's 15 dims with T = 1 and w16 = 0, layers L, vocab V, tied,
+ *     learned positions]
+ *   floats: Float64Array [eps, query scale, soft-cap, embedScale]
+ *   ids, pos: Int32Array [B] (token ids < V; positions < posEmbed's rows)
+ *   embed: [V, d]; posEmbed: [maxPositions, d] (empty without learned positions)
+ *   params: an array of L·22 parameters, layer by layer in PARAM_NAMES' order
+ *   finalW, finalB: [d] (finalB empty for RMSNorm); head: [V, d] tied, else [d, V]
+ *   bias: [B, 1, P+1] additive attention bias (every layer's)
+ *   cachesK, cachesV: arrays of L caches [B, KV, cap, hd], written at position P
+ *   logits: [B, V] out
+ */
+static napi_value decode_step(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "decodeStep", 14)) return NULL;
+  size_t ln, lf;
+  const int32_t *dv = arg_i32(&a, 0, "dims", &ln);
+  args_need(&a, "dims", ln, N_STEP_DIMS);
+  const double *fv = arg_f64(&a, 1, "floats", &lf);
+  args_need(&a, "floats", lf, N_STEP_FLOATS);
+  if (a.failed) return NULL;
+  Dims m;
+  if (!read_dims(&a, dv, ln, fv, &m)) return NULL;
+  if (m.T != 1) args_fail(&a, true, "dims", "T must be 1 (one new token a row)");
+  if (m.w16) args_fail(&a, true, "dims", "w16 must be 0 (float32 weights only)");
+  const int32_t L = dv[S_LAYERS], V = dv[S_VOCAB], tied = dv[S_TIED], learned = dv[S_LEARNED];
+  if (L < 1 || V < 1 || tied < 0 || tied > 1 || learned < 0 || learned > 1)
+    args_fail(&a, true, "dims", "holds a value out of range");
+  if (!isfinite(fv[F_EMBED_SCALE])) args_fail(&a, true, "floats", "needs a finite embedScale");
+  if (a.failed) return NULL;
+  const int64_t B = m.B, d = m.d, R = m.B, S = m.P + 1;
+  size_t li, lp, le, lpe, lfw, lfb, lh, lb, ll;
+  const int32_t *ids = arg_i32(&a, 2, "ids", &li);
+  const int32_t *pos = arg_i32(&a, 3, "pos", &lp);
+  const float *embed = arg_f32(&a, 4, "embed", &le);
+  const float *pe = arg_f32(&a, 5, "posEmbed", &lpe);
+  const float *fw = arg_f32(&a, 7, "finalW", &lfw);
+  const float *fb = arg_f32(&a, 8, "finalB", &lfb);
+  const float *head = arg_f32(&a, 9, "head", &lh);
+  const float *bias = arg_f32(&a, 10, "bias", &lb);
+  float *logits = arg_f32(&a, 13, "logits", &ll);
+  args_need(&a, "ids", li, (uint64_t)B);
+  args_need(&a, "pos", lp, (uint64_t)B);
+  args_need(&a, "embed", le, mul_sat((uint64_t)V, (uint64_t)d));
+  args_need(&a, "finalW", lfw, (uint64_t)d);
+  if (!m.rms) args_need(&a, "finalB", lfb, (uint64_t)d);
+  args_need(&a, "head", lh, mul_sat((uint64_t)V, (uint64_t)d));
+  args_need(&a, "bias", lb, mul_sat((uint64_t)R, (uint64_t)S));
+  args_need(&a, "logits", ll, mul_sat((uint64_t)R, (uint64_t)V));
+  if (a.failed) return NULL;
+  if (le != (size_t)V * d || lh != (size_t)V * d || lfw != (size_t)d || lb != (size_t)(R * S) ||
+      ll != (size_t)(R * V) || li != (size_t)B || lp != (size_t)B) {
+    args_fail(&a, true, "decodeStep", "an input is longer than its shape (see dims)");
+    return NULL;
+  }
+  const int64_t maxPos = learned ? (int64_t)(lpe / (size_t)d) : 0;
+  if (learned && (lpe == 0 || lpe % (size_t)d != 0))
+    args_fail(&a, true, "posEmbed", "must hold rows of d floats");
+  for (int64_t b = 0; b < B && !a.failed; b++) {
+    if (ids[b] < 0 || ids[b] >= V) args_fail(&a, true, "ids", "holds a token id out of 0..V−1");
+    else if (learned && (pos[b] < 0 || pos[b] >= maxPos))
+      args_fail(&a, true, "pos", "holds a position out of posEmbed's rows");
+  }
+  if (a.failed) return NULL;
+  const float **w = calloc((size_t)L * N_PARAMS, sizeof *w);
+  float **kc = calloc((size_t)L, sizeof *kc), **vc = calloc((size_t)L, sizeof *vc);
+  const uint64_t block_floats = work_floats(&m);
+  const uint64_t floats = add_sat(block_floats, add_sat(mul_sat(3, mul_sat((uint64_t)R, d)),
+                                                        add_sat(2 * (uint64_t)R, (uint64_t)d)));
+  float *work = floats > SIZE_MAX / sizeof(float) ? NULL : malloc(floats * sizeof(float));
+  if (!w || !kc || !vc || !work) {
+    args_fail(&a, true, "decodeStep", "could not allocate its workspace");
+    goto done;
+  }
+  const uint64_t cached = mul_sat((uint64_t)m.B * m.KV, (uint64_t)m.cap * m.hd);
+  for (int32_t l = 0; l < L && !a.failed; l++) {
+    if (!read_params(&a, 6, (uint32_t)l * N_PARAMS, &m, w + (size_t)l * N_PARAMS)) break;
+    size_t lk, lv;
+    kc[l] = arg_f32_at(&a, 11, (uint32_t)l, "cachesK", &lk);
+    vc[l] = arg_f32_at(&a, 12, (uint32_t)l, "cachesV", &lv);
+    args_need(&a, "cachesK", lk, cached);
+    args_need(&a, "cachesV", lv, cached);
+  }
+  if (a.failed) goto done;
+  float *x = work + block_floats, *y = x + R * d, *h = y + R * d, *stats = h + R * d;
+  float *tmp = stats + 2 * R;
+  const float scale = (float)fv[F_EMBED_SCALE];
+  for (int64_t b = 0; b < B; b++) { /* the gather, × embedScale, + the position's row */
+    const float *e = embed + (int64_t)ids[b] * d, *p = learned ? pe + (int64_t)pos[b] * d : NULL;
+    float *xb = x + b * d;
+    for (int64_t i = 0; i < d; i++) {
+      float v = e[i];
+      if (scale != 1.0f) v = v * scale;
+      xb[i] = p ? v + p[i] : v;
+    }
+  }
+  bool ok = true;
+  for (int32_t l = 0; l < L; l++) {
+    ok &= block(&m, x, w + (size_t)l * N_PARAMS, NULL, NULL, bias, kc[l], vc[l], y, work);
+    float *t = x;
+    x = y;
+    y = t;
+  }
+  norm_rows(&m, x, fw, lfb ? fb : NULL, R, d, h, stats, tmp);
+  troupe_gemm(false, tied == 1, R, V, d, h, head, logits);
+  if (!ok) args_fail(&a, true, "its workspace", "could not be allocated");
+done:
+  free(work);
+  free(kc);
+  free(vc);
+  free(w);
+  return NULL;
+}
+
 bool troupe_define_decode(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("decodeBlock", decode_block),
+      TROUPE_EXPORT("decodeStep", decode_step),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -160,6 +160,10 @@ async function lastLogits(
   cache: KVCache,
   index?: Int32Array,
 ): Promise<Float32Array> {
+  // A decode step (one token a row) as one native call where the model allows it: the same bits
+  // (CausalLM.decodeStep).
+  const direct = index || step.length !== 1 ? undefined : model.decodeStep(step, cache);
+  if (direct) return direct;
   const hidden = model.forward(step, { cache });
   const logits = tf.tidy(() => {
     const [B, T, d] = hidden.shape;

@@ -1,6 +1,9 @@
+import { nativeKernels } from '../native.js';
 import * as tf from '../tf.js';
+import { storageFor } from './native-batch-matmul.js';
 import { registerNativeForward } from './native-forward.js';
 import { type W16Matrix, w16AsF32 } from './native-w16-linear.js';
+import type { WasmBackendLike } from './wasm-heap.js';
 
 /**
  * `TroupeDecodeBlock`: one decoder block over the new tokens of a cached forward as one native
@@ -181,4 +184,87 @@ export function nativeDecodeBlock(
   }
   const attrs = { dims, floats, cache: a.cache, weights16 } as unknown as tf.NamedAttrMap;
   return tf.engine().runKernel(DECODE_BLOCK, inputs, attrs) as tf.Tensor;
+}
+
+/**
+ * `decodeStep` (native/decode.c): one decode step of a whole model (embedding, every block, the
+ * final norm, the LM head) as one call, for T = 1 new token a row with float32 weights and no
+ * RoPE. Its arguments, in order (see decode.c):
+ *   dims [decodeBlock's 15 dims (T 1, w16 0), layers, vocab, tied (0/1), learned positions (0/1)]
+ *   floats [eps, query scale, soft-cap (0: none), embedScale]
+ *   ids, pos [B]; embed [V, d]; posEmbed [maxPositions, d] or empty; params: L·22 (DECODE_PARAMS
+ *   per layer, empty where absent); finalW, finalB [d] (finalB empty: none); head [V, d] tied or
+ *   [d, V]; bias [B, 1, P+1]; cachesK, cachesV: L caches; logits [B, V] (written)
+ */
+export type DecodeStepFn = (
+  dims: Int32Array,
+  floats: Float64Array,
+  ids: Int32Array,
+  pos: Int32Array,
+  embed: Float32Array,
+  posEmbed: Float32Array,
+  params: Float32Array[],
+  finalW: Float32Array,
+  finalB: Float32Array,
+  head: Float32Array,
+  bias: Float32Array,
+  cachesK: Float32Array[],
+  cachesV: Float32Array[],
+  logits: Float32Array,
+) => void;
+
+/**
+ * The addon's decodeStep where it has one and the active backend is wasm or cpu (looked up at
+ * each call, so that a profiler's wrapper of the addon's function is the one called).
+ */
+export function nativeDecodeStep(): DecodeStepFn | undefined {
+  const backend = tf.getBackend();
+  if (backend !== 'wasm' && backend !== 'cpu') return undefined;
+  const n = nativeKernels();
+  if (!n.available) return undefined;
+  const f = (n.addon as unknown as { decodeStep?: DecodeStepFn }).decodeStep;
+  return typeof f === 'function' ? f : undefined;
+}
+
+/**
+ * Float32Array views of a fixed list of tensors' storage on the active backend (wasm or cpu),
+ * taken once and re-taken only where they may have gone stale: another backend, the wasm heap
+ * grown (which detaches every view of it), or a tensor's storage replaced (a variable assigned:
+ * a new dataId) or disposed. An absent tensor's view is empty. Checking is one comparison a
+ * tensor: what a decode step pays instead of looking 22 parameters up by name per layer.
+ */
+export class TensorViews {
+  private views: Float32Array[] = [];
+  private ids: unknown[] = [];
+  private backend: unknown;
+  private heap: ArrayBufferLike | undefined;
+
+  constructor(private readonly tensors: readonly (tf.Tensor | undefined)[]) {}
+
+  /** The views, in the order of the tensors. */
+  get(): Float32Array[] {
+    const backend = tf.backend();
+    const heap = (backend as Partial<WasmBackendLike>).wasm?.HEAPU8.buffer;
+    let fresh = this.backend === backend && this.heap === heap && this.views.length > 0;
+    for (let i = 0; fresh && i < this.tensors.length; i++) {
+      const t = this.tensors[i];
+      if (t && (t.isDisposed || t.dataId !== this.ids[i])) fresh = false;
+    }
+    if (fresh) return this.views;
+    const name = tf.getBackend();
+    if (name !== 'wasm' && name !== 'cpu')
+      throw new Error(`TensorViews: backend '${name}' keeps no host storage`);
+    const s = storageFor(name, backend);
+    this.views = this.tensors.map((t) => {
+      if (!t) return EMPTY;
+      if (t.isDisposed) throw new Error('TensorViews: a tensor was disposed');
+      if (t.dtype !== 'float32')
+        throw new Error(`TensorViews: a tensor is ${t.dtype}, not float32`);
+      return s.view(t);
+    });
+    this.ids = this.tensors.map((t) => t?.dataId);
+    this.backend = backend;
+    this.heap = (backend as Partial<WasmBackendLike>).wasm?.HEAPU8.buffer;
+    return this.views;
+  }
 }

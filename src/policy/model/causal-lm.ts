@@ -1,7 +1,15 @@
 import type { TokenBatch } from '../../data/batching/collate.js';
 import { TroupeError } from '../../errors.js';
+import {
+  DECODE_PARAMS,
+  nativeDecodeAvailable,
+  nativeDecodeStep,
+  TensorViews,
+} from '../../kernels/custom/native-decode.js';
+import { FUSED } from '../../kernels/custom/native-fused.js';
 import { w16Linear } from '../../kernels/custom/native-w16-linear.js';
 import { logProbsFromLogits } from '../../kernels/numerics/index.js';
+import { bf16Product } from '../../kernels/precision.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import * as tf from '../../kernels/tf.js';
 import type { Tensor32 } from '../checkpoint/index.js';
@@ -16,6 +24,7 @@ import {
   canDecodeNatively,
   type DropoutMasks,
   nativeBlock,
+  nativeDecodeSupports,
   norm,
   type Projection,
   plainProjection,
@@ -62,6 +71,8 @@ export class CausalLM {
    */
   dropoutKey: StreamKey | undefined;
   private readonly id = nextModelId++;
+  /** decodeStep's views of the parameters it reads (taken once, re-taken when they go stale). */
+  private stepViews: { key: string; views: TensorViews } | undefined;
 
   private constructor(config: ModelConfig, values: Map<string, tf.Tensor>, specs: ParamSpec[]) {
     this.config = config;
@@ -287,6 +298,126 @@ export class CausalLM {
     return hidden;
   }
 
+  /**
+   * One decode step as one native call (native/decode.c decodeStep): for one new token a row,
+   * continuing a host KV cache (its prefill ran the native decoder block), the next-token logits
+   * [B·V] that `logits(forward(step, { cache }))` gives, bit for bit: the same kernels in the same
+   * order (the embedding gather and position add, each layer's decoder block, the fused final
+   * norm, the native BatchMatMul's sgemm for the LM head), without the tfjs dispatch, the
+   * parameter lookups by name and the logits' read-back around them (at the GRPO bench job's
+   * batch 32, ~40 % of a generation). Undefined, with nothing done, where it does not apply (the
+   * caller then runs forward): T > 1, a tensor cache, LoRA or bf16 weights, dropout, RoPE or
+   * sliding windows, a final soft-cap, bf16 products, or the LM head or final norm not on the
+   * native kernels.
+   */
+  decodeStep(step: TokenBatch, cache: KVCache): Float32Array | undefined {
+    const c = this.config;
+    const { batch: B, length: T } = step;
+    const run = nativeDecodeStep();
+    if (
+      !run ||
+      T !== 1 ||
+      cache.kind !== 'host' ||
+      cache.batch !== B ||
+      cache.length === 0 ||
+      this.project !== plainProjection ||
+      this.weights16 !== undefined ||
+      this.dropoutMasks() !== undefined ||
+      c.positions !== 'learned' ||
+      c.finalSoftcap !== undefined ||
+      !this.hasLmHead ||
+      !nativeDecodeSupports(c) ||
+      !nativeDecodeAvailable() ||
+      bf16Product(B) ||
+      !nativeHeadAndNorm(c)
+    ) {
+      return undefined;
+    }
+    for (let l = 0; l < c.layers; l++) if (layerAttention(c, l) !== 'full') return undefined;
+    const positions = positionIds(step, cache.seen);
+    for (const p of positions) if (p >= c.maxPositions) return undefined; // forward says why
+    const views = this.decodeViews();
+    if (!views) return undefined;
+    const P = cache.length;
+    const S = P + 1;
+    const bias = attentionBias(cache.keyMaskWith(step.mask, 1), B, 1, S);
+    const kv = Array.from({ length: c.layers }, (_, l) =>
+      cache.hostLayer(l, c.kvHeads, c.headDim, 1),
+    );
+    const capacity = kv[0].capacity;
+    if (kv.some((h) => h.capacity !== capacity)) return undefined;
+    const L = c.layers;
+    const v = views.get();
+    const dims = Int32Array.of(
+      B,
+      1,
+      c.hidden,
+      c.heads,
+      c.kvHeads,
+      c.headDim,
+      c.intermediate,
+      P,
+      capacity,
+      c.norm === 'rmsnorm' ? (c.normUnitOffset ? 2 : 1) : 0,
+      { gelu: 0, swiglu: 1, geglu: 2 }[c.mlp],
+      c.headDim,
+      c.qkNorm ? 1 : 0,
+      c.sandwichNorms ? 1 : 0,
+      0,
+      L,
+      c.vocabSize,
+      c.tieEmbeddings ? 1 : 0,
+      1,
+    );
+    const floats = Float64Array.of(
+      c.normEps,
+      c.queryScale ?? 1 / Math.sqrt(c.headDim),
+      c.attnSoftcap ?? 0,
+      c.embedScale,
+    );
+    const logits = new Float32Array(B * c.vocabSize);
+    const n = DECODE_PARAMS.length;
+    run(
+      dims,
+      floats,
+      Int32Array.from(step.ids),
+      positions,
+      v[0],
+      v[1],
+      v.slice(2, 2 + L * n),
+      v[2 + L * n],
+      v[3 + L * n],
+      v[4 + L * n],
+      bias,
+      kv.map((h) => h.k),
+      kv.map((h) => h.v),
+      logits,
+    );
+    cache.advance(step.mask, 1);
+    return logits;
+  }
+
+  /**
+   * decodeStep's tensors: the embedding, the position embedding, each layer's DECODE_PARAMS, the
+   * final norm's gain and bias and the LM head's matrix, their views kept while the parameter set
+   * is the same (a parameter added or the head changed makes a new list).
+   */
+  private decodeViews(): TensorViews | undefined {
+    const c = this.config;
+    const head = c.tieEmbeddings ? 'embed.weight' : 'lm_head.weight';
+    const key = `${this.params.size}/${head}`;
+    if (this.stepViews?.key === key) return this.stepViews.views;
+    const get = (n: string) => this.params.get(n);
+    const tensors = [get('embed.weight'), get('pos_embed.weight')];
+    for (let l = 0; l < c.layers; l++)
+      for (const n of DECODE_PARAMS) tensors.push(get(`layers.${l}.${n}`));
+    tensors.push(get('final_norm.weight'), get('final_norm.bias'), get(head));
+    if (!tensors[0] || !tensors[1] || !tensors.at(-1) || !tensors.at(-3)) return undefined;
+    if (tensors.some((t) => t && t.dtype !== 'float32')) return undefined;
+    this.stepViews = { key, views: new TensorViews(tensors) };
+    return this.stepViews.views;
+  }
+
   /** Next-token logits (soft-capped where the config says so).  hidden: [B, T, d]  →  [B, T, V] */
   logits(hidden: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
@@ -389,7 +520,22 @@ export class CausalLM {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
     this.weights16 = undefined;
+    this.stepViews = undefined;
   }
+}
+
+/**
+ * Whether the final norm and the LM head of a cached forward run on the native kernels decodeStep
+ * repeats: the fused norm kernel, and the native BLAS BatchMatMul (the active one can be the
+ * XNNPACK or stock kernel: setWasmBatchMatMul), whose function makeNativeBatchMatMul names.
+ */
+function nativeHeadAndNorm(c: ModelConfig): boolean {
+  const backend = tf.getBackend();
+  const matMul = tf.getKernel('BatchMatMul', backend)?.kernelFunc;
+  return (
+    matMul?.name === 'nativeBatchMatMul' &&
+    tf.getKernel(c.norm === 'layernorm' ? FUSED.layerNorm : FUSED.rmsNorm, backend) !== undefined
+  );
 }
 
 function need(m: CausalLM, name: string): tf.Variable {
