@@ -543,8 +543,8 @@ enum { S_LAYERS = D_W16 + 1, S_VOCAB, S_TIED, S_LEARNED, N_STEP_DIMS };
 enum { F_EMBED_SCALE = N_FLOATS, N_STEP_FLOATS };
 
 /*
- * decodeStep(dims, floats, ids, pos, embed, posEmbed, params, finalW, finalB, head, bias, cachesK,
- *            cachesV, logits)
+ * decodeStep(dims, floats, ids, pos, embed, posEmbed, params, finalW, finalB, head, keyMask,
+ *            cachesK, cachesV, logits)
  * One decode step of the whole model: what CausalLM.forward with a host KV cache (the native
  * decoder block per layer) and then its LM head compute for T = 1 new token a row, in one call
  * and through the same kernels in the same order: x = embed[ids]·embedScale (when ≠ 1) +
@@ -559,7 +559,9 @@ enum { F_EMBED_SCALE = N_FLOATS, N_STEP_FLOATS };
  *   embed: [V, d]; posEmbed: [maxPositions, d] (empty without learned positions)
  *   params: an array of L·22 parameters, layer by layer in PARAM_NAMES' order
  *   finalW, finalB: [d] (finalB empty for RMSNorm); head: [V, d] tied, else [d, V]
- *   bias: [B, 1, P+1] additive attention bias (every layer's)
+ *   keyMask: Uint8Array [B, P+1], 1 = a real key: every layer's attention bias is 0 there and
+ *     −1e9 elsewhere (batch.ts attentionBias for one query at position P, which sees all P+1
+ *     keys causally, without a sliding window)
  *   cachesK, cachesV: arrays of L caches [B, KV, cap, hd], written at position P
  *   logits: [B, V] out
  */
@@ -590,7 +592,8 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   const float *fw = arg_f32(&a, 7, "finalW", &lfw);
   const float *fb = arg_f32(&a, 8, "finalB", &lfb);
   const float *head = arg_f32(&a, 9, "head", &lh);
-  const float *bias = arg_f32(&a, 10, "bias", &lb);
+  const uint8_t *mask =
+      arg_typed(&a, 10, "keyMask", napi_uint8_array, "must be a Uint8Array", &lb);
   float *logits = arg_f32(&a, 13, "logits", &ll);
   args_need(&a, "ids", li, (uint64_t)B);
   args_need(&a, "pos", lp, (uint64_t)B);
@@ -598,7 +601,7 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   args_need(&a, "finalW", lfw, (uint64_t)d);
   if (!m.rms) args_need(&a, "finalB", lfb, (uint64_t)d);
   args_need(&a, "head", lh, mul_sat((uint64_t)V, (uint64_t)d));
-  args_need(&a, "bias", lb, mul_sat((uint64_t)R, (uint64_t)S));
+  args_need(&a, "keyMask", lb, mul_sat((uint64_t)R, (uint64_t)S));
   args_need(&a, "logits", ll, mul_sat((uint64_t)R, (uint64_t)V));
   if (a.failed) return NULL;
   if (le != (size_t)V * d || lh != (size_t)V * d || lfw != (size_t)d || lb != (size_t)(R * S) ||
@@ -618,8 +621,9 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   const float **w = calloc((size_t)L * N_PARAMS, sizeof *w);
   float **kc = calloc((size_t)L, sizeof *kc), **vc = calloc((size_t)L, sizeof *vc);
   const uint64_t block_floats = work_floats(&m);
-  const uint64_t floats = add_sat(block_floats, add_sat(mul_sat(3, mul_sat((uint64_t)R, d)),
-                                                        add_sat(2 * (uint64_t)R, (uint64_t)d)));
+  const uint64_t floats =
+      add_sat(add_sat(block_floats, mul_sat((uint64_t)R, (uint64_t)S)),
+              add_sat(mul_sat(3, mul_sat((uint64_t)R, d)), add_sat(2 * (uint64_t)R, (uint64_t)d)));
   float *work = floats > SIZE_MAX / sizeof(float) ? NULL : malloc(floats * sizeof(float));
   if (!w || !kc || !vc || !work) {
     args_fail(&a, true, "decodeStep", "could not allocate its workspace");
@@ -636,7 +640,8 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   }
   if (a.failed) goto done;
   float *x = work + block_floats, *y = x + R * d, *h = y + R * d, *stats = h + R * d;
-  float *tmp = stats + 2 * R;
+  float *tmp = stats + 2 * R, *bias = tmp + d;
+  for (int64_t i = 0; i < R * S; i++) bias[i] = mask[i] ? 0.0f : -1e9f;
   const float scale = (float)fv[F_EMBED_SCALE];
   for (int64_t b = 0; b < B; b++) { /* the gather, × embedScale, + the position's row */
     const float *e = embed + (int64_t)ids[b] * d, *p = learned ? pe + (int64_t)pos[b] * d : NULL;

@@ -97,6 +97,8 @@ export async function generate(
     index = Int32Array.from(prompts.keys());
   }
   let cache = new KVCache(distinct.length, { capacity });
+  // the native decode steps' logits, one buffer (each step's are sampled before the next writes)
+  const stepLogits: { buffer?: Float32Array } = {};
   try {
     const shared = distinct.length < B;
     let rows = await lastLogits(model, leftPad(distinct, pad), cache, shared ? index : undefined);
@@ -121,7 +123,8 @@ export async function generate(
       }
       if (stopped.every(Boolean) || t === o.maxNewTokens - 1) break;
       // Rows that just stopped still feed their stop token; rows stopped earlier feed padding.
-      rows = await lastLogits(model, { ids: next, mask: live, batch: B, length: 1 }, cache);
+      const step = { ids: next, mask: live, batch: B, length: 1 };
+      rows = await lastLogits(model, step, cache, undefined, stepLogits);
     }
   } finally {
     cache.dispose();
@@ -152,18 +155,25 @@ export function distinctRows(prompts: readonly (readonly number[])[]): {
 /**
  * Forward `step` through the cache and read the last position's logits, of row index[b] for
  * each b when `index` is given (the LM head then runs over all of them, as it would over a
- * batch of every row: the same product, the same bits).  → [B·V] or [index.length·V]
+ * batch of every row: the same product, the same bits); a decode step's into `out.buffer` where
+ * it runs as one native call (CausalLM.decodeStep), which then keeps it for the next step.
+ *   → [B·V] or [index.length·V]
  */
 async function lastLogits(
   model: CausalLM,
   step: TokenBatch,
   cache: KVCache,
   index?: Int32Array,
+  out?: { buffer?: Float32Array },
 ): Promise<Float32Array> {
   // A decode step (one token a row) as one native call where the model allows it: the same bits
   // (CausalLM.decodeStep).
-  const direct = index || step.length !== 1 ? undefined : model.decodeStep(step, cache);
-  if (direct) return direct;
+  const direct =
+    index || step.length !== 1 ? undefined : model.decodeStep(step, cache, out?.buffer);
+  if (direct) {
+    if (out) out.buffer = direct;
+    return direct;
+  }
   const hidden = model.forward(step, { cache });
   const logits = tf.tidy(() => {
     const [B, T, d] = hidden.shape;

@@ -103,8 +103,15 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
         const slow = new KVCache(2, { capacity: 16 });
         await prefill(model, prompts, fast, slow);
         const steps = tokenSteps(c, 2, 3, 7);
+        // `out`: the logits land in the caller's buffer, which is returned
+        const buffer = new Float32Array(2 * c.vocabSize).fill(Number.NaN);
+        expect(() => model.decodeStep(steps[0], fast, new Float32Array(3))).toThrow(
+          /'out' holds 3 floats/,
+        );
+        expect(fast.length).toBe(slow.length);
         const same = async (i: number) => {
-          const got = model.decodeStep(steps[i], fast)!;
+          const got = model.decodeStep(steps[i], fast, buffer)!;
+          expect(got).toBe(buffer);
           const want = await viaForward(model, steps[i], slow);
           expect([...got], `step ${i}`).toEqual([...want]);
         };
@@ -222,7 +229,7 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
         f(d),
         f(d),
         f(V * d),
-        f(2),
+        Uint8Array.of(1, 1),
         [f(B * H * cap * hd)],
         [f(B * H * cap * hd)],
         f(V),

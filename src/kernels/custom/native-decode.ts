@@ -194,7 +194,8 @@ export function nativeDecodeBlock(
  *   floats [eps, query scale, soft-cap (0: none), embedScale]
  *   ids, pos [B]; embed [V, d]; posEmbed [maxPositions, d] or empty; params: L·22 (DECODE_PARAMS
  *   per layer, empty where absent); finalW, finalB [d] (finalB empty: none); head [V, d] tied or
- *   [d, V]; bias [B, 1, P+1]; cachesK, cachesV: L caches; logits [B, V] (written)
+ *   [d, V]; keyMask [B, P+1] (1: a real key; the attention bias is built from it); cachesK,
+ *   cachesV: L caches; logits [B, V] (written)
  */
 export type DecodeStepFn = (
   dims: Int32Array,
@@ -207,7 +208,7 @@ export type DecodeStepFn = (
   finalW: Float32Array,
   finalB: Float32Array,
   head: Float32Array,
-  bias: Float32Array,
+  keyMask: Uint8Array,
   cachesK: Float32Array[],
   cachesV: Float32Array[],
   logits: Float32Array,

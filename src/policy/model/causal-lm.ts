@@ -308,9 +308,10 @@ export class CausalLM {
    * batch 32, ~40 % of a generation). Undefined, with nothing done, where it does not apply (the
    * caller then runs forward): T > 1, a tensor cache, LoRA or bf16 weights, dropout, RoPE or
    * sliding windows, a final soft-cap, bf16 products, or the LM head or final norm not on the
-   * native kernels.
+   * native kernels. `out` [B·V], if given, receives the logits (and is returned) instead of a new
+   * array.
    */
-  decodeStep(step: TokenBatch, cache: KVCache): Float32Array | undefined {
+  decodeStep(step: TokenBatch, cache: KVCache, out?: Float32Array): Float32Array | undefined {
     const c = this.config;
     const { batch: B, length: T } = step;
     const run = nativeDecodeStep();
@@ -339,8 +340,15 @@ export class CausalLM {
     const views = this.decodeViews();
     if (!views) return undefined;
     const P = cache.length;
-    const S = P + 1;
-    const bias = attentionBias(cache.keyMaskWith(step.mask, 1), B, 1, S);
+    if (out && out.length !== B * c.vocabSize) {
+      throw new TroupeError(
+        'SHAPE_MISMATCH',
+        `decodeStep: 'out' holds ${out.length} floats, the logits are ${B}·${c.vocabSize}`,
+      );
+    }
+    // the key mask (attentionBias for one query at position P without a window: 0 at real keys,
+    // −1e9 elsewhere, which the native step writes)
+    const keyMask = cache.keyMaskWith(step.mask, 1);
     const kv = Array.from({ length: c.layers }, (_, l) =>
       cache.hostLayer(l, c.kvHeads, c.headDim, 1),
     );
@@ -375,7 +383,7 @@ export class CausalLM {
       c.attnSoftcap ?? 0,
       c.embedScale,
     );
-    const logits = new Float32Array(B * c.vocabSize);
+    const logits = out ?? new Float32Array(B * c.vocabSize);
     const n = DECODE_PARAMS.length;
     run(
       dims,
@@ -388,7 +396,7 @@ export class CausalLM {
       v[2 + L * n],
       v[3 + L * n],
       v[4 + L * n],
-      bias,
+      keyMask,
       kv.map((h) => h.k),
       kv.map((h) => h.v),
       logits,
