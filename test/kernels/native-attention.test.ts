@@ -55,7 +55,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
         ];
         for (const [qt, kt, want] of cases) expect(attentionInPlace(qt, kt)).toBe(want);
         expect(withPrecision('bf16', () => attentionInPlace(q(40, 2), k(2, 40)))).toBe(false);
-        tf.dispose(cases.flatMap(([a, b]) => [a, b]));
+        tf.dispose(cases.map(([a, b]) => [a, b]));
       });
 
       it.each([

@@ -153,7 +153,7 @@ describe.skipIf(skip !== null)(`native decoder block${skip ? ` (${skip})` : ''}`
         const again = new KVCache(2, { capacity: 32 });
         const got = await decode(model, again, batches);
         expect(heldSet.has(buffers(again)[0].k)).toBe(true);
-        got.forEach((g, i) => expect(g, `forward ${i}`).toEqual(want[i]));
+        for (const [i, g] of got.entries()) expect(g, `forward ${i}`).toEqual(want[i]);
         again.dispose();
         model.dispose();
       });
