@@ -544,14 +544,14 @@ enum { F_EMBED_SCALE = N_FLOATS, N_STEP_FLOATS };
 
 /*
  * decodeStep(dims, floats, ids, pos, embed, posEmbed, params, finalW, finalB, head, keyMask,
- *            cachesK, cachesV, logits)
+ *            cos, sin, cachesK, cachesV, logits)
  * One decode step of the whole model: what CausalLM.forward with a host KV cache (the native
  * decoder block per layer) and then its LM head compute for T = 1 new token a row, in one call
  * and through the same kernels in the same order: x = embed[ids]·embedScale (when ≠ 1) +
  * posEmbed[pos] (learned positions), each layer's block() (decodeBlock's), the final norm
  * (troupe_layer_norm_forward / troupe_rms_norm_forward, as the fused norm kernel), and
  * logits = h·headᵀ (tied: head is the embedding [V, d]) or h·head ([d, V]) by troupe_gemm, the
- * call the native BatchMatMul makes for a batch of one. No RoPE (learned or no positions).
+ * call the native BatchMatMul makes for a batch of one. Learned positions, or RoPE tables.
  *   dims: Int32Array [decodeBlock's 15 dims with T = 1 and w16 = 0, layers L, vocab V, tied,
  *     learned positions]
  *   floats: Float64Array [eps, query scale, soft-cap, embedScale]
@@ -562,12 +562,13 @@ enum { F_EMBED_SCALE = N_FLOATS, N_STEP_FLOATS };
  *   keyMask: Uint8Array [B, P+1], 1 = a real key: every layer's attention bias is 0 there and
  *     −1e9 elsewhere (batch.ts attentionBias for one query at position P, which sees all P+1
  *     keys causally, without a sliding window)
+ *   cos, sin: [B, rot] RoPE tables (every layer's; rot is dims' D_ROT), or both empty
  *   cachesK, cachesV: arrays of L caches [B, KV, cap, hd], written at position P
  *   logits: [B, V] out
  */
 static napi_value decode_step(napi_env env, napi_callback_info info) {
   Args a;
-  if (!args_init(&a, env, info, "decodeStep", 14)) return NULL;
+  if (!args_init(&a, env, info, "decodeStep", 16)) return NULL;
   size_t ln, lf;
   const int32_t *dv = arg_i32(&a, 0, "dims", &ln);
   args_need(&a, "dims", ln, N_STEP_DIMS);
@@ -594,7 +595,15 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   const float *head = arg_f32(&a, 9, "head", &lh);
   const uint8_t *mask =
       arg_typed(&a, 10, "keyMask", napi_uint8_array, "must be a Uint8Array", &lb);
-  float *logits = arg_f32(&a, 13, "logits", &ll);
+  size_t lc, ls;
+  const float *cos = arg_f32(&a, 11, "cos", &lc);
+  const float *sin = arg_f32(&a, 12, "sin", &ls);
+  float *logits = arg_f32(&a, 15, "logits", &ll);
+  if (!a.failed && (lc != 0 || ls != 0)) {
+    if (learned) args_fail(&a, true, "cos", "must be empty with learned positions");
+    args_need(&a, "cos", lc, mul_sat((uint64_t)R, (uint64_t)m.rot));
+    args_need(&a, "sin", ls, mul_sat((uint64_t)R, (uint64_t)m.rot));
+  }
   args_need(&a, "ids", li, (uint64_t)B);
   args_need(&a, "pos", lp, (uint64_t)B);
   args_need(&a, "embed", le, mul_sat((uint64_t)V, (uint64_t)d));
@@ -633,8 +642,8 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   for (int32_t l = 0; l < L && !a.failed; l++) {
     if (!read_params(&a, 6, (uint32_t)l * N_PARAMS, &m, w + (size_t)l * N_PARAMS)) break;
     size_t lk, lv;
-    kc[l] = arg_f32_at(&a, 11, (uint32_t)l, "cachesK", &lk);
-    vc[l] = arg_f32_at(&a, 12, (uint32_t)l, "cachesV", &lv);
+    kc[l] = arg_f32_at(&a, 13, (uint32_t)l, "cachesK", &lk);
+    vc[l] = arg_f32_at(&a, 14, (uint32_t)l, "cachesV", &lv);
     args_need(&a, "cachesK", lk, cached);
     args_need(&a, "cachesV", lv, cached);
   }
@@ -654,7 +663,8 @@ static napi_value decode_step(napi_env env, napi_callback_info info) {
   }
   bool ok = true;
   for (int32_t l = 0; l < L; l++) {
-    ok &= block(&m, x, w + (size_t)l * N_PARAMS, NULL, NULL, bias, kc[l], vc[l], y, work);
+    ok &= block(&m, x, w + (size_t)l * N_PARAMS, lc ? cos : NULL, sin, bias, kc[l], vc[l], y,
+                work);
     float *t = x;
     x = y;
     y = t;

@@ -46,6 +46,7 @@ const untied = validateConfig({
   tieEmbeddings: false,
 });
 const scaled = validateConfig({ ...TINY.gpt2, embedScale: 4 });
+const phi3Full = validateConfig({ ...TINY.phi3, slidingWindow: undefined });
 /** The GRPO bench job's widths (d 128, 4 heads of 32, V 512), 20 rows: past the seqgemm's 16. */
 const grpoLike = gpt2Config({ vocabSize: 512, hidden: 128, layers: 2, heads: 4, maxPositions: 64 });
 
@@ -62,6 +63,14 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
         ['gpt2 embedScale 4', scaled, 3, 1e-5],
         // sums over 128 and 512 terms: tfjs' kernels round apart by ~1e-5 absolute here
         ['GRPO widths, 20 rows', grpoLike, 20, 5e-5],
+        // RoPE: the step's tables passed (grouped heads, biases, q/k norms, partial rotary, scalings)
+        ['llama', TINY.llama, 3, 1e-5],
+        ['qwen2', TINY.qwen2, 3, 1e-5],
+        ['qwen3', TINY.qwen3, 3, 1e-5],
+        ['phi3 (partial rotary) without its window', phi3Full, 3, 1e-5],
+        ['llama3 rope', TINY.llama3rope, 3, 1e-5],
+        ['yarn', TINY.yarn, 3, 1e-5],
+        ['dynamic NTK', TINY.dynamic, 3, 1e-5],
       ] as const)(
         '%s: each step the bits of forward + logits, close to the tensor cache',
         async (_, c, B, atol) => {
@@ -135,7 +144,7 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
         model.dispose();
       });
 
-      it('does nothing where it does not apply: RoPE, LoRA, a tensor cache, T > 1, before a prefill', async () => {
+      it('does nothing where it does not apply: sliding windows, a final soft-cap, LoRA, a tensor cache, T > 1, before a prefill', async () => {
         const c = TINY.gpt2;
         const model = CausalLM.fromState(c, randomState(c, 8));
         const step: TokenBatch = {
@@ -167,13 +176,16 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
         expect(host.length).toBe(2);
         for (const k of [empty, tensors, host]) k.dispose();
         model.dispose();
-        const llama = CausalLM.fromState(TINY.llama, randomState(TINY.llama, 9));
-        const rope = new KVCache(1);
-        await prefill(llama, [[1, 2]], rope);
-        expect(rope.kind).toBe('host');
-        expect(llama.decodeStep(step, rope)).toBeUndefined();
-        rope.dispose();
-        llama.dispose();
+        for (const c of [TINY.mistral, TINY.gemma2]) {
+          const other = CausalLM.fromState(c, randomState(c, 9));
+          const k = new KVCache(1);
+          await prefill(other, [[1, 2]], k);
+          expect(k.kind).toBe('host');
+          expect(other.decodeStep(step, k)).toBeUndefined();
+          expect(k.length).toBe(2);
+          k.dispose();
+          other.dispose();
+        }
       });
 
       it('generate gives the same tokens and log-probs with it as without it', async () => {
@@ -217,6 +229,7 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
       Int32Array.from([B, 1, d, H, H, hd, I, 1, cap, 0, 0, hd, 0, 0, 0, L, V, 1, 1], (v, i) =>
         i in o ? o[i] : v,
       );
+    let rope = f(0);
     const call = (dv: Int32Array, ids = Int32Array.of(2), pos = Int32Array.of(1)) =>
       a.decodeStep(
         dv,
@@ -230,6 +243,8 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
         f(d),
         f(V * d),
         Uint8Array.of(1, 1),
+        rope,
+        rope,
         [f(B * H * cap * hd)],
         [f(B * H * cap * hd)],
         f(V),
@@ -241,5 +256,11 @@ describe.skipIf(skip !== null)(`native decode step${skip ? ` (${skip})` : ''}`, 
     expect(() => call(dims(), Int32Array.of(0), Int32Array.of(4))).toThrow(/pos holds a position/);
     expect(() => call(dims({ 8: 1 }))).toThrow(/exceed the cache capacity/);
     expect(() => call(dims({ 16: 6 }))).toThrow(/embed has 40 elements, needs 48/);
+    rope = f(hd);
+    expect(() => call(dims())).toThrow(/cos must be empty with learned positions/);
+    expect(() => call(dims({ 18: 0 }))).not.toThrow();
+    expect(() => call(dims({ 18: 0, 11: 2 * hd }))).toThrow(/rot must be even and at most hd/);
+    rope = f(hd - 2);
+    expect(() => call(dims({ 18: 0 }))).toThrow(/cos has 2 elements, needs 4/);
   });
 });

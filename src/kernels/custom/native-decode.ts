@@ -188,14 +188,15 @@ export function nativeDecodeBlock(
 
 /**
  * `decodeStep` (native/decode.c): one decode step of a whole model (embedding, every block, the
- * final norm, the LM head) as one call, for T = 1 new token a row with float32 weights and no
- * RoPE. Its arguments, in order (see decode.c):
+ * final norm, the LM head) as one call, for T = 1 new token a row with float32 weights. Its
+ * arguments, in order (see decode.c):
  *   dims [decodeBlock's 15 dims (T 1, w16 0), layers, vocab, tied (0/1), learned positions (0/1)]
  *   floats [eps, query scale, soft-cap (0: none), embedScale]
  *   ids, pos [B]; embed [V, d]; posEmbed [maxPositions, d] or empty; params: L·22 (DECODE_PARAMS
  *   per layer, empty where absent); finalW, finalB [d] (finalB empty: none); head [V, d] tied or
- *   [d, V]; keyMask [B, P+1] (1: a real key; the attention bias is built from it); cachesK,
- *   cachesV: L caches; logits [B, V] (written)
+ *   [d, V]; keyMask [B, P+1] (1: a real key; the attention bias is built from it); cos, sin
+ *   [B, rot] RoPE tables (rot: dims[11]) or both empty; cachesK, cachesV: L caches; logits [B, V]
+ *   (written)
  */
 export type DecodeStepFn = (
   dims: Int32Array,
@@ -209,6 +210,8 @@ export type DecodeStepFn = (
   finalB: Float32Array,
   head: Float32Array,
   keyMask: Uint8Array,
+  cos: Float32Array,
+  sin: Float32Array,
   cachesK: Float32Array[],
   cachesV: Float32Array[],
   logits: Float32Array,

@@ -33,6 +33,8 @@ import { checkpointedBlock } from './checkpointing.js';
 import type { KVCache } from './kv-cache.js';
 import { forwardRope, positionLimit } from './rope.js';
 
+const EMPTY = new Float32Array(0);
+
 export type { Tensor32 };
 
 export interface ForwardOptions {
@@ -305,9 +307,9 @@ export class CausalLM {
    * order (the embedding gather and position add, each layer's decoder block, the fused final
    * norm, the native BatchMatMul's sgemm for the LM head), without the tfjs dispatch, the
    * parameter lookups by name and the logits' read-back around them (at the GRPO bench job's
-   * batch 32, ~40 % of a generation). Undefined, with nothing done, where it does not apply (the
-   * caller then runs forward): T > 1, a tensor cache, LoRA or bf16 weights, dropout, RoPE or
-   * sliding windows, a final soft-cap, bf16 products, or the LM head or final norm not on the
+   * batch 32, ~40 % of a generation). Learned positions or RoPE (the step's tables passed).
+   * Undefined, with nothing done, where it does not apply (the caller then runs forward): T > 1,
+   * a tensor cache, LoRA or bf16 weights, dropout, sliding windows, a final soft-cap, bf16 products, or the LM head or final norm not on the
    * native kernels. `out` [B·V], if given, receives the logits (and is returned) instead of a new
    * array.
    */
@@ -324,7 +326,6 @@ export class CausalLM {
       this.project !== plainProjection ||
       this.weights16 !== undefined ||
       this.dropoutMasks() !== undefined ||
-      c.positions !== 'learned' ||
       c.finalSoftcap !== undefined ||
       !this.hasLmHead ||
       !nativeDecodeSupports(c) ||
@@ -336,7 +337,8 @@ export class CausalLM {
     }
     for (let l = 0; l < c.layers; l++) if (layerAttention(c, l) !== 'full') return undefined;
     const positions = positionIds(step, cache.seen);
-    for (const p of positions) if (p >= c.maxPositions) return undefined; // forward says why
+    const limit = positionLimit(c);
+    for (const p of positions) if (p >= limit) return undefined; // forward says why
     const views = this.decodeViews();
     if (!views) return undefined;
     const P = cache.length;
@@ -355,6 +357,15 @@ export class CausalLM {
     const capacity = kv[0].capacity;
     if (kv.some((h) => h.capacity !== capacity)) return undefined;
     const L = c.layers;
+    // RoPE: the step's tables as forward makes them (every layer is of the full kind here)
+    let cos: Float32Array = EMPTY;
+    let sin: Float32Array = EMPTY;
+    const rope = forwardRope(c, positions, B, 1).full;
+    if (rope) {
+      cos = rope.cos.dataSync() as Float32Array;
+      sin = rope.sin.dataSync() as Float32Array;
+      tf.dispose([rope.cos, rope.sin]);
+    }
     const v = views.get();
     const dims = Int32Array.of(
       B,
@@ -368,14 +379,14 @@ export class CausalLM {
       capacity,
       c.norm === 'rmsnorm' ? (c.normUnitOffset ? 2 : 1) : 0,
       { gelu: 0, swiglu: 1, geglu: 2 }[c.mlp],
-      c.headDim,
+      rope ? cos.length / B : c.headDim,
       c.qkNorm ? 1 : 0,
       c.sandwichNorms ? 1 : 0,
       0,
       L,
       c.vocabSize,
       c.tieEmbeddings ? 1 : 0,
-      1,
+      c.positions === 'learned' ? 1 : 0,
     );
     const floats = Float64Array.of(
       c.normEps,
@@ -397,6 +408,8 @@ export class CausalLM {
       v[3 + L * n],
       v[4 + L * n],
       keyMask,
+      cos,
+      sin,
       kv.map((h) => h.k),
       kv.map((h) => h.v),
       logits,
@@ -416,11 +429,16 @@ export class CausalLM {
     const key = `${this.params.size}/${head}`;
     if (this.stepViews?.key === key) return this.stepViews.views;
     const get = (n: string) => this.params.get(n);
-    const tensors = [get('embed.weight'), get('pos_embed.weight')];
+    const tensors = [
+      get('embed.weight'),
+      c.positions === 'learned' ? get('pos_embed.weight') : undefined,
+    ];
     for (let l = 0; l < c.layers; l++)
       for (const n of DECODE_PARAMS) tensors.push(get(`layers.${l}.${n}`));
     tensors.push(get('final_norm.weight'), get('final_norm.bias'), get(head));
-    if (!tensors[0] || !tensors[1] || !tensors.at(-1) || !tensors.at(-3)) return undefined;
+    const learned = c.positions === 'learned';
+    if (!tensors[0] || (learned && !tensors[1]) || !tensors.at(-1) || !tensors.at(-3))
+      return undefined;
     if (tensors.some((t) => t && t.dtype !== 'float32')) return undefined;
     this.stepViews = { key, views: new TensorViews(tensors) };
     return this.stepViews.views;
