@@ -172,6 +172,41 @@ describe('placing actors from config', () => {
     expect(train[2]['kl']).toBeGreaterThan(1e-6);
   }, 180_000);
 
+  it('PPO in the hybrid placement: a critic replica beside each policy replica, the two data-parallel groups taking turns (no deadlock in their all-reduces)', async () => {
+    const c = await loadConfig<RlConfig>('ppo', {
+      object: {
+        output: tmp(),
+        model: {
+          init: { family: 'gpt2', hidden: 32, layers: 1, heads: 2, maxPositions: 64 },
+          tokenizer: { train: { vocabSize: 300 } },
+        },
+        data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0.02, maxLength: 24 },
+        optim: { lr: 1e-3, schedule: 'constant' },
+        train: { steps: 4, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
+        rollout: { maxNewTokens: 6 },
+        reward: { sources: [{ type: 'length', target: 6 }] },
+        runtime: { backend: 'wasm' },
+        actors: {
+          policy: { replicas: 2 },
+          generator: { colocateWith: 'policy' },
+          reference: { colocateWith: 'policy' },
+          critic: { colocateWith: 'policy' },
+        },
+      },
+    });
+    const r = await trainRl(c);
+    expect(r.steps).toBe(4);
+    const w = where(r.actors);
+    for (const k of [0, 1]) {
+      expect(w[`critic/${k}`].thread).toBe(`policy/${k}+generator/${k}+reference/${k}+critic/${k}`);
+      expect(w[`critic/${k}`].threadId).toBe(w[`policy/${k}`].threadId);
+    }
+    const train = readMetrics(r.runDir, 'train');
+    expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2, 3]);
+    // the critic trained: its loss moved from the first step
+    expect(train[3]['critic/loss']).not.toBe(train[0]['critic/loss']);
+  }, 180_000);
+
   it('a crash of the thread a colocated generator shares with the policy stops the run: not retried, as the policy restarted there would have its start weights', async () => {
     const marker = join(tmp(), 'crashed');
     process.env.TROUPE_TEST_GEN_CRASH_MARKER = marker;

@@ -45,6 +45,11 @@ export class Learners {
     private readonly subscriber: WeightsSubscriber,
   ) {}
 
+  /** Critic replicas on the policy replicas' threads (`actors.critic.colocateWith: policy`). */
+  private get sharedThreads(): boolean {
+    return this.critics.length > 1 && this.c.actors?.critic?.colocateWith === 'policy';
+  }
+
   /** The critic's rank 0, when the run has one. */
   get critic(): Actor<CriticRole> | undefined {
     return this.critics[0];
@@ -101,10 +106,17 @@ export class Learners {
         };
         const key = step * c.rl.epochs * c.rl.miniBatches + k++;
         const criticMicro = shardRows(rows, critics.length, 1);
-        const [ps, cs] = await Promise.all([
-          Promise.all(policy.map((p, i) => p.call.step(frames(micro[i]), lr, key))),
-          Promise.all(critics.map((v, i) => v.call.step(frames(criticMicro[i]), criticLr, key))),
-        ]);
+        const policySteps = () =>
+          Promise.all(policy.map((p, i) => p.call.step(frames(micro[i]), lr, key)));
+        const criticSteps = () =>
+          Promise.all(critics.map((v, i) => v.call.step(frames(criticMicro[i]), criticLr, key)));
+        // Replicas block their thread in the all-reduce until every peer arrives. Two groups
+        // sharing threads (critic replicas colocated with the policy's: the hybrid) would
+        // deadlock if one thread entered the policy's while its peer entered the critic's, so
+        // there the groups take turns; apart, they step in parallel.
+        const [ps, cs] = this.sharedThreads
+          ? [await policySteps(), await criticSteps()]
+          : await Promise.all([policySteps(), criticSteps()]);
         policyRecords.push(record('actor', ps[0]));
         if (cs.length > 0) criticRecords.push(record('critic', cs[0]));
       }
