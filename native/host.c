@@ -57,18 +57,32 @@ typedef struct {
   double alpha;
 } AxpyTask;
 
-static void axpy_range(void *ctx, int64_t lo, int64_t hi) {
-  const AxpyTask *q = ctx;
-  uint32_t k0 = 0, k1 = q->count;
+/* Arrays laid end to end (start[k]: Σ len[< k], start[count]: the total), cut into ranges for
+ * troupe_for: the last array that starts at or before `lo`, and the part [a, b) of array k that
+ * lies in [lo, hi), relative to its start. */
+static uint32_t array_at(const uint64_t *start, uint32_t count, int64_t lo) {
+  uint32_t k0 = 0, k1 = count;
   while (k1 - k0 > 1) {
     const uint32_t mid = k0 + (k1 - k0) / 2;
-    if (q->start[mid] <= (uint64_t)lo) k0 = mid;
+    if (start[mid] <= (uint64_t)lo) k0 = mid;
     else k1 = mid;
   }
-  for (uint32_t k = k0; k < q->count && q->start[k] < (uint64_t)hi; k++) {
-    const uint64_t s0 = q->start[k], s1 = q->start[k + 1];
-    const uint64_t a = (uint64_t)lo > s0 ? (uint64_t)lo - s0 : 0;
-    const uint64_t b = ((uint64_t)hi < s1 ? (uint64_t)hi : s1) - s0;
+  return k0;
+}
+
+static void part_in(const uint64_t *start, uint32_t k, int64_t lo, int64_t hi, uint64_t *a,
+                    uint64_t *b) {
+  const uint64_t s0 = start[k], s1 = start[k + 1];
+  *a = (uint64_t)lo > s0 ? (uint64_t)lo - s0 : 0;
+  *b = ((uint64_t)hi < s1 ? (uint64_t)hi : s1) - s0;
+}
+
+static void axpy_range(void *ctx, int64_t lo, int64_t hi) {
+  const AxpyTask *q = ctx;
+  for (uint32_t k = array_at(q->start, q->count, lo); k < q->count && q->start[k] < (uint64_t)hi;
+       k++) {
+    uint64_t a, b;
+    part_in(q->start, k, lo, hi, &a, &b);
     if (a < b) axpy_loop(q->y + (uint64_t)q->offset[k] + a, q->x[k] + a, b - a, q->alpha);
   }
 }
@@ -428,17 +442,10 @@ typedef struct {
 
 static void adamw_many_range(void *ctx, int64_t lo, int64_t hi) {
   const AdamWManyTask *q = ctx;
-  /* the last array starting at or before lo */
-  uint32_t k0 = 0, k1 = q->count;
-  while (k1 - k0 > 1) {
-    const uint32_t mid = k0 + (k1 - k0) / 2;
-    if (q->start[mid] <= (uint64_t)lo) k0 = mid;
-    else k1 = mid;
-  }
-  for (uint32_t k = k0; k < q->count && q->start[k] < (uint64_t)hi; k++) {
-    const uint64_t s0 = q->start[k], s1 = q->start[k + 1];
-    const uint64_t a = (uint64_t)lo > s0 ? (uint64_t)lo - s0 : 0;
-    const uint64_t b = ((uint64_t)hi < s1 ? (uint64_t)hi : s1) - s0;
+  for (uint32_t k = array_at(q->start, q->count, lo); k < q->count && q->start[k] < (uint64_t)hi;
+       k++) {
+    uint64_t a, b;
+    part_in(q->start, k, lo, hi, &a, &b);
     if (a >= b) continue;
     adamw_loop(&q->w[k], q->p[k] + a, q->g[k] + a, q->m[k] + a, q->v[k] + a, q->p[k] + a,
                q->m[k] + a, q->v[k] + a, b - a);

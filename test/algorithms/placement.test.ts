@@ -20,8 +20,8 @@ function readMetrics(dir: string, split: 'train' | 'eval'): Record<string, numbe
 }
 
 /** The tiny GRPO job of rl.test.ts: a fresh GPT-2 on the sentiment prompts, wasm. */
-function grpo(extra: Record<string, unknown> = {}) {
-  return loadConfig<RlConfig>('grpo', {
+function grpo(extra: Record<string, unknown> = {}, algorithm: 'grpo' | 'ppo' = 'grpo') {
+  return loadConfig<RlConfig>(algorithm, {
     object: {
       output: tmp(),
       model: {
@@ -173,19 +173,9 @@ describe('placing actors from config', () => {
   }, 180_000);
 
   it('PPO in the hybrid placement: a critic replica beside each policy replica, the two data-parallel groups taking turns (no deadlock in their all-reduces)', async () => {
-    const c = await loadConfig<RlConfig>('ppo', {
-      object: {
-        output: tmp(),
-        model: {
-          init: { family: 'gpt2', hidden: 32, layers: 1, heads: 2, maxPositions: 64 },
-          tokenizer: { train: { vocabSize: 300 } },
-        },
-        data: { train: 'data/sentiment/prompts.jsonl', evalFraction: 0.02, maxLength: 24 },
-        optim: { lr: 1e-3, schedule: 'constant' },
+    const c = await grpo(
+      {
         train: { steps: 4, batchSize: 4, evalEvery: 0, evalBatches: 1, saveEvery: 0 },
-        rollout: { maxNewTokens: 6 },
-        reward: { sources: [{ type: 'length', target: 6 }] },
-        runtime: { backend: 'wasm' },
         actors: {
           policy: { replicas: 2 },
           generator: { colocateWith: 'policy' },
@@ -193,7 +183,8 @@ describe('placing actors from config', () => {
           critic: { colocateWith: 'policy' },
         },
       },
-    });
+      'ppo',
+    );
     const r = await trainRl(c);
     expect(r.steps).toBe(4);
     const w = where(r.actors);

@@ -79,6 +79,17 @@ function values(B: number, T: number, H: number, hd: number, S: number): Heads {
   };
 }
 
+/** dk = dSᵀ·q and dv = pᵀ·dout: a dense [T, S] per head, transposed, by in-place [T, hd] rows. */
+const keyGrad = (B: number, T: number, H: number, hd: number, S: number): Heads => ({
+  ta: true,
+  tb: false,
+  dims: [B, H, S, hd, T],
+  la: dense(H, T, S),
+  lb: inPlace(T, H, hd),
+  lc: dense(H, S, hd),
+  shape: [B, H, S, hd],
+});
+
 /** The gradients, as batch-matmul-grad.ts forms them for the dense products. */
 const GRADS = {
   // scores = q·kᵀ: dq = dS·k (in place), dk = dSᵀ·q
@@ -91,15 +102,7 @@ const GRADS = {
     lc: inPlace(T, H, hd),
     shape: [B, T, H, hd],
   }),
-  dk: (B: number, T: number, H: number, hd: number, S: number): Heads => ({
-    ta: true,
-    tb: false,
-    dims: [B, H, S, hd, T],
-    la: dense(H, T, S),
-    lb: inPlace(T, H, hd),
-    lc: dense(H, S, hd),
-    shape: [B, H, S, hd],
-  }),
+  dk: keyGrad,
   // out = p·v: dp = dout·vᵀ (dout in place), dv = pᵀ·dout
   dp: (B: number, T: number, H: number, hd: number, S: number): Heads => ({
     ta: false,
@@ -110,15 +113,8 @@ const GRADS = {
     lc: dense(H, T, S),
     shape: [B, H, T, S],
   }),
-  dv: (B: number, T: number, H: number, hd: number, S: number): Heads => ({
-    ta: true,
-    tb: false,
-    dims: [B, H, S, hd, T],
-    la: dense(H, T, S),
-    lb: inPlace(T, H, hd),
-    lc: dense(H, S, hd),
-    shape: [B, H, S, hd],
-  }),
+  // the same product's form: a dense [T, S] per head, transposed, by the in-place [T, hd] rows
+  dv: keyGrad,
 };
 
 function product(addon: StridedAddon, backendName: 'wasm' | 'cpu') {
