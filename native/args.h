@@ -236,4 +236,33 @@ static inline void args_disjoint(Args *a, const View *v, int n, int n_out) {
     }
 }
 
+
+/* The arguments of a linear export (x, w, bias, rows, in, out, y): y [rows, out] = x·W + bias,
+ * W [in, out] row-major, an empty bias none (then NULL), every length checked. */
+typedef struct {
+  const float *x, *w, *bias;
+  float *y;
+  int64_t R, I, O;
+} DenseLinearArgs;
+
+static inline bool args_dense_linear(Args *a, napi_env env, napi_callback_info info, const char *fn,
+                               DenseLinearArgs *l) {
+  if (!args_init(a, env, info, fn, 7)) return false;
+  size_t lx, lw, lb, ly;
+  l->x = arg_f32(a, 0, "x", &lx);
+  l->w = arg_f32(a, 1, "w", &lw);
+  l->bias = arg_f32(a, 2, "bias", &lb);
+  l->R = arg_int(a, 3, "rows", 1);
+  l->I = arg_int(a, 4, "in", 1);
+  l->O = arg_int(a, 5, "out", 1);
+  l->y = arg_f32(a, 6, "y", &ly);
+  if (a->failed) return false;
+  args_need_expr(a, "x", lx, mul_sat(l->R, l->I), "rows·in");
+  args_need_expr(a, "w", lw, mul_sat(l->I, l->O), "in·out");
+  if (lb != 0) args_need_expr(a, "bias", lb, (uint64_t)l->O, "out");
+  args_need_expr(a, "y", ly, mul_sat(l->R, l->O), "rows·out");
+  if (lb == 0) l->bias = NULL;
+  return !a->failed;
+}
+
 #endif

@@ -796,26 +796,16 @@ static napi_value bf16_gemm_batched(napi_env env, napi_callback_info info) {
  */
 static napi_value bf16_linear(napi_env env, napi_callback_info info) {
   Args a;
-  if (!args_init(&a, env, info, "bf16Linear", 7)) return NULL;
-  size_t lx, lw, lb, ly;
-  const float *x = arg_f32(&a, 0, "x", &lx), *w = arg_f32(&a, 1, "w", &lw);
-  const float *bias = arg_f32(&a, 2, "bias", &lb);
-  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
-  const int64_t O = arg_int(&a, 5, "out", 1);
-  float *y = arg_f32(&a, 6, "y", &ly);
-  if (a.failed) return NULL;
-  args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
-  args_need_expr(&a, "w", lw, mul_sat(I, O), "in·out");
-  if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
-  args_need_expr(&a, "y", ly, mul_sat(R, O), "rows·out");
-  if (a.failed) return NULL;
-  if (!troupe_gemm_bf16(false, false, R, O, I, x, w, y)) {
+  DenseLinearArgs l;
+  if (!args_dense_linear(&a, env, info, "bf16Linear", &l)) return NULL;
+  const int64_t R = l.R, O = l.O;
+  if (!troupe_gemm_bf16(false, false, R, O, l.I, l.x, l.w, l.y)) {
     args_fail(&a, true, "bf16Linear", "could not allocate its packed operands");
     return NULL;
   }
-  if (lb != 0)
+  if (l.bias)
     for (int64_t r = 0; r < R; r++)
-      for (int64_t j = 0; j < O; j++) y[r * O + j] += bias[j];
+      for (int64_t j = 0; j < O; j++) l.y[r * O + j] += l.bias[j];
   return NULL;
 }
 

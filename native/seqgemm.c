@@ -108,21 +108,10 @@ bool troupe_gemm_seq(const float *x, const float *w, const float *bias, int64_t 
  */
 static napi_value linear_in_order(napi_env env, napi_callback_info info) {
   Args a;
-  if (!args_init(&a, env, info, "linearInOrder", 7)) return NULL;
-  size_t lx, lw, lb, ly;
-  const float *x = arg_f32(&a, 0, "x", &lx), *w = arg_f32(&a, 1, "w", &lw);
-  const float *bias = arg_f32(&a, 2, "bias", &lb);
-  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
-  const int64_t O = arg_int(&a, 5, "out", 1);
-  float *y = arg_f32(&a, 6, "y", &ly);
-  if (a.failed) return NULL;
-  args_need_expr(&a, "x", lx, (uint64_t)(R * I), "rows·in");
-  args_need_expr(&a, "w", lw, (uint64_t)(I * O), "in·out");
-  if (lb != 0) args_need_expr(&a, "bias", lb, (uint64_t)O, "out");
-  args_need_expr(&a, "y", ly, (uint64_t)(R * O), "rows·out");
-  if (a.failed) return NULL;
+  DenseLinearArgs l;
+  if (!args_dense_linear(&a, env, info, "linearInOrder", &l)) return NULL;
   napi_value out;
-  CHECK(napi_get_boolean(env, troupe_gemm_seq(x, w, lb != 0 ? bias : NULL, R, I, O, y), &out));
+  CHECK(napi_get_boolean(env, troupe_gemm_seq(l.x, l.w, l.bias, l.R, l.I, l.O, l.y), &out));
   return out;
 }
 
