@@ -5,7 +5,7 @@ import { TroupeError } from '../errors.js';
  * gets the same sum, bit for bit, whatever the timing.
  *
  * Layout of the SharedArrayBuffer:
- *   Int32 header [generation, arrived]   then   Float32 slots [N, length]
+ *   Int32 header [generation, arrived]   then   Float32 slots [N, length]   then   Float32 sum [length]
  */
 export interface AllReduceShared {
   readonly buffer: SharedArrayBuffer;
@@ -31,13 +31,18 @@ export function createAllReduce(replicas: number, length: number): AllReduceShar
       `all-reduce: length must be an integer ≥ 1, got ${length}`,
     );
   }
-  return { buffer: new SharedArrayBuffer(HEADER_BYTES + replicas * length * 4), replicas, length };
+  return {
+    buffer: new SharedArrayBuffer(HEADER_BYTES + (replicas + 1) * length * 4),
+    replicas,
+    length,
+  };
 }
 
 /** One replica's side of an all-reduce group. Blocking: call it from a worker thread. */
 export class AllReduce {
   private readonly header: Int32Array;
   private readonly slots: Float32Array;
+  private readonly total: Float32Array;
 
   constructor(
     readonly shared: AllReduceShared,
@@ -53,12 +58,20 @@ export class AllReduce {
     }
     this.header = new Int32Array(shared.buffer, 0, 2);
     this.slots = new Float32Array(shared.buffer, HEADER_BYTES, shared.replicas * shared.length);
+    this.total = new Float32Array(
+      shared.buffer,
+      HEADER_BYTES + shared.replicas * shared.length * 4,
+      shared.length,
+    );
   }
 
   /**
-   * Σ over replicas of `local` (length `shared.length`), summed in rank order 0..N−1 so every
-   * replica computes the identical result. Two barriers: one after every slot is written, one
-   * after every replica has read, so a fast replica cannot overwrite its slot too early.
+   * Σ over replicas of `local` (length `shared.length`), each element summed in rank order
+   * 0..N−1 (from 0, each add rounded to float32) so every replica gets the identical result. Reduce-scatter then gather: after
+   * every slot is written (a barrier), replica r sums the r-th of N contiguous chunks of every
+   * slot into the shared sum; after every chunk is summed (a barrier), each copies the sum out. A
+   * fast replica's next call writes its slot and the sum only after the next first barrier, that
+   * is after every replica has copied this one out.
    */
   sum(local: Float32Array): Float32Array {
     const { replicas, length } = this.shared;
@@ -72,13 +85,16 @@ export class AllReduce {
     }
     this.slots.set(local, this.rank * length);
     this.barrier();
-    const out = new Float32Array(n);
-    for (let r = 0; r < replicas; r++) {
-      const off = r * length;
-      for (let i = 0; i < n; i++) out[i] += this.slots[off + i];
+    const [from, to] = chunkOf(n, replicas, this.rank);
+    const slots = this.slots;
+    const total = this.total;
+    for (let i = from; i < to; i++) {
+      let s = 0;
+      for (let r = 0; r < replicas; r++) s = Math.fround(s + slots[r * length + i]);
+      total[i] = s;
     }
     this.barrier();
-    return out;
+    return total.slice(0, n);
   }
 
   /** Sense-reversing barrier on the generation counter. */
@@ -104,4 +120,10 @@ export class AllReduce {
       }
     }
   }
+}
+
+/** [from, to) of chunk `rank` when n values are cut into `parts` contiguous chunks (sizes ⌈n/parts⌉…). */
+export function chunkOf(n: number, parts: number, rank: number): [number, number] {
+  const size = Math.ceil(n / parts);
+  return [Math.min(n, rank * size), Math.min(n, (rank + 1) * size)];
 }
