@@ -12,7 +12,9 @@
  * clip 1.0, AdamW) after a warm-up, then one forward + backward under `tf.profile`, and prints
  * wall and process CPU time per step and per forward + backward, and each kernel's summed
  * `kernelTimeMs` by name and by name and input shapes. A custom gradient's forward shows as an
- * `unnamed scope` that also contains the kernels it ran (counted twice in the total). The step
+ * `unnamed scope` that also contains the kernels it ran (counted twice in the total). It also
+ * times the bench's forward (forward + every position's logits, no gradients), and with
+ * TROUPE_PROFILE_PASS=forward profiles that instead of the forward + backward. The step
  * minus the forward + backward is the gradient norm and the AdamW update. Wall times on a
  * shared machine move with its load: the CPU times and the shares are the steadier figures.
  */
@@ -98,6 +100,14 @@ const fwdBwd = async () => {
   await value.data();
   tf.dispose([value, ...Object.values(grads)]);
 };
+/** The bench's forward figure (bench/suites/model-measure.ts): forward + every position's logits. */
+const forwardOnly = async () => {
+  const logits = tf.tidy(() => model.logits(model.forward(batch)));
+  await logits.data();
+  logits.dispose();
+};
+// TROUPE_PROFILE_PASS=forward: the profile is of that forward instead of the forward + backward
+const profiled = process.env.TROUPE_PROFILE_PASS === 'forward' ? forwardOnly : fwdBwd;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const fmt = (xs: [number, number][]) =>
   `wall ${xs.map(([w]) => w.toFixed(0)).join(' ')} ms, CPU ${xs.map(([, u]) => u.toFixed(0)).join(' ')} ms`;
@@ -105,9 +115,11 @@ try {
   await step();
   const steps: [number, number][] = [];
   const passes: [number, number][] = [];
+  const forwards: [number, number][] = [];
   for (let i = 0; i < 3; i++) {
     steps.push(await timed(step));
     passes.push(await timed(fwdBwd));
+    forwards.push(await timed(forwardOnly));
   }
   const best = Math.min(...steps.map(([w]) => w));
   say(
@@ -115,7 +127,9 @@ try {
   );
   say(`trainer step: ${fmt(steps)} (best ${((B * T) / (best / 1000)).toFixed(0)} tokens/s)`);
   say(`fwd + bwd:    ${fmt(passes)}`);
-  const prof = await tf.profile(fwdBwd);
+  const bestFwd = Math.min(...forwards.map(([w]) => w));
+  say(`forward:      ${fmt(forwards)} (best ${((B * T) / (bestFwd / 1000)).toFixed(0)} tokens/s)`);
+  const prof = await tf.profile(profiled);
   const byShape = new Map<string, number>();
   const byName = new Map<string, number>();
   const calls = new Map<string, number>();
@@ -137,7 +151,7 @@ try {
       `${ms.toFixed(1).padStart(9)} ms ${((100 * ms) / total).toFixed(1).padStart(5)} % ${String(calls.get(k)).padStart(5)}×  ${k}`,
     );
   say(
-    `\nfwd + bwd under tf.profile, ${total.toFixed(0)} ms of kernels in ${n} calls (unnamed scopes left out):`,
+    `\n${profiled === fwdBwd ? 'fwd + bwd' : 'forward + logits'} under tf.profile, ${total.toFixed(0)} ms of kernels in ${n} calls (unnamed scopes left out):`,
   );
   const rowsShown = Number(process.env.TROUPE_PROFILE_ROWS ?? 30);
   for (const [k, ms] of [...byName].sort((a, b) => b[1] - a[1]).slice(0, rowsShown)) line(k, ms);

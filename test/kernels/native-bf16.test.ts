@@ -242,6 +242,53 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     expect(y).toEqual(plain);
   });
 
+  it('the bias is added in the product (bf16Linear, bf16LinearW): the product + bias bit for bit on every path, K slices and 2 threads', () => {
+    // each path in its own process (chosen once per process); per case the count of elements
+    // that differ from fround(product + bias), the product taken without the bias
+    const script = `
+      import { nativeKernels } from './src/kernels/native.ts';
+      import { RandomStream } from './src/kernels/random.ts';
+      const a = nativeKernels().addon;
+      const r = RandomStream.of({ seed: 31, step: 0, actor: 'bias' });
+      const out = { path: a.bf16Path(), bad: [] };
+      const check = (y, plain, b, O) => {
+        let bad = 0;
+        for (let i = 0; i < y.length; i++) if (y[i] !== Math.fround(plain[i] + b[i % O])) bad++;
+        out.bad.push(bad);
+      };
+      // edges off 16 and 32; K past 4096 (the AVX512-BF16 loop's slices); split over threads
+      for (const [R, I, O] of [[37, 50, 29], [70, 4500, 45], [256, 200, 300]])
+        for (const threads of [1, 2]) {
+          a.setThreads(threads);
+          const x = r.normal(R * I), w = r.normal(I * O), b = r.normal(O);
+          const y = new Float32Array(R * O).fill(NaN), plain = new Float32Array(R * O);
+          a.bf16Linear(x, w, b, R, I, O, y);
+          a.bf16Linear(x, w, new Float32Array(0), R, I, O, plain);
+          check(y, plain, b, O);
+          const w16 = new Uint16Array(Math.ceil(O / 32) * 32 * I);
+          a.toBf16Panels(w, I, O, w16);
+          a.bf16LinearW(x, w16, b, R, I, O, y.fill(NaN));
+          a.bf16LinearW(x, w16, new Float32Array(0), R, I, O, plain);
+          check(y, plain, b, O);
+        }
+      process.stdout.write(JSON.stringify(out));`;
+    const run = (path: string) =>
+      JSON.parse(
+        execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+          env: { ...process.env, TROUPE_BF16_PATH: path },
+          encoding: 'utf8',
+        }),
+      ) as { path: string; bad: number[] };
+    const seen = new Set<string>();
+    for (const path of ['fp32', 'avx512', 'amx']) {
+      const got = run(path);
+      if (seen.has(got.path)) continue; // not on this CPU (or build): it ran another path
+      seen.add(got.path);
+      expect(got.bad, got.path).toEqual(new Array(12).fill(0));
+    }
+    expect(seen.has('fp32')).toBe(true);
+  }, 60_000);
+
   it('bad arguments name the function and the argument', () => {
     const a = native.available ? native.addon : undefined;
     if (!a) return;
