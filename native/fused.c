@@ -475,6 +475,45 @@ static napi_value add_js(napi_env env, napi_callback_info info) {
 }
 
 typedef struct {
+  const float *a, *b;
+  float *y;
+  int kind; /* 0 a + b, 1 a − b, 2 a · b, 3 a / b */
+} Binary;
+
+static void binary_part(void *c, int64_t lo, int64_t hi) {
+  const Binary *p = c;
+  const float *restrict a = p->a, *restrict b = p->b;
+  float *restrict y = p->y;
+  switch (p->kind) {
+    case 0: for (int64_t i = lo; i < hi; i++) y[i] = a[i] + b[i]; break;
+    case 1: for (int64_t i = lo; i < hi; i++) y[i] = a[i] - b[i]; break;
+    case 2: for (int64_t i = lo; i < hi; i++) y[i] = a[i] * b[i]; break;
+    default: for (int64_t i = lo; i < hi; i++) y[i] = a[i] / b[i]; break;
+  }
+}
+
+/* binary(kind, a, b, y): y = a ∘ b elementwise over float32 views of one length, ∘ by kind (0 +,
+ * 1 −, 2 ·, 3 /), shared between the BLAS threads. Exported without subnormal flushing: each
+ * element is the IEEE float32 result, which is what JavaScript's double arithmetic rounded to
+ * float32 gives for these four operations (the double result of two floats rounds innocuously),
+ * so the bits of tfjs' own kernels. */
+static napi_value binary_js(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "binary", 4)) return NULL;
+  const int64_t kind = arg_int_in(&a, 0, "kind", 0, 3, "must be 0 (+), 1 (-), 2 (*) or 3 (/)");
+  size_t n;
+  float *x = arg_f32(&a, 1, "a", &n);
+  float *b = arg_f32_exact(&a, 2, "b", n, "a.length");
+  float *y = arg_f32_exact(&a, 3, "y", n, "a.length");
+  const View v[] = {{"y", y, n}, {"a", x, n}, {"b", b, n}};
+  args_disjoint(&a, v, 3, 1);
+  if (a.failed) return NULL;
+  Binary p = {.a = x, .b = b, .y = y, .kind = (int)kind};
+  troupe_for((int64_t)n, 64, TROUPE_FOR_FLOATS, binary_part, &p);
+  return NULL;
+}
+
+typedef struct {
   const float *x;
   float *y;
   int rank;        /* output axes before the run */
@@ -557,6 +596,87 @@ static napi_value permute_runs_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+typedef struct {
+  const float *x, *cos, *sin;
+  float *y;
+  int64_t heads, hd, dim;
+  bool backward;
+} Rope;
+
+/*
+ * Rows [lo, hi) of (b·T + t)·heads + h, each head's hd channels. Forward, with rotate_half(x) =
+ * [−x₂, x₁] on the first `dim` channels:  y = x·cos + rotate_half(x)·sin;  backward (dy in x's
+ * place), its transpose:  dx = dy·cos + [(dy·sin)₂, −(dy·sin)₁]. Channels past dim pass through.
+ * Each value is the composite's: two products rounded to float32, then their sum (no FMA
+ * contraction: fp-contract off here), the negation exact, so the bits are those of tfjs' mul,
+ * neg, concat and add, and of their gradients.
+ */
+__attribute__((optimize("fp-contract=off"))) static void rope_rows(void *c, int64_t lo,
+                                                                     int64_t hi) {
+  const Rope *p = c;
+  const int64_t half = p->dim / 2, dim = p->dim, hd = p->hd;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *restrict cs = p->cos + (r / p->heads) * dim, *restrict sn = p->sin + (r / p->heads) * dim;
+    const float *restrict x = p->x + r * hd;
+    float *restrict y = p->y + r * hd;
+    if (!p->backward) {
+      for (int64_t j = 0; j < half; j++) {
+        const float a = x[j] * cs[j], b = -x[j + half] * sn[j];
+        y[j] = a + b;
+      }
+      for (int64_t j = half; j < dim; j++) {
+        const float a = x[j] * cs[j], b = x[j - half] * sn[j];
+        y[j] = a + b;
+      }
+    } else {
+      for (int64_t j = 0; j < half; j++) {
+        const float a = x[j] * cs[j], b = x[j + half] * sn[j + half];
+        y[j] = a + b;
+      }
+      for (int64_t j = half; j < dim; j++) {
+        const float a = x[j] * cs[j], b = -(x[j - half] * sn[j - half]);
+        y[j] = a + b;
+      }
+    }
+    if (dim < hd) memcpy(y + dim, x + dim, (size_t)(hd - dim) * sizeof(float));
+  }
+}
+
+/*
+ * rope(x, cos, sin, y, rows, heads, headDim, dim, backward): rotary position embeddings in the
+ * Hugging Face rotate-half layout over x [rows, heads, headDim] (rows = B·T) with cos, sin
+ * [rows, dim] (one row of the tables per token, shared by its heads; dim even, ≤ headDim), into
+ * y of x's length; backward 1: x is the output's gradient and y the input's (the transpose).
+ */
+static napi_value rope_js(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "rope", 9)) return NULL;
+  size_t nx, nc, ns, ny;
+  float *x = arg_f32(&a, 0, "x", &nx);
+  float *cs = arg_f32(&a, 1, "cos", &nc);
+  float *sn = arg_f32(&a, 2, "sin", &ns);
+  float *y = arg_f32(&a, 3, "y", &ny);
+  const int64_t rows = arg_int(&a, 4, "rows", 1);
+  const int64_t heads = arg_int(&a, 5, "heads", 1);
+  const int64_t hd = arg_int(&a, 6, "headDim", 1);
+  const int64_t dim = arg_int_in(&a, 7, "dim", 2, hd, "must be an even number from 2 to headDim");
+  const bool backward = arg_int_in(&a, 8, "backward", 0, 1, "must be 0 or 1") == 1;
+  if (!a.failed && dim % 2 != 0) args_fail(&a, true, "dim", "must be an even number from 2 to headDim");
+  if (a.failed) return NULL;
+  const uint64_t n = mul_sat(mul_sat(rows, heads), hd), tab = mul_sat(rows, dim);
+  if (nx != n) args_fail(&a, true, "x", "must have rows·heads·headDim elements");
+  if (ny != n) args_fail(&a, true, "y", "must have rows·heads·headDim elements");
+  if (nc != tab) args_fail(&a, true, "cos", "must have rows·dim elements");
+  if (ns != tab) args_fail(&a, true, "sin", "must have rows·dim elements");
+  const View v[] = {{"y", y, n}, {"x", x, n}, {"cos", cs, tab}, {"sin", sn, tab}};
+  args_disjoint(&a, v, 4, 1);
+  if (a.failed) return NULL;
+  Rope p = {.x = x, .cos = cs, .sin = sn, .y = y, .heads = heads, .hd = hd, .dim = dim,
+            .backward = backward};
+  troupe_for(rows * heads, 1, (TROUPE_FOR_FLOATS + hd - 1) / hd, rope_rows, &p);
+  return NULL;
+}
+
 bool troupe_define_fused(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("layerNormForward", layer_norm_forward_js),
@@ -567,6 +687,8 @@ bool troupe_define_fused(napi_env env, napi_value exports) {
       TROUPE_EXPORT("activationBackward", activation_backward_js),
       TROUPE_EXPORT_EXACT("add", add_js),
       TROUPE_EXPORT_EXACT("permuteRuns", permute_runs_js),
+      TROUPE_EXPORT_EXACT("rope", rope_js),
+      TROUPE_EXPORT_EXACT("binary", binary_js),
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok;
 }

@@ -254,10 +254,28 @@ export interface NativeAddon {
   activationForward(kind: number, x: Float32Array, y: Float32Array): void;
   /** dx = f′(x)·dy. */
   activationBackward(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /** y = a ∘ b over views of one length, ∘ by kind: 0 +, 1 −, 2 ·, 3 / (IEEE float32, unflushed). */
+  binary(kind: number, a: Float32Array, b: Float32Array, y: Float32Array): void;
   /** y = a + b over views of one length (IEEE float32 sums: no subnormal flushing). */
   add(a: Float32Array, b: Float32Array, y: Float32Array): void;
   /** y = transpose(x, perm) for a perm keeping the last axis (shape: x's), copied by runs. */
   permuteRuns(x: Float32Array, y: Float32Array, shape: Int32Array, perm: Int32Array): void;
+  /**
+   * Rotary embeddings (rotate-half layout) over x [rows, heads, headDim] with cos, sin
+   * [rows, dim]: y = x·cos + rotate_half(x)·sin on the first dim channels, the rest copied;
+   * backward 1 applies the transpose (x the output's gradient, y the input's).
+   */
+  rope(
+    x: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    y: Float32Array,
+    rows: number,
+    heads: number,
+    headDim: number,
+    dim: number,
+    backward: number,
+  ): void;
 
   // Host loops for the optimizer step (native/host.c), on Float32Arrays (host arrays or views of
   // the wasm heap). Arithmetic in double, stored as float, in the JS path's order of operations.

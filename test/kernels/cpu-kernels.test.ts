@@ -3,6 +3,7 @@ import { setCpuKernels, stridedCopy } from '../../src/kernels/custom/cpu-kernels
 import { RandomStream } from '../../src/kernels/random.js';
 import * as tf from '../../src/kernels/tf.js';
 import { expectNoLeak, useBackend } from '../helpers/backends.js';
+import { nativeSkip } from '../helpers/native.js';
 
 /**
  * The cpu backend's strided-loop kernels (src/kernels/custom/cpu-kernels.ts) against tfjs' own
@@ -147,6 +148,53 @@ describe('cpu backend strided kernels', () => {
       tf.dispose([a, b]);
     }
   });
+
+  it.skipIf(nativeSkip !== null)(
+    'past 2^15 values, the addon: one-shape Add, Sub, Multiply, RealDiv and last-axis-kept Transposes are the stock kernels bit for bit',
+    () => {
+      const shape = [1, 64, 8, 72]; // 36864 values
+      const n = 36864;
+      const a = random(shape, 'big a');
+      const b = random(shape, 'big b');
+      // zeros, signed zeros, infinities, NaN, subnormals and huge values among the operands
+      const special = [0, -0, Infinity, -Infinity, Number.NaN, 1e-40, -3e-39, 3e38, -3e38, 1e-30];
+      const sv = Float32Array.from({ length: n }, (_, i) => special[i % special.length]);
+      const c = tf.tensor(sv, shape);
+      const d = tf.tensor(
+        Float32Array.from({ length: n }, (_, i) => special[(i * 7) % 10]),
+        shape,
+      );
+      for (const op of [tf.add, tf.sub, tf.mul, tf.div]) {
+        for (const [x, y] of [
+          [a, b],
+          [b, a],
+          [a, c],
+          [c, d],
+          [a, a],
+        ]) {
+          same(() => op(x, y));
+        }
+      }
+      // each result against the float64 operation rounded to float32
+      const [ours] = both(() => tf.mul(a, c));
+      const av = a.dataSync();
+      for (let i = 0; i < n; i += 97) expect(ours[i]).toBe(Math.fround(av[i] * sv[i]));
+      for (const perm of [
+        [0, 2, 1, 3],
+        [2, 1, 0, 3],
+        [1, 2, 0, 3],
+      ]) {
+        same(() => tf.transpose(a, perm));
+      }
+      const x5 = random([1, 4, 8, 32, 36], 'big t5'); // attention's [B, KV, rep, T, hd]
+      same(() => tf.transpose(x5, [0, 3, 1, 2, 4]));
+      const [t] = both(() => tf.transpose(x5, [0, 3, 1, 2, 4]));
+      const xv = x5.dataSync();
+      // out[0, t, k, r, j] = x[0, k, r, t, j]
+      expect(t[((5 * 4 + 2) * 8 + 3) * 36 + 7]).toBe(xv[((2 * 8 + 3) * 32 + 5) * 36 + 7]);
+      tf.dispose([a, b, c, d, x5]);
+    },
+  );
 
   it('Sum over leading axes (keepDims or not); other axes go to the stock kernel', () => {
     const x = random([3, 4, 5], 'sum');

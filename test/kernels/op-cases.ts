@@ -4,7 +4,14 @@ import { logProbsFromLogits } from '../../src/kernels/numerics/index.js';
 import * as tf from '../../src/kernels/tf.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { KVCache } from '../../src/policy/model/kv-cache.js';
-import { geluTanh, layerNorm, linear, rmsNorm, silu } from '../../src/policy/model/layers.js';
+import {
+  applyRope,
+  geluTanh,
+  layerNorm,
+  linear,
+  rmsNorm,
+  silu,
+} from '../../src/policy/model/layers.js';
 import { randomState, TINY } from '../policy/fixtures.js';
 
 /** How a case's input is drawn (seeded): real numbers, positive reals, ints in [0, max), or bools. */
@@ -270,6 +277,13 @@ export const OP_CASES: readonly OpCase[] = [
     { kernel, label: `${kernel} (GELU tanh)`, inputs: [f(3, 5)], fn: geluTanh, grad: true },
     { kernel, label: `${kernel} (SiLU)`, inputs: [f(3, 5)], fn: silu, grad: true },
   ]),
+  {
+    kernel: 'TroupeRope',
+    label: 'TroupeRope (applyRope: rotate-half, partial rotary)',
+    inputs: [f(2, 3, 4, 10), f(2, 3, 1, 8), f(2, 3, 1, 8)],
+    fn: (x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor) => applyRope(x, cos, sin),
+    grad: true,
+  },
   ...(['TroupeScaledSoftmax', 'TroupeScaledSoftmaxGrad'] as const).map((kernel) => ({
     kernel,
     label: `${kernel} (softmax(x/√d + bias), bias over the heads)`,

@@ -1,14 +1,20 @@
 import { type NativeAddon, nativeKernels } from '../native.js';
 import {
+  concat,
   engine,
   type GradConfig,
   getGradient,
   getKernel,
   type KernelFunc,
+  mul,
   type NamedAttrMap,
+  neg,
   registerGradient,
   registerKernel,
   reshape,
+  slice,
+  split,
+  sum,
   type Tensor,
   type TensorInfo,
 } from '../tf.js';
@@ -29,6 +35,8 @@ import { sizeOf } from './wasm-heap.js';
  *   TroupeRmsNormGrad    {dy, x, gamma, rstd}         → [dx, dgamma]
  *   TroupeActivation     {x} {kind}                   → y        (kind 0 GELU tanh, 1 SiLU)
  *   TroupeActivationGrad {x, dy} {kind}               → dx
+ *   TroupeRope           {x, cos, sin} {backward}     → y        (x [B, T, H, hd], cos, sin
+ *                                                                  [B, T, 1, dim], dim ≤ hd)
  *
  * mean and rstd ([..., 1]) exist for the backward: gradients flowing into them are ignored.
  */
@@ -39,6 +47,7 @@ export const FUSED = {
   rmsNormGrad: 'TroupeRmsNormGrad',
   activation: 'TroupeActivation',
   activationGrad: 'TroupeActivationGrad',
+  rope: 'TroupeRope',
 } as const;
 
 /** `kind` of TroupeActivation. */
@@ -197,6 +206,55 @@ function activationGrad(addon: NativeAddon): Impl {
   };
 }
 
+/** [B·T, heads, hd, dim] of a TroupeRope call, after checking dtypes and shapes. */
+export function ropeDims(x: TensorInfo, cos: TensorInfo, sin: TensorInfo): number[] {
+  const k = FUSED.rope;
+  for (const [name, t] of Object.entries({ x, cos, sin })) {
+    if (t.dtype !== 'float32') throw new Error(`${k}: ${name} is ${t.dtype}, not float32`);
+  }
+  if (x.shape.length !== 4)
+    throw new Error(`${k}: x must be [B, T, heads, headDim], got [${x.shape}]`);
+  const [B, T, H, hd] = x.shape;
+  for (const [name, t] of Object.entries({ cos, sin })) {
+    const [b, t1, one, dim] = t.shape;
+    if (t.shape.length !== 4 || b !== B || t1 !== T || one !== 1 || dim % 2 !== 0 || dim > hd) {
+      throw new Error(
+        `${k}: ${name} must be [${B}, ${T}, 1, dim] with dim even and ≤ ${hd}, got [${t.shape}]`,
+      );
+    }
+  }
+  if (cos.shape[3] !== sin.shape[3]) {
+    throw new Error(`${k}: cos and sin differ in shape: [${cos.shape}] and [${sin.shape}]`);
+  }
+  return [B * T, H, hd, cos.shape[3]];
+}
+
+/**
+ * x·cos + rotate_half(x)·sin on each head's first dim channels (the rest copied), or with
+ * `backward` 1 its transpose (x then the output's gradient): native/fused.c rope, the bits of
+ * layers.ts's composite and of its gradient.
+ */
+function rope(addon: NativeAddon): Impl {
+  return ({ x, cos, sin }, attrs, s) => {
+    const [rows, heads, hd, dim] = ropeDims(x, cos, sin);
+    const y = s.output([...x.shape]);
+    if (rows > 0 && heads > 0 && dim > 0) {
+      addon.rope(
+        s.view(x),
+        s.view(cos),
+        s.view(sin),
+        y.values(),
+        rows,
+        heads,
+        hd,
+        dim,
+        attrs.backward ? 1 : 0,
+      );
+    }
+    return y.info;
+  };
+}
+
 const IMPLS: [string, (addon: NativeAddon) => Impl][] = [
   [FUSED.layerNorm, layerNorm],
   [FUSED.layerNormGrad, layerNormGrad],
@@ -204,7 +262,27 @@ const IMPLS: [string, (addon: NativeAddon) => Impl][] = [
   [FUSED.rmsNormGrad, rmsNormGrad],
   [FUSED.activation, activation],
   [FUSED.activationGrad, activationGrad],
+  [FUSED.rope, rope],
 ];
+
+/**
+ * The rotated channels' gradients of cos and sin (never needed by a model: its tables are
+ * constants), as tfjs ops: Σ over heads of dy·x and dy·rotate_half(x) on the first dim channels.
+ */
+function ropeTableGrads(dy: Tensor, x: Tensor, dim: number, backward: boolean) {
+  const half = dim / 2;
+  const rot = (t: Tensor) => slice(t, [0, 0, 0, 0], [-1, -1, -1, dim]);
+  // forward: y = x·c + R(x)·s, so dc = Σ_h dy·x, ds = Σ_h dy·R(x) with R(x) = [−x₂, x₁];
+  // backward form (x = g): y = g·c + Rᵀ(g·s), so dc = Σ_h dy·g, ds = Σ_h R(dy)·g
+  const turn = (t: Tensor) => {
+    const [a, b] = split(rot(t), [half, half], 3);
+    return concat([neg(b), a], 3);
+  };
+  return {
+    cos: () => sum(mul(rot(dy), rot(x)), 2, true),
+    sin: () => sum(backward ? mul(turn(dy), rot(x)) : mul(rot(dy), turn(x)), 2, true),
+  };
+}
 
 function run(name: string, inputs: Record<string, Tensor>, attrs: NamedAttrMap = {}): Tensor[] {
   const out = engine().runKernel(name, inputs, attrs);
@@ -241,6 +319,20 @@ const GRADS: GradConfig[] = [
       const dy = (dys as Tensor[])[0];
       const [dx, dgamma] = run(FUSED.rmsNormGrad, { dy, x, gamma, rstd });
       return { x: () => dx, gamma: () => dgamma };
+    },
+  },
+  {
+    // the transpose of either form is the other
+    kernelName: FUSED.rope,
+    inputsToSave: ['x', 'cos', 'sin'],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, cos, sin] = saved;
+      const backward = Boolean(attrs.backward);
+      const g = dy as Tensor;
+      return {
+        x: () => run(FUSED.rope, { x: g, cos, sin }, { backward: backward ? 0 : 1 })[0],
+        ...ropeTableGrads(g, x, cos.shape[3] as number, backward),
+      };
     },
   },
   {

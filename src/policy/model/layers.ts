@@ -50,6 +50,31 @@ function fused(kernel: string, x: tf.Tensor, ...params: tf.Tensor[]): boolean {
   );
 }
 
+/** Whether TroupeRope takes these: registered here, float32, cos and sin [B, T, 1, dim]. */
+function fusedRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): boolean {
+  const [B, T, , hd] = x.shape as number[];
+  const ok = (t: tf.Tensor) => {
+    const [b, t1, one, dim] = t.shape as number[];
+    return (
+      t.dtype === 'float32' &&
+      t.rank === 4 &&
+      b === B &&
+      t1 === T &&
+      one === 1 &&
+      dim % 2 === 0 &&
+      dim <= hd
+    );
+  };
+  return (
+    x.dtype === 'float32' &&
+    x.rank === 4 &&
+    ok(cos) &&
+    ok(sin) &&
+    cos.shape[3] === sin.shape[3] &&
+    tf.getKernel(FUSED.rope, tf.getBackend()) !== undefined
+  );
+}
+
 /** Run a fused kernel and keep its first output (the others, row statistics, feed its gradient). */
 function runFused(kernel: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor {
   const out = tf.engine().runKernel(kernel, inputs, attrs);
@@ -107,6 +132,8 @@ export function applyRope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tens
   const hd = x.shape[3] as number;
   const dim = cos.shape[3] as number;
   const half = dim / 2;
+  // one native pass (native-fused.ts TroupeRope: the same bits, forward and backward)
+  if (fusedRope(x, cos, sin)) return runFused(FUSED.rope, { x, cos, sin }, { backward: 0 });
   if (dim < hd) {
     const [rot, pass] = tf.split(x, [dim, hd - dim], 3);
     return tf.concat([applyRope(rot, cos, sin), pass], 3);
