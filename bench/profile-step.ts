@@ -14,7 +14,8 @@
  * `kernelTimeMs` by name and by name and input shapes. A custom gradient's forward shows as an
  * `unnamed scope` that also contains the kernels it ran (counted twice in the total). It also
  * times the bench's forward (forward + every position's logits, no gradients), and with
- * TROUPE_PROFILE_PASS=forward profiles that instead of the forward + backward. The step
+ * TROUPE_PROFILE_PASS=forward profiles that instead of the forward + backward;
+ * TROUPE_PROFILE_SPLIT_GRAD=1 runs TroupeLinear's bf16 gradients as separate kernels. The step
  * minus the forward + backward is the gradient norm and the AdamW update. Wall times on a
  * shared machine move with its load: the CPU times and the shares are the steadier figures.
  */
@@ -33,6 +34,9 @@ if (!['small', 'gpt2', 'grpo'].includes(which) || !['fp32', 'bf16'].includes(pre
   process.exit(2);
 }
 await startRuntime({ backend: 'wasm', ...(precision === 'bf16' ? { precision: 'bf16' } : {}) });
+// TROUPE_PROFILE_SPLIT_GRAD=1: TroupeLinear's bf16 gradients as two BatchMatMul and a Sum, as
+// before TroupeLinearGrad (its gradient falls back to them where the kernel is not registered)
+if (process.env.TROUPE_PROFILE_SPLIT_GRAD === '1') tf.unregisterKernel('TroupeLinearGrad', 'wasm');
 const j = GRPO_JOB;
 const c =
   which === 'grpo'

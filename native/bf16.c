@@ -175,7 +175,9 @@ static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Kp, in
  * are contiguous, and a 16x16 transpose makes panel rows of them.
  */
 static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, int64_t n_lo,
-                   int64_t n_hi, uint16_t *out) {
+                   int64_t n_hi, uint16_t *out, float *colsum) {
+  if (colsum && !tb) /* Σ_k B[k, n] for the columns [n_lo, n_hi) ∩ [0, N), k in order */
+    for (int64_t n = n_lo; n < n_hi && n < N; n++) colsum[n] = 0;
 #if defined(__AVX512BF16__)
   if (!tb) {
     /* k outside: 32 rows of B are read along their length, one 64-byte line after the next of
@@ -185,8 +187,23 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
       for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
         uint16_t *panel = out + (n0 / 16) * Kp * 16;
         __m512i rows[16];
-        for (int p = 0; p < 16; p++)
-          rows[p] = pairs16(load16(b, N, k0 + 2 * p, K, n0, N), load16(b, N, k0 + 2 * p + 1, K, n0, N));
+        if (colsum && n0 < N && k0 < K) {
+          /* the bias gradient of dW = xᵀ·dy, read here while dy is packed: each column's rows
+           * added in order k = 0, 1, … (rows past K are not added) */
+          const int64_t cols = N - n0 < 16 ? N - n0 : 16;
+          const __mmask16 m = (__mmask16)((1u << cols) - 1u);
+          __m512 acc = _mm512_maskz_loadu_ps(m, colsum + n0);
+          for (int p = 0; p < 16; p++) {
+            const __m512 lo = load16(b, N, k0 + 2 * p, K, n0, N);
+            const __m512 hi = load16(b, N, k0 + 2 * p + 1, K, n0, N);
+            if (k0 + 2 * p < K) acc = _mm512_add_ps(acc, lo);
+            if (k0 + 2 * p + 1 < K) acc = _mm512_add_ps(acc, hi);
+            rows[p] = pairs16(lo, hi);
+          }
+          _mm512_mask_storeu_ps(colsum + n0, m, acc);
+        } else
+          for (int p = 0; p < 16; p++)
+            rows[p] = pairs16(load16(b, N, k0 + 2 * p, K, n0, N), load16(b, N, k0 + 2 * p + 1, K, n0, N));
         for (int p = 0; p < 16; p++) _mm512_storeu_si512(panel + (k0 / 2 + p) * 32, rows[p]);
       }
     return;
@@ -205,6 +222,9 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
   }
 #else
   const int64_t ldb = tb ? K : N;
+  if (colsum && !tb)
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t n = n_lo; n < n_hi && n < N; n++) colsum[n] += b[k * N + n];
   for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
     uint16_t *panel = out + (n0 / 16) * Kp * 16;
     for (int64_t k = 0; k < Kp; k += 2)
@@ -477,6 +497,7 @@ typedef struct {
   const float *a, *b;
   const uint16_t *b16; /* B [K, N] given as bf16 panels (troupe_linear_w16; b unused), or NULL */
   const float *bias;   /* C += bias [N] (one add per element after its sum), or NULL */
+  float *colsum;       /* [N] = Σ_k op(B)[k, n] while B is packed (B not transposed), or NULL */
   float *c;
   uint16_t *ap, *bp;
   bool split_n; /* threads take columns of C (else rows), in 32-blocks */
@@ -496,7 +517,7 @@ static void task_pack(void *ctx, int t, int n) {
   pack_a(g->a, g->ta, g->M, g->K, g->Kp, lo, hi, g->ap);
   share(g->Np, 16, t, n, &lo, &hi);
   if (g->b16) pack_b16(g->b16, g->K, g->N, g->Kp, lo, hi, g->bp);
-  else pack_b(g->b, g->tb, g->K, g->N, g->Kp, lo, hi, g->bp);
+  else pack_b(g->b, g->tb, g->K, g->N, g->Kp, lo, hi, g->bp, g->colsum);
 }
 
 static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
@@ -570,6 +591,35 @@ static bool gemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c) {
   return gemm_bias(ta, tb, M, N, K, a, b, NULL, c);
+}
+
+/*
+ * The gradients of y [R, O] = x [R, I]·W [I, O] + b from dy [R, O]: dx = dy·Wᵀ and dW = xᵀ·dy,
+ * each the product troupe_gemm_bf16 computes (the same bits as two calls), and db = Σ_r dy[r]
+ * (NULL: none) summed while dW's product packs dy, rows in order (fp32: the same bits at every
+ * thread count). One call where the model made three (two BatchMatMul and a Sum, whose pass over
+ * dy came from L3 or memory). dx or dw NULL: not computed.
+ */
+static bool linear_backward(const float *dy, const float *x, const float *w, int64_t R, int64_t I,
+                            int64_t O, float *dx, float *dw, float *db) {
+  choose_path();
+  if (dx && !gemm_bias(false, true, R, I, O, dy, w, NULL, dx)) return false;
+  if (path == PATH_FP32 || !dw) {
+    if (dw && !gemm_fp32(true, false, I, O, R, x, dy, dw)) return false;
+    if (db) {
+      for (int64_t j = 0; j < O; j++) db[j] = 0;
+      for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < O; j++) db[j] += dy[r * O + j];
+    }
+    return true;
+  }
+  Gemm g = plan(true, false, I, O, R, x, dy, dw);
+  g.colsum = db;
+  uint16_t *buf = scratch_get(packed_bytes(&g));
+  if (!buf) return false;
+  gemm_packed(&g, buf, threads_for(I, O, R));
+  scratch_trim();
+  return true;
 }
 
 /* A batch of products split among threads, each product on one thread with its own scratch. */
@@ -854,6 +904,41 @@ static napi_value bf16_linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * bf16LinearBackward(dy, x, w, rows, in, out, dx, dw, db): the gradients of bf16Linear's
+ * y = x·W + b: dx [rows, in] = dy·Wᵀ, dw [in, out] = xᵀ·dy (bf16 products, fp32 sums, as
+ * bf16Gemm computes them) and db [out] = Σ over rows of dy in fp32; an empty dx, dw or db is not
+ * computed.
+ */
+static napi_value bf16_linear_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16LinearBackward", 9)) return NULL;
+  size_t ldy, lx, lw, ldx, ldw, ldb;
+  const float *dy = arg_f32(&a, 0, "dy", &ldy);
+  const float *x = arg_f32(&a, 1, "x", &lx);
+  const float *w = arg_f32(&a, 2, "w", &lw);
+  const int64_t R = arg_int(&a, 3, "rows", 1), I = arg_int(&a, 4, "in", 1);
+  const int64_t O = arg_int(&a, 5, "out", 1);
+  float *dx = arg_f32(&a, 6, "dx", &ldx);
+  float *dw = arg_f32(&a, 7, "dw", &ldw);
+  float *db = arg_f32(&a, 8, "db", &ldb);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "dy", ldy, mul_sat(R, O), "rows·out");
+  if (ldx != 0) {
+    args_need_expr(&a, "w", lw, mul_sat(I, O), "in·out");
+    args_need_expr(&a, "dx", ldx, mul_sat(R, I), "rows·in");
+  }
+  if (ldw != 0) {
+    args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
+    args_need_expr(&a, "dw", ldw, mul_sat(I, O), "in·out");
+  }
+  if (ldb != 0) args_need_expr(&a, "db", ldb, (uint64_t)O, "out");
+  if (a.failed) return NULL;
+  if (!linear_backward(dy, x, w, R, I, O, ldx ? dx : NULL, ldw ? dw : NULL, ldb ? db : NULL))
+    args_fail(&a, true, "bf16LinearBackward", "could not allocate its packed operands");
+  return NULL;
+}
+
 /* bf16Path(): which kernel bf16Gemm runs here: "amx", "avx512-bf16" or "fp32" */
 static napi_value bf16_path(napi_env env, napi_callback_info info) {
   (void)info;
@@ -867,6 +952,7 @@ bool troupe_define_bf16(napi_env env, napi_value exports) {
       TROUPE_EXPORT("bf16Gemm", bf16_gemm),
       TROUPE_EXPORT("bf16GemmBatched", bf16_gemm_batched),
       TROUPE_EXPORT("bf16Linear", bf16_linear),
+      TROUPE_EXPORT("bf16LinearBackward", bf16_linear_backward),
       TROUPE_EXPORT("bf16LinearW", bf16_linear_w),
       TROUPE_EXPORT("bf16LinearWMany", bf16_linear_w_many),
       TROUPE_EXPORT("toBf16", to_bf16_napi),

@@ -145,6 +145,22 @@ export interface NativeAddon {
     y: Float32Array,
   ): void;
   /**
+   * bf16Linear's gradients from dy [rows, out]: dx [rows, in] = dy·Wᵀ and dw [in, out] = xᵀ·dy
+   * as bf16Gemm computes them, db [out] = Σ over rows of dy in fp32 (summed while dw's product
+   * packs dy); an empty dx, dw or db is not computed.
+   */
+  bf16LinearBackward?(
+    dy: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    rows: number,
+    inDim: number,
+    outDim: number,
+    dx: Float32Array,
+    dw: Float32Array,
+    db: Float32Array,
+  ): void;
+  /**
    * y [rows, out] = x·W + bias for W [in, out] stored as bfloat16 bits in panels of 32 columns
    * (toBf16Panels: ⌈out/32⌉·32·in values), read as they are: 32 rows or more on the bf16 kernel
    * (x rounded to bf16), fewer (decoding) with x in fp32 against the widened weights; fp32 sums,

@@ -289,6 +289,82 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     expect(seen.has('fp32')).toBe(true);
   }, 60_000);
 
+  it('bf16LinearBackward: dx and dW as bf16Gemm gives them, db the fp32 column sums of dy (1 and 2 threads, parts left out)', () => {
+    const a = native.available ? native.addon : undefined;
+    if (!a?.bf16LinearBackward) return;
+    const saved = a.threads();
+    try {
+      const rng = RandomStream.of({ seed: 14, step: 0, actor: 'bf16-linear-grad' });
+      // edges off 16 and 32; dx's K past 4096 (slices); a dW big enough to split between threads
+      for (const [R, I, O] of [
+        [37, 50, 29],
+        [70, 48, 4500],
+        [600, 100, 300],
+      ] as const) {
+        const x = rng.normal(R * I);
+        const w = rng.normal(I * O);
+        const dy = rng.normal(R * O);
+        const dbRef = new Float64Array(O);
+        const dbScale = new Float64Array(O);
+        for (let i = 0; i < R * O; i++) {
+          dbRef[i % O] += dy[i];
+          dbScale[i % O] += Math.abs(dy[i]);
+        }
+        const wantDx = new Float32Array(R * I);
+        const wantDw = new Float32Array(I * O);
+        a.bf16Gemm(false, true, R, I, O, dy, w, wantDx);
+        a.bf16Gemm(true, false, I, O, R, x, dy, wantDw);
+        const dbs: Float32Array[] = [];
+        // elements that differ bit for bit (a loop: toEqual on 10^5 elements takes seconds)
+        const differ = (x: Float32Array, y: Float32Array) => {
+          let n = x.length === y.length ? 0 : -1;
+          for (let i = 0; i < x.length && n >= 0; i++) if (!Object.is(x[i], y[i])) n++;
+          return n;
+        };
+        const within = (db: Float32Array) => {
+          let bad = 0;
+          for (let j = 0; j < O; j++)
+            if (!(Math.abs(db[j] - dbRef[j]) <= dbScale[j] * 2 ** -23 * (R + 4))) bad++;
+          return bad;
+        };
+        for (const threads of [1, 2]) {
+          a.setThreads(threads);
+          const dx = new Float32Array(R * I).fill(Number.NaN);
+          const dw = new Float32Array(I * O).fill(Number.NaN);
+          const db = new Float32Array(O).fill(Number.NaN);
+          a.bf16LinearBackward(dy, x, w, R, I, O, dx, dw, db);
+          expect(differ(dx, wantDx), `dx ${R} ${I} ${O}`).toBe(0);
+          expect(differ(dw, wantDw), `dw ${R} ${I} ${O}`).toBe(0);
+          expect(within(db), `db ${R} ${I} ${O}`).toBe(0);
+          dbs.push(db);
+          // without dx; without dw (db then summed on its own); db alone
+          const none = new Float32Array(0);
+          const db2 = new Float32Array(O).fill(Number.NaN);
+          const dw2 = new Float32Array(I * O).fill(Number.NaN);
+          a.bf16LinearBackward(dy, x, w, R, I, O, none, dw2, db2);
+          expect(differ(dw2, wantDw)).toBe(0);
+          expect(differ(db2, db)).toBe(0);
+          const dx3 = new Float32Array(R * I).fill(Number.NaN);
+          const db3 = new Float32Array(O).fill(Number.NaN);
+          a.bf16LinearBackward(dy, x, w, R, I, O, dx3, none, db3);
+          expect(differ(dx3, wantDx)).toBe(0);
+          expect(within(db3)).toBe(0);
+        }
+        expect(differ(dbs[1], dbs[0])).toBe(0);
+      }
+      const f = (n: number) => new Float32Array(n);
+      const backward = a.bf16LinearBackward.bind(a);
+      expect(() => backward(f(6), f(6), f(6), 2, 3, 3, f(6), f(9), f(2))).toThrow(
+        /bf16LinearBackward.*\bw\b/,
+      );
+      expect(() => backward(f(6), f(6), f(9), 2, 3, 3, f(6), f(9), f(2))).toThrow(
+        /bf16LinearBackward.*\bdb\b.*out/,
+      );
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
   it('bad arguments name the function and the argument', () => {
     const a = native.available ? native.addon : undefined;
     if (!a) return;

@@ -190,6 +190,42 @@ describe.skipIf(nativeSkip !== null)(
       for (let j = 0; j < O; j++) expect(db[j]).toBeCloseTo(dbRef[j], 4);
     });
 
+    it('TroupeLinear under bf16: its three gradients are one TroupeLinearGrad call (with and without a bias, nothing left behind); fp32 keeps BatchMatMul and Sum', async () => {
+      const rng = RandomStream.of({ seed: 6, step: 0, actor: 'bf16-linear-grad' });
+      const [R, I, O] = [40, 36, 50];
+      const x = tf.tensor(rng.normal(R * I), [R, I]);
+      const w = tf.tensor(rng.normal(I * O), [I, O]);
+      const b = tf.tensor(rng.normal(O), [O]);
+      const dy = tf.tensor(rng.normal(R * O), [R, O]);
+      const kernelsOf = async (withBias: boolean) => {
+        const before = tf.memory().numTensors;
+        const prof = await tf.profile(() => {
+          const gs = withBias
+            ? tf.grads((xx, ww, bb) => nativeLinear(xx, ww, bb)!)([x, w, b], dy)
+            : tf.grads((xx, ww) => nativeLinear(xx, ww)!)([x, w], dy);
+          tf.dispose(gs);
+          return [];
+        });
+        expect(tf.memory().numTensors, `tensors left, bias ${withBias}`).toBe(before);
+        return prof.kernels.map((k) => k.name);
+      };
+      try {
+        await startRuntime({ backend: 'wasm', precision: 'bf16' });
+        for (const withBias of [true, false]) {
+          const names = await kernelsOf(withBias);
+          expect(names.filter((n) => n === 'TroupeLinearGrad')).toHaveLength(1);
+          expect(names).not.toContain('BatchMatMul');
+          expect(names).not.toContain('Sum');
+        }
+        await startRuntime({ backend: 'wasm' });
+        const names = await kernelsOf(true);
+        expect(names).not.toContain('TroupeLinearGrad');
+        expect(names.filter((n) => n === 'BatchMatMul')).toHaveLength(2);
+      } finally {
+        tf.dispose([x, w, b, dy]);
+      }
+    });
+
     it('usePrecision refuses bf16 on webgpu and leaves the thread as it was', async () => {
       await startRuntime({ backend: 'wasm', precision: 'bf16' });
       expect(() => usePrecision('webgpu', 'bf16')).toThrow(/webgpu/);
