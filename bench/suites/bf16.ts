@@ -120,11 +120,28 @@ const SIDES = ['Troupe fp32', 'Troupe bf16', 'PyTorch fp32', 'PyTorch bf16'] as 
 const FIGURES = ['train', 'forward', 'generate b1', 'generate b8'] as const;
 
 /**
+ * The model configs of the bf16 suite's whole-model part: bf16Cases, or those named in
+ * TROUPE_BF16_CONFIGS (comma-separated, e.g. `small`); a name that is none of them is refused.
+ */
+function bf16Configs(quick: boolean) {
+  const all = bf16Cases(quick);
+  const want = process.env.TROUPE_BF16_CONFIGS?.split(',').filter(Boolean);
+  if (!want?.length) return all;
+  const picked = all.filter((c) => want.includes(c.name));
+  if (picked.length !== want.length) {
+    throw new Error(
+      `TROUPE_BF16_CONFIGS: ${want.filter((w) => !picked.some((c) => c.name === w)).join(', ')} is not one of ${all.map((c) => c.name).join(', ')}`,
+    );
+  }
+  return picked;
+}
+
+/**
  * Whole-model tokens/s, fp32 against bf16, Troupe against PyTorch 2.13, in rounds: per config,
  * PyTorch fp32 and bf16 (autocast; bf16 weights for generation), then Troupe fp32 and bf16 (wasm
  * + native kernels, `runtime.precision`), each in a process of its own, at the same thread count
  * (TROUPE_BF16_THREADS, default every core: OMP/OpenBLAS threads for PyTorch, BLAS threads per
- * call for Troupe). Train is the trainers' optimizerStep (GPT-2: AdamW moments on the host).
+ * call for Troupe), the configs TROUPE_BF16_CONFIGS names (default all). Train is the trainers' optimizerStep (GPT-2: AdamW moments on the host).
  */
 export async function bf16Models(quick: boolean, log: (line: string) => void) {
   const torch = torchAvailable();
@@ -133,6 +150,7 @@ export async function bf16Models(quick: boolean, log: (line: string) => void) {
     .split(',')
     .map(Number);
   const rounds = quick ? 1 : Math.max(1, Number(process.env.TROUPE_TORCH_ROUNDS ?? 2));
+  const cases = bf16Configs(quick);
   const got: Rounds = new Map();
   const add = (k: string, v: number) => got.set(k, [...(got.get(k) ?? []), v]);
   const FIG: Record<string, string> = {
@@ -146,7 +164,7 @@ export async function bf16Models(quick: boolean, log: (line: string) => void) {
   const saved = process.env.TROUPE_BLAS_THREADS;
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const c of bf16Cases(quick)) {
+      for (const c of cases) {
         for (const threads of counts) {
           log(`round ${round + 1}/${rounds}: ${c.name}, ${threads} thread(s)`);
           for (const precision of ['fp32', 'bf16'] as const) {
@@ -196,7 +214,7 @@ export async function bf16Models(quick: boolean, log: (line: string) => void) {
     `| figure | config | threads | ${SIDES.join(' | ')} | Troupe bf16 / fp32 | Troupe bf16 / PyTorch bf16 |`,
     `|---|---|---:|${SIDES.map(() => '---:').join('|')}|---:|---:|`,
   ];
-  for (const c of bf16Cases(quick))
+  for (const c of cases)
     for (const n of counts)
       for (const f of FIGURES) {
         const v = SIDES.map((side) => at(f, c.name, side, n));
