@@ -14,7 +14,8 @@
  * fp32, prompt 32, 32 new tokens sampled at temperature 1; batch 64 is its 8 prompts × 8). The
  * prompts are all distinct (each row prefilled) unless --samples n repeats each of batch/n prompts
  * n times, as GRPO's samples do (the prefill then runs once a prompt: `grpo 64 5 --samples 8` is
- * the bench job's generation).
+ * the bench job's generation). `ppo` is the RL suite's PPO generation (bench/suites/rl.ts: the
+ * small model d 384, L 6, V 512 in fp32, prompt 32, 64 new tokens at temperature 1; batch 16).
  */
 
 import { nativeKernels } from '../src/kernels/native.js';
@@ -37,7 +38,7 @@ const [which = 'gpt2', batchArg = '8', repsArg = '5'] = process.argv
 const B = Number(batchArg);
 const reps = Number(repsArg);
 if (
-  !['small', 'gpt2', 'grpo'].includes(which) ||
+  !['small', 'gpt2', 'grpo', 'ppo'].includes(which) ||
   !(B >= 1) ||
   !(reps >= 1) ||
   !Number.isInteger(samples) ||
@@ -45,26 +46,33 @@ if (
   B % samples !== 0
 ) {
   process.stderr.write(
-    'usage: profile-generate.ts [small|gpt2|grpo] [batch] [reps] [--js-sampling] [--samples n (divides batch)]\n',
+    'usage: profile-generate.ts [small|gpt2|grpo|ppo] [batch] [reps] [--js-sampling] [--samples n (divides batch)]\n',
   );
   process.exit(2);
 }
-const grpo = which === 'grpo';
+const grpo = which === 'grpo' || which === 'ppo';
 await startRuntime({ backend: 'wasm', ...(grpo ? {} : { precision: 'bf16' as const }) });
 const j = GRPO_JOB;
-const c = grpo
-  ? {
-      name: 'grpo tiny GPT-2',
-      config: gpt2Config({
-        vocabSize: 512,
-        layers: j.layers,
-        heads: j.heads,
-        hidden: j.hidden,
-        maxPositions: j.positions,
-      }),
-      generate: { prompt: 32, newTokens: j.newTokens },
-    }
-  : bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
+const c =
+  which === 'ppo'
+    ? {
+        name: 'ppo small',
+        config: gpt2Config({ vocabSize: 512, layers: 6, heads: 6, hidden: 384, maxPositions: 128 }),
+        generate: { prompt: 32, newTokens: 64 },
+      }
+    : grpo
+      ? {
+          name: 'grpo tiny GPT-2',
+          config: gpt2Config({
+            vocabSize: 512,
+            layers: j.layers,
+            heads: j.heads,
+            hidden: j.hidden,
+            maxPositions: j.positions,
+          }),
+          generate: { prompt: 32, newTokens: j.newTokens },
+        }
+      : bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const g = c.generate!;
 const temperature = grpo ? 1 : 0;
 const model = CausalLM.init(c.config, { seed: 1 });

@@ -97,7 +97,7 @@ export async function writeJobData(dir: string): Promise<void> {
 }
 
 /** The PPO job: the small model (V 512, 6 layers, d 384), 16 prompts × 64 new tokens. */
-function ppoConfig(dir: string, steps: number, actors: Record<string, unknown>) {
+export function ppoConfig(dir: string, steps: number, actors: Record<string, unknown>) {
   return loadConfig<RlConfig>('ppo', {
     object: {
       output: join(dir, `ppo-${Math.random().toString(36).slice(2)}`),

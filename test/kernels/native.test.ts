@@ -99,6 +99,33 @@ for (const backend of ['wasm', 'cpu'] as const) {
         },
       );
 
+      it.each([
+        [12, 37, 100],
+        [16, 64, 1552],
+        [10, 384, 48],
+      ])(
+        'a %i-row product (one pass of 16 rows) has the bits of its rows taken 8 and fewer at a time (K %i, N %i)',
+        async (M, K, N) => {
+          // 9–16 rows run as one tile of 16; up to 8, the tile of 8. Each C[m, n] is the same
+          // chain of multiply-adds over k either way, so the bits must agree exactly (N mod 32
+          // columns: both the scalar tail). The rest keeps ≥ 2 rows: one row is sgemv's.
+          const rng = RandomStream.of({ seed: 8, step: M, actor: 'test', purpose: 'rows16' });
+          const a = rng.normal(M * K);
+          const b = tf.tensor(rng.normal(K * N), [K, N]);
+          const f32 = async (t: tf.Tensor) => Float32Array.from(await t.data());
+          const whole = await f32(tf.matMul(tf.tensor(a, [M, K]), b));
+          const top = await f32(tf.matMul(tf.tensor(a.subarray(0, 8 * K), [8, K]), b));
+          const rest = await f32(tf.matMul(tf.tensor(a.subarray(8 * K), [M - 8, K]), b));
+          const parts = new Float32Array(M * N);
+          parts.set(top);
+          parts.set(rest, 8 * N);
+          const bits = new Uint32Array(whole.buffer);
+          const want = new Uint32Array(parts.buffer);
+          expect(bits.findIndex((x, i) => x !== want[i])).toBe(-1); // the first differing element
+          b.dispose();
+        },
+      );
+
       it('gives the gradients of a matmul chain the stock kernel gives', async () => {
         const rng = RandomStream.of({ seed: 6, step: 0, actor: 'test', purpose: 'grad' });
         const x = tf.tensor(rng.normal(2 * 6 * 8), [2, 6, 8]);
