@@ -15,7 +15,8 @@
  * `unnamed scope` that also contains the kernels it ran (counted twice in the total). It also
  * times the bench's forward (forward + every position's logits, no gradients), and with
  * TROUPE_PROFILE_PASS=forward profiles that instead of the forward + backward;
- * TROUPE_PROFILE_SPLIT_GRAD=1 runs TroupeLinear's bf16 gradients as separate kernels. The step
+ * TROUPE_PROFILE_SPLIT_GRAD=1 runs TroupeLinear's bf16 gradients as separate kernels, and
+ * TROUPE_PROFILE_ATTN_TRANSPOSE=1 attention with the head transposes. The step
  * minus the forward + backward is the gradient norm and the AdamW update. Wall times on a
  * shared machine move with its load: the CPU times and the shares are the steadier figures.
  */
@@ -37,6 +38,10 @@ await startRuntime({ backend: 'wasm', ...(precision === 'bf16' ? { precision: 'b
 // TROUPE_PROFILE_SPLIT_GRAD=1: TroupeLinear's bf16 gradients as two BatchMatMul and a Sum, as
 // before TroupeLinearGrad (its gradient falls back to them where the kernel is not registered)
 if (process.env.TROUPE_PROFILE_SPLIT_GRAD === '1') tf.unregisterKernel('TroupeLinearGrad', 'wasm');
+// TROUPE_PROFILE_ATTN_TRANSPOSE=1: attention splits and merges the heads (Transposes) instead of
+// reading and writing them in place (the in-place kernels unregistered)
+if (process.env.TROUPE_PROFILE_ATTN_TRANSPOSE === '1')
+  for (const k of ['TroupeAttnScores', 'TroupeAttnValues']) tf.unregisterKernel(k, 'wasm');
 const j = GRPO_JOB;
 const c =
   which === 'grpo'

@@ -135,8 +135,8 @@ static inline __m512 load16(const float *x, int64_t ld, int64_t row, int64_t row
  * m: from A [M, K] the pairs of a row are contiguous; from A stored [K, M] (transA) rows k and
  * k+1 give the pairs of 16 m at once, which a 16x16 transpose turns into tile rows.
  */
-static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Kp, int64_t m_lo,
-                   int64_t m_hi, uint16_t *out) {
+static void pack_a(const float *a, bool ta, int64_t lda, int64_t M, int64_t K, int64_t Kp,
+                   int64_t m_lo, int64_t m_hi, uint16_t *out) {
   const int64_t kt = Kp / 32;
 #if defined(__AVX512BF16__)
   for (int64_t m0 = m_lo; m0 < m_hi; m0 += 16)
@@ -144,19 +144,18 @@ static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Kp, in
       __m512i rows[16];
       if (!ta) {
         for (int r = 0; r < 16; r++) {
-          const __m512 lo = load16(a, K, m0 + r, M, k0, K), hi = load16(a, K, m0 + r, M, k0 + 16, K);
+          const __m512 lo = load16(a, lda, m0 + r, M, k0, K), hi = load16(a, lda, m0 + r, M, k0 + 16, K);
           rows[r] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
         }
       } else {
         for (int p = 0; p < 16; p++) /* pair p: rows k0+2p, k0+2p+1 of A [K, M] */
-          rows[p] = pairs16(load16(a, M, k0 + 2 * p, K, m0, M), load16(a, M, k0 + 2 * p + 1, K, m0, M));
+          rows[p] = pairs16(load16(a, lda, k0 + 2 * p, K, m0, M), load16(a, lda, k0 + 2 * p + 1, K, m0, M));
         transpose16(rows);
       }
       uint16_t *tile = out + ((m0 / 16) * kt + k0 / 32) * 512;
       for (int r = 0; r < 16; r++) _mm512_storeu_si512(tile + r * 32, rows[r]);
     }
 #else
-  const int64_t lda = ta ? M : K;
   for (int64_t m0 = m_lo; m0 < m_hi; m0 += 16)
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       uint16_t *tile = out + ((m0 / 16) * kt + k0 / 32) * 512;
@@ -174,8 +173,8 @@ static void pack_a(const float *a, bool ta, int64_t M, int64_t K, int64_t Kp, in
  * [K, N] rows k and k+1 give one panel row; from B stored [N, K] (transB) the pairs of a column
  * are contiguous, and a 16x16 transpose makes panel rows of them.
  */
-static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, int64_t n_lo,
-                   int64_t n_hi, uint16_t *out, float *colsum) {
+static void pack_b(const float *b, bool tb, int64_t ldb, int64_t K, int64_t N, int64_t Kp,
+                   int64_t n_lo, int64_t n_hi, uint16_t *out, float *colsum) {
   if (colsum && !tb) /* Σ_k B[k, n] for the columns [n_lo, n_hi) ∩ [0, N), k in order */
     for (int64_t n = n_lo; n < n_hi && n < N; n++) colsum[n] = 0;
 #if defined(__AVX512BF16__)
@@ -194,8 +193,8 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
           const __mmask16 m = (__mmask16)((1u << cols) - 1u);
           __m512 acc = _mm512_maskz_loadu_ps(m, colsum + n0);
           for (int p = 0; p < 16; p++) {
-            const __m512 lo = load16(b, N, k0 + 2 * p, K, n0, N);
-            const __m512 hi = load16(b, N, k0 + 2 * p + 1, K, n0, N);
+            const __m512 lo = load16(b, ldb, k0 + 2 * p, K, n0, N);
+            const __m512 hi = load16(b, ldb, k0 + 2 * p + 1, K, n0, N);
             if (k0 + 2 * p < K) acc = _mm512_add_ps(acc, lo);
             if (k0 + 2 * p + 1 < K) acc = _mm512_add_ps(acc, hi);
             rows[p] = pairs16(lo, hi);
@@ -203,7 +202,7 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
           _mm512_mask_storeu_ps(colsum + n0, m, acc);
         } else
           for (int p = 0; p < 16; p++)
-            rows[p] = pairs16(load16(b, N, k0 + 2 * p, K, n0, N), load16(b, N, k0 + 2 * p + 1, K, n0, N));
+            rows[p] = pairs16(load16(b, ldb, k0 + 2 * p, K, n0, N), load16(b, ldb, k0 + 2 * p + 1, K, n0, N));
         for (int p = 0; p < 16; p++) _mm512_storeu_si512(panel + (k0 / 2 + p) * 32, rows[p]);
       }
     return;
@@ -213,7 +212,7 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       __m512i rows[16];
       for (int j = 0; j < 16; j++) { /* column n0+j: 32 contiguous k of B [N, K] */
-        const __m512 lo = load16(b, K, n0 + j, N, k0, K), hi = load16(b, K, n0 + j, N, k0 + 16, K);
+        const __m512 lo = load16(b, ldb, n0 + j, N, k0, K), hi = load16(b, ldb, n0 + j, N, k0 + 16, K);
         rows[j] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
       }
       transpose16(rows);
@@ -221,10 +220,9 @@ static void pack_b(const float *b, bool tb, int64_t K, int64_t N, int64_t Kp, in
     }
   }
 #else
-  const int64_t ldb = tb ? K : N;
   if (colsum && !tb)
     for (int64_t k = 0; k < K; k++)
-      for (int64_t n = n_lo; n < n_hi && n < N; n++) colsum[n] += b[k * N + n];
+      for (int64_t n = n_lo; n < n_hi && n < N; n++) colsum[n] += b[k * ldb + n];
   for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
     uint16_t *panel = out + (n0 / 16) * Kp * 16;
     for (int64_t k = 0; k < Kp; k += 2)
@@ -333,7 +331,7 @@ static inline void amx_block(const uint16_t *a0, const uint16_t *a1, const uint1
  */
 static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
                      int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c,
-                     const float *bias) {
+                     int64_t ldc, const float *bias) {
   enum { MC = 64, NC = 256 };
   const int64_t kt = Kp / 32;
   amx_configure();
@@ -345,7 +343,7 @@ static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t 
           const uint16_t *a0 = ap + (m0 / 16) * kt * 512, *a1 = a0 + kt * 512;
           const int64_t rows = M - m0 < 32 ? M - m0 : 32, cols = N - n0 < 32 ? N - n0 : 32;
           if (rows > 0 && cols > 0)
-            amx_block(a0, a1, b0, b1, kt, c + m0 * N + n0, N, rows, cols, bias ? bias + n0 : NULL);
+            amx_block(a0, a1, b0, b1, kt, c + m0 * ldc + n0, ldc, rows, cols, bias ? bias + n0 : NULL);
         }
       }
   _tile_release();
@@ -369,7 +367,7 @@ static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t 
  */
 static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
                         int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c,
-                        const float *bias) {
+                        int64_t ldc, const float *bias) {
   enum { K_WHOLE = 4096, KC = 2048, A_BLOCK = 384 << 10 };
   const int64_t kc_len = Kp <= K_WHOLE ? Kp : KC;
   const int64_t mc = A_BLOCK / (kc_len * 2) / 32 * 32 > 32 ? A_BLOCK / (kc_len * 2) / 32 * 32 : 32;
@@ -384,13 +382,13 @@ static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64
           const uint16_t *b0 = bp + (n0 / 16) * Kp * 16, *b1 = b0 + Kp * 16;
           for (int64_t mrow = mm; mrow < mm + mc && mrow < m_hi && mrow < M; mrow += 8) {
             const int64_t rows = M - mrow < 8 ? M - mrow : 8;
-            float *crow = c + mrow * N + n0;
+            float *crow = c + mrow * ldc + n0;
             __m512 acc[8][2];
             for (int r = 0; r < 8; r++)
               if (kc == 0 || r >= rows) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
               else {
-                acc[r][0] = _mm512_maskz_loadu_ps(k0m, crow + r * N);
-                acc[r][1] = _mm512_maskz_loadu_ps(k1m, crow + r * N + 16);
+                acc[r][0] = _mm512_maskz_loadu_ps(k0m, crow + r * ldc);
+                acc[r][1] = _mm512_maskz_loadu_ps(k1m, crow + r * ldc + 16);
               }
             /* rows mrow .. mrow+7 sit in one 16-row tile stack */
             const uint16_t *astack = ap + (mrow / 16) * kt * 512 + (mrow % 16) * 32;
@@ -417,8 +415,8 @@ static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64
               }
             }
             for (int r = 0; r < rows; r++) {
-              _mm512_mask_storeu_ps(crow + r * N, k0m, acc[r][0]);
-              _mm512_mask_storeu_ps(crow + r * N + 16, k1m, acc[r][1]);
+              _mm512_mask_storeu_ps(crow + r * ldc, k0m, acc[r][0]);
+              _mm512_mask_storeu_ps(crow + r * ldc + 16, k1m, acc[r][1]);
             }
           }
         }
@@ -494,6 +492,7 @@ static void scratch_trim(void) {
 typedef struct {
   bool ta, tb;
   int64_t M, N, K, Mp, Np, Kp;
+  int64_t lda, ldb, ldc; /* leading dimensions of a, b (as stored) and c */
   const float *a, *b;
   const uint16_t *b16; /* B [K, N] given as bf16 panels (troupe_linear_w16; b unused), or NULL */
   const float *bias;   /* C += bias [N] (one add per element after its sum), or NULL */
@@ -514,20 +513,20 @@ static void task_pack(void *ctx, int t, int n) {
   const Gemm *g = ctx;
   int64_t lo, hi;
   share(g->Mp, 16, t, n, &lo, &hi);
-  pack_a(g->a, g->ta, g->M, g->K, g->Kp, lo, hi, g->ap);
+  pack_a(g->a, g->ta, g->lda, g->M, g->K, g->Kp, lo, hi, g->ap);
   share(g->Np, 16, t, n, &lo, &hi);
   if (g->b16) pack_b16(g->b16, g->K, g->N, g->Kp, lo, hi, g->bp);
-  else pack_b(g->b, g->tb, g->K, g->N, g->Kp, lo, hi, g->bp, g->colsum);
+  else pack_b(g->b, g->tb, g->ldb, g->K, g->N, g->Kp, lo, hi, g->bp, g->colsum);
 }
 
 static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
 #ifdef HAVE_AMX
   if (path == PATH_AMX)
-    gemm_amx(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->bias);
+    gemm_amx(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc, g->bias);
 #endif
 #if defined(__AVX512BF16__)
   if (path == PATH_AVX512)
-    gemm_avx512(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->bias);
+    gemm_avx512(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc, g->bias);
 #endif
   (void)g, (void)m_lo, (void)m_hi, (void)n_lo, (void)n_hi;
 }
@@ -561,7 +560,8 @@ static void gemm_packed(Gemm *g, uint16_t *buf, int threads) {
 static Gemm plan(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, const float *b,
                  float *c) {
   return (Gemm){.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .Mp = (M + 31) / 32 * 32,
-                .Np = (N + 31) / 32 * 32, .Kp = (K + 31) / 32 * 32, .a = a, .b = b, .c = c};
+                .Np = (N + 31) / 32 * 32, .Kp = (K + 31) / 32 * 32, .lda = ta ? M : K,
+                .ldb = tb ? K : N, .ldc = N, .a = a, .b = b, .c = c};
 }
 
 static size_t packed_bytes(const Gemm *g) {
@@ -665,6 +665,96 @@ bool troupe_gemm_bf16_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_
   Batch q = {ta, tb, batch, M, N, K, sa, sb, a, b, c, false};
   troupe_parallel(threads < batch ? threads : (int)batch, task_batch, &q);
   return !q.failed;
+}
+
+/*
+ * Products over B·H (b, h) pairs at strided offsets (attention's heads where they lie:
+ * src/kernels/custom/native-attention.ts): C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] +
+ * h·lx[1], rows lx[2] apart. Each product packs and multiplies as troupe_gemm_bf16 does a dense
+ * one (packing reads the same values from other places), so a product equals the bf16 batched
+ * product of the transposed copies bit for bit. Shared out product by product as
+ * troupe_gemm_bf16_batched does; a product that fills every thread by itself takes them all.
+ */
+typedef struct {
+  bool ta, tb;
+  int64_t batch, H, M, N, K;
+  const int64_t *la, *lb, *lc;
+  const float *a, *b;
+  float *c;
+  bool failed;
+} Strided;
+
+static Gemm strided_plan(const Strided *q, int64_t i) {
+  const int64_t bi = i / q->H, h = i % q->H;
+  Gemm g = plan(q->ta, q->tb, q->M, q->N, q->K, q->a + bi * q->la[0] + h * q->la[1],
+                q->b + bi * q->lb[0] + h * q->lb[1], q->c + bi * q->lc[0] + h * q->lc[1]);
+  g.lda = q->la[2];
+  g.ldb = q->lb[2];
+  g.ldc = q->lc[2];
+  return g;
+}
+
+/* the fp32 path: the product's operands gathered and rounded to bf16 values, troupe_gemm, C
+ * scattered back (gemm_fp32 on dense copies: the same numbers) */
+static bool strided_fp32(const Gemm *g) {
+  const int64_t ra = g->ta ? g->K : g->M, ca = g->ta ? g->M : g->K;
+  const int64_t rb = g->tb ? g->N : g->K, cb = g->tb ? g->K : g->N;
+  float *ar = malloc((size_t)(ra * ca) * sizeof(float)), *br = malloc((size_t)(rb * cb) * sizeof(float));
+  float *cr = malloc((size_t)(g->M * g->N) * sizeof(float));
+  const bool ok = ar && br && cr;
+  if (ok) {
+    for (int64_t r = 0; r < ra; r++)
+      for (int64_t j = 0; j < ca; j++) ar[r * ca + j] = g->a[r * g->lda + j];
+    for (int64_t r = 0; r < rb; r++)
+      for (int64_t j = 0; j < cb; j++) br[r * cb + j] = g->b[r * g->ldb + j];
+    for (int64_t i = 0; i < ra * ca; i++) ar[i] = from_bf16(to_bf16(ar[i]));
+    for (int64_t i = 0; i < rb * cb; i++) br[i] = from_bf16(to_bf16(br[i]));
+    troupe_gemm(g->ta, g->tb, g->M, g->N, g->K, ar, br, cr);
+    for (int64_t r = 0; r < g->M; r++)
+      memcpy(g->c + r * g->ldc, cr + r * g->N, (size_t)g->N * sizeof(float));
+  }
+  free(ar);
+  free(br);
+  free(cr);
+  return ok;
+}
+
+static void task_strided(void *ctx, int t, int n) {
+  Strided *q = ctx;
+  int64_t lo, hi;
+  share(q->batch, 1, t, n, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++) {
+    Gemm g = strided_plan(q, i);
+    uint16_t *buf = scratch_get(packed_bytes(&g));
+    if (!buf) {
+      q->failed = true;
+      return;
+    }
+    gemm_packed(&g, buf, 1);
+  }
+  scratch_trim();
+}
+
+static bool gemm_bf16_strided(Strided *q) {
+  choose_path();
+  const int threads = threads_for(q->batch * q->M, q->N, q->K);
+  if (path == PATH_FP32 || q->batch == 1 || threads == 1 ||
+      threads_for(q->M, q->N, q->K) == threads) {
+    for (int64_t i = 0; i < q->batch; i++) {
+      Gemm g = strided_plan(q, i);
+      if (path == PATH_FP32) {
+        if (!strided_fp32(&g)) return false;
+        continue;
+      }
+      uint16_t *buf = scratch_get(packed_bytes(&g));
+      if (!buf) return false;
+      gemm_packed(&g, buf, threads_for(q->M, q->N, q->K));
+    }
+    scratch_trim();
+    return true;
+  }
+  troupe_parallel(threads < q->batch ? threads : (int)q->batch, task_strided, q);
+  return !q->failed;
 }
 
 /*
@@ -939,6 +1029,66 @@ static napi_value bf16_linear_backward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* the elements product (b, h)'s matrix spans: rows·ld wide, the last row cols long */
+static uint64_t strided_span(int64_t B, int64_t H, const int32_t *l, int64_t rows, int64_t cols) {
+  return add_sat(add_sat(mul_sat(B - 1, l[0]), mul_sat(H - 1, l[1])),
+                 add_sat(mul_sat(rows - 1, l[2]), cols));
+}
+
+/*
+ * bf16GemmStrided(ta, tb, dims, a, la, b, lb, c, lc): gemmStrided's products (rows.c) in bf16
+ * with fp32 sums: for b < B, h < H, C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] +
+ * h·lx[1], rows lx[2] apart; dims = [B, H, M, N, K], la, lb, lc = [per b, per h, leading
+ * dimension] (Int32Arrays). c's elements outside every C_bh are left as they are.
+ */
+static napi_value bf16_gemm_strided(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16GemmStrided", 9)) return NULL;
+  const bool ta = arg_bool(&a, 0, "transA"), tb = arg_bool(&a, 1, "transB");
+  size_t ld, lA, lla, lB, llb, lC, llc;
+  const int32_t *d = arg_i32(&a, 2, "dims", &ld);
+  const float *A = arg_f32(&a, 3, "a", &lA);
+  const int32_t *la = arg_i32(&a, 4, "la", &lla);
+  const float *Bm = arg_f32(&a, 5, "b", &lB);
+  const int32_t *lb = arg_i32(&a, 6, "lb", &llb);
+  float *C = arg_f32(&a, 7, "c", &lC);
+  const int32_t *lc = arg_i32(&a, 8, "lc", &llc);
+  if (a.failed) return NULL;
+  if (ld != 5 || lla != 3 || llb != 3 || llc != 3) {
+    args_fail(&a, true, "dims", "must be [B, H, M, N, K] and la, lb, lc 3 values each");
+    return NULL;
+  }
+  const int64_t B = d[0], H = d[1], M = d[2], N = d[3], K = d[4];
+  if (B < 1 || H < 1 || M < 1 || N < 1 || K < 1) {
+    args_fail(&a, true, "dims", "must be positive");
+    return NULL;
+  }
+  for (int k = 0; k < 3; k++)
+    if (la[k] < 0 || lb[k] < 0 || lc[k] < 0) {
+      args_fail(&a, true, "la", "lb and lc must be >= 0");
+      return NULL;
+    }
+  const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
+  if (la[2] < ca || lb[2] < cb || lc[2] < N) {
+    args_fail(&a, true, "la", "lb, lc: a leading dimension is shorter than its rows");
+    return NULL;
+  }
+  const uint64_t na = strided_span(B, H, la, ra, ca), nb = strided_span(B, H, lb, rb, cb);
+  const uint64_t nc = strided_span(B, H, lc, M, N);
+  args_need(&a, "a", lA, na);
+  args_need(&a, "b", lB, nb);
+  args_need(&a, "c", lC, nc);
+  const View v[] = {{"c", C, nc}, {"a", A, na}, {"b", Bm, nb}};
+  args_disjoint(&a, v, 3, 1);
+  if (a.failed) return NULL;
+  const int64_t l[3][3] = {{la[0], la[1], la[2]}, {lb[0], lb[1], lb[2]}, {lc[0], lc[1], lc[2]}};
+  Strided q = {.ta = ta, .tb = tb, .batch = B * H, .H = H, .M = M, .N = N, .K = K,
+               .la = l[0], .lb = l[1], .lc = l[2], .a = A, .b = Bm, .c = C};
+  if (!gemm_bf16_strided(&q))
+    args_fail(&a, true, "bf16GemmStrided", "could not allocate its packed operands");
+  return NULL;
+}
+
 /* bf16Path(): which kernel bf16Gemm runs here: "amx", "avx512-bf16" or "fp32" */
 static napi_value bf16_path(napi_env env, napi_callback_info info) {
   (void)info;
@@ -951,6 +1101,7 @@ bool troupe_define_bf16(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       TROUPE_EXPORT("bf16Gemm", bf16_gemm),
       TROUPE_EXPORT("bf16GemmBatched", bf16_gemm_batched),
+      TROUPE_EXPORT("bf16GemmStrided", bf16_gemm_strided),
       TROUPE_EXPORT("bf16Linear", bf16_linear),
       TROUPE_EXPORT("bf16LinearBackward", bf16_linear_backward),
       TROUPE_EXPORT("bf16LinearW", bf16_linear_w),

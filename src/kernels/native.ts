@@ -134,6 +134,23 @@ export interface NativeAddon {
     strideB: number,
     c: Float32Array,
   ): void;
+  /**
+   * gemmStrided's products (attention's heads where they lie) in bf16 with fp32 sums: for b < B,
+   * h < H, C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] + h·lx[1], rows lx[2] apart;
+   * dims [B, H, M, N, K], la/lb/lc [per b, per h, leading dimension]. Each product has the bits
+   * of bf16GemmBatched on dense copies.
+   */
+  bf16GemmStrided?(
+    transA: boolean,
+    transB: boolean,
+    dims: Int32Array,
+    a: Float32Array,
+    la: Int32Array,
+    b: Float32Array,
+    lb: Int32Array,
+    c: Float32Array,
+    lc: Int32Array,
+  ): void;
   /** y [rows, out] = x·W + bias as bf16Gemm computes x·W, W [in, out]; an empty bias is none. */
   bf16Linear(
     x: Float32Array,
@@ -270,6 +287,11 @@ export interface NativeAddon {
   activationForward(kind: number, x: Float32Array, y: Float32Array): void;
   /** dx = f′(x)·dy. */
   activationBackward(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /**
+   * Asks for 2 MiB pages (MADV_HUGEPAGE) over the whole 2 MiB blocks inside x, before it is first
+   * written (a fresh array: fewer page faults); advice only. Whether it was taken.
+   */
+  adviseHuge(x: Float32Array): boolean;
   /** y = a ∘ b over views of one length, ∘ by kind: 0 +, 1 −, 2 ·, 3 / (IEEE float32, unflushed). */
   binary(kind: number, a: Float32Array, b: Float32Array, y: Float32Array): void;
   /** y = a + b over views of one length (IEEE float32 sums: no subnormal flushing). */

@@ -44,7 +44,7 @@ for (const backend of ['wasm', 'cpu'] as const) {
         await useBackend(backend);
       });
 
-      it('is used for one key/value head per query head past 16 queries and keys, fp32 only', () => {
+      it('is used for one key/value head per query head past 16 queries and keys, fp32 and bf16', () => {
         const q = (T: number, H: number) => tf.zeros([1, T, H, 8]);
         const k = (KV: number, S: number) => tf.zeros([1, KV, S, 8]);
         const cases: [tf.Tensor, tf.Tensor, boolean][] = [
@@ -54,7 +54,9 @@ for (const backend of ['wasm', 'cpu'] as const) {
           [q(32, 4), k(2, 32), false], // grouped-query heads
         ];
         for (const [qt, kt, want] of cases) expect(attentionInPlace(qt, kt)).toBe(want);
-        expect(withPrecision('bf16', () => attentionInPlace(q(40, 2), k(2, 40)))).toBe(false);
+        // bf16 products run on the addon's bf16GemmStrided (an addon without it: transposes)
+        const bf16 = native.available && typeof native.addon.bf16GemmStrided === 'function';
+        expect(withPrecision('bf16', () => attentionInPlace(q(40, 2), k(2, 40)))).toBe(bf16);
         tf.dispose(cases.map(([a, b]) => [a, b]));
       });
 
@@ -102,6 +104,41 @@ for (const backend of ['wasm', 'cpu'] as const) {
               expect(bits(got[i])).toEqual(bits(want[i]));
             }
             tf.dispose([q, k, v, w, bias, ...(mask ? [mask] : []), ...got, ...want]);
+          });
+        },
+      );
+
+      it.each([
+        ['40 queries and keys: every product bf16', 2, 40, 3, 16, 40],
+        ['40 queries after 24 keys: dk and dv (24 rows) fp32, the rest bf16', 2, 40, 2, 8, 24],
+        ['the small model, 128 and 6 heads of 64', 1, 128, 6, 64, 128],
+      ] as [string, number, number, number, number, number][])(
+        'bf16, %s: the output and every gradient equal the transposed bf16 path bit for bit',
+        async (_, B, T, H, hd, S) => {
+          await expectNoLeak(() => {
+            const q = tf.tensor(rng(`bq${T}`).normal(B * T * H * hd), [B, T, H, hd]);
+            const k = tf.tensor(rng(`bk${S}`).normal(B * H * S * hd), [B, H, S, hd]);
+            const v = tf.tensor(rng(`bv${S}`).normal(B * H * S * hd), [B, H, S, hd]);
+            const w = tf.tensor(rng(`bw${T}`).normal(B * T * H * hd), [B, T, H * hd]);
+            const bias = causal(B, T, S);
+            const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) =>
+              tf.sum(tf.mul(attention(qq, kk, vv, bias, { scale: 0.3 }), w));
+            const run = () =>
+              withPrecision('bf16', () => {
+                const y = tf.tidy(() => attention(q, k, v, bias, { scale: 0.3 }));
+                return [y, ...tf.grads(f)([q, k, v])];
+              });
+            expect(withPrecision('bf16', () => attentionInPlace(q, k))).toBe(true);
+            const got = run();
+            const want = withTransposes(backend, run);
+            const fp32 = tf.tidy(() => attention(q, k, v, bias, { scale: 0.3 }));
+            for (let i = 0; i < got.length; i++) {
+              expect(got[i].shape).toEqual(want[i].shape);
+              expect(bits(got[i])).toEqual(bits(want[i]));
+            }
+            // and it is bf16: the fp32 products give other bits
+            expect(bits(fp32)).not.toEqual(bits(got[0]));
+            tf.dispose([q, k, v, w, bias, fp32, ...got, ...want]);
           });
         },
       );

@@ -365,6 +365,93 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     }
   });
 
+  it('bf16GemmStrided: each (b, h) product where it lies equals bf16GemmBatched on dense copies bit for bit, on every path', () => {
+    // q [B, T, H, hd] in place · kᵀ (dense), p (dense) · v → out [B, T, H, hd] in place, and the
+    // transposed form (dk = dSᵀ·q); per path in its own process, the count of differing bits
+    const script = `
+      import { nativeKernels } from './src/kernels/native.ts';
+      import { RandomStream } from './src/kernels/random.ts';
+      const a = nativeKernels().addon;
+      const r = RandomStream.of({ seed: 41, step: 0, actor: 'strided' });
+      const out = { path: a.bf16Path(), bad: [] };
+      const [B, T, H, hd] = [2, 40, 3, 24];
+      const inPlace = [T * H * hd, hd, H * hd], dense = (R, C) => [H * R * C, R * C, C];
+      // dense [B, H, T, hd] copy of x [B, T, H, hd]
+      const split = (x) => { const y = new Float32Array(x.length);
+        for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++)
+          for (let d = 0; d < hd; d++) y[((b * H + h) * T + t) * hd + d] = x[((b * T + t) * H + h) * hd + d];
+        return y; };
+      const q = r.normal(B * T * H * hd), k = r.normal(B * H * T * hd), p = r.normal(B * H * T * T);
+      const count = (x, y) => { let n = 0; for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) n++; return n; };
+      for (const threads of [1, 2]) {
+        a.setThreads(threads);
+        // scores = q·kᵀ: [B, H, T, T]
+        const s1 = new Float32Array(B * H * T * T), s2 = new Float32Array(B * H * T * T);
+        a.bf16GemmStrided(false, true, Int32Array.from([B, H, T, T, hd]), q, Int32Array.from(inPlace),
+          k, Int32Array.from(dense(T, hd)), s1, Int32Array.from(dense(T, T)));
+        a.bf16GemmBatched(false, true, B * H, T, T, hd, split(q), T * hd, k, T * hd, s2);
+        out.bad.push(count(s1, s2));
+        // out = p·v written in place [B, T, H, hd] (NaN elsewhere: none, every element is written)
+        const o1 = new Float32Array(B * T * H * hd).fill(NaN), o2 = new Float32Array(B * H * T * hd);
+        a.bf16GemmStrided(false, false, Int32Array.from([B, H, T, hd, T]), p, Int32Array.from(dense(T, T)),
+          k, Int32Array.from(dense(T, hd)), o1, Int32Array.from(inPlace));
+        a.bf16GemmBatched(false, false, B * H, T, hd, T, p, T * T, k, T * hd, o2);
+        out.bad.push(count(split(o1), o2));
+        // dk = pᵀ·q with q in place
+        const d1 = new Float32Array(B * H * T * hd), d2 = new Float32Array(B * H * T * hd);
+        a.bf16GemmStrided(true, false, Int32Array.from([B, H, T, hd, T]), p, Int32Array.from(dense(T, T)),
+          q, Int32Array.from(inPlace), d1, Int32Array.from(dense(T, hd)));
+        a.bf16GemmBatched(true, false, B * H, T, hd, T, p, T * T, split(q), T * hd, d2);
+        out.bad.push(count(d1, d2));
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    const run = (path: string) =>
+      JSON.parse(
+        execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+          env: { ...process.env, TROUPE_BF16_PATH: path },
+          encoding: 'utf8',
+        }),
+      ) as { path: string; bad: number[] };
+    const seen = new Set<string>();
+    for (const path of ['fp32', 'avx512', 'amx']) {
+      const got = run(path);
+      if (seen.has(got.path)) continue;
+      seen.add(got.path);
+      expect(got.bad, got.path).toEqual([0, 0, 0, 0, 0, 0]);
+    }
+    const a = native.available ? native.addon : undefined;
+    if (!a?.bf16GemmStrided) return;
+    const f = (n: number) => new Float32Array(n);
+    const i = (...x: number[]) => Int32Array.from(x);
+    const strided = a.bf16GemmStrided.bind(a);
+    expect(() =>
+      strided(
+        false,
+        false,
+        i(1, 1, 4, 4, 4),
+        f(16),
+        i(0, 0, 3),
+        f(16),
+        i(0, 0, 4),
+        f(16),
+        i(0, 0, 4),
+      ),
+    ).toThrow(/bf16GemmStrided.*leading dimension/);
+    expect(() =>
+      strided(
+        false,
+        false,
+        i(1, 2, 4, 4, 4),
+        f(16),
+        i(0, 16, 4),
+        f(32),
+        i(0, 16, 4),
+        f(32),
+        i(0, 16, 4),
+      ),
+    ).toThrow(/bf16GemmStrided.*\ba\b/);
+  }, 60_000);
+
   it('bad arguments name the function and the argument', () => {
     const a = native.available ? native.addon : undefined;
     if (!a) return;

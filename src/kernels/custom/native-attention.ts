@@ -14,9 +14,11 @@ import { storageFor } from './native-batch-matmul.js';
  * where the model split q's heads ([B, T, H, hd] → [B, H, T, hd], a Transpose) before q·kᵀ and
  * merged the output's after p·v, and their gradients transposed back. Each product, forward and
  * backward, is the sgemm the BatchMatMul (and its gradient, batch-matmul-grad.ts) runs on the
- * transposed copies, reading or writing the rows in place: the same bits. Only at T, S > 16 (the
- * small-M product below orders its sums otherwise) and fp32 products; elsewhere the model keeps
- * the transposes (layers.ts attention).
+ * transposed copies, reading or writing the rows in place: the same bits. Under bf16 precision a
+ * product of ≥ 32 rows runs on the bf16 kernel the same way (native/bf16.c bf16GemmStrided: its
+ * packing reads the rows where they lie), the bits of the bf16 BatchMatMul on the transposed
+ * copies. Only at T, S > 16 (the small-M product below orders its sums otherwise); elsewhere the
+ * model keeps the transposes (layers.ts attention).
  *
  * Gradients run TroupeHeadsMatMul, the product with every layout an attribute.
  */
@@ -24,19 +26,26 @@ export const ATTN_SCORES = 'TroupeAttnScores';
 export const ATTN_VALUES = 'TroupeAttnValues';
 export const HEADS_MATMUL = 'TroupeHeadsMatMul';
 
+type StridedGemm = (
+  transA: boolean,
+  transB: boolean,
+  dims: Int32Array,
+  a: Float32Array,
+  la: Int32Array,
+  b: Float32Array,
+  lb: Int32Array,
+  c: Float32Array,
+  lc: Int32Array,
+) => void;
+
 interface StridedAddon {
-  gemmStrided(
-    transA: boolean,
-    transB: boolean,
-    dims: Int32Array,
-    a: Float32Array,
-    la: Int32Array,
-    b: Float32Array,
-    lb: Int32Array,
-    c: Float32Array,
-    lc: Int32Array,
-  ): void;
+  gemmStrided: StridedGemm;
+  /** The same products in bf16 with fp32 sums (an addon built before it has none). */
+  bf16GemmStrided?: StridedGemm;
 }
+
+/** Whether the registered kernels can run bf16 products (the addon has bf16GemmStrided). */
+let bf16Strided = false;
 
 /** A product over B·H heads: op flags, [B, H, M, N, K], each operand's [per b, per h, ld]. */
 interface Heads {
@@ -121,7 +130,10 @@ function product(addon: StridedAddon, backendName: 'wasm' | 'cpu') {
   return (a: TensorInfo, b: TensorInfo, h: Heads, backend: unknown): TensorInfo => {
     const s = storageFor(backendName, backend);
     const out = s.output(h.shape);
-    addon.gemmStrided(
+    // bf16 precision: a product of ≥ 32 rows (M) on the bf16 kernel, as the BatchMatMul decides
+    const bf16 = addon.bf16GemmStrided !== undefined && bf16Product(h.dims[2]);
+    (bf16 ? (addon.bf16GemmStrided as StridedGemm) : addon.gemmStrided).call(
+      addon,
       h.ta,
       h.tb,
       Int32Array.from(h.dims),
@@ -220,7 +232,7 @@ const GRAD_CONFIGS: tf.GradConfig[] = [
 /**
  * Whether attention over q [B, T, H, hd] and keys [B, KV, S, hd] can run on these kernels here:
  * registered for the active backend, one key/value head per query head, T and S past the
- * small-M product's 16 rows, and fp32 products (bf16 precision: its own kernel at ≥ 32 rows).
+ * small-M product's 16 rows, and, where some product would be bf16, the addon's bf16 kernel.
  */
 export function attentionInPlace(q: tf.Tensor, k: tf.Tensor): boolean {
   const [, T, H] = q.shape as number[];
@@ -229,7 +241,7 @@ export function attentionInPlace(q: tf.Tensor, k: tf.Tensor): boolean {
     H === KV &&
     T > 16 &&
     S > 16 &&
-    !bf16Product(Math.min(T, S)) &&
+    (bf16Strided || !bf16Product(Math.max(T, S))) &&
     q.dtype === 'float32' &&
     k.dtype === 'float32' &&
     tf.getKernel(ATTN_SCORES, tf.getBackend()) !== undefined
@@ -252,6 +264,7 @@ export function installNativeAttention(tfBackend: string): string[] {
   if (!native.available || (tfBackend !== 'wasm' && tfBackend !== 'cpu')) return [];
   const addon = native.addon as NativeAddon & Partial<StridedAddon>;
   if (typeof addon.gemmStrided !== 'function') return []; // an older addon: the transposes run
+  bf16Strided = typeof addon.bf16GemmStrided === 'function';
   for (const g of GRAD_CONFIGS) if (!tf.getGradient(g.kernelName)) tf.registerGradient(g);
   const added: string[] = [];
   for (const [name, kernelFunc] of kernels(addon as StridedAddon, tfBackend)) {
