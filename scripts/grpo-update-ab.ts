@@ -12,7 +12,8 @@
  *              split and merge Transposes around the BatchMatMuls
  *   all        both
  *
- * Prints the median and best wall and process CPU ms of each, and the loss of each (equal).
+ * Prints the median and best wall and process CPU ms of each, the loss of each and a hash of
+ * each one's gradients (equal where the change keeps the bits).
  */
 
 import { grpoModelConfig, GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
@@ -83,7 +84,20 @@ const use = (on: boolean) => {
   else if (kv) tf.registerKernel(jsSegmentSum);
 };
 
-const pass = async (): Promise<[number, number, number]> => {
+/** FNV-1a over the gradients' float32 bits, in the variables' order (read after the timing) */
+const gradHash = (grads: Record<string, tf.Tensor>): string => {
+  let h = 0x811c9dc5;
+  for (const v of vars) {
+    const g = grads[v.name];
+    if (!g) continue;
+    for (const u of new Uint32Array((g.dataSync() as Float32Array).slice().buffer)) {
+      h = Math.imul(h ^ u, 0x01000193) >>> 0;
+    }
+  }
+  return h.toString(16).padStart(8, '0');
+};
+let hashes: Record<'on' | 'off', string> = { on: '', off: '' };
+const pass = async (hashAs?: 'on' | 'off'): Promise<[number, number, number]> => {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const { value, grads } = tf.variableGrads(() => {
@@ -95,16 +109,18 @@ const pass = async (): Promise<[number, number, number]> => {
     return tf.neg(tf.mean(logp)) as tf.Scalar;
   }, vars);
   const loss = (await value.data())[0];
-  tf.dispose([value, ...Object.values(grads)]);
   const cpu = process.cpuUsage(c0);
-  return [performance.now() - t0, (cpu.user + cpu.system) / 1000, loss];
+  const wall = performance.now() - t0;
+  if (hashAs) hashes = { ...hashes, [hashAs]: gradHash(grads) };
+  tf.dispose([value, ...Object.values(grads)]);
+  return [wall, (cpu.user + cpu.system) / 1000, loss];
 };
 const times: Record<'on' | 'off', [number, number][]> = { on: [], off: [] };
 const losses: Record<'on' | 'off', number> = { on: 0, off: 0 };
 try {
   for (const on of [true, false]) {
     use(on);
-    await pass();
+    await pass(on ? 'on' : 'off');
     await pass(); // warm
   }
   for (let r = 0; r < runs; r++) {
@@ -127,6 +143,6 @@ for (const k of ['off', 'on'] as const) {
   const w = times[k].map(([x]) => x);
   const c = times[k].map(([, x]) => x);
   process.stdout.write(
-    `${k.padEnd(4)} wall median ${median(w).toFixed(1)} best ${Math.min(...w).toFixed(1)} ms, CPU median ${median(c).toFixed(1)} best ${Math.min(...c).toFixed(1)} ms, loss ${losses[k]}\n`,
+    `${k.padEnd(4)} wall median ${median(w).toFixed(1)} best ${Math.min(...w).toFixed(1)} ms, CPU median ${median(c).toFixed(1)} best ${Math.min(...c).toFixed(1)} ms, loss ${losses[k]}, gradients ${hashes[k]}\n`,
   );
 }
