@@ -287,11 +287,6 @@ export interface NativeAddon {
   activationForward(kind: number, x: Float32Array, y: Float32Array): void;
   /** dx = f′(x)·dy. */
   activationBackward(kind: number, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
-  /**
-   * Asks for 2 MiB pages (MADV_HUGEPAGE) over the whole 2 MiB blocks inside x, before it is first
-   * written (a fresh array: fewer page faults); advice only. Whether it was taken.
-   */
-  adviseHuge(x: Float32Array): boolean;
   /** y = a ∘ b over views of one length, ∘ by kind: 0 +, 1 −, 2 ·, 3 / (IEEE float32, unflushed). */
   binary(kind: number, a: Float32Array, b: Float32Array, y: Float32Array): void;
   /** y = a + b over views of one length (IEEE float32 sums: no subnormal flushing). */
