@@ -49,11 +49,16 @@ const batch = {
 } as Parameters<typeof lmLoss>[1];
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
+/** Minor page faults so far (fresh memory touched: each first write to a 4 KiB page). */
+const faults = () => process.resourceUsage().minorPageFault;
+const faulted: number[] = [];
 async function timed(f: () => Promise<unknown>): Promise<[number, number]> {
   const c0 = process.cpuUsage();
+  const f0 = faults();
   const t0 = performance.now();
   await f();
   const cpu = process.cpuUsage(c0);
+  faulted.push(faults() - f0);
   return [performance.now() - t0, (cpu.user + cpu.system) / 1000];
 }
 let n = 0;
@@ -78,6 +83,7 @@ for (let i = 0; i < Number(repsArg); i++) steps.push(await timed(step));
 const best = Math.min(...steps.map(([w]) => w));
 say(`trainer step: ${fmt(steps)} (best ${((B * T) / (best / 1000)).toFixed(1)} tokens/s)`);
 say(`fwd + bwd:    ${fmt([await timed(fwdBwd)])}`);
+say(`minor page faults: ${faulted.map((n) => `${(n / 1000).toFixed(0)}k`).join(' ')} (warm-up, steps, fwd + bwd)`);
 const prof = await tf.profile(fwdBwd);
 const byShape = new Map<string, number>();
 const byName = new Map<string, number>();
