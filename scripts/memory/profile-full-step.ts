@@ -83,7 +83,9 @@ for (let i = 0; i < Number(repsArg); i++) steps.push(await timed(step));
 const best = Math.min(...steps.map(([w]) => w));
 say(`trainer step: ${fmt(steps)} (best ${((B * T) / (best / 1000)).toFixed(1)} tokens/s)`);
 say(`fwd + bwd:    ${fmt([await timed(fwdBwd)])}`);
-say(`minor page faults: ${faulted.map((n) => `${(n / 1000).toFixed(0)}k`).join(' ')} (warm-up, steps, fwd + bwd)`);
+say(
+  `minor page faults: ${faulted.map((n) => `${(n / 1000).toFixed(0)}k`).join(' ')} (warm-up, steps, fwd + bwd)`,
+);
 const prof = await tf.profile(fwdBwd);
 const byShape = new Map<string, number>();
 const byName = new Map<string, number>();
