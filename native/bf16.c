@@ -143,11 +143,22 @@ static void pack_a(const float *a, bool ta, int64_t lda, int64_t M, int64_t K, i
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       __m512i rows[16];
       if (!ta) {
+        /* each of the 16 rows is its own stream: ask for the block after next (a step's
+         * activations come from L3 or memory, past what the prefetchers run ahead) */
+        if (k0 + 64 < K)
+          for (int r = 0; r < 16 && m0 + r < M; r++) {
+            const float *next = a + (m0 + r) * lda + k0 + 64;
+            _mm_prefetch((const char *)next, _MM_HINT_T0);
+            _mm_prefetch((const char *)(next + 16), _MM_HINT_T0);
+          }
         for (int r = 0; r < 16; r++) {
           const __m512 lo = load16(a, lda, m0 + r, M, k0, K), hi = load16(a, lda, m0 + r, M, k0 + 16, K);
           rows[r] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
         }
       } else {
+        /* the 32 rows of the block after next, at these 16 columns */
+        for (int64_t k = k0 + 64; k < k0 + 96 && k < K && m0 < M; k++)
+          _mm_prefetch((const char *)(a + k * lda + m0), _MM_HINT_T0);
         for (int p = 0; p < 16; p++) /* pair p: rows k0+2p, k0+2p+1 of A [K, M] */
           rows[p] = pairs16(load16(a, lda, k0 + 2 * p, K, m0, M), load16(a, lda, k0 + 2 * p + 1, K, m0, M));
         transpose16(rows);
@@ -186,6 +197,10 @@ static void pack_b(const float *b, bool tb, int64_t ldb, int64_t K, int64_t N, i
       for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
         uint16_t *panel = out + (n0 / 16) * Kp * 16;
         __m512i rows[16];
+        /* these 32 rows, two 16-column steps on (each row its own stream, as in pack_a) */
+        if (n0 + 32 < N)
+          for (int64_t k = k0; k < k0 + 32 && k < K; k++)
+            _mm_prefetch((const char *)(b + k * ldb + n0 + 32), _MM_HINT_T0);
         if (colsum && n0 < N && k0 < K) {
           /* the bias gradient of dW = xᵀ·dy, read here while dy is packed: each column's rows
            * added in order k = 0, 1, … (rows past K are not added) */
@@ -211,6 +226,12 @@ static void pack_b(const float *b, bool tb, int64_t ldb, int64_t K, int64_t N, i
     uint16_t *panel = out + (n0 / 16) * Kp * 16;
     for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
       __m512i rows[16];
+      if (k0 + 64 < K) /* the block after next of these 16 rows of B [N, K] */
+        for (int j = 0; j < 16 && n0 + j < N; j++) {
+          const float *next = b + (n0 + j) * ldb + k0 + 64;
+          _mm_prefetch((const char *)next, _MM_HINT_T0);
+          _mm_prefetch((const char *)(next + 16), _MM_HINT_T0);
+        }
       for (int j = 0; j < 16; j++) { /* column n0+j: 32 contiguous k of B [N, K] */
         const __m512 lo = load16(b, ldb, n0 + j, N, k0, K), hi = load16(b, ldb, n0 + j, N, k0 + 16, K);
         rows[j] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
