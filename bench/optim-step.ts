@@ -19,6 +19,7 @@ import * as tf from '../src/kernels/tf.js';
 import { AdamW, CausalLM, lmLoss } from '../src/policy/index.js';
 import { optimizerStep } from '../src/policy/train-step.js';
 import { bf16Cases } from './suites/model.js';
+import { tokenStream } from './tokens.js';
 
 const [which = 'small', precision = 'fp32', repsArg = '7', backend = 'wasm'] =
   process.argv.slice(2);
@@ -38,13 +39,7 @@ await startRuntime({
 });
 const c = bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const { config, batch: B, seq: T } = c;
-let s = 1;
-const token = () => {
-  s ^= s << 13;
-  s ^= s >>> 17;
-  s ^= s << 5;
-  return (s >>> 0) % config.vocabSize;
-};
+const token = tokenStream(config.vocabSize);
 const batch = rightPad(
   Array.from({ length: B }, () => Array.from({ length: T }, token)),
   0,

@@ -26,6 +26,7 @@ import { gpt2Config } from '../src/policy/config.js';
 import { CausalLM, generate } from '../src/policy/index.js';
 import { bf16Cases } from './suites/model.js';
 import { GRPO_JOB } from './suites/rl-grpo.js';
+import { tokenStream } from './tokens.js';
 
 const jsSampling = process.argv.includes('--js-sampling');
 // --samples n: batch/n distinct prompts, each n times in a row (GRPO's samples of a prompt, whose
@@ -109,13 +110,7 @@ for (const name of [
 // sampleToken looks for sampleExpRow at its first call: without it, it samples in JavaScript.
 if (jsSampling) delete addon.sampleExpRow;
 
-let seed = 7;
-const token = () => {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) % c.config.vocabSize;
-};
+const token = tokenStream(c.config.vocabSize, 7);
 const distinct = Array.from({ length: B / samples }, () => Array.from({ length: g.prompt }, token));
 const prompts = distinct.flatMap((p) => Array.from({ length: samples }, () => p));
 await generate(model, prompts, { maxNewTokens: 2, temperature: 0 });

@@ -21,6 +21,7 @@ import { startRuntime } from '../src/kernels/runtime.js';
 import * as tf from '../src/kernels/tf.js';
 import { targetLogProbs } from '../src/policy/target-logprobs.js';
 import { GRPO_JOB, grpoModelConfig } from './suites/rl-grpo.js';
+import { tokenStream } from './tokens.js';
 
 const [which = 'grpo', repsArg = '9'] = process.argv.slice(2);
 const reps = Number(repsArg);
@@ -33,13 +34,7 @@ const j = GRPO_JOB;
 const V = which === 'grpo' ? 512 : 32768;
 const [B, T, start] = which === 'grpo' ? [j.prompts * j.samples, 64, 64 - j.newTokens] : [8, 64, 1];
 const config = grpoModelConfig(V);
-let s = 1;
-const token = () => {
-  s ^= s << 13;
-  s ^= s >>> 17;
-  s ^= s << 5;
-  return (s >>> 0) % V;
-};
+const token = tokenStream(V);
 const batch = rightPad(
   Array.from({ length: B }, () => Array.from({ length: T }, token)),
   0,

@@ -28,6 +28,7 @@ import { targetLogProbs } from '../src/policy/target-logprobs.js';
 import { optimizerStep } from '../src/policy/train-step.js';
 import { bf16Cases } from './suites/model.js';
 import { GRPO_JOB, grpoModelConfig } from './suites/rl-grpo.js';
+import { sharedPrefixRows, tokenStream } from './tokens.js';
 
 const [which = 'gpt2', precision = 'bf16', share = ''] = process.argv.slice(2);
 if (!['small', 'gpt2', 'grpo'].includes(which) || !['fp32', 'bf16'].includes(precision)) {
@@ -53,19 +54,12 @@ const c =
       }
     : bf16Cases(false).find((x) => x.name === (which === 'gpt2' ? 'gpt2-124M' : 'small'))!;
 const { config, batch: B, seq: T } = c;
-let s = 1;
-const token = () => {
-  s ^= s << 13;
-  s ^= s >>> 17;
-  s ^= s << 5;
-  return (s >>> 0) % config.vocabSize;
-};
-const rows = Array.from({ length: B }, () => Array.from({ length: T }, token));
-if (which === 'grpo') {
-  // each prompt (the first T/2 tokens) repeated by its samples
-  for (let b = 0; b < B; b++)
-    rows[b].splice(0, T / 2, ...rows[b - (b % j.samples)].slice(0, T / 2));
-}
+const token = tokenStream(config.vocabSize);
+// grpo: each prompt (the first T/2 tokens) repeated by its samples
+const rows =
+  which === 'grpo'
+    ? sharedPrefixRows(token, B, T, j.samples)
+    : Array.from({ length: B }, () => Array.from({ length: T }, token));
 const batch = rightPad(rows, 0);
 /** The step's loss: the LM loss, or (grpo) the responses' log-probs summed. */
 const lossOf = (): { loss: tf.Scalar; tokens: number } => {

@@ -27,6 +27,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { sharedPrefixRows, tokenStream } from '../bench/tokens.js';
 
 interface Job {
   work: string;
@@ -62,17 +63,7 @@ async function makeWork(work: string): Promise<() => Promise<void>> {
     const config = grpoModelConfig();
     const B = 4 * j.samples;
     const T = 64;
-    let s = 1;
-    const token = () => {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      return (s >>> 0) % config.vocabSize;
-    };
-    const rows = Array.from({ length: B }, () => Array.from({ length: T }, token));
-    for (let b = 0; b < B; b++)
-      rows[b].splice(0, T / 2, ...rows[b - (b % j.samples)].slice(0, T / 2));
-    const batch = rightPad(rows, 0);
+    const batch = rightPad(sharedPrefixRows(tokenStream(config.vocabSize), B, T, j.samples), 0);
     const model = CausalLM.init(config, { seed: 1 });
     const vars = [...model.params.values()];
     return async () => {

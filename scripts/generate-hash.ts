@@ -6,6 +6,7 @@
  */
 
 import { grpoModelConfig, GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
+import { tokenStream } from '../bench/tokens.js';
 import { RandomStream } from '../src/kernels/random.js';
 import { startRuntime } from '../src/kernels/runtime.js';
 import { CausalLM, generate } from '../src/policy/index.js';
@@ -13,13 +14,7 @@ import { CausalLM, generate } from '../src/policy/index.js';
 await startRuntime({ backend: 'wasm' });
 const config = grpoModelConfig();
 const model = CausalLM.init(config, { seed: 1 });
-let seed = 7;
-const token = () => {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) % config.vocabSize;
-};
+const token = tokenStream(config.vocabSize, 7);
 let hash = 0x811c9dc5;
 const mix = (u: number) => {
   hash = Math.imul(hash ^ u, 16777619) >>> 0;

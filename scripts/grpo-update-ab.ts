@@ -17,6 +17,7 @@
  */
 
 import { grpoModelConfig, GRPO_JOB as j } from '../bench/suites/rl-grpo.js';
+import { sharedPrefixRows, tokenStream } from '../bench/tokens.js';
 import { rightPad } from '../src/data/batching/collate.js';
 import { ATTN_SCORES, ATTN_VALUES } from '../src/kernels/custom/native-attention.js';
 import { KV_EXPAND, KV_EXPAND_GRAD } from '../src/kernels/custom/native-kv.js';
@@ -38,16 +39,7 @@ await startRuntime({ backend: 'wasm' });
 const config = grpoModelConfig();
 const B = prompts * j.samples;
 const T = 64;
-let s = 1;
-const token = () => {
-  s ^= s << 13;
-  s ^= s >>> 17;
-  s ^= s << 5;
-  return (s >>> 0) % config.vocabSize;
-};
-const rows = Array.from({ length: B }, () => Array.from({ length: T }, token));
-for (let b = 0; b < B; b++) rows[b].splice(0, T / 2, ...rows[b - (b % j.samples)].slice(0, T / 2));
-const batch = rightPad(rows, 0);
+const batch = rightPad(sharedPrefixRows(tokenStream(config.vocabSize), B, T, j.samples), 0);
 const model = CausalLM.init(config, { seed: 1 });
 const vars = [...model.params.values()];
 

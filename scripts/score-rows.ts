@@ -5,6 +5,7 @@
  */
 
 import { GRPO_JOB, grpoModelConfig } from '../bench/suites/rl-grpo.js';
+import { tokenStream } from '../bench/tokens.js';
 import { frozenModel } from '../src/algorithms/roles/models.js';
 import { rightPad } from '../src/data/batching/collate.js';
 import { startRuntime } from '../src/kernels/runtime.js';
@@ -21,13 +22,7 @@ await startRuntime({ backend: 'wasm' });
 const j = GRPO_JOB;
 const config = grpoModelConfig();
 const model = await frozenModel({ config, seed: 1 });
-let s = 1;
-const token = () => {
-  s ^= s << 13;
-  s ^= s >>> 17;
-  s ^= s << 5;
-  return (s >>> 0) % 512;
-};
+const token = tokenStream(512);
 const rowsOf = (groups: number) =>
   Array.from({ length: groups }, () => {
     const prompt = Array.from({ length: 32 }, token);

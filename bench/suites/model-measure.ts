@@ -18,6 +18,7 @@ import {
   type ModelConfig,
 } from '../../src/policy/index.js';
 import { optimizerStep } from '../../src/policy/train-step.js';
+import { xorshift32 } from '../tokens.js';
 
 export type TrainVariant = 'plain' | 'checkpoint';
 
@@ -91,17 +92,8 @@ export interface ModelMeasurement {
 
 /** A small deterministic generator for token ids (the values do not matter, only the shapes). */
 function tokenSource(seed: number): (n: number, vocab: number) => number[] {
-  let s = seed >>> 0 || 1;
-  return (n, vocab) => {
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      out.push((s >>> 0) % vocab);
-    }
-    return out;
-  };
+  const next = xorshift32(seed >>> 0 || 1);
+  return (n, vocab) => Array.from({ length: n }, () => next() % vocab);
 }
 
 const now = () => performance.now();
