@@ -64,6 +64,29 @@ describe.skipIf(skip !== null)(`native host loops${skip ? ` (${skip})` : ''}`, (
     }
   });
 
+  it('adamwSteps writes the pages of fresh moments before reading them: one page fault a page, not two', () => {
+    // 4 M values (16 MiB) each of fresh, never-touched m and v: reading an untouched page maps
+    // the shared zero page and the store after it faults again (copy on write); the loop writes
+    // each page first, so about one fault a page (p and g are touched here beforehand)
+    const n = 1 << 22;
+    const pages = (2 * n * 4) / 4096;
+    const p = normal(n, 'fault p');
+    const g = normal(n, 'fault g');
+    const m = new Float32Array(n);
+    const v = new Float32Array(n);
+    const scalars = Float64Array.from([1e-3, 0.9, 0.999, 1e-8, 0.01, 0.1, 0.001, 1]);
+    const before = process.resourceUsage().minorPageFault;
+    addon().adamwSteps([p], [g], [m], [v], scalars);
+    const faults = process.resourceUsage().minorPageFault - before;
+    expect(faults).toBeGreaterThan(0.5 * pages); // the pages were fresh
+    expect(faults).toBeLessThan(1.5 * pages);
+    // and the values are the loop's: m = (1 − β₁)·g, v = (1 − β₂)·g², in double, as stored
+    for (let i = 0; i < n; i += 4099) {
+      expect(m[i]).toBe(Math.fround(0.1 * g[i]));
+      expect(v[i]).toBe(Math.fround(0.001 * g[i] * g[i]));
+    }
+  });
+
   it('axpy works on views at an offset in a larger buffer (as the wasm heap)', () => {
     const buf = new Float32Array(100);
     buf.set(normal(100, 'buf'));
