@@ -10,7 +10,8 @@ msg=$1
 shift
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-GIT_INDEX_FILE=$tmp git read-tree HEAD
+head=$(git rev-parse HEAD)
+GIT_INDEX_FILE=$tmp git read-tree "$head"
 entries=()
 for spec in "$@"; do
   path=${spec%%=*}
@@ -22,7 +23,8 @@ for spec in "$@"; do
   entries+=("$mode,$blob,$path")
 done
 tree=$(GIT_INDEX_FILE=$tmp git write-tree)
-commit=$(git commit-tree "$tree" -p HEAD -m "$msg")
-git update-ref HEAD "$commit"
+commit=$(git commit-tree "$tree" -p "$head" -m "$msg")
+# only if HEAD is still the commit read (another commit in between: refused, nothing lost)
+git update-ref HEAD "$commit" "$head"
 for e in "${entries[@]}"; do git update-index --add --cacheinfo "$e"; done
 git log --oneline -1
