@@ -26,17 +26,8 @@ export const ATTN_SCORES = 'TroupeAttnScores';
 export const ATTN_VALUES = 'TroupeAttnValues';
 export const HEADS_MATMUL = 'TroupeHeadsMatMul';
 
-type StridedGemm = (
-  transA: boolean,
-  transB: boolean,
-  dims: Int32Array,
-  a: Float32Array,
-  la: Int32Array,
-  b: Float32Array,
-  lb: Int32Array,
-  c: Float32Array,
-  lc: Int32Array,
-) => void;
+/** The strided products' signature (the addon's bf16GemmStrided; gemmStrided's is the same). */
+type StridedGemm = NonNullable<NativeAddon['bf16GemmStrided']>;
 
 interface StridedAddon {
   gemmStrided: StridedGemm;
