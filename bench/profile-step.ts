@@ -16,7 +16,8 @@
  * times the bench's forward (forward + every position's logits, no gradients), and with
  * TROUPE_PROFILE_PASS=forward profiles that instead of the forward + backward;
  * TROUPE_PROFILE_SPLIT_GRAD=1 runs TroupeLinear's bf16 gradients as separate kernels, and
- * TROUPE_PROFILE_ATTN_TRANSPOSE=1 attention with the head transposes. The step
+ * TROUPE_PROFILE_ATTN_TRANSPOSE=1 attention with the head transposes, TROUPE_PROFILE_SPLIT_QKV=1
+ * q, k and v as three products (TroupeLinear3 unregistered). The step
  * minus the forward + backward is the gradient norm and the AdamW update. Wall times on a
  * shared machine move with its load: the CPU times and the shares are the steadier figures.
  */
@@ -43,6 +44,9 @@ if (process.env.TROUPE_PROFILE_SPLIT_GRAD === '1') tf.unregisterKernel('TroupeLi
 // reading and writing them in place (the in-place kernels unregistered)
 if (process.env.TROUPE_PROFILE_ATTN_TRANSPOSE === '1')
   for (const k of ['TroupeAttnScores', 'TroupeAttnValues']) tf.unregisterKernel(k, 'wasm');
+// TROUPE_PROFILE_SPLIT_QKV=1: q, k and v as three TroupeLinear (x packed three times) instead of
+// one TroupeLinear3
+if (process.env.TROUPE_PROFILE_SPLIT_QKV === '1') tf.unregisterKernel('TroupeLinear3', 'wasm');
 const j = GRPO_JOB;
 const c =
   which === 'grpo'

@@ -521,6 +521,7 @@ typedef struct {
   float *c;
   uint16_t *ap, *bp;
   bool split_n; /* threads take columns of C (else rows), in 32-blocks */
+  bool a_packed; /* ap already holds op(A) packed (a product sharing A with the one before) */
 } Gemm;
 
 /* [lo, hi) of `total` units of `unit`, part t of n */
@@ -534,7 +535,7 @@ static void task_pack(void *ctx, int t, int n) {
   const Gemm *g = ctx;
   int64_t lo, hi;
   share(g->Mp, 16, t, n, &lo, &hi);
-  pack_a(g->a, g->ta, g->lda, g->M, g->K, g->Kp, lo, hi, g->ap);
+  if (!g->a_packed) pack_a(g->a, g->ta, g->lda, g->M, g->K, g->Kp, lo, hi, g->ap);
   share(g->Np, 16, t, n, &lo, &hi);
   if (g->b16) pack_b16(g->b16, g->K, g->N, g->Kp, lo, hi, g->bp);
   else pack_b(g->b, g->tb, g->ldb, g->K, g->N, g->Kp, lo, hi, g->bp, g->colsum);
@@ -605,6 +606,34 @@ static bool gemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
   uint16_t *buf = scratch_get(packed_bytes(&g));
   if (!buf) return false;
   gemm_packed(&g, buf, threads_for(M, N, K));
+  scratch_trim();
+  return true;
+}
+
+/*
+ * y_i [R, O_i] = x [R, I]·W_i [I, O_i] (+ bias_i [O_i], NULL none) for i < n: x is rounded and
+ * packed once, then each product packs its W_i and reuses x's packing. Each y_i has the bits
+ * gemm_bias computes for it alone (the same packed operands and sums). false: out of memory.
+ */
+static bool linear_many(const float *x, int64_t R, int64_t I, int n, const float *const *w,
+                        const int64_t *O, const float *const *bias, float *const *y) {
+  choose_path();
+  if (path == PATH_FP32) {
+    for (int i = 0; i < n; i++)
+      if (!gemm_bias(false, false, R, O[i], I, x, w[i], bias[i], y[i])) return false;
+    return true;
+  }
+  int64_t widest = 0;
+  for (int i = 0; i < n; i++) widest = O[i] > widest ? O[i] : widest;
+  const Gemm wide = plan(false, false, R, widest, I, x, w[0], y[0]);
+  uint16_t *buf = scratch_get(packed_bytes(&wide));
+  if (!buf) return false;
+  for (int i = 0; i < n; i++) {
+    Gemm g = plan(false, false, R, O[i], I, x, w[i], y[i]);
+    g.bias = bias[i];
+    g.a_packed = i > 0;
+    gemm_packed(&g, buf, threads_for(R, O[i], I));
+  }
   scratch_trim();
   return true;
 }
@@ -1016,6 +1045,46 @@ static napi_value bf16_linear(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * bf16Linear3(x, rows, in, w0, b0, y0, w1, b1, y1, w2, b2, y2): y_i [rows, out_i] = x·W_i + b_i
+ * for three weights W_i [in, out_i] (out_i = y_i's length / rows), each y_i the bits bf16Linear
+ * gives it, with x rounded to bf16 and packed once instead of three times (the attention's q, k
+ * and v of one normed x). An empty b_i is none.
+ */
+static napi_value bf16_linear3(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16Linear3", 12)) return NULL;
+  static const char *const wn[3] = {"w0", "w1", "w2"}, *const bn[3] = {"b0", "b1", "b2"},
+                           *const yn[3] = {"y0", "y1", "y2"};
+  size_t lx, lw[3], lb[3], ly[3];
+  const float *x = arg_f32(&a, 0, "x", &lx);
+  const int64_t R = arg_int(&a, 1, "rows", 1), I = arg_int(&a, 2, "in", 1);
+  const float *w[3], *bias[3];
+  float *y[3];
+  for (int i = 0; i < 3; i++) {
+    w[i] = arg_f32(&a, (size_t)(3 + 3 * i), wn[i], &lw[i]);
+    bias[i] = arg_f32(&a, (size_t)(4 + 3 * i), bn[i], &lb[i]);
+    y[i] = arg_f32(&a, (size_t)(5 + 3 * i), yn[i], &ly[i]);
+  }
+  if (a.failed) return NULL;
+  args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
+  int64_t O[3];
+  for (int i = 0; i < 3 && !a.failed; i++) {
+    O[i] = (int64_t)(ly[i] / (size_t)R);
+    if (O[i] < 1 || (size_t)(O[i] * R) != ly[i]) {
+      args_fail(&a, true, yn[i], "must be rows·out values (out >= 1)");
+      return NULL;
+    }
+    args_need_expr(&a, wn[i], lw[i], mul_sat(I, O[i]), "in·out");
+    if (lb[i] != 0) args_need_expr(&a, bn[i], lb[i], (uint64_t)O[i], "out");
+    if (lb[i] == 0) bias[i] = NULL;
+  }
+  if (a.failed) return NULL;
+  if (!linear_many(x, R, I, 3, w, O, bias, y))
+    args_fail(&a, true, "bf16Linear3", "could not allocate its packed operands");
+  return NULL;
+}
+
+/*
  * bf16LinearBackward(dy, x, w, rows, in, out, dx, dw, db): the gradients of bf16Linear's
  * y = x·W + b: dx [rows, in] = dy·Wᵀ, dw [in, out] = xᵀ·dy (bf16 products, fp32 sums, as
  * bf16Gemm computes them) and db [out] = Σ over rows of dy in fp32; an empty dx, dw or db is not
@@ -1124,6 +1193,7 @@ bool troupe_define_bf16(napi_env env, napi_value exports) {
       TROUPE_EXPORT("bf16GemmBatched", bf16_gemm_batched),
       TROUPE_EXPORT("bf16GemmStrided", bf16_gemm_strided),
       TROUPE_EXPORT("bf16Linear", bf16_linear),
+      TROUPE_EXPORT("bf16Linear3", bf16_linear3),
       TROUPE_EXPORT("bf16LinearBackward", bf16_linear_backward),
       TROUPE_EXPORT("bf16LinearW", bf16_linear_w),
       TROUPE_EXPORT("bf16LinearWMany", bf16_linear_w_many),

@@ -162,6 +162,24 @@ export interface NativeAddon {
     y: Float32Array,
   ): void;
   /**
+   * y_i [rows, out_i] = x·W_i + b_i for three W_i [in, out_i] (out_i = y_i.length / rows), each
+   * the bits bf16Linear gives it, x packed once; an empty b_i is none.
+   */
+  bf16Linear3?(
+    x: Float32Array,
+    rows: number,
+    inDim: number,
+    w0: Float32Array,
+    b0: Float32Array,
+    y0: Float32Array,
+    w1: Float32Array,
+    b1: Float32Array,
+    y1: Float32Array,
+    w2: Float32Array,
+    b2: Float32Array,
+    y2: Float32Array,
+  ): void;
+  /**
    * bf16Linear's gradients from dy [rows, out]: dx [rows, in] = dy·Wᵀ and dw [in, out] = xᵀ·dy
    * as bf16Gemm computes them, db [out] = Σ over rows of dy in fp32 (summed while dw's product
    * packs dy); an empty dx, dw or db is not computed.

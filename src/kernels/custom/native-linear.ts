@@ -26,7 +26,17 @@ export const LINEAR = 'TroupeLinear';
  */
 export const LINEAR_GRAD = 'TroupeLinearGrad';
 
+/**
+ * `TroupeLinear3` {x [..., in], w0, w1, w2 [in, out_i], b0?, b1?, b2? [out_i]} → [y0, y1, y2],
+ * y_i [..., out_i] = x·W_i + b_i: three projections of one x under bf16 precision in one native
+ * call (bf16Linear3), x rounded to bf16 and packed once instead of three times (the attention's
+ * q, k and v). Each y_i has the bits TroupeLinear gives it. Its gradient is TroupeLinearGrad per
+ * output (dx the fp32 sum of the three), the gradients the three TroupeLinear would get.
+ */
+export const LINEAR3 = 'TroupeLinear3';
+
 let gradientRegistered = false;
+let gradient3Registered = false;
 
 /** Register `TroupeLinear` for `tfBackend` (wasm or cpu) when the addon is built. */
 export function installNativeLinear(tfBackend: string): string[] {
@@ -93,6 +103,84 @@ export function installNativeLinear(tfBackend: string): string[] {
       return y.info;
     }) as unknown as KernelFunc,
   });
+  const linear3 = addon.bf16Linear3;
+  if (linear3 && backward) {
+    tf.registerKernel({
+      kernelName: LINEAR3,
+      backendName,
+      kernelFunc: (({
+        inputs,
+        backend,
+      }: {
+        inputs: Record<string, TensorInfo>;
+        backend: unknown;
+      }) => {
+        const { x } = inputs;
+        const ws = [inputs.w0, inputs.w1, inputs.w2];
+        const bs = [inputs.b0, inputs.b1, inputs.b2];
+        const inDim = ws[0].shape[0];
+        const rows = sizeOf(x.shape) / inDim;
+        const s = storageFor(backendName, backend);
+        const ys = ws.map((w) => s.output([...x.shape.slice(0, -1), w.shape[1]]));
+        // views after the last output (a wasm allocation can move the heap)
+        const none = new Float32Array(0);
+        const b = bs.map((t) => (t ? s.view(t) : none));
+        const w = ws.map((t) => s.view(t));
+        const y = ys.map((t) => t.values());
+        linear3.call(
+          addon,
+          s.view(x),
+          rows,
+          inDim,
+          w[0],
+          b[0],
+          y[0],
+          w[1],
+          b[1],
+          y[1],
+          w[2],
+          b[2],
+          y[2],
+        );
+        return ys.map((t) => t.info);
+      }) as unknown as KernelFunc,
+    });
+    if (!gradient3Registered) {
+      gradient3Registered = true;
+      tf.registerGradient({
+        kernelName: LINEAR3,
+        inputsToSave: ['x', 'w0', 'w1', 'w2'],
+        gradFunc: (dy, saved) => {
+          const [x, ...ws] = saved;
+          const dys = dy as tf.Tensor[];
+          // made here, not in the thunks (lean-backprop runs each thunk in a tidy of its own)
+          // (the BatchMatMul and Sum where TroupeLinearGrad is unregistered)
+          const fused = tf.getKernel(LINEAR_GRAD, tf.getBackend()) !== undefined;
+          const inDim = x.shape[x.rank - 1] as number;
+          const g = ws.map((w, i) => {
+            if (fused)
+              return tf.engine().runKernel(LINEAR_GRAD, { dy: dys[i], x, w }, {}) as tf.Tensor[];
+            const d2 = tf.reshape(dys[i], [-1, w.shape[1] as number]);
+            return [
+              tf.reshape(tf.matMul(d2, w, false, true), x.shape),
+              tf.matMul(tf.reshape(x, [-1, inDim]), d2, true, false),
+              tf.sum(d2, 0),
+            ];
+          });
+          const dx = tf.addN(g.map((t) => t[0]));
+          return {
+            x: () => dx,
+            w0: () => g[0][1],
+            w1: () => g[1][1],
+            w2: () => g[2][1],
+            b0: () => g[0][2],
+            b1: () => g[1][2],
+            b2: () => g[2][2],
+          };
+        },
+      });
+    }
+  }
   if (!gradientRegistered) {
     gradientRegistered = true;
     tf.registerGradient({
@@ -127,6 +215,7 @@ export function installNativeLinear(tfBackend: string): string[] {
   return [
     `${tfBackend}:${LINEAR}(native)`,
     ...(backward ? [`${tfBackend}:${LINEAR_GRAD}(native)`] : []),
+    ...(linear3 && backward ? [`${tfBackend}:${LINEAR3}(native)`] : []),
   ];
 }
 
@@ -146,4 +235,36 @@ export function nativeLinear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor): tf.Tens
   const bias = b && b.rank !== 1 ? tf.reshape(b, [b.size]) : b;
   const inputs: tf.NamedTensorMap = bias ? { x, w, b: bias } : { x, w };
   return tf.engine().runKernel(LINEAR, inputs, {}) as tf.Tensor;
+}
+
+/**
+ * x·W_i (+ b_i) for three weights of one x as one native kernel (TroupeLinear3) where it can take
+ * them: registered for the active backend, bf16 products at x's rows, everything float32, W_i
+ * [in, out_i], every b_i present ([out_i]) or none. undefined otherwise (run three linears).
+ */
+export function nativeLinear3(
+  x: tf.Tensor,
+  w: readonly [tf.Tensor, tf.Tensor, tf.Tensor],
+  b: readonly [tf.Tensor | undefined, tf.Tensor | undefined, tf.Tensor | undefined],
+): [tf.Tensor, tf.Tensor, tf.Tensor] | undefined {
+  const inDim = x.shape[x.rank - 1] as number;
+  const biased = b.filter((t) => t !== undefined).length;
+  if (
+    x.dtype !== 'float32' ||
+    x.size === 0 ||
+    !bf16Product(x.size / inDim) ||
+    !w.every((t) => t.dtype === 'float32' && t.rank === 2 && t.shape[0] === inDim) ||
+    (biased !== 0 && biased !== 3) ||
+    !b.every((t, i) => !t || (t.dtype === 'float32' && t.size === w[i].shape[1])) ||
+    tf.getKernel(LINEAR3, tf.getBackend()) === undefined
+  ) {
+    return undefined;
+  }
+  const inputs: tf.NamedTensorMap = { x, w0: w[0], w1: w[1], w2: w[2] };
+  b.forEach((t, i) => {
+    // a bias of another shape ([1, out]) as [out], so its gradient comes back in its own shape
+    if (t) inputs[`b${i}`] = t.rank !== 1 ? tf.reshape(t, [t.size]) : t;
+  });
+  const [y0, y1, y2] = tf.engine().runKernel(LINEAR3, inputs, {}) as tf.Tensor[];
+  return [y0, y1, y2];
 }

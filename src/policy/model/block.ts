@@ -6,6 +6,7 @@ import {
   nativeDecodeBlock,
 } from '../../kernels/custom/native-decode.js';
 import { kvExpand } from '../../kernels/custom/native-kv.js';
+import { nativeLinear3 } from '../../kernels/custom/native-linear.js';
 import type { W16Matrix } from '../../kernels/custom/native-w16-linear.js';
 import * as tf from '../../kernels/tf.js';
 import type { ModelConfig } from '../config.js';
@@ -93,9 +94,10 @@ export function block(
   const [B, T] = x.shape;
   const p = `layers.${layer}`;
   const a = norm(x, `${p}.attn_norm`, get, c);
-  let q = tf.reshape(ctx.project(a, `${p}.attn.q`, get), [B, T, c.heads, c.headDim]);
-  let k = tf.reshape(ctx.project(a, `${p}.attn.k`, get), [B, T, c.kvHeads, c.headDim]);
-  const vNew = tf.reshape(ctx.project(a, `${p}.attn.v`, get), [B, T, c.kvHeads, c.headDim]);
+  const [q0, k0, v0] = qkvProjection(a, p, get, ctx);
+  let q = tf.reshape(q0, [B, T, c.heads, c.headDim]);
+  let k = tf.reshape(k0, [B, T, c.kvHeads, c.headDim]);
+  const vNew = tf.reshape(v0, [B, T, c.kvHeads, c.headDim]);
   if (c.qkNorm) {
     q = norm(q, `${p}.attn.q_norm`, get, c); // per head, over hd
     k = norm(k, `${p}.attn.k_norm`, get, c);
@@ -143,6 +145,29 @@ export function block(
   if (c.sandwichNorms) out = norm(out, `${p}.mlp_out_norm`, get, c);
   const h = tf.add(h1, drop(out, ctx, `resid_mlp/${layer}`, c.dropout.residual));
   return { h, k: kAll, v: vAll };
+}
+
+/**
+ * The attention's q, k and v projections of the normed a [..., d]: with the plain projections
+ * under bf16 products one native call (nativeLinear3: a rounded to bf16 and packed once, each
+ * output the bits its own projection gives it); otherwise (fp32, LoRA, no addon) three.
+ */
+function qkvProjection(
+  a: tf.Tensor,
+  p: string,
+  get: ParamLookup,
+  ctx: BlockContext,
+): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const [nq, nk, nv] = [`${p}.attn.q`, `${p}.attn.k`, `${p}.attn.v`];
+  if (ctx.project === plainProjection) {
+    const one = nativeLinear3(
+      a,
+      [need(get, `${nq}.weight`), need(get, `${nk}.weight`), need(get, `${nv}.weight`)],
+      [get(`${nq}.bias`), get(`${nk}.bias`), get(`${nv}.bias`)],
+    );
+    if (one) return one;
+  }
+  return [ctx.project(a, nq, get), ctx.project(a, nk, get), ctx.project(a, nv, get)];
 }
 
 /**
