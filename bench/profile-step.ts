@@ -17,7 +17,7 @@
  * TROUPE_PROFILE_PASS=forward profiles that instead of the forward + backward;
  * TROUPE_PROFILE_SPLIT_GRAD=1 runs TroupeLinear's bf16 gradients as separate kernels, and
  * TROUPE_PROFILE_ATTN_TRANSPOSE=1 attention with the head transposes, TROUPE_PROFILE_SPLIT_QKV=1
- * q, k and v as three products (TroupeLinear3 unregistered). The step
+ * q, k and v as three products (TroupeLinear3 unregistered; =grad: TroupeLinear3Grad). The step
  * minus the forward + backward is the gradient norm and the AdamW update. Wall times on a
  * shared machine move with its load: the CPU times and the shares are the steadier figures.
  */
@@ -45,8 +45,10 @@ if (process.env.TROUPE_PROFILE_SPLIT_GRAD === '1') tf.unregisterKernel('TroupeLi
 if (process.env.TROUPE_PROFILE_ATTN_TRANSPOSE === '1')
   for (const k of ['TroupeAttnScores', 'TroupeAttnValues']) tf.unregisterKernel(k, 'wasm');
 // TROUPE_PROFILE_SPLIT_QKV=1: q, k and v as three TroupeLinear (x packed three times) instead of
-// one TroupeLinear3
+// one TroupeLinear3; =grad: one TroupeLinear3, its gradient TroupeLinearGrad per output
 if (process.env.TROUPE_PROFILE_SPLIT_QKV === '1') tf.unregisterKernel('TroupeLinear3', 'wasm');
+if (process.env.TROUPE_PROFILE_SPLIT_QKV === 'grad')
+  tf.unregisterKernel('TroupeLinear3Grad', 'wasm');
 const j = GRPO_JOB;
 const c =
   which === 'grpo'

@@ -672,6 +672,38 @@ static bool linear_backward(const float *dy, const float *x, const float *w, int
   return true;
 }
 
+/*
+ * linear_backward for n products of one x (y_i = x·W_i + b_i): dx_i = dy_i·W_iᵀ, dW_i = xᵀ·dy_i
+ * and db_i, each the bits linear_backward gives it, with xᵀ rounded and packed once for the n
+ * dW products instead of n times. false: out of memory.
+ */
+static bool linear_many_backward(const float *x, int64_t R, int64_t I, int n,
+                                 const float *const *dy, const float *const *w, const int64_t *O,
+                                 float *const *dx, float *const *dw, float *const *db) {
+  choose_path();
+  if (path == PATH_FP32) {
+    for (int i = 0; i < n; i++)
+      if (!linear_backward(dy[i], x, w[i], R, I, O[i], dx[i], dw[i], db[i])) return false;
+    return true;
+  }
+  int64_t widest = 0;
+  for (int i = 0; i < n; i++) {
+    if (!gemm_bias(false, true, R, I, O[i], dy[i], w[i], NULL, dx[i])) return false;
+    widest = O[i] > widest ? O[i] : widest;
+  }
+  const Gemm wide = plan(true, false, I, widest, R, x, dy[0], dw[0]);
+  uint16_t *buf = scratch_get(packed_bytes(&wide));
+  if (!buf) return false;
+  for (int i = 0; i < n; i++) {
+    Gemm g = plan(true, false, I, O[i], R, x, dy[i], dw[i]);
+    g.colsum = db[i];
+    g.a_packed = i > 0;
+    gemm_packed(&g, buf, threads_for(I, O[i], R));
+  }
+  scratch_trim();
+  return true;
+}
+
 /* A batch of products split among threads, each product on one thread with its own scratch. */
 typedef struct {
   bool ta, tb;
@@ -1085,6 +1117,47 @@ static napi_value bf16_linear3(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * bf16Linear3Backward(x, rows, in, dy, w, dx, dw, db), each of dy .. db an array of three
+ * Float32Arrays: bf16Linear3's gradients, for each i what bf16LinearBackward(dy[i], x, w[i], ...)
+ * gives (dx[i] [rows, in], dw[i] [in, out_i], db[i] [out_i]; out_i = dy[i]'s length / rows), with
+ * xᵀ rounded and packed once for the three dw products. Every output is computed.
+ */
+static napi_value bf16_linear3_backward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!args_init(&a, env, info, "bf16Linear3Backward", 8)) return NULL;
+  static const char *const names[5][3] = {{"dy[0]", "dy[1]", "dy[2]"},
+                                          {"w[0]", "w[1]", "w[2]"},
+                                          {"dx[0]", "dx[1]", "dx[2]"},
+                                          {"dw[0]", "dw[1]", "dw[2]"},
+                                          {"db[0]", "db[1]", "db[2]"}};
+  size_t lx, len[5][3];
+  const float *x = arg_f32(&a, 0, "x", &lx);
+  const int64_t R = arg_int(&a, 1, "rows", 1), I = arg_int(&a, 2, "in", 1);
+  float *p[5][3];
+  for (int k = 0; k < 5; k++)
+    for (uint32_t i = 0; i < 3; i++) p[k][i] = arg_f32_at(&a, (size_t)(3 + k), i, names[k][i], &len[k][i]);
+  if (a.failed) return NULL;
+  args_need_expr(&a, "x", lx, mul_sat(R, I), "rows·in");
+  int64_t O[3];
+  for (int i = 0; i < 3 && !a.failed; i++) {
+    O[i] = (int64_t)(len[0][i] / (size_t)R);
+    if (O[i] < 1 || (size_t)(O[i] * R) != len[0][i]) {
+      args_fail(&a, true, names[0][i], "must be rows·out values (out >= 1)");
+      return NULL;
+    }
+    args_need_expr(&a, names[1][i], len[1][i], mul_sat(I, O[i]), "in·out");
+    args_need_expr(&a, names[2][i], len[2][i], mul_sat(R, I), "rows·in");
+    args_need_expr(&a, names[3][i], len[3][i], mul_sat(I, O[i]), "in·out");
+    args_need_expr(&a, names[4][i], len[4][i], (uint64_t)O[i], "out");
+  }
+  if (a.failed) return NULL;
+  const float *dy[3] = {p[0][0], p[0][1], p[0][2]}, *w[3] = {p[1][0], p[1][1], p[1][2]};
+  if (!linear_many_backward(x, R, I, 3, dy, w, O, p[2], p[3], p[4]))
+    args_fail(&a, true, "bf16Linear3Backward", "could not allocate its packed operands");
+  return NULL;
+}
+
+/*
  * bf16LinearBackward(dy, x, w, rows, in, out, dx, dw, db): the gradients of bf16Linear's
  * y = x·W + b: dx [rows, in] = dy·Wᵀ, dw [in, out] = xᵀ·dy (bf16 products, fp32 sums, as
  * bf16Gemm computes them) and db [out] = Σ over rows of dy in fp32; an empty dx, dw or db is not
@@ -1194,6 +1267,7 @@ bool troupe_define_bf16(napi_env env, napi_value exports) {
       TROUPE_EXPORT("bf16GemmStrided", bf16_gemm_strided),
       TROUPE_EXPORT("bf16Linear", bf16_linear),
       TROUPE_EXPORT("bf16Linear3", bf16_linear3),
+      TROUPE_EXPORT("bf16Linear3Backward", bf16_linear3_backward),
       TROUPE_EXPORT("bf16LinearBackward", bf16_linear_backward),
       TROUPE_EXPORT("bf16LinearW", bf16_linear_w),
       TROUPE_EXPORT("bf16LinearWMany", bf16_linear_w_many),

@@ -180,6 +180,21 @@ export interface NativeAddon {
     y2: Float32Array,
   ): void;
   /**
+   * bf16Linear3's gradients (each argument after inDim three arrays): for each i what
+   * bf16LinearBackward(dy[i], x, w[i], ...) gives (dx[i] [rows, in], dw[i] [in, out_i], db[i]
+   * [out_i]; out_i = dy[i].length / rows), xᵀ packed once.
+   */
+  bf16Linear3Backward?(
+    x: Float32Array,
+    rows: number,
+    inDim: number,
+    dy: readonly Float32Array[],
+    w: readonly Float32Array[],
+    dx: readonly Float32Array[],
+    dw: readonly Float32Array[],
+    db: readonly Float32Array[],
+  ): void;
+  /**
    * bf16Linear's gradients from dy [rows, out]: dx [rows, in] = dy·Wᵀ and dw [in, out] = xᵀ·dy
    * as bf16Gemm computes them, db [out] = Σ over rows of dy in fp32 (summed while dw's product
    * packs dy); an empty dx, dw or db is not computed.

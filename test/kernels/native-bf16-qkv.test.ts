@@ -126,6 +126,48 @@ describe.skipIf(skip !== null)(`bf16Linear3: q, k, v of one x${skip ? ` (${skip}
     }
   });
 
+  it('bf16Linear3Backward: each output bf16LinearBackward gives bit for bit (GQA widths, 1 and 2 threads)', () => {
+    const a = addon();
+    const back3 = a?.bf16Linear3Backward?.bind(a);
+    expect(back3, 'the addon exports bf16Linear3Backward').toBeDefined();
+    if (!a?.bf16LinearBackward || !back3) return;
+    const saved = a.threads();
+    try {
+      const rng = RandomStream.of({ seed: 42, step: 0, actor: 'bf16-linear3-grad' });
+      for (const [R, I, O0, O1, O2] of [
+        [37, 50, 29, 29, 29],
+        [33, 70, 48, 17, 17],
+        [256, 384, 384, 128, 128],
+      ])
+        for (const threads of [1, 2]) {
+          a.setThreads(threads);
+          const O = [O0, O1, O2];
+          const x = rng.normal(R * I);
+          const w = O.map((o) => rng.normal(I * o));
+          const dy = O.map((o) => rng.normal(R * o));
+          const dx = O.map(() => new Float32Array(R * I).fill(Number.NaN));
+          const dw = O.map((o) => new Float32Array(I * o).fill(Number.NaN));
+          const db = O.map((o) => new Float32Array(o).fill(Number.NaN));
+          back3(x, R, I, dy, w, dx, dw, db);
+          for (let i = 0; i < 3; i++) {
+            const one = [
+              new Float32Array(R * I),
+              new Float32Array(I * O[i]),
+              new Float32Array(O[i]),
+            ];
+            a.bf16LinearBackward(dy[i], x, w[i], R, I, O[i], one[0], one[1], one[2]);
+            const what = `${R}×${I}→${O[i]} output ${i} threads ${threads}`;
+            expect(bitsOf(dx[i]), `dx ${what}`).toEqual(bitsOf(one[0]));
+            expect(bitsOf(dw[i]), `dW ${what}`).toEqual(bitsOf(one[1]));
+            expect(bitsOf(db[i]), `db ${what}`).toEqual(bitsOf(one[2]));
+            expect(outside(dw[i], ref(x, dy[i], I, O[i], R, true, false), R), `dW ${what}`).toBe(0);
+          }
+        }
+    } finally {
+      a.setThreads(saved);
+    }
+  });
+
   it('bad arguments name the argument', () => {
     const a = addon();
     const linear3 = a?.bf16Linear3?.bind(a);
@@ -145,6 +187,15 @@ describe.skipIf(skip !== null)(`bf16Linear3: q, k, v of one x${skip ? ` (${skip}
     expect(() =>
       linear3(f(11), 4, 3, f(6), f(0), f(8), f(6), f(0), f(8), f(6), f(0), f(8)),
     ).toThrow(/x/);
+    const back3 = a?.bf16Linear3Backward?.bind(a);
+    if (!back3) return;
+    // x 4 rows × 3, out 2 each: dw[1] one value short; dy[2] not whole rows; two dx only
+    const three = (n: number) => [f(n), f(n), f(n)];
+    const args = (dy: Float32Array[], dw: Float32Array[], dx = three(12)) =>
+      [f(12), 4, 3, dy, three(6), dx, dw, three(2)] as const;
+    expect(() => back3(...args(three(8), [f(6), f(5), f(6)]))).toThrow(/dw\[1\]/);
+    expect(() => back3(...args([f(8), f(8), f(7)], three(6)))).toThrow(/dy\[2\]/);
+    expect(() => back3(...args(three(8), three(6), [f(12), f(12)]))).toThrow(/dx\[2\]/);
   });
 });
 

@@ -35,6 +35,13 @@ export const LINEAR_GRAD = 'TroupeLinearGrad';
  */
 export const LINEAR3 = 'TroupeLinear3';
 
+/**
+ * `TroupeLinear3Grad` {x, dy0, dy1, dy2, w0, w1, w2} → [dx0, dx1, dx2, dW0, dW1, dW2, db0, db1,
+ * db2]: TroupeLinear3's gradients in one native call (bf16Linear3Backward), each what
+ * TroupeLinearGrad gives for its output, with xᵀ rounded and packed once for the three dW.
+ */
+export const LINEAR3_GRAD = 'TroupeLinear3Grad';
+
 let gradientRegistered = false;
 let gradient3Registered = false;
 
@@ -145,6 +152,35 @@ export function installNativeLinear(tfBackend: string): string[] {
         return ys.map((t) => t.info);
       }) as unknown as KernelFunc,
     });
+    const backward3 = addon.bf16Linear3Backward;
+    if (backward3) {
+      tf.registerKernel({
+        kernelName: LINEAR3_GRAD,
+        backendName,
+        kernelFunc: (({
+          inputs,
+          backend,
+        }: {
+          inputs: Record<string, TensorInfo>;
+          backend: unknown;
+        }) => {
+          const { x } = inputs;
+          const ws = [inputs.w0, inputs.w1, inputs.w2];
+          const dys = [inputs.dy0, inputs.dy1, inputs.dy2];
+          const inDim = ws[0].shape[0];
+          const rows = sizeOf(x.shape) / inDim;
+          const s = storageFor(backendName, backend);
+          const dx = ws.map(() => s.output([...x.shape]));
+          const dw = ws.map((w) => s.output([...w.shape]));
+          const db = ws.map((w) => s.output([w.shape[1]]));
+          // views after the last output (a wasm allocation can move the heap)
+          const v = (ts: TensorInfo[]) => ts.map((t) => s.view(t));
+          const out = (ts: typeof dx) => ts.map((t) => t.values());
+          backward3.call(addon, s.view(x), rows, inDim, v(dys), v(ws), out(dx), out(dw), out(db));
+          return [...dx, ...dw, ...db].map((t) => t.info);
+        }) as unknown as KernelFunc,
+      });
+    }
     if (!gradient3Registered) {
       gradient3Registered = true;
       tf.registerGradient({
@@ -154,6 +190,22 @@ export function installNativeLinear(tfBackend: string): string[] {
           const [x, ...ws] = saved;
           const dys = dy as tf.Tensor[];
           // made here, not in the thunks (lean-backprop runs each thunk in a tidy of its own)
+          if (tf.getKernel(LINEAR3_GRAD, tf.getBackend()) !== undefined) {
+            const [dx0, dx1, dx2, dW0, dW1, dW2, db0, db1, db2] = tf
+              .engine()
+              .runKernel(
+                LINEAR3_GRAD,
+                { x, dy0: dys[0], dy1: dys[1], dy2: dys[2], w0: ws[0], w1: ws[1], w2: ws[2] },
+                {},
+              ) as tf.Tensor[];
+            const dx = tf.addN([dx0, dx1, dx2]);
+            tf.dispose([dx0, dx1, dx2]);
+            return {
+              x: () => dx,
+              ...{ w0: () => dW0, w1: () => dW1, w2: () => dW2 },
+              ...{ b0: () => db0, b1: () => db1, b2: () => db2 },
+            };
+          }
           // (the BatchMatMul and Sum where TroupeLinearGrad is unregistered)
           const fused = tf.getKernel(LINEAR_GRAD, tf.getBackend()) !== undefined;
           const inDim = x.shape[x.rank - 1] as number;
@@ -216,6 +268,9 @@ export function installNativeLinear(tfBackend: string): string[] {
     `${tfBackend}:${LINEAR}(native)`,
     ...(backward ? [`${tfBackend}:${LINEAR_GRAD}(native)`] : []),
     ...(linear3 && backward ? [`${tfBackend}:${LINEAR3}(native)`] : []),
+    ...(linear3 && backward && addon.bf16Linear3Backward
+      ? [`${tfBackend}:${LINEAR3_GRAD}(native)`]
+      : []),
   ];
 }
 
