@@ -265,4 +265,73 @@ static inline bool args_dense_linear(Args *a, napi_env env, napi_callback_info i
   return !a->failed;
 }
 
+/*
+ * The arguments of a strided products export (ta, tb, dims, a, la, b, lb, c, lc): for b < B,
+ * h < H, C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] + h·lx[1], rows lx[2] apart;
+ * dims = [B, H, M, N, K] (all ≥ 1, M above min_m − 1: `dims_rule` says so when it is not), la,
+ * lb, lc = [per b, per h, leading dimension] (Int32Arrays, ≥ 0, each leading dimension at least
+ * its rows' length), every operand long enough for its products and c apart from a and b.
+ */
+typedef struct {
+  bool ta, tb;
+  int64_t B, H, M, N, K;
+  int64_t la[3], lb[3], lc[3];
+  const float *a, *b;
+  float *c;
+} StridedArgs;
+
+/* the elements product (b, h)'s matrix spans: rows·ld wide, the last row cols long */
+static inline uint64_t strided_span(int64_t B, int64_t H, const int64_t *l, int64_t rows,
+                                    int64_t cols) {
+  return add_sat(add_sat(mul_sat(B - 1, l[0]), mul_sat(H - 1, l[1])),
+                 add_sat(mul_sat(rows - 1, l[2]), cols));
+}
+
+static inline bool args_strided(Args *a, napi_env env, napi_callback_info info, const char *fn,
+                                int64_t min_m, const char *dims_rule, StridedArgs *s) {
+  if (!args_init(a, env, info, fn, 9)) return false;
+  s->ta = arg_bool(a, 0, "transA");
+  s->tb = arg_bool(a, 1, "transB");
+  size_t ld, lA, lla, lB, llb, lC, llc;
+  const int32_t *d = arg_i32(a, 2, "dims", &ld);
+  s->a = arg_f32(a, 3, "a", &lA);
+  const int32_t *la = arg_i32(a, 4, "la", &lla);
+  s->b = arg_f32(a, 5, "b", &lB);
+  const int32_t *lb = arg_i32(a, 6, "lb", &llb);
+  s->c = arg_f32(a, 7, "c", &lC);
+  const int32_t *lc = arg_i32(a, 8, "lc", &llc);
+  if (a->failed) return false;
+  if (ld != 5 || lla != 3 || llb != 3 || llc != 3) {
+    args_fail(a, true, "dims", "must be [B, H, M, N, K] and la, lb, lc 3 values each");
+    return false;
+  }
+  s->B = d[0], s->H = d[1], s->M = d[2], s->N = d[3], s->K = d[4];
+  if (s->B < 1 || s->H < 1 || s->M < min_m || s->N < 1 || s->K < 1) {
+    args_fail(a, true, "dims", dims_rule);
+    return false;
+  }
+  for (int k = 0; k < 3; k++) {
+    if (la[k] < 0 || lb[k] < 0 || lc[k] < 0) {
+      args_fail(a, true, "la", "lb and lc must be >= 0");
+      return false;
+    }
+    s->la[k] = la[k], s->lb[k] = lb[k], s->lc[k] = lc[k];
+  }
+  const int64_t M = s->M, N = s->N, K = s->K;
+  const int64_t ra = s->ta ? K : M, ca = s->ta ? M : K, rb = s->tb ? N : K, cb = s->tb ? K : N;
+  if (s->la[2] < ca || s->lb[2] < cb || s->lc[2] < N) {
+    args_fail(a, true, "la", "lb, lc: a leading dimension is shorter than its rows");
+    return false;
+  }
+  const uint64_t na = strided_span(s->B, s->H, s->la, ra, ca);
+  const uint64_t nb = strided_span(s->B, s->H, s->lb, rb, cb);
+  const uint64_t nc = strided_span(s->B, s->H, s->lc, M, N);
+  args_need(a, "a", lA, na);
+  args_need(a, "b", lB, nb);
+  args_need(a, "c", lC, nc);
+  const View v[] = {{"c", s->c, nc}, {"a", s->a, na}, {"b", s->b, nb}};
+  args_disjoint(a, v, 3, 1);
+  return !a->failed;
+}
+
 #endif

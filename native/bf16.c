@@ -1192,12 +1192,6 @@ static napi_value bf16_linear_backward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* the elements product (b, h)'s matrix spans: rows·ld wide, the last row cols long */
-static uint64_t strided_span(int64_t B, int64_t H, const int32_t *l, int64_t rows, int64_t cols) {
-  return add_sat(add_sat(mul_sat(B - 1, l[0]), mul_sat(H - 1, l[1])),
-                 add_sat(mul_sat(rows - 1, l[2]), cols));
-}
-
 /*
  * bf16GemmStrided(ta, tb, dims, a, la, b, lb, c, lc): gemmStrided's products (rows.c) in bf16
  * with fp32 sums: for b < B, h < H, C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] +
@@ -1206,47 +1200,10 @@ static uint64_t strided_span(int64_t B, int64_t H, const int32_t *l, int64_t row
  */
 static napi_value bf16_gemm_strided(napi_env env, napi_callback_info info) {
   Args a;
-  if (!args_init(&a, env, info, "bf16GemmStrided", 9)) return NULL;
-  const bool ta = arg_bool(&a, 0, "transA"), tb = arg_bool(&a, 1, "transB");
-  size_t ld, lA, lla, lB, llb, lC, llc;
-  const int32_t *d = arg_i32(&a, 2, "dims", &ld);
-  const float *A = arg_f32(&a, 3, "a", &lA);
-  const int32_t *la = arg_i32(&a, 4, "la", &lla);
-  const float *Bm = arg_f32(&a, 5, "b", &lB);
-  const int32_t *lb = arg_i32(&a, 6, "lb", &llb);
-  float *C = arg_f32(&a, 7, "c", &lC);
-  const int32_t *lc = arg_i32(&a, 8, "lc", &llc);
-  if (a.failed) return NULL;
-  if (ld != 5 || lla != 3 || llb != 3 || llc != 3) {
-    args_fail(&a, true, "dims", "must be [B, H, M, N, K] and la, lb, lc 3 values each");
-    return NULL;
-  }
-  const int64_t B = d[0], H = d[1], M = d[2], N = d[3], K = d[4];
-  if (B < 1 || H < 1 || M < 1 || N < 1 || K < 1) {
-    args_fail(&a, true, "dims", "must be positive");
-    return NULL;
-  }
-  for (int k = 0; k < 3; k++)
-    if (la[k] < 0 || lb[k] < 0 || lc[k] < 0) {
-      args_fail(&a, true, "la", "lb and lc must be >= 0");
-      return NULL;
-    }
-  const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
-  if (la[2] < ca || lb[2] < cb || lc[2] < N) {
-    args_fail(&a, true, "la", "lb, lc: a leading dimension is shorter than its rows");
-    return NULL;
-  }
-  const uint64_t na = strided_span(B, H, la, ra, ca), nb = strided_span(B, H, lb, rb, cb);
-  const uint64_t nc = strided_span(B, H, lc, M, N);
-  args_need(&a, "a", lA, na);
-  args_need(&a, "b", lB, nb);
-  args_need(&a, "c", lC, nc);
-  const View v[] = {{"c", C, nc}, {"a", A, na}, {"b", Bm, nb}};
-  args_disjoint(&a, v, 3, 1);
-  if (a.failed) return NULL;
-  const int64_t l[3][3] = {{la[0], la[1], la[2]}, {lb[0], lb[1], lb[2]}, {lc[0], lc[1], lc[2]}};
-  Strided q = {.ta = ta, .tb = tb, .batch = B * H, .H = H, .M = M, .N = N, .K = K,
-               .la = l[0], .lb = l[1], .lc = l[2], .a = A, .b = Bm, .c = C};
+  StridedArgs p;
+  if (!args_strided(&a, env, info, "bf16GemmStrided", 1, "must be positive", &p)) return NULL;
+  Strided q = {.ta = p.ta, .tb = p.tb, .batch = p.B * p.H, .H = p.H, .M = p.M, .N = p.N,
+               .K = p.K, .la = p.la, .lb = p.lb, .lc = p.lc, .a = p.a, .b = p.b, .c = p.c};
   if (!gemm_bf16_strided(&q))
     args_fail(&a, true, "bf16GemmStrided", "could not allocate its packed operands");
   return NULL;

@@ -481,12 +481,6 @@ static void strided_range(void *c, int64_t lo, int64_t hi) {
   }
 }
 
-/* the elements product (b, h)'s matrix spans: rows·ld wide, the last row cols long */
-static uint64_t strided_extent(int64_t B, int64_t H, const int32_t *l, int64_t rows, int64_t cols) {
-  return add_sat(add_sat(mul_sat(B - 1, l[0]), mul_sat(H - 1, l[1])),
-                 add_sat(mul_sat(rows - 1, l[2]), cols));
-}
-
 /*
  * gemmStrided(ta, tb, dims, a, la, b, lb, c, lc): for b < B, h < H
  *   C_bh [M, N] = op(A_bh)·op(B_bh), X_bh = x + b·lx[0] + h·lx[1], rows lx[2] apart
@@ -496,52 +490,20 @@ static uint64_t strided_extent(int64_t B, int64_t H, const int32_t *l, int64_t r
  */
 static napi_value gemm_strided(napi_env env, napi_callback_info info) {
   Args a;
-  if (!args_init(&a, env, info, "gemmStrided", 9)) return NULL;
-  const bool ta = arg_bool(&a, 0, "transA"), tb = arg_bool(&a, 1, "transB");
-  size_t ld, lA, lla, lB, llb, lC, llc;
-  const int32_t *d = arg_i32(&a, 2, "dims", &ld);
-  const float *A = arg_f32(&a, 3, "a", &lA);
-  const int32_t *la = arg_i32(&a, 4, "la", &lla);
-  const float *Bm = arg_f32(&a, 5, "b", &lB);
-  const int32_t *lb = arg_i32(&a, 6, "lb", &llb);
-  float *C = arg_f32(&a, 7, "c", &lC);
-  const int32_t *lc = arg_i32(&a, 8, "lc", &llc);
-  if (a.failed) return NULL;
-  if (ld != 5 || lla != 3 || llb != 3 || llc != 3) {
-    args_fail(&a, true, "dims", "must be [B, H, M, N, K] and la, lb, lc 3 values each");
+  StridedArgs p;
+  if (!args_strided(&a, env, info, "gemmStrided", SMALL_GEMM_MAX_ROWS + 1,
+                    "must be positive, with M > 16", &p))
     return NULL;
-  }
-  const int64_t B = d[0], H = d[1], M = d[2], N = d[3], K = d[4];
-  if (B < 1 || H < 1 || N < 1 || K < 1 || M <= SMALL_GEMM_MAX_ROWS) {
-    args_fail(&a, true, "dims", "must be positive, with M > 16");
-    return NULL;
-  }
-  for (int k = 0; k < 3; k++)
-    if (la[k] < 0 || lb[k] < 0 || lc[k] < 0) {
-      args_fail(&a, true, "la", "lb and lc must be >= 0");
-      return NULL;
-    }
-  const int64_t ra = ta ? K : M, ca = ta ? M : K, rb = tb ? N : K, cb = tb ? K : N;
-  if (la[2] < ca || lb[2] < cb || lc[2] < N) {
-    args_fail(&a, true, "la", "lb, lc: a leading dimension is shorter than its rows");
-    return NULL;
-  }
-  const uint64_t na = strided_extent(B, H, la, ra, ca), nb = strided_extent(B, H, lb, rb, cb);
-  const uint64_t nc = strided_extent(B, H, lc, M, N);
-  args_need(&a, "a", lA, na);
-  args_need(&a, "b", lB, nb);
-  args_need(&a, "c", lC, nc);
-  const View v[] = {{"c", C, nc}, {"a", A, na}, {"b", Bm, nb}};
-  args_disjoint(&a, v, 3, 1);
-  if (a.failed) return NULL;
-  Strided q = {.ta = ta, .tb = tb, .H = H, .M = M, .N = N, .K = K, .A = A, .B = Bm, .C = C};
+  const int64_t M = p.M, N = p.N, K = p.K;
+  Strided q = {.ta = p.ta, .tb = p.tb, .H = p.H, .M = M, .N = N, .K = K, .A = p.a, .B = p.b,
+               .C = p.c};
   for (int k = 0; k < 3; k++) {
-    q.la[k] = la[k];
-    q.lb[k] = lb[k];
-    q.lc[k] = lc[k];
+    q.la[k] = p.la[k];
+    q.lb[k] = p.lb[k];
+    q.lc[k] = p.lc[k];
   }
   /* as sgemmBatched: products below the BLAS's own threading size shared out product by product */
-  const int64_t work = M * N * K, batch = B * H;
+  const int64_t work = M * N * K, batch = p.B * p.H;
   if (batch > 1 && work < (1 << 18))
     troupe_for(batch, 1, ((1 << 20) + work - 1) / work, strided_range, (void *)&q);
   else strided_range((void *)&q, 0, batch);
