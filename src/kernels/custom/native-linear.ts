@@ -42,6 +42,13 @@ export const LINEAR3 = 'TroupeLinear3';
  */
 export const LINEAR3_GRAD = 'TroupeLinear3Grad';
 
+/** A kernel function over the inputs by name and the backend (tfjs hands both in one object). */
+const kernel = (
+  f: (inputs: Record<string, TensorInfo>, backend: unknown) => TensorInfo | TensorInfo[],
+): KernelFunc =>
+  (({ inputs, backend }: { inputs: Record<string, TensorInfo>; backend: unknown }) =>
+    f(inputs, backend)) as unknown as KernelFunc;
+
 let gradientRegistered = false;
 let gradient3Registered = false;
 
@@ -56,13 +63,7 @@ export function installNativeLinear(tfBackend: string): string[] {
     tf.registerKernel({
       kernelName: LINEAR_GRAD,
       backendName,
-      kernelFunc: (({
-        inputs,
-        backend,
-      }: {
-        inputs: Record<string, TensorInfo>;
-        backend: unknown;
-      }) => {
+      kernelFunc: kernel((inputs, backend) => {
         const { dy, x, w } = inputs;
         const [inDim, outDim] = w.shape;
         const s = storageFor(backendName, backend);
@@ -84,19 +85,13 @@ export function installNativeLinear(tfBackend: string): string[] {
           db.values(),
         );
         return [dx.info, dw.info, db.info];
-      }) as unknown as KernelFunc,
+      }),
     });
   }
   tf.registerKernel({
     kernelName: LINEAR,
     backendName,
-    kernelFunc: (({
-      inputs,
-      backend,
-    }: {
-      inputs: Record<string, TensorInfo>;
-      backend: unknown;
-    }) => {
+    kernelFunc: kernel((inputs, backend) => {
       const { x, w, b } = inputs;
       const [inDim, outDim] = w.shape;
       const rows = sizeOf(x.shape) / inDim;
@@ -108,20 +103,14 @@ export function installNativeLinear(tfBackend: string): string[] {
         linear(s.view(x), s.view(w), bias, rows, inDim, outDim, y.values());
       }
       return y.info;
-    }) as unknown as KernelFunc,
+    }),
   });
   const linear3 = addon.bf16Linear3;
   if (linear3 && backward) {
     tf.registerKernel({
       kernelName: LINEAR3,
       backendName,
-      kernelFunc: (({
-        inputs,
-        backend,
-      }: {
-        inputs: Record<string, TensorInfo>;
-        backend: unknown;
-      }) => {
+      kernelFunc: kernel((inputs, backend) => {
         const { x } = inputs;
         const ws = [inputs.w0, inputs.w1, inputs.w2];
         const bs = [inputs.b0, inputs.b1, inputs.b2];
@@ -150,20 +139,14 @@ export function installNativeLinear(tfBackend: string): string[] {
           y[2],
         );
         return ys.map((t) => t.info);
-      }) as unknown as KernelFunc,
+      }),
     });
     const backward3 = addon.bf16Linear3Backward;
     if (backward3) {
       tf.registerKernel({
         kernelName: LINEAR3_GRAD,
         backendName,
-        kernelFunc: (({
-          inputs,
-          backend,
-        }: {
-          inputs: Record<string, TensorInfo>;
-          backend: unknown;
-        }) => {
+        kernelFunc: kernel((inputs, backend) => {
           const { x } = inputs;
           const ws = [inputs.w0, inputs.w1, inputs.w2];
           const dys = [inputs.dy0, inputs.dy1, inputs.dy2];
@@ -178,7 +161,7 @@ export function installNativeLinear(tfBackend: string): string[] {
           const out = (ts: typeof dx) => ts.map((t) => t.values());
           backward3.call(addon, s.view(x), rows, inDim, v(dys), v(ws), out(dx), out(dw), out(db));
           return [...dx, ...dw, ...db].map((t) => t.info);
-        }) as unknown as KernelFunc,
+        }),
       });
     }
     if (!gradient3Registered) {
