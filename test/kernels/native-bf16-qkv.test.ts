@@ -10,6 +10,7 @@ import { lmLoss } from '../../src/policy/lm-loss.js';
 import { CausalLM } from '../../src/policy/model/causal-lm.js';
 import { linear } from '../../src/policy/model/layers.js';
 import { expectNoLeak, useBackend } from '../helpers/backends.js';
+import { bf16Product } from '../helpers/bf16.js';
 import { native, nativeSkip as skip } from '../helpers/native.js';
 
 /**
@@ -19,46 +20,6 @@ import { native, nativeSkip as skip } from '../helpers/native.js';
  * gradients (TroupeLinearGrad per output, dx their fp32 sum) against float64 references and the
  * three-TroupeLinear path.
  */
-
-/** float32 → the nearest bfloat16 value (ties to even), as a number. */
-function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16;
-  return f[0];
-}
-
-/**
- * The float64 Σ_k bf16(A[m, k])·bf16(B[k, n]) (A [M, K], or [K, M] with ta; B [K, N], or [N, K]
- * with tb) and Σ|products| (the error scale).
- */
-function ref(
-  a: Float32Array,
-  b: Float32Array,
-  M: number,
-  N: number,
-  K: number,
-  ta = false,
-  tb = false,
-): { sum: Float64Array; scale: Float64Array } {
-  const ra = Float64Array.from(a, bf16);
-  const rb = Float64Array.from(b, bf16);
-  const sum = new Float64Array(M * N);
-  const scale = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      let z = 0;
-      for (let k = 0; k < K; k++) {
-        const p = (ta ? ra[k * M + m] : ra[m * K + k]) * (tb ? rb[n * K + k] : rb[k * N + n]);
-        s += p;
-        z += Math.abs(p);
-      }
-      sum[m * N + n] = s;
-      scale[m * N + n] = z;
-    }
-  return { sum, scale };
-}
 
 /** Count of |got − want| past the fp32 bound of K sums (2^-23·(K + 4)·Σ|p|) plus `extra`·|want|. */
 function outside(
@@ -112,7 +73,7 @@ describe.skipIf(skip !== null)(`bf16Linear3: q, k, v of one x${skip ? ` (${skip}
               a.bf16Linear(x, w[i], b[i], R, I, O[i], alone);
               const what = `${R}×${I}→${O[i]} output ${i} threads ${threads} bias ${biased}`;
               expect(bitsOf(y[i]), what).toEqual(bitsOf(alone));
-              const want = ref(x, w[i], R, O[i], I);
+              const want = bf16Product(x, w[i], R, O[i], I);
               if (biased)
                 for (let j = 0; j < want.sum.length; j++) {
                   want.sum[j] += b[i][j % O[i]];
@@ -160,7 +121,10 @@ describe.skipIf(skip !== null)(`bf16Linear3: q, k, v of one x${skip ? ` (${skip}
             expect(bitsOf(dx[i]), `dx ${what}`).toEqual(bitsOf(one[0]));
             expect(bitsOf(dw[i]), `dW ${what}`).toEqual(bitsOf(one[1]));
             expect(bitsOf(db[i]), `db ${what}`).toEqual(bitsOf(one[2]));
-            expect(outside(dw[i], ref(x, dy[i], I, O[i], R, true, false), R), `dW ${what}`).toBe(0);
+            expect(
+              outside(dw[i], bf16Product(x, dy[i], I, O[i], R, true, false), R),
+              `dW ${what}`,
+            ).toBe(0);
           }
         }
     } finally {
@@ -286,7 +250,7 @@ describe.skipIf(skip !== null)(`TroupeLinear3 on wasm (bf16)${skip ? ` (${skip})
         // gradients: dx = Σ_i c_i·W_iᵀ (three bf16 products of K = out_i, summed in fp32)
         const dxRef = { sum: new Float64Array(R * I), scale: new Float64Array(R * I) };
         for (let i = 0; i < 3; i++) {
-          const r = ref(cv[i], wv[i], R, I, O[i], false, true);
+          const r = bf16Product(cv[i], wv[i], R, I, O[i], false, true);
           for (let j = 0; j < R * I; j++) {
             dxRef.sum[j] += r.sum[j];
             dxRef.scale[j] += r.scale[j];
@@ -297,9 +261,10 @@ describe.skipIf(skip !== null)(`TroupeLinear3 on wasm (bf16)${skip ? ` (${skip})
         expect(outside(three.g[0], dxRef, Kx), 'dx (three products)').toBe(0);
         for (let i = 0; i < 3; i++) {
           // dW_i = xᵀ·c_i, db_i = Σ_rows c_i (fp32 sums of R values)
-          expect(outside(one.g[1 + i], ref(xv, cv[i], I, O[i], R, true, false), R), `dW${i}`).toBe(
-            0,
-          );
+          expect(
+            outside(one.g[1 + i], bf16Product(xv, cv[i], I, O[i], R, true, false), R),
+            `dW${i}`,
+          ).toBe(0);
           expect(bitsOf(one.g[1 + i]), `dW${i} as the three-product path's`).toEqual(
             bitsOf(three.g[1 + i]),
           );

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { RandomStream } from '../../src/kernels/random.js';
+import { bf16Product } from '../helpers/bf16.js';
 import { native, nativeSkip } from '../helpers/native.js';
 
 /**
@@ -9,44 +10,6 @@ import { native, nativeSkip } from '../helpers/native.js';
  * values are exact in fp32, so the only difference is the order of the fp32 sums.
  */
 const skip = nativeSkip;
-
-/** float32 → the nearest bfloat16 value (ties to even), as a number. */
-function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  if ((u[0] & 0x7fffffff) > 0x7f800000) return Number.NaN;
-  u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16;
-  return f[0];
-}
-
-/** The float64 sums of the bf16 products, and the sums of their magnitudes (the error scale). */
-function reference(
-  ta: boolean,
-  tb: boolean,
-  M: number,
-  N: number,
-  K: number,
-  a: Float32Array,
-  b: Float32Array,
-): { sum: Float64Array; scale: Float64Array } {
-  const ra = Float64Array.from(a, bf16);
-  const rb = Float64Array.from(b, bf16);
-  const sum = new Float64Array(M * N);
-  const scale = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      let z = 0;
-      for (let k = 0; k < K; k++) {
-        const p = (ta ? ra[k * M + m] : ra[m * K + k]) * (tb ? rb[n * K + k] : rb[k * N + n]);
-        s += p;
-        z += Math.abs(p);
-      }
-      sum[m * N + n] = s;
-      scale[m * N + n] = z;
-    }
-  return { sum, scale };
-}
 
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
@@ -129,7 +92,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
         const y = rng.normal(K * N);
         const c = new Float32Array(M * N).fill(Number.NaN);
         a.bf16Gemm(ta, tb, M, N, K, x, y, c);
-        const want = reference(ta, tb, M, N, K, x, y);
+        const want = bf16Product(x, y, M, N, K, ta, tb);
         let worst = 0;
         for (let i = 0; i < c.length; i++) {
           // fp32 sums of K exact products: at most ~K ulp of the magnitudes summed
@@ -149,7 +112,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       [700, 45, 300],
     ] as const;
     eachProduct(23, 'bf16-blocks', shapes, (a, p) => {
-      const want = reference(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y);
+      const want = bf16Product(p.x, p.y, p.M, p.N, p.K, p.ta, p.tb);
       const outs: Float32Array[] = [];
       for (const threads of [1, 2]) {
         a.setThreads(threads);
@@ -177,7 +140,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       a.setThreads(2);
       a.bf16Gemm(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y, two);
       expect(two).toEqual(one);
-      expectWithinBf16Bound(two, reference(p.ta, p.tb, p.M, p.N, p.K, p.x, p.y), p.K);
+      expectWithinBf16Bound(two, bf16Product(p.x, p.y, p.M, p.N, p.K, p.ta, p.tb), p.K);
     });
   });
 

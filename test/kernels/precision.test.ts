@@ -9,6 +9,7 @@ import {
 import { RandomStream } from '../../src/kernels/random.js';
 import { startRuntime } from '../../src/kernels/runtime.js';
 import * as tf from '../../src/kernels/tf.js';
+import { bf16, bf16Product } from '../helpers/bf16.js';
 import { nativeSkip } from '../helpers/native.js';
 
 /**
@@ -17,42 +18,6 @@ import { nativeSkip } from '../helpers/native.js';
  * nearest even, as PyTorch's `.to(torch.bfloat16)`), with the fp32-sum tolerance of K + 4 ulp of
  * the summed magnitudes; and the refusals.
  */
-
-/** float32 → the nearest bfloat16 value (ties to even). */
-function bf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16;
-  return f[0];
-}
-
-/** op(A)·op(B) of [M, K]·[K, N] (stored transposed when the flag is set) in float64. */
-function product(
-  a: Float32Array,
-  b: Float32Array,
-  M: number,
-  N: number,
-  K: number,
-  ta: boolean,
-  tb: boolean,
-  round: (x: number) => number,
-): { sum: Float64Array; scale: Float64Array } {
-  const sum = new Float64Array(M * N);
-  const scale = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      let z = 0;
-      for (let k = 0; k < K; k++) {
-        const p = round(ta ? a[k * M + m] : a[m * K + k]) * round(tb ? b[n * K + k] : b[k * N + n]);
-        s += p;
-        z += Math.abs(p);
-      }
-      sum[m * N + n] = s;
-      scale[m * N + n] = z;
-    }
-  return { sum, scale };
-}
 
 /** Worst |got − want| in units of 2^-23·Σ|products| (fp32 sums of K exact products: ≤ K + 4). */
 function ulps(got: ArrayLike<number>, want: { sum: Float64Array; scale: Float64Array }): number {
@@ -127,14 +92,15 @@ describe.skipIf(nativeSkip !== null)(
             const ai = a.subarray(i * M * K, (i + 1) * M * K);
             const bi = b.subarray(i * K * N, (i + 1) * K * N);
             const out = got.subarray(i * M * N, (i + 1) * M * N);
-            expect(ulps(out, product(ai, bi, M, N, K, ta, tb, bf16)), `${ta} ${tb}`).toBeLessThan(
-              K + 4,
-            );
+            expect(
+              ulps(out, bf16Product(ai, bi, M, N, K, ta, tb, bf16)),
+              `${ta} ${tb}`,
+            ).toBeLessThan(K + 4);
             // and it is not the fp32 product: the unrounded operands' sums are further off
             expect(
               ulps(
                 out,
-                product(ai, bi, M, N, K, ta, tb, (x) => x),
+                bf16Product(ai, bi, M, N, K, ta, tb, (x) => x),
               ),
             ).toBeGreaterThan(1000);
           }
@@ -152,7 +118,7 @@ describe.skipIf(nativeSkip !== null)(
       expect(
         ulps(
           got,
-          product(a, b, M, N, K, false, false, (x) => x),
+          bf16Product(a, b, M, N, K, false, false, (x) => x),
         ),
       ).toBeLessThan(K + 4);
     });
@@ -180,11 +146,11 @@ describe.skipIf(nativeSkip !== null)(
           db: gb.dataSync(),
         };
       });
-      const yRef = product(x, w, R, O, I, false, false, bf16);
+      const yRef = bf16Product(x, w, R, O, I, false, false, bf16);
       for (let i = 0; i < R * O; i++) yRef.sum[i] += bias[i % O];
       expect(ulps(y, yRef)).toBeLessThan(I + 6);
-      expect(ulps(dx, product(dy, w, R, I, O, false, true, bf16))).toBeLessThan(O + 4);
-      expect(ulps(dw, product(x, dy, I, O, R, true, false, bf16))).toBeLessThan(R + 4);
+      expect(ulps(dx, bf16Product(dy, w, R, I, O, false, true, bf16))).toBeLessThan(O + 4);
+      expect(ulps(dw, bf16Product(x, dy, I, O, R, true, false, bf16))).toBeLessThan(R + 4);
       const dbRef = new Float64Array(O);
       for (let i = 0; i < R * O; i++) dbRef[i % O] += dy[i];
       for (let j = 0; j < O; j++) expect(db[j]).toBeCloseTo(dbRef[j], 4);
