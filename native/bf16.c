@@ -611,6 +611,23 @@ static bool gemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
 }
 
 /*
+ * n planned products over one op(A) (the same a, M and K): A rounded and packed once, by the
+ * first, the others reusing it (a_packed); one scratch, sized for the widest. false: out of memory.
+ */
+static bool gemm_packed_sharing_a(Gemm *g, int n) {
+  size_t most = 0;
+  for (int i = 0; i < n; i++) most = packed_bytes(&g[i]) > most ? packed_bytes(&g[i]) : most;
+  uint16_t *buf = scratch_get(most);
+  if (!buf) return false;
+  for (int i = 0; i < n; i++) {
+    g[i].a_packed = i > 0;
+    gemm_packed(&g[i], buf, threads_for(g[i].M, g[i].N, g[i].K));
+  }
+  scratch_trim();
+  return true;
+}
+
+/*
  * y_i [R, O_i] = x [R, I]·W_i [I, O_i] (+ bias_i [O_i], NULL none) for i < n: x is rounded and
  * packed once, then each product packs its W_i and reuses x's packing. Each y_i has the bits
  * gemm_bias computes for it alone (the same packed operands and sums). false: out of memory.
@@ -623,19 +640,12 @@ static bool linear_many(const float *x, int64_t R, int64_t I, int n, const float
       if (!gemm_bias(false, false, R, O[i], I, x, w[i], bias[i], y[i])) return false;
     return true;
   }
-  int64_t widest = 0;
-  for (int i = 0; i < n; i++) widest = O[i] > widest ? O[i] : widest;
-  const Gemm wide = plan(false, false, R, widest, I, x, w[0], y[0]);
-  uint16_t *buf = scratch_get(packed_bytes(&wide));
-  if (!buf) return false;
+  Gemm g[n];
   for (int i = 0; i < n; i++) {
-    Gemm g = plan(false, false, R, O[i], I, x, w[i], y[i]);
-    g.bias = bias[i];
-    g.a_packed = i > 0;
-    gemm_packed(&g, buf, threads_for(R, O[i], I));
+    g[i] = plan(false, false, R, O[i], I, x, w[i], y[i]);
+    g[i].bias = bias[i];
   }
-  scratch_trim();
-  return true;
+  return gemm_packed_sharing_a(g, n);
 }
 
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
@@ -686,22 +696,13 @@ static bool linear_many_backward(const float *x, int64_t R, int64_t I, int n,
       if (!linear_backward(dy[i], x, w[i], R, I, O[i], dx[i], dw[i], db[i])) return false;
     return true;
   }
-  int64_t widest = 0;
+  Gemm g[n];
   for (int i = 0; i < n; i++) {
     if (!gemm_bias(false, true, R, I, O[i], dy[i], w[i], NULL, dx[i])) return false;
-    widest = O[i] > widest ? O[i] : widest;
+    g[i] = plan(true, false, I, O[i], R, x, dy[i], dw[i]);
+    g[i].colsum = db[i];
   }
-  const Gemm wide = plan(true, false, I, widest, R, x, dy[0], dw[0]);
-  uint16_t *buf = scratch_get(packed_bytes(&wide));
-  if (!buf) return false;
-  for (int i = 0; i < n; i++) {
-    Gemm g = plan(true, false, I, O[i], R, x, dy[i], dw[i]);
-    g.colsum = db[i];
-    g.a_packed = i > 0;
-    gemm_packed(&g, buf, threads_for(I, O[i], R));
-  }
-  scratch_trim();
-  return true;
+  return gemm_packed_sharing_a(g, n);
 }
 
 /* A batch of products split among threads, each product on one thread with its own scratch. */
