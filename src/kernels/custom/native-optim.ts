@@ -48,24 +48,14 @@ export function nativeAdamWKernel(): boolean {
   return nativeOptim() !== undefined && tf.getKernel(ADAMW_KERNEL, tf.getBackend()) !== undefined;
 }
 
-/** Host loops over float32 arrays, native or JS (same results but for sumSquares' order). */
-export interface HostLoops {
-  /** y[offset + i] = float(y[offset + i] + x[i]·alpha). */
-  axpy(y: Float32Array, offset: number, x: Float32Array, alpha: number): void;
-  /** axpy(y, offsets[k], xs[k], alpha) for each k (ranges of y in order and apart). */
-  axpyMany(
-    y: Float32Array,
-    offsets: Float64Array,
-    xs: readonly Float32Array[],
-    alpha: number,
-  ): void;
-  /** Σ x[i]², in double. */
-  sumSquares(x: Float32Array): number;
-  /** x[i] = float(x[i]·alpha). */
-  scale(x: Float32Array, alpha: number): void;
-  /** Σ over k, in order, of sumSquares(xs[k]): those calls' bits (native: on the BLAS threads). */
-  sumSquaresMany(xs: readonly Float32Array[]): number;
-}
+/**
+ * Host loops over float32 arrays, native or JS (same results but for sumSquares' order): the
+ * addon's own signatures (native.ts documents each).
+ */
+export type HostLoops = Pick<
+  NativeAddon,
+  'axpy' | 'axpyMany' | 'sumSquares' | 'scale' | 'sumSquaresMany'
+>;
 
 const jsLoops: HostLoops = {
   axpy(y, offset, x, alpha) {
