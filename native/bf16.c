@@ -590,6 +590,24 @@ static size_t packed_bytes(const Gemm *g) {
   return (size_t)(g->Mp * g->Kp + g->Kp * g->Np) * sizeof(uint16_t);
 }
 
+/*
+ * Runs n planned products over one op(A) (the same a, M and K; n = 1: one product): A rounded and
+ * packed once, by the first, the others reusing it (a_packed); one scratch, sized for the widest.
+ * false: out of memory.
+ */
+static bool gemm_run_packed(Gemm *g, int n) {
+  size_t most = 0;
+  for (int i = 0; i < n; i++) most = packed_bytes(&g[i]) > most ? packed_bytes(&g[i]) : most;
+  uint16_t *buf = scratch_get(most);
+  if (!buf) return false;
+  for (int i = 0; i < n; i++) {
+    g[i].a_packed = i > 0;
+    gemm_packed(&g[i], buf, threads_for(g[i].M, g[i].N, g[i].K));
+  }
+  scratch_trim();
+  return true;
+}
+
 /* C (+ bias [N] per row: NULL none) = op(A)·op(B); false: out of memory */
 static bool gemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, const float *bias, float *c) {
@@ -603,28 +621,7 @@ static bool gemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
   }
   Gemm g = plan(ta, tb, M, N, K, a, b, c);
   g.bias = bias;
-  uint16_t *buf = scratch_get(packed_bytes(&g));
-  if (!buf) return false;
-  gemm_packed(&g, buf, threads_for(M, N, K));
-  scratch_trim();
-  return true;
-}
-
-/*
- * n planned products over one op(A) (the same a, M and K): A rounded and packed once, by the
- * first, the others reusing it (a_packed); one scratch, sized for the widest. false: out of memory.
- */
-static bool gemm_packed_sharing_a(Gemm *g, int n) {
-  size_t most = 0;
-  for (int i = 0; i < n; i++) most = packed_bytes(&g[i]) > most ? packed_bytes(&g[i]) : most;
-  uint16_t *buf = scratch_get(most);
-  if (!buf) return false;
-  for (int i = 0; i < n; i++) {
-    g[i].a_packed = i > 0;
-    gemm_packed(&g[i], buf, threads_for(g[i].M, g[i].N, g[i].K));
-  }
-  scratch_trim();
-  return true;
+  return gemm_run_packed(&g, 1);
 }
 
 /*
@@ -645,7 +642,7 @@ static bool linear_many(const float *x, int64_t R, int64_t I, int n, const float
     g[i] = plan(false, false, R, O[i], I, x, w[i], y[i]);
     g[i].bias = bias[i];
   }
-  return gemm_packed_sharing_a(g, n);
+  return gemm_run_packed(g, n);
 }
 
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
@@ -675,11 +672,7 @@ static bool linear_backward(const float *dy, const float *x, const float *w, int
   }
   Gemm g = plan(true, false, I, O, R, x, dy, dw);
   g.colsum = db;
-  uint16_t *buf = scratch_get(packed_bytes(&g));
-  if (!buf) return false;
-  gemm_packed(&g, buf, threads_for(I, O, R));
-  scratch_trim();
-  return true;
+  return gemm_run_packed(&g, 1);
 }
 
 /*
@@ -702,7 +695,7 @@ static bool linear_many_backward(const float *x, int64_t R, int64_t I, int n,
     g[i] = plan(true, false, I, O[i], R, x, dy[i], dw[i]);
     g[i].colsum = db[i];
   }
-  return gemm_packed_sharing_a(g, n);
+  return gemm_run_packed(g, n);
 }
 
 /* A batch of products split among threads, each product on one thread with its own scratch. */
