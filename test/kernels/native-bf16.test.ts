@@ -11,6 +11,16 @@ import { native, nativeSkip } from '../helpers/native.js';
  */
 const skip = nativeSkip;
 
+/** Runs `script` (an ES module printing one JSON value) in a child process on bf16 path `path`. */
+function onPath<T>(script: string, path: string): T {
+  return JSON.parse(
+    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, TROUPE_BF16_PATH: path },
+      encoding: 'utf8',
+    }),
+  ) as T;
+}
+
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [3, 5, 7],
@@ -235,13 +245,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
           check(y, plain, b, O);
         }
       process.stdout.write(JSON.stringify(out));`;
-    const run = (path: string) =>
-      JSON.parse(
-        execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-          env: { ...process.env, TROUPE_BF16_PATH: path },
-          encoding: 'utf8',
-        }),
-      ) as { path: string; bad: number[] };
+    const run = (path: string) => onPath<{ path: string; bad: number[] }>(script, path);
     const seen = new Set<string>();
     for (const path of ['fp32', 'avx512', 'amx']) {
       const got = run(path);
@@ -368,13 +372,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
         out.bad.push(count(d1, d2));
       }
       process.stdout.write(JSON.stringify(out));`;
-    const run = (path: string) =>
-      JSON.parse(
-        execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-          env: { ...process.env, TROUPE_BF16_PATH: path },
-          encoding: 'utf8',
-        }),
-      ) as { path: string; bad: number[] };
+    const run = (path: string) => onPath<{ path: string; bad: number[] }>(script, path);
     const seen = new Set<string>();
     for (const path of ['fp32', 'avx512', 'amx']) {
       const got = run(path);
@@ -453,13 +451,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       const u = r.normal(130 * 500), v = r.normal(500 * 150), w = new Float32Array(130 * 150);
       a.bf16Gemm(true, false, 130, 150, 500, u, v, w);
       process.stdout.write(JSON.stringify({ path: a.bf16Path(), c: [...c, ...w] }));`;
-    const run = (path: string) =>
-      JSON.parse(
-        execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-          env: { ...process.env, TROUPE_BF16_PATH: path },
-          encoding: 'utf8',
-        }),
-      ) as { path: string; c: number[] };
+    const run = (path: string) => onPath<{ path: string; c: number[] }>(script, path);
     const fp32 = run('fp32');
     expect(fp32.path).toBe('fp32');
     for (const path of ['avx512', 'amx']) {
