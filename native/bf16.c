@@ -7,8 +7,12 @@
  *   amx      Intel AMX (TDPBF16PS on 16x16 tiles), where the CPU has AMX-BF16 and the kernel
  *            grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)
  *   avx512   AVX512-BF16 (VDPBF16PS, 16 lanes x 2 products), e.g. AMD Zen 4, Intel Cooper Lake
- *   fp32     anywhere else: the inputs rounded to bf16 values, then the fp32 sgemm (same numbers
- *            as the bf16 paths up to the order of the fp32 sums)
+ *   fma      anywhere else (bf16vec.c): the same packed operands, each k-pair widened to fp32
+ *            in registers and added by two fp32 multiply-adds in VDPBF16PS's order: the
+ *            avx512 path's sums (subnormals apart), at fp32 FMA speed
+ *   fp32     only when asked (TROUPE_BF16_PATH=fp32): the inputs rounded to bf16 values, then the
+ *            fp32 sgemm (same numbers as the bf16 paths up to the order of the fp32 sums, which
+ *            under OpenBLAS's Haswell/Zen kernels depends on the thread split and the rows)
  *
  * A is packed into 16x32 tiles (each a contiguous 1 KB: rows 64 bytes apart, so 16 rows never
  * alias one L1 set as a 4 KB stride would), B into 16-column panels of k-pairs (VNNI: [K/2][16][2]),
@@ -38,7 +42,7 @@
 #include "args.h"
 #include "common.h"
 
-enum { PATH_FP32, PATH_AVX512, PATH_AMX };
+enum { PATH_FP32, PATH_VEC, PATH_AVX512, PATH_AMX };
 static int path = -1;
 
 /* float32 → bfloat16, round to nearest even (NaN kept a NaN) */
@@ -464,7 +468,7 @@ static bool gemm_fp32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
 
 static void choose_path(void) {
   if (path >= 0) return;
-  path = PATH_FP32;
+  path = PATH_VEC;
 #if defined(__AVX512BF16__)
   path = PATH_AVX512;
 #endif
@@ -474,6 +478,7 @@ static void choose_path(void) {
 #endif
   const char *force = getenv("TROUPE_BF16_PATH");
   if (force && strcmp(force, "fp32") == 0) path = PATH_FP32;
+  if (force && strcmp(force, "fma") == 0) path = PATH_VEC;
 #if defined(__AVX512BF16__)
   if (force && strcmp(force, "avx512") == 0) path = PATH_AVX512;
 #endif
@@ -481,7 +486,10 @@ static void choose_path(void) {
 
 const char *troupe_bf16_path(void) {
   choose_path();
-  return path == PATH_AMX ? "amx" : path == PATH_AVX512 ? "avx512-bf16" : "fp32";
+  return path == PATH_AMX      ? "amx"
+         : path == PATH_AVX512 ? "avx512-bf16"
+         : path == PATH_VEC    ? "fma"
+                               : "fp32";
 }
 
 /*
@@ -542,6 +550,9 @@ static void task_pack(void *ctx, int t, int n) {
 }
 
 static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
+  if (path == PATH_VEC)
+    troupe_bf16_gemm_vec(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc,
+                         g->bias);
 #ifdef HAVE_AMX
   if (path == PATH_AMX)
     gemm_amx(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc, g->bias);

@@ -167,6 +167,11 @@ typedef void (*troupe_task)(void *ctx, int t, int n);
 void troupe_parallel(int n, troupe_task fn, void *ctx);
 
 /* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
+/* bf16vec.c: bf16.c's packed product with two fp32 multiply-adds per k-pair (CPUs without bf16
+ * dot-product instructions), rows [m_lo, m_hi) x columns [n_lo, n_hi) of C (+ bias, NULL none) */
+void troupe_bf16_gemm_vec(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
+                          int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c,
+                          int64_t ldc, const float *bias);
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c);
 /* bf16.c: y [R, N] = x [R, K]·W (+ bias) with W [K, N] stored as bf16 bits in panels of 32
