@@ -247,7 +247,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       process.stdout.write(JSON.stringify(out));`;
     const run = (path: string) => onPath<{ path: string; bad: number[] }>(script, path);
     const seen = new Set<string>();
-    for (const path of ['fp32', 'avx512', 'amx']) {
+    for (const path of ['fp32', 'fma', 'avx512', 'amx']) {
       const got = run(path);
       if (seen.has(got.path)) continue; // not on this CPU (or build): it ran another path
       seen.add(got.path);
@@ -374,7 +374,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       process.stdout.write(JSON.stringify(out));`;
     const run = (path: string) => onPath<{ path: string; bad: number[] }>(script, path);
     const seen = new Set<string>();
-    for (const path of ['fp32', 'avx512', 'amx']) {
+    for (const path of ['fp32', 'fma', 'avx512', 'amx']) {
       const got = run(path);
       if (seen.has(got.path)) continue;
       seen.add(got.path);
@@ -438,7 +438,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     expect(c[0]).toBe(1 + 2 ** -7); // exactly representable: kept
   });
 
-  it('every path this CPU has gives the same numbers as the fp32 path on the rounded values', () => {
+  it('every path this CPU has gives the same numbers as the fp32 path on the rounded values, and the fma path the avx512-bf16 bits', () => {
     // each path runs in its own process (the path is chosen once per process)
     const script = `
       import { nativeKernels } from './src/kernels/native.ts';
@@ -454,14 +454,20 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     const run = (path: string) => onPath<{ path: string; c: number[] }>(script, path);
     const fp32 = run('fp32');
     expect(fp32.path).toBe('fp32');
-    for (const path of ['avx512', 'amx']) {
+    const seen = new Map<string, number[]>();
+    for (const path of ['fma', 'avx512', 'amx']) {
       const got = run(path);
-      if (got.path === 'fp32') continue; // not on this CPU (or build)
+      if (seen.has(got.path)) continue; // not on this CPU (or build): it ran another path
+      seen.set(got.path, got.c);
       let worst = 0;
       got.c.forEach((v, i) => {
         worst = Math.max(worst, Math.abs(v - fp32.c[i]) / (Math.abs(fp32.c[i]) + 1));
       });
       expect(worst, got.path).toBeLessThan(1e-5);
     }
+    expect(seen.has('fma')).toBe(true); // the widening path runs on every CPU
+    // where the CPU has VDPBF16PS, the widening path adds each pair in its order: the same bits
+    const avx512 = seen.get('avx512-bf16');
+    if (avx512) expect(seen.get('fma')).toEqual(avx512);
   }, 60_000);
 });
