@@ -171,15 +171,8 @@ static void pack_a(const float *a, bool ta, int64_t lda, int64_t M, int64_t K, i
       for (int r = 0; r < 16; r++) _mm512_storeu_si512(tile + r * 32, rows[r]);
     }
 #else
-  for (int64_t m0 = m_lo; m0 < m_hi; m0 += 16)
-    for (int64_t k0 = 0; k0 < Kp; k0 += 32) {
-      uint16_t *tile = out + ((m0 / 16) * kt + k0 / 32) * 512;
-      for (int64_t r = 0; r < 16; r++)
-        for (int64_t c = 0; c < 32; c++) {
-          const int64_t m = m0 + r, k = k0 + c;
-          tile[r * 32 + c] = m < M && k < K ? to_bf16(at(a, ta, lda, m, k)) : 0;
-        }
-    }
+  (void)kt;
+  troupe_bf16_pack_a_vec(a, ta, lda, M, K, Kp, m_lo, m_hi, out);
 #endif
 }
 
@@ -248,16 +241,7 @@ static void pack_b(const float *b, bool tb, int64_t ldb, int64_t K, int64_t N, i
   if (colsum && !tb)
     for (int64_t k = 0; k < K; k++)
       for (int64_t n = n_lo; n < n_hi && n < N; n++) colsum[n] += b[k * ldb + n];
-  for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
-    uint16_t *panel = out + (n0 / 16) * Kp * 16;
-    for (int64_t k = 0; k < Kp; k += 2)
-      for (int64_t j = 0; j < 16; j++) {
-        const int64_t n = n0 + j;
-        uint16_t *d = panel + (k / 2) * 32 + j * 2;
-        d[0] = n < N && k < K ? to_bf16(at(b, tb, ldb, k, n)) : 0;
-        d[1] = n < N && k + 1 < K ? to_bf16(at(b, tb, ldb, k + 1, n)) : 0;
-      }
-  }
+  troupe_bf16_pack_b_vec(b, tb, ldb, K, N, Kp, n_lo, n_hi, out);
 #endif
 }
 
@@ -530,6 +514,7 @@ typedef struct {
   uint16_t *ap, *bp;
   bool split_n; /* threads take columns of C (else rows), in 32-blocks */
   bool a_packed; /* ap already holds op(A) packed (a product sharing A with the one before) */
+  bool failed;   /* a thread found no memory for its part (the fma path's widened rows) */
 } Gemm;
 
 /* [lo, hi) of `total` units of `unit`, part t of n */
@@ -549,10 +534,11 @@ static void task_pack(void *ctx, int t, int n) {
   else pack_b(g->b, g->tb, g->ldb, g->K, g->N, g->Kp, lo, hi, g->bp, g->colsum);
 }
 
-static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
-  if (path == PATH_VEC)
-    troupe_bf16_gemm_vec(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc,
-                         g->bias);
+static void compute(Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi) {
+  if (path == PATH_VEC &&
+      !troupe_bf16_gemm_vec(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc,
+                            g->bias))
+    g->failed = true; /* a bool only ever set: threads racing on it all write true */
 #ifdef HAVE_AMX
   if (path == PATH_AMX)
     gemm_amx(g->ap, g->bp, g->M, g->N, g->Kp, m_lo, m_hi, n_lo, n_hi, g->c, g->ldc, g->bias);
@@ -565,7 +551,7 @@ static void compute(const Gemm *g, int64_t m_lo, int64_t m_hi, int64_t n_lo, int
 }
 
 static void task_compute(void *ctx, int t, int n) {
-  const Gemm *g = ctx;
+  Gemm *g = ctx;
   int64_t lo, hi;
   share(g->split_n ? g->Np : g->Mp, 32, t, n, &lo, &hi);
   if (g->split_n) compute(g, 0, g->Mp, lo, hi);
@@ -579,15 +565,20 @@ static int threads_for(int64_t M, int64_t N, int64_t K) {
   return work < 1 ? 1 : work < want ? (int)work : want;
 }
 
-/* Pack and multiply with `threads` threads (packed operands in `buf`: Mp·Kp + Kp·Np values). */
-static void gemm_packed(Gemm *g, uint16_t *buf, int threads) {
+/*
+ * Pack and multiply with `threads` threads (packed operands in `buf`: Mp·Kp + Kp·Np values).
+ * false: out of memory.
+ */
+static bool gemm_packed(Gemm *g, uint16_t *buf, int threads) {
   g->ap = buf;
   g->bp = buf + g->Mp * g->Kp;
   g->split_n = g->Np >= g->Mp;
   const int blocks = (int)((g->split_n ? g->Np : g->Mp) / 32);
   if (threads > blocks) threads = blocks;
   troupe_parallel(threads, task_pack, g);
+  g->failed = false;
   troupe_parallel(threads, task_compute, g);
+  return !g->failed;
 }
 
 static Gemm plan(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a, const float *b,
@@ -611,12 +602,13 @@ static bool gemm_run_packed(Gemm *g, int n) {
   for (int i = 0; i < n; i++) most = packed_bytes(&g[i]) > most ? packed_bytes(&g[i]) : most;
   uint16_t *buf = scratch_get(most);
   if (!buf) return false;
-  for (int i = 0; i < n; i++) {
+  bool ok = true;
+  for (int i = 0; i < n && ok; i++) {
     g[i].a_packed = i > 0;
-    gemm_packed(&g[i], buf, threads_for(g[i].M, g[i].N, g[i].K));
+    ok = gemm_packed(&g[i], buf, threads_for(g[i].M, g[i].N, g[i].K));
   }
   scratch_trim();
-  return true;
+  return ok;
 }
 
 /* C (+ bias [N] per row: NULL none) = op(A)·op(B); false: out of memory */
@@ -726,11 +718,10 @@ static void task_batch(void *ctx, int t, int n) {
     Gemm g = plan(q->ta, q->tb, q->M, q->N, q->K, q->a + i * q->sa, q->b + i * q->sb,
                   q->c + i * q->M * q->N);
     uint16_t *buf = scratch_get(packed_bytes(&g));
-    if (!buf) {
+    if (!buf || !gemm_packed(&g, buf, 1)) {
       q->failed = true;
       return;
     }
-    gemm_packed(&g, buf, 1);
   }
   scratch_trim();
 }
@@ -813,11 +804,10 @@ static void task_strided(void *ctx, int t, int n) {
   for (int64_t i = lo; i < hi; i++) {
     Gemm g = strided_plan(q, i);
     uint16_t *buf = scratch_get(packed_bytes(&g));
-    if (!buf) {
+    if (!buf || !gemm_packed(&g, buf, 1)) {
       q->failed = true;
       return;
     }
-    gemm_packed(&g, buf, 1);
   }
   scratch_trim();
 }
@@ -834,8 +824,7 @@ static bool gemm_bf16_strided(Strided *q) {
         continue;
       }
       uint16_t *buf = scratch_get(packed_bytes(&g));
-      if (!buf) return false;
-      gemm_packed(&g, buf, threads_for(q->M, q->N, q->K));
+      if (!buf || !gemm_packed(&g, buf, threads_for(q->M, q->N, q->K))) return false;
     }
     scratch_trim();
     return true;
@@ -862,9 +851,9 @@ bool troupe_linear_w16(const float *x, const uint16_t *w, const float *bias, int
     g.bias = bias;
     uint16_t *buf = scratch_get(packed_bytes(&g));
     if (buf) {
-      gemm_packed(&g, buf, threads_for(R, N, K));
+      const bool ok = gemm_packed(&g, buf, threads_for(R, N, K));
       scratch_trim();
-      return true;
+      if (ok) return true;
     }
   }
   /* few rows, no bf16 products on this CPU, or no memory for packing */

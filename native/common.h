@@ -168,10 +168,17 @@ void troupe_parallel(int n, troupe_task fn, void *ctx);
 
 /* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
 /* bf16vec.c: bf16.c's packed product with two fp32 multiply-adds per k-pair (CPUs without bf16
- * dot-product instructions), rows [m_lo, m_hi) x columns [n_lo, n_hi) of C (+ bias, NULL none) */
-void troupe_bf16_gemm_vec(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
+ * dot-product instructions), rows [m_lo, m_hi) x columns [n_lo, n_hi) of C (+ bias, NULL none);
+ * false: out of memory */
+bool troupe_bf16_gemm_vec(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
                           int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c,
                           int64_t ldc, const float *bias);
+/* bf16vec.c: bf16.c's packing of op(A) into tiles and op(B) into panels, for builds without
+ * AVX512-BF16 (rows [m_lo, m_hi) of A, columns [n_lo, n_hi) of B) */
+void troupe_bf16_pack_a_vec(const float *a, bool ta, int64_t lda, int64_t M, int64_t K,
+                            int64_t Kp, int64_t m_lo, int64_t m_hi, uint16_t *out);
+void troupe_bf16_pack_b_vec(const float *b, bool tb, int64_t ldb, int64_t K, int64_t N,
+                            int64_t Kp, int64_t n_lo, int64_t n_hi, uint16_t *out);
 bool troupe_gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *a,
                       const float *b, float *c);
 /* bf16.c: y [R, N] = x [R, K]·W (+ bias) with W [K, N] stored as bf16 bits in panels of 32
