@@ -6,17 +6,23 @@
  * [8, 384]·[384, 1536]: 0.166 vs 0.071 ms. Sums are float32, in an order of their own (a BLAS
  * orders its sums differently too: float32 rounding apart).
  *
- * Written with GCC/Clang vector types so that it vectorises without -ffast-math; on CPUs without
- * AVX-512 a 16-wide vector is two AVX2 halves.
+ * Written with GCC/Clang vector types so that it vectorises without -ffast-math: 16-wide with
+ * AVX-512, 8-wide elsewhere, and register blocks that fit each one's registers (below).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 
+/* The vector: 16 floats with AVX-512; 8 elsewhere (GCC splits a 64-byte vector on AVX2 into
+ * 16-byte pieces through the stack: the products ran at 2.2–7 GFLOP/s on a Zen 3) */
+#if defined(__AVX512F__)
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
-
-enum { ROWS = 8, LANES = 16 };
+enum { ROWS = 8, LANES = 16, ACC_PAD = 16 };
+#else
+typedef float v16 __attribute__((vector_size(32), aligned(4)));
+enum { ROWS = 8, LANES = 8, ACC_PAD = 16 };
+#endif
 
 static inline v16 load16(const float *p) { return *(const v16 *)p; }
 static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
@@ -34,44 +40,76 @@ static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
  * PPO bench's decoding step at batch 16 (d 384, 42 MB of weights a step; Intel Xeon VM, one
  * thread): 14.8 ms with two passes of 8, 12.3 in one of 16, 6.3 with the prefetch below.
  */
-enum { KB = 8, PF = 8 };
+#if defined(__AVX512F__)
+enum { KB = 8, PF = 8, NB = 0 };
+#else
+/* AVX2 (Zen 3, one thread, best of 50): the partial sums [R][nv] were walked once per k-block of
+ * 8; 32 rows of B a block, columns in chunks of NB (their sums stay in L1) and the padded rows
+ * below: [16, 384]·[384, 1152] 0.30 → 0.22 ms, [16, 768]·[768, 3072] 7.8 → 1.9 ms */
+#ifndef SMALLM_KB
+#define SMALLM_KB 32
+#endif
+#ifndef SMALLM_NB
+#define SMALLM_NB 256
+#endif
+enum { KB = SMALLM_KB, PF = 8, NB = SMALLM_NB };
+#endif
 /* PF: each B vector is prefetched PF rows ahead, the same columns (where the next k-block will
  * read it): the 8 streams of a k-block cross pages the hardware prefetcher does not follow. PPO
  * bench decoding at batch 16 (d 384, 42 MB of weights a step, Intel Xeon VM, one thread): a step
  * 12.3 → 6.3 ms (4 rows ahead: 8.8 ms, 16: 6.5, 24: 6.8). */
 
+/*
+ * The register block of one pass: G rows of the R at a time, NV vectors of W wide. With AVX-512
+ * (32 registers) all R rows at once, 16 accumulators. With AVX2's 16 registers, 8 rows x 1 vector
+ * of 8 (8 accumulators, one B vector and a broadcast), the second 8 of 16 rows reading the same
+ * k-block of B again from L1.
+ */
+#if defined(__AVX512F__)
+#define GROUP(R) (R)
+#else
+#define GROUP(R) ROWS
+#endif
+
 static inline __attribute__((always_inline)) void nn_tile(const int R, const int NV, int M, int N,
                                                           int K, const float *pa, const float *b,
                                                           int64_t ldb, float *c, int ldc,
                                                           float *accbuf) {
-  /* accbuf: [R][nv] partial sums for all R rows, so every loop over rows has a constant bound and
+  /* accbuf: [R][nv + ACC_PAD] partial sums for all R rows, so every loop over rows has a constant bound and
    * the accumulators stay in registers (a loop to M spilled them: 1.5× slower) */
   /* columns past the last whole 32 take the scalar tail whatever NV (its bits are the tail's) */
+  enum { G = GROUP(R) };
   const int W = NV * LANES;
   const int nv = N - N % (2 * LANES);
+  /* a row of partial sums ACC_PAD floats longer than nv: rows nv = 3072 floats apart (12 KB) all
+   * fell in one L1 set, as 4 KB multiples do (Zen 3, [16, 768]·[768, 3072]: 5.2 → 1.9 ms) */
+  const int as = nv + ACC_PAD;
+  for (int c0 = 0; c0 < nv; c0 += NB ? NB : nv) /* column chunks (NB 0: one, all nv columns) */
   for (int k0 = 0; k0 < K; k0 += KB) {
     const int k1 = k0 + KB < K ? k0 + KB : K;
-    for (int n0 = 0; n0 < nv; n0 += W) {
-      v16 acc[16][2];
-      for (int m = 0; m < R; m++)
-        for (int u = 0; u < NV; u++)
-          acc[m][u] = k0 > 0 ? load16(accbuf + m * nv + n0 + u * LANES) : (v16){0};
-      const float *bk = b + (int64_t)k0 * ldb + n0;
-      for (int k = k0; k < k1; k++, bk += ldb) {
-        v16 bv[2];
-        for (int u = 0; u < NV; u++) {
-          __builtin_prefetch(bk + PF * ldb + u * LANES);
-          bv[u] = load16(bk + u * LANES);
+    const int c1 = NB && c0 + NB < nv ? c0 + NB : nv;
+    for (int n0 = c0; n0 < c1; n0 += W)
+      for (int g0 = 0; g0 < R; g0 += G) {
+        v16 acc[G][2];
+        for (int m = 0; m < G; m++)
+          for (int u = 0; u < NV; u++)
+            acc[m][u] = k0 > 0 ? load16(accbuf + (g0 + m) * as + n0 + u * LANES) : (v16){0};
+        const float *bk = b + (int64_t)k0 * ldb + n0;
+        for (int k = k0; k < k1; k++, bk += ldb) {
+          v16 bv[2];
+          for (int u = 0; u < NV; u++) {
+            if (g0 == 0) __builtin_prefetch(bk + PF * ldb + u * LANES);
+            bv[u] = load16(bk + u * LANES);
+          }
+          const float *ak = pa + k * R + g0;
+          for (int m = 0; m < G; m++)
+            for (int u = 0; u < NV; u++) acc[m][u] += ak[m] * bv[u];
         }
-        const float *ak = pa + k * R;
-        for (int m = 0; m < R; m++)
-          for (int u = 0; u < NV; u++) acc[m][u] += ak[m] * bv[u];
+        for (int m = 0; m < G; m++)
+          for (int u = 0; u < NV; u++) store16(accbuf + (g0 + m) * as + n0 + u * LANES, acc[m][u]);
       }
-      for (int m = 0; m < R; m++)
-        for (int u = 0; u < NV; u++) store16(accbuf + m * nv + n0 + u * LANES, acc[m][u]);
-    }
   }
-  for (int m = 0; m < M; m++) memcpy(c + m * ldc, accbuf + m * nv, sizeof(float) * nv);
+  for (int m = 0; m < M; m++) memcpy(c + m * ldc, accbuf + m * as, sizeof(float) * nv);
   for (int n0 = nv; n0 < N; n0++) { /* the last N mod 32 columns */
     float acc[16] = {0};
     for (int k = 0; k < K; k++)
@@ -82,17 +120,33 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
 
 static void nn_rows(int M, int N, int K, const float *pa, const float *b, int64_t ldb, float *c,
                     int ldc, float *accbuf) {
+#if defined(__AVX512F__)
   if (M <= ROWS) nn_tile(ROWS, 2, M, N, K, pa, b, ldb, c, ldc, accbuf);
   else nn_tile(2 * ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
+#else
+  if (M <= ROWS) nn_tile(ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
+  else nn_tile(2 * ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
+#endif
 }
 
-/* Σ of a vector's 16 lanes by halving (4 adds; a lane-by-lane loop was 16 dependent adds). */
+/* Σ of a vector's lanes by halving (4 adds for 16; a lane-by-lane loop was 16 dependent adds). */
 static inline float hsum16(v16 v) {
+#if defined(__AVX512F__)
   v = v + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
   v = v + __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3);
   v = v + __builtin_shufflevector(v, v, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1);
+#else
+  v = v + __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3);
+  v = v + __builtin_shufflevector(v, v, 2, 3, 0, 1, 2, 3, 0, 1);
+#endif
   return v[0] + v[1];
 }
+
+#if defined(__AVX512F__)
+#define NT_G ROWS
+#else
+#define NT_G 4
+#endif
 
 /*
  * Up to 8 rows: C[m, n] = Σ_k A(m, k)·B[n, k], B row-major [N, K] (a tied LM head, q·kᵀ). pa is
@@ -103,15 +157,21 @@ static void nt_rows(int M, int N, int K, const float *pa, const float *b, float 
   int n0 = 0;
   for (; n0 + 2 <= N; n0 += 2) {
     v16 acc[ROWS][2];
-    memset(acc, 0, sizeof acc);
     const float *b0 = b + (int64_t)n0 * K, *b1 = b0 + K;
-    for (int k = 0; k < kv; k += LANES) {
-      const v16 x0 = load16(b0 + k), x1 = load16(b1 + k);
-      for (int m = 0; m < ROWS; m++) {
-        const v16 a = load16(pa + m * K + k);
-        acc[m][0] += a * x0;
-        acc[m][1] += a * x1;
+    /* rows in groups of NT_G (all 8 with AVX-512; 4 with AVX2's 16 registers: 8 accumulators),
+     * each lane's sum the same chain over k either way */
+    for (int g0 = 0; g0 < ROWS; g0 += NT_G) {
+      v16 part[NT_G][2];
+      memset(part, 0, sizeof part);
+      for (int k = 0; k < kv; k += LANES) {
+        const v16 x0 = load16(b0 + k), x1 = load16(b1 + k);
+        for (int m = 0; m < NT_G; m++) {
+          const v16 a = load16(pa + (g0 + m) * K + k);
+          part[m][0] += a * x0;
+          part[m][1] += a * x1;
+        }
       }
+      memcpy(acc[g0], part, sizeof part);
     }
     for (int m = 0; m < M; m++) {
       float s0 = hsum16(acc[m][0]), s1 = hsum16(acc[m][1]);
@@ -164,7 +224,7 @@ static void task_small(void *ctx, int t, int n) {
     }
     return;
   }
-  float *accbuf = malloc(sizeof(float) * 2 * ROWS * (size_t)(hi - lo));
+  float *accbuf = malloc(sizeof(float) * 2 * ROWS * (size_t)(hi - lo + ACC_PAD));
   if (!accbuf) {
     s->failed = true;
     return;
