@@ -45,21 +45,6 @@
 enum { PATH_FP32, PATH_VEC, PATH_AVX512, PATH_AMX };
 static int path = -1;
 
-/* float32 → bfloat16, round to nearest even (NaN kept a NaN) */
-static inline uint16_t to_bf16(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-static inline float from_bf16(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float x;
-  memcpy(&x, &u, 4);
-  return x;
-}
-
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
 #define HAVE_AMX 1
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -86,11 +71,6 @@ static void amx_configure(void) {
   _tile_loadconfig(&c);
 }
 #endif
-
-/* element (i, j) of op(X), X row-major with leading dimension ld */
-static inline float at(const float *x, bool t, int64_t ld, int64_t i, int64_t j) {
-  return t ? x[j * ld + i] : x[i * ld + j];
-}
 
 #if defined(__AVX512BF16__)
 /* [a0..a15] and [b0..b15] (float32) → [bf(a0), bf(b0), bf(a1), bf(b1), …] (16 pairs, one zmm) */
@@ -362,7 +342,7 @@ static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t 
 #if defined(__AVX512BF16__)
 /*
  * C rows [m_lo, m_hi) x columns [n_lo, n_hi) (multiples of 32) in 8-row x 32-column register
- * blocks (16 zmm accumulators), cache-blocked: K whole up to K_WHOLE, else in slices of KC (a
+ * blocks (16 zmm accumulators), cache-blocked: K in troupe_bf16_k_slice's slices (a
  * 32-column B strip of a slice, 128 KB, stays in L2 while the rows go by), and rows in blocks
  * whose slice of A (A_BLOCK bytes) stays in L2 while every column strip goes by. (Slices of 384
  * from K 1024 up cost 10-30 % at K 2048-3072, the C partial sums read back per slice; one core,
@@ -377,8 +357,8 @@ static void gemm_amx(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t 
 static void gemm_avx512(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
                         int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c,
                         int64_t ldc, const float *bias) {
-  enum { K_WHOLE = 4096, KC = 2048, A_BLOCK = 384 << 10 };
-  const int64_t kc_len = Kp <= K_WHOLE ? Kp : KC;
+  enum { A_BLOCK = 384 << 10 };
+  const int64_t kc_len = troupe_bf16_k_slice(Kp);
   const int64_t mc = A_BLOCK / (kc_len * 2) / 32 * 32 > 32 ? A_BLOCK / (kc_len * 2) / 32 * 32 : 32;
   const int64_t kt = Kp / 32;
   for (int64_t kc = 0; kc < Kp; kc += kc_len) {

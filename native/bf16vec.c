@@ -76,8 +76,8 @@ static void widen_a(const uint16_t *ap, int64_t kt, int64_t m0, int64_t m1, int6
 bool troupe_bf16_gemm_vec(const uint16_t *ap, const uint16_t *bp, int64_t M, int64_t N, int64_t Kp,
                           int64_t m_lo, int64_t m_hi, int64_t n_lo, int64_t n_hi, float *c,
                           int64_t ldc, const float *bias) {
-  enum { K_WHOLE = 4096, KC = 2048, A_WIDE = 256 << 10 };
-  const int64_t kc_len = Kp <= K_WHOLE ? Kp : KC;
+  enum { A_WIDE = 256 << 10 };
+  const int64_t kc_len = troupe_bf16_k_slice(Kp);
   const int64_t mc = A_WIDE / (kc_len * 4) / 16 * 16 > 16 ? A_WIDE / (kc_len * 4) / 16 * 16 : 16;
   const int64_t kt = Kp / 32;
   float *aw = wide_get((size_t)(mc * kc_len));
@@ -167,18 +167,6 @@ static inline vu8 round8(vu8 u) {
   return (rounded & ~nan) | (((u >> 16) | 0x40u) & nan);
 }
 
-static inline uint16_t round1(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-static inline float at(const float *x, bool t, int64_t ld, int64_t i, int64_t j) {
-  return t ? x[j * ld + i] : x[i * ld + j];
-}
-
 void troupe_bf16_pack_a_vec(const float *a, bool ta, int64_t lda, int64_t M, int64_t K,
                             int64_t Kp, int64_t m_lo, int64_t m_hi, uint16_t *out) {
   const int64_t kt = Kp / 32;
@@ -203,7 +191,7 @@ void troupe_bf16_pack_a_vec(const float *a, bool ta, int64_t lda, int64_t M, int
       for (int64_t r = 0; r < 16; r++)
         for (int64_t c = 0; c < 32; c++) {
           const int64_t m = m0 + r, k = k0 + c;
-          tile[r * 32 + c] = m < M && k < K ? round1(at(a, ta, lda, m, k)) : 0;
+          tile[r * 32 + c] = m < M && k < K ? to_bf16(at(a, ta, lda, m, k)) : 0;
         }
     }
 }
@@ -224,7 +212,7 @@ void troupe_bf16_pack_b_vec(const float *b, bool tb, int64_t ldb, int64_t K, int
           }
         } else
           for (int64_t k = k0; k < k0 + 8; k++)
-            d[(k - k0) / 2 * 32 + 2 * j + (k - k0) % 2] = n < N && k < K ? round1(b[n * ldb + k]) : 0;
+            d[(k - k0) / 2 * 32 + 2 * j + (k - k0) % 2] = n < N && k < K ? to_bf16(b[n * ldb + k]) : 0;
       }
     }
   if (tb) return;
@@ -243,8 +231,8 @@ void troupe_bf16_pack_b_vec(const float *b, bool tb, int64_t ldb, int64_t K, int
       }
       for (int64_t j = 0; j < 16; j++) {
         const int64_t n = n0 + j;
-        d[2 * j] = n < N && k < K ? round1(b[k * ldb + n]) : 0;
-        d[2 * j + 1] = n < N && k + 1 < K ? round1(b[(k + 1) * ldb + n]) : 0;
+        d[2 * j] = n < N && k < K ? to_bf16(b[k * ldb + n]) : 0;
+        d[2 * j + 1] = n < N && k + 1 < K ? to_bf16(b[(k + 1) * ldb + n]) : 0;
       }
     }
 }

@@ -48,6 +48,26 @@ static inline bool get_f32(napi_env env, napi_value v, float **data, size_t *len
   return true;
 }
 
+/* float32 → bfloat16, round to nearest even (NaN kept a NaN) */
+static inline uint16_t to_bf16(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static inline float from_bf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float x;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+/* element (i, j) of op(X), X row-major with leading dimension ld */
+static inline float at(const float *x, bool t, int64_t ld, int64_t i, int64_t j) {
+  return t ? x[j * ld + i] : x[i * ld + j];
+}
+
 /*
  * e^x for float, ~2 ulp: 2^n·p(r), n = round(x/ln 2), |r| ≤ ln2/2, Cephes' polynomial. Plain
  * arithmetic and bit moves, so loops over it vectorise (libm's expf does not without -ffast-math).
@@ -167,6 +187,10 @@ typedef void (*troupe_task)(void *ctx, int t, int n);
 void troupe_parallel(int n, troupe_task fn, void *ctx);
 
 /* bf16.c: C[M, N] = op(A)·op(B) with A, B rounded to bf16 and fp32 sums (false: out of memory) */
+/* The K slices of bf16.c's and bf16vec.c's blocked products (Kp padded to 32): K whole up to
+ * 4096, else slices of 2048, each slice after the first adding to the partial sums in C */
+static inline int64_t troupe_bf16_k_slice(int64_t Kp) { return Kp <= 4096 ? Kp : 2048; }
+
 /* bf16vec.c: bf16.c's packed product with two fp32 multiply-adds per k-pair (CPUs without bf16
  * dot-product instructions), rows [m_lo, m_hi) x columns [n_lo, n_hi) of C (+ bias, NULL none);
  * false: out of memory */

@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
   /* accbuf: [R][nv + ACC_PAD] partial sums for all R rows, so every loop over rows has a constant bound and
    * the accumulators stay in registers (a loop to M spilled them: 1.5× slower) */
   /* columns past the last whole 32 take the scalar tail whatever NV (its bits are the tail's) */
-  enum { G = GROUP(R) };
+  const int G = GROUP(R); /* a constant once inlined (R is) */
   const int W = NV * LANES;
   const int nv = N - N % (2 * LANES);
   /* a row of partial sums ACC_PAD floats longer than nv: rows nv = 3072 floats apart (12 KB) all
@@ -90,7 +90,7 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
     const int c1 = NB && c0 + NB < nv ? c0 + NB : nv;
     for (int n0 = c0; n0 < c1; n0 += W)
       for (int g0 = 0; g0 < R; g0 += G) {
-        v16 acc[G][2];
+        v16 acc[16][2];
         for (int m = 0; m < G; m++)
           for (int u = 0; u < NV; u++)
             acc[m][u] = k0 > 0 ? load16(accbuf + (g0 + m) * as + n0 + u * LANES) : (v16){0};
