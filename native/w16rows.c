@@ -47,41 +47,50 @@ static inline void store32(float *y, int64_t N, int64_t n0, const float *out) {
   memcpy(y + n0, out, (size_t)cols * 4);
 }
 
-typedef float f16v __attribute__((vector_size(64), aligned(4)));
-typedef uint16_t h16v __attribute__((vector_size(32), aligned(2)));
-typedef uint32_t u16v __attribute__((vector_size(64)));
+/*
+ * The generic loop's vector: 16 floats with AVX-512, 8 elsewhere. A 32-column panel goes by in
+ * 32 / GW column passes, each with RB accumulators: 16-wide, one panel's 8 rows x 2 vectors had
+ * 16 accumulators, which on AVX2 (16 registers, a 64-byte vector two halves) spilled, as
+ * smallm.c's did (2.2–7 GFLOP/s on a Zen 3). Every element is the same chain of multiply-adds
+ * over k from 0 whatever the width.
+ */
+#if defined(__AVX512F__)
+enum { GW = 16 };
+#else
+enum { GW = 8 };
+#endif
+typedef float fgv __attribute__((vector_size(GW * 4), aligned(4)));
+typedef uint16_t hgv __attribute__((vector_size(GW * 2), aligned(2)));
+typedef uint32_t ugv __attribute__((vector_size(GW * 4)));
 
-static inline f16v widen16(const uint16_t *p) {
-  const h16v h = *(const h16v *)p;
-  const u16v u = __builtin_convertvector(h, u16v) << 16;
-  f16v f;
+static inline fgv widen(const uint16_t *p) {
+  hgv h;
+  memcpy(&h, p, sizeof h);
+  const ugv u = __builtin_convertvector(h, ugv) << 16;
+  fgv f;
   memcpy(&f, &u, sizeof f);
   return f;
 }
 
-/* generic: panels [lo, hi) for `rows` ≤ RB rows of x (pa [K][8]), RB·2 accumulators */
+/* generic: panels [lo, hi) for `rows` ≤ RB rows of x (pa [K][8]), RB accumulators a pass */
 static inline __attribute__((always_inline)) void generic_panels(const Job *s, const float *pa,
                                                                 int rows, float *y, int64_t lo,
                                                                 int64_t hi, const int RB) {
   const int64_t K = s->K, N = s->N;
   for (int64_t p = lo; p < hi; p++) {
-    const uint16_t *w = s->w + p * K * 32;
-    f16v a[ROWS][2];
-    for (int m = 0; m < RB; m++) a[m][0] = a[m][1] = (f16v){0};
-    for (int64_t k = 0; k < K; k++, w += 32) {
-      const f16v w0 = widen16(w), w1 = widen16(w + 16);
-      const float *xk = pa + k * ROWS;
-      for (int m = 0; m < RB; m++) {
-        a[m][0] += xk[m] * w0;
-        a[m][1] += xk[m] * w1;
+    float out[ROWS][32];
+    for (int c = 0; c < 32; c += GW) {
+      const uint16_t *w = s->w + p * K * 32 + c;
+      fgv a[ROWS];
+      for (int m = 0; m < RB; m++) a[m] = (fgv){0};
+      for (int64_t k = 0; k < K; k++, w += 32) {
+        const fgv wv = widen(w);
+        const float *xk = pa + k * ROWS;
+        for (int m = 0; m < RB; m++) a[m] += xk[m] * wv;
       }
+      for (int m = 0; m < rows; m++) memcpy(out[m] + c, &a[m], sizeof a[m]);
     }
-    for (int m = 0; m < rows; m++) {
-      float out[32];
-      memcpy(out, &a[m][0], 64);
-      memcpy(out + 16, &a[m][1], 64);
-      store32(y + m * N, N, p * 32, out);
-    }
+    for (int m = 0; m < rows; m++) store32(y + m * N, N, p * 32, out[m]);
   }
 }
 
