@@ -30,6 +30,7 @@ import math
 import os
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -186,8 +187,23 @@ BF16_MATMULS = [
 ]
 
 
+# A product whose predicted time (from a 256³ probe) passes this is not timed: on CPUs without
+# bf16 instructions PyTorch 2.13 multiplies bf16 tensors at ~1 GFLOP/s (a Zen 3, 2026-12-04:
+# 1024³ 2.2 s), where the suite's 2048³ alone would take minutes.
+SLOW_CALL_S = 2.0
+
+
+def probe_gflops(dtype):
+    A, Bm = torch.randn(256, 256).to(dtype), torch.randn(256, 256).to(dtype)
+    A @ Bm
+    t = time.perf_counter()
+    A @ Bm
+    return 2 * 256**3 / (time.perf_counter() - t) / 1e9
+
+
 def matmul_rows(table, dtype, threads, quick, figure):
     rows = []
+    probe = probe_gflops(dtype)
     for name, a, b, ta, tb in table:
         A, Bm = torch.randn(a).to(dtype), torch.randn(b).to(dtype)
         A = A.transpose(-2, -1) if ta else A
@@ -195,6 +211,11 @@ def matmul_rows(table, dtype, threads, quick, figure):
         M, K = A.shape[-2], A.shape[-1]
         N = Bm.shape[-1]
         batch = A.shape[0] if A.dim() == 3 else 1
+        predicted = 2 * batch * M * N * K / 1e9 / probe
+        if predicted > SLOW_CALL_S:
+            print(f"{figure} {name}: not timed, a call would take ~{predicted:.0f} s "
+                  f"(256³ probe: {probe:.1f} GFLOP/s)", file=sys.stderr, flush=True)
+            continue
         s = timed(lambda: A @ Bm, min_s=0.2 if quick else 0.5, min_calls=5)
         rows.append(rate(f"{figure} {name}", "gpt2-layer", threads, 2 * batch * M * N * K / 1e9, s,
                          "GFLOP/s"))
