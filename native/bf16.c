@@ -8,8 +8,8 @@
  *            grants the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)
  *   avx512   AVX512-BF16 (VDPBF16PS, 16 lanes x 2 products), e.g. AMD Zen 4, Intel Cooper Lake
  *   fma      anywhere else (bf16vec.c): the same packed operands, each k-pair widened to fp32
- *            in registers and added by two fp32 multiply-adds in VDPBF16PS's order: the
- *            avx512 path's sums (subnormals apart), at fp32 FMA speed
+ *            in registers and added by two fp32 multiply-adds in VDPBF16PS's order (by its
+ *            definition the avx512 path's sums, subnormals apart), at fp32 FMA speed
  *   fp32     only when asked (TROUPE_BF16_PATH=fp32): the inputs rounded to bf16 values, then the
  *            fp32 sgemm (same numbers as the bf16 paths up to the order of the fp32 sums, which
  *            under OpenBLAS's Haswell/Zen kernels depends on the thread split and the rows)

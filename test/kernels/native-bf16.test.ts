@@ -438,7 +438,7 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
     expect(c[0]).toBe(1 + 2 ** -7); // exactly representable: kept
   });
 
-  it('every path this CPU has gives the same numbers as the fp32 path on the rounded values, and the fma path the avx512-bf16 bits', () => {
+  it('every path this CPU has gives the same numbers as the fp32 path on the rounded values (the fma path among them)', () => {
     // each path runs in its own process (the path is chosen once per process)
     const script = `
       import { nativeKernels } from './src/kernels/native.ts';
@@ -466,8 +466,17 @@ describe.skipIf(skip !== null)(`bf16 products${skip ? ` (${skip})` : ''}`, () =>
       expect(worst, got.path).toBeLessThan(1e-5);
     }
     expect(seen.has('fma')).toBe(true); // the widening path runs on every CPU
-    // where the CPU has VDPBF16PS, the widening path adds each pair in its order: the same bits
+    // Where the CPU has VDPBF16PS, the widening path adds each pair in the order Intel's manual
+    // gives it (odd k, then even, each rounded), so the two should agree bit for bit. That is not
+    // yet seen on hardware (no session had both), so it is reported, not asserted; both are held
+    // to the fp32 path above.
     const avx512 = seen.get('avx512-bf16');
-    if (avx512) expect(seen.get('fma')).toEqual(avx512);
+    const fma = seen.get('fma');
+    if (avx512 && fma) {
+      const differ = fma.filter((v, i) => !Object.is(v, avx512[i])).length;
+      process.stdout.write(
+        `fma vs avx512-bf16: ${differ} of ${fma.length} elements differ in their bits\n`,
+      );
+    }
   }, 60_000);
 });
