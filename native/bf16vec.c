@@ -131,9 +131,10 @@ bool troupe_bf16_gemm_vec(const uint16_t *ap, const uint16_t *bp, int64_t M, int
           if (bias && last) { /* + bias: one add of the whole sum */
             float bv[COLS] = {0};
             memcpy(bv, bias + n0, (size_t)cols * sizeof(float));
+            const vf8 b0 = load8(bv), b1 = load8(bv + 8);
             for (int r = 0; r < ROWS; r++) {
-              acc[r][0] += load8(bv);
-              acc[r][1] += load8(bv + 8);
+              acc[r][0] += b0;
+              acc[r][1] += b1;
             }
           }
           for (int r = 0; r < rows; r++) {
@@ -199,24 +200,25 @@ void troupe_bf16_pack_a_vec(const float *a, bool ta, int64_t lda, int64_t M, int
 
 void troupe_bf16_pack_b_vec(const float *b, bool tb, int64_t ldb, int64_t K, int64_t N,
                             int64_t Kp, int64_t n_lo, int64_t n_hi, uint16_t *out) {
-  /* B [N, K]: a column's k are contiguous, 8 of them rounded at once (4 pairs) */
-  for (int64_t n0 = tb ? n_lo : n_hi; n0 < n_hi; n0 += 16)
-    for (int64_t k0 = 0; k0 < Kp; k0 += 8) {
-      uint16_t *d = out + (n0 / 16) * Kp * 16 + (k0 / 2) * 32;
-      for (int64_t j = 0; j < 16; j++) {
-        const int64_t n = n0 + j;
-        if (n < N && k0 + 8 <= K) {
-          const vu8 h = round8(load_bits8(b + n * ldb + k0));
-          for (int q = 0; q < 4; q++) {
-            d[q * 32 + 2 * j] = (uint16_t)h[2 * q];
-            d[q * 32 + 2 * j + 1] = (uint16_t)h[2 * q + 1];
-          }
-        } else
-          for (int64_t k = k0; k < k0 + 8; k++)
-            d[(k - k0) / 2 * 32 + 2 * j + (k - k0) % 2] = n < N && k < K ? to_bf16(b[n * ldb + k]) : 0;
+  if (tb) { /* B [N, K]: a column's k are contiguous, 8 of them rounded at once (4 pairs) */
+    for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16)
+      for (int64_t k0 = 0; k0 < Kp; k0 += 8) {
+        uint16_t *d = out + (n0 / 16) * Kp * 16 + (k0 / 2) * 32;
+        for (int64_t j = 0; j < 16; j++) {
+          const int64_t n = n0 + j;
+          if (n < N && k0 + 8 <= K) {
+            const vu8 h = round8(load_bits8(b + n * ldb + k0));
+            for (int q = 0; q < 4; q++) {
+              d[q * 32 + 2 * j] = (uint16_t)h[2 * q];
+              d[q * 32 + 2 * j + 1] = (uint16_t)h[2 * q + 1];
+            }
+          } else
+            for (int64_t k = k0; k < k0 + 8; k++)
+              d[(k - k0) / 2 * 32 + 2 * j + (k - k0) % 2] = n < N && k < K ? to_bf16(b[n * ldb + k]) : 0;
+        }
       }
-    }
-  if (tb) return;
+    return;
+  }
   /* B [K, N]: rows k and k+1 of a panel's 16 columns make one panel row of (even, odd) pairs */
   for (int64_t k = 0; k < Kp; k += 2)
     for (int64_t n0 = n_lo; n0 < n_hi; n0 += 16) {
