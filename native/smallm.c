@@ -14,15 +14,26 @@
 
 #include "common.h"
 
-/* The vector: 16 floats with AVX-512; 8 elsewhere (GCC splits a 64-byte vector on AVX2 into
- * 16-byte pieces through the stack: the products ran at 2.2–7 GFLOP/s on a Zen 3) */
+/*
+ * What differs by vector width, in one place. The vector: 16 floats with AVX-512, 8 elsewhere (GCC
+ * split a 64-byte vector on AVX2 into 16-byte pieces through the stack: the products ran at 2.2–7
+ * GFLOP/s on a Zen 3). G: the rows of a register block's pass (all R with AVX-512's 32 registers,
+ * 16 accumulators; 8 with AVX2's 16, 8 accumulators, the second 8 of 16 rows reading the same
+ * k-block of B again from L1). NV8: vectors a pass for 8 rows. KB: rows of B a k-block. NB:
+ * columns a chunk (0: one chunk). AVX2 (Zen 3, one thread, best of 50): the partial sums were
+ * walked once per k-block of 8; KB 32, NB 256 (their sums stay in L1) and the padded rows of
+ * nn_tile: [16, 384]·[384, 1152] 0.30 → 0.22 ms, [16, 768]·[768, 3072] 7.8 → 1.9 ms.
+ */
 #if defined(__AVX512F__)
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
-enum { ROWS = 8, LANES = 16, ACC_PAD = 16 };
+enum { LANES = 16, NV8 = 2, KB = 8, NB = 0 };
+#define GROUP(R) (R)
 #else
 typedef float v16 __attribute__((vector_size(32), aligned(4)));
-enum { ROWS = 8, LANES = 8, ACC_PAD = 16 };
+enum { LANES = 8, NV8 = 1, KB = 32, NB = 256 };
+#define GROUP(R) ROWS
 #endif
+enum { ROWS = 8, ACC_PAD = 16, PF = 8 };
 
 static inline v16 load16(const float *p) { return *(const v16 *)p; }
 static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
@@ -40,36 +51,10 @@ static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
  * PPO bench's decoding step at batch 16 (d 384, 42 MB of weights a step; Intel Xeon VM, one
  * thread): 14.8 ms with two passes of 8, 12.3 in one of 16, 6.3 with the prefetch below.
  */
-#if defined(__AVX512F__)
-enum { KB = 8, PF = 8, NB = 0 };
-#else
-/* AVX2 (Zen 3, one thread, best of 50): the partial sums [R][nv] were walked once per k-block of
- * 8; 32 rows of B a block, columns in chunks of NB (their sums stay in L1) and the padded rows
- * below: [16, 384]·[384, 1152] 0.30 → 0.22 ms, [16, 768]·[768, 3072] 7.8 → 1.9 ms */
-#ifndef SMALLM_KB
-#define SMALLM_KB 32
-#endif
-#ifndef SMALLM_NB
-#define SMALLM_NB 256
-#endif
-enum { KB = SMALLM_KB, PF = 8, NB = SMALLM_NB };
-#endif
 /* PF: each B vector is prefetched PF rows ahead, the same columns (where the next k-block will
  * read it): the 8 streams of a k-block cross pages the hardware prefetcher does not follow. PPO
  * bench decoding at batch 16 (d 384, 42 MB of weights a step, Intel Xeon VM, one thread): a step
  * 12.3 → 6.3 ms (4 rows ahead: 8.8 ms, 16: 6.5, 24: 6.8). */
-
-/*
- * The register block of one pass: G rows of the R at a time, NV vectors of W wide. With AVX-512
- * (32 registers) all R rows at once, 16 accumulators. With AVX2's 16 registers, 8 rows x 1 vector
- * of 8 (8 accumulators, one B vector and a broadcast), the second 8 of 16 rows reading the same
- * k-block of B again from L1.
- */
-#if defined(__AVX512F__)
-#define GROUP(R) (R)
-#else
-#define GROUP(R) ROWS
-#endif
 
 static inline __attribute__((always_inline)) void nn_tile(const int R, const int NV, int M, int N,
                                                           int K, const float *pa, const float *b,
@@ -120,13 +105,8 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
 
 static void nn_rows(int M, int N, int K, const float *pa, const float *b, int64_t ldb, float *c,
                     int ldc, float *accbuf) {
-#if defined(__AVX512F__)
-  if (M <= ROWS) nn_tile(ROWS, 2, M, N, K, pa, b, ldb, c, ldc, accbuf);
+  if (M <= ROWS) nn_tile(ROWS, NV8, M, N, K, pa, b, ldb, c, ldc, accbuf);
   else nn_tile(2 * ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
-#else
-  if (M <= ROWS) nn_tile(ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
-  else nn_tile(2 * ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
-#endif
 }
 
 /* Σ of a vector's lanes by halving (4 adds for 16; a lane-by-lane loop was 16 dependent adds). */
