@@ -69,47 +69,131 @@ static inline float at(const float *x, bool t, int64_t ld, int64_t i, int64_t j)
 }
 
 /*
- * e^x for float, ~2 ulp: 2^n·p(r), n = round(x/ln 2), |r| ≤ ln2/2, Cephes' polynomial. Plain
- * arithmetic and bit moves, so loops over it vectorise (libm's expf does not without -ffast-math).
- * x is clamped to [-87, 88], where 2^n is a normal float: below, e^x saturates at e^-87 ≈ 1.6e-38
- * (masked attention scores and far-off logits contribute that, not 0), above at e^88.
+ * Float vectors of the build's widest width (16 lanes with AVX-512, else 8), by GCC's and Clang's
+ * vector extensions: loops over them are vector code without the autovectoriser. Without
+ * AVX-512 GCC 12 leaves a loop over a scalar e^x scalar: it threads the clamp's branches into
+ * constants, and under -ftrapping-math it may not if-convert the polynomial path back (AVX-512's
+ * masked code hid this). Measured on Zen 3, GELU over 1M floats: 4.7 ms scalar, 0.7 ms here.
  */
-static inline float troupe_expf(float x) {
-  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+#if defined(__AVX512F__)
+#define TROUPE_VL 16
+#else
+#define TROUPE_VL 8
+#endif
+typedef float troupe_vf __attribute__((vector_size(TROUPE_VL * 4)));
+typedef int32_t troupe_vi __attribute__((vector_size(TROUPE_VL * 4)));
+
+static inline troupe_vf vf_splat(float x) { return (troupe_vf){0} + x; }
+
+static inline troupe_vf vf_load(const float *p) {
+  troupe_vf v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void vf_store(float *p, troupe_vf v) { memcpy(p, &v, sizeof v); }
+
+/* the n < TROUPE_VL floats at p, the other lanes `fill` */
+static inline troupe_vf vf_load_n(const float *p, int64_t n, float fill) {
+  troupe_vf v = vf_splat(fill);
+  memcpy(&v, p, (size_t)n * sizeof(float));
+  return v;
+}
+
+static inline void vf_store_n(float *p, troupe_vf v, int64_t n) {
+  memcpy(p, &v, (size_t)n * sizeof(float));
+}
+
+/* lane-wise m ? a : b, m a comparison's all-ones or zero lanes */
+static inline troupe_vf vf_select(troupe_vi m, troupe_vf a, troupe_vf b) {
+  troupe_vi ai, bi;
+  memcpy(&ai, &a, sizeof a);
+  memcpy(&bi, &b, sizeof b);
+  const troupe_vi r = (ai & m) | (bi & ~m);
+  troupe_vf out;
+  memcpy(&out, &r, sizeof out);
+  return out;
+}
+
+/* all-ones in the lanes below n, zero from n on */
+static inline troupe_vi vf_lanes_below(int64_t n) {
+  troupe_vi lane;
+  for (int k = 0; k < TROUPE_VL; k++) lane[k] = k;
+  return lane < (troupe_vi){0} + (int32_t)n;
+}
+
+/* b > a ? b : a per lane: the scalar loop's running max (a NaN in b is passed over) */
+static inline troupe_vf vf_max(troupe_vf a, troupe_vf b) { return vf_select(b > a, b, a); }
+
+/* the lanes' sum, lane 0 first, and their max */
+static inline float vf_sum_lanes(troupe_vf v) {
+  float s = 0;
+  for (int k = 0; k < TROUPE_VL; k++) s += v[k];
+  return s;
+}
+
+static inline float vf_max_lanes(troupe_vf v) {
+  float m = v[0];
+  for (int k = 1; k < TROUPE_VL; k++) m = v[k] > m ? v[k] : m;
+  return m;
+}
+
+/*
+ * e^x per lane, ~2 ulp: 2^n·p(r), n = round(x/ln 2), |r| ≤ ln2/2, Cephes' polynomial. x is clamped
+ * to [-87, 88], where 2^n is a normal float: below, e^x saturates at e^-87 ≈ 1.6e-38 (masked
+ * attention scores and far-off logits contribute that, not 0), above at e^88. A NaN stays NaN.
+ */
+static inline troupe_vf vf_exp(troupe_vf x) {
+  const troupe_vf lo = vf_splat(-87.0f), hi = vf_splat(88.0f);
+  x = vf_select(x < lo, lo, x);
+  x = vf_select(x > hi, hi, x);
   const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
-  float t = x * 1.44269504088896341f + shifter;
-  float n = t - shifter;
-  int32_t ni;
-  memcpy(&ni, &t, 4);
+  const troupe_vf t = x * 1.44269504088896341f + shifter;
+  const troupe_vf n = t - shifter;
+  troupe_vi ni;
+  memcpy(&ni, &t, sizeof t);
   ni -= 0x4B400000; /* the bits of `shifter` */
-  float r = x - n * 0.693359375f;
+  troupe_vf r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  troupe_vf p = vf_splat(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t si = (ni + 127) << 23;
-  float scale;
-  memcpy(&scale, &si, 4);
+  const troupe_vi si = (ni + 127) << 23;
+  troupe_vf scale;
+  memcpy(&scale, &si, sizeof scale);
   return p * scale;
 }
 
-/* y = softmax(row) in place over n values: max, exp and sum, then scale. */
+/* max over n floats (−∞ for none), by lanes */
+static inline float troupe_max_row(const float *y, int64_t n) {
+  troupe_vf m = vf_splat(-__builtin_inff());
+  int64_t j = 0;
+  for (; j + TROUPE_VL <= n; j += TROUPE_VL) m = vf_max(m, vf_load(y + j));
+  if (j < n) m = vf_max(m, vf_load_n(y + j, n - j, -__builtin_inff()));
+  return vf_max_lanes(m);
+}
+
+/* y = softmax(row) in place over n values: max, exp and sum (by lanes), then scale. */
 static inline void troupe_softmax_row(float *y, int64_t n) {
-  float m = y[0];
-#pragma omp simd reduction(max : m)
-  for (int64_t j = 1; j < n; j++) m = y[j] > m ? y[j] : m;
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < n; j++) {
-    y[j] = troupe_expf(y[j] - m);
-    s += y[j];
+  const troupe_vf m = vf_splat(troupe_max_row(y, n));
+  troupe_vf s = {0};
+  int64_t j = 0;
+  for (; j + TROUPE_VL <= n; j += TROUPE_VL) {
+    const troupe_vf e = vf_exp(vf_load(y + j) - m);
+    vf_store(y + j, e);
+    s += e;
   }
-  const float inv = 1.0f / s;
-  for (int64_t j = 0; j < n; j++) y[j] *= inv;
+  if (j < n) {
+    const troupe_vf e = vf_exp(vf_load_n(y + j, n - j, 0) - m);
+    vf_store_n(y + j, e, n - j);
+    s += vf_select(vf_lanes_below(n - j), e, (troupe_vf){0});
+  }
+  const float inv = 1.0f / vf_sum_lanes(s);
+  for (j = 0; j < n; j++) y[j] *= inv;
 }
 
 /*

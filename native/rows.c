@@ -3,8 +3,9 @@
  * biased softmax and its backward, the log-softmax of a label (the LM loss) and its backward,
  * and sums over leading axes (bias and norm-gain gradients). Each replaces several tfjs kernels
  * with one pass (or three) over the rows. Outputs are written, never inputs. Reductions are
- * `omp simd` loops (built with -fopenmp-simd: vector lanes, no OpenMP runtime), so a row's sum
- * is accumulated in a different order than a scalar loop's: float32 rounding, not more.
+ * by vector lanes (common.h's vectors, or `omp simd` loops built with -fopenmp-simd: no OpenMP
+ * runtime), so a row's sum is accumulated in a different order than a scalar loop's: float32
+ * rounding, not more.
  * Threads (ranges.h): rows are shared out (columnSums: columns), each ≥ 2^16 floats, each row
  * (column) computed whole by one thread, so every thread count gives the same bits.
  */
@@ -54,18 +55,31 @@ static void scaled_softmax_backward_rows(void *c, int64_t lo, int64_t hi) {
   }
 }
 
+/* Σ_j e^(z[j] − m), or with `times_d` Σ_j e^d·d for d = z[j] − m, by lanes (the lanes summed in
+ * order at the end) */
+static inline float sum_exp(const float *z, int64_t n, float m, bool times_d) {
+  const troupe_vf mv = vf_splat(m);
+  troupe_vf s = {0};
+  int64_t j = 0;
+  for (; j + TROUPE_VL <= n; j += TROUPE_VL) {
+    const troupe_vf d = vf_load(z + j) - mv;
+    s += times_d ? vf_exp(d) * d : vf_exp(d);
+  }
+  if (j < n) {
+    const troupe_vf d = vf_load_n(z + j, n - j, 0) - mv;
+    s += vf_select(vf_lanes_below(n - j), times_d ? vf_exp(d) * d : vf_exp(d), (troupe_vf){0});
+  }
+  return vf_sum_lanes(s);
+}
+
 static void log_softmax_pick_rows(void *c, int64_t lo, int64_t hi) {
   const Rows *q = c;
   const int64_t C = q->C;
   float *lse = q->out;
   for (int64_t r = lo; r < hi; r++) {
     const float *zr = q->x + r * C;
-    float m = zr[0];
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 1; j < C; j++) m = zr[j] > m ? zr[j] : m;
-    float s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < C; j++) s += troupe_expf(zr[j] - m);
+    const float m = troupe_max_row(zr, C);
+    const float s = sum_exp(zr, C, m, false);
     lse[r] = m + logf(s);
     q->lp[r] = zr[q->labels[r]] - lse[r];
   }
@@ -78,12 +92,7 @@ static void row_entropy_rows(void *c, int64_t lo, int64_t hi) {
   for (int64_t r = lo; r < hi; r++) {
     const float *zr = q->x + r * C;
     const float l = q->lse[r];
-    float s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < C; j++) {
-      const float d = zr[j] - l;
-      s += troupe_expf(d) * d;
-    }
+    const float s = sum_exp(zr, C, l, true);
     q->out[r] = -s;
   }
 }
@@ -172,8 +181,10 @@ static napi_value log_softmax_pick(napi_env env, napi_callback_info info) {
 /* g[j] = −d·exp(z[j] − l) */
 static inline void neg_scaled_exp(const float *restrict z, float *restrict g, int64_t n, float l,
                                   float d) {
-#pragma omp simd
-  for (int64_t j = 0; j < n; j++) g[j] = -d * troupe_expf(z[j] - l);
+  const troupe_vf lv = vf_splat(l);
+  int64_t j = 0;
+  for (; j + TROUPE_VL <= n; j += TROUPE_VL) vf_store(g + j, -d * vf_exp(vf_load(z + j) - lv));
+  if (j < n) vf_store_n(g + j, -d * vf_exp(vf_load_n(z + j, n - j, 0) - lv), n - j);
 }
 
 static void log_softmax_pick_backward_rows(void *c, int64_t lo, int64_t hi) {
