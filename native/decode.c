@@ -124,20 +124,19 @@ static inline float score(float s, float scale, float cap) {
   return cap > 0 ? tanhf(s * (scale / cap)) * cap : scale * s;
 }
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-
 /*
- * out = Σ_j p[j]·V[j] for hd = 16·NV, the NV vectors of `out` held in registers across the S
- * keys (through memory, the loop ran a load and a store per multiply-add): the same fused
- * multiply-adds in the same order as attend_row's loop, so the same bits.
+ * out = Σ_j p[j]·V[j] for hd = TROUPE_VL·NV, the NV vectors of `out` held in registers across
+ * the S keys (through memory, the loop ran a load and a store per multiply-add): the same fused
+ * multiply-adds in the same order as attend_row's loop, so the same bits. The build's vector
+ * width (common.h): 64-byte vectors without AVX-512 went through the stack.
  */
 static inline void weigh_values(const float *p, const float *V, int64_t S, int NV, float *out) {
-  v16 acc[16] = {{0}};
+  troupe_vf acc[256 / TROUPE_VL] = {{0}};
   for (int64_t j = 0; j < S; j++) {
-    const float pj = p[j], *vj = V + j * 16 * NV;
-    for (int u = 0; u < NV; u++) acc[u] += pj * *(const v16 *)(vj + 16 * u);
+    const float pj = p[j], *vj = V + j * TROUPE_VL * NV;
+    for (int u = 0; u < NV; u++) acc[u] += pj * vf_load(vj + TROUPE_VL * u);
   }
-  for (int u = 0; u < NV; u++) *(v16 *)(out + 16 * u) = acc[u];
+  for (int u = 0; u < NV; u++) vf_store(out + TROUPE_VL * u, acc[u]);
 }
 
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
@@ -217,10 +216,10 @@ static void attend_row(const float *q, const float *K, const float *V, const flo
   }
   troupe_softmax_row(sc, S);
   switch (hd) { /* the head widths of the families, unrolled (a constant NV once inlined) */
-  case 32: weigh_values(sc, V, S, 2, out); return;
-  case 64: weigh_values(sc, V, S, 4, out); return;
-  case 128: weigh_values(sc, V, S, 8, out); return;
-  case 256: weigh_values(sc, V, S, 16, out); return;
+  case 32: weigh_values(sc, V, S, 32 / TROUPE_VL, out); return;
+  case 64: weigh_values(sc, V, S, 64 / TROUPE_VL, out); return;
+  case 128: weigh_values(sc, V, S, 128 / TROUPE_VL, out); return;
+  case 256: weigh_values(sc, V, S, 256 / TROUPE_VL, out); return;
   }
   for (int64_t i = 0; i < hd; i++) out[i] = 0;
   for (int64_t j = 0; j < S; j++) {
