@@ -33,7 +33,7 @@ typedef float v16 __attribute__((vector_size(32), aligned(4)));
 enum { LANES = 8, NV8 = 1, KB = 32, NB = 256 };
 #define GROUP(R) ROWS
 #endif
-enum { ROWS = 8, ACC_PAD = 16, PF = 8 };
+enum { ROWS = 8, ACC_PAD = 16 };
 
 static inline v16 load16(const float *p) { return *(const v16 *)p; }
 static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
@@ -51,10 +51,12 @@ static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
  * PPO bench's decoding step at batch 16 (d 384, 42 MB of weights a step; Intel Xeon VM, one
  * thread): 14.8 ms with two passes of 8, 12.3 in one of 16, 6.3 with the prefetch below.
  */
-/* PF: each B vector is prefetched PF rows ahead, the same columns (where the next k-block will
- * read it): the 8 streams of a k-block cross pages the hardware prefetcher does not follow. PPO
- * bench decoding at batch 16 (d 384, 42 MB of weights a step, Intel Xeon VM, one thread): a step
- * 12.3 → 6.3 ms (4 rows ahead: 8.8 ms, 16: 6.5, 24: 6.8). */
+/* Each B vector is prefetched KB rows ahead, the same columns, where the next k-block will read
+ * it: the KB streams of a k-block cross pages the hardware prefetcher does not follow. PPO bench
+ * decoding at batch 16 (d 384, 42 MB of weights a step, Intel Xeon VM, KB 8, one thread): a step
+ * 12.3 → 6.3 ms (4 rows ahead: 8.8 ms, 16: 6.5, 24: 6.8). Zen 3 (KB 32), the step's projections:
+ * 8 rows ahead (within the k-block) 9.2 ms at batch 16 and 5.4 at 8; 32 (one k-block) 7.4 and
+ * 4.3; 64: 7.6 and 4.7. */
 
 static inline __attribute__((always_inline)) void nn_tile(const int R, const int NV, int M, int N,
                                                           int K, const float *pa, const float *b,
@@ -83,7 +85,7 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
         for (int k = k0; k < k1; k++, bk += ldb) {
           v16 bv[2];
           for (int u = 0; u < NV; u++) {
-            if (g0 == 0) __builtin_prefetch(bk + PF * ldb + u * LANES);
+            if (g0 == 0) __builtin_prefetch(bk + KB * ldb + u * LANES);
             bv[u] = load16(bk + u * LANES);
           }
           const float *ak = pa + k * R + g0;

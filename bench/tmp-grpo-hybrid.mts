@@ -1,0 +1,13 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { grpoConfig, iterationsOf } from './suites/rl-grpo.js';
+import { writeJobData } from './suites/rl.js';
+const dir = mkdtempSync(join(tmpdir(), 'grpo-h-'));
+await writeJobData(dir);
+const placement = process.argv[2] ?? 'hybrid';
+const actors = placement === 'hybrid' ? { policy: { replicas: 2 }, generator: { colocateWith: 'policy' }, reference: { colocateWith: 'policy' } } : {};
+const its = await iterationsOf(await grpoConfig(dir, 10, actors));
+const keys = Object.keys(its[0]).filter((k) => k.startsWith('time') || k.startsWith('perf') || k.includes('/s'));
+process.stdout.write(`${keys.join(' ')}\n`);
+for (const it of its) process.stdout.write(keys.map((k) => `${k}=${typeof it[k] === 'number' ? it[k].toFixed(3) : it[k]}`).join(' ') + '\n');
