@@ -3,7 +3,7 @@ import type { ModelConfig } from '../policy/config.js';
 import { readModelConfig } from '../policy/io.js';
 import { type MemoryJob, predictMemory } from '../policy/memory.js';
 import { type ActorMemory, gib } from './memory-check.js';
-import { oldLogpInStep, sharesWeights } from './rl/topology.js';
+import { oldLogpFromGenerator, oldLogpInStep, sharesWeights } from './rl/topology.js';
 
 /*
  * "Will it fit" for the online algorithms (PPO, GRPO, RLOO, REINFORCE++), asked before any actor
@@ -11,7 +11,8 @@ import { oldLogpInStep, sharesWeights } from './rl/topology.js';
  *
  *   policy     a training step on one micro-batch of the rollout (rows / miniBatches / replicas /
  *              gradAccum, prompt + response tokens), and, unless π_old is the step's own
- *              (oldLogpInStep), a forward of the whole rollout for the old log-probs
+ *              (oldLogpInStep) or the generator's (oldLogpFromGenerator), a forward of the
+ *              whole rollout for the old log-probs
  *   generator  its own fp32 copy of the weights, the prefill of every row and the KV cache of
  *              prompt + response tokens; sharing the policy's tensors (colocated with it), the
  *              prefill and the cache are a pass of the policy's thread instead
@@ -108,7 +109,9 @@ export function rlActors(
     backend: backendOf('policy'),
     job: train(model, policyReplicas),
     phases: [
-      ...(oldLogpInStep(c) ? [] : [scoring(forward(model), 'old log-probs of the rollout')]),
+      ...(oldLogpInStep(c) || oldLogpFromGenerator(c)
+        ? []
+        : [scoring(forward(model), 'old log-probs of the rollout')]),
       ...(sharesWeights(c) ? [scoring(generation, 'generation with its KV cache')] : []),
     ],
     replicas: policyReplicas,

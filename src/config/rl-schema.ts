@@ -125,6 +125,15 @@ function rlSchema(algorithm: RlAlgorithm) {
           /** Optimiser steps per epoch (the batch is split into this many minibatches). */
           miniBatches: positiveInt.default(1),
           /**
+           * Where π_old (the log-probs the ratio and a KL in the reward read) comes from, when the
+           * update cannot take its own (rl/topology.ts oldLogpInStep): `recompute`, a forward of
+           * the policy over the rollout (OpenRLHF, verl); `generator`, the generator's log-prob of
+           * each token it sampled (TRL's PPOTrainer); `auto`, the generator's when it is colocated
+           * with the policy (it samples with the policy's own tensors: the same weights, so the
+           * pass would compute them again, to float32 rounding), else `recompute`.
+           */
+          oldLogprobs: z.enum(['auto', 'recompute', 'generator']).default('auto'),
+          /**
            * The policy loss, by its name in POLICY_LOSSES (src/algorithms/losses/ppo.ts):
            * `vanilla` is PPO's clipped surrogate (ε_low/ε_high, dual clip), as verl's loss_mode.
            */

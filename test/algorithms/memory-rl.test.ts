@@ -58,6 +58,8 @@ describe('memory check of RL runs', () => {
         generator: { colocateWith: 'policy' },
         critic: { replicas: 2 },
       },
+      // π_old from a pass of the policy (the colocated default takes the generator's)
+      rl: { oldLogprobs: 'recompute' },
     });
     const actors = rlActors(c, MODEL);
     // the generator shares the policy's weights: a pass of the policy, not an actor of its own
@@ -72,6 +74,20 @@ describe('memory check of RL runs', () => {
     expect(critic.replicas).toBe(2);
     const alone = threadPeak({ ...policy, colocated: [] }).peak;
     expect(threadPeak(policy).peak).toBe(alone + predictMemory(policy.colocated![0].job).peak);
+  });
+
+  it("PPO with its generator colocated: no π_old pass by default (the generator's log-probs)", async () => {
+    const colocated = { generator: { colocateWith: 'policy' } };
+    const phases = async (o: Record<string, unknown>) =>
+      rlActors(await config('ppo', o), MODEL)[0].phases?.map((p) => p.what.split(' (')[0]);
+    expect(await phases({ actors: colocated })).toEqual(['generation with its KV cache']);
+    expect(await phases({ actors: colocated, rl: { oldLogprobs: 'recompute' } })).toEqual([
+      'old log-probs of the rollout',
+      'generation with its KV cache',
+    ]);
+    // a generator of its own: recomputed unless asked otherwise
+    expect(await phases({})).toEqual(['old log-probs of the rollout']);
+    expect(await phases({ rl: { oldLogprobs: 'generator' } })).toEqual([]);
   });
 
   it('a GRPO run past a stated heap is refused with its breakdown and what would fit', async () => {

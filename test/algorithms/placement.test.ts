@@ -198,6 +198,35 @@ describe('placing actors from config', () => {
     expect(train[3]['critic/loss']).not.toBe(train[0]['critic/loss']);
   }, 180_000);
 
+  it("PPO with its generator colocated takes π_old from the generator: no pass of the policy over the rollout, and the update's own forward agrees with it to float32 rounding", async () => {
+    const ppo = (oldLogprobs?: string) =>
+      grpo(
+        {
+          actors: { generator: { colocateWith: 'policy' } },
+          ...(oldLogprobs ? { rl: { oldLogprobs } } : {}),
+        },
+        'ppo',
+      );
+    const auto = await trainRl(await ppo());
+    const recompute = await trainRl(await ppo('recompute'));
+    const a = readMetrics(auto.runDir, 'train');
+    const r = readMetrics(recompute.runDir, 'train');
+    expect(a.length).toBe(3);
+    for (const [i, m] of a.entries()) {
+      expect(m['timing/logprobs_s'], `step ${i}`).toBe(0); // no π_old pass ran
+      expect(r[i]['timing/logprobs_s'], `step ${i}`).toBeGreaterThan(0);
+      // the update's forward, with the weights that sampled the batch, against the generator's
+      // log-probs: the same model, another kernel path
+      expect(m['rollout/logprob_diff'], `step ${i}`).toBeLessThan(1e-4);
+      expect(m['actor/entropy'], `step ${i}`).toBeCloseTo(r[i]['actor/entropy'], 4);
+    }
+    // The first step's update reads the same rollout either way: π_old, the KL reward and the
+    // advantages agree to rounding, so do its loss and the critic's.
+    expect(a[0]['actor/loss']).toBeCloseTo(r[0]['actor/loss'], 4);
+    expect(a[0]['critic/loss']).toBeCloseTo(r[0]['critic/loss'], 4);
+    expect(a[0]['kl']).toBeCloseTo(r[0]['kl'], 6);
+  }, 180_000);
+
   it('a crash of the thread a colocated generator shares with the policy stops the run: not retried, as the policy restarted there would have its start weights', async () => {
     const marker = join(tmp(), 'crashed');
     process.env.TROUPE_TEST_GEN_CRASH_MARKER = marker;

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { oldLogpInStep } from '../../src/algorithms/rl/topology.js';
+import { oldLogpFromGenerator, oldLogpInStep } from '../../src/algorithms/rl/topology.js';
 import { createPolicy, type PolicyArgs } from '../../src/algorithms/roles/policy.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import { gpt2Config } from '../../src/policy/config.js';
@@ -50,6 +50,28 @@ describe('oldLogpInStep: when the update may be its own π_old', () => {
     expect(oldLogpInStep(await rl('grpo', { model: { path: 'm', lora: { rank: 4 } } }))).toBe(
       false,
     ); // LoRA's default dropout is 0.05
+  });
+});
+
+describe("oldLogpFromGenerator: when π_old is the generator's log-probs", () => {
+  it("by default where the generator samples with the policy's own tensors; as configured otherwise; never where the update is its own π_old", async () => {
+    const colocated = { actors: { generator: { colocateWith: 'policy' } } };
+    expect(oldLogpFromGenerator(await rl('ppo', colocated))).toBe(true);
+    expect(oldLogpFromGenerator(await rl('ppo'))).toBe(false); // a generator of its own
+    expect(oldLogpFromGenerator(await rl('ppo', { rl: { oldLogprobs: 'generator' } }))).toBe(true);
+    expect(
+      oldLogpFromGenerator(await rl('ppo', { ...colocated, rl: { oldLogprobs: 'recompute' } })),
+    ).toBe(false);
+    expect(oldLogpFromGenerator(await rl('rloo', { ...colocated, rl: { epochs: 2 } }))).toBe(true);
+    // GRPO's update computes π_old itself: no generator's log-probs, no pass
+    expect(oldLogpFromGenerator(await rl('grpo', colocated))).toBe(false);
+    expect(oldLogpFromGenerator(await rl('grpo', { rl: { oldLogprobs: 'generator' } }))).toBe(
+      false,
+    );
+  });
+
+  it('names the allowed values of rl.oldLogprobs', async () => {
+    await expect(rl('ppo', { rl: { oldLogprobs: 'pass' } })).rejects.toThrow(/rl\.oldLogprobs/);
   });
 });
 

@@ -10,7 +10,7 @@ import type { CriticRole } from '../roles/critic.js';
 import type { PolicyRole, RlStepMetrics } from '../roles/policy.js';
 import type { WeightsSubscriber } from './rollouts.js';
 import { scoreSpread } from './spread.js';
-import { oldLogpInStep, sharesWeights } from './topology.js';
+import { oldLogpFromGenerator, oldLogpInStep, sharesWeights } from './topology.js';
 
 /*
  * The learners of an RL run: the policy replicas and, for `gae`, the critic replicas. They score
@@ -57,7 +57,8 @@ export class Learners {
 
   /**
    * The learners' scorers of a rollout frame: π_old (and entropy), unless the update computes
-   * it itself (oldLogpInStep), and V with a critic.
+   * it itself (oldLogpInStep) or it is the generator's (oldLogpFromGenerator), and V with a
+   * critic.
    */
   scorers(): Pick<Scorers, 'policy' | 'critic'> {
     const { policy, critics } = this;
@@ -78,7 +79,7 @@ export class Learners {
         ])
       )[0];
     return {
-      policy: oldLogpInStep(this.c) ? undefined : policyLogprobs,
+      policy: oldLogpInStep(this.c) || oldLogpFromGenerator(this.c) ? undefined : policyLogprobs,
       critic: critics.length > 0 ? values : undefined,
     };
   }

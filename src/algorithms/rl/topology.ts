@@ -56,6 +56,18 @@ export function sharePrefixInStep(c: RlConfig): boolean {
   return (t.dropout?.rates ?? false) === false && (t.lora?.dropout ?? 0) === 0;
 }
 
+/**
+ * Whether π_old is the generator's log-prob of each sampled token, with no pass of the policy
+ * over the rollout (`rl.oldLogprobs`; `auto`: where the generator samples with the policy's own
+ * tensors). Only where the update cannot be its own π_old (oldLogpInStep): a KL in the reward,
+ * several steps per batch, off-policy. The update then reports the entropy and the mismatch.
+ */
+export function oldLogpFromGenerator(c: RlConfig): boolean {
+  if (oldLogpInStep(c)) return false;
+  const how = c.rl.oldLogprobs;
+  return how === 'generator' || (how === 'auto' && sharesWeights(c));
+}
+
 /** What an RL run hands its actors. */
 export interface RlInput {
   /** The policy's start (also the generator's, the reference's and by default the critic's). */
@@ -83,6 +95,7 @@ export const RL_TOPOLOGY: AlgorithmTopology<RlAlgorithm, RlConfig, RlInput> = {
         temperature: c.rollout.temperature,
         sharesWeights: sharesWeights(c),
         oldLogpInStep: oldLogpInStep(c),
+        oldLogpFromGenerator: oldLogpFromGenerator(c),
         sharePrefix: sharePrefixInStep(c),
         loss: {
           name: c.rl.policyLoss,

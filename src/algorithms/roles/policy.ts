@@ -43,6 +43,11 @@ export interface PolicyRlArgs {
    */
   readonly oldLogpInStep?: boolean;
   /**
+   * π_old is the generator's log-probs, with no pass before the update (rl/topology.ts
+   * oldLogpFromGenerator): the step reports the entropy and the generator/policy mismatch.
+   */
+  readonly oldLogpFromGenerator?: boolean;
+  /**
    * The update's forward runs a prompt repeated across rows once (rl/topology.ts
    * sharePrefixInStep: no dropout; and gradient checkpointing off here).
    */
@@ -244,17 +249,20 @@ class Policy implements PolicyRole {
 
   /** One micro-batch's loss: the model's log-probs (and entropy) into the policy objective. */
   private lossOf(e: Experience) {
-    const { temperature, loss: c, oldLogpInStep, sharePrefix } = this.rl();
+    const { temperature, loss: c, oldLogpInStep, oldLogpFromGenerator, sharePrefix } = this.rl();
+    // No pass of this policy scored the rollout: the step reports what that pass would have.
+    const noPass = oldLogpInStep || oldLogpFromGenerator;
     const mask = tf.tensor2d(e.actionMask, [e.shape.batch, e.shape.actions], 'float32');
     const { logp, entropy } = actionLogProbs(this.t.model, e, {
       temperature,
       checkpoint: this.t.gradientCheckpointing,
-      entropy: c.entropyCoef > 0 ? true : oldLogpInStep ? 'metric' : false,
+      entropy: c.entropyCoef > 0 ? true : noPass ? 'metric' : false,
       sharePrefix: sharePrefix && !this.t.gradientCheckpointing,
     });
     // Without a coefficient the entropy is not in the loss; the rollout's entropy
     // (actionLogprobs) is the metric then, or, with no such pass (oldLogpInStep, GRPO's
-    // default), this forward's: from the same logits as the log-probs, with no gradient.
+    // default; oldLogpFromGenerator), this forward's: from the same logits as the log-probs,
+    // with no gradient.
     const sampled = perAction(e, e.actionLogProbs, 'actionLogProbs');
     const out = policyObjective(
       {
@@ -267,8 +275,9 @@ class Policy implements PolicyRole {
       },
       c,
     );
-    if (!oldLogpInStep) return out;
-    // The experience's log-probs are the generator's: the mismatch the pass used to measure.
+    if (!noPass) return out;
+    // The experience's log-probs are the generator's: the mismatch the pass used to measure
+    // (with several steps a batch, oldLogpFromGenerator's later steps add the policy's drift).
     const metrics: Record<string, tf.Scalar> = {
       'rollout/logprob_diff': aggLoss(tf.abs(tf.sub(logp, sampled)), mask, 'token-mean'),
       ...out.metrics,
