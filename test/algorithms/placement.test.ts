@@ -117,6 +117,8 @@ describe('placing actors from config', () => {
     expect(w['reference'].threadId).not.toBe(w['policy'].threadId);
     const log = readFileSync(join(shared.runDir, 'log.txt'), 'utf8');
     expect(log).toContain("generator ready, sampling with policy's own weights");
+    // nothing else computes while it samples: it takes the cores (2 here unless pinned)
+    expect(log).toMatch(/\[generator\] info: \d+ BLAS threads? while sampling/);
     const train = readMetrics(shared.runDir, 'train');
     // Each batch is sampled with the weights of the step before it, as with a synced copy.
     expect(train.map((m) => m['rollout/weights_version'])).toEqual([0, 1, 2]);

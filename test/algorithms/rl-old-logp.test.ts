@@ -1,5 +1,10 @@
+import { availableParallelism } from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { oldLogpFromGenerator, oldLogpInStep } from '../../src/algorithms/rl/topology.js';
+import {
+  oldLogpFromGenerator,
+  oldLogpInStep,
+  samplingThreads,
+} from '../../src/algorithms/rl/topology.js';
 import { createPolicy, type PolicyArgs } from '../../src/algorithms/roles/policy.js';
 import { RandomStream } from '../../src/kernels/random.js';
 import { gpt2Config } from '../../src/policy/config.js';
@@ -72,6 +77,28 @@ describe("oldLogpFromGenerator: when π_old is the generator's log-probs", () =>
 
   it('names the allowed values of rl.oldLogprobs', async () => {
     await expect(rl('ppo', { rl: { oldLogprobs: 'pass' } })).rejects.toThrow(/rl\.oldLogprobs/);
+  });
+});
+
+describe('samplingThreads: the cores for a generator that samples while nothing else computes', () => {
+  it('every core on-policy with one generator; the configured count; none with several generators, off-policy or its own blasThreads', async () => {
+    const env = process.env.TROUPE_BLAS_THREADS;
+    delete process.env.TROUPE_BLAS_THREADS;
+    try {
+      const cores = availableParallelism();
+      expect(samplingThreads(await rl('ppo'), 1)).toBe(cores);
+      expect(samplingThreads(await rl('ppo', { runtime: { blasThreads: 3 } }), 1)).toBe(3);
+      expect(samplingThreads(await rl('grpo'), 2)).toBeUndefined(); // the hybrid's generators
+      expect(samplingThreads(await rl('ppo', { rollout: { offPolicy: true } }), 1)).toBeUndefined();
+      expect(
+        samplingThreads(await rl('ppo', { actors: { generator: { blasThreads: 1 } } }), 1),
+      ).toBeUndefined();
+      process.env.TROUPE_BLAS_THREADS = '1';
+      expect(samplingThreads(await rl('ppo'), 1)).toBe(1);
+    } finally {
+      if (env === undefined) delete process.env.TROUPE_BLAS_THREADS;
+      else process.env.TROUPE_BLAS_THREADS = env;
+    }
   });
 });
 

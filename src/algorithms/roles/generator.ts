@@ -1,5 +1,6 @@
 import { type RoleFactory, roleRef, transfer } from '../../actors/role.js';
 import { SharedWeights, type SharedWeightsHandle, unpackWeights } from '../../actors/weights.js';
+import { threadBlasThreads, useThreadBlasThreads } from '../../kernels/native.js';
 import { RandomStream, type StreamKey } from '../../kernels/random.js';
 import { assignWeights } from '../../policy/bf16.js';
 import { type GenerateOptions, generate } from '../../policy/generate.js';
@@ -17,7 +18,7 @@ import { frozenModel, type ModelSpec } from './models.js';
  * nothing is copied, and every batch sees the weights of the policy's last publish.
  */
 
-export type GeneratorArgs =
+export type GeneratorArgs = (
   | {
       /** The model's shape and start weights (the policy's start). */
       readonly model: ModelSpec;
@@ -27,7 +28,15 @@ export type GeneratorArgs =
   | {
       /** The actor in this thread whose model it samples with (the policy). */
       readonly sharesWith: string;
-    };
+    }
+) & {
+  /**
+   * BLAS threads of its thread while it samples, where no other actor computes meanwhile (an
+   * on-policy run's only generator: the others wait for its rollout); its thread's own count
+   * otherwise (rl/topology.ts samplingThreads).
+   */
+  readonly samplingThreads?: number;
+};
 
 /** One generated batch: its layout (as a rollout frame) and what the controller reads. */
 export interface GeneratedBatch {
@@ -86,6 +95,18 @@ async function weightsOf(args: GeneratorArgs, name: string): Promise<Weights> {
   };
 }
 
+/** `f` with this thread's BLAS threads set to `threads` (when given and the kernels are loaded). */
+async function whileSampling<T>(threads: number | undefined, f: () => Promise<T>): Promise<T> {
+  const own = threadBlasThreads();
+  if (threads === undefined || own === undefined || own === threads) return f();
+  useThreadBlasThreads(threads);
+  try {
+    return await f();
+  } finally {
+    useThreadBlasThreads(own);
+  }
+}
+
 export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async (args, ctx) => {
   const w = await weightsOf(args, ctx.name);
   const model = w.model;
@@ -99,6 +120,8 @@ export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async 
     return run;
   };
   const how = 'sharesWith' in args ? `, sampling with ${args.sharesWith}'s own weights` : '';
+  const n = args.samplingThreads;
+  if (n !== undefined) ctx.log('info', `${n} BLAS thread${n === 1 ? '' : 's'} while sampling`);
   ctx.log(
     'info',
     version !== 0 ? `generator ready (weights version ${version}${how})` : `generator ready${how}`,
@@ -108,7 +131,9 @@ export const createGenerator: RoleFactory<GeneratorRole, GeneratorArgs> = async 
       exclusive(async () => {
         const rng = opts.sampling ? RandomStream.of(opts.sampling) : undefined;
         const version = w.version();
-        const g = await generate(model, prompts, { ...opts, rng });
+        const g = await whileSampling(args.samplingThreads, () =>
+          generate(model, prompts, { ...opts, rng }),
+        );
         const frame = encodeRollout(layoutOf(g as GeneratedRows));
         const out: GeneratedBatch = {
           frame,
