@@ -1,10 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
-import { testBuild } from './test/helpers/build.js';
+import { sourcesBuild } from './scripts/sources-build.js';
 
-// Actors whose roles live in src/ start from a compiled copy of it (test/helpers/build.ts).
-const build = testBuild(fileURLToPath(new URL('.', import.meta.url)));
+// Actors whose roles live in src/ start from a compiled copy of it (scripts/sources-build.ts);
+// TROUPE_TEST_FROM_SOURCES=1 keeps the TypeScript sources.
+const build = sourcesBuild(
+  fileURLToPath(new URL('.', import.meta.url)),
+  process.env.TROUPE_TEST_FROM_SOURCES === '1',
+);
 
 export default defineConfig({
   test: {

@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { compiledActors } from '../scripts/sources-build.js';
 import { actorsSuite } from './suites/actors.js';
 import { algorithmsSuite } from './suites/algorithms.js';
 import { bf16GenerateSuite, bf16Suite } from './suites/bf16.js';
@@ -42,6 +43,8 @@ const { values } = parseArgs({
   },
 });
 const names = values.suite ?? [...SUITES.keys()];
+// The actors a suite starts run the JavaScript the package ships (scripts/sources-build.ts).
+const build = compiledActors();
 const outDir = new URL('./results/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
 
@@ -63,6 +66,7 @@ for (const name of names) {
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
     platform: `${process.platform} ${process.arch}`,
+    actors: build ? 'compiled src/ (as the package ships)' : 'TypeScript sources (tsx)',
   };
   writeFileSync(
     file,

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { phaseRows, ppoConfig, writeJobData } from '../bench/suites/rl.js';
 import { grpoConfig, iterationsOf } from '../bench/suites/rl-grpo.js';
+import { compiledActors } from './sources-build.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -23,6 +24,7 @@ if (job !== 'grpo' && job !== 'ppo') {
 }
 const actors = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
 const timed = Number(process.argv[4] ?? 5);
+compiledActors();
 const dir = mkdtempSync(join(tmpdir(), 'troupe-rl-placement-'));
 try {
   await writeJobData(dir);

@@ -20,7 +20,7 @@ export interface HostStart {
  * Where a thread or child process of `boot` starts from. From the built package: its own
  * JavaScript entry. From the TypeScript sources: the sources, through tsx's loader, unless
  * `TROUPE_SOURCES_BUILD` names a compiled copy of this checkout's src/ (the test suite builds
- * one: test/helpers/build.ts) and every role of the host lives in src/ with no TypeScript module
+ * one: scripts/sources-build.ts) and every role of the host lives in src/ with no TypeScript module
  * named in its arguments. Then the host runs that copy as plain JavaScript, its role modules
  * mapped src/X.ts → build/X.js: a thread starts about a second sooner without the loader, and
  * its code is the code the package ships. A role from elsewhere (a test's own role, a loss

@@ -6,7 +6,7 @@ export const CLI_SOURCES = fileURLToPath(new URL('../../src/cli/main.ts', import
 
 /**
  * The arguments before a CLI test's own: `node <these> pretrain --config …`. The compiled copy
- * of this checkout's sources when the run has one (TROUPE_SOURCES_BUILD, test/helpers/build.ts:
+ * of this checkout's sources when the run has one (TROUPE_SOURCES_BUILD, scripts/sources-build.ts:
  * the JavaScript the package ships, and its actor threads start without a TypeScript loader),
  * else the sources through tsx.
  */
