@@ -18,22 +18,33 @@
  * What differs by vector width, in one place. The vector: 16 floats with AVX-512, 8 elsewhere (GCC
  * split a 64-byte vector on AVX2 into 16-byte pieces through the stack: the products ran at 2.2–7
  * GFLOP/s on a Zen 3). G: the rows of a register block's pass (all R with AVX-512's 32 registers,
- * 16 accumulators; 8 with AVX2's 16, 8 accumulators, the second 8 of 16 rows reading the same
- * k-block of B again from L1). NV8: vectors a pass for 8 rows. KB: rows of B a k-block. NB:
- * columns a chunk (0: one chunk). AVX2 (Zen 3, one thread, best of 50): the partial sums were
- * walked once per k-block of 8; KB 32, NB 256 (their sums stay in L1) and the padded rows of
- * nn_tile: [16, 384]·[384, 1152] 0.30 → 0.22 ms, [16, 768]·[768, 3072] 7.8 → 1.9 ms.
+ * 16 accumulators). NV8 / NV16: vectors a pass for 8 / 16 rows. KB: rows of B a k-block. NB:
+ * columns a chunk (0: one chunk). PF: how many rows of B ahead each B vector is prefetched.
+ * UNIT: the columns a thread's range is a multiple of (whole column blocks of both tiles).
+ *
+ * AVX2's 16 registers hold 4 rows × 3 vectors of accumulators and the 3 B vectors: each B load
+ * feeds 4 FMAs, and 8 or 16 rows take 2 or 4 passes over a k-block. The first pass reads B from
+ * memory and keeps the k-block (16 × 24 floats, 1.5 KB) in `panel`; the other passes read it
+ * there: re-reading B's rows (6–12 KB apart, so all in a few L1 sets) evicted each other. Zen 3,
+ * one thread, the PPO decoding step's 24 products (d 384, 42.5 MB of weights, from DRAM): 8 rows
+ * 4.7 → 2.8–3.4 ms, 16 rows 7.5 → 5.2–5.3 ms (2 threads: 5.1 → 3.8–4.2 ms), against 8 rows × 1
+ * vector a pass with KB 32 and NB 256. In that sweep KB 16 beat 32, one column chunk beat
+ * 240 and 480, a prefetch 32 or 64 rows ahead beat 16. The bits are the same (one chain a sum).
+ * The same build (-march=znver3) on a Zen 5: 8 rows 2.96 → 1.97 ms, 16 rows 4.92 → 3.3–3.5 ms.
+ * With AVX-512 (Zen 5, one thread), where only the register barrier and PF's name are new: 8
+ * rows 1.26–1.29 → 1.22–1.33 ms, 16 rows 2.83 → 2.63–2.70 ms.
  */
 #if defined(__AVX512F__)
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
-enum { LANES = 16, NV8 = 2, KB = 8, NB = 0 };
+enum { LANES = 16, NV8 = 2, NV16 = 1, KB = 8, NB = 0, PF = 8, UNIT = 32 };
 #define GROUP(R) (R)
 #else
 typedef float v16 __attribute__((vector_size(32), aligned(4)));
-enum { LANES = 8, NV8 = 1, KB = 32, NB = 256 };
-#define GROUP(R) ROWS
+enum { LANES = 8, NV8 = 3, NV16 = 3, KB = 16, NB = 0, PF = 32, UNIT = 48 };
+#define GROUP(R) 4
 #endif
 enum { ROWS = 8, ACC_PAD = 16 };
+_Static_assert(UNIT % (NV8 * LANES) == 0 && UNIT % (NV16 * LANES) == 0, "UNIT: whole column blocks");
 
 static inline v16 load16(const float *p) { return *(const v16 *)p; }
 static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
@@ -47,16 +58,24 @@ static inline void store16(float *p, v16 v) { *(v16 *)p = v; }
  * not follow; 8 rows at a time it streams ([8,768]·[768,3072] from DRAM: 1.00 → 0.65 ms, 14.5 GB/s
  * of a 24 GB/s read ceiling; sgemm 1.4 ms). 9–16 rows go through once as 16 (two passes of 8
  * read B twice). Every C[m, n] is the same chain of multiply-adds over k from 0 whatever R, NV
- * and KB (and the last N mod 32 columns the same scalar tail), so the tiling changes no bit. The
+ * and KB (and the last N mod UNIT columns the same scalar tail), so the tiling changes no bit. The
  * PPO bench's decoding step at batch 16 (d 384, 42 MB of weights a step; Intel Xeon VM, one
  * thread): 14.8 ms with two passes of 8, 12.3 in one of 16, 6.3 with the prefetch below.
  */
-/* Each B vector is prefetched KB rows ahead, the same columns, where the next k-block will read
+/* Each B vector is prefetched PF rows ahead, the same columns, where a later k-block will read
  * it: the KB streams of a k-block cross pages the hardware prefetcher does not follow. PPO bench
  * decoding at batch 16 (d 384, 42 MB of weights a step, Intel Xeon VM, KB 8, one thread): a step
  * 12.3 → 6.3 ms (4 rows ahead: 8.8 ms, 16: 6.5, 24: 6.8). Zen 3 (KB 32), the step's projections:
  * 8 rows ahead (within the k-block) 9.2 ms at batch 16 and 5.4 at 8; 32 (one k-block) 7.4 and
- * 4.3; 64: 7.6 and 4.7. */
+ * 4.3; 64: 7.6 and 4.7 (KB 32, 8 rows × 1 vector a pass; the register blocks above since). */
+
+/* acc[m][u] += A(m, k)·bv[u] for the G rows of a group (ak: A(·, k) packed, from the group's row) */
+static inline __attribute__((always_inline)) void fma_rows(const int G, const int NV,
+                                                           v16 acc[16][4], const float *ak,
+                                                           const v16 *bv) {
+  for (int m = 0; m < G; m++)
+    for (int u = 0; u < NV; u++) acc[m][u] += ak[m] * bv[u];
+}
 
 static inline __attribute__((always_inline)) void nn_tile(const int R, const int NV, int M, int N,
                                                           int K, const float *pa, const float *b,
@@ -64,43 +83,57 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
                                                           float *accbuf) {
   /* accbuf: [R][nv + ACC_PAD] partial sums for all R rows, so every loop over rows has a constant bound and
    * the accumulators stay in registers (a loop to M spilled them: 1.5× slower) */
-  /* columns past the last whole 32 take the scalar tail whatever NV (its bits are the tail's) */
+  /* columns past the last whole UNIT take the scalar tail (the same chain over k: the same bits) */
   const int G = GROUP(R); /* a constant once inlined (R is) */
   const int W = NV * LANES;
-  const int nv = N - N % (2 * LANES);
+  const int nv = N - N % UNIT; /* UNIT: a multiple of W (asserted below) */
   /* a row of partial sums ACC_PAD floats longer than nv: rows nv = 3072 floats apart (12 KB) all
    * fell in one L1 set, as 4 KB multiples do (Zen 3, [16, 768]·[768, 3072]: 5.2 → 1.9 ms) */
   const int as = nv + ACC_PAD;
+  v16 panel[KB][4]; /* the k-block of B the first group read, for the others */
   for (int c0 = 0; c0 < nv; c0 += NB ? NB : nv) /* column chunks (NB 0: one, all nv columns) */
   for (int k0 = 0; k0 < K; k0 += KB) {
     const int k1 = k0 + KB < K ? k0 + KB : K;
     const int c1 = NB && c0 + NB < nv ? c0 + NB : nv;
     for (int n0 = c0; n0 < c1; n0 += W)
       for (int g0 = 0; g0 < R; g0 += G) {
-        v16 acc[16][2];
+        v16 acc[16][4];
         for (int m = 0; m < G; m++)
           for (int u = 0; u < NV; u++)
             acc[m][u] = k0 > 0 ? load16(accbuf + (g0 + m) * as + n0 + u * LANES) : (v16){0};
-        const float *bk = b + (int64_t)k0 * ldb + n0;
-        for (int k = k0; k < k1; k++, bk += ldb) {
-          v16 bv[2];
-          for (int u = 0; u < NV; u++) {
-            if (g0 == 0) __builtin_prefetch(bk + KB * ldb + u * LANES);
-            bv[u] = load16(bk + u * LANES);
+        if (g0 == 0) { /* B from memory, kept in the panel for the other groups */
+          const float *bk = b + (int64_t)k0 * ldb + n0;
+          for (int k = k0; k < k1; k++, bk += ldb) {
+            v16 bv[4];
+            for (int u = 0; u < NV; u++) {
+              __builtin_prefetch(bk + PF * ldb + u * LANES);
+              bv[u] = load16(bk + u * LANES);
+              __asm__("" : "+x"(bv[u])); /* in a register: GCC otherwise folds it into each FMA */
+              if (G < R) panel[k - k0][u] = bv[u];
+            }
+            fma_rows(G, NV, acc, pa + k * R, bv);
           }
-          const float *ak = pa + k * R + g0;
-          for (int m = 0; m < G; m++)
-            for (int u = 0; u < NV; u++) acc[m][u] += ak[m] * bv[u];
-        }
+        } else
+          for (int k = k0; k < k1; k++) {
+            v16 bv[4];
+            for (int u = 0; u < NV; u++) {
+              bv[u] = panel[k - k0][u];
+              __asm__("" : "+x"(bv[u]));
+            }
+            fma_rows(G, NV, acc, pa + k * R + g0, bv);
+          }
         for (int m = 0; m < G; m++)
           for (int u = 0; u < NV; u++) store16(accbuf + (g0 + m) * as + n0 + u * LANES, acc[m][u]);
       }
   }
   for (int m = 0; m < M; m++) memcpy(c + m * ldc, accbuf + m * as, sizeof(float) * nv);
-  for (int n0 = nv; n0 < N; n0++) { /* the last N mod 32 columns */
+  for (int n0 = nv; n0 < N; n0++) { /* the last N mod UNIT columns */
     float acc[16] = {0};
     for (int k = 0; k < K; k++)
-      for (int m = 0; m < R; m++) acc[m] += pa[k * R + m] * b[(int64_t)k * ldb + n0];
+      for (int m = 0; m < R; m++) /* an explicit fma: with R 8 and 16 GCC vectorised `+= ·` as
+                                   * different instructions on a Zen 5 (the bits of 12 rows differed
+                                   * from 8 + 4) */
+        acc[m] = __builtin_fmaf(pa[k * R + m], b[(int64_t)k * ldb + n0], acc[m]);
     for (int m = 0; m < M; m++) c[m * ldc + n0] = acc[m];
   }
 }
@@ -108,7 +141,7 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
 static void nn_rows(int M, int N, int K, const float *pa, const float *b, int64_t ldb, float *c,
                     int ldc, float *accbuf) {
   if (M <= ROWS) nn_tile(ROWS, NV8, M, N, K, pa, b, ldb, c, ldc, accbuf);
-  else nn_tile(2 * ROWS, 1, M, N, K, pa, b, ldb, c, ldc, accbuf);
+  else nn_tile(2 * ROWS, NV16, M, N, K, pa, b, ldb, c, ldc, accbuf);
 }
 
 /* Σ of a vector's lanes by halving (4 adds for 16; a lane-by-lane loop was 16 dependent adds). */
@@ -177,7 +210,7 @@ static void nt_rows(int M, int N, int K, const float *pa, const float *b, float 
 
 /*
  * Threads: memory-bound (each weight read once per 8 rows), so the BLAS thread count
- * (setThreads), one thread per 2^18 elements of B at most, each a range of whole 32-column blocks
+ * (setThreads), one thread per 2^18 elements of B at most, each a range of whole UNIT-column blocks
  * of C with its own partial sums; a sum's order does not depend on the split (1 and n threads
  * give the same bits). [8, 768]·[768, 3072] on one thread ran at 14.5 GB/s, half the machine's
  * read bandwidth, so a second BLAS thread gained nothing in decoding at batch 8 (#17).
@@ -193,8 +226,8 @@ typedef struct {
 
 static void task_small(void *ctx, int t, int n) {
   Small *s = ctx;
-  const int64_t units = (s->N + 2 * LANES - 1) / (2 * LANES);
-  int lo = (int)(units * t / n * 2 * LANES), hi = (int)(units * (t + 1) / n * 2 * LANES);
+  const int64_t units = (s->N + UNIT - 1) / UNIT;
+  int lo = (int)(units * t / n * UNIT), hi = (int)(units * (t + 1) / n * UNIT);
   if (hi > s->N) hi = s->N;
   if (lo >= hi) return;
   if (s->tb) {
@@ -234,7 +267,7 @@ bool troupe_small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const 
         else p[k * R + m] = v;    /* [K][R] */
       }
   }
-  const int64_t work = K * N >> 18, units = (N + 2 * LANES - 1) / (2 * LANES);
+  const int64_t work = K * N >> 18, units = (N + UNIT - 1) / UNIT;
   const int want = troupe_threads();
   int threads = work < 1 ? 1 : work < want ? (int)work : want;
   if (threads > units) threads = (int)units;
