@@ -11,6 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { hugePagesEnv, onGlibc } from '../../src/cli/huge-pages.js';
 import type { Suite } from './types.js';
 
 const CHILD = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
@@ -59,12 +60,16 @@ export function spawnLocked(argv: readonly string[], env: NodeJS.ProcessEnv) {
   return spawnSync(cmd, rest, { encoding: 'utf8', maxBuffer: 1 << 26, env });
 }
 
-/** One case in a child process of its own: its RESULT line, or the error it printed. */
+/**
+ * One case in a child process of its own: its RESULT line, or the error it printed. The child
+ * gets the environment the `troupe` command runs in (glibc's malloc in huge pages,
+ * src/cli/huge-pages.ts); PyTorch's side keeps the plain one a Python user has.
+ */
 export function runCase(dir: string, c: Case, log: (l: string) => void): Record<string, unknown> {
   const reps = Number(process.env.TROUPE_MEMORY_REPS ?? c.reps);
   const args = [dir, c.phase, c.backend, String(c.batch), String(c.seq), '--reps', String(reps)];
   const argv = [process.execPath, '--import', 'tsx', CHILD, ...args, ...(c.flags ?? [])];
-  const r = spawnLocked(argv, process.env);
+  const r = spawnLocked(argv, hugePagesEnv(process.env, onGlibc()) ?? process.env);
   const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('RESULT '));
   const out = line ? JSON.parse(line.slice(7)) : { error: (r.stderr ?? '').slice(-2000) };
   const flag = (name: string, d: string) => {

@@ -16,7 +16,8 @@ cd "$(dirname "$0")/../.."
 if [[ $sides != torch ]]; then
   flags=(--checkpoint --reps "$reps")
   [[ $precision == bf16 ]] && flags+=(--precision bf16)
-  node --import tsx bench/suites/memory-child.ts "$dir" full cpu 1 256 "${flags[@]}" |
+  # the environment the troupe command runs in (src/cli/huge-pages.ts); PyTorch keeps the plain one
+  GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.hugetlb=1} node --import tsx bench/suites/memory-child.ts "$dir" full cpu 1 256 "${flags[@]}" |
     sed -n 's/^RESULT //p' | node -e "const r=JSON.parse(require('fs').readFileSync(0,'utf8'));
       const {tokensPerS,seconds,wallSeconds,cpuSecondsEach,peakRssMiB,loadS,loss,loadAverage,error}=r;
       console.log('troupe', JSON.stringify(error ? {error} : {tokensPerS,seconds,wallSeconds,cpuSecondsEach,peakRssMiB,loadS,loss,loadAverage}))"

@@ -108,6 +108,7 @@ describe('installing Troupe as a dependency (npm pack → npm install → npx tr
     const files = stdout.split('\n');
     for (const f of [
       'package/dist/index.js',
+      'package/dist/cli/bin.js',
       'package/dist/cli/main.js',
       'package/dist/kernels/native.js',
       'package/LICENSE',
