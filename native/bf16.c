@@ -462,8 +462,9 @@ const char *troupe_bf16_path(void) {
  * its page faults every time (2048^3: ~25 % of the call on these VMs). Buffers above SCRATCH_KEEP
  * are given back after the call (a 50257-word LM head's packed operands are 128 MB), and are
  * mapped with transparent huge pages asked for (MADV_HUGEPAGE, where the kernel has them in
- * `madvise` mode): 4 KB pages made a third of the LM head's dX = e·W (508 rows, K 50257) page
- * faults (Zen 5, one thread: 165 ms in 4 KB pages, 108 ms with the buffer kept; see below).
+ * `madvise` mode): in 4 KB pages a third of the LM head's dX = e·W (508 rows, K 50257) was page
+ * faults (Zen 5, one thread: 165 ms in 4 KB pages, 116 ms in huge pages, 108 ms with the buffer
+ * kept between calls, which would hold 128 MB per thread).
  */
 enum { SCRATCH_KEEP = 64 << 20, HUGE = 2 << 20 };
 static __thread uint16_t *scratch;

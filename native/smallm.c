@@ -18,8 +18,8 @@
  * What differs by vector width, in one place. The vector: 16 floats with AVX-512, 8 elsewhere (GCC
  * split a 64-byte vector on AVX2 into 16-byte pieces through the stack: the products ran at 2.2–7
  * GFLOP/s on a Zen 3). G: the rows of a register block's pass (all R with AVX-512's 32 registers,
- * 16 accumulators). NV8 / NV16: vectors a pass for 8 / 16 rows. KB: rows of B a k-block. NB:
- * columns a chunk (0: one chunk). PF: how many rows of B ahead each B vector is prefetched.
+ * 16 accumulators). NV8 / NV16: vectors a pass for 8 / 16 rows. KB: rows of B a k-block. PF: how
+ * many rows of B ahead each B vector is prefetched.
  * UNIT: the columns a thread's range is a multiple of (whole column blocks of both tiles).
  *
  * AVX2's 16 registers hold 4 rows × 3 vectors of accumulators and the 3 B vectors: each B load
@@ -28,19 +28,19 @@
  * there: re-reading B's rows (6–12 KB apart, so all in a few L1 sets) evicted each other. Zen 3,
  * one thread, the PPO decoding step's 24 products (d 384, 42.5 MB of weights, from DRAM): 8 rows
  * 4.7 → 2.8–3.4 ms, 16 rows 7.5 → 5.2–5.3 ms (2 threads: 5.1 → 3.8–4.2 ms), against 8 rows × 1
- * vector a pass with KB 32 and NB 256. In that sweep KB 16 beat 32, one column chunk beat
- * 240 and 480, a prefetch 32 or 64 rows ahead beat 16. The bits are the same (one chain a sum).
+ * vector a pass with KB 32 and columns in chunks of 256. In that sweep KB 16 beat 32, all
+ * columns in one pass beat chunks of 240 and 480, a prefetch 32 or 64 rows ahead beat 16. The bits are the same (one chain a sum).
  * The same build (-march=znver3) on a Zen 5: 8 rows 2.96 → 1.97 ms, 16 rows 4.92 → 3.3–3.5 ms.
  * With AVX-512 (Zen 5, one thread), where only the register barrier and PF's name are new: 8
  * rows 1.26–1.29 → 1.22–1.33 ms, 16 rows 2.83 → 2.63–2.70 ms.
  */
 #if defined(__AVX512F__)
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
-enum { LANES = 16, NV8 = 2, NV16 = 1, KB = 8, NB = 0, PF = 8, UNIT = 32 };
+enum { LANES = 16, NV8 = 2, NV16 = 1, KB = 8, PF = 8, UNIT = 32 };
 #define GROUP(R) (R)
 #else
 typedef float v16 __attribute__((vector_size(32), aligned(4)));
-enum { LANES = 8, NV8 = 3, NV16 = 3, KB = 16, NB = 0, PF = 32, UNIT = 48 };
+enum { LANES = 8, NV8 = 3, NV16 = 3, KB = 16, PF = 32, UNIT = 48 };
 #define GROUP(R) 4
 #endif
 enum { ROWS = 8, ACC_PAD = 16 };
@@ -91,11 +91,9 @@ static inline __attribute__((always_inline)) void nn_tile(const int R, const int
    * fell in one L1 set, as 4 KB multiples do (Zen 3, [16, 768]·[768, 3072]: 5.2 → 1.9 ms) */
   const int as = nv + ACC_PAD;
   v16 panel[KB][4]; /* the k-block of B the first group read, for the others */
-  for (int c0 = 0; c0 < nv; c0 += NB ? NB : nv) /* column chunks (NB 0: one, all nv columns) */
   for (int k0 = 0; k0 < K; k0 += KB) {
     const int k1 = k0 + KB < K ? k0 + KB : K;
-    const int c1 = NB && c0 + NB < nv ? c0 + NB : nv;
-    for (int n0 = c0; n0 < c1; n0 += W)
+    for (int n0 = 0; n0 < nv; n0 += W)
       for (int g0 = 0; g0 < R; g0 += G) {
         v16 acc[16][4];
         for (int m = 0; m < G; m++)
